@@ -1,0 +1,274 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+var netErrClosed = net.ErrClosed
+
+// listenBacklog matches Linux's default somaxconn: enough for the 1,000
+// concurrent handshakes a busy frontend sees without falling back to SYN
+// cookies.
+const listenBacklog = 4096
+
+// fullAddr converts an AddrPort; an invalid or unspecified address means
+// "any" and binds IPv6 dual-stack (IPv4 arrives as IPv4-mapped).
+func fullAddr(ap netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkProtocolNumber) {
+	a := ap.Addr().Unmap()
+	if !a.IsValid() || a == netip.IPv6Unspecified() {
+		return tcpip.FullAddress{Port: ap.Port()}, ipv6.ProtocolNumber
+	}
+	if a == netip.IPv4Unspecified() {
+		return tcpip.FullAddress{Port: ap.Port()}, netProto(a)
+	}
+	return tcpip.FullAddress{Addr: toAddr(a), Port: ap.Port()}, netProto(a)
+}
+
+// ListenTCP listens on addr. The zero or unspecified address listens on every
+// address of the stack, IPv6 and IPv4; port 0 picks a free port.
+func (s *Stack) ListenTCP(addr netip.AddrPort) (net.Listener, error) {
+	if s.isClosed() {
+		return nil, opErr("listen", "tcp", addr, ErrClosed)
+	}
+	fa, proto := fullAddr(addr)
+	var wq waiter.Queue
+	ep, terr := s.ns.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
+	if terr != nil {
+		return nil, opErr("listen", "tcp", addr, tcpipErr(terr))
+	}
+	if terr := ep.Bind(fa); terr != nil {
+		ep.Close()
+		return nil, opErr("listen", "tcp", addr, tcpipErr(terr))
+	}
+	if terr := ep.Listen(listenBacklog); terr != nil {
+		ep.Close()
+		return nil, opErr("listen", "tcp", addr, tcpipErr(terr))
+	}
+	return &tcpListener{l: gonet.NewTCPListener(s.ns, &wq, ep)}, nil
+}
+
+// DialTCP connects to addr, choosing the source address by route. The
+// context bounds the handshake only.
+func (s *Stack) DialTCP(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
+	return s.DialTCPFrom(ctx, netip.AddrPort{}, addr)
+}
+
+// DialTCPFrom connects to raddr from laddr (zero fields: chosen by the
+// stack).
+func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (net.Conn, error) {
+	if s.isClosed() {
+		return nil, opErr("dial", "tcp", raddr, ErrClosed)
+	}
+	if !raddr.Addr().IsValid() || raddr.Port() == 0 {
+		return nil, opErr("dial", "tcp", raddr, errors.New("invalid remote address"))
+	}
+	rfa, proto := fullAddr(raddr)
+	var lfa tcpip.FullAddress
+	if laddr.IsValid() {
+		lfa, _ = fullAddr(laddr)
+	}
+	c, err := gonet.DialTCPWithBind(ctx, s.ns, lfa, rfa, proto)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, opErr("dial", "tcp", raddr, ctxErr)
+		}
+		return nil, opErr("dial", "tcp", raddr, unwrapOp(err))
+	}
+	return &tcpConn{TCPConn: c}, nil
+}
+
+// ListenUDP opens a UDP socket bound to addr (zero or unspecified address:
+// every address, dual-stack; port 0: a free port). WriteTo takes a
+// *net.UDPAddr.
+func (s *Stack) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
+	if s.isClosed() {
+		return nil, opErr("listen", "udp", addr, ErrClosed)
+	}
+	fa, proto := fullAddr(addr)
+	c, err := gonet.DialUDP(s.ns, &fa, nil, proto)
+	if err != nil {
+		return nil, opErr("listen", "udp", addr, unwrapOp(err))
+	}
+	return &udpConn{UDPConn: c}, nil
+}
+
+// DialUDP opens a UDP socket connected to raddr.
+func (s *Stack) DialUDP(laddr, raddr netip.AddrPort) (net.Conn, error) {
+	if s.isClosed() {
+		return nil, opErr("dial", "udp", raddr, ErrClosed)
+	}
+	rfa, proto := fullAddr(raddr)
+	var lp *tcpip.FullAddress
+	if laddr.IsValid() {
+		lfa, _ := fullAddr(laddr)
+		lp = &lfa
+	}
+	c, err := gonet.DialUDP(s.ns, lp, &rfa, proto)
+	if err != nil {
+		return nil, opErr("dial", "udp", raddr, unwrapOp(err))
+	}
+	return &udpConn{UDPConn: c}, nil
+}
+
+func opErr(op, network string, addr netip.AddrPort, err error) error {
+	var a net.Addr
+	if network == "tcp" {
+		a = net.TCPAddrFromAddrPort(addr)
+	} else {
+		a = net.UDPAddrFromAddrPort(addr)
+	}
+	return &net.OpError{Op: op, Net: network, Addr: a, Err: err}
+}
+
+// unwrapOp strips gonet's *net.OpError so ours is not nested in another.
+func unwrapOp(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Err
+	}
+	return err
+}
+
+// tcpipErr turns a netstack error into a Go error. Closed and reset
+// conditions wrap the errors the net package's users test for.
+func tcpipErr(e tcpip.Error) error {
+	switch e.(type) {
+	case *tcpip.ErrClosedForSend, *tcpip.ErrClosedForReceive, *tcpip.ErrInvalidEndpointState:
+		return fmt.Errorf("%s: %w", e, net.ErrClosed)
+	case *tcpip.ErrPortInUse:
+		return fmt.Errorf("%s: %w", e, errAddrInUse)
+	}
+	return errors.New(e.String())
+}
+
+var errAddrInUse = errors.New("address already in use")
+
+// tcpListener maps errors after Close to net.ErrClosed, which is what
+// http.Server and friends look for to stop quietly.
+type tcpListener struct {
+	l      *gonet.TCPListener
+	closed atomic.Bool
+}
+
+var _ net.Listener = (*tcpListener)(nil)
+
+func (l *tcpListener) Accept() (net.Conn, error) {
+	c, err := l.l.Accept()
+	if err != nil {
+		if l.closed.Load() {
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+		}
+		return nil, err
+	}
+	return &tcpConn{TCPConn: c.(*gonet.TCPConn)}, nil
+}
+
+func (l *tcpListener) Close() error {
+	if l.closed.Swap(true) {
+		return &net.OpError{Op: "close", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+	}
+	// Shutdown wakes blocked Accept calls; Close releases the endpoint and
+	// resets connections still in the accept queue.
+	l.l.Shutdown()
+	return l.l.Close()
+}
+
+func (l *tcpListener) Addr() net.Addr { return l.l.Addr() }
+
+// tcpConn reports net.ErrClosed after a local Close. CloseRead, CloseWrite
+// and the deadline methods come from gonet.TCPConn.
+type tcpConn struct {
+	*gonet.TCPConn
+	closed atomic.Bool
+}
+
+var _ net.Conn = (*tcpConn)(nil)
+
+func (c *tcpConn) Read(b []byte) (int, error) {
+	n, err := c.TCPConn.Read(b)
+	if err != nil && c.closed.Load() {
+		err = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
+	}
+	return n, err
+}
+
+func (c *tcpConn) Write(b []byte) (int, error) {
+	n, err := c.TCPConn.Write(b)
+	if err != nil && c.closed.Load() {
+		err = &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
+	}
+	return n, err
+}
+
+func (c *tcpConn) Close() error {
+	if c.closed.Swap(true) {
+		return &net.OpError{Op: "close", Net: "tcp", Err: net.ErrClosed}
+	}
+	return c.TCPConn.Close()
+}
+
+// udpConn reports net.ErrClosed after a local Close (gonet reports io.EOF,
+// which quic-go would take for a peer's doing) and refuses non-UDP
+// addresses with an error instead of a panic.
+type udpConn struct {
+	*gonet.UDPConn
+	closed atomic.Bool
+}
+
+var (
+	_ net.PacketConn = (*udpConn)(nil)
+	_ net.Conn       = (*udpConn)(nil)
+)
+
+func (c *udpConn) closedErr(op string) error {
+	return &net.OpError{Op: op, Net: "udp", Source: c.LocalAddr(), Err: net.ErrClosed}
+}
+
+func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, a, err := c.UDPConn.ReadFrom(b)
+	if err != nil && c.closed.Load() {
+		return n, a, c.closedErr("read")
+	}
+	return n, a, err
+}
+
+func (c *udpConn) Read(b []byte) (int, error) {
+	n, _, err := c.ReadFrom(b)
+	return n, err
+}
+
+func (c *udpConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if c.closed.Load() {
+		return 0, c.closedErr("write")
+	}
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Addr: addr, Err: fmt.Errorf("address type %T is not *net.UDPAddr", addr)}
+	}
+	return c.UDPConn.WriteTo(b, ua)
+}
+
+func (c *udpConn) Write(b []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, c.closedErr("write")
+	}
+	return c.UDPConn.Write(b)
+}
+
+func (c *udpConn) Close() error {
+	if c.closed.Swap(true) {
+		return c.closedErr("close")
+	}
+	return c.UDPConn.Close()
+}
