@@ -1,0 +1,154 @@
+package benchsuite
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+const sampleOutput = `goos: linux
+goarch: amd64
+pkg: github.com/xdpnet/xdpnet/nic
+cpu: AMD EPYC 7B13
+BenchmarkRecv/impl=xdpnet/size=64-2         	 2000000	       410.0 ns/op	   2430000 pps	       0 B/op	       0 allocs/op
+BenchmarkRecv/impl=baseline/size=64-2       	  500000	      1900 ns/op	    520000 pps	      32 B/op	       1 allocs/op
+BenchmarkRecv/impl=xdpnet/size=1518-2       	 1000000	       900.0 ns/op	   1100000 pps
+BenchmarkRecv/impl=baseline/size=1518-2     	  400000	      2500 ns/op	    400000 pps
+some log line from the benchmark
+BenchmarkPlain   	 1000	 12.5 ns/op
+--- SKIP: BenchmarkZeroCopy
+    nic_test.go:42: feature not supported here: zero-copy: not supported
+--- FAIL: BenchmarkBroken/impl=xdpnet
+    nic_test.go:50: boom
+FAIL
+`
+
+func TestParse(t *testing.T) {
+	out, err := Parse(strings.NewReader(sampleOutput))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(out.Results), 5; got != want {
+		t.Fatalf("results: got %d, want %d: %+v", got, want, out.Results)
+	}
+	r := out.Results[0]
+	if r.Name != "BenchmarkRecv/impl=xdpnet/size=64" || r.Procs != 2 || r.N != 2000000 {
+		t.Errorf("first result: %+v", r)
+	}
+	if r.Metrics["pps"] != 2430000 || r.Metrics["ns/op"] != 410 || r.Metrics["allocs/op"] != 0 {
+		t.Errorf("metrics: %v", r.Metrics)
+	}
+	if p := r.Params(); p["impl"] != "xdpnet" || p["size"] != "64" {
+		t.Errorf("params: %v", p)
+	}
+	if r.Top() != "BenchmarkRecv" {
+		t.Errorf("top: %q", r.Top())
+	}
+	if out.Results[4].Name != "BenchmarkPlain" || out.Results[4].Procs != 1 {
+		t.Errorf("plain: %+v", out.Results[4])
+	}
+	if out.CPU != "AMD EPYC 7B13" || !out.Failed {
+		t.Errorf("cpu %q failed %v", out.CPU, out.Failed)
+	}
+	want := []Outcome{
+		{Name: "BenchmarkZeroCopy", Status: "skip", Reason: "nic_test.go:42: feature not supported here: zero-copy: not supported"},
+		{Name: "BenchmarkBroken/impl=xdpnet", Status: "fail", Reason: "nic_test.go:50: boom"},
+	}
+	if len(out.Outcomes) != len(want) {
+		t.Fatalf("outcomes: %+v", out.Outcomes)
+	}
+	for i := range want {
+		if out.Outcomes[i] != want[i] {
+			t.Errorf("outcome %d: got %+v, want %+v", i, out.Outcomes[i], want[i])
+		}
+	}
+}
+
+func TestParseRejectsMalformed(t *testing.T) {
+	for _, l := range []string{
+		"BenchmarkX-2 notanumber 1 ns/op",
+		"BenchmarkX-2 10 1",         // value without unit
+		"BenchmarkX-2 10 abc ns/op", // bad value
+		"BenchmarkX-2 0 1 ns/op",    // no iterations
+		"Benchmarks are fun, said no one",
+	} {
+		if _, ok := parseResult(l); ok {
+			t.Errorf("parsed %q", l)
+		}
+	}
+}
+
+func TestSplitProcs(t *testing.T) {
+	for in, want := range map[string]struct {
+		name  string
+		procs int
+	}{
+		"BenchmarkX-8":               {"BenchmarkX", 8},
+		"BenchmarkX":                 {"BenchmarkX", 1},
+		"BenchmarkX/mode=skb-copy":   {"BenchmarkX/mode=skb-copy", 1},
+		"BenchmarkX/mode=skb-copy-2": {"BenchmarkX/mode=skb-copy", 2},
+	} {
+		n, p := splitProcs(in)
+		if n != want.name || p != want.procs {
+			t.Errorf("splitProcs(%q) = %q, %d; want %q, %d", in, n, p, want.name, want.procs)
+		}
+	}
+}
+
+func TestAggregateAndPair(t *testing.T) {
+	res := []Result{
+		{Name: "BenchmarkRecv/impl=xdpnet/size=64", Procs: 2, Metrics: map[string]float64{"pps": 2e6, "ns/op": 500}},
+		{Name: "BenchmarkRecv/impl=xdpnet/size=64", Procs: 2, Metrics: map[string]float64{"pps": 3e6, "ns/op": 300}},
+		{Name: "BenchmarkRecv/impl=xdpnet/size=64", Procs: 2, Metrics: map[string]float64{"pps": 2.5e6, "ns/op": 400}},
+		{Name: "BenchmarkRecv/impl=baseline/size=64", Procs: 2, Metrics: map[string]float64{"pps": 5e5, "ns/op": 2000}},
+		{Name: "BenchmarkRecv/impl=xdpnet/size=1518", Procs: 2, Metrics: map[string]float64{"pps": 1e6}},
+		{Name: "BenchmarkRecv/impl=other/size=64", Procs: 2, Metrics: map[string]float64{"pps": 1e6}},
+		{Name: "BenchmarkLone/impl=xdpnet", Procs: 2, Metrics: map[string]float64{"ns/op": 1}},
+		{Name: "BenchmarkKernel/impl=baseline-kernel", Procs: 2, Metrics: map[string]float64{"ns/op": 10}},
+		{Name: "BenchmarkKernel/impl=xdpnet", Procs: 2, Metrics: map[string]float64{"ns/op": 5, "B/op": 0}},
+	}
+	figs := Aggregate("nic", res)
+	if len(figs) != 7 {
+		t.Fatalf("figures: %d", len(figs))
+	}
+	f := figs[0]
+	if f.Runs != 3 || f.Median["pps"] != 2.5e6 || f.Min["pps"] != 2e6 || f.Max["pps"] != 3e6 {
+		t.Errorf("aggregate: %+v", f)
+	}
+	cmps := Pair(figs)
+	byImpl := map[string]Comparison{}
+	for _, c := range cmps {
+		byImpl[c.Impl] = c
+	}
+	if len(cmps) != 3 {
+		t.Fatalf("comparisons: %+v", cmps)
+	}
+	c := byImpl["BenchmarkRecv/impl=xdpnet/size=64"]
+	if c.Baseline != "BenchmarkRecv/impl=baseline/size=64" || c.Primary != "pps" {
+		t.Errorf("pairing: %+v", c)
+	}
+	if math.Abs(c.Gain["pps"]-5) > 1e-9 || math.Abs(c.Gain["ns/op"]-5) > 1e-9 {
+		t.Errorf("gains: %v (want pps ×5 and ns/op ×5)", c.Gain)
+	}
+	if _, ok := byImpl["BenchmarkRecv/impl=other/size=64"]; !ok {
+		t.Error("second implementation not paired with the same baseline")
+	}
+	k := byImpl["BenchmarkKernel/impl=xdpnet"]
+	if k.Baseline != "BenchmarkKernel/impl=baseline-kernel" || k.Gain["ns/op"] != 2 || k.Primary != "ns/op" {
+		t.Errorf("baseline- prefix: %+v", k)
+	}
+	if _, ok := k.Gain["B/op"]; ok {
+		t.Error("gain computed for a unit the baseline lacks")
+	}
+}
+
+func TestHigherIsBetter(t *testing.T) {
+	for u, want := range map[string]bool{
+		"pps": true, "Gbit/s": true, "MB/s": true, "conns/s": true, "ratio": true, "reuse-ratio": true,
+		"ns/op": false, "cpu-ns/op": false, "B/op": false, "allocs/op": false, "p99-ns": false, "loss": false,
+	} {
+		if got := HigherIsBetter(u); got != want {
+			t.Errorf("HigherIsBetter(%q) = %v", u, got)
+		}
+	}
+}
