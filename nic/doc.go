@@ -1,0 +1,60 @@
+// Package nic drives one AF_XDP socket per (interface, queue): a Port.
+//
+// A Port owns a UMEM (anonymous memory cut into Config.FrameSize frames), a
+// bufring.FramePool over it, and a socket bound to one queue with its four
+// rings (fill, RX, TX, completion) mapped into the process. The XDP program
+// of package bpf steers the queue's frames for the engine's addresses to the
+// socket through its XSKMAP (Config.Map); everything else goes on to the
+// kernel.
+//
+// The data path is batch-shaped and allocation-free:
+//
+//	n, err := port.Receive(descs)     // frames now belong to the caller
+//	... port.Frame(descs[i]) ...      // view into the UMEM
+//	port.Release(descs[:n])           // back to the fill ring
+//
+//	k := port.Alloc(descs)            // free frames to build packets in
+//	... copy(port.Frame(descs[i]), pkt); descs[i].Len = uint32(len(pkt)) ...
+//	n, err = port.Transmit(descs[:k]) // one kick per batch, if the kernel wants it
+//
+// and Wait sleeps in poll(2), optionally after busy-polling the RX ring.
+//
+// The rings are single-producer single-consumer queues shared with the
+// kernel. The port reads the kernel's index with a load-acquire and publishes
+// its own with a store-release once per batch (ring_unsafe.go), and caches
+// the kernel's index so a batch usually touches the shared cache line once.
+// With XDP_USE_NEED_WAKEUP the kernel says when it must be kicked: Transmit
+// calls sendto only then, and the fill ring is kicked with recvfrom only
+// when a zero-copy driver asks. Kick errors are returned, never panicked:
+// ENETDOWN (wrapped in ErrLinkDown) while the link is down, ENXIO when the
+// device went away, ENOBUFS and others as they come; EAGAIN and EBUSY only
+// mean "kick again later" and are counted.
+//
+// Why not asavie/xdp's Socket: the project started on github.com/asavie/xdp
+// v0.3.3, and package nic's benchmarks still run its README loop as the
+// baseline. Its ring methods use plain loads and stores for the shared
+// indices (no acquire/release), Transmit panics on unexpected sendto errors,
+// GetDescs scans a []bool per call to find free frames, and the bind flags
+// (need_wakeup, copy, zero-copy) are a package-level variable. Two defects
+// decide against even using its NewSocket for setup: it never unmaps the four
+// ring mappings, so a closed socket is never released (it keeps its queue
+// busy and its UMEM pinned until the process exits), and when bind fails,
+// as a zero-copy attempt on veth does, the half-built socket leaks the same
+// way with no handle left to free it. Package nic therefore performs the
+// same setsockopt/mmap/bind sequence itself (socket_unsafe.go), tearing every
+// failed attempt down, which is what makes zero-copy fallback and the bounded
+// EBUSY retry after a re-bind safe.
+//
+// Modes: on veth AF_XDP runs in copy mode. ZeroCopyAuto tries zero-copy
+// and falls back to copy with the reason logged and counted; ZeroCopyForce
+// fails with an error wrapping ErrNotSupported where the driver has none.
+//
+// Statistics: Stats combines the port's own counters with the kernel's
+// XDP_STATISTICS (rx_dropped, rx_ring_full, rx_fill_ring_empty_descs, invalid
+// descriptors, tx_ring_empty_descs).
+//
+// Close removes the socket from the XSKMAP, unmaps the rings, closes the
+// socket and unmaps the UMEM. If the process dies instead, the kernel does
+// the same: a dead process leaves no socket behind, and the XSKMAP entry goes
+// with the socket.
+package nic

@@ -1,0 +1,613 @@
+package nic
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/bufring"
+)
+
+// Desc is an AF_XDP descriptor (struct xdp_desc): the UMEM address of a
+// frame's first byte, its length, and options (unused: no multi-buffer).
+// Descriptors are values; the frame they name is owned by whoever the API
+// below says.
+type Desc struct {
+	Addr    uint64
+	Len     uint32
+	Options uint32
+}
+
+// batch is the size of the on-stack scratch the port moves addresses in.
+const batch = 256
+
+// Port is one AF_XDP socket bound to one (interface, queue), with its own
+// UMEM and a bufring.FramePool over it.
+//
+// Frame ownership:
+//   - Receive hands the caller the frames of the descriptors it returns. The
+//     caller gives each back exactly once, with Release, or by passing the
+//     descriptor (possibly rewritten in place) to Transmit.
+//   - Alloc hands the caller free frames to build packets in. The caller
+//     gives each back with Transmit or Release.
+//   - Frames accepted by Transmit belong to the port; they return to the
+//     pool when the kernel reports their completion.
+//   - Frame views (Frame) are valid while the caller owns the frame and
+//     until Close.
+//
+// Concurrency: the receive side (Receive, Release) and the transmit side
+// (Alloc, Transmit, Complete) each take their own uncontended-in-steady-state
+// mutex once per call, so one goroutine can receive while others transmit.
+// Wait, Wake and Stats may be called from any goroutine. Close waits for the
+// calls in progress, but frame views handed out earlier become invalid: stop
+// the goroutines that use the port before closing it.
+type Port struct {
+	cfg       Config
+	umem      []byte // immutable until Close unmaps it
+	pool      *bufring.FramePool
+	frameMask uint64 // FrameSize-1
+	zeroCopy  bool
+	fallback  string
+	fd        int // the socket, for poll and statistics
+	wakeFD    int // eventfd Wake writes to interrupt Wait
+
+	closed atomic.Bool
+	// life is held shared by Wait, Wake and Stats while they use the file
+	// descriptors, and exclusively by Close while it releases them.
+	life sync.RWMutex
+
+	// rxMu guards the fill and RX rings and rxCache.
+	rxMu    sync.Mutex
+	fill    *addrRing
+	rx      *descRing
+	rxCache *bufring.Cache
+	rxAddrs [batch]uint64
+
+	// txMu guards the TX and completion rings and txCache.
+	txMu    sync.Mutex
+	tx      *descRing
+	comp    *addrRing
+	txCache *bufring.Cache
+	txAddrs [batch]uint64
+
+	sock *xsk // owned by Close; the rings above point into it
+	ctr  counters
+}
+
+// Open creates the UMEM and the socket for cfg, binds it, fills the fill ring
+// and, if cfg.Map is set, puts the socket in the XSKMAP. It must run in the
+// network namespace of the interface (the calling thread's namespace, e.g.
+// inside lab.NS.Do); the port works from any thread afterwards.
+func Open(cfg Config) (_ *Port, err error) {
+	if err := cfg.normalize(unix.Getpagesize()); err != nil {
+		return nil, err
+	}
+	umem, err := mapUMEM(cfg.Frames * cfg.FrameSize)
+	if err != nil {
+		return nil, err
+	}
+	p := &Port{cfg: cfg, umem: umem, frameMask: uint64(cfg.FrameSize - 1), fd: -1, wakeFD: -1}
+	defer func() {
+		if err != nil {
+			p.release()
+		}
+	}()
+	p.pool, err = bufring.NewFramePool(bufring.FrameConfig{
+		Frames: cfg.Frames, FrameSize: cfg.FrameSize, Reserve: cfg.RXReserve,
+		CacheSize: cfg.CacheSize, Region: umem,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nic: frame pool: %w", err)
+	}
+	p.rxCache = p.pool.NewCache(fmt.Sprintf("nic rx %d/%d", cfg.Ifindex, cfg.Queue))
+	p.txCache = p.pool.NewCache(fmt.Sprintf("nic tx %d/%d", cfg.Ifindex, cfg.Queue))
+
+	if err := p.bind(); err != nil {
+		return nil, err
+	}
+	p.fd = p.sock.fd
+	p.fill, p.rx, p.tx, p.comp = &p.sock.fill, &p.sock.rx, &p.sock.tx, &p.sock.comp
+	// In copy mode each sendto transmits at most a small budget (32 by
+	// default) and returns EAGAIN; let one kick take a whole TX ring. Kernels
+	// before 6.17 lack the option, which only costs extra kicks.
+	_ = unix.SetsockoptInt(p.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, cfg.TXSize)
+
+	p.wakeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("nic: eventfd: %w", err)
+	}
+	p.rxMu.Lock()
+	err = p.refillLocked()
+	p.rxMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Map != nil {
+		if err := cfg.Map.SetSocket(cfg.Queue, p.fd); err != nil {
+			return nil, fmt.Errorf("nic: xskmap set queue %d: %w", cfg.Queue, err)
+		}
+	}
+	return p, nil
+}
+
+// bind creates and binds the socket, falling back from zero-copy to copy
+// mode as cfg.ZeroCopy allows and retrying EBUSY within cfg.BindRetry. Each
+// attempt uses a fresh socket so a failed bind leaves nothing behind.
+func (p *Port) bind() error {
+	cfg := &p.cfg
+	var flags uint16
+	if !cfg.NoNeedWakeup {
+		flags |= unix.XDP_USE_NEED_WAKEUP
+	}
+	sizes := ringSizes{uint32(cfg.FillSize), uint32(cfg.CompSize), uint32(cfg.RXSize), uint32(cfg.TXSize)}
+	try := func(mode uint16) (*xsk, error) {
+		deadline := time.Now().Add(cfg.BindRetry)
+		backoff := time.Millisecond
+		for attempt := 1; ; attempt++ {
+			s, err := newXSK(p.umem, uint32(cfg.FrameSize), 0, sizes)
+			if err != nil {
+				return nil, err
+			}
+			err = s.bind(cfg.Ifindex, cfg.Queue, flags|mode)
+			if err == nil {
+				return s, nil
+			}
+			s.close()
+			if !errors.Is(err, unix.EBUSY) || time.Now().Add(backoff).After(deadline) {
+				return nil, fmt.Errorf("nic: bind ifindex %d queue %d (attempt %d): %w", cfg.Ifindex, cfg.Queue, attempt, err)
+			}
+			cfg.Logger.Debug("nic: queue busy, retrying bind", "ifindex", cfg.Ifindex, "queue", cfg.Queue, "attempt", attempt)
+			p.ctr.bindRetries.Add(1)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 100*time.Millisecond)
+		}
+	}
+
+	var s *xsk
+	var err error
+	switch cfg.ZeroCopy {
+	case ZeroCopyOff:
+		s, err = try(unix.XDP_COPY)
+	case ZeroCopyForce:
+		if s, err = try(unix.XDP_ZEROCOPY); errors.Is(err, unix.EOPNOTSUPP) {
+			err = fmt.Errorf("%w (zero-copy: %w)", err, ErrNotSupported)
+		}
+	case ZeroCopyAuto:
+		if s, err = try(unix.XDP_ZEROCOPY); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENODEV) {
+			p.fallback = err.Error()
+			p.ctr.zeroCopyFallback.Add(1)
+			cfg.Logger.Info("nic: zero-copy unavailable, using copy mode", "ifindex", cfg.Ifindex, "queue", cfg.Queue, "reason", err)
+			s, err = try(unix.XDP_COPY)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if p.zeroCopy, err = s.zeroCopy(); err != nil {
+		s.close()
+		return err
+	}
+	p.sock = s
+	return nil
+}
+
+// Receive moves up to len(descs) received descriptors into descs and returns
+// how many. It never blocks (see Wait). The frames named by the returned
+// descriptors belong to the caller until Release or Transmit. Receive also
+// tops up the fill ring from the pool, kicking the driver if it asked for it.
+func (p *Port) Receive(descs []Desc) (int, error) {
+	p.rxMu.Lock()
+	defer p.rxMu.Unlock()
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
+	r := p.rx
+	n := r.consPeek(uint32(min(len(descs), 1<<31)))
+	var bytes uint64
+	for i := range n {
+		d := r.slots[(r.local+i)&r.mask]
+		descs[i] = d
+		bytes += uint64(d.Len)
+	}
+	if n > 0 {
+		r.local += n
+		r.publishConsumer()
+		p.ctr.rxPackets.Add(uint64(n))
+		p.ctr.rxBytes.Add(bytes)
+	}
+	return int(n), p.refillLocked()
+}
+
+// refillLocked tops up the fill ring from the pool (RX class: it may take the
+// RX reserve). Called with rxMu held.
+func (p *Port) refillLocked() error {
+	f := p.fill
+	free := f.prodReserve(f.size)
+	if free == 0 {
+		return nil
+	}
+	var filled uint32
+	for filled < free {
+		got := p.rxCache.GetRX(p.rxAddrs[:min(free-filled, batch)])
+		if got == 0 {
+			p.ctr.fillPoolEmpty.Add(1)
+			break
+		}
+		for i := range got {
+			f.slots[(f.local+uint32(i))&f.mask] = p.rxAddrs[i]
+		}
+		f.local += uint32(got)
+		filled += uint32(got)
+	}
+	if filled == 0 {
+		return nil
+	}
+	f.publishProducer()
+	return p.kickFillLocked()
+}
+
+// kickFillLocked wakes the driver if it stopped for want of fill entries.
+// Copy mode never asks; zero-copy drivers with need_wakeup do.
+func (p *Port) kickFillLocked() error {
+	if p.cfg.NoNeedWakeup || !p.fill.needWakeup() {
+		return nil
+	}
+	p.ctr.fillKicks.Add(1)
+	switch errno := p.sock.kickRX(); errno {
+	case 0, unix.EAGAIN, unix.EINTR, unix.EBUSY:
+		return nil
+	case unix.ENETDOWN:
+		return fmt.Errorf("nic: rx wakeup: %w: %w", ErrLinkDown, errno)
+	default:
+		return fmt.Errorf("nic: rx wakeup: %w", errno)
+	}
+}
+
+// Release gives frames back to the port: straight into the fill ring while
+// it has room, into the pool otherwise. descs may come from Receive or Alloc;
+// each frame must be released once. Release after Close drops the frames.
+func (p *Port) Release(descs []Desc) {
+	p.rxMu.Lock()
+	defer p.rxMu.Unlock()
+	if p.closed.Load() {
+		return
+	}
+	f := p.fill
+	umemLen := uint64(len(p.umem))
+	room := f.prodReserve(uint32(min(len(descs), 1<<31)))
+	var filled uint32
+	for i := 0; i < len(descs); {
+		n := 0
+		for ; n < batch && i < len(descs); i++ {
+			a := descs[i].Addr
+			if a >= umemLen {
+				// A descriptor that names no frame of ours: count it
+				// rather than corrupt the pool.
+				p.ctr.invalidRelease.Add(1)
+				continue
+			}
+			p.rxAddrs[n] = a &^ p.frameMask
+			n++
+		}
+		k := min(uint32(n), room-filled)
+		for j := range k {
+			f.slots[(f.local+j)&f.mask] = p.rxAddrs[j]
+		}
+		f.local += k
+		filled += k
+		if int(k) < n {
+			p.rxCache.PutBatch(p.rxAddrs[k:n])
+		}
+	}
+	if filled > 0 {
+		f.publishProducer()
+		// Errors of a fill wakeup resurface on the next Receive.
+		_ = p.kickFillLocked()
+	}
+}
+
+// Alloc fills descs with free frames to build packets in and returns how
+// many it got; fewer than len(descs) means the pool (outside the RX reserve)
+// is short until transmissions complete. Each Desc has Len set to the frame
+// size: write the packet into Frame(d), set d.Len to its length, and pass d
+// to Transmit, or give it back with Release.
+func (p *Port) Alloc(descs []Desc) int {
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+	if p.closed.Load() {
+		return 0
+	}
+	p.reapLocked()
+	total := 0
+	for total < len(descs) {
+		got := p.txCache.GetBatch(p.txAddrs[:min(len(descs)-total, batch)])
+		if got == 0 {
+			break
+		}
+		for i, a := range p.txAddrs[:got] {
+			descs[total+i] = Desc{Addr: a, Len: uint32(p.cfg.FrameSize)}
+		}
+		total += got
+	}
+	return total
+}
+
+// Transmit places descriptors on the TX ring and, when the kernel asks for
+// it (need_wakeup), kicks it once. It returns how many it placed; the port
+// owns those frames from then on. Descriptors not placed stay the caller's:
+// the error is then ErrRingFull, unless a kick failed. A kick that finds the
+// link down returns an error wrapping ErrLinkDown and ENETDOWN; the placed
+// descriptors leave once the link is back. Transmit(nil) only reaps
+// completions and kicks out what is still on the ring.
+func (p *Port) Transmit(descs []Desc) (int, error) {
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+	if p.closed.Load() {
+		return 0, ErrClosed
+	}
+	p.reapLocked()
+	t := p.tx
+	n := t.prodReserve(uint32(min(len(descs), 1<<31)))
+	var bytes uint64
+	for i := range n {
+		d := descs[i]
+		t.slots[(t.local+i)&t.mask] = d
+		bytes += uint64(d.Len)
+	}
+	if n > 0 {
+		t.local += n
+		t.publishProducer()
+		p.ctr.txPackets.Add(uint64(n))
+		p.ctr.txBytes.Add(bytes)
+	}
+	err := p.kickTXLocked()
+	if err == nil && int(n) < len(descs) {
+		p.ctr.txRingFull.Add(uint64(len(descs) - int(n)))
+		err = ErrRingFull
+	}
+	return int(n), err
+}
+
+// kickTXLocked kicks the kernel if descriptors wait on the TX ring and it
+// asked for a wakeup. In copy mode the kernel sends a budget per kick and
+// returns EAGAIN when more are left, so kick again while that makes progress.
+func (p *Port) kickTXLocked() error {
+	t := p.tx
+	for {
+		if t.prodOutstanding() == 0 || (!p.cfg.NoNeedWakeup && !t.needWakeup()) {
+			return nil
+		}
+		before := t.cached
+		p.ctr.txKicks.Add(1)
+		switch errno := p.sock.kickTX(); errno {
+		case 0:
+			return nil
+		case unix.EAGAIN, unix.EBUSY, unix.EINTR:
+			// The kernel stopped early: its budget ran out, the completion
+			// ring is full, or the device queue is busy. Retry only if it
+			// moved, after freeing completion slots.
+			p.reapLocked()
+			if t.loadConsumer() == before {
+				p.ctr.txKickBusy.Add(1)
+				return nil
+			}
+		case unix.ENETDOWN:
+			p.ctr.linkDown.Add(1)
+			return fmt.Errorf("nic: tx: %w: %w", ErrLinkDown, errno)
+		default:
+			p.ctr.txKickErrors.Add(1)
+			return fmt.Errorf("nic: tx kick: %w", errno)
+		}
+	}
+}
+
+// Complete reaps the completion ring, returning transmitted frames to the
+// pool, and reports how many it reaped. Transmit and Alloc do this already.
+func (p *Port) Complete() int {
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+	if p.closed.Load() {
+		return 0
+	}
+	return p.reapLocked()
+}
+
+func (p *Port) reapLocked() int {
+	c := p.comp
+	total := 0
+	for {
+		n := c.consPeek(batch)
+		if n == 0 {
+			break
+		}
+		for i := range n {
+			p.txAddrs[i] = c.slots[(c.local+i)&c.mask] &^ p.frameMask
+		}
+		c.local += n
+		c.publishConsumer()
+		p.txCache.PutBatch(p.txAddrs[:n])
+		total += int(n)
+	}
+	if total > 0 {
+		p.ctr.txCompleted.Add(uint64(total))
+	}
+	return total
+}
+
+// Frame returns the bytes of the frame d names: d.Len bytes from d.Addr,
+// with a capacity that ends at the frame's end. The view is valid while the
+// caller owns the frame (see Port) and never after Close.
+func (p *Port) Frame(d Desc) []byte {
+	end := (d.Addr &^ p.frameMask) + uint64(p.cfg.FrameSize)
+	return p.umem[d.Addr : d.Addr+uint64(d.Len) : end]
+}
+
+// Wait blocks until the RX ring holds descriptors, Wake is called, timeout
+// passes (negative: no limit) or the port is closed. With Config.BusyPoll it
+// first spins on the RX ring for that long. It reports whether the RX ring
+// is non-empty; spurious returns are possible, so loop on Receive.
+func (p *Port) Wait(timeout time.Duration) (bool, error) {
+	p.life.RLock()
+	defer p.life.RUnlock()
+	if p.closed.Load() {
+		return false, ErrClosed
+	}
+	if p.rxReady() {
+		return true, nil
+	}
+	if spin := p.cfg.BusyPoll; spin > 0 {
+		if timeout >= 0 {
+			spin = min(spin, timeout)
+		}
+		start := time.Now()
+		for i := 0; ; i++ {
+			if p.rxReady() {
+				p.ctr.busyPollHits.Add(1)
+				return true, nil
+			}
+			// Check the clock only every so often: it costs more than
+			// the two loads above.
+			if i&63 == 63 && time.Since(start) >= spin {
+				break
+			}
+		}
+		if timeout >= 0 {
+			timeout -= time.Since(start)
+			timeout = max(timeout, 0)
+		}
+	}
+	p.ctr.pollSleeps.Add(1)
+	fds := [2]unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}, {Fd: int32(p.wakeFD), Events: unix.POLLIN}}
+	var ts *unix.Timespec
+	if timeout >= 0 {
+		t := unix.NsecToTimespec(timeout.Nanoseconds())
+		ts = &t
+	}
+	for {
+		_, err := unix.Ppoll(fds[:], ts, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("nic: poll: %w", err)
+		}
+		break
+	}
+	if fds[1].Revents&unix.POLLIN != 0 {
+		var buf [8]byte
+		_, _ = unix.Read(p.wakeFD, buf[:])
+	}
+	if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+		return false, p.socketError()
+	}
+	return fds[0].Revents&unix.POLLIN != 0 || p.rxReady(), nil
+}
+
+// rxReady reports whether the RX ring holds descriptors. It reads only the
+// shared words, so it needs no lock.
+func (p *Port) rxReady() bool {
+	return ringAvail(p.rx.loadProducer(), p.rx.loadConsumer()) != 0
+}
+
+// socketError reads the socket's pending error (SO_ERROR), which the kernel
+// sets e.g. when the device goes away (ENETDOWN).
+func (p *Port) socketError() error {
+	errno, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return fmt.Errorf("nic: SO_ERROR: %w", err)
+	}
+	if errno == int(unix.ENETDOWN) {
+		return fmt.Errorf("nic: socket: %w: %w", ErrLinkDown, unix.Errno(errno))
+	}
+	return fmt.Errorf("nic: socket: %w", unix.Errno(errno))
+}
+
+// Wake makes a Wait in progress (or the next one) return at once. It is
+// safe from any goroutine, e.g. a transmitter telling the port's worker that
+// work is queued.
+func (p *Port) Wake() {
+	p.life.RLock()
+	defer p.life.RUnlock()
+	if !p.closed.Load() {
+		p.signal()
+	}
+}
+
+func (p *Port) signal() {
+	one := [8]byte{1}
+	_, _ = unix.Write(p.wakeFD, one[:])
+}
+
+// Close removes the socket from the XSKMAP, releases the socket and its
+// rings, closes the pool and unmaps the UMEM. It waits for calls in progress
+// and wakes a Wait. Close is idempotent; later calls return nil.
+func (p *Port) Close() error {
+	if !p.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	p.signal() // end a Wait sleeping in poll(2) so Close can take life
+	p.life.Lock()
+	defer p.life.Unlock()
+	p.rxMu.Lock()
+	defer p.rxMu.Unlock()
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+	var errs []error
+	if p.cfg.Map != nil {
+		if err := p.cfg.Map.DeleteSocket(p.cfg.Queue); err != nil {
+			errs = append(errs, fmt.Errorf("nic: xskmap delete queue %d: %w", p.cfg.Queue, err))
+		}
+	}
+	errs = append(errs, p.release())
+	return errors.Join(errs...)
+}
+
+// release frees what Open built, in the order the kernel needs: the socket
+// (rings unmapped, descriptor closed) before the UMEM it pins.
+func (p *Port) release() error {
+	var errs []error
+	if p.sock != nil {
+		errs = append(errs, p.sock.close())
+		p.sock = nil
+	}
+	if p.wakeFD >= 0 {
+		errs = append(errs, unix.Close(p.wakeFD))
+		p.wakeFD = -1
+	}
+	if p.pool != nil {
+		errs = append(errs, p.pool.Close())
+	}
+	if p.umem != nil {
+		if err := unix.Munmap(p.umem); err != nil {
+			errs = append(errs, fmt.Errorf("nic: munmap umem: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FD returns the socket's file descriptor (e.g. for an XSKMAP the caller
+// manages itself). It stays owned by the port.
+func (p *Port) FD() int { return p.fd }
+
+// Ifindex returns the interface index the port is bound to.
+func (p *Port) Ifindex() int { return p.cfg.Ifindex }
+
+// Queue returns the queue the port is bound to.
+func (p *Port) Queue() int { return p.cfg.Queue }
+
+// ZeroCopy reports whether the socket runs in zero-copy mode.
+func (p *Port) ZeroCopy() bool { return p.zeroCopy }
+
+// FallbackReason says why ZeroCopyAuto fell back to copy mode, or "" if it
+// did not.
+func (p *Port) FallbackReason() string { return p.fallback }
+
+// FrameSize returns the UMEM frame size: the most Alloc'ed frames hold.
+func (p *Port) FrameSize() int { return p.cfg.FrameSize }
+
+// Pool returns the port's frame pool, for its statistics and waiters.
+func (p *Port) Pool() *bufring.FramePool { return p.pool }

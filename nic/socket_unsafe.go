@@ -1,0 +1,190 @@
+package nic
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// xsk is one AF_XDP socket with its four rings mapped. It is released by
+// close, which unmaps the rings before closing the descriptor: a ring mapping
+// holds a reference on the socket file, so a socket whose rings stay mapped is
+// never released and keeps its queue (and its pinned UMEM) busy. asavie/xdp
+// v0.3.3 never unmaps its rings, which is one reason nic/ sets sockets up
+// itself (see doc.go).
+type xsk struct {
+	fd   int
+	fill addrRing
+	comp addrRing
+	rx   descRing
+	tx   descRing
+	maps [][]byte
+}
+
+// ringSizes are the four ring sizes in descriptors (powers of two).
+type ringSizes struct{ fill, comp, rx, tx uint32 }
+
+// mapUMEM returns anonymous, populated memory for a UMEM of size bytes. It is
+// page-aligned, as XDP_UMEM_REG requires.
+func mapUMEM(size int) ([]byte, error) {
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
+	if err != nil {
+		return nil, fmt.Errorf("nic: mmap umem of %d bytes: %w", size, err)
+	}
+	return mem, nil
+}
+
+// newXSK creates an AF_XDP socket over mem, sets up and maps its rings. It
+// does not bind: see bind.
+func newXSK(mem []byte, frameSize, headroom uint32, sizes ringSizes) (s *xsk, err error) {
+	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.EAFNOSUPPORT) {
+			return nil, fmt.Errorf("nic: AF_XDP socket: %w (%w)", err, ErrNotSupported)
+		}
+		return nil, fmt.Errorf("nic: AF_XDP socket: %w", err)
+	}
+	s = &xsk{fd: fd}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+
+	reg := unix.XDPUmemReg{
+		Addr:     uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem)))),
+		Len:      uint64(len(mem)),
+		Size:     frameSize,
+		Headroom: headroom,
+	}
+	if err := setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+		return nil, fmt.Errorf("nic: XDP_UMEM_REG: %w", err)
+	}
+	for _, o := range []struct {
+		opt  int
+		size uint32
+		name string
+	}{
+		{unix.XDP_UMEM_FILL_RING, sizes.fill, "XDP_UMEM_FILL_RING"},
+		{unix.XDP_UMEM_COMPLETION_RING, sizes.comp, "XDP_UMEM_COMPLETION_RING"},
+		{unix.XDP_RX_RING, sizes.rx, "XDP_RX_RING"},
+		{unix.XDP_TX_RING, sizes.tx, "XDP_TX_RING"},
+	} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, o.opt, int(o.size)); err != nil {
+			return nil, fmt.Errorf("nic: %s %d: %w", o.name, o.size, err)
+		}
+	}
+
+	var off unix.XDPMmapOffsets
+	optlen := uint32(unsafe.Sizeof(off))
+	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_XDP,
+		unix.XDP_MMAP_OFFSETS, uintptr(unsafe.Pointer(&off)), uintptr(unsafe.Pointer(&optlen)), 0); errno != 0 {
+		return nil, fmt.Errorf("nic: XDP_MMAP_OFFSETS: %w", errno)
+	}
+
+	mapRing := func(pgoff int64, o unix.XDPRingOffset, size uint32, slot uintptr) (unsafe.Pointer, error) {
+		m, err := unix.Mmap(fd, pgoff, int(o.Desc)+int(size)*int(slot),
+			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			return nil, err
+		}
+		s.maps = append(s.maps, m)
+		return unsafe.Pointer(unsafe.SliceData(m)), nil
+	}
+	base, err := mapRing(unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, sizes.fill, 8)
+	if err != nil {
+		return nil, fmt.Errorf("nic: mmap fill ring: %w", err)
+	}
+	s.fill = addrRing{ringAt(base, off.Fr.Producer, off.Fr.Consumer, off.Fr.Flags, sizes.fill), addrSlots(base, off.Fr.Desc, sizes.fill)}
+	if base, err = mapRing(unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, sizes.comp, 8); err != nil {
+		return nil, fmt.Errorf("nic: mmap completion ring: %w", err)
+	}
+	s.comp = addrRing{ringAt(base, off.Cr.Producer, off.Cr.Consumer, off.Cr.Flags, sizes.comp), addrSlots(base, off.Cr.Desc, sizes.comp)}
+	if base, err = mapRing(unix.XDP_PGOFF_RX_RING, off.Rx, sizes.rx, unsafe.Sizeof(Desc{})); err != nil {
+		return nil, fmt.Errorf("nic: mmap rx ring: %w", err)
+	}
+	s.rx = descRing{ringAt(base, off.Rx.Producer, off.Rx.Consumer, off.Rx.Flags, sizes.rx), descSlots(base, off.Rx.Desc, sizes.rx)}
+	if base, err = mapRing(unix.XDP_PGOFF_TX_RING, off.Tx, sizes.tx, unsafe.Sizeof(Desc{})); err != nil {
+		return nil, fmt.Errorf("nic: mmap tx ring: %w", err)
+	}
+	s.tx = descRing{ringAt(base, off.Tx.Producer, off.Tx.Consumer, off.Tx.Flags, sizes.tx), descSlots(base, off.Tx.Desc, sizes.tx)}
+
+	// A fresh socket's rings start at zero, but read them anyway so the
+	// cached indices are right by construction.
+	s.fill.local, s.fill.cached = s.fill.loadProducer(), s.fill.loadConsumer()
+	s.tx.local, s.tx.cached = s.tx.loadProducer(), s.tx.loadConsumer()
+	s.rx.local, s.rx.cached = s.rx.loadConsumer(), s.rx.loadProducer()
+	s.comp.local, s.comp.cached = s.comp.loadConsumer(), s.comp.loadProducer()
+	return s, nil
+}
+
+// bind binds the socket to (ifindex, queue) with the XDP_* bind flags.
+func (s *xsk) bind(ifindex, queue int, flags uint16) error {
+	return unix.Bind(s.fd, &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(ifindex), QueueID: uint32(queue)})
+}
+
+// zeroCopy reports whether the bound socket runs in zero-copy mode.
+func (s *xsk) zeroCopy() (bool, error) {
+	var opts struct{ Flags uint32 } // struct xdp_options
+	optlen := uint32(unsafe.Sizeof(opts))
+	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_XDP,
+		unix.XDP_OPTIONS, uintptr(unsafe.Pointer(&opts)), uintptr(unsafe.Pointer(&optlen)), 0); errno != 0 {
+		return false, fmt.Errorf("nic: XDP_OPTIONS: %w", errno)
+	}
+	return opts.Flags&unix.XDP_OPTIONS_ZEROCOPY != 0, nil
+}
+
+// statistics reads the kernel's XDP_STATISTICS for the socket.
+func (s *xsk) statistics() (unix.XDPStatistics, error) {
+	var st unix.XDPStatistics
+	optlen := uint32(unsafe.Sizeof(st))
+	if _, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(s.fd), unix.SOL_XDP,
+		unix.XDP_STATISTICS, uintptr(unsafe.Pointer(&st)), uintptr(unsafe.Pointer(&optlen)), 0); errno != 0 {
+		return st, fmt.Errorf("nic: XDP_STATISTICS: %w", errno)
+	}
+	return st, nil
+}
+
+// kickTX asks the kernel to process the TX ring (sendto with no data).
+func (s *xsk) kickTX() unix.Errno {
+	_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	return errno
+}
+
+// kickRX asks the driver to refill from the fill ring (recvfrom with no
+// buffer), as the kernel wants when it set need_wakeup on the fill ring.
+func (s *xsk) kickRX() unix.Errno {
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	return errno
+}
+
+// close unmaps the rings and closes the socket; the kernel then unbinds it
+// and unpins its UMEM. The ring views must not be used afterwards.
+func (s *xsk) close() error {
+	var errs []error
+	for _, m := range s.maps {
+		if err := unix.Munmap(m); err != nil {
+			errs = append(errs, fmt.Errorf("nic: munmap ring: %w", err))
+		}
+	}
+	s.maps = nil
+	s.fill, s.comp, s.rx, s.tx = addrRing{}, addrRing{}, descRing{}, descRing{}
+	if s.fd >= 0 {
+		if err := unix.Close(s.fd); err != nil {
+			errs = append(errs, fmt.Errorf("nic: close socket: %w", err))
+		}
+		s.fd = -1
+	}
+	return errors.Join(errs...)
+}
+
+func setsockopt(fd, opt int, val unsafe.Pointer, size uintptr) error {
+	if _, _, errno := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_XDP,
+		uintptr(opt), uintptr(val), size, 0); errno != 0 {
+		return errno
+	}
+	return nil
+}
