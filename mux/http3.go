@@ -1,0 +1,171 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go/http3"
+	"golang.org/x/net/http/httpguts"
+)
+
+// ErrNotH3 is returned by NewHTTP3Client for a connection whose ALPN is not h3.
+var ErrNotH3 = errors.New("mux: connection did not negotiate h3")
+
+// HTTP3Client sends HTTP/3 requests (RFC 9114) on one chosen QUICConn:
+// the one reuse/ picked. It never dials; RoundTrip fails when that
+// connection cannot take the request. It is an http.RoundTripper.
+//
+// Each request takes one unit of the connection's stream credit before
+// quic-go opens its stream, so the connection's AvailStreams stays exact.
+type HTTP3Client struct {
+	c  *QUICConn
+	cc *http3.ClientConn
+}
+
+var _ http.RoundTripper = (*HTTP3Client)(nil)
+
+// NewHTTP3Client starts an HTTP/3 client session (control and QPACK
+// streams) on c, which must have negotiated ALPNH3. tr configures it (nil:
+// defaults); only its HTTP/3 settings are used, never its dialing.
+func NewHTTP3Client(c *QUICConn, tr *http3.Transport) (*HTTP3Client, error) {
+	if alpn := c.ALPN(); alpn != ALPNH3 {
+		return nil, fmt.Errorf("%w (negotiated %q)", ErrNotH3, alpn)
+	}
+	if tr == nil {
+		tr = &http3.Transport{}
+	}
+	return &HTTP3Client{c: c, cc: tr.NewClientConn(c.qc)}, nil
+}
+
+// Conn is the connection the client sends on.
+func (h *HTTP3Client) Conn() *QUICConn { return h.c }
+
+// RoundTrip sends req on the client's connection and returns the response.
+// Without stream credit it waits for the peer to grant more until the
+// request's context ends (then ErrNoCredit). The stream counts as used until
+// the response body is closed or read to its end.
+//
+// quic-go's ClientConn does not tell whether a failed request opened its
+// stream; the credit count depends on knowing it. So the request's context
+// reaches quic-go only once the request headers were written (the stream
+// exists then), and header fields are validated before anything is sent,
+// so that the only failures before that point are a dead connection or a
+// GOAWAY (RFC 9114 section 5.2), which end the connection's use anyway.
+func (h *HTTP3Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := validRequest(req); err != nil {
+		return nil, err
+	}
+	ctx := req.Context()
+	if err := h.c.reserve(ctx); err != nil {
+		return nil, err
+	}
+	// rctx is cancelled by ctx only after the headers went out.
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var stop func() bool
+	var wrote atomic.Bool
+	var mu sync.Mutex
+	trace := httptrace.ContextClientTrace(ctx)
+	ours := &httptrace.ClientTrace{WroteHeaders: func() {
+		wrote.Store(true)
+		mu.Lock()
+		stop = context.AfterFunc(ctx, cancel)
+		mu.Unlock()
+		if trace != nil && trace.WroteHeaders != nil {
+			trace.WroteHeaders()
+		}
+	}}
+	rctx = httptrace.WithClientTrace(rctx, ours)
+	rsp, err := h.cc.RoundTrip(req.WithContext(rctx))
+	if err != nil {
+		mu.Lock()
+		if stop != nil {
+			stop()
+		}
+		mu.Unlock()
+		cancel()
+		if !wrote.Load() && h.c.Err() == nil {
+			// A GOAWAY: the stream may or may not exist, so the count is
+			// unknown; no new streams go on this connection anyway.
+			h.c.markGoingAway()
+		}
+		h.c.streamEnded(true)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("mux: http3 request: %w", err)
+	}
+	rsp.Request = req
+	rsp.Body = &h3Body{ReadCloser: rsp.Body, done: func() {
+		mu.Lock()
+		if stop != nil {
+			stop()
+		}
+		mu.Unlock()
+		cancel()
+		h.c.streamEnded(true)
+	}}
+	return rsp, nil
+}
+
+// Close closes the HTTP/3 session and its connection.
+func (h *HTTP3Client) Close() error { return h.c.Close() }
+
+// validRequest rejects what quic-go would fail to encode after opening the
+// stream (see RoundTrip).
+func validRequest(req *http.Request) error {
+	if req.URL == nil {
+		return errors.New("mux: http3 request without URL")
+	}
+	if req.Method != "" && !validMethod(req.Method) {
+		return fmt.Errorf("mux: invalid http method %q", req.Method)
+	}
+	for _, hdr := range []http.Header{req.Header, req.Trailer} {
+		for k, vv := range hdr {
+			if !httpguts.ValidHeaderFieldName(k) {
+				return fmt.Errorf("mux: invalid http header field name %q", k)
+			}
+			for _, v := range vv {
+				if !httpguts.ValidHeaderFieldValue(v) {
+					return fmt.Errorf("mux: invalid http header field value for %q", k)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func validMethod(m string) bool {
+	for i := 0; i < len(m); i++ {
+		if !httpguts.IsTokenRune(rune(m[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// h3Body reports the end of a response body once.
+type h3Body struct {
+	io.ReadCloser
+	once sync.Once
+	done func()
+}
+
+func (b *h3Body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.once.Do(b.done)
+	}
+	return n, err
+}
+
+func (b *h3Body) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.done)
+	return err
+}

@@ -1,0 +1,212 @@
+package mux
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Config configures QUIC connections (RFC 9000) made by DialQUIC,
+// QUICTransport and ListenQUIC. The zero value is usable.
+type Config struct {
+	// HandshakeTimeout bounds the handshake; 0 means 5s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection that received nothing for this long
+	// (RFC 9000 section 10.1; the smaller of both peers' values applies);
+	// 0 means 30s.
+	IdleTimeout time.Duration
+	// KeepAlive sends a PING when nothing else was sent for this long, so
+	// that an idle pooled connection stays open (and NAT bindings with it);
+	// 0 means 10s, negative turns keep-alive off. quic-go caps it at half the
+	// idle timeout.
+	KeepAlive time.Duration
+	// MaxIncomingStreams is the number of concurrent bidirectional streams
+	// the peer may open (the MAX_STREAMS limit we grant, RFC 9000 section
+	// 4.6); 0 means 100, negative allows none.
+	MaxIncomingStreams int64
+	// Allow0RTT lets a server accept 0-RTT data (RFC 9001 section 4.6). Off by
+	// default: 0-RTT requests can be replayed. Clients never send 0-RTT.
+	Allow0RTT bool
+	// InitialPacketSize is the size of the first packets. quic-go only runs
+	// path MTU discovery on kernel sockets that can set the DF bit; on a
+	// netstack socket the packets would stay at 1280 bytes for the whole
+	// connection. Set this to the path MTU minus the IP and UDP headers
+	// (1452 for IPv4 on a 1500-byte link, 1432 for IPv6) when the link's MTU is
+	// known. 0 means quic-go's default.
+	InitialPacketSize uint16
+	// MaxStreamReceiveWindow and MaxConnectionReceiveWindow bound the flow
+	// control windows (RFC 9000 section 4); 0 means quic-go's defaults.
+	MaxStreamReceiveWindow     uint64
+	MaxConnectionReceiveWindow uint64
+}
+
+const (
+	defaultKeepAlive = 10 * time.Second
+	// pingStreamType is the type of the unidirectional stream Ping opens: a
+	// reserved HTTP/3 stream type (0x1f*N + 0x21, RFC 9114 section 6.2.3)
+	// that HTTP/3 peers must ignore. Raw-ALPN peers discard uni streams.
+	pingStreamType = 0x21
+)
+
+func (cfg Config) quicConfig() *quic.Config {
+	keepAlive := cfg.KeepAlive
+	switch {
+	case keepAlive == 0:
+		keepAlive = defaultKeepAlive
+	case keepAlive < 0:
+		keepAlive = 0
+	}
+	return &quic.Config{
+		HandshakeIdleTimeout:       cfg.HandshakeTimeout,
+		MaxIdleTimeout:             cfg.IdleTimeout,
+		KeepAlivePeriod:            keepAlive,
+		MaxIncomingStreams:         cfg.MaxIncomingStreams,
+		Allow0RTT:                  cfg.Allow0RTT,
+		InitialPacketSize:          cfg.InitialPacketSize,
+		MaxStreamReceiveWindow:     cfg.MaxStreamReceiveWindow,
+		MaxConnectionReceiveWindow: cfg.MaxConnectionReceiveWindow,
+		Tracer:                     traceFromContext,
+	}
+}
+
+// QUICTransport runs QUIC connections over one UDP socket: a netstack socket
+// (stack.ListenUDP) or a kernel one. Many client connections, and a listener,
+// can share it; packets are demultiplexed by connection id.
+type QUICTransport struct {
+	tr  *quic.Transport
+	pc  net.PacketConn
+	cfg Config
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewQUICTransport takes ownership of pc: Close closes it.
+func NewQUICTransport(pc net.PacketConn, cfg Config) *QUICTransport {
+	return &QUICTransport{tr: &quic.Transport{Conn: pc}, pc: pc, cfg: cfg}
+}
+
+// Dial opens a client connection to raddr and completes the handshake.
+// tlsConf must name one ALPN (ALPNH3 or ALPNRaw, see ClientTLS).
+func (t *QUICTransport) Dial(ctx context.Context, raddr net.Addr, tlsConf *tls.Config) (*QUICConn, error) {
+	if tlsConf == nil || len(tlsConf.NextProtos) == 0 {
+		return nil, errors.New("mux: quic dial needs a TLS config with an ALPN")
+	}
+	c := newQUICConn(true)
+	qc, err := t.tr.Dial(context.WithValue(ctx, traceKey{}, c), raddr, tlsConf, t.cfg.quicConfig())
+	if err != nil {
+		return nil, fmt.Errorf("mux: quic dial %s: %w", raddr, err)
+	}
+	c.start(qc)
+	return c, nil
+}
+
+// Listen accepts server connections on the transport. tlsConf offers the
+// ALPNs the server speaks (see ServerTLS).
+func (t *QUICTransport) Listen(tlsConf *tls.Config) (*QUICListener, error) {
+	if tlsConf == nil || len(tlsConf.NextProtos) == 0 {
+		return nil, errors.New("mux: quic listen needs a TLS config with ALPNs")
+	}
+	t.tr.ConnContext = func(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+		return context.WithValue(ctx, traceKey{}, newQUICConn(false)), nil
+	}
+	ln, err := t.tr.Listen(tlsConf, t.cfg.quicConfig())
+	if err != nil {
+		return nil, fmt.Errorf("mux: quic listen: %w", err)
+	}
+	return &QUICListener{ln: ln, tr: t}, nil
+}
+
+// LocalAddr is the socket's address.
+func (t *QUICTransport) LocalAddr() net.Addr { return t.pc.LocalAddr() }
+
+// Close closes every connection of the transport and its socket.
+func (t *QUICTransport) Close() error {
+	t.closeOnce.Do(func() {
+		t.closeErr = t.tr.Close()
+		if err := t.pc.Close(); err != nil && t.closeErr == nil && !errors.Is(err, net.ErrClosed) {
+			t.closeErr = err
+		}
+	})
+	return t.closeErr
+}
+
+// DialQUIC opens a client QUIC connection to raddr over pc and completes
+// the handshake. The connection owns pc: pc is closed when the connection
+// dies. tlsConf must name one ALPN (see ClientTLS). To share one socket
+// between connections use NewQUICTransport.
+func DialQUIC(ctx context.Context, pc net.PacketConn, raddr net.Addr, tlsConf *tls.Config, cfg Config) (*QUICConn, error) {
+	t := NewQUICTransport(pc, cfg)
+	c, err := t.Dial(ctx, raddr, tlsConf)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	c.owned = t
+	return c, nil
+}
+
+// QUICListener accepts server-side QUIC connections.
+type QUICListener struct {
+	ln *quic.Listener
+	tr *QUICTransport
+	// owned: made by ListenQUIC, Close closes the transport too.
+	owned bool
+}
+
+// ListenQUIC accepts QUIC connections on pc; it owns pc (Close closes it).
+func ListenQUIC(pc net.PacketConn, tlsConf *tls.Config, cfg Config) (*QUICListener, error) {
+	t := NewQUICTransport(pc, cfg)
+	ln, err := t.Listen(tlsConf)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	ln.owned = true
+	return ln, nil
+}
+
+// Accept waits for the next connection whose handshake completed.
+func (l *QUICListener) Accept(ctx context.Context) (*QUICConn, error) {
+	qc, err := l.ln.Accept(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("mux: quic accept: %w", err)
+	}
+	c, ok := qc.Context().Value(traceKey{}).(*QUICConn)
+	if !ok {
+		// Not possible: Listen's ConnContext sets it for every connection.
+		qc.CloseWithError(0, "")
+		return nil, errors.New("mux: quic accept: connection without credit tracker")
+	}
+	select {
+	case <-qc.HandshakeComplete():
+	case <-qc.Context().Done():
+		return nil, fmt.Errorf("mux: quic accept: %w", context.Cause(qc.Context()))
+	case <-ctx.Done():
+		qc.CloseWithError(0, "")
+		return nil, ctx.Err()
+	}
+	c.start(qc)
+	return c, nil
+}
+
+// Addr is the listening socket's address.
+func (l *QUICListener) Addr() net.Addr { return l.ln.Addr() }
+
+// Close stops accepting. A listener made by ListenQUIC also closes its
+// socket and with it every connection it accepted.
+func (l *QUICListener) Close() error {
+	err := l.ln.Close()
+	if l.owned {
+		if cerr := l.tr.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
