@@ -58,18 +58,7 @@ type counters struct {
 // statistics cannot be read (then the own counters are still filled in), or
 // with ErrClosed.
 func (p *Port) Stats() (Stats, error) {
-	c := &p.ctr
-	s := Stats{
-		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
-		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
-		TxCompleted: c.txCompleted.Load(), TxRingFull: c.txRingFull.Load(),
-		TxKicks: c.txKicks.Load(), TxKickBusy: c.txKickBusy.Load(),
-		TxKickErrors: c.txKickErrors.Load(), LinkDown: c.linkDown.Load(),
-		FillKicks: c.fillKicks.Load(), FillPoolEmpty: c.fillPoolEmpty.Load(),
-		InvalidRelease: c.invalidRelease.Load(),
-		PollSleeps:     c.pollSleeps.Load(), BusyPollHits: c.busyPollHits.Load(),
-		BindRetries: c.bindRetries.Load(), ZeroCopyFallback: c.zeroCopyFallback.Load(),
-	}
+	s := p.ownStats()
 	p.life.RLock()
 	defer p.life.RUnlock()
 	if p.closed.Load() {
@@ -85,4 +74,20 @@ func (p *Port) Stats() (Stats, error) {
 		TxRingEmptyDescs: k.Tx_ring_empty_descs,
 	}
 	return s, nil
+}
+
+// ownStats returns the port's own counters, without the kernel's.
+func (p *Port) ownStats() Stats {
+	c := &p.ctr
+	return Stats{
+		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
+		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
+		TxCompleted: c.txCompleted.Load(), TxRingFull: c.txRingFull.Load(),
+		TxKicks: c.txKicks.Load(), TxKickBusy: c.txKickBusy.Load(),
+		TxKickErrors: c.txKickErrors.Load(), LinkDown: c.linkDown.Load(),
+		FillKicks: c.fillKicks.Load(), FillPoolEmpty: c.fillPoolEmpty.Load(),
+		InvalidRelease: c.invalidRelease.Load(),
+		PollSleeps:     c.pollSleeps.Load(), BusyPollHits: c.busyPollHits.Load(),
+		BindRetries: c.bindRetries.Load(), ZeroCopyFallback: c.zeroCopyFallback.Load(),
+	}
 }
