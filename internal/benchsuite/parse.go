@@ -61,24 +61,38 @@ type Output struct {
 	Failed bool `json:"failed,omitempty"`
 }
 
-// Parse reads the plain-text output of a test binary run with -test.bench.
-// Lines it does not understand (log output of the benchmarks) are ignored.
+// Parse reads the plain-text output of a test binary run with -test.bench
+// (and -test.v, which makes skips visible). Lines it does not understand
+// (log output of the benchmarks) are ignored.
+//
+// A skip or failure's reason is the indented log lines: with -test.v they
+// come before the "--- SKIP:" line, without it after.
 func Parse(r io.Reader) (Output, error) {
 	var out Output
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var cur *Outcome // the SKIP/FAIL whose indented reason lines follow
+	var (
+		cur     *Outcome // the SKIP/FAIL whose indented reason lines follow
+		pending string   // indented lines since the last unindented one
+	)
 	for sc.Scan() {
 		line := sc.Text()
 		trimmed := strings.TrimSpace(line)
-		if cur != nil {
-			if strings.HasPrefix(line, "    ") && trimmed != "" && !strings.HasPrefix(trimmed, "--- ") {
+		indented := strings.HasPrefix(line, "    ") && trimmed != "" && !strings.HasPrefix(trimmed, "--- ")
+		if indented {
+			if cur != nil {
 				cur.Reason = joinReason(cur.Reason, trimmed)
-				continue
+			} else {
+				pending = joinReason(pending, trimmed)
 			}
+			continue
+		}
+		if cur != nil {
 			out.Outcomes = append(out.Outcomes, *cur)
 			cur = nil
 		}
+		reason := pending
+		pending = ""
 		switch {
 		case strings.HasPrefix(trimmed, "--- SKIP: "), strings.HasPrefix(trimmed, "--- FAIL: "):
 			status := "skip"
@@ -88,7 +102,12 @@ func Parse(r io.Reader) (Output, error) {
 			rest := trimmed[len("--- SKIP: "):]
 			name, _, _ := strings.Cut(rest, " ")
 			name, _ = splitProcs(name)
-			cur = &Outcome{Name: name, Status: status}
+			o := Outcome{Name: name, Status: status, Reason: reason}
+			if reason != "" {
+				out.Outcomes = append(out.Outcomes, o)
+			} else {
+				cur = &o
+			}
 		case strings.HasPrefix(line, "cpu: "):
 			out.CPU = strings.TrimPrefix(line, "cpu: ")
 		case line == "FAIL" || strings.HasPrefix(line, "FAIL\t") || strings.HasPrefix(line, "panic: "):

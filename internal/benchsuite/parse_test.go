@@ -16,8 +16,9 @@ BenchmarkRecv/impl=xdpnet/size=1518-2       	 1000000	       900.0 ns/op	   1100
 BenchmarkRecv/impl=baseline/size=1518-2     	  400000	      2500 ns/op	    400000 pps
 some log line from the benchmark
 BenchmarkPlain   	 1000	 12.5 ns/op
---- SKIP: BenchmarkZeroCopy
+BenchmarkZeroCopy
     nic_test.go:42: feature not supported here: zero-copy: not supported
+--- SKIP: BenchmarkZeroCopy
 --- FAIL: BenchmarkBroken/impl=xdpnet
     nic_test.go:50: boom
 FAIL

@@ -28,7 +28,32 @@ type line struct {
 type figureSpec struct {
 	title, x, y string
 	logX        bool
-	lines       []line
+	// xAtData puts the X ticks at the measured points (frame sizes).
+	xAtData bool
+	lines   []line
+}
+
+// humanTicks labels the default ticks with k/M/G instead of exponents.
+type humanTicks struct{}
+
+func (humanTicks) Ticks(lo, hi float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = fmtNum(ts[i].Value)
+		}
+	}
+	return ts
+}
+
+func dataTicks(xs []float64) plot.ConstantTicks {
+	slices.Sort(xs)
+	xs = slices.Compact(xs)
+	ts := make(plot.ConstantTicks, len(xs))
+	for i, x := range xs {
+		ts[i] = plot.Tick{Value: x, Label: fmtNum(x)}
+	}
+	return ts
 }
 
 func (s figureSpec) save(path string) error {
@@ -39,9 +64,19 @@ func (s figureSpec) save(path string) error {
 	p.Legend.Top = true
 	p.Legend.Left = false
 	p.Add(plotter.NewGrid())
+	p.Y.Tick.Marker = humanTicks{}
+	var xs []float64
+	for _, l := range s.lines {
+		for _, pt := range l.pts {
+			xs = append(xs, pt.X)
+		}
+	}
 	if s.logX {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	if s.xAtData {
+		p.X.Tick.Marker = dataTicks(xs)
 	}
 	for i, l := range s.lines {
 		if len(l.pts) == 0 {
@@ -66,6 +101,12 @@ func (s figureSpec) save(path string) error {
 		}
 		p.Legend.Add(name, ln, pts)
 	}
+	// Room above the curves for the legend, and rates start at zero so
+	// the eye reads ratios right.
+	if p.Y.Min > 0 && !s.logX {
+		p.Y.Min = 0
+	}
+	p.Y.Max += 0.25 * (p.Y.Max - p.Y.Min)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("plot directory: %w", err)
 	}
@@ -201,8 +242,10 @@ func (r *Report) sweepFigures() map[string]figureSpec {
 		name := unsafeName.ReplaceAllString(shortPkg(k.pkg)+"-"+k.top+"-by-"+param, "_")
 		out[name] = figureSpec{
 			title: fmt.Sprintf("%s %s: %s against %s", shortPkg(k.pkg), k.top, unit, param),
-			x:     param, y: unit, logX: param == "size" || param == "frame" || param == "framesize",
-			lines: lines,
+			x:     param, y: unit,
+			logX:    param == "size" || param == "frame" || param == "framesize",
+			xAtData: param == "size" || param == "frame" || param == "framesize",
+			lines:   lines,
 		}
 	}
 	return out
@@ -228,7 +271,7 @@ func sweepParam(figs []Figure) string {
 }
 
 func (r *Report) rfcThroughputFigure() (figureSpec, bool) {
-	s := figureSpec{title: "RFC 2544 zero-loss throughput against frame size", x: "frame size (bytes)", y: "Mframes/s", logX: true}
+	s := figureSpec{title: "RFC 2544 zero-loss throughput against frame size", x: "frame size (bytes)", y: "Mframes/s", logX: true, xAtData: true}
 	for _, run := range r.RFC2544 {
 		var found, src plotter.XYs
 		for _, res := range run.Results {

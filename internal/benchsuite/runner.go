@@ -181,6 +181,7 @@ func runBinary(ctx context.Context, cfg RunConfig, bin string, p Package, name s
 		"-test.benchtime=" + cfg.BenchTime,
 		"-test.count=" + fmt.Sprint(cfg.Count),
 		"-test.benchmem",
+		"-test.v", // prints skips and their reasons
 		"-test.timeout=" + cfg.Timeout.String(),
 	}
 	if cfg.Short {

@@ -1,0 +1,127 @@
+// Command benchsuite runs xdpnet's benchmark suite and writes its results:
+// a JSON results file, a generated section of BENCH.md and PNG plots.
+//
+//	go run ./cmd/benchsuite -out bench/results/2026-11-21.json -md BENCH.md
+//	go run ./cmd/benchsuite -short   # seconds per figure: the CI smoke run
+//
+// It runs every Go benchmark of the module (one top-level benchmark at a
+// time, each bounded by -timeout), pairs implementations with their
+// same-run baselines, then the RFC 2544 throughput searches (root only: they
+// build a veth lab) and draws the figures.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"time"
+
+	"github.com/xdpnet/xdpnet/internal/benchsuite"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchsuite:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		out      = flag.String("out", "", "results file (default bench/results/<date>.json)")
+		md       = flag.String("md", "BENCH.md", "Markdown file whose generated section is rewritten (empty: none)")
+		plots    = flag.String("plots", "bench/plots", "directory for PNG figures (empty: none)")
+		short    = flag.Bool("short", false, "short mode: -test.short, short benchtime, short RFC 2544 trials")
+		bench    = flag.String("bench", ".", "regexp selecting top-level benchmarks")
+		pkgs     = flag.String("pkgs", "./...", "packages to benchmark (go list pattern)")
+		benchT   = flag.String("benchtime", "", "-test.benchtime (default 1s, short 100ms)")
+		count    = flag.Int("count", 0, "-test.count (default 3, short 1)")
+		timeout  = flag.Duration("timeout", 0, "bound for one top-level benchmark (default 10m, short 2m)")
+		rfc      = flag.Bool("rfc2544", true, "run the RFC 2544 throughput searches (needs root)")
+		trial    = flag.Duration("trial", 0, "RFC 2544 trial duration (default 2s, short 100ms)")
+		tol      = flag.Float64("loss", 0, "RFC 2544 loss tolerance (fraction; RFC 2544 says 0)")
+		logPath  = flag.String("log", "", "file for the raw benchmark output (default <out>.log)")
+		deadline = flag.Duration("deadline", 0, "bound for the whole suite (default 2h, short 10m)")
+	)
+	flag.Parse()
+
+	cfg := benchsuite.Config{
+		Run: benchsuite.RunConfig{
+			Packages:  []string{*pkgs},
+			Short:     *short,
+			BenchTime: *benchT,
+			Count:     *count,
+			Timeout:   *timeout,
+		},
+		RFC2544:       *rfc,
+		Trial:         *trial,
+		LossTolerance: *tol,
+	}
+	if *bench != "." {
+		re, err := regexp.Compile(*bench)
+		if err != nil {
+			return fmt.Errorf("-bench: %w", err)
+		}
+		cfg.Run.Match = re
+	}
+	cfg = cfg.WithDefaults()
+	dir, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	cfg.Run.Dir = dir
+	if *out == "" {
+		*out = filepath.Join("bench", "results", time.Now().UTC().Format("2006-01-02")+".json")
+	}
+	if *logPath == "" {
+		*logPath = *out + ".log"
+	}
+	if *deadline == 0 {
+		*deadline = 2 * time.Hour
+		if *short {
+			*deadline = 10 * time.Minute
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(*logPath), 0o755); err != nil {
+		return err
+	}
+	logf, err := os.Create(*logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cfg.Run.Log = logf
+	cfg.Run.Progress = benchsuite.NewProgress(os.Stderr)
+	cfg.Log = io.MultiWriter(logf)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *deadline)
+	defer cancel()
+
+	rep, runErr := benchsuite.Run(ctx, cfg)
+	cfg.Run.Progress.Finish()
+	// Whatever was measured is written, also after an error or interrupt.
+	if *plots != "" {
+		if err := rep.Plot(*plots); err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+		}
+	}
+	if err := rep.WriteJSON(*out); err != nil {
+		return err
+	}
+	if *md != "" {
+		if err := rep.SpliceFile(*md, *plots); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "benchsuite: %d figures, %d comparisons, %d RFC 2544 runs, %d plots, %d errors; results in %s, raw output in %s\n",
+		len(rep.Figures), len(rep.Comparisons), len(rep.RFC2544), len(rep.Plots), len(rep.Errors), *out, *logPath)
+	return runErr
+}
