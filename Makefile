@@ -15,7 +15,7 @@ BENCH_TIME ?= 1s
 APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev iperf3 nghttp2-client curl iproute2 ethtool
 DATE := $(shell date -u +%Y-%m-%d)
 
-.PHONY: help deps build generate lint test test-short bench demo clean
+.PHONY: help deps build generate lint test test-short bench bench-short demo clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,8 +50,11 @@ test: deps ## unit tests with -race and -shuffle, then the privileged lab tests 
 test-short: deps ## the same, -short (quick loop while developing)
 	$(GO) test -short -race -timeout $(TEST_TIMEOUT) $(PKGS)
 
-bench: build ## run the benchmark suite, write bench/results/<date>.json and BENCH.md
-	$(GO) run ./cmd/xdpnet bench -out bench/results/$(DATE).json -md BENCH.md
+bench: build ## run the benchmark suite (as root for the lab parts): bench/results/<date>.json, BENCH.md, bench/plots
+	$(GO) run ./cmd/benchsuite -out bench/results/$(DATE).json -md BENCH.md -plots bench/plots -benchtime $(BENCH_TIME)
+
+bench-short: ## the suite in short mode (seconds per figure); results to bench/results/<date>-short.json only
+	$(GO) run ./cmd/benchsuite -short -out bench/results/$(DATE)-short.json -md '' -plots ''
 
 demo: build ## build the lab, run the engine on its embedded config under a bounded load
 	./bin/xdpnet demo
