@@ -47,3 +47,12 @@ func TestDebugDuplicateHandout(t *testing.T) {
 		d.GetBatch(buf)
 	})
 }
+
+func TestDebugByteDoubleRelease(t *testing.T) {
+	p, _ := NewBytePool(ByteConfig{Sizes: []int{64}})
+	c := p.NewCache("c")
+	b := c.Get(10)
+	c.Put(b)
+	mustPanic(t, "double release", func() { c.Put(b) })
+	mustPanic(t, "foreign", func() { c.Put(make([]byte, 64)) })
+}
