@@ -1,0 +1,111 @@
+package reuse
+
+import (
+	"sync/atomic"
+
+	"github.com/xdpnet/xdpnet/mux"
+)
+
+type tree uint8
+
+const (
+	inNone  tree = iota // leased and full, private, or released
+	inAvail             // streams in use, credit left
+	inSafe              // idle, completed a request
+	inIdle              // idle, never completed a request
+)
+
+// Pending event bits of pconn.pending.
+const (
+	evQueued uint32 = 1 << iota // on its owner's inbox
+	evCredit                    // mux.Watcher.StreamCredit
+	evDead                      // mux.Watcher.ConnDead
+)
+
+// pconn is the pool's record of one backend connection. It is the
+// connection's mux.Watcher. Fields below owner are guarded by the owner
+// Worker's mu; owner itself changes only under the old owner's mu (takeover).
+type pconn struct {
+	c    mux.Conn
+	hash uint64
+
+	owner   atomic.Pointer[Worker]
+	pending atomic.Uint32 // evX bits
+	inNext  *pconn        // next on the inbox stack; written by the pusher that set evQueued
+	probing atomic.Bool   // a liveness ping is in flight
+
+	b         *bucket // the owner's bucket for the connection's Params
+	links     [numSlots]link
+	tree      tree
+	leases    int  // streams handed out and not yet Done
+	reuses    int  // streams opened over the connection's life
+	proven    bool // a request completed on it
+	retired   bool // takes no new stream (max-reuse, drain, PolicyNever without session)
+	released  bool // closed and forgotten by the pool
+	private   *Session
+	idleSince int64 // worker time when it last became idle
+	lastProbe int64 // worker time of the last ping sent
+}
+
+var _ mux.Watcher = (*pconn)(nil)
+
+// StreamCredit implements mux.Watcher: queue the connection to its owner.
+func (p *pconn) StreamCredit(mux.Conn) { p.notify(evCredit) }
+
+// ConnDead implements mux.Watcher: queue the connection to its owner.
+func (p *pconn) ConnDead(mux.Conn, error) { p.notify(evDead) }
+
+func (p *pconn) notify(ev uint32) {
+	if p.pending.Or(ev|evQueued)&evQueued != 0 {
+		return // already queued; the owner will see ev
+	}
+	p.owner.Load().inboxPush(p)
+}
+
+// usable reports whether a new stream can be opened on p now without waiting.
+func (p *pconn) usable(maxReuse int) bool {
+	return !p.retired && !p.released && (maxReuse == 0 || p.reuses < maxReuse) &&
+		p.c.Alive() && p.c.AvailStreams() > 0
+}
+
+// bucket holds one worker's connections for one exact Params: HAProxy's
+// per-hash tree nodes. Buckets whose Params hash alike chain through next.
+type bucket struct {
+	params Params // immutable
+	hash   uint64
+	next   *bucket
+	ws     *wserver
+	avail  plist
+	safe   plist
+	idle   plist
+	conns  int // pconns whose b is this bucket, plus dials in progress
+}
+
+func newBucket(p *Params, h uint64, ws *wserver) *bucket {
+	return &bucket{
+		params: *p, hash: h, ws: ws,
+		avail: plist{slot: slotTree},
+		safe:  plist{slot: slotTree},
+		idle:  plist{slot: slotTree},
+	}
+}
+
+// wserver is one worker's state for one server.
+type wserver struct {
+	srv     *server
+	lru     plist // idle and safe connections, front: most recently idle
+	all     plist // every connection of this server on this worker
+	conns   int   // connections owned, including dials in progress
+	dialing int   // dials in progress
+	used    int   // connections with a stream leased
+	maxUsed int   // peak of used since the last purge
+	estNeed int   // smoothed need, for purge
+	buckets int
+	last    *bucket // bucket of the last Attach, for warm-up dials
+}
+
+// server is the pool-wide state of one server.
+type server struct {
+	name     string
+	draining atomic.Bool
+}

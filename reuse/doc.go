@@ -1,0 +1,86 @@
+// Package reuse decides, for each backend request, which multiplexed backend
+// connection (mux.Conn) carries it, so that almost no request pays for a
+// handshake.
+//
+// # Model
+//
+// A Pool has one Worker per engine worker (one per dedicated NIC queue). A
+// Worker keeps, per server, the connections it owns in three trees, as HAProxy
+// does per thread and per server:
+//
+//   - avail: connections with streams in use and stream credit left;
+//   - safe: idle connections (no stream in use) that have completed a
+//     request, so they are known to work;
+//   - idle: idle connections that never completed a request.
+//
+// Private connections are in no tree: they belong to one client Session (for
+// example after per-connection authentication, or under PolicyNever) and only
+// that session's requests use them, within Config.MaxSessionConns.
+//
+// HAProxy's trees are ebtrees keyed by a connection hash. The Go equivalent
+// used here is a per-worker map[uint64]*bucket: a bucket holds the connections
+// of one exact parameter set (Params) and has one intrusive doubly-linked list
+// per tree, so moving a connection between trees is O(1) and allocation-free.
+// Each worker also keeps, per server, one intrusive LRU list of its idle and
+// safe connections (front: most recently used); purge and idle-age eviction
+// take from its back. Params.Hash is 64 bits; a hit also compares the full
+// Params, and hash collisions chain buckets, so a collision never hands out a
+// wrong connection. Everything that makes a connection unshareable is in
+// Params: server, destination and source address and port, SNI, ALPN, mux
+// kind, PROXY protocol line and TLS client identity (a pool keyed by address
+// alone would hand a connection made for one TLS identity to another).
+//
+// # Life of a request
+//
+// Worker.Attach finds a connection (lookup order: the session's private
+// connections, avail, safe, idle, then a takeover of an idle connection from
+// another worker, then a dial), opens a stream on it and returns a Lease. The
+// Lease owns the stream; Lease.Done(err) closes it and detaches: with no stream
+// left the connection goes to safe (if a request completed on it) or idle,
+// unless the server is draining or the per-server idle limit is reached (then
+// it is closed gracefully); with streams left and credit it goes to avail; a
+// dead connection is released. When the peer raises its stream limit (a QUIC
+// MAX_STREAMS frame) a connection that was full re-enters avail at once,
+// which HAProxy leaves as a TODO. When no connection has credit, Attach dials
+// another one rather than waiting for credit.
+//
+// The reuse policy (Policy) follows HAProxy's http-reuse: under PolicySafe a
+// session's first request only goes to a connection known to work, because
+// the client cannot retry it if the server closes an idle connection under
+// it.
+//
+// # Concurrency: what is shared and why
+//
+// A Worker's state (buckets, trees, LRU lists, sessions, counters) is guarded
+// by one mutex per Worker. It is taken by the goroutines serving that worker's
+// requests (Attach, Lease.Done, Tick), so it is uncontended except in two rare
+// cases, and no hot path takes a lock shared between workers:
+//
+//   - takeover: a worker with no usable connection may move an idle connection
+//     of another worker to itself; it holds its own mutex and calls TryLock on
+//     the other worker's, never Lock, and skips a busy worker, so two workers
+//     taking over from each other cannot deadlock and an owner never waits
+//     for a thief longer than one list removal;
+//   - Drain and Pool.Close, administrative operations, lock each worker in turn.
+//
+// mux.Watcher callbacks (stream credit, connection death) arrive on mux
+// goroutines. They take no lock: each connection is pushed at most once onto
+// its owner's lock-free inbox (an intrusive Treiber stack), which the owner
+// drains under its own mutex at the next Attach or Tick. Correctness does not
+// depend on that latency: Attach checks Alive and AvailStreams before handing
+// out a connection, and an OpenStream that still fails (the connection died
+// in between) makes Attach try the next candidate.
+//
+// The per-server draining flag is an atomic shared by all workers, read on
+// Attach and detach. Pool-wide rare counters (stale Done calls, probe
+// failures) are atomics.
+//
+// # Timers
+//
+// The pool runs no goroutine of its own for timers. Worker.Tick, called by the
+// engine's worker (or by Pool.Run), reads Config.Clock and runs the purge of
+// surplus idle connections every Config.PurgeDelay, the maximum idle age,
+// liveness probing of idle connections (mux.Conn.Ping: a QUIC PING frame) and
+// the Config.PoolLowConn warm-up dials. Timestamps used on the hot path are
+// those of the last Tick, so with a manual clock every timer is deterministic.
+package reuse

@@ -1,0 +1,112 @@
+package reuse
+
+import (
+	"sync/atomic"
+
+	"github.com/xdpnet/xdpnet/mux"
+)
+
+// Lease is one request's use of a stream on a pooled connection. It owns the
+// stream: Done closes it. A Lease is a small value; copies refer to the same
+// lease, and only the first Done of any copy counts (later ones are ignored
+// and counted in Stats.StaleDone), so a lease cannot be returned twice.
+// Forgetting Done leaks the connection's slot: Stats.Leases shows it.
+type Lease struct {
+	rec    *leaseRec
+	gen    uint64
+	p      *pconn
+	st     mux.Stream
+	sess   *Session
+	reused bool
+}
+
+// leaseRec is a recycled record whose generation makes each lease unique.
+type leaseRec struct{ gen atomic.Uint64 }
+
+// Valid reports whether l came from a successful Attach.
+func (l Lease) Valid() bool { return l.rec != nil }
+
+// Stream returns the lease's stream. Do not Close it after Done.
+func (l Lease) Stream() mux.Stream { return l.st }
+
+// Conn returns the connection carrying the stream.
+func (l Lease) Conn() mux.Conn { return l.p.c }
+
+// Reused reports whether the connection had carried a stream before this
+// one: only then may a request that failed before any response byte be
+// retried (see Worker.Retry).
+func (l Lease) Reused() bool { return l.reused }
+
+// Done closes the stream and detaches it from its connection. err is nil when
+// the request completed (the connection is then known to work and can serve
+// first requests under PolicySafe), else what went wrong. Safe to call from
+// any goroutine; only the first call counts.
+func (l Lease) Done(err error) {
+	if l.rec == nil {
+		return
+	}
+	p := l.p
+	if !l.rec.gen.CompareAndSwap(l.gen, l.gen+1) {
+		p.owner.Load().pool.staleDone.Add(1)
+		return
+	}
+	l.st.Close() // its error says nothing about the connection's state
+	// p cannot be taken over while leased, so its owner is stable here.
+	w := p.owner.Load()
+	w.mu.Lock()
+	w.detachLocked(p, err)
+	w.free = append(w.free, l.rec)
+	w.mu.Unlock()
+}
+
+// MakePrivate ties the lease's connection to the lease's session from now
+// on (e.g. the server authenticated this client on it): no other session
+// will get it, and it closes with the session.
+func (l Lease) MakePrivate() error {
+	if l.rec == nil || l.rec.gen.Load() != l.gen {
+		return ErrStaleLease
+	}
+	if l.sess == nil {
+		return ErrNoSession
+	}
+	w := l.p.owner.Load()
+	w.mu.Lock()
+	w.makePrivateLocked(l.p, l.sess)
+	w.mu.Unlock()
+	return nil
+}
+
+// Session is one client session (one client connection) of a Worker. The
+// reuse policy treats its first request specially, and its private
+// connections serve only it. Its fields are guarded by its worker's mu.
+type Session struct {
+	w      *Worker
+	reqs   int
+	conns  plist // private connections
+	closed bool
+}
+
+// Close ends the session: its idle private connections close now, busy ones
+// when their last stream is done.
+func (s *Session) Close() {
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s.closed = true
+	for p := s.conns.head; p != nil; {
+		next := s.conns.next(p)
+		w.place(p)
+		p = next
+	}
+}
+
+// idleOthers counts s's idle private connections other than p.
+func (s *Session) idleOthers(p *pconn) int {
+	n := 0
+	for q := s.conns.head; q != nil; q = s.conns.next(q) {
+		if q != p && q.leases == 0 {
+			n++
+		}
+	}
+	return n
+}

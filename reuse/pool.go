@@ -1,0 +1,172 @@
+package reuse
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xdpnet/xdpnet/mux"
+)
+
+// Pool is a set of per-worker connection pools sharing one Config.
+type Pool struct {
+	cfg     Config
+	workers []*Worker
+	hash    func(*Params) uint64
+	epoch   time.Time
+	ctx     context.Context // ends at Close: aborts warm-up dials and probes
+	cancel  context.CancelFunc
+	closed  atomic.Bool
+
+	staleDone     atomic.Uint64
+	probeFailures atomic.Uint64
+
+	// smu guards servers; taken when a worker first sees a server and by
+	// Drain, never on a hit.
+	smu     sync.Mutex
+	servers map[string]*server
+}
+
+// New returns a Pool with cfg.Workers workers.
+func New(cfg Config) (*Pool, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pool{
+		cfg:     cfg,
+		hash:    (*Params).Hash,
+		epoch:   cfg.Clock.Now(),
+		ctx:     ctx,
+		cancel:  cancel,
+		servers: make(map[string]*server),
+	}
+	p.workers = make([]*Worker, cfg.Workers)
+	for i := range p.workers {
+		p.workers[i] = &Worker{
+			pool:    p,
+			id:      i,
+			buckets: make(map[uint64]*bucket),
+			servers: make(map[*server]*wserver),
+		}
+	}
+	return p, nil
+}
+
+// Worker returns the shard of worker i, 0 <= i < Workers().
+func (p *Pool) Worker(i int) *Worker { return p.workers[i] }
+
+// Workers returns the number of workers.
+func (p *Pool) Workers() int { return len(p.workers) }
+
+// Config returns the configuration in use, defaults filled in.
+func (p *Pool) Config() Config { return p.cfg }
+
+func (p *Pool) server(name string) *server {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	s := p.servers[name]
+	if s == nil {
+		s = &server{name: name}
+		p.servers[name] = s
+	}
+	return s
+}
+
+// Drain drains server gracefully: Attach refuses it with ErrServerDraining
+// from now on, its idle connections close, and its busy connections take no
+// new stream and shut down once their streams end. Drain returns when every
+// connection it found is closed, or with ctx's error when ctx ends first
+// (the connections go on closing). Resume undoes it.
+func (p *Pool) Drain(ctx context.Context, server string) error {
+	srv := p.server(server)
+	srv.draining.Store(true)
+	var conns []mux.Conn
+	for _, w := range p.workers {
+		w.mu.Lock()
+		w.drainInboxLocked()
+		if ws := w.servers[srv]; ws != nil {
+			for pc := ws.all.head; pc != nil; {
+				next := ws.all.next(pc)
+				conns = append(conns, pc.c)
+				busy := pc.leases > 0
+				pc.retired = true
+				w.place(pc)
+				if busy {
+					w.shutdown(pc.c)
+				}
+				pc = next
+			}
+		}
+		w.mu.Unlock()
+	}
+	for _, c := range conns {
+		select {
+		case <-c.Done():
+		case <-ctx.Done():
+			return fmt.Errorf("reuse: drain %s: %w", server, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Resume lets Attach use server again after Drain.
+func (p *Pool) Resume(server string) { p.server(server).draining.Store(false) }
+
+// Close closes every connection at once (streams in flight fail) and makes
+// Attach fail with ErrPoolClosed. Leases still out may call Done safely.
+func (p *Pool) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	p.cancel()
+	for _, w := range p.workers {
+		w.mu.Lock()
+		w.drainInboxLocked()
+		for _, ws := range w.servers {
+			for pc := ws.all.head; pc != nil; {
+				next := ws.all.next(pc)
+				pc.retired = true
+				pc.c.Close()
+				w.place(pc)
+				pc = next
+			}
+		}
+		w.mu.Unlock()
+	}
+	return nil
+}
+
+// Run calls every worker's Tick each interval until ctx ends, for engines
+// that do not tick the workers from their own loops.
+func (p *Pool) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, w := range p.workers {
+				w.Tick()
+			}
+		}
+	}
+}
+
+// Stats sums the workers' statistics.
+func (p *Pool) Stats() Stats {
+	var s Stats
+	for _, w := range p.workers {
+		s.add(w.Stats())
+	}
+	s.StaleDone = p.staleDone.Load()
+	s.ProbeFailures = p.probeFailures.Load()
+	return s
+}
+
+// since returns t as worker time: nanoseconds since the pool's creation
+// (monotonic when the clock's times carry a monotonic reading).
+func (p *Pool) since(t time.Time) int64 { return int64(t.Sub(p.epoch)) }

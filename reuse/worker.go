@@ -1,0 +1,566 @@
+package reuse
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/xdpnet/xdpnet/mux"
+)
+
+// Worker is the pool of one engine worker. Its methods are safe for
+// concurrent use, but it is meant to be used by the goroutines of one worker:
+// its mutex is then uncontended except during another worker's takeover (see
+// the package documentation).
+type Worker struct {
+	pool  *Pool
+	id    int
+	inbox atomic.Pointer[pconn] // lock-free stack of connections with pending watcher events
+
+	// mu guards the fields below and the fields of the pconns this worker owns.
+	mu        sync.Mutex
+	now       int64 // worker time of the last Tick
+	lastPurge int64
+	buckets   map[uint64]*bucket
+	servers   map[*server]*wserver
+	free      []*leaseRec // recycled lease records
+	rr        int         // takeover rotation
+	st        Stats
+}
+
+// ID returns the worker's index in its Pool.
+func (w *Worker) ID() int { return w.id }
+
+// NewSession returns a client session of this worker. Close it when the
+// client connection ends: that closes its private connections.
+func (w *Worker) NewSession() *Session {
+	return &Session{w: w, conns: plist{slot: slotLRU}}
+}
+
+// Attach returns a Lease on a stream of a connection for p, reusing a
+// connection when the policy allows, else taking one over from another
+// worker, else dialing one; it never waits for stream credit. s may be nil
+// (then every request counts as a session's first). The caller must call
+// Done on the Lease exactly once. ctx bounds the dial and OpenStream.
+func (w *Worker) Attach(ctx context.Context, p *Params, s *Session) (Lease, error) {
+	return w.attach(ctx, p, s, false)
+}
+
+// Retry retries the request of failed, which failed with cause before any
+// byte of the response was received: it calls failed.Done(cause) and, if the
+// connection had carried a request before (Lease.Reused: it may have gone
+// stale while idle), attaches again on a freshly dialed connection. Otherwise
+// it returns ErrNotRetryable.
+func (w *Worker) Retry(ctx context.Context, failed Lease, cause error) (Lease, error) {
+	if failed.rec == nil || failed.rec.gen.Load() != failed.gen {
+		return Lease{}, ErrStaleLease
+	}
+	prm := failed.p.b.params // immutable; p.b does not change while leased
+	s, reused := failed.sess, failed.reused
+	failed.Done(cause)
+	if !reused {
+		return Lease{}, fmt.Errorf("%w: %w", ErrNotRetryable, cause)
+	}
+	return w.attach(ctx, &prm, s, true)
+}
+
+func (w *Worker) attach(ctx context.Context, prm *Params, s *Session, retry bool) (Lease, error) {
+	pool := w.pool
+	if pool.closed.Load() {
+		return Lease{}, ErrPoolClosed
+	}
+	if s != nil && s.w != w {
+		return Lease{}, ErrForeignSession
+	}
+	h := pool.hash(prm)
+	w.mu.Lock()
+	w.drainInboxLocked()
+	b := w.bucketLocked(h, prm)
+	ws := b.ws
+	ws.last = b
+	if ws.srv.draining.Load() {
+		w.mu.Unlock()
+		return Lease{}, ErrServerDraining
+	}
+	first := true
+	if s != nil {
+		first = s.reqs == 0
+		if !retry {
+			s.reqs++
+		}
+	}
+	cfg := &pool.cfg
+	if !retry {
+		if s != nil {
+			if l, ok := w.tryPrivate(ctx, s, b); ok {
+				w.mu.Unlock()
+				return l, nil
+			}
+		}
+		if cfg.Policy != PolicyNever {
+			if l, ok := w.tryShared(ctx, b, s, first); ok {
+				w.mu.Unlock()
+				return l, nil
+			}
+			if ws.conns >= cfg.PoolLowConn {
+				if l, ok := w.tryTakeover(ctx, b, s, first); ok {
+					w.mu.Unlock()
+					return l, nil
+				}
+			}
+		}
+	}
+	if cfg.MaxConnsPerServer > 0 && ws.conns >= cfg.MaxConnsPerServer {
+		w.mu.Unlock()
+		return Lease{}, ErrTooManyConns
+	}
+	// Dial without the lock; the reservation keeps ws and b alive and
+	// counts against MaxConnsPerServer.
+	ws.conns++
+	ws.dialing++
+	b.conns++
+	w.mu.Unlock()
+
+	c, err := cfg.Dial(ctx, b.params)
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.drainInboxLocked()
+	ws.dialing--
+	if err != nil {
+		ws.conns--
+		b.conns--
+		w.st.DialErrors++
+		return Lease{}, fmt.Errorf("reuse: dial %s: %w", prm.Server, err)
+	}
+	p := w.adoptLocked(c, b)
+	if cfg.Policy == PolicyNever {
+		if s != nil {
+			w.makePrivateLocked(p, s)
+		} else {
+			p.retired = true
+		}
+	}
+	if pool.closed.Load() || ws.srv.draining.Load() {
+		p.retired = true
+		w.place(p)
+		if pool.closed.Load() {
+			return Lease{}, ErrPoolClosed
+		}
+		return Lease{}, ErrServerDraining
+	}
+	l, err := w.openLocked(ctx, p, s, &w.st.Misses)
+	if err != nil {
+		return Lease{}, fmt.Errorf("reuse: open stream on new connection to %s: %w", prm.Server, err)
+	}
+	if retry {
+		w.st.Retries++
+	}
+	return l, nil
+}
+
+// tryPrivate looks for a usable private connection of s for b.
+func (w *Worker) tryPrivate(ctx context.Context, s *Session, b *bucket) (Lease, bool) {
+	maxReuse := w.pool.cfg.MaxReuse
+	for p := s.conns.head; p != nil; {
+		next := s.conns.next(p)
+		if p.b == b {
+			if p.usable(maxReuse) {
+				if l, err := w.openLocked(context.Background(), p, s, &w.st.HitPrivate); err == nil {
+					return l, true
+				}
+			} else if !p.c.Alive() {
+				w.place(p)
+			}
+		}
+		p = next
+	}
+	return Lease{}, false
+}
+
+// tryShared looks in b's avail, safe and idle trees, in that order, as the
+// policy allows for a first or a later request.
+func (w *Worker) tryShared(ctx context.Context, b *bucket, s *Session, first bool) (Lease, bool) {
+	cfg := &w.pool.cfg
+	for p := b.avail.head; p != nil; {
+		next := b.avail.next(p)
+		switch {
+		case !p.usable(cfg.MaxReuse):
+			w.place(p) // full, exhausted or dead: out of avail
+		case first && cfg.Policy != PolicyAlways && !p.proven:
+		default:
+			if l, err := w.openLocked(ctx, p, s, &w.st.HitAvail); err == nil {
+				return l, true
+			}
+		}
+		p = next
+	}
+	if !first || cfg.Policy >= PolicyAggressive {
+		if l, ok := w.tryIdleList(ctx, &b.safe, s, &w.st.HitSafe); ok {
+			return l, true
+		}
+	}
+	if !first || cfg.Policy == PolicyAlways {
+		if l, ok := w.tryIdleList(ctx, &b.idle, s, &w.st.HitIdle); ok {
+			return l, true
+		}
+	}
+	return Lease{}, false
+}
+
+// tryIdleList takes the most recently used usable connection of l (a safe or
+// idle list): LIFO keeps hot connections hot and lets the cold ones age out.
+func (w *Worker) tryIdleList(ctx context.Context, l *plist, s *Session, hit *uint64) (Lease, bool) {
+	maxReuse := w.pool.cfg.MaxReuse
+	for p := l.head; p != nil; {
+		next := l.next(p)
+		if p.usable(maxReuse) {
+			if lease, err := w.openLocked(ctx, p, s, hit); err == nil {
+				return lease, true
+			}
+		} else if !p.c.Alive() || p.retired {
+			w.place(p)
+		}
+		p = next
+	}
+	return Lease{}, false
+}
+
+// tryTakeover moves an idle connection for b from another worker to w and
+// opens a stream on it. w.mu is held; other workers' locks are only tried,
+// so it never waits for another worker.
+func (w *Worker) tryTakeover(ctx context.Context, b *bucket, s *Session, first bool) (Lease, bool) {
+	cfg := &w.pool.cfg
+	n := len(w.pool.workers)
+	allowSafe := !first || cfg.Policy >= PolicyAggressive
+	allowIdle := !first || cfg.Policy == PolicyAlways
+	if n < 2 || cfg.TakeoverScan <= 0 || (!allowSafe && !allowIdle) {
+		return Lease{}, false
+	}
+	w.rr++
+	for i := 0; i < cfg.TakeoverScan; i++ {
+		v := w.pool.workers[(w.id+1+(w.rr+i)%(n-1))%n]
+		if !v.mu.TryLock() {
+			continue
+		}
+		p := v.giveLocked(w, b.hash, &b.params, allowSafe, allowIdle)
+		v.mu.Unlock()
+		if p == nil {
+			continue
+		}
+		p.b = b
+		b.conns++
+		b.ws.conns++
+		b.ws.all.pushFront(p)
+		if l, err := w.openLocked(ctx, p, s, &w.st.Takeovers); err == nil {
+			return l, true
+		}
+	}
+	return Lease{}, false
+}
+
+// giveLocked removes a usable idle connection for prm from v and hands its
+// ownership to thief. v.mu is held (and thief's).
+func (v *Worker) giveLocked(thief *Worker, h uint64, prm *Params, allowSafe, allowIdle bool) *pconn {
+	b := v.lookupLocked(h, prm)
+	if b == nil {
+		return nil
+	}
+	maxReuse := v.pool.cfg.MaxReuse
+	var p *pconn
+	if allowSafe {
+		for q := b.safe.head; q != nil && p == nil; q = b.safe.next(q) {
+			if q.usable(maxReuse) {
+				p = q
+			}
+		}
+	}
+	if allowIdle {
+		for q := b.idle.head; q != nil && p == nil; q = b.idle.next(q) {
+			if q.usable(maxReuse) {
+				p = q
+			}
+		}
+	}
+	if p == nil {
+		return nil
+	}
+	v.unlinkTree(p)
+	b.ws.all.remove(p)
+	b.ws.conns--
+	b.conns--
+	p.b = nil
+	p.owner.Store(thief)
+	return p
+}
+
+// openLocked opens a stream on p and returns its lease; hit is the counter
+// of where p was found. AvailStreams was seen > 0 under w.mu and every
+// opener of p holds w.mu, so OpenStream does not wait.
+func (w *Worker) openLocked(ctx context.Context, p *pconn, s *Session, hit *uint64) (Lease, error) {
+	st, err := p.c.OpenStream(ctx)
+	if err != nil {
+		w.st.OpenErrors++
+		w.place(p)
+		return Lease{}, err
+	}
+	reused := p.reuses > 0
+	p.reuses++
+	if p.leases == 0 {
+		ws := p.b.ws
+		w.unlinkTree(p)
+		ws.used++
+		if ws.used > ws.maxUsed {
+			ws.maxUsed = ws.used
+		}
+	}
+	p.leases++
+	w.place(p)
+	*hit++
+	w.st.Attaches++
+	var rec *leaseRec
+	if n := len(w.free); n > 0 {
+		rec = w.free[n-1]
+		w.free = w.free[:n-1]
+	} else {
+		rec = new(leaseRec)
+	}
+	return Lease{rec: rec, gen: rec.gen.Load(), p: p, st: st, sess: s, reused: reused}, nil
+}
+
+// detachLocked ends one lease of p: err == nil means its request completed.
+func (w *Worker) detachLocked(p *pconn, err error) {
+	p.leases--
+	if err == nil {
+		p.proven = true
+	}
+	if p.leases == 0 {
+		p.b.ws.used--
+	}
+	w.place(p)
+}
+
+// place puts p where its state says it belongs (the detach logic of HAProxy's
+// mux, plus re-entry on credit): released if dead and unleased; in avail if
+// leased, shared and able to take a stream; in safe or idle if unleased and
+// kept, else closed gracefully. Idempotent.
+func (w *Worker) place(p *pconn) {
+	if p.released {
+		return
+	}
+	cfg := &w.pool.cfg
+	ws := p.b.ws
+	if !p.c.Alive() {
+		w.unlinkTree(p)
+		if p.leases == 0 {
+			w.release(p)
+		}
+		return
+	}
+	exhausted := cfg.MaxReuse > 0 && p.reuses >= cfg.MaxReuse
+	if p.leases > 0 {
+		switch {
+		case p.private == nil && p.usable(cfg.MaxReuse):
+			if p.tree != inAvail {
+				p.b.avail.pushFront(p)
+				p.tree = inAvail
+			}
+		case p.tree == inAvail:
+			w.unlinkTree(p)
+		}
+		return
+	}
+	if p.retired || exhausted || ws.srv.draining.Load() || w.pool.closed.Load() {
+		w.release(p)
+		return
+	}
+	if s := p.private; s != nil {
+		if s.closed || s.idleOthers(p) >= cfg.MaxSessionConns {
+			w.release(p)
+		}
+		return
+	}
+	switch p.tree {
+	case inIdle:
+		if p.proven {
+			p.b.idle.remove(p)
+			p.b.safe.pushFront(p)
+			p.tree = inSafe
+		}
+		return
+	case inSafe:
+		return
+	case inAvail:
+		w.unlinkTree(p)
+	}
+	if ws.lru.n >= cfg.MaxIdlePerServer {
+		w.release(p) // HAProxy refuses the idle insert and closes gracefully
+		return
+	}
+	if p.proven {
+		p.b.safe.pushFront(p)
+		p.tree = inSafe
+	} else {
+		p.b.idle.pushFront(p)
+		p.tree = inIdle
+	}
+	ws.lru.pushFront(p)
+	p.idleSince = w.now
+}
+
+func (w *Worker) unlinkTree(p *pconn) {
+	switch p.tree {
+	case inAvail:
+		p.b.avail.remove(p)
+	case inSafe:
+		p.b.safe.remove(p)
+		p.b.ws.lru.remove(p)
+	case inIdle:
+		p.b.idle.remove(p)
+		p.b.ws.lru.remove(p)
+	}
+	p.tree = inNone
+}
+
+// release forgets p, which has no lease, and closes it: gracefully when it
+// is still open (an eviction), at once when it is dead already.
+func (w *Worker) release(p *pconn) {
+	w.unlinkTree(p)
+	if s := p.private; s != nil {
+		s.conns.remove(p)
+		p.private = nil
+	}
+	ws := p.b.ws
+	ws.all.remove(p)
+	ws.conns--
+	p.b.conns--
+	p.released = true
+	p.c.SetWatcher(nil)
+	select {
+	case <-p.c.Done():
+		w.st.Released++
+	default:
+		w.st.Evictions++
+		w.shutdown(p.c)
+	}
+}
+
+// shutdown closes c gracefully in the background: the mux finishes its
+// streams and sends its close (QUIC CONNECTION_CLOSE with NO_ERROR).
+func (w *Worker) shutdown(c mux.Conn) {
+	go func() {
+		ctx, cancel := context.WithTimeout(w.pool.ctx, w.pool.cfg.ShutdownTimeout)
+		defer cancel()
+		c.Shutdown(ctx)
+	}()
+}
+
+// adoptLocked registers a freshly dialed connection for b; the caller has
+// reserved it in b.conns and b.ws.conns.
+func (w *Worker) adoptLocked(c mux.Conn, b *bucket) *pconn {
+	p := &pconn{c: c, hash: b.hash, b: b}
+	p.owner.Store(w)
+	b.ws.all.pushFront(p)
+	w.st.Dials++
+	c.SetWatcher(p)
+	return p
+}
+
+func (w *Worker) makePrivateLocked(p *pconn, s *Session) {
+	if p.private != nil {
+		return
+	}
+	w.unlinkTree(p)
+	p.private = s
+	s.conns.pushFront(p)
+}
+
+func (w *Worker) lookupLocked(h uint64, prm *Params) *bucket {
+	for b := w.buckets[h]; b != nil; b = b.next {
+		if b.params == *prm {
+			return b
+		}
+	}
+	return nil
+}
+
+func (w *Worker) bucketLocked(h uint64, prm *Params) *bucket {
+	if b := w.lookupLocked(h, prm); b != nil {
+		return b
+	}
+	srv := w.pool.server(prm.Server)
+	ws := w.servers[srv]
+	if ws == nil {
+		ws = &wserver{srv: srv, lru: plist{slot: slotLRU}, all: plist{slot: slotAll}}
+		w.servers[srv] = ws
+	}
+	b := newBucket(prm, h, ws)
+	if head := w.buckets[h]; head != nil {
+		b.next = head
+		w.st.Collisions++
+	}
+	w.buckets[h] = b
+	ws.buckets++
+	return b
+}
+
+func (w *Worker) inboxPush(p *pconn) {
+	for {
+		old := w.inbox.Load()
+		p.inNext = old
+		if w.inbox.CompareAndSwap(old, p) {
+			return
+		}
+	}
+}
+
+// drainInboxLocked applies the watcher events queued for w. A connection
+// taken over since its event was queued is forwarded to its new owner.
+func (w *Worker) drainInboxLocked() {
+	if w.inbox.Load() == nil {
+		return
+	}
+	for p := w.inbox.Swap(nil); p != nil; {
+		next := p.inNext
+		if o := p.owner.Load(); o != w {
+			o.inboxPush(p)
+			p = next
+			continue
+		}
+		ev := p.pending.Swap(0)
+		if !p.released && p.b != nil {
+			was := p.tree
+			w.place(p)
+			if ev&evCredit != 0 && was != inAvail && p.tree == inAvail {
+				w.st.Reinsertions++
+			}
+		}
+		p = next
+	}
+}
+
+// Stats returns the worker's statistics.
+func (w *Worker) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.drainInboxLocked()
+	s := w.st
+	for _, ws := range w.servers {
+		s.Conns += ws.conns
+		for p := ws.all.head; p != nil; p = ws.all.next(p) {
+			s.Leases += p.leases
+			if p.private != nil {
+				s.Private++
+			}
+		}
+	}
+	for _, head := range w.buckets {
+		for b := head; b != nil; b = b.next {
+			s.Avail += b.avail.n
+			s.Safe += b.safe.n
+			s.Idle += b.idle.n
+		}
+	}
+	return s
+}
