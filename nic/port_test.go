@@ -1,0 +1,414 @@
+package nic
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/internal/lab"
+)
+
+const (
+	echoPort  = 9000
+	ioTimeout = 5 * time.Second
+)
+
+// openPort steers lk's frames with a redirector (one per link, shared by its
+// queues) and opens a port on queue; both close when t ends.
+func openPort(t *testing.T, l *lab.Lab, lk lab.Link, r *redirector, queue int, cfg Config) *Port {
+	t.Helper()
+	cfg.Ifindex, cfg.Queue = lk.Index, queue
+	if r != nil {
+		cfg.Map = r
+	}
+	if cfg.ZeroCopy == ZeroCopyAuto {
+		cfg.ZeroCopy = ZeroCopyOff // veth: skip the zero-copy attempt and its log line
+	}
+	var p *Port
+	err := l.Engine.Do(func() (err error) {
+		p, err = Open(cfg)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("port close: %v", err)
+		}
+	})
+	return p
+}
+
+func steer(t *testing.T, l *lab.Lab, lk lab.Link) *redirector {
+	t.Helper()
+	var r *redirector
+	err := l.Engine.Do(func() (err error) {
+		r, err = newRedirector(lk.Index)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// echoer runs a port's receive loop: UDP frames to port echoPort are checked
+// into seen (a copy) and echoed back through TX; other frames are released.
+type echoer struct {
+	p        *Port
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+
+	mu     sync.Mutex
+	seen   [][]byte
+	others int
+	err    error
+}
+
+func startEcho(p *Port) *echoer {
+	e := &echoer{p: p, stop: make(chan struct{}), done: make(chan struct{})}
+	go e.run()
+	return e
+}
+
+func (e *echoer) run() {
+	defer close(e.done)
+	descs := make([]Desc, 64)
+	echo := make([]Desc, 0, 64)
+	for {
+		select {
+		case <-e.stop:
+			return
+		default:
+		}
+		if _, err := e.p.Wait(20 * time.Millisecond); err != nil {
+			e.fail(err)
+			return
+		}
+		n, err := e.p.Receive(descs)
+		if err != nil {
+			e.fail(err)
+			return
+		}
+		echo = echo[:0]
+		var rel []Desc
+		for _, d := range descs[:n] {
+			f := e.p.Frame(d)
+			u, ok := parseUDP(f)
+			e.mu.Lock()
+			if ok && u.dst.Port() == echoPort {
+				e.seen = append(e.seen, bytes.Clone(f))
+				echoInPlace(f)
+				echo = append(echo, d)
+			} else {
+				e.others++
+				rel = append(rel, d)
+			}
+			e.mu.Unlock()
+		}
+		e.p.Release(rel)
+		if len(echo) > 0 {
+			sent, err := e.p.Transmit(echo)
+			e.p.Release(echo[sent:])
+			if err != nil {
+				e.fail(err)
+				return
+			}
+		}
+	}
+}
+
+func (e *echoer) fail(err error) {
+	e.mu.Lock()
+	e.err = err
+	e.mu.Unlock()
+}
+
+// Stop ends the loop (once) and returns the frames it echoed.
+func (e *echoer) Stop(t *testing.T) [][]byte {
+	t.Helper()
+	e.stopOnce.Do(func() { close(e.stop) })
+	<-e.done
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err != nil {
+		t.Fatalf("echo loop: %v", e.err)
+	}
+	return e.seen
+}
+
+// clientConn opens a UDP socket on the client peer's address of the family
+// of dst.
+func clientConn(t *testing.T, l *lab.Lab, local netip.Addr, port int) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	err := l.Client.Do(func() (err error) {
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(local, uint16(port))))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// roundTrip sends payload from c to dst and waits for the same payload back
+// from dst.
+func roundTrip(c *net.UDPConn, dst netip.AddrPort, payload []byte) error {
+	if _, err := c.WriteToUDPAddrPort(payload, dst); err != nil {
+		return err
+	}
+	buf := make([]byte, 2048)
+	if err := c.SetReadDeadline(time.Now().Add(ioTimeout)); err != nil {
+		return err
+	}
+	n, from, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return fmt.Errorf("no echo of %d bytes: %w", len(payload), err)
+	}
+	if from != dst || !bytes.Equal(buf[:n], payload) {
+		return fmt.Errorf("echo from %v of %d bytes differs from the %d sent", from, n, len(payload))
+	}
+	return nil
+}
+
+// TestEchoIntact sends IPv4 and IPv6 UDP datagrams making 60- to 1514-byte
+// frames from the kernel peer to the engine's addresses; the port must
+// receive each exactly once and intact, and its echo (MAC, address and port
+// swap through TX) must reach the peer's socket intact.
+func TestEchoIntact(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	lk := l.ClientLink
+	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
+	e := startEcho(p)
+	defer e.Stop(t)
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	type sent struct {
+		src, dst netip.AddrPort
+		payload  []byte
+	}
+	var all []sent
+	for _, fam := range []struct {
+		peer, engine netip.Addr
+		sizes        []int // UDP payload sizes
+	}{
+		// IPv4: frame = 14 + 20 + 8 + payload: 60 .. 1514 bytes.
+		{lk.PeerV4()[0], lk.EngineV4, []int{18, 19, 64, 213, 512, 1000, 1471, 1472}},
+		// IPv6: frame = 14 + 40 + 8 + payload: 62 .. 1514 bytes.
+		{lk.PeerV6()[0], lk.EngineV6, []int{0, 1, 64, 333, 1000, 1451, 1452}},
+	} {
+		c := clientConn(t, l, fam.peer, 0)
+		dst := netip.AddrPortFrom(fam.engine, echoPort)
+		for _, size := range fam.sizes {
+			payload := make([]byte, size)
+			for i := range payload {
+				payload[i] = byte(rng.Uint32())
+			}
+			if err := roundTrip(c, dst, payload); err != nil {
+				t.Fatalf("%v: %v", dst, err)
+			}
+			all = append(all, sent{c.LocalAddr().(*net.UDPAddr).AddrPort(), dst, payload})
+		}
+	}
+	seen := e.Stop(t)
+
+	if len(seen) != len(all) {
+		t.Fatalf("port saw %d frames for port %d, want exactly %d", len(seen), echoPort, len(all))
+	}
+	for i, s := range all {
+		u, ok := parseUDP(seen[i])
+		if !ok || u.dst != s.dst || u.src.Addr() != s.src.Addr().Unmap() || !bytes.Equal(u.payload, s.payload) {
+			t.Errorf("frame %d (%d bytes) not as sent: %v -> %v, %d payload bytes", i, len(seen[i]), u.src, u.dst, len(u.payload))
+		}
+		if !bytes.Equal(seen[i][0:6], lk.MAC) || !bytes.Equal(seen[i][6:12], lk.PeerMAC) {
+			t.Errorf("frame %d: MACs %x -> %x", i, seen[i][6:12], seen[i][0:6])
+		}
+	}
+	st, err := p.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RxPackets < uint64(len(all)) || st.TxPackets != uint64(len(all)) {
+		t.Errorf("stats rx %d tx %d, want rx >= %d and tx == %d", st.RxPackets, st.TxPackets, len(all), len(all))
+	}
+	if k := st.Kernel; k.RxDropped+k.RxInvalidDescs+k.TxInvalidDescs+k.RxRingFull+k.RxFillRingEmptyDescs != 0 {
+		t.Errorf("kernel counted drops: %+v", k)
+	}
+}
+
+// TestLinkDownUp takes the engine-side veth down: Transmit must fail with
+// ErrLinkDown (ENETDOWN) and the frame stays queued; once the link is up
+// again the same port sends it and echoes new traffic, without reopening.
+func TestLinkDownUp(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	lk := l.ClientLink
+	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
+	peer := netip.AddrPortFrom(lk.PeerV4()[0], 4242)
+	c := clientConn(t, l, peer.Addr(), int(peer.Port()))
+
+	if err := l.SetLinkUp(lk, false); err != nil {
+		t.Fatal(err)
+	}
+	d := make([]Desc, 1)
+	if p.Alloc(d) != 1 {
+		t.Fatal("no frame to transmit")
+	}
+	payload := []byte("sent while the link was down")
+	d[0].Len = uint32(buildUDP(p.Frame(d[0]), lk.MAC, lk.PeerMAC, netip.AddrPortFrom(lk.EngineV4, echoPort), peer, payload))
+	n, err := p.Transmit(d)
+	if !errors.Is(err, ErrLinkDown) || !errors.Is(err, unix.ENETDOWN) {
+		t.Fatalf("Transmit with the link down: n=%d err=%v, want ErrLinkDown and ENETDOWN", n, err)
+	}
+	if n != 1 {
+		t.Fatalf("Transmit placed %d descriptors, want 1 (kept on the ring)", n)
+	}
+	if st, _ := p.Stats(); st.LinkDown == 0 {
+		t.Error("LinkDown counter not incremented")
+	}
+
+	if err := l.SetLinkUp(lk, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Transmit(nil); err != nil {
+		t.Fatalf("Transmit(nil) after link up: %v", err)
+	}
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(ioTimeout))
+	m, from, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil || !bytes.Equal(buf[:m], payload) || from.Addr() != lk.EngineV4 {
+		t.Fatalf("frame queued while down: got %q from %v, err %v", buf[:m], from, err)
+	}
+
+	e := startEcho(p)
+	defer e.Stop(t)
+	if err := roundTrip(c, netip.AddrPortFrom(lk.EngineV4, echoPort), []byte("after link up")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTwoQueues opens a port on each queue of a two-queue veth; flows from
+// many source ports spread over both, and each port receives its share, no
+// frame twice and none lost.
+func TestTwoQueues(t *testing.T) {
+	l := lab.NewT(t, lab.Options{Queues: 2})
+	lk := l.ClientLink
+	r := steer(t, l, lk)
+	ports := []*Port{openPort(t, l, lk, r, 0, Config{}), openPort(t, l, lk, r, 1, Config{})}
+	echoes := []*echoer{startEcho(ports[0]), startEcho(ports[1])}
+
+	const flows, perFlow = 24, 4
+	dst := netip.AddrPortFrom(lk.EngineV4, echoPort)
+	for f := range flows {
+		c := clientConn(t, l, lk.PeerV4()[0], 0)
+		for i := range perFlow {
+			if err := roundTrip(c, dst, fmt.Appendf(nil, "flow %d packet %d", f, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	total := 0
+	for q, e := range echoes {
+		seen := e.Stop(t)
+		if len(seen) == 0 {
+			t.Errorf("queue %d received none of %d flows", q, flows)
+		}
+		st, err := ports[q].Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("queue %d: %d frames (rx counter %d)", q, len(seen), st.RxPackets)
+		total += len(seen)
+	}
+	if total != flows*perFlow {
+		t.Errorf("ports received %d frames in all, want exactly %d", total, flows*perFlow)
+	}
+}
+
+// TestZeroCopyForcedOnVeth: veth has no zero-copy; forcing it must fail with
+// ErrNotSupported and leave nothing bound, and ZeroCopyAuto must fall back to
+// copy mode and say why.
+func TestZeroCopyForcedOnVeth(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	lk := l.ClientLink
+	err := l.Engine.Do(func() error {
+		p, err := Open(Config{Ifindex: lk.Index, ZeroCopy: ZeroCopyForce})
+		if err == nil {
+			p.Close()
+			return errors.New("forced zero-copy on veth succeeded")
+		}
+		if !errors.Is(err, ErrNotSupported) {
+			return fmt.Errorf("forced zero-copy: %w, want ErrNotSupported", err)
+		}
+		p, err = Open(Config{Ifindex: lk.Index, ZeroCopy: ZeroCopyAuto, BindRetry: time.Millisecond})
+		if err != nil {
+			return fmt.Errorf("auto after a failed forced bind: %w", err)
+		}
+		defer p.Close()
+		st, _ := p.Stats()
+		if p.ZeroCopy() || p.FallbackReason() == "" || st.ZeroCopyFallback != 1 || st.BindRetries != 0 {
+			return fmt.Errorf("auto mode: zerocopy=%v reason=%q fallbacks=%d retries=%d",
+				p.ZeroCopy(), p.FallbackReason(), st.ZeroCopyFallback, st.BindRetries)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWaitWakeClose: Wait times out with nothing to do, returns early on
+// Wake, and Close ends a Wait in progress with ErrClosed afterwards.
+func TestWaitWakeClose(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	lk := l.ClientLink
+	var p *Port
+	if err := l.Engine.Do(func() (err error) {
+		p, err = Open(Config{Ifindex: lk.Index, ZeroCopy: ZeroCopyOff})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ready, err := p.Wait(time.Millisecond); ready || err != nil {
+		t.Fatalf("Wait on an idle port = %v, %v", ready, err)
+	}
+	p.Wake()
+	if _, err := p.Wait(time.Hour); err != nil {
+		t.Fatalf("Wait after Wake: %v", err)
+	}
+	res := make(chan error, 1)
+	go func() {
+		var err error
+		for err == nil {
+			_, err = p.Wait(-1)
+		}
+		res <- err
+	}()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Wait across Close: %v, want ErrClosed", err)
+	}
+	if _, err := p.Receive(make([]Desc, 1)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Receive after Close: %v", err)
+	}
+	if _, err := p.Transmit(nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Transmit after Close: %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
