@@ -1,0 +1,106 @@
+package engine
+
+import (
+	"fmt"
+	"testing"
+)
+
+func servers(weights ...int) []*server {
+	var out []*server
+	for i, w := range weights {
+		s := &server{name: fmt.Sprintf("s%d", i), weight: w}
+		s.up.Store(true)
+		out = append(out, s)
+	}
+	return out
+}
+
+func all(int) bool { return true }
+
+func TestRoundRobinWeights(t *testing.T) {
+	b := newBalancer(BalanceRoundRobin, servers(1, 3, 2))
+	got := make([]int, 3)
+	for range 600 {
+		i, ok := b.pick(nil, all)
+		if !ok {
+			t.Fatal("no pick")
+		}
+		got[i]++
+	}
+	if got[0] != 100 || got[1] != 300 || got[2] != 200 {
+		t.Errorf("weighted shares %v, want [100 300 200]", got)
+	}
+}
+
+func TestRoundRobinSkipsUnusable(t *testing.T) {
+	b := newBalancer(BalanceRoundRobin, servers(1, 1, 1))
+	for range 30 {
+		i, ok := b.pick(nil, func(i int) bool { return i == 2 })
+		if !ok || i != 2 {
+			t.Fatalf("picked %d %v, want 2", i, ok)
+		}
+	}
+	if _, ok := b.pick(nil, func(int) bool { return false }); ok {
+		t.Error("picked with no usable server")
+	}
+}
+
+func TestLeastConn(t *testing.T) {
+	ss := servers(1, 1, 2)
+	b := newBalancer(BalanceLeastConn, ss)
+	ss[0].inflight.Store(3)
+	ss[1].inflight.Store(1)
+	ss[2].inflight.Store(3) // 1.5 per weight unit
+	for range 10 {
+		if i, _ := b.pick(nil, all); i != 1 {
+			t.Fatalf("picked %d, want 1", i)
+		}
+	}
+	ss[1].inflight.Store(5)
+	if i, _ := b.pick(nil, all); i != 2 {
+		t.Fatalf("picked %d, want 2 (weighted)", i)
+	}
+}
+
+func TestConsistentHash(t *testing.T) {
+	ss := servers(1, 1, 1, 1)
+	b := newBalancer(BalanceHash, ss)
+	const keys = 4000
+	before := make([]int, keys)
+	counts := make([]int, 4)
+	for k := range keys {
+		i, ok := b.pick(fmt.Appendf(nil, "client-%d", k), all)
+		if !ok {
+			t.Fatal("no pick")
+		}
+		before[k] = i
+		counts[i]++
+	}
+	for i, c := range counts {
+		if c < keys/4/2 || c > keys/4*2 {
+			t.Errorf("server %d got %d of %d keys: unbalanced ring", i, c, keys)
+		}
+	}
+	// Take server 2 out: only its keys move.
+	moved := 0
+	for k := range keys {
+		i, _ := b.pick(fmt.Appendf(nil, "client-%d", k), func(i int) bool { return i != 2 })
+		if i == 2 {
+			t.Fatal("picked an unusable server")
+		}
+		if before[k] != 2 && i != before[k] {
+			moved++
+		}
+	}
+	if moved != 0 {
+		t.Errorf("%d keys of other servers moved when one server went down", moved)
+	}
+	// Same key, same server, every time (and in a new ring: reloads).
+	b2 := newBalancer(BalanceHash, servers(1, 1, 1, 1))
+	for k := range 100 {
+		key := fmt.Appendf(nil, "client-%d", k)
+		if i, _ := b2.pick(key, all); i != before[k] {
+			t.Fatalf("key %d maps to %d in a rebuilt ring, was %d", k, i, before[k])
+		}
+	}
+}

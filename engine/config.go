@@ -1,0 +1,615 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// Config is the whole gateway configuration, read from YAML by [LoadConfig]
+// or [ParseConfig]. Durations are Go duration strings ("250ms", "30s").
+type Config struct {
+	// Dataplane chooses the network stack the frontends and backends run
+	// on: "xdp" (AF_XDP ports on the listed interfaces, gVisor netstack)
+	// or "kernel" (ordinary kernel sockets; interfaces are then ignored
+	// except for their addresses). Default "xdp".
+	Dataplane string `yaml:"dataplane"`
+	// Workers is the number of workers on the kernel data plane (default:
+	// GOMAXPROCS). On the xdp data plane there is one worker per dedicated
+	// queue and Workers must be unset or equal to that count.
+	Workers int `yaml:"workers"`
+	// Admin is the address of the admin HTTP endpoint (metrics, health,
+	// stats). It is always a kernel socket, never a data-plane port.
+	// Default 127.0.0.1:9900; "off" disables it.
+	Admin      string      `yaml:"admin"`
+	Log        LogConfig   `yaml:"log"`
+	Buffers    Buffers     `yaml:"buffers"`
+	Interfaces []Interface `yaml:"interfaces"`
+	Frontends  []Frontend  `yaml:"frontends"`
+	Backends   []Backend   `yaml:"backends"`
+}
+
+// LogConfig sets the slog handler.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // text (default) or json
+}
+
+// Buffers sizes the UMEM frame pool of each port.
+type Buffers struct {
+	Frames    int `yaml:"frames"`     // frames per port (power of two), default 4096
+	FrameSize int `yaml:"frame_size"` // 2048 (default) or 4096
+	Cache     int `yaml:"cache"`      // per-worker cache, default 256
+	Reserve   int `yaml:"reserve"`    // RX reserve, default Frames/8
+}
+
+// Interface is one NIC whose queues the engine owns on the xdp data plane.
+type Interface struct {
+	Name string `yaml:"name"`
+	// Queues are the dedicated queue ids; one worker runs per queue.
+	Queues []int `yaml:"queues"`
+	// XDPMode is "native", "generic" or "auto" (native, falling back to
+	// generic). Default "auto".
+	XDPMode string `yaml:"xdp_mode"`
+	// ZeroCopy is "on", "off" or "auto" (try, fall back to copy mode).
+	// Default "auto".
+	ZeroCopy string `yaml:"zero_copy"`
+	// Addresses are owned by the netstack (not the kernel), with prefix.
+	Addresses []string `yaml:"addresses"`
+	// Gateway is an optional default route via this interface.
+	Gateway string `yaml:"gateway"`
+
+	addrs []netip.Prefix
+	gw    netip.Addr
+}
+
+// Frontend protocols.
+const (
+	ProtoHTTP = "http" // HTTP/1.1 and h2c (prior knowledge) on TCP
+	ProtoH3   = "h3"   // HTTP/3 on UDP (needs tls)
+	ProtoTCP  = "tcp"  // each TCP connection becomes one raw stream
+)
+
+// Frontend is one listening socket.
+type Frontend struct {
+	Name     string       `yaml:"name"`
+	Listen   string       `yaml:"listen"`
+	Protocol string       `yaml:"protocol"`
+	Backend  string       `yaml:"backend"`
+	TLS      *ServerTLS   `yaml:"tls"`
+	Timeouts FrontTimeout `yaml:"timeouts"`
+	// MaxHeaderBytes bounds request headers (http); default 64 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+
+	addr netip.AddrPort
+}
+
+// FrontTimeout bounds client-side waits.
+type FrontTimeout struct {
+	// Header bounds the time a client may take to send request headers
+	// (slowloris protection). Default 10s.
+	Header Duration `yaml:"header"`
+	// Idle bounds an idle keep-alive connection or tunnel. Default 60s.
+	Idle Duration `yaml:"idle"`
+}
+
+// ServerTLS is a certificate for an h3 frontend. Without files the engine
+// makes a self-signed certificate (lab use; logged as a warning).
+type ServerTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Backend balancing algorithms.
+const (
+	BalanceRoundRobin = "roundrobin"
+	BalanceLeastConn  = "leastconn"
+	BalanceHash       = "hash"
+)
+
+// Backend protocols.
+const (
+	BackendH3  = "h3"  // HTTP/3, one request per stream
+	BackendRaw = "raw" // raw QUIC streams (ALPN xdpnet-raw), one per TCP connection
+)
+
+// Reuse policies, after HAProxy's http-reuse.
+const (
+	ReuseNever      = "never"      // a connection serves one client connection only
+	ReuseSafe       = "safe"       // first request of a client on a fresh or known-good connection
+	ReuseAggressive = "aggressive" // any request on any connection that already served a request
+	ReuseAlways     = "always"     // any request on any live connection
+)
+
+// Backend is a group of servers behind one balancing algorithm.
+type Backend struct {
+	Name     string   `yaml:"name"`
+	Protocol string   `yaml:"protocol"`
+	Servers  []Server `yaml:"servers"`
+	Balance  string   `yaml:"balance"`
+	// HashKey is what "hash" balancing hashes: "source" (client address,
+	// default), "uri" or "header:<Name>".
+	HashKey  string      `yaml:"hash_key"`
+	Reuse    ReuseConfig `yaml:"reuse"`
+	TLS      ClientTLS   `yaml:"tls"`
+	Retries  *int        `yaml:"retries"` // default 2
+	Redisp   *bool       `yaml:"redispatch"`
+	Health   HealthCheck `yaml:"health_check"`
+	Timeouts BackTimeout `yaml:"timeouts"`
+}
+
+// Server is one origin.
+type Server struct {
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"` // ip:port of its QUIC listener
+	Weight  int    `yaml:"weight"`  // default 1; 0 is invalid
+
+	addr netip.AddrPort
+}
+
+// ReuseConfig is the reuse policy and its limits, per worker.
+type ReuseConfig struct {
+	Policy string `yaml:"policy"` // default "safe"
+	// MaxIdle is the number of idle connections a worker keeps per server.
+	MaxIdle int `yaml:"max_idle"` // default 4
+	// MaxConns bounds connections per server per worker (0: unlimited).
+	MaxConns int `yaml:"max_conns"`
+	// MaxStreams bounds concurrent streams per connection; default 100
+	// (keep it at or below the servers' stream limit).
+	MaxStreams int `yaml:"max_streams"`
+}
+
+// ClientTLS is how the engine verifies its backends.
+type ClientTLS struct {
+	ServerName string `yaml:"server_name"`
+	CA         string `yaml:"ca"` // PEM file; empty: system roots
+	// InsecureSkipVerify disables verification (lab use only; logged).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// HealthCheck is an active check per server.
+type HealthCheck struct {
+	Enabled  *bool    `yaml:"enabled"`  // default true
+	Interval Duration `yaml:"interval"` // default 2s
+	Timeout  Duration `yaml:"timeout"`  // default 1s
+	Path     string   `yaml:"path"`     // h3: GET path, default /healthz; raw: a QUIC handshake
+	Rise     int      `yaml:"rise"`     // successes to mark up, default 2
+	Fall     int      `yaml:"fall"`     // failures to mark down, default 3
+}
+
+// BackTimeout bounds backend-side waits.
+type BackTimeout struct {
+	Connect Duration `yaml:"connect"` // QUIC handshake, default 2s
+	Idle    Duration `yaml:"idle"`    // idle pooled connection, default 30s
+	Request Duration `yaml:"request"` // whole request incl. response headers, default 30s
+}
+
+// Duration is a time.Duration read from a Go duration string.
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 250ms, 30s)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid configuration")
+
+// FieldError names the offending field (a path such as
+// "backends[0].servers[1].address") and the problem.
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+func (e *FieldError) Unwrap() error { return ErrConfig }
+
+// ConfigErrors is every problem found in one configuration.
+type ConfigErrors []*FieldError
+
+func (es ConfigErrors) Error() string {
+	var b strings.Builder
+	for i, e := range es {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is(err, ErrConfig) match.
+func (es ConfigErrors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+// LoadConfig reads, decodes and validates the file at path.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes YAML (unknown fields are errors), applies defaults and
+// validates. The error lists every problem, each naming its field.
+func ParseConfig(b []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: empty file", ErrConfig)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: more than one YAML document", ErrConfig)
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defDur := func(p *Duration, v time.Duration) {
+		if *p == 0 {
+			*p = Duration(v)
+		}
+	}
+	def(&c.Dataplane, "xdp")
+	def(&c.Admin, "127.0.0.1:9900")
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "text")
+	defInt(&c.Buffers.Frames, 4096)
+	defInt(&c.Buffers.FrameSize, 2048)
+	defInt(&c.Buffers.Cache, 256)
+	defInt(&c.Buffers.Reserve, c.Buffers.Frames/8)
+	for i := range c.Interfaces {
+		it := &c.Interfaces[i]
+		def(&it.XDPMode, "auto")
+		def(&it.ZeroCopy, "auto")
+	}
+	for i := range c.Frontends {
+		f := &c.Frontends[i]
+		defDur(&f.Timeouts.Header, 10*time.Second)
+		defDur(&f.Timeouts.Idle, 60*time.Second)
+		defInt(&f.MaxHeaderBytes, 64<<10)
+	}
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		def(&b.Protocol, BackendH3)
+		def(&b.Balance, BalanceRoundRobin)
+		if b.Balance == BalanceHash {
+			def(&b.HashKey, "source")
+		}
+		def(&b.Reuse.Policy, ReuseSafe)
+		defInt(&b.Reuse.MaxIdle, 4)
+		defInt(&b.Reuse.MaxStreams, 100)
+		if b.Retries == nil {
+			b.Retries = new(2)
+		}
+		if b.Redisp == nil {
+			b.Redisp = new(true)
+		}
+		if b.Health.Enabled == nil {
+			b.Health.Enabled = new(true)
+		}
+		defDur(&b.Health.Interval, 2*time.Second)
+		defDur(&b.Health.Timeout, time.Second)
+		def(&b.Health.Path, "/healthz")
+		defInt(&b.Health.Rise, 2)
+		defInt(&b.Health.Fall, 3)
+		defDur(&b.Timeouts.Connect, 2*time.Second)
+		defDur(&b.Timeouts.Idle, 30*time.Second)
+		defDur(&b.Timeouts.Request, 30*time.Second)
+		for j := range b.Servers {
+			defInt(&b.Servers[j].Weight, 1)
+		}
+	}
+}
+
+// Validate checks c (after defaults) and resolves its addresses. It returns
+// ConfigErrors naming every bad field, or nil.
+func (c *Config) Validate() error {
+	var errs ConfigErrors
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
+	oneOf := func(field, v string, allowed ...string) {
+		if !slices.Contains(allowed, v) {
+			bad(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
+		}
+	}
+	oneOf("dataplane", c.Dataplane, "xdp", "kernel")
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "text", "json")
+	if c.Workers < 0 {
+		bad("workers", "must not be negative")
+	}
+
+	// Interfaces and the addresses the engine owns.
+	queues := 0
+	owned := map[netip.Addr]bool{}
+	seenIf := map[string]bool{}
+	for i := range c.Interfaces {
+		it := &c.Interfaces[i]
+		p := fmt.Sprintf("interfaces[%d]", i)
+		if it.Name == "" {
+			bad(p+".name", "missing")
+		} else if seenIf[it.Name] {
+			bad(p+".name", "interface %q listed twice", it.Name)
+		}
+		seenIf[it.Name] = true
+		if len(it.Queues) == 0 && c.Dataplane == "xdp" {
+			bad(p+".queues", "at least one dedicated queue is needed")
+		}
+		seenQ := map[int]bool{}
+		for j, q := range it.Queues {
+			if q < 0 {
+				bad(fmt.Sprintf("%s.queues[%d]", p, j), "queue id %d is negative", q)
+			} else if seenQ[q] {
+				bad(fmt.Sprintf("%s.queues[%d]", p, j), "queue %d listed twice", q)
+			}
+			seenQ[q] = true
+		}
+		queues += len(it.Queues)
+		oneOf(p+".xdp_mode", it.XDPMode, "native", "generic", "auto")
+		oneOf(p+".zero_copy", it.ZeroCopy, "on", "off", "auto")
+		if len(it.Addresses) == 0 {
+			bad(p+".addresses", "at least one address with prefix length is needed")
+		}
+		it.addrs = it.addrs[:0]
+		for j, a := range it.Addresses {
+			pf, err := netip.ParsePrefix(a)
+			if err != nil {
+				bad(fmt.Sprintf("%s.addresses[%d]", p, j), "%q is not an address with prefix length (e.g. 198.18.1.1/24)", a)
+				continue
+			}
+			if owned[pf.Addr()] {
+				bad(fmt.Sprintf("%s.addresses[%d]", p, j), "address %s is already owned", pf.Addr())
+			}
+			owned[pf.Addr()] = true
+			it.addrs = append(it.addrs, pf)
+		}
+		if it.Gateway != "" {
+			gw, err := netip.ParseAddr(it.Gateway)
+			if err != nil {
+				bad(p+".gateway", "%q is not an IP address", it.Gateway)
+			} else if !slices.ContainsFunc(it.addrs, func(pf netip.Prefix) bool { return pf.Contains(gw) }) {
+				bad(p+".gateway", "%s is on none of the interface's subnets", gw)
+			}
+			it.gw = gw
+		}
+	}
+	if c.Dataplane == "xdp" {
+		if len(c.Interfaces) == 0 {
+			bad("interfaces", "the xdp data plane needs at least one interface")
+		}
+		if c.Workers != 0 && c.Workers != queues {
+			bad("workers", "%d workers but %d dedicated queues: on the xdp data plane there is one worker per queue", c.Workers, queues)
+		}
+	}
+
+	// Buffers.
+	if f := c.Buffers.Frames; f <= 0 || f&(f-1) != 0 {
+		bad("buffers.frames", "%d is not a positive power of two", f)
+	}
+	if fs := c.Buffers.FrameSize; fs != 2048 && fs != 4096 {
+		bad("buffers.frame_size", "%d: AF_XDP frames are 2048 or 4096 bytes", fs)
+	}
+	if c.Buffers.Cache <= 0 || c.Buffers.Cache > c.Buffers.Frames/2 {
+		bad("buffers.cache", "%d must be between 1 and half of buffers.frames", c.Buffers.Cache)
+	}
+	if c.Buffers.Reserve < 0 || c.Buffers.Reserve >= c.Buffers.Frames {
+		bad("buffers.reserve", "%d must be at least 0 and below buffers.frames", c.Buffers.Reserve)
+	}
+
+	// Admin: a kernel socket on loopback or another kernel address, never
+	// one of the data plane's.
+	if c.Admin != "off" {
+		ap, err := netip.ParseAddrPort(c.Admin)
+		switch {
+		case err != nil:
+			bad("admin", "%q is not ip:port (or \"off\")", c.Admin)
+		case owned[ap.Addr()]:
+			bad("admin", "%s is a data-plane address; the admin endpoint lives on a kernel address such as 127.0.0.1", ap.Addr())
+		}
+	}
+
+	backends := map[string]*Backend{}
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		p := fmt.Sprintf("backends[%d]", i)
+		if b.Name == "" {
+			bad(p+".name", "missing")
+		} else if backends[b.Name] != nil {
+			bad(p+".name", "backend %q defined twice", b.Name)
+		}
+		backends[b.Name] = b
+		oneOf(p+".protocol", b.Protocol, BackendH3, BackendRaw)
+		oneOf(p+".balance", b.Balance, BalanceRoundRobin, BalanceLeastConn, BalanceHash)
+		if b.Balance == BalanceHash {
+			if k := b.HashKey; k != "source" && k != "uri" && !(strings.HasPrefix(k, "header:") && len(k) > len("header:")) {
+				bad(p+".hash_key", "%q is not source, uri or header:<Name>", k)
+			}
+		} else if b.HashKey != "" {
+			bad(p+".hash_key", "only used with balance: hash")
+		}
+		oneOf(p+".reuse.policy", b.Reuse.Policy, ReuseNever, ReuseSafe, ReuseAggressive, ReuseAlways)
+		if b.Reuse.MaxIdle < 0 {
+			bad(p+".reuse.max_idle", "must not be negative")
+		}
+		if b.Reuse.MaxConns < 0 {
+			bad(p+".reuse.max_conns", "must not be negative")
+		}
+		if b.Reuse.MaxStreams < 1 {
+			bad(p+".reuse.max_streams", "must be at least 1")
+		}
+		if *b.Retries < 0 || *b.Retries > 10 {
+			bad(p+".retries", "%d is outside 0..10", *b.Retries)
+		}
+		if b.TLS.CA != "" {
+			if _, err := os.Stat(b.TLS.CA); err != nil {
+				bad(p+".tls.ca", "%v", err)
+			}
+		}
+		hc := b.Health
+		if hc.Interval.D() < 10*time.Millisecond {
+			bad(p+".health_check.interval", "%v is below 10ms", hc.Interval.D())
+		}
+		if hc.Timeout.D() <= 0 || hc.Timeout.D() > hc.Interval.D() {
+			bad(p+".health_check.timeout", "%v must be positive and at most the interval (%v)", hc.Timeout.D(), hc.Interval.D())
+		}
+		if !strings.HasPrefix(hc.Path, "/") {
+			bad(p+".health_check.path", "%q must start with /", hc.Path)
+		}
+		if hc.Rise < 1 || hc.Fall < 1 {
+			bad(p+".health_check", "rise and fall must be at least 1")
+		}
+		for _, t := range []struct {
+			n string
+			d Duration
+		}{{"connect", b.Timeouts.Connect}, {"idle", b.Timeouts.Idle}, {"request", b.Timeouts.Request}} {
+			if t.d < 0 {
+				bad(p+".timeouts."+t.n, "must not be negative")
+			}
+		}
+		if len(b.Servers) == 0 {
+			bad(p+".servers", "at least one server is needed")
+		}
+		names := map[string]bool{}
+		addrs := map[netip.AddrPort]bool{}
+		for j := range b.Servers {
+			s := &b.Servers[j]
+			sp := fmt.Sprintf("%s.servers[%d]", p, j)
+			if s.Name == "" {
+				s.Name = s.Address
+			}
+			if names[s.Name] {
+				bad(sp+".name", "server %q listed twice", s.Name)
+			}
+			names[s.Name] = true
+			ap, err := netip.ParseAddrPort(s.Address)
+			if err != nil {
+				bad(sp+".address", "%q is not ip:port", s.Address)
+			} else {
+				if ap.Port() == 0 {
+					bad(sp+".address", "port 0")
+				}
+				if addrs[ap] {
+					bad(sp+".address", "%s listed twice", ap)
+				}
+				addrs[ap] = true
+				s.addr = ap
+			}
+			if s.Weight < 1 || s.Weight > 256 {
+				bad(sp+".weight", "%d is outside 1..256", s.Weight)
+			}
+		}
+	}
+
+	if len(c.Frontends) == 0 {
+		bad("frontends", "at least one frontend is needed")
+	}
+	listens := map[string]string{}
+	for i := range c.Frontends {
+		f := &c.Frontends[i]
+		p := fmt.Sprintf("frontends[%d]", i)
+		if f.Name == "" {
+			f.Name = fmt.Sprintf("fe%d", i)
+		}
+		oneOf(p+".protocol", f.Protocol, ProtoHTTP, ProtoH3, ProtoTCP)
+		ap, err := netip.ParseAddrPort(f.Listen)
+		if err != nil {
+			bad(p+".listen", "%q is not ip:port", f.Listen)
+		} else {
+			if c.Dataplane == "xdp" && !owned[ap.Addr()] {
+				bad(p+".listen", "%s is not one of the interfaces' addresses", ap.Addr())
+			}
+			transport := "tcp"
+			if f.Protocol == ProtoH3 {
+				transport = "udp"
+			}
+			key := transport + " " + ap.String()
+			if other, dup := listens[key]; dup {
+				bad(p+".listen", "%s %s is already used by frontend %q", transport, ap, other)
+			}
+			listens[key] = f.Name
+			f.addr = ap
+		}
+		b := backends[f.Backend]
+		switch {
+		case f.Backend == "":
+			bad(p+".backend", "missing")
+		case b == nil:
+			bad(p+".backend", "no backend named %q", f.Backend)
+		case f.Protocol == ProtoTCP && b.Protocol != BackendRaw:
+			bad(p+".backend", "a tcp frontend needs a backend with protocol raw, %q has %s", b.Name, b.Protocol)
+		case f.Protocol != ProtoTCP && b.Protocol != BackendH3:
+			bad(p+".backend", "an %s frontend needs a backend with protocol h3, %q has %s", f.Protocol, b.Name, b.Protocol)
+		}
+		if f.TLS != nil && f.Protocol != ProtoH3 {
+			bad(p+".tls", "only h3 frontends take a certificate")
+		}
+		if f.TLS != nil && (f.TLS.Cert == "") != (f.TLS.Key == "") {
+			bad(p+".tls", "cert and key go together")
+		}
+		if f.Timeouts.Header < 0 || f.Timeouts.Idle < 0 {
+			bad(p+".timeouts", "must not be negative")
+		}
+		if f.MaxHeaderBytes < 1024 {
+			bad(p+".max_header_bytes", "%d is below 1024", f.MaxHeaderBytes)
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package engine
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodConfig = `
+dataplane: xdp
+admin: 127.0.0.1:9900
+interfaces:
+  - name: xdpc0
+    queues: [0, 1]
+    addresses: [198.18.1.1/24, "2001:2:0:1::1/64"]
+  - name: xdpb0
+    queues: [0]
+    xdp_mode: native
+    zero_copy: "off"
+    addresses: [198.18.2.1/24]
+    gateway: 198.18.2.254
+frontends:
+  - {name: web, listen: "198.18.1.1:80", protocol: http, backend: origins}
+  - {name: web3, listen: "198.18.1.1:443", protocol: h3, backend: origins}
+  - {name: iperf, listen: "198.18.1.1:5201", protocol: tcp, backend: tunnel}
+backends:
+  - name: origins
+    balance: hash
+    hash_key: "header:X-User"
+    reuse: {policy: aggressive, max_idle: 2, max_streams: 50}
+    servers:
+      - {name: s1, address: "198.18.2.10:4433", weight: 3}
+      - {address: "198.18.2.11:4433"}
+  - name: tunnel
+    protocol: raw
+    balance: leastconn
+    timeouts: {connect: 500ms}
+    servers: [{address: "198.18.2.10:4433"}]
+`
+
+func TestParseConfigGood(t *testing.T) {
+	c, err := ParseConfig([]byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.Backends[0]
+	if b.Servers[1].Name != "198.18.2.11:4433" || b.Servers[1].Weight != 1 {
+		t.Errorf("server defaults: %+v", b.Servers[1])
+	}
+	if *b.Retries != 2 || !*b.Redisp || b.Timeouts.Connect.D() != 2*time.Second {
+		t.Errorf("backend defaults: retries %d redispatch %v connect %v", *b.Retries, *b.Redisp, b.Timeouts.Connect.D())
+	}
+	if c.Backends[1].Timeouts.Connect.D() != 500*time.Millisecond {
+		t.Errorf("connect timeout %v", c.Backends[1].Timeouts.Connect.D())
+	}
+	if c.Interfaces[0].XDPMode != "auto" || c.Buffers.Frames != 4096 {
+		t.Errorf("defaults: %+v %+v", c.Interfaces[0], c.Buffers)
+	}
+	if got := c.Frontends[0].addr.String(); got != "198.18.1.1:80" {
+		t.Errorf("frontend addr %s", got)
+	}
+}
+
+func TestParseConfigErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name, edit, want string
+	}{
+		{"unknown field", "dataplane: xdp\nbogus: 1\n", "field bogus not found"},
+		{"bad duration", strings.Replace(goodConfig, "connect: 500ms", "connect: fast", 1), `"fast" is not a duration`},
+		{"bad balance", strings.Replace(goodConfig, "balance: leastconn", "balance: random", 1), "backends[1].balance: \"random\" is not one of"},
+		{"bad address", strings.Replace(goodConfig, "198.18.2.10:4433\", weight", "198.18.2.10\", weight", 1), "backends[0].servers[0].address"},
+		{"unknown backend", strings.Replace(goodConfig, "backend: tunnel", "backend: nope", 1), `frontends[2].backend: no backend named "nope"`},
+		{"tcp needs raw", strings.Replace(goodConfig, "backend: tunnel", "backend: origins", 1), "frontends[2].backend: a tcp frontend needs a backend with protocol raw"},
+		{"listen not owned", strings.Replace(goodConfig, "198.18.1.1:80", "198.18.9.1:80", 1), "frontends[0].listen: 198.18.9.1 is not one of the interfaces' addresses"},
+		{"admin on data plane", strings.Replace(goodConfig, "admin: 127.0.0.1:9900", "admin: 198.18.1.1:9900", 1), "admin: 198.18.1.1 is a data-plane address"},
+		{"duplicate queue", strings.Replace(goodConfig, "queues: [0, 1]", "queues: [0, 0]", 1), "interfaces[0].queues[1]: queue 0 listed twice"},
+		{"frames", goodConfig + "buffers: {frames: 1000}\n", "buffers.frames: 1000 is not a positive power of two"},
+		{"gateway off subnet", strings.Replace(goodConfig, "198.18.2.254", "10.0.0.1", 1), "interfaces[1].gateway"},
+		{"reuse policy", strings.Replace(goodConfig, "policy: aggressive", "policy: sometimes", 1), "backends[0].reuse.policy"},
+		{"workers vs queues", goodConfig + "workers: 2\n", "workers: 2 workers but 3 dedicated queues"},
+		{"weight", strings.Replace(goodConfig, "weight: 3", "weight: 300", 1), "backends[0].servers[0].weight"},
+		{"empty", "", "empty file"},
+		{"two documents", goodConfig + "---\nadmin: off\n", "more than one YAML document"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.edit))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, ErrConfig) {
+				t.Errorf("error does not wrap ErrConfig: %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseConfigReportsEveryProblem(t *testing.T) {
+	bad := strings.NewReplacer("balance: hash", "balance: random", "weight: 3", "weight: -1", "protocol: tcp", "protocol: udp").Replace(goodConfig)
+	_, err := ParseConfig([]byte(bad))
+	var ce ConfigErrors
+	if !errors.As(err, &ce) || len(ce) < 3 {
+		t.Fatalf("want at least 3 field errors, got %v", err)
+	}
+}
+
+func TestLoadConfigFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.yaml")
+	if err := os.WriteFile(p, []byte(goodConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig(p); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml"))
+	if !errors.Is(err, ErrConfig) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestDefaultConfigsParse(t *testing.T) {
+	for name, text := range map[string]string{"demo": DemoConfig} {
+		if _, err := ParseConfig([]byte(text)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

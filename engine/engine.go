@@ -1,0 +1,599 @@
+package engine
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/xdpnet/xdpnet/engine/origin"
+)
+
+// Options are the engine's run-time dependencies.
+type Options struct {
+	// Net is the network stack; required.
+	Net Net
+	// Log receives structured logs; nil uses slog.Default().
+	Log *slog.Logger
+	// BackendRootCAs is trusted for backends whose tls.ca is unset (tests
+	// and the demo pass their lab CA here); nil means the system roots.
+	BackendRootCAs *x509.CertPool
+}
+
+// Engine is the gateway: frontends, workers and backend pools on one Net.
+type Engine struct {
+	opts    Options
+	log     *slog.Logger
+	net     Net
+	metrics *metrics
+	workers []*worker
+	started time.Time
+
+	// inflight counts HTTP requests in progress (drain waits for them).
+	inflight sync.WaitGroup
+	nextW    atomic.Uint64
+
+	mu        sync.Mutex
+	cfg       *Config
+	backends  map[string]*backendRT
+	frontends map[string]*frontendRT // keyed by frontendKey
+	admin     *http.Server
+	adminAddr net.Addr
+	closed    bool
+}
+
+// New builds an engine for cfg (already validated) on opts.Net. Start
+// opens its sockets.
+func New(cfg *Config, opts Options) (*Engine, error) {
+	if opts.Net == nil {
+		return nil, errors.New("engine: Options.Net is required")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	e := &Engine{
+		opts:      opts,
+		log:       opts.Log,
+		net:       opts.Net,
+		metrics:   newMetrics(opts.Net.Name()),
+		backends:  map[string]*backendRT{},
+		frontends: map[string]*frontendRT{},
+	}
+	if c := opts.Net.Collector(); c != nil {
+		if err := e.metrics.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("engine: register %s collector: %w", opts.Net.Name(), err)
+		}
+	}
+	for i := range opts.Net.Workers() {
+		e.workers = append(e.workers, &worker{id: i, net: opts.Net})
+	}
+	e.cfg = cfg
+	return e, nil
+}
+
+// Start opens the admin endpoint and every frontend, and starts health
+// checks. On error everything opened so far is closed.
+func (e *Engine) Start() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.started = time.Now()
+	if err := e.startAdminLocked(); err != nil {
+		return err
+	}
+	if err := e.applyLocked(e.cfg); err != nil {
+		e.mu.Unlock()
+		e.Close()
+		e.mu.Lock()
+		return err
+	}
+	e.log.Info("engine started", "stack", e.net.Name(), "workers", len(e.workers),
+		"frontends", len(e.frontends), "backends", len(e.backends))
+	return nil
+}
+
+// Reload applies cfg without dropping established client connections:
+// frontends whose protocol and listen address are unchanged keep their
+// sockets and connections and switch to the new backends for new requests;
+// changed backends get new pools and the old ones close once their requests
+// finish; removed frontends drain.
+func (e *Engine) Reload(cfg *Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return net.ErrClosed
+	}
+	if cfg.Dataplane != e.cfg.Dataplane || cfg.Admin != e.cfg.Admin ||
+		!reflect.DeepEqual(cfg.Interfaces, e.cfg.Interfaces) || !reflect.DeepEqual(cfg.Buffers, e.cfg.Buffers) {
+		return fmt.Errorf("%w: dataplane, admin, interfaces and buffers change only with a restart", ErrConfig)
+	}
+	if err := e.applyLocked(cfg); err != nil {
+		return err
+	}
+	e.cfg = cfg
+	e.log.Info("configuration reloaded", "frontends", len(e.frontends), "backends", len(e.backends))
+	return nil
+}
+
+func frontendKey(f *Frontend) string {
+	t := "tcp"
+	if f.Protocol == ProtoH3 {
+		t = "udp"
+	}
+	return t + "/" + f.addr.String()
+}
+
+// applyLocked makes the running state match cfg.
+func (e *Engine) applyLocked(cfg *Config) error {
+	// Backends: keep those whose configuration is unchanged.
+	newBackends := map[string]*backendRT{}
+	var created []*backendRT
+	for _, b := range cfg.Backends {
+		if old := e.backends[b.Name]; old != nil && reflect.DeepEqual(old.cfg, b) {
+			newBackends[b.Name] = old
+			continue
+		}
+		rt, err := newBackendRT(e, b)
+		if err != nil {
+			for _, c := range created {
+				c.close()
+			}
+			return err
+		}
+		created = append(created, rt)
+		newBackends[b.Name] = rt
+	}
+	// Frontends: keep sockets whose protocol and address are unchanged.
+	newFrontends := map[string]*frontendRT{}
+	var opened []*frontendRT
+	for _, f := range cfg.Frontends {
+		k := frontendKey(&f)
+		if old := e.frontends[k]; old != nil && old.cfg.Protocol == f.Protocol {
+			newFrontends[k] = old
+			continue
+		}
+		fe := &frontendRT{cfg: f, eng: e, drainCh: make(chan struct{})}
+		fe.backend.Store(newBackends[f.Backend])
+		if err := fe.start(); err != nil {
+			for _, o := range opened {
+				o.shutdown(context.Background())
+			}
+			for _, c := range created {
+				c.close()
+			}
+			return fmt.Errorf("frontend %s: %w", f.Name, err)
+		}
+		opened = append(opened, fe)
+		newFrontends[k] = fe
+	}
+	// Commit: switch kept frontends to the new backends.
+	for _, rt := range created {
+		rt.start()
+	}
+	for k, fe := range newFrontends {
+		if e.frontends[k] == fe {
+			for _, f := range cfg.Frontends {
+				if frontendKey(&f) == k {
+					if !reflect.DeepEqual(withoutBackend(f), withoutBackend(fe.cfg)) {
+						e.log.Warn("frontend settings other than its backend change only with a restart", "frontend", f.Name)
+					}
+					fe.swapBackend(newBackends[f.Backend])
+				}
+			}
+		}
+	}
+	for k, fe := range e.frontends {
+		if newFrontends[k] != fe {
+			go fe.shutdown(context.Background())
+		}
+	}
+	for name, rt := range e.backends {
+		if newBackends[name] != rt {
+			go rt.retire()
+		}
+	}
+	e.frontends, e.backends = newFrontends, newBackends
+	return nil
+}
+
+func withoutBackend(f Frontend) Frontend { f.Backend = ""; f.Name = ""; return f }
+
+// Shutdown drains: listeners close at once, requests and tunnels in flight
+// finish (until ctx ends, then they are cut), then backend connections
+// close gracefully. No request that had reached the engine is lost.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	fes := e.frontends
+	e.mu.Unlock()
+	e.log.Info("draining", "frontends", len(fes))
+	var wg sync.WaitGroup
+	for _, fe := range fes {
+		wg.Go(func() { fe.shutdown(ctx) })
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() { e.inflight.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("drain: %w", ctx.Err())
+	}
+	e.closeRest()
+	return err
+}
+
+// Close stops everything at once.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	fes := e.frontends
+	e.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, fe := range fes {
+		fe.shutdown(ctx)
+	}
+	e.closeRest()
+	return nil
+}
+
+func (e *Engine) closeRest() {
+	e.mu.Lock()
+	bes := e.backends
+	e.backends = map[string]*backendRT{}
+	e.frontends = map[string]*frontendRT{}
+	admin := e.admin
+	e.admin = nil
+	e.mu.Unlock()
+	for _, rt := range bes {
+		rt.close()
+	}
+	for _, w := range e.workers {
+		w.close()
+	}
+	if admin != nil {
+		admin.Close()
+	}
+}
+
+// pickWorker maps a client connection to a worker by its address, so that a
+// client's connections share a worker's backend pool.
+func (e *Engine) pickWorker(remote net.Addr) int {
+	n := len(e.workers)
+	if n == 1 {
+		return 0
+	}
+	return int(maphash.String(workerSeed, remote.String()) % uint64(n))
+}
+
+var workerSeed = maphash.MakeSeed()
+
+// FrontendAddr is the bound address of the named frontend (useful with port
+// 0), or nil.
+func (e *Engine) FrontendAddr(name string) net.Addr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, fe := range e.frontends {
+		if fe.cfg.Name == name {
+			return fe.addr()
+		}
+	}
+	return nil
+}
+
+// AdminAddr is the bound admin address, or nil when off.
+func (e *Engine) AdminAddr() net.Addr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.adminAddr
+}
+
+// StackName says which network stack the data plane runs on.
+func (e *Engine) StackName() string { return e.net.Name() }
+
+// frontendRT is a listening frontend.
+type frontendRT struct {
+	cfg Frontend
+	eng *Engine
+
+	// backend is swapped by reloads; backendMu makes a request's use of
+	// a backend visible to retire (readers hold it shared).
+	backend atomic.Pointer[backendRT]
+
+	ln      net.Listener
+	pc      net.PacketConn
+	hs      *http.Server
+	h3      *http3.Server
+	qln     *quic.EarlyListener
+	tunnels sync.WaitGroup
+	drainCh chan struct{} // closed when the drain deadline passes
+	once    sync.Once
+}
+
+func (fe *frontendRT) addr() net.Addr {
+	switch {
+	case fe.ln != nil:
+		return fe.ln.Addr()
+	case fe.pc != nil:
+		return fe.pc.LocalAddr()
+	}
+	return nil
+}
+
+// lockBackend returns the current backend, marked in use until unlock.
+func (fe *frontendRT) lockBackend() (*backendRT, func()) {
+	for {
+		rt := fe.backend.Load()
+		if rt.use.TryRLock() {
+			if fe.backend.Load() == rt {
+				return rt, rt.use.RUnlock
+			}
+			rt.use.RUnlock()
+		}
+		// rt is being retired (a reload swapped it): load the new one.
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (fe *frontendRT) swapBackend(rt *backendRT) { fe.backend.Store(rt) }
+
+func (fe *frontendRT) start() error {
+	e := fe.eng
+	newSession := func(ctx context.Context, remote net.Addr) context.Context {
+		s := &session{worker: e.pickWorker(remote)}
+		if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
+			s.remote = ap.Addr().Unmap()
+		}
+		return context.WithValue(ctx, sessionKey{}, s)
+	}
+	log := slog.NewLogLogger(e.log.With("frontend", fe.cfg.Name).Handler(), slog.LevelDebug)
+	switch fe.cfg.Protocol {
+	case ProtoHTTP:
+		ln, err := e.net.ListenTCP(fe.cfg.addr)
+		if err != nil {
+			return err
+		}
+		fe.ln = ln
+		var protos http.Protocols
+		protos.SetHTTP1(true)
+		protos.SetUnencryptedHTTP2(true)
+		conns := e.metrics.clientConns.WithLabelValues(fe.cfg.Name)
+		fe.hs = &http.Server{
+			Handler:           &httpProxy{fe: fe},
+			Protocols:         &protos,
+			ReadHeaderTimeout: fe.cfg.Timeouts.Header.D(),
+			IdleTimeout:       fe.cfg.Timeouts.Idle.D(),
+			MaxHeaderBytes:    fe.cfg.MaxHeaderBytes,
+			ErrorLog:          log,
+			ConnContext:       func(ctx context.Context, c net.Conn) context.Context { return newSession(ctx, c.RemoteAddr()) },
+			ConnState: func(_ net.Conn, s http.ConnState) {
+				switch s {
+				case http.StateNew:
+					conns.Inc()
+				case http.StateClosed, http.StateHijacked:
+					conns.Dec()
+				}
+			},
+		}
+		go fe.hs.Serve(ln)
+	case ProtoH3:
+		pc, err := e.net.ListenUDP(fe.cfg.addr)
+		if err != nil {
+			return err
+		}
+		cert, err := fe.certificate()
+		if err != nil {
+			pc.Close()
+			return err
+		}
+		fe.pc = pc
+		fe.h3 = &http3.Server{
+			Handler:        &httpProxy{fe: fe},
+			TLSConfig:      http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
+			IdleTimeout:    fe.cfg.Timeouts.Idle.D(),
+			MaxHeaderBytes: fe.cfg.MaxHeaderBytes,
+			QUICConfig: &quic.Config{
+				HandshakeIdleTimeout: fe.cfg.Timeouts.Header.D(),
+				MaxIdleTimeout:       fe.cfg.Timeouts.Idle.D(),
+			},
+			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context { return newSession(ctx, c.RemoteAddr()) },
+		}
+		go fe.h3.Serve(pc)
+	case ProtoTCP:
+		ln, err := e.net.ListenTCP(fe.cfg.addr)
+		if err != nil {
+			return err
+		}
+		fe.ln = ln
+		go fe.acceptTunnels()
+	}
+	e.log.Info("frontend listening", "frontend", fe.cfg.Name, "protocol", fe.cfg.Protocol, "addr", fe.addr(), "stack", e.net.Name())
+	return nil
+}
+
+// certificate loads the frontend's certificate or makes a self-signed one.
+func (fe *frontendRT) certificate() (tls.Certificate, error) {
+	if fe.cfg.TLS != nil && fe.cfg.TLS.Cert != "" {
+		return tls.LoadX509KeyPair(fe.cfg.TLS.Cert, fe.cfg.TLS.Key)
+	}
+	fe.eng.log.Warn("h3 frontend without tls.cert: using a self-signed certificate", "frontend", fe.cfg.Name)
+	ca, err := origin.NewCA()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return ca.Issue(fe.cfg.addr.Addr().String())
+}
+
+func (fe *frontendRT) acceptTunnels() {
+	e := fe.eng
+	conns := e.metrics.clientConns.WithLabelValues(fe.cfg.Name)
+	for {
+		c, err := fe.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				e.log.Warn("accept", "frontend", fe.cfg.Name, "err", err)
+			}
+			return
+		}
+		conns.Inc()
+		fe.tunnels.Go(func() {
+			defer conns.Dec()
+			fe.serveTunnel(c, e.pickWorker(c.RemoteAddr()))
+		})
+	}
+}
+
+// shutdown stops accepting and waits for requests and tunnels in flight;
+// when ctx ends it cuts what is left.
+func (fe *frontendRT) shutdown(ctx context.Context) {
+	fe.once.Do(func() {
+		cut := func() { close(fe.drainCh) }
+		switch {
+		case fe.hs != nil:
+			if err := fe.hs.Shutdown(ctx); err != nil {
+				fe.hs.Close()
+			}
+		case fe.h3 != nil:
+			if err := fe.h3.Shutdown(ctx); err != nil {
+				fe.h3.Close()
+			}
+			fe.pc.Close()
+		case fe.ln != nil:
+			fe.ln.Close()
+			done := make(chan struct{})
+			go func() { fe.tunnels.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				cut()
+				<-done
+				return
+			}
+		}
+		cut()
+	})
+}
+
+// retire waits until no request uses rt any more, then closes it.
+func (rt *backendRT) retire() {
+	rt.use.Lock()
+	defer rt.use.Unlock()
+	rt.close()
+	rt.log.Info("backend retired after reload")
+}
+
+// Stats is a summary of the engine's counters (the admin /stats document).
+type Stats struct {
+	Stack              string        `json:"stack"`
+	Workers            int           `json:"workers"`
+	Uptime             time.Duration `json:"uptime_ns"`
+	Requests           float64       `json:"requests"`
+	RequestsOK         float64       `json:"requests_ok"`
+	RequestsFailed     float64       `json:"requests_failed"`
+	Tunnels            float64       `json:"tunnels"`
+	Retries            float64       `json:"retries"`
+	Redispatches       float64       `json:"redispatches"`
+	BackendRequests    float64       `json:"backend_requests"`
+	BackendConnsOpened float64       `json:"backend_connections_opened"`
+	BackendConnsOpen   float64       `json:"backend_connections_open"`
+	ConnectErrors      float64       `json:"connect_errors"`
+	ServersUp          int           `json:"servers_up"`
+	Servers            int           `json:"servers"`
+	// Net holds the data plane's own series (frames in use, XDP counters),
+	// summed over labels; empty on the kernel stack.
+	Net map[string]float64 `json:"net,omitempty"`
+}
+
+// Stats gathers the current counters.
+func (e *Engine) Stats() Stats {
+	fams, _ := e.metrics.reg.Gather()
+	s := Stats{
+		Stack:              e.net.Name(),
+		Workers:            len(e.workers),
+		Uptime:             time.Since(e.started),
+		Requests:           sum(fams, "xdpnet_requests_total", nil),
+		RequestsOK:         sum(fams, "xdpnet_requests_total", map[string]string{"result": "ok"}),
+		Tunnels:            sum(fams, "xdpnet_tunnels_total", nil),
+		Retries:            sum(fams, "xdpnet_retries_total", nil),
+		Redispatches:       sum(fams, "xdpnet_redispatches_total", nil),
+		BackendRequests:    sum(fams, "xdpnet_backend_requests_total", nil),
+		BackendConnsOpened: sum(fams, "xdpnet_backend_connections_opened_total", nil),
+		BackendConnsOpen:   sum(fams, "xdpnet_backend_connections_open", nil),
+		ConnectErrors:      sum(fams, "xdpnet_backend_connect_errors_total", nil),
+	}
+	s.RequestsFailed = s.Requests - s.RequestsOK
+	e.mu.Lock()
+	for _, rt := range e.backends {
+		for _, srv := range rt.servers {
+			s.Servers++
+			if srv.up.Load() {
+				s.ServersUp++
+			}
+		}
+	}
+	e.mu.Unlock()
+	if c := e.net.Collector(); c != nil {
+		s.Net = map[string]float64{}
+		for _, f := range fams {
+			n := f.GetName()
+			if len(n) > 7 && n[:7] == "xdpnet_" && !isEngineFamily(n) {
+				s.Net[n] = sum(fams, n, nil)
+			}
+		}
+	}
+	return s
+}
+
+func isEngineFamily(n string) bool {
+	switch n {
+	case "xdpnet_requests_total", "xdpnet_request_duration_seconds", "xdpnet_client_connections",
+		"xdpnet_tunnels_total", "xdpnet_backend_requests_total", "xdpnet_backend_connections_opened_total",
+		"xdpnet_backend_connect_errors_total", "xdpnet_backend_connections_open", "xdpnet_backend_reuses_total",
+		"xdpnet_retries_total", "xdpnet_redispatches_total", "xdpnet_server_up", "xdpnet_info":
+		return true
+	}
+	return false
+}
+
+// startAdminLocked serves /metrics (Prometheus), /stats (JSON) and
+// /healthz on a kernel socket.
+func (e *Engine) startAdminLocked() error {
+	if e.cfg.Admin == "off" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", e.cfg.Admin)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(e.Stats())
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	e.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	e.adminAddr = ln.Addr()
+	go e.admin.Serve(ln)
+	return nil
+}

@@ -1,0 +1,116 @@
+package engine
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// metrics are the engine's Prometheus series, on its own registry so that
+// several engines (tests) can live in one process.
+type metrics struct {
+	reg *prometheus.Registry
+
+	requests        *prometheus.CounterVec   // frontend, class, result
+	latency         *prometheus.HistogramVec // frontend
+	clientConns     *prometheus.GaugeVec     // frontend
+	tunnels         *prometheus.CounterVec   // frontend, result
+	backendRequests *prometheus.CounterVec   // backend, server
+	connsOpened     *prometheus.CounterVec   // backend, server
+	connectErrors   *prometheus.CounterVec   // backend, server
+	connsOpen       prometheus.Gauge
+	reused          *prometheus.CounterVec // backend
+	retries         *prometheus.CounterVec // backend
+	redispatches    *prometheus.CounterVec // backend
+	serverUp        *prometheus.GaugeVec   // backend, server
+	info            *prometheus.GaugeVec   // stack
+}
+
+func newMetrics(stack string) *metrics {
+	reg := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	m := &metrics{reg: reg}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_requests_total", Help: "HTTP requests answered by frontends, by status class and result (ok, failed, aborted, client_gone, bad_request).",
+	}, []string{"frontend", "class", "result"})
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "xdpnet_request_duration_seconds",
+		Help:    "Time from request headers to the end of the response, per frontend.",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18),
+	}, []string{"frontend"})
+	m.clientConns = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "xdpnet_client_connections", Help: "Open client connections per frontend.",
+	}, []string{"frontend"})
+	m.tunnels = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_tunnels_total", Help: "TCP connections tunnelled as raw streams, by result.",
+	}, []string{"frontend", "result"})
+	m.backendRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_backend_requests_total", Help: "Requests and tunnels that reached a backend server (response headers or an open stream).",
+	}, []string{"backend", "server"})
+	m.connsOpened = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_backend_connections_opened_total", Help: "Backend QUIC connections opened (handshakes completed).",
+	}, []string{"backend", "server"})
+	m.connectErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_backend_connect_errors_total", Help: "Failed backend connection attempts.",
+	}, []string{"backend", "server"})
+	m.connsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "xdpnet_backend_connections_open", Help: "Backend QUIC connections open now.",
+	})
+	m.reused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_backend_reuses_total", Help: "Requests placed on an already open backend connection.",
+	}, []string{"backend"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_retries_total", Help: "Backend attempts after the first, per backend.",
+	}, []string{"backend"})
+	m.redispatches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_redispatches_total", Help: "Retries sent to a server chosen again by the balancer.",
+	}, []string{"backend"})
+	m.serverUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "xdpnet_server_up", Help: "1 if the server takes traffic, 0 if health checks took it out.",
+	}, []string{"backend", "server"})
+	m.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "xdpnet_info", Help: "Always 1; the stack label says which network stack the data plane runs on.",
+	}, []string{"stack"})
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.clientConns, m.tunnels,
+		m.backendRequests, m.connsOpened, m.connectErrors, m.connsOpen, m.reused, m.retries,
+		m.redispatches, m.serverUp, m.info,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	m.info.WithLabelValues(stack).Set(1)
+	return m
+}
+
+// sum adds up every sample of the named counter or gauge family, optionally
+// only those whose labels match all of want.
+func sum(fams []*dto.MetricFamily, name string, want map[string]string) float64 {
+	var total float64
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for k, v := range want {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == k && lp.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				total += m.Counter.GetValue()
+			case m.Gauge != nil:
+				total += m.Gauge.GetValue()
+			case m.Untyped != nil:
+				total += m.Untyped.GetValue()
+			}
+		}
+	}
+	return total
+}

@@ -1,0 +1,106 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Net is the network stack the proxy runs on. The same proxy logic runs on
+// the kernel's sockets ([KernelNet]) and on the AF_XDP netstack (see
+// xdpnet.go); only the sockets differ.
+type Net interface {
+	// Name says which stack this is, for logs, metrics and the demo.
+	Name() string
+	// Workers is the number of workers (one per dedicated queue on xdp).
+	Workers() int
+	// ListenTCP opens a TCP listener for a frontend.
+	ListenTCP(addr netip.AddrPort) (net.Listener, error)
+	// ListenUDP opens a UDP socket for an h3 frontend.
+	ListenUDP(addr netip.AddrPort) (net.PacketConn, error)
+	// BackendPacketConn opens worker w's UDP socket for its backend QUIC
+	// connections, with a local address able to reach backend.
+	BackendPacketConn(w int, backend netip.Addr) (net.PacketConn, error)
+	// Collector exposes the stack's own counters (frames in use, XDP
+	// counters); nil when it has none.
+	Collector() prometheus.Collector
+	// Close releases the stack (ports, programs). Sockets opened from it
+	// must be closed first.
+	Close() error
+}
+
+// KernelNet is [Net] on the kernel's sockets: the baseline the netstack data
+// plane is measured against, and the stack for unit tests on loopback.
+type KernelNet struct {
+	// N is the number of workers; 0 means GOMAXPROCS.
+	N int
+	// Do, when set, runs socket creation (e.g. inside a network namespace:
+	// lab.NS.Do). Sockets keep the namespace they were created in.
+	Do func(func() error) error
+}
+
+var _ Net = (*KernelNet)(nil)
+
+// Name implements Net.
+func (k *KernelNet) Name() string { return "kernel" }
+
+// Workers implements Net.
+func (k *KernelNet) Workers() int {
+	if k.N > 0 {
+		return k.N
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+func (k *KernelNet) do(fn func() error) error {
+	if k.Do != nil {
+		return k.Do(fn)
+	}
+	return fn()
+}
+
+// ListenTCP implements Net.
+func (k *KernelNet) ListenTCP(addr netip.AddrPort) (ln net.Listener, err error) {
+	err = k.do(func() error {
+		var lc net.ListenConfig
+		ln, err = lc.Listen(context.Background(), "tcp", addr.String())
+		return err
+	})
+	return ln, err
+}
+
+// ListenUDP implements Net.
+func (k *KernelNet) ListenUDP(addr netip.AddrPort) (pc net.PacketConn, err error) {
+	err = k.do(func() error {
+		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		return err
+	})
+	return pc, err
+}
+
+// BackendPacketConn implements Net: an unbound-address UDP socket of the
+// backend's family; the kernel picks the source address by route.
+func (k *KernelNet) BackendPacketConn(_ int, backend netip.Addr) (pc net.PacketConn, err error) {
+	network := "udp4"
+	if backend.Is6() && !backend.Is4In6() {
+		network = "udp6"
+	}
+	err = k.do(func() error {
+		pc, err = net.ListenUDP(network, nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backend socket: %w", err)
+	}
+	return pc, nil
+}
+
+// Collector implements Net.
+func (k *KernelNet) Collector() prometheus.Collector { return nil }
+
+// Close implements Net.
+func (k *KernelNet) Close() error { return nil }

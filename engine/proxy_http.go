@@ -1,0 +1,326 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// maxReplayBody is the largest request body the proxy buffers so that an
+// idempotent request can be sent again after a failure. Larger bodies stream
+// and are retried only when nothing was sent.
+const maxReplayBody = 64 << 10
+
+// session is one client connection's state, carried in its context.
+type session struct {
+	worker   int
+	requests atomic.Int64
+	remote   netip.Addr
+}
+
+type sessionKey struct{}
+
+func sessionFrom(ctx context.Context) *session {
+	s, _ := ctx.Value(sessionKey{}).(*session)
+	return s
+}
+
+// hopHeaders are connection-specific (RFC 9110 section 7.6.1) and never
+// forwarded; HTTP/3 forbids them outright (RFC 9114 section 4.2).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Te", "Trailer",
+	"Transfer-Encoding", "Upgrade", "Http2-Settings",
+}
+
+func removeHopHeaders(h http.Header) {
+	for _, f := range h.Values("Connection") {
+		for name := range strings.SplitSeq(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+}
+
+// httpProxy is the handler of http and h3 frontends: it forwards each
+// request over HTTP/3 to a server of the frontend's backend.
+type httpProxy struct {
+	fe *frontendRT
+}
+
+func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	fe := h.fe
+	e := fe.eng
+	start := time.Now()
+	e.inflight.Add(1)
+	defer e.inflight.Done()
+	rt, unlock := fe.lockBackend()
+	defer unlock()
+	sess := sessionFrom(r.Context())
+	if sess == nil { // not reached through a frontend's ConnContext
+		sess = &session{}
+	}
+	first := sess.requests.Add(1) == 1
+
+	code, result := h.forward(w, r, rt, sess, first)
+	e.metrics.requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
+	e.metrics.latency.WithLabelValues(fe.cfg.Name).Observe(time.Since(start).Seconds())
+}
+
+func statusClass(code int) string {
+	switch {
+	case code >= 500:
+		return "5xx"
+	case code >= 400:
+		return "4xx"
+	case code >= 300:
+		return "3xx"
+	case code >= 200:
+		return "2xx"
+	}
+	return "1xx"
+}
+
+// forward runs the attempts of one request and writes the response. It
+// returns the status sent and a result label for metrics.
+func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendRT, sess *session, first bool) (int, string) {
+	e := h.fe.eng
+	cfg := rt.cfg
+
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	out.URL.Scheme = "https"
+	out.Host = r.Host
+	removeHopHeaders(out.Header)
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		out.Header.Set("X-Forwarded-For", ip)
+	}
+	out.Header.Add("Via", protoVia(r)+" xdpnet")
+
+	// Make the body replayable when it is small and known in size.
+	var body []byte
+	replayable := true
+	switch {
+	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
+		out.Body, out.ContentLength = http.NoBody, 0
+	case r.ContentLength > 0 && r.ContentLength <= maxReplayBody:
+		b, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength+1))
+		if err != nil || int64(len(b)) != r.ContentLength {
+			http.Error(w, "incomplete request body", http.StatusBadRequest)
+			return http.StatusBadRequest, "bad_request"
+		}
+		body = b
+	default:
+		replayable = false
+	}
+
+	var key []byte
+	if cfg.Balance == BalanceHash {
+		key = hashKey(cfg.HashKey, r, sess)
+	}
+	excluded := make([]bool, len(rt.servers))
+	var lastErr error
+	for attempt := 0; attempt <= *cfg.Retries; attempt++ {
+		if attempt > 0 {
+			e.metrics.retries.WithLabelValues(cfg.Name).Inc()
+		}
+		si, ok := rt.bal.pick(key, func(i int) bool { return rt.usable(i) && !excluded[i] })
+		if !ok {
+			// Every usable server was tried: allow them again rather than
+			// fail while retries remain (HAProxy retries the same server
+			// when redispatch has nowhere else to go).
+			clear(excluded)
+			if si, ok = rt.bal.pick(key, rt.usable); !ok {
+				lastErr = ErrNoServer
+				break
+			}
+		}
+		if attempt > 0 && *cfg.Redisp {
+			e.metrics.redispatches.WithLabelValues(cfg.Name).Inc()
+		}
+		srv := rt.servers[si]
+		if body != nil {
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.ContentLength = int64(len(body))
+		}
+		status, stage, err := h.attempt(w, r, out, rt, si, sess, first)
+		if err == nil {
+			return status, "ok"
+		}
+		lastErr = err
+		if stage == stageResponse {
+			// Headers are out: the body broke off; nothing more to do.
+			return status, "aborted"
+		}
+		if stage == stageConnect && !errors.Is(err, ErrPoolFull) && r.Context().Err() == nil {
+			rt.markDown(srv, err)
+		}
+		if !retryable(r.Context(), stage, err, r.Method, replayable) {
+			break
+		}
+		if *cfg.Redisp {
+			excluded[si] = true
+		}
+	}
+	if r.Context().Err() != nil {
+		return 499, "client_gone"
+	}
+	code := http.StatusBadGateway
+	switch {
+	case errors.Is(lastErr, ErrNoServer), errors.Is(lastErr, ErrPoolFull):
+		code = http.StatusServiceUnavailable
+	case errors.Is(lastErr, errRequestTimeout):
+		code = http.StatusGatewayTimeout
+	}
+	e.log.Debug("request failed", "frontend", h.fe.cfg.Name, "backend", cfg.Name, "err", lastErr)
+	http.Error(w, http.StatusText(code), code)
+	return code, "failed"
+}
+
+var errRequestTimeout = errors.New("backend request timeout")
+
+func protoVia(r *http.Request) string {
+	switch r.ProtoMajor {
+	case 3:
+		return "3"
+	case 2:
+		return "2"
+	}
+	return "1.1"
+}
+
+// attempt sends out to server si once. On success the response has been
+// copied to w. It returns the response status (once there is one) and how
+// far it got.
+func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, rt *backendRT, si int, sess *session, first bool) (int, attemptStage, error) {
+	srv := rt.servers[si]
+	p := rt.pools[sess.worker][si]
+	ctx := r.Context()
+	if d := rt.cfg.Timeouts.Connect.D(); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	l, err := p.acquire(ctx, first)
+	if err != nil {
+		return 0, stageConnect, err
+	}
+	srv.inflight.Add(1)
+	defer srv.inflight.Add(-1)
+
+	// The request timeout covers the wait for response headers; the body
+	// then streams for as long as the client reads it.
+	rctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	var gotHeaders, timedOut atomic.Bool
+	if d := rt.cfg.Timeouts.Request.D(); d > 0 {
+		t := time.AfterFunc(d, func() {
+			if !gotHeaders.Load() {
+				timedOut.Store(true)
+				cancel()
+			}
+		})
+		defer t.Stop()
+	}
+	var wrote atomic.Bool
+	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+	})
+	req := out.WithContext(rctx)
+	req.URL.Host = srv.addr.String()
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = &sentBody{ReadCloser: req.Body, read: &wrote}
+	}
+	resp, err := l.c.h3.RoundTrip(req)
+	if err != nil {
+		broken := context.Cause(l.c.qc.Context()) != nil
+		l.release(false, broken)
+		if timedOut.Load() {
+			err = errRequestTimeout
+		}
+		if !wrote.Load() && !timedOut.Load() {
+			// The stream never opened: nothing reached the server.
+			return 0, stageConnect, err
+		}
+		return 0, stageSent, err
+	}
+	gotHeaders.Store(true)
+	h.fe.eng.metrics.backendRequests.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+	defer l.release(true, false)
+	defer resp.Body.Close()
+
+	hdr := w.Header()
+	removeHopHeaders(resp.Header)
+	for k, v := range resp.Header {
+		hdr[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	if err := copyBody(w, resp.Body, resp.ContentLength < 0); err != nil {
+		return resp.StatusCode, stageResponse, err
+	}
+	return resp.StatusCode, stageResponse, nil
+}
+
+// sentBody marks the request as (partly) sent on its first read.
+type sentBody struct {
+	io.ReadCloser
+	read *atomic.Bool
+}
+
+func (b *sentBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.ReadCloser.Read(p)
+}
+
+// copyBody copies a response body, flushing after each chunk when the
+// length is unknown (streaming responses reach the client as they come).
+func copyBody(w http.ResponseWriter, body io.Reader, stream bool) error {
+	buf := make([]byte, 32<<10)
+	rc := http.NewResponseController(w)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if stream {
+				rc.Flush()
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// hashKey returns the bytes hash balancing hashes for r.
+func hashKey(kind string, r *http.Request, sess *session) []byte {
+	switch {
+	case kind == "uri":
+		return []byte(r.URL.RequestURI())
+	case strings.HasPrefix(kind, "header:"):
+		return []byte(r.Header.Get(strings.TrimPrefix(kind, "header:")))
+	}
+	if sess.remote.IsValid() {
+		return sess.remote.AsSlice()
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	return []byte(host)
+}

@@ -1,0 +1,336 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/xdpnet/xdpnet/engine/origin"
+)
+
+// loopOrigins starts n origins on loopback UDP ports and returns them.
+type testOrigin struct {
+	*origin.Server
+	Addr net.Addr
+}
+
+func loopOrigins(t *testing.T, ca *origin.CA, n int, rawTarget string) []testOrigin {
+	t.Helper()
+	cert, err := ca.Issue("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []testOrigin
+	for i := range n {
+		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &origin.Server{Name: fmt.Sprintf("o%d", i), RawTarget: rawTarget}
+		go s.Serve(pc, cert)
+		t.Cleanup(func() { s.Close() })
+		out = append(out, testOrigin{s, pc.LocalAddr()})
+	}
+	return out
+}
+
+// loopEngine starts an engine on the kernel stack with the config body
+// (YAML after "backends:"-level placeholders %s replaced by server lists).
+func loopEngine(t *testing.T, ca *origin.CA, yml string) *Engine {
+	t.Helper()
+	cfg, err := ParseConfig([]byte(yml))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, yml)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	e, err := New(cfg, Options{Net: &KernelNet{N: 2}, Log: log, BackendRootCAs: ca.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func serverList(os []testOrigin) string {
+	var b strings.Builder
+	for _, o := range os {
+		fmt.Fprintf(&b, "      - {name: %s, address: %q}\n", o.Name, o.Addr.String())
+	}
+	return b.String()
+}
+
+func baseConfig(kind string, os []testOrigin, extra string) string {
+	proto, beProto := "http", "h3"
+	if kind == "tcp" {
+		proto, beProto = "tcp", "raw"
+	}
+	if kind == "h3" {
+		proto = "h3"
+	}
+	return fmt.Sprintf(`dataplane: kernel
+admin: "127.0.0.1:0"
+frontends:
+  - {name: fe, listen: "127.0.0.1:0", protocol: %s, backend: be, timeouts: {header: 2s, idle: 5s}}
+backends:
+  - name: be
+    protocol: %s
+    health_check: {interval: 200ms, timeout: 200ms, rise: 1, fall: 2}
+    timeouts: {connect: 1s, request: 5s}
+%s    servers:
+%s`, proto, beProto, extra, serverList(os))
+}
+
+func TestProxyHTTPRoundRobinAndReuse(t *testing.T) {
+	ca, err := origin.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os := loopOrigins(t, ca, 2, "")
+	e := loopEngine(t, ca, baseConfig("http", os, ""))
+	url := "http://" + e.FrontendAddr("fe").String()
+	c := &http.Client{Timeout: 5 * time.Second}
+	seen := map[string]int{}
+	const n = 200
+	for i := range n {
+		resp, err := c.Get(url + "/bytes/100")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(b) != 100 {
+			t.Fatalf("request %d: status %d, %d bytes", i, resp.StatusCode, len(b))
+		}
+		seen[resp.Header.Get("X-Origin")]++
+	}
+	if seen["o0"] == 0 || seen["o1"] == 0 {
+		t.Errorf("round robin used only %v", seen)
+	}
+	st := e.Stats()
+	if st.RequestsOK != n {
+		t.Errorf("requests ok = %v, want %d", st.RequestsOK, n)
+	}
+	// One client connection on one worker: at most one connection per
+	// server should have been opened (plus nothing else).
+	if st.BackendConnsOpened > 2 {
+		t.Errorf("opened %v backend connections for %d requests", st.BackendConnsOpened, n)
+	}
+}
+
+func TestProxyH2CAndH3Frontend(t *testing.T) {
+	ca, err := origin.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os := loopOrigins(t, ca, 1, "")
+	t.Run("h2c", func(t *testing.T) {
+		e := loopEngine(t, ca, baseConfig("http", os, ""))
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: &protos}}
+		resp, err := c.Post("http://"+e.FrontendAddr("fe").String()+"/echo", "text/plain", strings.NewReader("ping"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || string(b) != "ping" {
+			t.Fatalf("proto %s body %q", resp.Proto, b)
+		}
+	})
+	t.Run("h3", func(t *testing.T) {
+		e := loopEngine(t, ca, baseConfig("h3", os, ""))
+		tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		defer tr.Close()
+		c := &http.Client{Timeout: 5 * time.Second, Transport: tr}
+		resp, err := c.Get("https://" + e.FrontendAddr("fe").String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "hello from o0") {
+			t.Fatalf("body %q", b)
+		}
+	})
+}
+
+func TestProxyTCPTunnel(t *testing.T) {
+	ca, err := origin.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os := loopOrigins(t, ca, 1, "") // echo
+	e := loopEngine(t, ca, baseConfig("tcp", os, ""))
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			c, err := net.DialTimeout("tcp", e.FrontendAddr("fe").String(), 5*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			msg := strings.Repeat(fmt.Sprint(i), 100000)
+			go func() {
+				io.WriteString(c, msg)
+				c.(*net.TCPConn).CloseWrite()
+			}()
+			b, err := io.ReadAll(c)
+			if err != nil || string(b) != msg {
+				t.Errorf("tunnel %d: %d bytes back, err %v", i, len(b), err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// A server that dies mid-load: idempotent requests are retried on the other
+// server, none fails.
+func TestProxyBackendKilledRetries(t *testing.T) {
+	ca, err := origin.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os := loopOrigins(t, ca, 2, "")
+	e := loopEngine(t, ca, baseConfig("http", os, ""))
+	url := "http://" + e.FrontendAddr("fe").String() + "/"
+	c := &http.Client{Timeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failed := 0
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				if w == 0 && i == 10 {
+					os[1].Close()
+				}
+				resp, err := c.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if err != nil || resp.StatusCode != 200 {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+					t.Logf("request %d/%d: err %v resp %v", w, i, err, resp)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if failed > 0 {
+		t.Errorf("%d requests failed after a backend was killed", failed)
+	}
+}
+
+// Malformed HTTP gets 400 and the engine keeps serving.
+func TestProxyMalformedRequest(t *testing.T) {
+	ca, err := origin.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os := loopOrigins(t, ca, 1, "")
+	e := loopEngine(t, ca, baseConfig("http", os, ""))
+	addr := e.FrontendAddr("fe").String()
+	for _, raw := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+		"\x16\x03\x01garbage\r\n\r\n",
+		"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, raw)
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if !strings.Contains(line, " 400 ") {
+			t.Errorf("%q: got %q, want a 400", raw, line)
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("after malformed requests: %d", resp.StatusCode)
+	}
+}
+
+// SIGTERM semantics: Shutdown while requests are in flight lets each finish.
+func TestShutdownDrainsInFlight(t *testing.T) {
+	ca, err := origin.NewCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os := loopOrigins(t, ca, 1, "")
+	e := loopEngine(t, ca, baseConfig("http", os, ""))
+	url := "http://" + e.FrontendAddr("fe").String() + "/sleep?d=300ms"
+	c := &http.Client{Timeout: 5 * time.Second}
+	const n = 10
+	errs := make(chan error, n)
+	started := make(chan struct{}, n)
+	for range n {
+		go func() {
+			started <- struct{}{}
+			resp, err := c.Get(url)
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "slept") {
+				err = fmt.Errorf("status %d body %q", resp.StatusCode, b)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		<-started
+	}
+	// Wait until all requests reached the origin, then drain.
+	deadline := time.Now().Add(5 * time.Second)
+	for os[0].Stats().Requests < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
