@@ -29,8 +29,13 @@ func (l Lease) Valid() bool { return l.rec != nil }
 // Stream returns the lease's stream. Do not Close it after Done.
 func (l Lease) Stream() mux.Stream { return l.st }
 
-// Conn returns the connection carrying the stream.
-func (l Lease) Conn() mux.Conn { return l.p.c }
+// Conn returns the connection carrying the stream (nil for a zero Lease).
+func (l Lease) Conn() mux.Conn {
+	if l.p == nil {
+		return nil
+	}
+	return l.p.c
+}
 
 // Reused reports whether the connection had carried a stream before this
 // one: only then may a request that failed before any response byte be

@@ -368,7 +368,7 @@ type Stream struct {
 	pipe net.Conn
 
 	// mu guards the fields below.
-	mu          sync.Mutex
+	mu       sync.Mutex
 	wrClosed bool
 	closed   bool
 }
