@@ -2,6 +2,7 @@ package nic
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
 )
 
@@ -21,13 +23,13 @@ const (
 	ioTimeout = 5 * time.Second
 )
 
-// openPort steers lk's frames with a redirector (one per link, shared by its
-// queues) and opens a port on queue; both close when t ends.
-func openPort(t *testing.T, l *lab.Lab, lk lab.Link, r *redirector, queue int, cfg Config) *Port {
+// openPort opens a port on queue of lk, steered by s (if not nil); it
+// closes when t ends.
+func openPort(t *testing.T, l *lab.Lab, lk lab.Link, s *bpf.Steering, queue int, cfg Config) *Port {
 	t.Helper()
 	cfg.Ifindex, cfg.Queue = lk.Index, queue
-	if r != nil {
-		cfg.Map = r
+	if s != nil {
+		cfg.Map = s
 	}
 	if cfg.ZeroCopy == ZeroCopyAuto {
 		cfg.ZeroCopy = ZeroCopyOff // veth: skip the zero-copy attempt and its log line
@@ -48,18 +50,30 @@ func openPort(t *testing.T, l *lab.Lab, lk lab.Link, r *redirector, queue int, c
 	return p
 }
 
-func steer(t *testing.T, l *lab.Lab, lk lab.Link) *redirector {
+// steer loads the steering program for the engine's addresses on lk and
+// attaches it in native mode; it closes when t ends.
+func steer(t *testing.T, l *lab.Lab, lk lab.Link) *bpf.Steering {
 	t.Helper()
-	var r *redirector
-	err := l.Engine.Do(func() (err error) {
-		r, err = newRedirector(lk.Index)
-		return err
-	})
+	s, err := newSteering(l, lk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close() })
-	return r
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newSteering(l *lab.Lab, lk lab.Link) (*bpf.Steering, error) {
+	s, err := bpf.LoadSteering(bpf.SteeringOptions{Queues: max(lk.Queues, 1)})
+	if err != nil {
+		return nil, err
+	}
+	err = errors.Join(s.AddAddr(lk.EngineV4), s.AddAddr(lk.EngineV6),
+		l.Engine.Do(func() error { return s.Attach(lk.Index, bpf.ModeNative) }))
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // echoer runs a port's receive loop: UDP frames to port echoPort are checked
@@ -71,13 +85,13 @@ type echoer struct {
 	done     chan struct{}
 
 	mu     sync.Mutex
-	seen   [][]byte
-	others int
+	seen   [][]byte    // copies of the UDP frames to echoPort, as received
+	others chan []byte // copies of every other frame, while there is room
 	err    error
 }
 
 func startEcho(p *Port) *echoer {
-	e := &echoer{p: p, stop: make(chan struct{}), done: make(chan struct{})}
+	e := &echoer{p: p, stop: make(chan struct{}), done: make(chan struct{}), others: make(chan []byte, 1024)}
 	go e.run()
 	return e
 }
@@ -112,7 +126,10 @@ func (e *echoer) run() {
 				echoInPlace(f)
 				echo = append(echo, d)
 			} else {
-				e.others++
+				select {
+				case e.others <- bytes.Clone(f):
+				default:
+				}
 				rel = append(rel, d)
 			}
 			e.mu.Unlock()
@@ -305,8 +322,8 @@ func TestLinkDownUp(t *testing.T) {
 func TestTwoQueues(t *testing.T) {
 	l := lab.NewT(t, lab.Options{Queues: 2})
 	lk := l.ClientLink
-	r := steer(t, l, lk)
-	ports := []*Port{openPort(t, l, lk, r, 0, Config{}), openPort(t, l, lk, r, 1, Config{})}
+	s := steer(t, l, lk)
+	ports := []*Port{openPort(t, l, lk, s, 0, Config{}), openPort(t, l, lk, s, 1, Config{})}
 	echoes := []*echoer{startEcho(ports[0]), startEcho(ports[1])}
 
 	const flows, perFlow = 24, 4
@@ -411,4 +428,132 @@ func TestWaitWakeClose(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
+}
+
+// TestKernelTrafficAndNeighbours runs a port on the engine's addresses while
+// the engine namespace's kernel owns a second address on the same veth:
+// datagrams to the kernel's address reach a kernel socket (and not the
+// port), while ARP requests and IPv6 neighbour solicitations for the
+// engine's addresses reach the port.
+func TestKernelTrafficAndNeighbours(t *testing.T) {
+	l := lab.NewT(t, lab.Options{EngineKernelAddrs: true})
+	lk := l.ClientLink
+	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
+	e := startEcho(p)
+	defer e.Stop(t)
+
+	const kernelPort = echoPort + 1
+	for _, fam := range []struct{ peer, kernel, engine netip.Addr }{
+		{lk.PeerV4()[0], lk.KernelV4, lk.EngineV4},
+		{lk.PeerV6()[0], lk.KernelV6, lk.EngineV6},
+	} {
+		var ks *net.UDPConn
+		if err := l.Engine.Do(func() (err error) {
+			ks, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.kernel, kernelPort)))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer ks.Close()
+		c := clientConn(t, l, fam.peer, 0)
+		msg := []byte("for the kernel at " + fam.kernel.String())
+		if _, err := c.WriteToUDPAddrPort(msg, netip.AddrPortFrom(fam.kernel, kernelPort)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2048)
+		ks.SetReadDeadline(time.Now().Add(ioTimeout))
+		n, _, err := ks.ReadFromUDPAddrPort(buf)
+		if err != nil || !bytes.Equal(buf[:n], msg) {
+			t.Fatalf("kernel socket on %v: got %q, %v", fam.kernel, buf[:n], err)
+		}
+		// The port keeps serving the engine's address meanwhile.
+		if err := roundTrip(c, netip.AddrPortFrom(fam.engine, echoPort), []byte("for the engine")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Neighbour discovery for the engine's addresses, as a peer whose
+	// neighbour entry expired would send it.
+	sendRaw(t, l, lk, arpRequest(lk.PeerMAC, lk.PeerV4()[0], lk.EngineV4))
+	sendRaw(t, l, lk, neighbourSolicitation(lk.PeerMAC, lk.PeerV6()[0], lk.EngineV6))
+	var gotARP, gotNS bool
+	timeout := time.After(ioTimeout)
+	for !(gotARP && gotNS) {
+		var f []byte
+		select {
+		case f = <-e.others:
+		case <-timeout:
+			t.Fatalf("port got ARP request: %v, neighbour solicitation: %v", gotARP, gotNS)
+		}
+		switch {
+		case len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == etherARP &&
+			netip.AddrFrom4([4]byte(f[38:42])) == lk.EngineV4:
+			gotARP = true
+		case len(f) >= 78 && binary.BigEndian.Uint16(f[12:]) == etherIPv6 && f[20] == protoICMP6 &&
+			f[54] == 135 && netip.AddrFrom16([16]byte(f[62:78])) == lk.EngineV6:
+			gotNS = true
+		}
+	}
+	for _, f := range e.Stop(t) {
+		if u, _ := parseUDP(f); u.dst.Port() == kernelPort {
+			t.Errorf("port received a datagram for the kernel: %v -> %v", u.src, u.dst)
+		}
+	}
+}
+
+// sendRaw sends an Ethernet frame out of the client peer's veth.
+func sendRaw(t *testing.T, l *lab.Lab, lk lab.Link, frame []byte) {
+	t.Helper()
+	err := l.Client.Do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return unix.Sendto(fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: lk.PeerIndex, Halen: 6})
+	})
+	if err != nil {
+		t.Fatalf("raw send: %v", err)
+	}
+}
+
+// arpRequest is a broadcast ARP request (RFC 826) for target.
+func arpRequest(mac net.HardwareAddr, sender, target netip.Addr) []byte {
+	f := make([]byte, 60)
+	copy(f[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	copy(f[6:12], mac)
+	binary.BigEndian.PutUint16(f[12:], etherARP)
+	binary.BigEndian.PutUint16(f[14:], 1)         // Ethernet
+	binary.BigEndian.PutUint16(f[16:], etherIPv4) // IPv4
+	f[18], f[19] = 6, 4
+	binary.BigEndian.PutUint16(f[20:], 1) // request
+	copy(f[22:28], mac)
+	s4, t4 := sender.As4(), target.As4()
+	copy(f[28:32], s4[:])
+	copy(f[38:42], t4[:])
+	return f
+}
+
+// neighbourSolicitation is an RFC 4861 section 4.3 solicitation for target,
+// sent to its solicited-node multicast group.
+func neighbourSolicitation(mac net.HardwareAddr, src, target netip.Addr) []byte {
+	t16 := target.As16()
+	group := [16]byte{0: 0xff, 1: 0x02, 11: 0x01, 12: 0xff, 13: t16[13], 14: t16[14], 15: t16[15]}
+	f := make([]byte, 14+40+32)
+	copy(f[0:6], []byte{0x33, 0x33, 0xff, t16[13], t16[14], t16[15]})
+	copy(f[6:12], mac)
+	binary.BigEndian.PutUint16(f[12:], etherIPv6)
+	ip := f[14:54]
+	ip[0], ip[6], ip[7] = 0x60, protoICMP6, 255
+	binary.BigEndian.PutUint16(ip[4:], 32)
+	s16 := src.As16()
+	copy(ip[8:24], s16[:])
+	copy(ip[24:40], group[:])
+	icmp := f[54:]
+	icmp[0] = 135
+	copy(icmp[8:24], t16[:])
+	icmp[24], icmp[25] = 1, 1 // source link-layer address option
+	copy(icmp[26:32], mac)
+	binary.BigEndian.PutUint16(icmp[2:], ^fold(sum(icmp, sum(ip[8:40], protoICMP6+32))))
+	return f
 }
