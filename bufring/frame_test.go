@@ -3,6 +3,8 @@ package bufring
 import (
 	"errors"
 	"testing"
+
+	"github.com/xdpnet/xdpnet/bufring/bufringtest"
 )
 
 func newPool(t testing.TB, cfg FrameConfig) *FramePool {
@@ -42,7 +44,7 @@ func TestFrameConfigInvalid(t *testing.T) {
 }
 
 func TestFramePoolAddresses(t *testing.T) {
-	region := make([]byte, 10*2048)
+	region := bufringtest.Region(t, 10, 2048)
 	p := newPool(t, FrameConfig{Frames: 10, FrameSize: 2048, Reserve: 2, CacheSize: 4, Region: region})
 	if got := p.Config(); got.CacheSize != 4 || got.Batch != 2 {
 		t.Fatalf("defaults: CacheSize %d Batch %d, want 4 2", got.CacheSize, got.Batch)
