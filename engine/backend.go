@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -10,23 +9,18 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
-	"github.com/xdpnet/xdpnet/engine/origin"
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/reuse"
 )
 
 // ErrNoServer is returned when no server of a backend is usable.
 var ErrNoServer = errors.New("no usable server")
-
-// ErrPoolFull is returned when a server's connection limit is reached and
-// no stream became free before the connect timeout.
-var ErrPoolFull = errors.New("backend connection limit reached")
 
 // server is one origin of a backend at run time.
 type server struct {
@@ -40,130 +34,118 @@ type server struct {
 	up       atomic.Bool
 }
 
-// worker is one data-plane worker: on the xdp data plane it owns one queue's
-// port; here it owns the UDP sockets its backend QUIC connections use. Every
-// backend pool is per worker, so connection choice never contends across
-// workers.
-type worker struct {
-	id  int
-	net Net
-
-	mu  sync.Mutex
-	trs map[bool]*quic.Transport // keyed by "is IPv6"
-}
-
-// transport returns the worker's QUIC transport for the family of dst,
-// opening its socket on first use.
-func (w *worker) transport(dst netip.Addr) (*quic.Transport, error) {
-	v6 := dst.Is6() && !dst.Is4In6()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if tr := w.trs[v6]; tr != nil {
-		return tr, nil
-	}
-	pc, err := w.net.BackendPacketConn(w.id, dst)
-	if err != nil {
-		return nil, err
-	}
-	tr := &quic.Transport{Conn: pc}
-	if w.trs == nil {
-		w.trs = map[bool]*quic.Transport{}
-	}
-	w.trs[v6] = tr
-	return tr, nil
-}
-
-func (w *worker) close() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, tr := range w.trs {
-		tr.Close()
-		tr.Conn.Close()
-	}
-	w.trs = nil
-}
-
-// backendRT is a configured backend at run time. A reload builds a new one
-// and drains the old.
+// backendRT is a configured backend at run time: its servers, balancer and
+// connection pool (a reuse.Pool with one shard per engine worker). A reload
+// builds a new one and retires the old.
 type backendRT struct {
 	cfg     Backend
 	eng     *Engine
 	log     *slog.Logger
 	servers []*server
+	byName  map[string]*server
+	params  []reuse.Params // per server
 	bal     balancer
-	pools   [][]*pool // [worker][server]
-	tls     *tls.Config
-	quic    *quic.Config
+	pool    *reuse.Pool
+	roots   *x509.CertPool
 	alpn    string
+	muxCfg  mux.Config
 
 	// use is held shared by every request and tunnel on this backend;
 	// retire takes it exclusively to wait for them after a reload.
 	use sync.RWMutex
 
+	// trMu guards the per-worker QUIC transports (one UDP socket per
+	// worker and address family) and the live connections per server,
+	// which shutdownSessions closes when a server goes down.
+	trMu   sync.Mutex
+	trs    map[trKey]*mux.QUICTransport
+	live   map[*server]map[*bconn]struct{}
+	closed bool
+
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
 
+type trKey struct {
+	worker int
+	v6     bool
+}
+
+type workerKey struct{}
+
+// withWorker tells the pool's dialer which worker's socket to use.
+func withWorker(ctx context.Context, w int) context.Context {
+	return context.WithValue(ctx, workerKey{}, w)
+}
+
 func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
-	rt := &backendRT{cfg: cfg, eng: e, log: e.log.With("backend", cfg.Name)}
-	rt.alpn = http3.NextProtoH3
-	if cfg.Protocol == BackendRaw {
-		rt.alpn = origin.ALPNRaw
+	rt := &backendRT{
+		cfg: cfg, eng: e, log: e.log.With("backend", cfg.Name),
+		byName: map[string]*server{},
+		trs:    map[trKey]*mux.QUICTransport{},
+		live:   map[*server]map[*bconn]struct{}{},
 	}
-	rt.tls = &tls.Config{
-		ServerName:         cfg.TLS.ServerName,
-		InsecureSkipVerify: cfg.TLS.InsecureSkipVerify,
-		NextProtos:         []string{rt.alpn},
-		MinVersion:         tls.VersionTLS13,
-		// One session cache per backend: resumed handshakes are cheaper.
-		ClientSessionCache: tls.NewLRUClientSessionCache(64),
+	rt.alpn, rt.roots = mux.ALPNH3, e.opts.BackendRootCAs
+	kind := mux.KindQUIC
+	if cfg.Protocol == BackendRaw {
+		rt.alpn = mux.ALPNRaw
+	}
+	if cfg.TLS.CA != "" {
+		roots, err := mux.LoadCertPool(cfg.TLS.CA)
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: tls.ca: %w", cfg.Name, err)
+		}
+		rt.roots = roots
 	}
 	if cfg.TLS.InsecureSkipVerify {
 		rt.log.Warn("backend TLS verification is off (tls.insecure_skip_verify)")
 	}
-	if cfg.TLS.CA != "" {
-		pem, err := os.ReadFile(cfg.TLS.CA)
-		if err != nil {
-			return nil, fmt.Errorf("backend %s: tls.ca: %w", cfg.Name, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("backend %s: tls.ca: no PEM certificate in %s", cfg.Name, cfg.TLS.CA)
-		}
-		rt.tls.RootCAs = pool
-	}
-	if e.opts.BackendRootCAs != nil && rt.tls.RootCAs == nil {
-		rt.tls.RootCAs = e.opts.BackendRootCAs
-	}
-	idle := cfg.Timeouts.Idle.D()
-	rt.quic = &quic.Config{
-		HandshakeIdleTimeout: cfg.Timeouts.Connect.D(),
-		MaxIdleTimeout:       idle,
-		// Keep pooled connections from expiring at the server while we
-		// still want them; the pool closes surplus idle ones itself.
-		KeepAlivePeriod: idle / 2,
+	rt.muxCfg = mux.Config{
+		HandshakeTimeout: cfg.Timeouts.Connect.D(),
+		IdleTimeout:      cfg.Timeouts.Idle.D(),
+		// Keep pooled connections open at the server while we want them;
+		// the pool closes surplus idle ones itself.
+		KeepAlive: cfg.Timeouts.Idle.D() / 3,
 	}
 	for _, s := range cfg.Servers {
 		srv := &server{name: s.Name, addr: s.addr, weight: s.Weight}
 		srv.up.Store(true)
 		rt.servers = append(rt.servers, srv)
+		rt.byName[s.Name] = srv
+		sni := cfg.TLS.ServerName
+		if sni == "" {
+			sni = s.addr.Addr().String()
+		}
+		rt.params = append(rt.params, reuse.Params{
+			Server: cfg.Name + "/" + s.Name, Kind: kind, Dst: s.addr, SNI: sni, ALPN: rt.alpn,
+		})
 		e.metrics.serverUp.WithLabelValues(cfg.Name, s.Name).Set(1)
 	}
 	rt.bal = newBalancer(cfg.Balance, rt.servers)
-	rt.pools = make([][]*pool, len(e.workers))
-	for wi, w := range e.workers {
-		rt.pools[wi] = make([]*pool, len(rt.servers))
-		for si, srv := range rt.servers {
-			rt.pools[wi][si] = &pool{rt: rt, srv: srv, w: w, wake: make(chan struct{})}
-		}
+	policy := map[string]reuse.Policy{
+		ReuseNever: reuse.PolicyNever, ReuseSafe: reuse.PolicySafe,
+		ReuseAggressive: reuse.PolicyAggressive, ReuseAlways: reuse.PolicyAlways,
+	}[cfg.Reuse.Policy]
+	pool, err := reuse.New(reuse.Config{
+		Workers:           e.workers,
+		Policy:            policy,
+		Dial:              rt.dialPooled,
+		MaxIdlePerServer:  cfg.Reuse.MaxIdle,
+		MaxConnsPerServer: cfg.Reuse.MaxConns,
+		MaxIdleAge:        cfg.Timeouts.Idle.D(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: pool: %w", cfg.Name, err)
 	}
+	rt.pool = pool
 	return rt, nil
 }
 
-// start launches the health checks.
+// start launches the pool's timers and the health checks.
 func (rt *backendRT) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	rt.stop = cancel
+	rt.wg.Go(func() { rt.pool.Run(ctx, 250*time.Millisecond) })
 	if !*rt.cfg.Health.Enabled {
 		return
 	}
@@ -172,17 +154,21 @@ func (rt *backendRT) start() {
 	}
 }
 
-// close stops health checks and closes pooled connections gracefully: the
-// caller has already waited for requests in flight.
+// close stops timers and health checks and closes every connection; the
+// caller has waited for the requests in flight.
 func (rt *backendRT) close() {
 	if rt.stop != nil {
 		rt.stop()
 	}
 	rt.wg.Wait()
-	for _, ps := range rt.pools {
-		for _, p := range ps {
-			p.closeAll()
-		}
+	rt.pool.Close()
+	rt.trMu.Lock()
+	rt.closed = true
+	trs := rt.trs
+	rt.trs = nil
+	rt.trMu.Unlock()
+	for _, tr := range trs {
+		tr.Close()
 	}
 }
 
@@ -193,34 +179,30 @@ func (rt *backendRT) usable(i int) bool { return rt.servers[i].up.Load() }
 // (HAProxy's observe layer4 with error-limit 1); active checks bring it back
 // after rise successes. Without active checks nothing would, so then the
 // server stays in.
-func (rt *backendRT) markDown(srv *server, err error) {
+func (rt *backendRT) markDown(srv *server, why string, err error) {
 	if !*rt.cfg.Health.Enabled {
 		return
 	}
 	if srv.up.CompareAndSwap(true, false) {
-		rt.log.Warn("server down (connect failed)", "server", srv.name, "err", err)
+		rt.log.Warn("server down", "server", srv.name, "why", why, "err", err)
 		rt.eng.metrics.serverUp.WithLabelValues(rt.cfg.Name, srv.name).Set(0)
 		rt.shutdownSessions(srv)
 	}
 }
 
-// shutdownSessions closes every pooled connection to a server marked down
+// shutdownSessions closes every connection to a server marked down
 // (HAProxy's on-marked-down shutdown-sessions): requests waiting on a dead
 // server fail now instead of at their timeout, and idempotent ones are
 // retried elsewhere.
 func (rt *backendRT) shutdownSessions(srv *server) {
-	for _, ps := range rt.pools {
-		for _, p := range ps {
-			if p.srv != srv {
-				continue
-			}
-			p.mu.Lock()
-			conns := append([]*bconn(nil), p.conns...)
-			p.mu.Unlock()
-			for _, c := range conns {
-				c.qc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeInternalError), "server marked down")
-			}
-		}
+	rt.trMu.Lock()
+	var conns []*bconn
+	for c := range rt.live[srv] {
+		conns = append(conns, c)
+	}
+	rt.trMu.Unlock()
+	for _, c := range conns {
+		c.Close()
 	}
 }
 
@@ -231,7 +213,7 @@ func (rt *backendRT) healthLoop(ctx context.Context, srv *server) {
 	var conn *bconn
 	defer func() {
 		if conn != nil {
-			conn.qc.CloseWithError(0, "")
+			conn.Close()
 		}
 	}()
 	oks, fails := 0, 0
@@ -251,13 +233,11 @@ func (rt *backendRT) healthLoop(ctx context.Context, srv *server) {
 			oks = 0
 			fails++
 			if conn != nil {
-				conn.qc.CloseWithError(0, "")
+				conn.Close()
 				conn = nil
 			}
-			if fails >= hc.Fall && srv.up.CompareAndSwap(true, false) {
-				rt.log.Warn("server down (health check)", "server", srv.name, "err", err)
-				rt.eng.metrics.serverUp.WithLabelValues(rt.cfg.Name, srv.name).Set(0)
-				rt.shutdownSessions(srv)
+			if fails >= hc.Fall {
+				rt.markDown(srv, "health check", err)
 			}
 			continue
 		}
@@ -270,22 +250,18 @@ func (rt *backendRT) healthLoop(ctx context.Context, srv *server) {
 	}
 }
 
-// check runs one health check: for h3 a GET of the health path on a kept
-// connection (2xx or 3xx passes); for raw a QUIC handshake.
+// check runs one health check on worker 0's socket, outside the pool: for
+// h3 a GET of the health path on a kept connection (2xx or 3xx passes), for
+// raw a QUIC handshake.
 func (rt *backendRT) check(ctx context.Context, srv *server, conn **bconn) error {
-	w := rt.eng.workers[0]
-	if rt.cfg.Protocol == BackendRaw {
-		c, err := rt.dial(ctx, w, srv)
+	if *conn == nil || !(*conn).Alive() {
+		c, err := rt.dial(ctx, 0, srv)
 		if err != nil {
 			return err
 		}
-		c.qc.CloseWithError(0, "")
-		return nil
-	}
-	if *conn == nil || context.Cause((*conn).qc.Context()) != nil {
-		c, err := rt.dial(ctx, w, srv)
-		if err != nil {
-			return err
+		if rt.cfg.Protocol == BackendRaw {
+			c.Close()
+			return nil
 		}
 		*conn = c
 	}
@@ -304,9 +280,62 @@ func (rt *backendRT) check(ctx context.Context, srv *server, conn **bconn) error
 	return nil
 }
 
-// dial opens a QUIC connection to srv on worker w's socket.
-func (rt *backendRT) dial(ctx context.Context, w *worker, srv *server) (*bconn, error) {
-	tr, err := w.transport(srv.addr.Addr())
+// transport returns worker w's QUIC transport towards dst's address family,
+// opening its UDP socket on first use.
+func (rt *backendRT) transport(w int, dst netip.Addr) (*mux.QUICTransport, error) {
+	k := trKey{worker: w, v6: dst.Is6() && !dst.Is4In6()}
+	rt.trMu.Lock()
+	defer rt.trMu.Unlock()
+	if rt.closed {
+		return nil, net.ErrClosed
+	}
+	if tr := rt.trs[k]; tr != nil {
+		return tr, nil
+	}
+	pc, err := rt.eng.net.BackendPacketConn(w, dst)
+	if err != nil {
+		return nil, err
+	}
+	tr := mux.NewQUICTransport(pc, rt.muxCfg)
+	rt.trs[k] = tr
+	return tr, nil
+}
+
+// dialPooled is the pool's dialer: the worker comes from the context.
+func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, error) {
+	w, _ := ctx.Value(workerKey{}).(int)
+	srv := rt.byName[p.Server[len(rt.cfg.Name)+1:]]
+	if srv == nil {
+		return nil, fmt.Errorf("pool asked for unknown server %q", p.Server)
+	}
+	c, err := rt.dial(ctx, w, srv)
+	m := rt.eng.metrics
+	if err != nil {
+		m.connectErrors.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+		return nil, err
+	}
+	m.connsOpened.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+	m.connsOpen.Inc()
+	rt.trMu.Lock()
+	if rt.live[srv] == nil {
+		rt.live[srv] = map[*bconn]struct{}{}
+	}
+	rt.live[srv][c] = struct{}{}
+	rt.trMu.Unlock()
+	go func() {
+		<-c.Done()
+		m.connsOpen.Dec()
+		rt.trMu.Lock()
+		delete(rt.live[srv], c)
+		rt.trMu.Unlock()
+	}()
+	return c, nil
+}
+
+// dial opens a QUIC connection to srv on worker w's socket, with an HTTP/3
+// client session on it for h3 backends.
+func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, error) {
+	tr, err := rt.transport(w, srv.addr.Addr())
 	if err != nil {
 		return nil, err
 	}
@@ -315,276 +344,88 @@ func (rt *backendRT) dial(ctx context.Context, w *worker, srv *server) (*bconn, 
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	tlsConf := rt.tls
-	if tlsConf.ServerName == "" {
-		tlsConf = tlsConf.Clone()
-		tlsConf.ServerName = srv.addr.Addr().String()
+	sni := rt.cfg.TLS.ServerName
+	if sni == "" {
+		sni = srv.addr.Addr().String()
 	}
-	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(srv.addr), tlsConf, rt.quic)
+	tlsConf := mux.ClientTLS(sni, rt.roots, rt.alpn)
+	tlsConf.InsecureSkipVerify = rt.cfg.TLS.InsecureSkipVerify
+	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(srv.addr), tlsConf)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
 	}
-	c := &bconn{qc: qc, srv: srv}
-	if rt.cfg.Protocol == BackendH3 {
-		c.h3 = (&http3.Transport{}).NewClientConn(qc)
+	c := &bconn{QUICConn: qc, maxStreams: rt.cfg.Reuse.MaxStreams}
+	if rt.alpn == mux.ALPNH3 {
+		// Responses go to clients as they are: no transparent gzip.
+		c.h3, err = mux.NewHTTP3Client(qc, &http3.Transport{DisableCompression: true})
+		if err != nil {
+			qc.Close()
+			return nil, err
+		}
 	}
 	return c, nil
 }
 
-// bconn is one backend QUIC connection in a pool.
+// bconn is a pooled backend connection: a mux.QUICConn whose stream count
+// the backend's max_streams caps. For h3 backends it carries an HTTP/3
+// client session, and OpenStream (called by reuse when it picks the
+// connection) hands out a request slot rather than a wire stream: the
+// request's stream is opened by the HTTP/3 client itself, which takes the
+// connection's stream credit exactly.
 type bconn struct {
-	qc  *quic.Conn
-	h3  *http3.ClientConn // nil for raw backends
-	srv *server
-
-	// Guarded by the owning pool's mu.
-	inflight int
-	proven   bool // has carried a request to a response
-	dead     bool
+	*mux.QUICConn
+	h3         *mux.HTTP3Client
+	maxStreams int
+	slots      atomic.Int64 // h3 request slots handed out, not closed
 }
 
-// pool is the connections of one worker to one server. Only that worker's
-// client connections use it, so its mutex is not shared across workers.
-type pool struct {
-	rt  *backendRT
-	srv *server
-	w   *worker
+var _ mux.Conn = (*bconn)(nil)
 
-	mu      sync.Mutex
-	conns   []*bconn
-	dialing *dialCall
-	wake    chan struct{} // closed (and replaced) when a stream or slot frees
-	closed  bool
+// AvailStreams implements mux.Conn, capped by max_streams.
+func (c *bconn) AvailStreams() int {
+	n := c.QUICConn.AvailStreams()
+	used := c.QUICConn.UsedStreams()
+	if c.h3 != nil {
+		// Slots whose request has not opened its stream yet count too.
+		used = max(used, int(c.slots.Load()))
+	}
+	return max(0, min(n, c.maxStreams-used))
 }
 
-type dialCall struct {
-	done chan struct{}
+// OpenStream implements mux.Conn.
+func (c *bconn) OpenStream(ctx context.Context) (mux.Stream, error) {
+	if c.h3 == nil {
+		return c.QUICConn.OpenStream(ctx)
+	}
+	if !c.Alive() {
+		if err := c.Err(); err != nil {
+			return nil, err
+		}
+		return nil, mux.ErrGoingAway
+	}
+	c.slots.Add(1)
+	return &h3Slot{c: c}, nil
+}
+
+// h3Slot is the placeholder stream of an HTTP/3 request lease: the lease's
+// Done closes it; the request itself runs through bconn.h3.
+type h3Slot struct {
 	c    *bconn
-	err  error
+	once sync.Once
 }
 
-// lease is one request's or tunnel's use of a backend connection.
-type lease struct {
-	p *pool
-	c *bconn
-	// private connections (reuse policy never) are closed on release.
-	private bool
-}
+var errSlot = errors.New("engine: an HTTP/3 request slot carries no bytes; use the connection's HTTP/3 client")
 
-// acquire returns a connection for one request or tunnel, following the
-// reuse policy (HAProxy's http-reuse, applied to multiplexed connections):
-//
-//	never:      a private connection, closed after this use;
-//	safe:       a session's first request only on a proven connection or a
-//	            new one; later requests on any live connection;
-//	aggressive: only proven connections (or a new one);
-//	always:     any live connection.
-//
-// Among eligible connections the oldest with a free stream wins, so load
-// packs onto few connections and surplus ones go idle and are closed. With
-// none eligible the caller joins a dial in progress or starts one.
-func (p *pool) acquire(ctx context.Context, first bool) (*lease, error) {
-	rt := p.rt
-	policy := rt.cfg.Reuse.Policy
-	if policy == ReuseNever {
-		c, err := p.dialCounted(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return &lease{p: p, c: c, private: true}, nil
-	}
-	maxStreams := rt.cfg.Reuse.MaxStreams
-	for {
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			return nil, fmt.Errorf("backend %s: %w", rt.cfg.Name, net.ErrClosed)
-		}
-		for _, c := range p.conns {
-			if c.dead || c.inflight >= maxStreams {
-				continue
-			}
-			ok := true
-			switch policy {
-			case ReuseSafe:
-				ok = c.proven || !first
-			case ReuseAggressive:
-				ok = c.proven
-			}
-			if ok {
-				c.inflight++
-				p.mu.Unlock()
-				rt.eng.metrics.reused.WithLabelValues(rt.cfg.Name).Inc()
-				return &lease{p: p, c: c}, nil
-			}
-		}
-		if d := p.dialing; d != nil {
-			p.mu.Unlock()
-			select {
-			case <-d.done:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			if d.err != nil {
-				return nil, d.err
-			}
-			// The new connection is "fresh" for us: take it if it has a
-			// free stream, else look again.
-			p.mu.Lock()
-			if !d.c.dead && d.c.inflight < maxStreams {
-				d.c.inflight++
-				p.mu.Unlock()
-				return &lease{p: p, c: d.c}, nil
-			}
-			p.mu.Unlock()
-			continue
-		}
-		if lim := rt.cfg.Reuse.MaxConns; lim > 0 && len(p.conns) >= lim {
-			wake := p.wake
-			p.mu.Unlock()
-			t := time.NewTimer(rt.cfg.Timeouts.Connect.D())
-			select {
-			case <-wake:
-				t.Stop()
-				continue
-			case <-t.C:
-				return nil, fmt.Errorf("server %s: %w", p.srv.name, ErrPoolFull)
-			case <-ctx.Done():
-				t.Stop()
-				return nil, ctx.Err()
-			}
-		}
-		d := &dialCall{done: make(chan struct{})}
-		p.dialing = d
-		p.mu.Unlock()
-
-		// The dial outlives a caller that gives up: others may be waiting.
-		c, err := p.dialCounted(context.WithoutCancel(ctx))
-		p.mu.Lock()
-		p.dialing = nil
-		d.c, d.err = c, err
-		if err == nil {
-			if p.closed {
-				p.mu.Unlock()
-				c.qc.CloseWithError(0, "")
-				close(d.done)
-				return nil, net.ErrClosed
-			}
-			c.inflight++
-			p.conns = append(p.conns, c)
-			go p.watch(c)
-		}
-		p.mu.Unlock()
-		close(d.done)
-		if err != nil {
-			return nil, err
-		}
-		return &lease{p: p, c: c}, nil
-	}
-}
-
-func (p *pool) dialCounted(ctx context.Context) (*bconn, error) {
-	m := p.rt.eng.metrics
-	c, err := p.rt.dial(ctx, p.w, p.srv)
-	if err != nil {
-		m.connectErrors.WithLabelValues(p.rt.cfg.Name, p.srv.name).Inc()
-		return nil, err
-	}
-	m.connsOpened.WithLabelValues(p.rt.cfg.Name, p.srv.name).Inc()
-	m.connsOpen.Inc()
-	return c, nil
-}
-
-// watch drops c from the pool once it dies.
-func (p *pool) watch(c *bconn) {
-	<-c.qc.Context().Done()
-	p.mu.Lock()
-	c.dead = true
-	for i, x := range p.conns {
-		if x == c {
-			p.conns = append(p.conns[:i], p.conns[i+1:]...)
-			break
-		}
-	}
-	p.signalLocked()
-	p.mu.Unlock()
-	p.rt.eng.metrics.connsOpen.Dec()
-}
-
-func (p *pool) signalLocked() {
-	close(p.wake)
-	p.wake = make(chan struct{})
-}
-
-// release ends a lease. ok says the connection carried the request to a
-// response (it is then proven); a broken connection is closed.
-func (l *lease) release(ok bool, broken bool) {
-	p, c := l.p, l.c
-	if l.private {
-		if broken {
-			c.qc.CloseWithError(0x100, "broken")
-		} else {
-			c.qc.CloseWithError(0, "")
-		}
-		p.rt.eng.metrics.connsOpen.Dec()
-		return
-	}
-	var closeIt bool
-	p.mu.Lock()
-	c.inflight--
-	if ok {
-		c.proven = true
-	}
-	if broken {
-		c.dead = true
-		closeIt = true
-	} else if c.inflight == 0 {
-		idle := 0
-		for _, x := range p.conns {
-			if !x.dead && x.inflight == 0 {
-				idle++
-			}
-		}
-		if idle > p.rt.cfg.Reuse.MaxIdle {
-			c.dead = true
-			closeIt = true
-		}
-	}
-	p.signalLocked()
-	p.mu.Unlock()
-	if closeIt {
-		// watch removes it from the pool.
-		code := quic.ApplicationErrorCode(http3.ErrCodeNoError)
-		if broken {
-			code = quic.ApplicationErrorCode(http3.ErrCodeInternalError)
-		}
-		c.qc.CloseWithError(code, "")
-	}
-}
-
-// closeAll closes every pooled connection; leases in flight see their
-// streams fail.
-func (p *pool) closeAll() {
-	p.mu.Lock()
-	p.closed = true
-	conns := append([]*bconn(nil), p.conns...)
-	p.mu.Unlock()
-	for _, c := range conns {
-		c.qc.CloseWithError(0, "shutting down")
-	}
-}
-
-// stats reports the pool's connections: total and idle.
-func (p *pool) stats() (open, idle int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		if !c.dead {
-			open++
-			if c.inflight == 0 {
-				idle++
-			}
-		}
-	}
-	return open, idle
+func (s *h3Slot) Read([]byte) (int, error)         { return 0, errSlot }
+func (s *h3Slot) Write([]byte) (int, error)        { return 0, errSlot }
+func (s *h3Slot) CloseWrite() error                { return nil }
+func (s *h3Slot) ID() uint64                       { return 0 }
+func (s *h3Slot) LocalAddr() net.Addr              { return s.c.LocalAddr() }
+func (s *h3Slot) RemoteAddr() net.Addr             { return s.c.RemoteAddr() }
+func (s *h3Slot) SetDeadline(time.Time) error      { return nil }
+func (s *h3Slot) SetReadDeadline(time.Time) error  { return nil }
+func (s *h3Slot) SetWriteDeadline(time.Time) error { return nil }
+func (s *h3Slot) Close() error {
+	s.once.Do(func() { s.c.slots.Add(-1) })
+	return nil
 }

@@ -21,7 +21,8 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
-	"github.com/xdpnet/xdpnet/engine/origin"
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/reuse"
 )
 
 // Options are the engine's run-time dependencies.
@@ -41,7 +42,7 @@ type Engine struct {
 	log     *slog.Logger
 	net     Net
 	metrics *metrics
-	workers []*worker
+	workers int // one per dedicated queue (xdp) or per core (kernel)
 	started time.Time
 
 	// inflight counts HTTP requests in progress (drain waits for them).
@@ -74,14 +75,13 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		backends:  map[string]*backendRT{},
 		frontends: map[string]*frontendRT{},
 	}
+	e.metrics.reg.MustRegister(reuseCollector{stats: e.reuseStats})
 	if c := opts.Net.Collector(); c != nil {
 		if err := e.metrics.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("engine: register %s collector: %w", opts.Net.Name(), err)
 		}
 	}
-	for i := range opts.Net.Workers() {
-		e.workers = append(e.workers, &worker{id: i, net: opts.Net})
-	}
+	e.workers = max(1, opts.Net.Workers())
 	e.cfg = cfg
 	return e, nil
 }
@@ -101,7 +101,7 @@ func (e *Engine) Start() error {
 		e.mu.Lock()
 		return err
 	}
-	e.log.Info("engine started", "stack", e.net.Name(), "workers", len(e.workers),
+	e.log.Info("engine started", "stack", e.net.Name(), "workers", e.workers,
 		"frontends", len(e.frontends), "backends", len(e.backends))
 	return nil
 }
@@ -268,9 +268,6 @@ func (e *Engine) closeRest() {
 	for _, rt := range bes {
 		rt.close()
 	}
-	for _, w := range e.workers {
-		w.close()
-	}
 	if admin != nil {
 		admin.Close()
 	}
@@ -279,7 +276,7 @@ func (e *Engine) closeRest() {
 // pickWorker maps a client connection to a worker by its address, so that a
 // client's connections share a worker's backend pool.
 func (e *Engine) pickWorker(remote net.Addr) int {
-	n := len(e.workers)
+	n := e.workers
 	if n == 1 {
 		return 0
 	}
@@ -324,7 +321,9 @@ type frontendRT struct {
 	pc      net.PacketConn
 	hs      *http.Server
 	h3      *http3.Server
-	qln     *quic.EarlyListener
+	// sessions maps an http frontend's client connections to their
+	// session, so that the session closes with the connection.
+	sessions sync.Map // net.Conn -> *session
 	tunnels sync.WaitGroup
 	drainCh chan struct{} // closed when the drain deadline passes
 	once    sync.Once
@@ -359,12 +358,12 @@ func (fe *frontendRT) swapBackend(rt *backendRT) { fe.backend.Store(rt) }
 
 func (fe *frontendRT) start() error {
 	e := fe.eng
-	newSession := func(ctx context.Context, remote net.Addr) context.Context {
+	newSession := func(remote net.Addr) *session {
 		s := &session{worker: e.pickWorker(remote)}
 		if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
 			s.remote = ap.Addr().Unmap()
 		}
-		return context.WithValue(ctx, sessionKey{}, s)
+		return s
 	}
 	log := slog.NewLogLogger(e.log.With("frontend", fe.cfg.Name).Handler(), slog.LevelDebug)
 	switch fe.cfg.Protocol {
@@ -385,13 +384,20 @@ func (fe *frontendRT) start() error {
 			IdleTimeout:       fe.cfg.Timeouts.Idle.D(),
 			MaxHeaderBytes:    fe.cfg.MaxHeaderBytes,
 			ErrorLog:          log,
-			ConnContext:       func(ctx context.Context, c net.Conn) context.Context { return newSession(ctx, c.RemoteAddr()) },
-			ConnState: func(_ net.Conn, s http.ConnState) {
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				s := newSession(c.RemoteAddr())
+				fe.sessions.Store(c, s)
+				return context.WithValue(ctx, sessionKey{}, s)
+			},
+			ConnState: func(c net.Conn, s http.ConnState) {
 				switch s {
 				case http.StateNew:
 					conns.Inc()
 				case http.StateClosed, http.StateHijacked:
 					conns.Dec()
+					if v, ok := fe.sessions.LoadAndDelete(c); ok {
+						v.(*session).close()
+					}
 				}
 			},
 		}
@@ -416,7 +422,11 @@ func (fe *frontendRT) start() error {
 				HandshakeIdleTimeout: fe.cfg.Timeouts.Header.D(),
 				MaxIdleTimeout:       fe.cfg.Timeouts.Idle.D(),
 			},
-			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context { return newSession(ctx, c.RemoteAddr()) },
+			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+				s := newSession(c.RemoteAddr())
+				context.AfterFunc(c.Context(), s.close)
+				return context.WithValue(ctx, sessionKey{}, s)
+			},
 		}
 		go fe.h3.Serve(pc)
 	case ProtoTCP:
@@ -437,11 +447,8 @@ func (fe *frontendRT) certificate() (tls.Certificate, error) {
 		return tls.LoadX509KeyPair(fe.cfg.TLS.Cert, fe.cfg.TLS.Key)
 	}
 	fe.eng.log.Warn("h3 frontend without tls.cert: using a self-signed certificate", "frontend", fe.cfg.Name)
-	ca, err := origin.NewCA()
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return ca.Issue(fe.cfg.addr.Addr().String())
+	cert, _, err := mux.SelfSigned([]string{fe.cfg.addr.Addr().String()}, 24*time.Hour)
+	return cert, err
 }
 
 func (fe *frontendRT) acceptTunnels() {
@@ -519,6 +526,8 @@ type Stats struct {
 	ConnectErrors      float64       `json:"connect_errors"`
 	ServersUp          int           `json:"servers_up"`
 	Servers            int           `json:"servers"`
+	// Reuse sums the backend pools' statistics (current backends only).
+	Reuse reuse.Stats `json:"reuse"`
 	// Net holds the data plane's own series (frames in use, XDP counters),
 	// summed over labels; empty on the kernel stack.
 	Net map[string]float64 `json:"net,omitempty"`
@@ -529,7 +538,7 @@ func (e *Engine) Stats() Stats {
 	fams, _ := e.metrics.reg.Gather()
 	s := Stats{
 		Stack:              e.net.Name(),
-		Workers:            len(e.workers),
+		Workers:            e.workers,
 		Uptime:             time.Since(e.started),
 		Requests:           sum(fams, "xdpnet_requests_total", nil),
 		RequestsOK:         sum(fams, "xdpnet_requests_total", map[string]string{"result": "ok"}),
@@ -544,6 +553,7 @@ func (e *Engine) Stats() Stats {
 	s.RequestsFailed = s.Requests - s.RequestsOK
 	e.mu.Lock()
 	for _, rt := range e.backends {
+		add(&s.Reuse, rt.pool.Stats())
 		for _, srv := range rt.servers {
 			s.Servers++
 			if srv.up.Load() {
@@ -564,11 +574,44 @@ func (e *Engine) Stats() Stats {
 	return s
 }
 
+func (e *Engine) reuseStats() map[string]reuse.Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]reuse.Stats{}
+	for name, rt := range e.backends {
+		out[name] = rt.pool.Stats()
+	}
+	return out
+}
+
+// add sums the counters and gauges of b into a.
+func add(a *reuse.Stats, b reuse.Stats) {
+	a.Attaches += b.Attaches
+	a.HitPrivate += b.HitPrivate
+	a.HitAvail += b.HitAvail
+	a.HitSafe += b.HitSafe
+	a.HitIdle += b.HitIdle
+	a.Takeovers += b.Takeovers
+	a.Misses += b.Misses
+	a.Dials += b.Dials
+	a.DialErrors += b.DialErrors
+	a.OpenErrors += b.OpenErrors
+	a.Evictions += b.Evictions
+	a.Retries += b.Retries
+	a.Conns += b.Conns
+	a.Idle += b.Idle
+	a.Safe += b.Safe
+	a.Avail += b.Avail
+	a.Private += b.Private
+	a.Leases += b.Leases
+}
+
 func isEngineFamily(n string) bool {
 	switch n {
 	case "xdpnet_requests_total", "xdpnet_request_duration_seconds", "xdpnet_client_connections",
 		"xdpnet_tunnels_total", "xdpnet_backend_requests_total", "xdpnet_backend_connections_opened_total",
-		"xdpnet_backend_connect_errors_total", "xdpnet_backend_connections_open", "xdpnet_backend_reuses_total",
+		"xdpnet_backend_connect_errors_total", "xdpnet_backend_connections_open", "xdpnet_reuse_attaches_total",
+		"xdpnet_reuse_misses_total", "xdpnet_reuse_takeovers_total", "xdpnet_reuse_connections",
 		"xdpnet_retries_total", "xdpnet_redispatches_total", "xdpnet_server_up", "xdpnet_info":
 		return true
 	}

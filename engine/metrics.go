@@ -4,6 +4,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/xdpnet/xdpnet/reuse"
 )
 
 // metrics are the engine's Prometheus series, on its own registry so that
@@ -19,7 +21,6 @@ type metrics struct {
 	connsOpened     *prometheus.CounterVec   // backend, server
 	connectErrors   *prometheus.CounterVec   // backend, server
 	connsOpen       prometheus.Gauge
-	reused          *prometheus.CounterVec // backend
 	retries         *prometheus.CounterVec // backend
 	redispatches    *prometheus.CounterVec // backend
 	serverUp        *prometheus.GaugeVec   // backend, server
@@ -56,9 +57,6 @@ func newMetrics(stack string) *metrics {
 	m.connsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "xdpnet_backend_connections_open", Help: "Backend QUIC connections open now.",
 	})
-	m.reused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "xdpnet_backend_reuses_total", Help: "Requests placed on an already open backend connection.",
-	}, []string{"backend"})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "xdpnet_retries_total", Help: "Backend attempts after the first, per backend.",
 	}, []string{"backend"})
@@ -72,13 +70,47 @@ func newMetrics(stack string) *metrics {
 		Name: "xdpnet_info", Help: "Always 1; the stack label says which network stack the data plane runs on.",
 	}, []string{"stack"})
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.clientConns, m.tunnels,
-		m.backendRequests, m.connsOpened, m.connectErrors, m.connsOpen, m.reused, m.retries,
+		m.backendRequests, m.connsOpened, m.connectErrors, m.connsOpen, m.retries,
 		m.redispatches, m.serverUp, m.info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
 	m.info.WithLabelValues(stack).Set(1)
 	return m
+}
+
+// reuseCollector exports the backend pools' reuse statistics, read at
+// scrape time from whichever backends are current.
+type reuseCollector struct {
+	stats func() map[string]reuse.Stats // by backend name
+}
+
+var (
+	reuseAttachesDesc = prometheus.NewDesc("xdpnet_reuse_attaches_total",
+		"Requests and tunnels given a backend stream by the reuse pool.", []string{"backend"}, nil)
+	reuseMissesDesc = prometheus.NewDesc("xdpnet_reuse_misses_total",
+		"Attaches that had to dial a new connection.", []string{"backend"}, nil)
+	reuseTakeoversDesc = prometheus.NewDesc("xdpnet_reuse_takeovers_total",
+		"Attaches served by an idle connection taken from another worker.", []string{"backend"}, nil)
+	reuseConnsDesc = prometheus.NewDesc("xdpnet_reuse_connections",
+		"Pooled backend connections by tree.", []string{"backend", "tree"}, nil)
+)
+
+func (c reuseCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{reuseAttachesDesc, reuseMissesDesc, reuseTakeoversDesc, reuseConnsDesc} {
+		ch <- d
+	}
+}
+
+func (c reuseCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, st := range c.stats() {
+		ch <- prometheus.MustNewConstMetric(reuseAttachesDesc, prometheus.CounterValue, float64(st.Attaches), name)
+		ch <- prometheus.MustNewConstMetric(reuseMissesDesc, prometheus.CounterValue, float64(st.Misses), name)
+		ch <- prometheus.MustNewConstMetric(reuseTakeoversDesc, prometheus.CounterValue, float64(st.Takeovers), name)
+		for tree, n := range map[string]int{"idle": st.Idle, "safe": st.Safe, "avail": st.Avail, "private": st.Private} {
+			ch <- prometheus.MustNewConstMetric(reuseConnsDesc, prometheus.GaugeValue, float64(n), name, tree)
+		}
+	}
 }
 
 // sum adds up every sample of the named counter or gauge family, optionally

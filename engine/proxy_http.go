@@ -10,8 +10,11 @@ import (
 	"net/http/httptrace"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xdpnet/xdpnet/reuse"
 )
 
 // maxReplayBody is the largest request body the proxy buffers so that an
@@ -19,11 +22,15 @@ import (
 // and are retried only when nothing was sent.
 const maxReplayBody = 64 << 10
 
-// session is one client connection's state, carried in its context.
+// session is one client connection's state, carried in its context: the
+// worker serving it and its reuse sessions (one per backend it used).
 type session struct {
-	worker   int
-	requests atomic.Int64
-	remote   netip.Addr
+	worker int
+	remote netip.Addr
+
+	mu     sync.Mutex
+	rs     map[*backendRT]*reuse.Session
+	closed bool
 }
 
 type sessionKey struct{}
@@ -31,6 +38,36 @@ type sessionKey struct{}
 func sessionFrom(ctx context.Context) *session {
 	s, _ := ctx.Value(sessionKey{}).(*session)
 	return s
+}
+
+// reuseSession returns the session's reuse session for rt, or nil once the
+// client connection ended.
+func (s *session) reuseSession(rt *backendRT) *reuse.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	rs := s.rs[rt]
+	if rs == nil {
+		rs = rt.pool.Worker(s.worker).NewSession()
+		if s.rs == nil {
+			s.rs = map[*backendRT]*reuse.Session{}
+		}
+		s.rs[rt] = rs
+	}
+	return rs
+}
+
+// close ends the client session: its private backend connections close.
+func (s *session) close() {
+	s.mu.Lock()
+	rs := s.rs
+	s.rs, s.closed = nil, true
+	s.mu.Unlock()
+	for _, r := range rs {
+		r.Close()
+	}
 }
 
 // hopHeaders are connection-specific (RFC 9110 section 7.6.1) and never
@@ -70,10 +107,10 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
 	if sess == nil { // not reached through a frontend's ConnContext
 		sess = &session{}
+		defer sess.close()
 	}
-	first := sess.requests.Add(1) == 1
 
-	code, result := h.forward(w, r, rt, sess, first)
+	code, result := h.forward(w, r, rt, sess)
 	e.metrics.requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
 	e.metrics.latency.WithLabelValues(fe.cfg.Name).Observe(time.Since(start).Seconds())
 }
@@ -94,7 +131,7 @@ func statusClass(code int) string {
 
 // forward runs the attempts of one request and writes the response. It
 // returns the status sent and a result label for metrics.
-func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendRT, sess *session, first bool) (int, string) {
+func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendRT, sess *session) (int, string) {
 	e := h.fe.eng
 	cfg := rt.cfg
 
@@ -157,7 +194,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.ContentLength = int64(len(body))
 		}
-		status, stage, err := h.attempt(w, r, out, rt, si, sess, first)
+		status, stage, err := h.attempt(w, r, out, rt, si, sess)
 		if err == nil {
 			return status, "ok"
 		}
@@ -166,8 +203,8 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 			// Headers are out: the body broke off; nothing more to do.
 			return status, "aborted"
 		}
-		if stage == stageConnect && !errors.Is(err, ErrPoolFull) && r.Context().Err() == nil {
-			rt.markDown(srv, err)
+		if stage == stageConnect && isConnectFailure(err) && r.Context().Err() == nil {
+			rt.markDown(srv, "connect failed", err)
 		}
 		if !retryable(r.Context(), stage, err, r.Method, replayable) {
 			break
@@ -181,7 +218,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 	}
 	code := http.StatusBadGateway
 	switch {
-	case errors.Is(lastErr, ErrNoServer), errors.Is(lastErr, ErrPoolFull):
+	case errors.Is(lastErr, ErrNoServer), errors.Is(lastErr, reuse.ErrTooManyConns):
 		code = http.StatusServiceUnavailable
 	case errors.Is(lastErr, errRequestTimeout):
 		code = http.StatusGatewayTimeout
@@ -206,19 +243,19 @@ func protoVia(r *http.Request) string {
 // attempt sends out to server si once. On success the response has been
 // copied to w. It returns the response status (once there is one) and how
 // far it got.
-func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, rt *backendRT, si int, sess *session, first bool) (int, attemptStage, error) {
+func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, rt *backendRT, si int, sess *session) (int, attemptStage, error) {
 	srv := rt.servers[si]
-	p := rt.pools[sess.worker][si]
-	ctx := r.Context()
+	ctx := withWorker(r.Context(), sess.worker)
 	if d := rt.cfg.Timeouts.Connect.D(); d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	l, err := p.acquire(ctx, first)
+	l, err := rt.pool.Worker(sess.worker).Attach(ctx, &rt.params[si], sess.reuseSession(rt))
 	if err != nil {
 		return 0, stageConnect, err
 	}
+	c := l.Conn().(*bconn)
 	srv.inflight.Add(1)
 	defer srv.inflight.Add(-1)
 
@@ -245,10 +282,9 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, rt *bac
 	if req.Body != nil && req.Body != http.NoBody {
 		req.Body = &sentBody{ReadCloser: req.Body, read: &wrote}
 	}
-	resp, err := l.c.h3.RoundTrip(req)
+	resp, err := c.h3.RoundTrip(req)
 	if err != nil {
-		broken := context.Cause(l.c.qc.Context()) != nil
-		l.release(false, broken)
+		l.Done(err)
 		if timedOut.Load() {
 			err = errRequestTimeout
 		}
@@ -260,7 +296,6 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, rt *bac
 	}
 	gotHeaders.Store(true)
 	h.fe.eng.metrics.backendRequests.WithLabelValues(rt.cfg.Name, srv.name).Inc()
-	defer l.release(true, false)
 	defer resp.Body.Close()
 
 	hdr := w.Header()
@@ -269,10 +304,10 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, rt *bac
 		hdr[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
-	if err := copyBody(w, resp.Body, resp.ContentLength < 0); err != nil {
-		return resp.StatusCode, stageResponse, err
-	}
-	return resp.StatusCode, stageResponse, nil
+	err = copyBody(w, resp.Body, resp.ContentLength < 0)
+	resp.Body.Close()
+	l.Done(err)
+	return resp.StatusCode, stageResponse, err
 }
 
 // sentBody marks the request as (partly) sent on its first read.
@@ -308,6 +343,13 @@ func copyBody(w http.ResponseWriter, body io.Reader, stream bool) error {
 			return err
 		}
 	}
+}
+
+// isConnectFailure tells a failed connection attempt (which says the server
+// may be down) from local refusals such as the per-server connection limit.
+func isConnectFailure(err error) bool {
+	return !errors.Is(err, reuse.ErrTooManyConns) && !errors.Is(err, reuse.ErrPoolClosed) &&
+		!errors.Is(err, reuse.ErrServerDraining) && !errors.Is(err, context.Canceled)
 }
 
 // hashKey returns the bytes hash balancing hashes for r.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/engine/origin"
+	"github.com/xdpnet/xdpnet/mux"
 )
 
 // loopOrigins starts n origins on loopback UDP ports and returns them.
@@ -25,12 +27,19 @@ type testOrigin struct {
 	Addr net.Addr
 }
 
-func loopOrigins(t *testing.T, ca *origin.CA, n int, rawTarget string) []testOrigin {
+// labCert is a self-signed certificate for the loopback origins and the
+// pool that trusts it.
+func labCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	cert, err := ca.Issue("127.0.0.1")
+	cert, pool, err := mux.SelfSigned([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cert, pool
+}
+
+func loopOrigins(t *testing.T, cert tls.Certificate, n int, rawTarget string) []testOrigin {
+	t.Helper()
 	var out []testOrigin
 	for i := range n {
 		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -47,7 +56,7 @@ func loopOrigins(t *testing.T, ca *origin.CA, n int, rawTarget string) []testOri
 
 // loopEngine starts an engine on the kernel stack with the config body
 // (YAML after "backends:"-level placeholders %s replaced by server lists).
-func loopEngine(t *testing.T, ca *origin.CA, yml string) *Engine {
+func loopEngine(t *testing.T, roots *x509.CertPool, yml string) *Engine {
 	t.Helper()
 	cfg, err := ParseConfig([]byte(yml))
 	if err != nil {
@@ -57,7 +66,7 @@ func loopEngine(t *testing.T, ca *origin.CA, yml string) *Engine {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	e, err := New(cfg, Options{Net: &KernelNet{N: 2}, Log: log, BackendRootCAs: ca.Pool()})
+	e, err := New(cfg, Options{Net: &KernelNet{N: 2}, Log: log, BackendRootCAs: roots})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,12 +114,9 @@ backends:
 }
 
 func TestProxyHTTPRoundRobinAndReuse(t *testing.T) {
-	ca, err := origin.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os := loopOrigins(t, ca, 2, "")
-	e := loopEngine(t, ca, baseConfig("http", os, ""))
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 2, "")
+	e := loopEngine(t, roots, baseConfig("http", os, ""))
 	url := "http://" + e.FrontendAddr("fe").String()
 	c := &http.Client{Timeout: 5 * time.Second}
 	seen := map[string]int{}
@@ -142,13 +148,10 @@ func TestProxyHTTPRoundRobinAndReuse(t *testing.T) {
 }
 
 func TestProxyH2CAndH3Frontend(t *testing.T) {
-	ca, err := origin.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os := loopOrigins(t, ca, 1, "")
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 1, "")
 	t.Run("h2c", func(t *testing.T) {
-		e := loopEngine(t, ca, baseConfig("http", os, ""))
+		e := loopEngine(t, roots, baseConfig("http", os, ""))
 		var protos http.Protocols
 		protos.SetUnencryptedHTTP2(true)
 		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Protocols: &protos}}
@@ -163,7 +166,7 @@ func TestProxyH2CAndH3Frontend(t *testing.T) {
 		}
 	})
 	t.Run("h3", func(t *testing.T) {
-		e := loopEngine(t, ca, baseConfig("h3", os, ""))
+		e := loopEngine(t, roots, baseConfig("h3", os, ""))
 		tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 		defer tr.Close()
 		c := &http.Client{Timeout: 5 * time.Second, Transport: tr}
@@ -180,12 +183,9 @@ func TestProxyH2CAndH3Frontend(t *testing.T) {
 }
 
 func TestProxyTCPTunnel(t *testing.T) {
-	ca, err := origin.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os := loopOrigins(t, ca, 1, "") // echo
-	e := loopEngine(t, ca, baseConfig("tcp", os, ""))
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 1, "") // echo
+	e := loopEngine(t, roots, baseConfig("tcp", os, ""))
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
@@ -213,12 +213,9 @@ func TestProxyTCPTunnel(t *testing.T) {
 // A server that dies mid-load: idempotent requests are retried on the other
 // server, none fails.
 func TestProxyBackendKilledRetries(t *testing.T) {
-	ca, err := origin.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os := loopOrigins(t, ca, 2, "")
-	e := loopEngine(t, ca, baseConfig("http", os, ""))
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 2, "")
+	e := loopEngine(t, roots, baseConfig("http", os, ""))
 	url := "http://" + e.FrontendAddr("fe").String() + "/"
 	c := &http.Client{Timeout: 5 * time.Second}
 	var wg sync.WaitGroup
@@ -252,12 +249,9 @@ func TestProxyBackendKilledRetries(t *testing.T) {
 
 // Malformed HTTP gets 400 and the engine keeps serving.
 func TestProxyMalformedRequest(t *testing.T) {
-	ca, err := origin.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os := loopOrigins(t, ca, 1, "")
-	e := loopEngine(t, ca, baseConfig("http", os, ""))
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 1, "")
+	e := loopEngine(t, roots, baseConfig("http", os, ""))
 	addr := e.FrontendAddr("fe").String()
 	for _, raw := range []string{
 		"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
@@ -288,12 +282,9 @@ func TestProxyMalformedRequest(t *testing.T) {
 
 // SIGTERM semantics: Shutdown while requests are in flight lets each finish.
 func TestShutdownDrainsInFlight(t *testing.T) {
-	ca, err := origin.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os := loopOrigins(t, ca, 1, "")
-	e := loopEngine(t, ca, baseConfig("http", os, ""))
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 1, "")
+	e := loopEngine(t, roots, baseConfig("http", os, ""))
 	url := "http://" + e.FrontendAddr("fe").String() + "/sleep?d=300ms"
 	c := &http.Client{Timeout: 5 * time.Second}
 	const n = 10

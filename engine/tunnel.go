@@ -10,7 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/reuse"
 )
 
 // serveTunnel carries one client TCP connection as one raw QUIC stream to a
@@ -27,14 +28,15 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 		key = ap.Addr().AsSlice()
 	}
+	sess := &session{worker: worker}
+	defer sess.close()
 	excluded := make([]bool, len(rt.servers))
 	var (
-		l   *lease
-		str *quic.Stream
+		l   reuse.Lease
 		srv *server
 		err error
 	)
-	for attempt := 0; attempt <= *cfg.Retries && str == nil; attempt++ {
+	for attempt := 0; attempt <= *cfg.Retries && !l.Valid(); attempt++ {
 		if attempt > 0 {
 			e.metrics.retries.WithLabelValues(cfg.Name).Inc()
 		}
@@ -50,25 +52,19 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 			e.metrics.redispatches.WithLabelValues(cfg.Name).Inc()
 		}
 		srv = rt.servers[si]
-		ctx, cancel := context.WithTimeout(context.Background(), max(cfg.Timeouts.Connect.D(), time.Millisecond))
-		l, err = rt.pools[worker][si].acquire(ctx, true)
-		if err == nil {
-			str, err = l.c.qc.OpenStreamSync(ctx)
-			if err != nil {
-				l.release(false, context.Cause(l.c.qc.Context()) != nil)
-			}
-		}
+		ctx, cancel := context.WithTimeout(withWorker(context.Background(), worker), max(cfg.Timeouts.Connect.D(), time.Millisecond))
+		l, err = rt.pool.Worker(worker).Attach(ctx, &rt.params[si], sess.reuseSession(rt))
 		cancel()
 		if err != nil {
-			if !errors.Is(err, ErrPoolFull) {
-				rt.markDown(srv, err)
+			if isConnectFailure(err) {
+				rt.markDown(srv, "connect failed", err)
 			}
 			if *cfg.Redisp {
 				excluded[si] = true
 			}
 		}
 	}
-	if str == nil {
+	if !l.Valid() {
 		e.metrics.tunnels.WithLabelValues(fe.cfg.Name, "failed").Inc()
 		e.log.Debug("tunnel failed", "frontend", fe.cfg.Name, "err", err)
 		return
@@ -77,38 +73,52 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 	defer srv.inflight.Add(-1)
 	e.metrics.backendRequests.WithLabelValues(cfg.Name, srv.name).Inc()
 
-	broken := splice(c, str, fe.cfg.Timeouts.Idle.D(), fe.drainCh)
-	l.release(!broken, false)
+	err = splice(c, l.Stream(), fe.cfg.Timeouts.Idle.D(), fe.drainCh)
+	l.Done(err)
 	result := "ok"
-	if broken {
+	if err != nil {
 		result = "reset"
 	}
 	e.metrics.tunnels.WithLabelValues(fe.cfg.Name, result).Inc()
 }
 
+// errTunnelIdle ends a tunnel that carried no byte for the idle timeout.
+var errTunnelIdle = errors.New("tunnel idle timeout")
+
+// errTunnelCut ends a tunnel still open when a drain's deadline passed.
+var errTunnelCut = errors.New("tunnel cut by drain deadline")
+
 // splice copies both ways until both directions end, half-closing each side
-// as its source ends. It returns true if either direction failed. An idle
-// timeout (no byte either way) ends the tunnel.
-func splice(c net.Conn, str *quic.Stream, idle time.Duration, drain <-chan struct{}) (broken bool) {
+// as its source ends. It returns the first failure, or nil. An idle timeout
+// (no byte either way) ends the tunnel.
+func splice(c net.Conn, str mux.Stream, idle time.Duration, drain <-chan struct{}) error {
 	var last atomic.Int64
 	touch := func() { last.Store(time.Now().UnixNano()) }
 	touch()
-	var failed atomic.Bool
+	var (
+		mu    sync.Mutex
+		first error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+	}
 	var wg sync.WaitGroup
 	done := make(chan struct{})
-
 	wg.Go(func() { // client -> server
 		if _, err := io.Copy(str, &touchReader{r: c, touch: touch}); err != nil {
-			failed.Store(true)
-			str.CancelWrite(0x1)
+			fail(err)
+			str.Close()
 			return
 		}
-		str.Close() // FIN: the client is done sending
+		str.CloseWrite() // FIN: the client is done sending
 	})
 	wg.Go(func() { // server -> client
 		if _, err := io.Copy(c, &touchReader{r: str, touch: touch}); err != nil {
-			failed.Store(true)
-			str.CancelRead(0x1)
+			fail(err)
 			c.Close()
 			return
 		}
@@ -127,22 +137,23 @@ func splice(c net.Conn, str *quic.Stream, idle time.Duration, drain <-chan struc
 		tick = t.C
 	}
 	for {
+		var why error
 		select {
 		case <-done:
-			return failed.Load()
+			return first
 		case <-tick:
 			if time.Since(time.Unix(0, last.Load())) < idle {
 				continue
 			}
+			why = errTunnelIdle
 		case <-drain:
-			// Graceful drain waits for tunnels; a tunnel still open when
-			// the drain deadline passes is cut here.
+			why = errTunnelCut
 		}
+		fail(why)
 		c.Close()
-		str.CancelRead(0x2)
-		str.CancelWrite(0x2)
+		str.Close()
 		<-done
-		return true
+		return first
 	}
 }
 

@@ -1,9 +1,9 @@
 // Package origin is a small HTTP/3 and raw-stream origin server for labs,
 // tests and the demo: the kind of backend xdpnet proxies to.
 //
-// One QUIC listener serves two ALPN protocols: "h3" (HTTP/3, RFC 9114) and
-// [ALPNRaw], where every bidirectional stream is one tunnelled TCP
-// connection, either echoed or spliced to a TCP target.
+// One QUIC listener serves two ALPN protocols: mux.ALPNH3 (HTTP/3, RFC
+// 9114) and mux.ALPNRaw, where every bidirectional stream is one tunnelled
+// TCP connection, either echoed or spliced to a TCP target.
 package origin
 
 import (
@@ -22,11 +22,9 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
-)
 
-// ALPNRaw is the ALPN protocol of raw-stream connections: each
-// bidirectional QUIC stream carries the bytes of one client TCP connection.
-const ALPNRaw = "xdpnet-raw"
+	"github.com/xdpnet/xdpnet/mux"
+)
 
 // Stats counts what a Server saw.
 type Stats struct {
@@ -63,12 +61,7 @@ func (s *Server) Stats() Stats {
 // Serve accepts connections on pc until Close or Shutdown. It takes
 // ownership of pc. cert is the server's certificate.
 func (s *Server) Serve(pc net.PacketConn, cert tls.Certificate) error {
-	tlsConf := &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{http3.NextProtoH3, ALPNRaw},
-		MinVersion:   tls.VersionTLS13,
-	}
-	ln, err := quic.Listen(pc, tlsConf, &quic.Config{
+	ln, err := quic.Listen(pc, mux.ServerTLS(cert, mux.ALPNH3, mux.ALPNRaw), &quic.Config{
 		MaxIncomingStreams: 1000,
 		MaxIdleTimeout:     60 * time.Second,
 		Allow0RTT:          false,
@@ -118,11 +111,11 @@ func (s *Server) serveConn(c *quic.Conn) {
 		s.wg.Done()
 	}()
 	switch c.ConnectionState().TLS.NegotiatedProtocol {
-	case http3.NextProtoH3:
+	case mux.ALPNH3:
 		if err := s.h3.ServeQUICConn(c); err != nil {
 			s.logf("h3 connection ended", "err", err)
 		}
-	case ALPNRaw:
+	case mux.ALPNRaw:
 		s.serveRaw(c)
 	default:
 		c.CloseWithError(0x1, "unknown ALPN")
