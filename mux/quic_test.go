@@ -134,7 +134,7 @@ type creditWatcher struct {
 
 func newCreditWatcher() *creditWatcher { return &creditWatcher{dead: make(chan error, 1)} }
 
-func (w *creditWatcher) StreamCredit(Conn)           { w.credit.Add(1) }
+func (w *creditWatcher) StreamCredit(Conn)          { w.credit.Add(1) }
 func (w *creditWatcher) ConnDead(_ Conn, err error) { w.dead <- err }
 
 func TestQUICCreditExhaustedThenRaised(t *testing.T) {

@@ -1,0 +1,446 @@
+package mux
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// tcpListen opens a listener for framed tests. The default is kernel
+// loopback; tests over the netstack pair replace it (see stack_test.go).
+var tcpListen = func(t testing.TB) (ln net.Listener, dial DialFunc) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	return ln, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+}
+
+// framedServer serves framed connections accepted on ln with handle per
+// stream, until the test ends. It returns a function that drops every
+// server connection at once (a peer that disappears).
+func framedServer(t testing.TB, ln net.Listener, cfg FramedConfig, handle func(Stream)) (drop func()) {
+	var mu sync.Mutex
+	var conns []*FramedConn
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fc := NewFramed(nc, cfg)
+			mu.Lock()
+			conns = append(conns, fc)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					s, err := fc.AcceptStream(context.Background())
+					if err != nil {
+						return
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						handle(s)
+					}()
+				}
+			}()
+		}
+	}()
+	drop = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, fc := range conns {
+			fc.Close()
+		}
+		conns = nil
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		drop()
+		wg.Wait()
+	})
+	return drop
+}
+
+func echo(s Stream) {
+	io.Copy(s, s)
+	s.Close()
+}
+
+func dialFramed(t testing.TB, dial DialFunc, cfg FramedConfig) *FramedConn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := DialFramed(ctx, dial, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// roundTrip writes msg on a new stream, half-closes and reads the echo.
+func roundTrip(ctx context.Context, c Conn, msg []byte) error {
+	s, err := c.OpenStream(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Write(msg)
+		if err == nil {
+			err = s.CloseWrite()
+		}
+		errc <- err
+	}()
+	got, err := io.ReadAll(s)
+	if werr := <-errc; werr != nil {
+		return fmt.Errorf("write: %w", werr)
+	}
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if !bytes.Equal(got, msg) {
+		return fmt.Errorf("stream %d: echo returned %d bytes, want %d", s.ID(), len(got), len(msg))
+	}
+	return nil
+}
+
+func TestFramedConcurrentVirtualConnections(t *testing.T) {
+	checkGoroutines(t)
+	ln, dial := tcpListen(t)
+	framedServer(t, ln, FramedConfig{}, echo)
+	c := dialFramed(t, dial, FramedConfig{StreamWindow: 8 << 10})
+	const n = 1000
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			// Each message is distinct and larger than a window.
+			msg := bytes.Repeat(binary.BigEndian.AppendUint32(nil, uint32(i)), 3000+i)
+			if err := roundTrip(ctx, c, msg); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitFor(t, "all streams released", func() bool { return c.UsedStreams() == 0 })
+	if got := c.AvailStreams(); got != 1024 {
+		t.Fatalf("AvailStreams = %d after all streams ended, want 1024", got)
+	}
+}
+
+func TestFramedCredit(t *testing.T) {
+	checkGoroutines(t)
+	ln, dial := tcpListen(t)
+	framedServer(t, ln, FramedConfig{MaxStreams: 2}, echo)
+	c := dialFramed(t, dial, FramedConfig{})
+	w := newCreditWatcher()
+	c.SetWatcher(w)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got := c.AvailStreams(); got != 2 {
+		t.Fatalf("AvailStreams = %d, want the peer's 2", got)
+	}
+	a, err := c.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AvailStreams() != 0 || c.UsedStreams() != 2 {
+		t.Fatalf("avail %d used %d, want 0 and 2", c.AvailStreams(), c.UsedStreams())
+	}
+	short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
+	_, err = c.OpenStream(short)
+	cancelShort()
+	if !errors.Is(err, ErrNoCredit) {
+		t.Fatalf("OpenStream without credit: %v, want ErrNoCredit", err)
+	}
+	a.CloseWrite()
+	io.ReadAll(a)
+	waitFor(t, "credit notification", func() bool { return w.credit.Load() > 0 })
+	if got := c.AvailStreams(); got != 1 {
+		t.Fatalf("AvailStreams = %d after a stream ended, want 1", got)
+	}
+	b.Close()
+	if err := roundTrip(ctx, c, []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFramedDuplicateID(t *testing.T) {
+	checkGoroutines(t)
+	ln, dial := tcpListen(t)
+	framedServer(t, ln, FramedConfig{}, echo)
+	c := dialFramed(t, dial, FramedConfig{})
+	ctx := context.Background()
+	s, err := c.OpenStreamID(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := c.OpenStreamID(ctx, 7); !errors.Is(err, ErrDuplicateID) {
+		t.Fatalf("second OpenStreamID(7): %v, want ErrDuplicateID", err)
+	}
+	if s.ID() != 7 {
+		t.Fatalf("ID = %d", s.ID())
+	}
+}
+
+func TestFramedPeerDisappearsAndReconnect(t *testing.T) {
+	checkGoroutines(t)
+	ln, dial := tcpListen(t)
+	drop := framedServer(t, ln, FramedConfig{}, echo)
+	c := dialFramed(t, dial, FramedConfig{ReconnectBackoff: time.Millisecond, MaxReconnectBackoff: 10 * time.Millisecond, MaxReconnects: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Streams mid-transfer when the peer goes away.
+	var streams []Stream
+	for range 10 {
+		s, err := c.OpenStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write([]byte("half a request")); err != nil {
+			t.Fatal(err)
+		}
+		streams = append(streams, s)
+	}
+	drop()
+	for _, s := range streams {
+		_, err := io.ReadAll(s)
+		if !errors.Is(err, ErrConnLost) {
+			t.Fatalf("read on a stream of the lost connection: %v, want ErrConnLost", err)
+		}
+		s.Close()
+	}
+	// OpenStream waits for the reconnect and works again.
+	if err := roundTrip(ctx, c, []byte("after reconnect")); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Stats().Reconnects; got != 1 {
+		t.Fatalf("Reconnects = %d, want 1", got)
+	}
+	// Now the peer is gone for good: the connection gives up after
+	// MaxReconnects and waiters fail with ErrReconnectFailed.
+	ln.Close()
+	drop()
+	waitFor(t, "reconnecting to give up", func() bool { return c.Err() != nil })
+	_, err := c.OpenStream(ctx)
+	if !errors.Is(err, ErrReconnectFailed) {
+		t.Fatalf("OpenStream after the peer vanished: %v, want ErrReconnectFailed", err)
+	}
+	<-c.Done()
+	if !errors.Is(c.Err(), ErrReconnectFailed) || c.Alive() {
+		t.Fatalf("Err = %v, Alive = %v", c.Err(), c.Alive())
+	}
+}
+
+// TestFramedSlowReaderDoesNotStall checks that a stream whose reader does
+// not read holds at most its window and does not stop other streams.
+func TestFramedSlowReaderDoesNotStall(t *testing.T) {
+	checkGoroutines(t)
+	ln, dial := tcpListen(t)
+	stalled := make(chan Stream, 1)
+	framedServer(t, ln, FramedConfig{StreamWindow: 16 << 10}, func(s Stream) {
+		var b [1]byte
+		io.ReadFull(s, b[:])
+		if b[0] == 's' {
+			stalled <- s // never read again
+			return
+		}
+		s.Write(b[:])
+		echo(s)
+	})
+	c := dialFramed(t, dial, FramedConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	slow, err := c.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	n, err := slow.(*framedStream).WriteContext(wctx, append([]byte("s"), make([]byte, 1<<20)...))
+	wcancel()
+	if !errors.Is(err, context.DeadlineExceeded) || n > 16<<10+1 {
+		t.Fatalf("write to a stalled stream: n=%d err=%v; want at most a window, then the context error", n, err)
+	}
+	if err := roundTrip(ctx, c, []byte("xothers still flow")); err == nil {
+		// The handler echoes its first byte, then the rest.
+	} else {
+		t.Fatal(err)
+	}
+	(<-stalled).Close()
+	slow.Close()
+}
+
+func TestFramedBadInput(t *testing.T) {
+	hdr := func(typ byte, id, length uint32) []byte {
+		b := make([]byte, frameHeaderLen)
+		frameHeader{typ: typ, id: id, length: length}.put(b)
+		return b
+	}
+	settings := append(hdr(frameSettings, 0, settingsLen), 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 1, 0)
+	for _, tc := range []struct {
+		name  string
+		input []byte
+		want  error
+	}{
+		{"garbage", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), ErrBadFrame},
+		{"oversize", append(settings, hdr(frameData, 1, 1<<30)...), ErrFrameTooLarge},
+		{"truncated", append(settings, append(hdr(frameOpen, 1, 100), "short"...)...), io.ErrUnexpectedEOF},
+		{"data before settings", hdr(frameOpen, 1, 0), ErrBadFrame},
+		{"ping on a stream", hdr(framePing, 3, 8), ErrBadFrame},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkGoroutines(t)
+			a, b := net.Pipe()
+			c := NewFramed(a, FramedConfig{})
+			defer b.Close()
+			go func() {
+				// Take the SETTINGS first so that the connection's writer
+				// is idle, then send the bad input and end the stream.
+				io.ReadFull(b, make([]byte, frameHeaderLen+settingsLen))
+				b.Write(tc.input)
+				b.Close()
+			}()
+			_, err := c.AcceptStream(context.Background())
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("AcceptStream: %v, want %v", err, tc.want)
+			}
+			if !errors.Is(c.Err(), tc.want) {
+				t.Fatalf("Err = %v, want %v", c.Err(), tc.want)
+			}
+		})
+	}
+}
+
+func TestFramedIdleTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		defer b.Close()
+		go io.Copy(io.Discard, b) // a peer that reads and never answers
+		c := NewFramed(a, FramedConfig{IdleTimeout: 3 * time.Second, KeepAlive: time.Second})
+		start := time.Now()
+		<-c.Done()
+		if !errors.Is(c.Err(), ErrIdleTimeout) || !errors.Is(c.Err(), os.ErrDeadlineExceeded) {
+			t.Fatalf("Err = %v, want ErrIdleTimeout", c.Err())
+		}
+		if d := time.Since(start); d < 3*time.Second || d > 5*time.Second {
+			t.Fatalf("idle timeout after %v, want 3s..5s", d)
+		}
+	})
+}
+
+func TestFramedKeepAliveKeepsIdleConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		cfg := FramedConfig{IdleTimeout: 3 * time.Second, KeepAlive: time.Second}
+		c1, c2 := NewFramed(a, cfg), NewFramed(b, cfg)
+		time.Sleep(time.Minute) // fake time inside the bubble
+		if !c1.Alive() || !c2.Alive() {
+			t.Fatalf("keep-alive did not keep the connection: %v %v", c1.Err(), c2.Err())
+		}
+		if err := c1.Ping(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		c1.Close()
+		c2.Close()
+	})
+}
+
+func TestFramedShutdownDrains(t *testing.T) {
+	checkGoroutines(t)
+	ln, dial := tcpListen(t)
+	framedServer(t, ln, FramedConfig{}, echo)
+	c := dialFramed(t, dial, FramedConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- c.Shutdown(ctx) }()
+	waitFor(t, "shutdown begins", func() bool { return !c.Alive() })
+	if _, err := c.OpenStream(ctx); !errors.Is(err, ErrGoingAway) {
+		t.Fatalf("OpenStream during shutdown: %v, want ErrGoingAway", err)
+	}
+	if c.AvailStreams() != 0 {
+		t.Fatal("AvailStreams > 0 during shutdown")
+	}
+	// The open stream still completes.
+	msg := []byte("drained")
+	s.Write(msg)
+	s.CloseWrite()
+	got, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("stream during shutdown: %q, %v", got, err)
+	}
+	s.Close()
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if !errors.Is(c.Err(), ErrGoingAway) {
+		t.Fatalf("Err after Shutdown = %v", c.Err())
+	}
+}
+
+func TestFramedDropWhenFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		defer b.Close()
+		// The peer sends SETTINGS, then stops reading: the send queue fills.
+		go func() {
+			s := make([]byte, frameHeaderLen+settingsLen)
+			frameHeader{typ: frameSettings, length: settingsLen}.put(s)
+			binary.BigEndian.PutUint32(s[9:], 10)
+			binary.BigEndian.PutUint32(s[13:], 1<<20)
+			binary.BigEndian.PutUint32(s[17:], 1<<10)
+			b.Write(s)
+		}()
+		c := NewFramed(a, FramedConfig{SendQueue: 4, DropWhenFull: true, KeepAlive: -1, IdleTimeout: -1})
+		defer c.Close()
+		s, err := c.OpenStream(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Write(make([]byte, 64<<10))
+		if !errors.Is(err, ErrSendQueueFull) {
+			t.Fatalf("Write into a full queue: %v, want ErrSendQueueFull", err)
+		}
+		if c.Stats().Dropped == 0 {
+			t.Fatal("drop not counted")
+		}
+	})
+}
