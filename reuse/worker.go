@@ -103,7 +103,7 @@ func (w *Worker) attach(ctx context.Context, prm *Params, s *Session, retry bool
 				w.mu.Unlock()
 				return l, nil
 			}
-			if ws.conns >= cfg.PoolLowConn {
+			if ws.conns >= cfg.PoolLowConn && (cfg.MaxConnsPerServer == 0 || ws.conns < cfg.MaxConnsPerServer) {
 				if l, ok := w.tryTakeover(ctx, b, s, first); ok {
 					w.mu.Unlock()
 					return l, nil

@@ -1,0 +1,265 @@
+package reuse_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/muxtest"
+	"github.com/xdpnet/xdpnet/reuse"
+)
+
+// model is what the property test knows independently of the pool.
+type model struct {
+	params   map[mux.Conn]reuse.Params   // what each connection was dialed for
+	private  map[mux.Conn]*reuse.Session // set by MakePrivate (or PolicyNever)
+	leases   []mleaser
+	draining map[string]bool
+}
+
+type mleaser struct {
+	l    reuse.Lease
+	w    int
+	sess *reuse.Session
+}
+
+// TestPropertyRandomOps drives random sequences of attach, detach, credit,
+// death, private marking, session close, drain, purge and takeover against a
+// pool with small limits, and checks after every step that it never hands
+// out a dead, full or wrong connection, never shares a private one, keeps
+// its limits and internal invariants, and leaks nothing at the end.
+func TestPropertyRandomOps(t *testing.T) {
+	seeds, steps := 60, 300
+	if testing.Short() {
+		seeds = 20
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { runProperty(t, uint64(seed), steps) })
+		})
+	}
+}
+
+func runProperty(t *testing.T, seed uint64, steps int) {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	m := &model{params: map[mux.Conn]reuse.Params{}, private: map[mux.Conn]*reuse.Session{}, draining: map[string]bool{}}
+	var (
+		mu    sync.Mutex
+		conns []*muxtest.Conn
+	)
+	opts := muxtest.Options{MaxStreams: 1 + rng.IntN(3), AutoCredit: rng.IntN(2) == 0}
+	clk := muxtest.NewClock(time.Time{})
+	cfg := reuse.Config{
+		Workers:          3,
+		Policy:           reuse.Policy(rng.IntN(4)),
+		Clock:            clk,
+		MaxIdlePerServer: 1 + rng.IntN(2),
+		MaxReuse:         rng.IntN(2) * 3,
+		MaxSessionConns:  1,
+		PoolLowConn:      rng.IntN(2),
+		PurgeDelay:       time.Second,
+		MaxIdleAge:       5 * time.Second,
+		ProbeInterval:    2 * time.Second,
+		Dial: func(ctx context.Context, p reuse.Params) (mux.Conn, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			c := muxtest.NewConn(opts)
+			if len(conns)%7 == 6 {
+				c.SetPing(errors.New("no ack")) // some connections fail their probe
+			}
+			conns = append(conns, c)
+			m.params[c] = p
+			return c, nil
+		},
+	}
+	if rng.IntN(3) == 0 {
+		cfg.MaxConnsPerServer = 4
+	}
+	pool, err := reuse.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() }) // ends background shutdowns if a check fails
+	ps := []reuse.Params{*params("a"), *params("a"), *params("b")}
+	ps[1].SNI = "other.example"
+	sessions := make([][]*reuse.Session, cfg.Workers)
+	for w := range sessions {
+		for range 3 {
+			sessions[w] = append(sessions[w], pool.Worker(w).NewSession())
+		}
+	}
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel() // OpenStream must never need to wait: a canceled ctx makes waiting fail
+
+	check := func(step int, op string) {
+		t.Helper()
+		synctest.Wait()
+		owner := map[mux.Conn]int{}
+		for w := range cfg.Workers {
+			if err := reuse.Check(pool.Worker(w)); err != nil {
+				t.Fatalf("step %d (%s): worker %d: %v", step, op, w, err)
+			}
+			for c, tr := range reuse.Owned(pool.Worker(w)) {
+				if o, dup := owner[c]; dup {
+					t.Fatalf("step %d (%s): conn owned by workers %d and %d", step, op, o, w)
+				}
+				owner[c] = w
+				if tr == "private" && m.private[c] == nil {
+					t.Fatalf("step %d (%s): conn private without MakePrivate", step, op)
+				}
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			if _, ok := owner[c]; !ok && !c.Dead() && !c.IsShutdown() {
+				t.Fatalf("step %d (%s): connection leaked: not owned, not closed", step, op)
+			}
+		}
+		if st := pool.Stats(); st.Leases != len(m.leases) || st.OpenErrors != 0 {
+			t.Fatalf("step %d (%s): %d leases out, pool says %d; open errors %d", step, op, len(m.leases), st.Leases, st.OpenErrors)
+		}
+	}
+
+	for step := range steps {
+		var op string
+		switch r := rng.IntN(100); {
+		case r < 40: // attach
+			w := rng.IntN(cfg.Workers)
+			p := ps[rng.IntN(len(ps))]
+			var s *reuse.Session
+			if k := rng.IntN(4); k < 3 {
+				s = sessions[w][k]
+			}
+			op = "attach"
+			l, err := pool.Worker(w).Attach(canceled, &p, s)
+			switch {
+			case errors.Is(err, reuse.ErrServerDraining) && m.draining[p.Server]:
+				break
+			case errors.Is(err, reuse.ErrTooManyConns) && cfg.MaxConnsPerServer > 0:
+				break
+			case err != nil:
+				t.Fatalf("step %d: attach: %v", step, err)
+			default:
+				c := l.Conn().(*muxtest.Conn)
+				if c.Dead() || c.IsShutdown() {
+					t.Fatalf("step %d: handed out a dead connection", step)
+				}
+				mu.Lock()
+				dialed := m.params[c]
+				mu.Unlock()
+				if dialed != p {
+					t.Fatalf("step %d: handed out a connection for %+v, asked %+v", step, dialed, p)
+				}
+				if owner := m.private[c]; owner != nil && owner != s {
+					t.Fatalf("step %d: private connection shared with another session", step)
+				}
+				if m.draining[p.Server] {
+					t.Fatalf("step %d: attached to a draining server", step)
+				}
+				if cfg.Policy == reuse.PolicyNever && s != nil {
+					m.private[c] = s
+				}
+				m.leases = append(m.leases, mleaser{l, w, s})
+			}
+		case r < 65 && len(m.leases) > 0: // detach
+			i := rng.IntN(len(m.leases))
+			op = "done"
+			var err error
+			if rng.IntN(4) == 0 {
+				err = errReset
+			}
+			m.leases[i].l.Done(err)
+			m.leases = append(m.leases[:i], m.leases[i+1:]...)
+		case r < 70 && len(m.leases) > 0: // mark private
+			i := rng.IntN(len(m.leases))
+			op = "private"
+			ml := m.leases[i]
+			if ml.sess != nil {
+				if prev := m.private[ml.l.Conn()]; prev == nil {
+					if err := ml.l.MakePrivate(); err != nil {
+						t.Fatal(err)
+					}
+					m.private[ml.l.Conn()] = ml.sess
+				}
+			}
+		case r < 78: // credit
+			op = "grant"
+			mu.Lock()
+			var c *muxtest.Conn
+			if len(conns) > 0 {
+				c = conns[rng.IntN(len(conns))]
+			}
+			mu.Unlock()
+			if c != nil {
+				c.Grant(1 + rng.IntN(2))
+			}
+		case r < 84: // death
+			op = "kill"
+			mu.Lock()
+			var c *muxtest.Conn
+			if len(conns) > 0 {
+				c = conns[rng.IntN(len(conns))]
+			}
+			mu.Unlock()
+			if c != nil {
+				c.Kill(errors.New("peer reset"))
+			}
+		case r < 92: // timers, on one or all workers
+			op = "tick"
+			clk.Advance(time.Duration(rng.IntN(1500)) * time.Millisecond)
+			for w := range cfg.Workers {
+				pool.Worker(w).Tick()
+			}
+		case r < 96: // session ends
+			op = "close-session"
+			w, k := rng.IntN(cfg.Workers), rng.IntN(3)
+			sessions[w][k].Close() // its busy private conns stay private until they close
+			sessions[w][k] = pool.Worker(w).NewSession()
+		default: // drain or resume a server
+			srv := ps[rng.IntN(len(ps))].Server
+			if m.draining[srv] {
+				op = "resume"
+				pool.Resume(srv)
+				m.draining[srv] = false
+			} else {
+				op = "drain"
+				pool.Drain(canceled, srv)
+				m.draining[srv] = true
+			}
+		}
+		if op != "" {
+			check(step, op)
+		}
+	}
+
+	// Nothing leaks: end every lease and session, close the pool.
+	for _, ml := range m.leases {
+		ml.l.Done(nil)
+	}
+	m.leases = nil
+	for w := range sessions {
+		for _, s := range sessions[w] {
+			s.Close()
+		}
+	}
+	check(steps, "end")
+	pool.Close()
+	synctest.Wait()
+	if st := pool.Stats(); st.Conns != 0 || st.Leases != 0 {
+		t.Fatalf("after close: %+v", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, c := range conns {
+		if !c.Dead() {
+			t.Fatalf("connection %d still open after Close", i)
+		}
+	}
+}
