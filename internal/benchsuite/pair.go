@@ -1,6 +1,7 @@
 package benchsuite
 
 import (
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -80,6 +81,8 @@ func median(sorted []float64) float64 {
 func HigherIsBetter(unit string) bool {
 	u := strings.ToLower(unit)
 	switch {
+	case strings.HasPrefix(u, "x-"): // a speedup the benchmark computed ("x-chanpool")
+		return true
 	case strings.HasSuffix(u, "/op"), strings.HasSuffix(u, "-ns"), strings.HasSuffix(u, "ns"),
 		strings.Contains(u, "lat"), strings.Contains(u, "loss"), strings.Contains(u, "drop"):
 		return false
@@ -116,18 +119,23 @@ func siblingKey(name string) string {
 	return strings.Join(segs, "/")
 }
 
-// Pair matches every impl=X figure with the impl=baseline sibling that
-// differs from it only in the impl= segment. Figures without an impl=
-// segment, and implementations without a baseline sibling, are left out
+// Pair matches implementations with the baselines measured beside them:
+// figures that differ only in the impl= segment are siblings, and
+//   - every impl=X is compared with its impl=baseline (or baseline-...)
+//     sibling;
+//   - the project's own implementation (impl=xdpnet, or impl=<package
+//     name> such as impl=bufring) is also compared with every other
+//     sibling (impl=syncpool, impl=kernel, ...) when it has no
+//     impl=baseline sibling.
+//
+// Figures without an impl= segment, or without any baseline, are left out
 // (the report lists them unpaired).
 func Pair(figs []Figure) []Comparison {
-	base := map[string]Figure{}
+	groups := map[string][]Figure{}
 	for _, f := range figs {
-		if f.IsBaseline() {
+		if _, ok := f.Params["impl"]; ok {
 			k := f.Package + "\x00" + siblingKey(f.Name)
-			if _, dup := base[k]; !dup {
-				base[k] = f
-			}
+			groups[k] = append(groups[k], f)
 		}
 	}
 	var out []Comparison
@@ -136,26 +144,48 @@ func Pair(figs []Figure) []Comparison {
 		if !ok || isBaseline(impl) {
 			continue
 		}
-		b, ok := base[f.Package+"\x00"+siblingKey(f.Name)]
-		if !ok {
-			continue
-		}
-		c := Comparison{Package: f.Package, Impl: f.Name, Baseline: b.Name, Gain: map[string]float64{}}
-		for u, v := range f.Median {
-			bv, ok := b.Median[u]
-			if !ok || v == 0 || bv == 0 {
-				continue
-			}
-			if HigherIsBetter(u) {
-				c.Gain[u] = v / bv
-			} else {
-				c.Gain[u] = bv / v
+		sib := groups[f.Package+"\x00"+siblingKey(f.Name)]
+		var bases []Figure
+		for _, b := range sib {
+			if b.IsBaseline() {
+				bases = append(bases, b)
+				break
 			}
 		}
-		c.Primary = primaryUnit(c.Gain)
-		out = append(out, c)
+		if len(bases) == 0 && isOwnImpl(f.Package, impl) {
+			for _, b := range sib {
+				if b.Name != f.Name && !isOwnImpl(b.Package, b.Params["impl"]) {
+					bases = append(bases, b)
+				}
+			}
+		}
+		for _, b := range bases {
+			out = append(out, compare(f, b))
+		}
 	}
 	return out
+}
+
+// isOwnImpl reports whether impl names the project's implementation.
+func isOwnImpl(pkg, impl string) bool {
+	return impl == "xdpnet" || impl == path.Base(pkg)
+}
+
+func compare(f, b Figure) Comparison {
+	c := Comparison{Package: f.Package, Impl: f.Name, Baseline: b.Name, Gain: map[string]float64{}}
+	for u, v := range f.Median {
+		bv, ok := b.Median[u]
+		if !ok || v == 0 || bv == 0 {
+			continue
+		}
+		if HigherIsBetter(u) {
+			c.Gain[u] = v / bv
+		} else {
+			c.Gain[u] = bv / v
+		}
+	}
+	c.Primary = primaryUnit(c.Gain)
+	return c
 }
 
 // standardUnits are the testing package's own; anything else came from

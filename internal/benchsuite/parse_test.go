@@ -1,7 +1,9 @@
 package benchsuite
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -107,9 +109,12 @@ func TestAggregateAndPair(t *testing.T) {
 		{Name: "BenchmarkLone/impl=xdpnet", Procs: 2, Metrics: map[string]float64{"ns/op": 1}},
 		{Name: "BenchmarkKernel/impl=baseline-kernel", Procs: 2, Metrics: map[string]float64{"ns/op": 10}},
 		{Name: "BenchmarkKernel/impl=xdpnet", Procs: 2, Metrics: map[string]float64{"ns/op": 5, "B/op": 0}},
+		{Name: "BenchmarkPool/impl=nic", Procs: 2, Metrics: map[string]float64{"ns/op": 10, "x-chanpool": 4}},
+		{Name: "BenchmarkPool/impl=chanpool", Procs: 2, Metrics: map[string]float64{"ns/op": 40}},
+		{Name: "BenchmarkPool/impl=syncpool", Procs: 2, Metrics: map[string]float64{"ns/op": 20}},
 	}
 	figs := Aggregate("nic", res)
-	if len(figs) != 7 {
+	if len(figs) != 10 {
 		t.Fatalf("figures: %d", len(figs))
 	}
 	f := figs[0]
@@ -121,8 +126,17 @@ func TestAggregateAndPair(t *testing.T) {
 	for _, c := range cmps {
 		byImpl[c.Impl] = c
 	}
-	if len(cmps) != 3 {
+	if len(cmps) != 5 {
 		t.Fatalf("comparisons: %+v", cmps)
+	}
+	var vsPools []string
+	for _, c := range cmps {
+		if c.Impl == "BenchmarkPool/impl=nic" {
+			vsPools = append(vsPools, fmt.Sprintf("%s:%g", c.Baseline, c.Gain["ns/op"]))
+		}
+	}
+	if want := []string{"BenchmarkPool/impl=chanpool:4", "BenchmarkPool/impl=syncpool:2"}; !slices.Equal(vsPools, want) {
+		t.Errorf("package's own impl against other impls: %v, want %v", vsPools, want)
 	}
 	c := byImpl["BenchmarkRecv/impl=xdpnet/size=64"]
 	if c.Baseline != "BenchmarkRecv/impl=baseline/size=64" || c.Primary != "pps" {
@@ -146,7 +160,7 @@ func TestAggregateAndPair(t *testing.T) {
 func TestHigherIsBetter(t *testing.T) {
 	for u, want := range map[string]bool{
 		"pps": true, "Gbit/s": true, "MB/s": true, "conns/s": true, "ratio": true, "reuse-ratio": true,
-		"ns/op": false, "cpu-ns/op": false, "B/op": false, "allocs/op": false, "p99-ns": false, "loss": false,
+		"x-chanpool": true, "ns/op": false, "cpu-ns/op": false, "B/op": false, "allocs/op": false, "p99-ns": false, "loss": false,
 	} {
 		if got := HigherIsBetter(u); got != want {
 			t.Errorf("HigherIsBetter(%q) = %v", u, got)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,6 +111,9 @@ func Discover(ctx context.Context, cfg RunConfig) ([]Package, error) {
 		pkg := Package{ImportPath: p.ImportPath, Dir: p.Dir}
 		for _, f := range append(p.TestGoFiles, p.XTestGoFiles...) {
 			src, err := os.ReadFile(filepath.Join(p.Dir, f))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed since go list ran
+			}
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", f, err)
 			}

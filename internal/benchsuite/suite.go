@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"time"
 )
@@ -176,6 +177,12 @@ func searchDUT(ctx context.Context, d DUT, sc SearchConfig, run *RFC2544Run, pro
 			err = errors.Join(err, fmt.Errorf("tear down: %w", cerr))
 		}
 	}()
+	if c, ok := o.(interface{ Conditions() map[string]string }); ok {
+		if run.Conditions == nil {
+			run.Conditions = map[string]string{}
+		}
+		maps.Copy(run.Conditions, c.Conditions())
+	}
 	sizes := sc.FrameSizes
 	for _, size := range sizes {
 		sc.FrameSizes = []int{size}

@@ -211,3 +211,49 @@ func TestProgress(t *testing.T) {
 	nilP.AddTotal(1)
 	nilP.Step("x") // a nil Progress is a no-op
 }
+
+// TestSuiteShort is the CI smoke run of the real suite: every benchmark of
+// the module in short mode and, as root, the RFC 2544 searches on the lab.
+// It writes nothing into the repository. A benchmark that fails or does not
+// build fails this test: `make bench` would show the same.
+func TestSuiteShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the fixture test covers the pipeline")
+	}
+	var log bytes.Buffer
+	cfg := Config{
+		Run: RunConfig{
+			Dir:      moduleRoot,
+			Short:    true,
+			Timeout:  2 * time.Minute,
+			Progress: NewProgress(&log),
+		},
+		RFC2544: true,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range rep.Errors {
+		t.Errorf("suite error: %s", e)
+	}
+	for _, r := range rep.RFC2544 {
+		if r.Error != "" {
+			if strings.HasPrefix(r.Error, "skipped") && os.Geteuid() != 0 {
+				t.Logf("%s: %s", r.DUT, r.Error)
+				continue
+			}
+			t.Errorf("%s: %s", r.DUT, r.Error)
+		}
+	}
+	if len(rep.Runs) == 0 {
+		t.Log("no benchmarks in the module yet")
+	}
+	if err := rep.Plot(filepath.Join(t.TempDir(), "plots")); err != nil {
+		t.Error(err)
+	}
+	t.Logf("%d figures, %d comparisons, %d RFC 2544 runs, %d plots in %v",
+		len(rep.Figures), len(rep.Comparisons), len(rep.RFC2544), len(rep.Plots), rep.Conditions.End.Sub(rep.Conditions.Start))
+}

@@ -1,0 +1,459 @@
+package benchsuite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/xdpnet/xdpnet/bpf"
+	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/nic"
+)
+
+// LabDUTs are the devices under test of the RFC 2544 searches on the veth
+// lab. The live-frames generator (package bpf) sends from the client peer's
+// veth with XDP_TX, so every frame crosses the veth pair into the engine
+// namespace exactly as a peer's frame would:
+//   - nic.Port receive-and-recycle, sleeping in poll(2) when idle;
+//   - the same with 50 µs of busy polling before it sleeps;
+//   - the baseline: a kernel UDP socket in the engine namespace reading
+//     with recvmmsg (the path the engine takes traffic away from).
+func LabDUTs() []DUT {
+	return []DUT{
+		{
+			Name: "nic.Port poll", NeedsRoot: true,
+			Conditions: map[string]string{"queues": "1", "busypoll": "0"},
+			Open:       openNICDUT(0),
+		},
+		{
+			Name: "nic.Port busy-poll", NeedsRoot: true,
+			Conditions: map[string]string{"queues": "1", "busypoll": "50µs"},
+			Open:       openNICDUT(50 * time.Microsecond),
+		},
+		{
+			Name: "kernel UDP socket", NeedsRoot: true, Baseline: true,
+			Conditions: map[string]string{"queues": "1", "read": "recvmmsg batch 64", "gro": "on"},
+			Open:       openKernelUDPDUT,
+		},
+	}
+}
+
+// genSender sends with the live-frames generator out of the client peer's
+// veth; Send must run on a thread inside the client namespace.
+type genSender struct {
+	gen     *bpf.Generator
+	ifindex int
+}
+
+func (g genSender) Send(ctx context.Context, frame []byte, n uint64) (uint64, error) {
+	return g.gen.Run(ctx, frame, g.ifindex, n)
+}
+
+// xskSender transmits through an AF_XDP socket (a nic.Port) on the client
+// peer's veth: a userspace packet generator that can be paced finely.
+type xskSender struct {
+	port  *nic.Port
+	descs []nic.Desc
+}
+
+// stallLimit bounds how long Send waits for TX completions to free frames.
+const stallLimit = time.Second
+
+func (x *xskSender) Send(ctx context.Context, frame []byte, n uint64) (uint64, error) {
+	var sent uint64
+	stalled := time.Time{}
+	for sent < n {
+		x.port.Complete()
+		k := x.port.Alloc(x.descs[:min(uint64(len(x.descs)), n-sent)])
+		if k == 0 {
+			// Every frame is in flight: wait for completions, bounded.
+			if stalled.IsZero() {
+				stalled = time.Now()
+			} else if time.Since(stalled) > stallLimit {
+				return sent, fmt.Errorf("pktgen: no TX completion for %v", stallLimit)
+			}
+			if err := ctx.Err(); err != nil {
+				return sent, err
+			}
+			runtime.Gosched()
+			continue
+		}
+		stalled = time.Time{}
+		for i := range x.descs[:k] {
+			x.descs[i].Len = uint32(len(frame))
+			copy(x.port.Frame(x.descs[i]), frame)
+		}
+		m, err := x.port.Transmit(x.descs[:k])
+		if m < k {
+			x.port.Release(x.descs[m:k])
+		}
+		sent += uint64(m)
+		if err != nil {
+			return sent, fmt.Errorf("pktgen: transmit: %w", err)
+		}
+	}
+	return sent, nil
+}
+
+// maxGenCallCost is the per-call cost of the live-frames generator above
+// which it cannot be paced: on kernels where every BPF_PROG_RUN with
+// live frames and repeat > 1 costs an RCU grace period (about 24 ms
+// measured on this project's 6.18 VMs, from the page pool teardown), a
+// paced trial would be a train of 24 ms bursts, which measures the
+// receiver's ring size rather than its throughput.
+const maxGenCallCost = time.Millisecond
+
+// labSource is the sending half every lab DUT shares: the lab, the packet
+// source and the test flow into the engine namespace.
+type labSource struct {
+	lab    *lab.Lab
+	gen    *bpf.Generator
+	tx     *nic.Port // AF_XDP source, when the generator cannot be paced
+	send1  sender
+	source string // what sends, for the conditions
+	flow   flowSpec
+	epoch  time.Time
+	frames map[int][]byte
+}
+
+// newLabSource builds a lab and picks the packet source: the live-frames
+// generator when one call of it is cheap enough to pace, otherwise an
+// AF_XDP socket on the client peer's veth.
+func newLabSource(opts lab.Options, dst func(*lab.Lab) netip.Addr) (*labSource, error) {
+	l, err := lab.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	gen, err := bpf.NewGenerator(bpf.GeneratorOptions{})
+	if err != nil {
+		return nil, errors.Join(err, l.Close())
+	}
+	link := l.ClientLink
+	s := &labSource{
+		lab: l, gen: gen, epoch: time.Now(), frames: map[int][]byte{},
+		flow: flowSpec{
+			SrcMAC: link.PeerMAC, DstMAC: link.MAC,
+			Src: link.PeerV4()[0], Dst: dst(l),
+			SrcPort: benchSrcPort, DstPort: benchDstPort,
+		},
+	}
+	frame, err := buildFrame(s.flow, 64)
+	if err != nil {
+		return nil, errors.Join(err, s.close())
+	}
+	err = l.Client.Do(func() error {
+		cost := time.Duration(1<<63 - 1)
+		for range 2 {
+			start := time.Now()
+			if _, err := gen.Run(context.Background(), frame, link.PeerIndex, 2); err != nil {
+				return fmt.Errorf("pktgen: probe the live-frames generator: %w", err)
+			}
+			cost = min(cost, time.Since(start))
+		}
+		if cost <= maxGenCallCost {
+			s.send1 = genSender{gen, link.PeerIndex}
+			s.source = "bpf live-frames generator"
+			return nil
+		}
+		s.tx, err = nic.Open(nic.Config{Ifindex: link.PeerIndex, Queue: 0, ZeroCopy: nic.ZeroCopyOff,
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return fmt.Errorf("pktgen: AF_XDP source on %s: %w", link.PeerName, err)
+		}
+		s.send1 = &xskSender{port: s.tx, descs: make([]nic.Desc, 64)}
+		s.source = fmt.Sprintf("AF_XDP TX on the peer veth (live-frames generator costs %v per call here: cannot be paced)",
+			cost.Round(time.Millisecond))
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Join(err, s.close())
+	}
+	return s, nil
+}
+
+// send runs one trial's sending on a thread in the client namespace and
+// returns what it sent and the machine's CPU time meanwhile.
+func (s *labSource) send(ctx context.Context, t Trial) (sent uint64, elapsed time.Duration, err error) {
+	frame, ok := s.frames[t.FrameSize]
+	if !ok {
+		if frame, err = buildFrame(s.flow, t.FrameSize); err != nil {
+			return 0, 0, err
+		}
+		s.frames[t.FrameSize] = frame
+	}
+	var probe func(time.Duration) []byte
+	if t.Probes {
+		probe = func(d time.Duration) []byte { return stampProbe(frame, d) }
+	}
+	err = s.lab.Client.Do(func() error {
+		var err error
+		sent, elapsed, err = pace(ctx, s.send1, frame, t.Rate, t.Duration, probe, s.epoch)
+		return err
+	})
+	return sent, elapsed, err
+}
+
+func (s *labSource) close() error {
+	var errs []error
+	if s.tx != nil {
+		errs = append(errs, s.tx.Close())
+	}
+	return errors.Join(append(errs, s.gen.Close(), s.lab.Close())...)
+}
+
+// rxCounter is the receiving half: a count and, while probes are on, the
+// probes' latencies.
+type rxCounter struct {
+	n      atomic.Uint64
+	probes atomic.Bool
+	epoch  time.Time
+
+	mu  sync.Mutex
+	lat []time.Duration
+}
+
+func (c *rxCounter) probe(stamp time.Duration) {
+	d := time.Since(c.epoch) - stamp
+	c.mu.Lock()
+	c.lat = append(c.lat, d)
+	c.mu.Unlock()
+}
+
+// trial runs send with the counter armed and waits for the frames in flight
+// to be counted.
+func (c *rxCounter) trial(ctx context.Context, t Trial, src *labSource) (TrialResult, error) {
+	c.mu.Lock()
+	c.lat = nil
+	c.mu.Unlock()
+	c.probes.Store(t.Probes)
+	defer c.probes.Store(false)
+	before := c.n.Load()
+	cpu0, cpuErr := ReadCPU()
+	sent, elapsed, err := src.send(ctx, t)
+	if err != nil {
+		return TrialResult{}, err
+	}
+	// Frames still in rings or socket buffers: wait until the count stops
+	// moving (bounded: 500 ms).
+	last := c.n.Load()
+	for range 50 {
+		time.Sleep(10 * time.Millisecond)
+		now := c.n.Load()
+		if now == last {
+			break
+		}
+		last = now
+	}
+	r := TrialResult{Sent: sent, Received: last - before, Elapsed: elapsed}
+	if cpu1, err := ReadCPU(); cpuErr == nil && err == nil {
+		r.CPU = cpu1.Sub(cpu0).Busy
+	}
+	c.mu.Lock()
+	r.Latency = c.lat
+	c.lat = nil
+	c.mu.Unlock()
+	return r, nil
+}
+
+// nicDUT is a nic.Port on the engine side of the client veth, behind the
+// steering program, receiving and recycling every frame.
+type nicDUT struct {
+	src   *labSource
+	steer *bpf.Steering
+	port  *nic.Port
+	rx    rxCounter
+
+	stop chan struct{}
+	done chan error
+}
+
+var _ Offerer = (*nicDUT)(nil)
+
+func openNICDUT(busyPoll time.Duration) func(context.Context) (Offerer, func() error, error) {
+	return func(ctx context.Context) (Offerer, func() error, error) {
+		d := &nicDUT{stop: make(chan struct{}), done: make(chan error, 1)}
+		var err error
+		d.src, err = newLabSource(lab.Options{}, func(l *lab.Lab) netip.Addr { return l.ClientLink.EngineV4 })
+		if err != nil {
+			return nil, nil, err
+		}
+		link := d.src.lab.ClientLink
+		d.rx.epoch = d.src.epoch
+		err = d.src.lab.Engine.Do(func() error {
+			if d.steer, err = bpf.LoadSteering(bpf.SteeringOptions{Queues: 1}); err != nil {
+				return err
+			}
+			if err := d.steer.Attach(link.Index, bpf.ModeAuto); err != nil {
+				return err
+			}
+			if err := d.steer.AddAddr(link.EngineV4); err != nil {
+				return err
+			}
+			d.port, err = nic.Open(nic.Config{Ifindex: link.Index, Queue: 0, Map: d.steer, BusyPoll: busyPoll})
+			return err
+		})
+		if err != nil {
+			return nil, nil, errors.Join(err, d.closeParts())
+		}
+		go d.receive()
+		return d, d.close, nil
+	}
+}
+
+// Conditions reports how the port ended up bound.
+func (d *nicDUT) Conditions() map[string]string {
+	return map[string]string{
+		"xdp":      d.steer.Mode().String(),
+		"zerocopy": strconv.FormatBool(d.port.ZeroCopy()),
+		"frame":    strconv.Itoa(d.port.FrameSize()),
+		"source":   d.src.source,
+	}
+}
+
+func (d *nicDUT) receive() {
+	descs := make([]nic.Desc, 256)
+	for {
+		select {
+		case <-d.stop:
+			d.done <- nil
+			return
+		default:
+		}
+		n, err := d.port.Receive(descs)
+		if err != nil {
+			d.done <- err
+			return
+		}
+		if n == 0 {
+			if _, err := d.port.Wait(10 * time.Millisecond); err != nil {
+				d.done <- err
+				return
+			}
+			continue
+		}
+		if d.rx.probes.Load() {
+			for _, desc := range descs[:n] {
+				if stamp, ok := probeStamp(d.port.Frame(desc)); ok {
+					d.rx.probe(stamp)
+				}
+			}
+		}
+		d.rx.n.Add(uint64(n))
+		d.port.Release(descs[:n])
+	}
+}
+
+func (d *nicDUT) Offer(ctx context.Context, t Trial) (TrialResult, error) {
+	return d.rx.trial(ctx, t, d.src)
+}
+
+func (d *nicDUT) close() error {
+	close(d.stop)
+	d.port.Wake()
+	err := <-d.done
+	return errors.Join(err, d.closeParts())
+}
+
+func (d *nicDUT) closeParts() error {
+	var errs []error
+	if d.port != nil {
+		errs = append(errs, d.port.Close())
+	}
+	if d.steer != nil {
+		errs = append(errs, d.steer.Close())
+	}
+	return errors.Join(append(errs, d.src.close())...)
+}
+
+// kernelUDPDUT is the baseline: no XDP program, GRO on the engine-side veth
+// (so it has NAPI and accepts the generator's frames), a kernel address
+// there and a UDP socket reading with recvmmsg.
+type kernelUDPDUT struct {
+	src  *labSource
+	conn *net.UDPConn
+	rx   rxCounter
+	done chan error
+}
+
+var _ Offerer = (*kernelUDPDUT)(nil)
+
+func openKernelUDPDUT(ctx context.Context) (Offerer, func() error, error) {
+	d := &kernelUDPDUT{done: make(chan error, 1)}
+	var err error
+	d.src, err = newLabSource(lab.Options{EngineKernelAddrs: true, EngineGRO: true},
+		func(l *lab.Lab) netip.Addr { return l.ClientLink.KernelV4 })
+	if err != nil {
+		return nil, nil, err
+	}
+	dst := d.src.flow.Dst
+	d.rx.epoch = d.src.epoch
+	err = d.src.lab.Engine.Do(func() error {
+		d.conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, benchDstPort)))
+		if err != nil {
+			return err
+		}
+		// As large as net.core.rmem_max lets an unprivileged reader have.
+		return d.conn.SetReadBuffer(4 << 20)
+	})
+	if err != nil {
+		if d.conn != nil {
+			d.conn.Close()
+		}
+		return nil, nil, errors.Join(err, d.src.close())
+	}
+	go d.receive()
+	return d, d.close, nil
+}
+
+func (d *kernelUDPDUT) receive() {
+	pc := ipv4.NewPacketConn(d.conn)
+	msgs := make([]ipv4.Message, 64)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
+	}
+	for {
+		n, err := pc.ReadBatch(msgs, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				err = nil
+			}
+			d.done <- err
+			return
+		}
+		if d.rx.probes.Load() {
+			for _, m := range msgs[:n] {
+				if stamp, ok := probePayload(m.Buffers[0][:m.N]); ok {
+					d.rx.probe(stamp)
+				}
+			}
+		}
+		d.rx.n.Add(uint64(n))
+	}
+}
+
+// Conditions reports the packet source.
+func (d *kernelUDPDUT) Conditions() map[string]string {
+	return map[string]string{"source": d.src.source}
+}
+
+func (d *kernelUDPDUT) Offer(ctx context.Context, t Trial) (TrialResult, error) {
+	return d.rx.trial(ctx, t, d.src)
+}
+
+func (d *kernelUDPDUT) close() error {
+	err := d.conn.Close()
+	if rerr := <-d.done; rerr != nil {
+		err = errors.Join(err, fmt.Errorf("receiver: %w", rerr))
+	}
+	return errors.Join(err, d.src.close())
+}

@@ -1,0 +1,49 @@
+package benchsuite
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/internal/privtest"
+)
+
+// TestLabDUTs runs a short RFC 2544 search on every lab DUT: each must find
+// a non-zero zero-loss rate, time its probes and tear its lab down.
+func TestLabDUTs(t *testing.T) {
+	privtest.RequireRoot(t)
+	for _, d := range LabDUTs() {
+		t.Run(strings.ReplaceAll(d.Name, " ", "_"), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			o, closeFn, err := d.Open(ctx)
+			privtest.SkipIfNotSupported(t, err)
+			defer func() {
+				if err := closeFn(); err != nil {
+					t.Errorf("close: %v", err)
+				}
+			}()
+			res, err := Search(ctx, o, SearchConfig{
+				FrameSizes: []int{64, 1518}, Trial: 50 * time.Millisecond, MaxTrials: 4, Resolution: 0.1,
+				// The lab shares 2 cores with everything else: a stray drop
+				// must not turn this smoke test into a zero figure.
+				LossTolerance: 0.05,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range res {
+				if r.Rate <= 0 || r.SourceMax <= 0 {
+					t.Errorf("%dB: rate %.0f, source max %.0f, trials %+v", r.FrameSize, r.Rate, r.SourceMax, r.Trials)
+				}
+				if r.Latency.Samples == 0 {
+					t.Errorf("%dB: no latency probe came back", r.FrameSize)
+				}
+			}
+			if c, ok := o.(interface{ Conditions() map[string]string }); !ok || c.Conditions()["source"] == "" {
+				t.Error("DUT does not report its packet source")
+			}
+		})
+	}
+}
