@@ -1,0 +1,164 @@
+package reuse_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/muxtest"
+	"github.com/xdpnet/xdpnet/reuse"
+)
+
+// TestStressConcurrent runs several workers' goroutines attaching and
+// detaching while others grant credit, kill connections and tick, so that
+// takeovers, watcher events from foreign goroutines and detaches interleave.
+// Run it with -race. Bounded in operations, not in time.
+func TestStressConcurrent(t *testing.T) {
+	const workers, perWorker, servers = 4, 2, 5
+	ops := 3000
+	if testing.Short() {
+		ops = 500
+	}
+	var (
+		mu    sync.Mutex
+		conns []*muxtest.Conn
+	)
+	clk := muxtest.NewClock(time.Time{})
+	pool, err := reuse.New(reuse.Config{
+		Workers:          workers,
+		Policy:           reuse.PolicyAlways,
+		Clock:            clk,
+		MaxIdlePerServer: 2,
+		MaxReuse:         50,
+		PurgeDelay:       time.Second,
+		MaxIdleAge:       3 * time.Second,
+		ProbeInterval:    time.Second,
+		Dial: func(ctx context.Context, p reuse.Params) (mux.Conn, error) {
+			c := muxtest.NewConn(muxtest.Options{MaxStreams: 3, AutoCredit: true})
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			return c, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := make([]reuse.Params, servers)
+	for i := range ps {
+		ps[i] = *params(fmt.Sprint("s", i))
+	}
+
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range workers {
+		for g := range perWorker {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(w), uint64(g)))
+				wk := pool.Worker(w)
+				s := wk.NewSession()
+				var held []reuse.Lease
+				for i := range ops {
+					if len(held) < 4 && rng.IntN(3) != 0 {
+						l, err := wk.Attach(context.Background(), &ps[rng.IntN(servers)], s)
+						if err != nil {
+							t.Errorf("attach: %v", err)
+							return
+						}
+						if !l.Conn().Alive() && !l.Conn().(*muxtest.Conn).Dead() {
+							t.Errorf("handed out a connection that is shutting down")
+						}
+						held = append(held, l)
+					} else if len(held) > 0 {
+						k := rng.IntN(len(held))
+						var err error
+						if rng.IntN(5) == 0 {
+							err = errReset
+						}
+						held[k].Done(err)
+						held = append(held[:k], held[k+1:]...)
+					}
+					if i%500 == 499 {
+						s.Close()
+						s = wk.NewSession()
+					}
+				}
+				for _, l := range held {
+					l.Done(nil)
+				}
+				s.Close()
+			}()
+		}
+	}
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { // the peers: credit and deaths from foreign goroutines
+		defer bg.Done()
+		rng := rand.New(rand.NewPCG(99, 99))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			runtime.Gosched()
+			mu.Lock()
+			var c *muxtest.Conn
+			if len(conns) > 0 {
+				c = conns[rng.IntN(len(conns))]
+			}
+			mu.Unlock()
+			if c == nil {
+				continue
+			}
+			if rng.IntN(10) == 0 {
+				c.Kill(errors.New("peer reset"))
+			} else {
+				c.Grant(1)
+			}
+		}
+	}()
+	go func() { // timers
+		defer bg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			runtime.Gosched()
+			clk.Advance(100 * time.Millisecond)
+			for w := range workers {
+				pool.Worker(w).Tick()
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	bg.Wait()
+
+	st := pool.Stats()
+	for w := range workers {
+		if err := reuse.Check(pool.Worker(w)); err != nil {
+			t.Fatalf("worker %d: %v", w, err)
+		}
+	}
+	if st.Leases != 0 {
+		t.Fatalf("%d leases leaked", st.Leases)
+	}
+	t.Logf("stats: %+v reuse %.3f", st, st.ReuseRatio())
+	pool.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, c := range conns {
+		waitDone(t, c)
+	}
+}
