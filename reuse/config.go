@@ -17,16 +17,19 @@ import (
 //
 //	policy      first request of a session      later requests
 //	never       private connections only        private connections only
-//	safe        avail (proven) only             avail, safe, idle
-//	aggressive  avail (proven), safe            avail, safe, idle
+//	safe        avail                           avail, safe, idle
+//	aggressive  avail, safe                     avail, safe, idle
 //	always      avail, safe, idle               avail, safe, idle
 //
-// "proven" means the connection has completed at least one request.
+// A connection in avail has streams in flight, so the server is not about to
+// close it for idleness (HAProxy counts such connections as safe too); a
+// connection in safe is idle but has completed a request, so the server is
+// known to keep connections open; one in idle has not.
 type Policy uint8
 
 const (
 	// PolicySafe is the default: a session's first request only goes to a
-	// connection known to work.
+	// connection known to work right now (one with streams in flight).
 	PolicySafe Policy = iota
 	// PolicyNever never shares a connection between sessions: every
 	// connection is private to the session that opened it (and closed after

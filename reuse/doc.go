@@ -45,9 +45,9 @@
 // another one rather than waiting for credit.
 //
 // The reuse policy (Policy) follows HAProxy's http-reuse: under PolicySafe a
-// session's first request only goes to a connection known to work, because
-// the client cannot retry it if the server closes an idle connection under
-// it.
+// session's first request only goes to a connection known to work right now
+// (one with streams in flight), because the client cannot retry it if the
+// server closes an idle connection under it.
 //
 // # Concurrency: what is shared and why
 //

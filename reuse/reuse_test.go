@@ -270,10 +270,10 @@ func TestPolicyMatrix(t *testing.T) {
 			"idle": {false, false}, "safe": {false, false}, "avail-unproven": {false, false}, "avail-proven": {false, false},
 		},
 		reuse.PolicySafe: {
-			"idle": {false, true}, "safe": {false, true}, "avail-unproven": {false, true}, "avail-proven": {true, true},
+			"idle": {false, true}, "safe": {false, true}, "avail-unproven": {true, true}, "avail-proven": {true, true},
 		},
 		reuse.PolicyAggressive: {
-			"idle": {false, true}, "safe": {true, true}, "avail-unproven": {false, true}, "avail-proven": {true, true},
+			"idle": {false, true}, "safe": {true, true}, "avail-unproven": {true, true}, "avail-proven": {true, true},
 		},
 		reuse.PolicyAlways: {
 			"idle": {true, true}, "safe": {true, true}, "avail-unproven": {true, true}, "avail-proven": {true, true},

@@ -180,7 +180,10 @@ func (w *Worker) tryPrivate(ctx context.Context, s *Session, b *bucket) (Lease, 
 }
 
 // tryShared looks in b's avail, safe and idle trees, in that order, as the
-// policy allows for a first or a later request.
+// policy allows for a first or a later request. Any policy but never may use
+// avail for a first request: a connection with streams in flight is not idle,
+// so the server will not close it for idleness under the request, which is
+// the race the policies guard against.
 func (w *Worker) tryShared(ctx context.Context, b *bucket, s *Session, first bool) (Lease, bool) {
 	cfg := &w.pool.cfg
 	for p := b.avail.head; p != nil; {
@@ -188,7 +191,6 @@ func (w *Worker) tryShared(ctx context.Context, b *bucket, s *Session, first boo
 		switch {
 		case !p.usable(cfg.MaxReuse):
 			w.place(p) // full, exhausted or dead: out of avail
-		case first && cfg.Policy != PolicyAlways && !p.proven:
 		default:
 			if l, err := w.openLocked(ctx, p, s, &w.st.HitAvail); err == nil {
 				return l, true
