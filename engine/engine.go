@@ -317,16 +317,16 @@ type frontendRT struct {
 	// a backend visible to retire (readers hold it shared).
 	backend atomic.Pointer[backendRT]
 
-	ln      net.Listener
-	pc      net.PacketConn
-	hs      *http.Server
-	h3      *http3.Server
+	ln net.Listener
+	pc net.PacketConn
+	hs *http.Server
+	h3 *http3.Server
 	// sessions maps an http frontend's client connections to their
 	// session, so that the session closes with the connection.
 	sessions sync.Map // net.Conn -> *session
-	tunnels sync.WaitGroup
-	drainCh chan struct{} // closed when the drain deadline passes
-	once    sync.Once
+	tunnels  sync.WaitGroup
+	drainCh  chan struct{} // closed when the drain deadline passes
+	once     sync.Once
 }
 
 func (fe *frontendRT) addr() net.Addr {

@@ -1,0 +1,282 @@
+// Package enginelab runs the engine on internal/lab's veth topology with
+// origin servers in the backend namespace and clients in the client
+// namespace: the set-up shared by the engine's end-to-end tests, its
+// benchmarks and `xdpnet demo`.
+//
+// The same configuration runs on either stack: "xdp" (AF_XDP ports and the
+// netstack own the engine's .1 addresses) or "kernel" (the engine namespace's
+// kernel owns them and the proxy uses kernel sockets: the baseline).
+package enginelab
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/engine"
+	"github.com/xdpnet/xdpnet/engine/origin"
+	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/mux"
+)
+
+// Options shape an Env.
+type Options struct {
+	// Stack is "xdp" (default) or "kernel".
+	Stack string
+	// Config is the engine configuration (YAML); empty means
+	// engine.DemoConfig. Its servers must be lab server addresses.
+	Config string
+	// Admin overrides the configuration's admin address ("127.0.0.1:0" in
+	// tests so that labs can run side by side).
+	Admin string
+	// Queues per veth (default 1): on xdp, one worker per queue per veth.
+	Queues int
+	// RawTarget is the TCP port, on each origin's own address, that raw
+	// streams are spliced to (e.g. an iperf3 server); 0 echoes them.
+	RawTarget int
+	// Log receives the engine's logs; nil discards them.
+	Log *slog.Logger
+}
+
+// Env is a running lab with origins and an engine.
+type Env struct {
+	Lab     *lab.Lab
+	Config  *engine.Config
+	Net     engine.Net
+	Engine  *engine.Engine
+	Origins []*origin.Server
+	// OriginAddrs are the origins' QUIC addresses, in server order.
+	OriginAddrs []netip.AddrPort
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start builds the lab, starts one origin per configured server address and
+// starts the engine. On error everything is torn down.
+func Start(opts Options) (_ *Env, err error) {
+	if opts.Stack == "" {
+		opts.Stack = "xdp"
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	text := opts.Config
+	if text == "" {
+		text = engine.DemoConfig
+	}
+	cfg, err := engine.ParseConfig([]byte(text))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dataplane = opts.Stack
+	if opts.Admin != "" {
+		cfg.Admin = opts.Admin
+	}
+	if opts.Queues > 1 {
+		for i := range cfg.Interfaces {
+			cfg.Interfaces[i].Queues = nil
+			for q := range opts.Queues {
+				cfg.Interfaces[i].Queues = append(cfg.Interfaces[i].Queues, q)
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// One lab server address per distinct origin address.
+	var addrs []netip.AddrPort
+	seen := map[netip.AddrPort]bool{}
+	for _, b := range cfg.Backends {
+		for _, s := range b.Servers {
+			ap := netip.MustParseAddrPort(s.Address)
+			if !seen[ap] {
+				seen[ap] = true
+				addrs = append(addrs, ap)
+			}
+		}
+	}
+	l, err := lab.New(lab.Options{Queues: max(1, opts.Queues), Servers: len(addrs)})
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	env := &Env{Lab: l, Config: cfg, OriginAddrs: addrs}
+	defer func() {
+		if err != nil {
+			env.Close()
+		}
+	}()
+	labServers := map[netip.Addr]bool{}
+	for _, a := range l.BackendLink.PeerAddrs {
+		labServers[a] = true
+	}
+	var hosts []string
+	for _, ap := range addrs {
+		if !labServers[ap.Addr()] {
+			return nil, fmt.Errorf("server %s is not a lab server address (%v)", ap, l.BackendLink.PeerAddrs)
+		}
+		hosts = append(hosts, ap.Addr().String())
+	}
+	cert, roots, err := mux.SelfSigned(hosts, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	for i, ap := range addrs {
+		o := &origin.Server{Name: fmt.Sprintf("origin-%c", 'a'+i), Log: opts.Log}
+		if opts.RawTarget != 0 {
+			o.RawTarget = netip.AddrPortFrom(ap.Addr(), uint16(opts.RawTarget)).String()
+		}
+		var pc net.PacketConn
+		if err := l.Backend.Do(func() (err error) {
+			pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("origin %s: %w", ap, err)
+		}
+		go o.Serve(pc, cert)
+		env.Origins = append(env.Origins, o)
+	}
+
+	switch opts.Stack {
+	case "kernel":
+		if err := kernelAddrs(l); err != nil {
+			return nil, err
+		}
+		env.Net = &engine.KernelNet{N: 2 * max(1, opts.Queues), Do: l.Engine.Do}
+	default:
+		x, err := engine.NewXDPNet(cfg, engine.XDPOptions{Do: l.Engine.Do, Log: opts.Log})
+		if err != nil {
+			return nil, err
+		}
+		env.Net = x
+	}
+	e, err := engine.New(cfg, engine.Options{Net: env.Net, Log: opts.Log, BackendRootCAs: roots})
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Start(); err != nil {
+		return nil, err
+	}
+	env.Engine = e
+	return env, nil
+}
+
+// kernelAddrs gives the engine namespace's kernel the engine's .1 and ::1
+// addresses, for the kernel-stack baseline.
+func kernelAddrs(l *lab.Lab) error {
+	return l.Engine.Do(func() error {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		for _, link := range []lab.Link{l.ClientLink, l.BackendLink} {
+			nl, err := h.LinkByIndex(link.Index)
+			if err != nil {
+				return err
+			}
+			for _, a := range []netip.Addr{link.EngineV4, link.EngineV6} {
+				bits := link.Net4.Bits()
+				if a.Is6() {
+					bits = link.Net6.Bits()
+				}
+				ipn := &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(bits, a.BitLen())}
+				if err := h.AddrAdd(nl, &netlink.Addr{IPNet: ipn, Flags: unix.IFA_F_NODAD}); err != nil {
+					return fmt.Errorf("kernel address %s on %s: %w", a, link.Name, err)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// Dial opens a connection from the client namespace (from the first client
+// address the kernel picks).
+func (e *Env) Dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
+	err = e.Lab.Client.Do(func() error {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// ListenPacket opens a UDP socket in the client namespace.
+func (e *Env) ListenPacket() (pc net.PacketConn, err error) {
+	err = e.Lab.Client.Do(func() error {
+		pc, err = net.ListenUDP("udp", nil)
+		return err
+	})
+	return pc, err
+}
+
+// HTTPClient returns a net/http client whose connections start in the
+// client namespace. conns bounds its keep-alive connections.
+func (e *Env) HTTPClient(conns int, h2c bool) *http.Client {
+	tr := &http.Transport{
+		DialContext:         e.Dial,
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		ForceAttemptHTTP2:   false,
+		TLSClientConfig:     &tls.Config{},
+	}
+	if h2c {
+		var p http.Protocols
+		p.SetUnencryptedHTTP2(true)
+		tr.Protocols = &p
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// FrontendURL is the base URL of the named frontend ("http://198.18.1.1:8080").
+func (e *Env) FrontendURL(name string) string {
+	for _, f := range e.Config.Frontends {
+		if f.Name == name {
+			scheme := "http"
+			if f.Protocol == engine.ProtoH3 {
+				scheme = "https"
+			}
+			return scheme + "://" + f.Listen
+		}
+	}
+	return ""
+}
+
+// StartClient starts cmd in the client namespace (curl, h2load, iperf3).
+func (e *Env) StartClient(cmd *exec.Cmd) error { return e.Lab.Client.Start(cmd) }
+
+// StartBackend starts cmd in the backend namespace (e.g. iperf3 -s).
+func (e *Env) StartBackend(cmd *exec.Cmd) error { return e.Lab.Backend.Start(cmd) }
+
+// Close stops the engine, the origins and the network stack, and removes
+// the lab. It is idempotent.
+func (e *Env) Close() error {
+	e.closeOnce.Do(func() {
+		var errs []error
+		if e.Engine != nil {
+			errs = append(errs, e.Engine.Close())
+		}
+		for _, o := range e.Origins {
+			o.Close()
+		}
+		if e.Net != nil {
+			errs = append(errs, e.Net.Close())
+		}
+		if e.Lab != nil {
+			errs = append(errs, e.Lab.Close())
+		}
+		e.closeErr = errors.Join(errs...)
+	})
+	return e.closeErr
+}

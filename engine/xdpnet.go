@@ -1,0 +1,279 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpnet/xdpnet/bpf"
+	"github.com/xdpnet/xdpnet/nic"
+	"github.com/xdpnet/xdpnet/stack"
+)
+
+// XDPOptions configure [NewXDPNet].
+type XDPOptions struct {
+	// Do runs set-up that must happen inside the interfaces' network
+	// namespace (nic.Open, XDP attach); nil runs it on the calling thread.
+	Do func(func() error) error
+	// TrustRXChecksum accepts frames whose checksums the NIC did not verify
+	// (a lab whose kernel peers keep TX checksum offload on).
+	TrustRXChecksum bool
+	// Log receives set-up events; nil uses slog.Default().
+	Log *slog.Logger
+}
+
+// XDPNet is [Net] on AF_XDP: per configured interface, the bpf steering
+// program sends the frames for the engine's addresses on each dedicated
+// queue to a nic.Port, and one gVisor netstack (package stack) terminates
+// TCP and UDP on them. Everything else on those interfaces stays with the
+// kernel. There is one worker per dedicated queue.
+type XDPNet struct {
+	log     *slog.Logger
+	st      *stack.Stack
+	ifs     []*xdpIf
+	workers int
+}
+
+type xdpIf struct {
+	name  string
+	steer *bpf.Steering
+	ep    *stack.Endpoint
+	ports []*nic.Port // owned by ep; kept for their statistics
+}
+
+var _ Net = (*XDPNet)(nil)
+
+// NewXDPNet opens every dedicated queue of cfg.Interfaces. On error it
+// releases what it opened.
+func NewXDPNet(cfg *Config, opts XDPOptions) (_ *XDPNet, err error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Do == nil {
+		opts.Do = func(fn func() error) error { return fn() }
+	}
+	st, err := stack.New(stack.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("xdp: netstack: %w", err)
+	}
+	x := &XDPNet{log: opts.Log, st: st}
+	defer func() {
+		if err != nil {
+			x.Close()
+		}
+	}()
+	for i := range cfg.Interfaces {
+		if err := x.openIf(&cfg.Interfaces[i], &cfg.Buffers, opts); err != nil {
+			return nil, fmt.Errorf("xdp: interface %s: %w", cfg.Interfaces[i].Name, err)
+		}
+	}
+	return x, nil
+}
+
+func (x *XDPNet) openIf(it *Interface, buf *Buffers, opts XDPOptions) error {
+	xi := &xdpIf{name: it.Name}
+	x.ifs = append(x.ifs, xi)
+	var mac net.HardwareAddr
+	var mtu int
+	maxQ := 0
+	for _, q := range it.Queues {
+		maxQ = max(maxQ, q)
+	}
+	mode := map[string]bpf.Mode{"auto": bpf.ModeAuto, "native": bpf.ModeNative, "generic": bpf.ModeGeneric}[it.XDPMode]
+	zc := map[string]nic.ZeroCopy{"auto": nic.ZeroCopyAuto, "off": nic.ZeroCopyOff, "on": nic.ZeroCopyForce}[it.ZeroCopy]
+	err := opts.Do(func() error {
+		ifc, err := net.InterfaceByName(it.Name)
+		if err != nil {
+			return err
+		}
+		mac, mtu = ifc.HardwareAddr, ifc.MTU
+		steer, err := bpf.LoadSteering(bpf.SteeringOptions{Queues: maxQ + 1})
+		if err != nil {
+			return fmt.Errorf("load steering program: %w", err)
+		}
+		xi.steer = steer
+		for _, p := range it.addrs {
+			if err := steer.AddAddr(p.Addr()); err != nil {
+				return fmt.Errorf("steer %s: %w", p.Addr(), err)
+			}
+		}
+		if err := steer.Attach(ifc.Index, mode); err != nil {
+			return fmt.Errorf("attach XDP (%s): %w", it.XDPMode, err)
+		}
+		for _, q := range it.Queues {
+			p, err := nic.Open(nic.Config{
+				Ifindex: ifc.Index, Queue: q, Map: steer,
+				Frames: buf.Frames, FrameSize: buf.FrameSize,
+				RXReserve: buf.Reserve, CacheSize: buf.Cache,
+				ZeroCopy: zc, Logger: x.log,
+			})
+			if err != nil {
+				return fmt.Errorf("queue %d: %w", q, err)
+			}
+			xi.ports = append(xi.ports, p)
+		}
+		return nil
+	})
+	if err != nil {
+		for _, p := range xi.ports {
+			p.Close()
+		}
+		xi.ports = nil
+		return err
+	}
+	ports := make([]stack.Port, len(xi.ports))
+	for i, p := range xi.ports {
+		ports[i] = p
+	}
+	ep, err := stack.NewEndpoint(ports, stack.EndpointOptions{
+		MAC: mac, MTU: uint32(mtu), TrustRXChecksum: opts.TrustRXChecksum,
+	})
+	if err != nil {
+		xi.ports = nil // NewEndpoint took them
+		return fmt.Errorf("endpoint: %w", err)
+	}
+	xi.ep = ep
+	n, err := x.st.AddNIC(ep, stack.NICOptions{Name: it.Name})
+	if err != nil {
+		return fmt.Errorf("add NIC: %w", err)
+	}
+	for _, p := range it.addrs {
+		if err := n.AddAddress(p); err != nil {
+			return fmt.Errorf("address %s: %w", p, err)
+		}
+	}
+	if it.gw.IsValid() {
+		if err := n.SetDefaultGateway(it.gw); err != nil {
+			return fmt.Errorf("gateway %s: %w", it.gw, err)
+		}
+	}
+	x.workers += len(it.Queues)
+	x.log.Info("AF_XDP interface ready", "interface", it.Name, "queues", it.Queues,
+		"xdp_mode", xi.steer.Mode().String(), "mtu", mtu)
+	return nil
+}
+
+// Name implements Net.
+func (x *XDPNet) Name() string { return "xdp+netstack" }
+
+// Workers implements Net: one per dedicated queue.
+func (x *XDPNet) Workers() int { return max(1, x.workers) }
+
+// ListenTCP implements Net.
+func (x *XDPNet) ListenTCP(addr netip.AddrPort) (net.Listener, error) { return x.st.ListenTCP(addr) }
+
+// ListenUDP implements Net.
+func (x *XDPNet) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) { return x.st.ListenUDP(addr) }
+
+// BackendPacketConn implements Net: a netstack UDP socket on an ephemeral
+// port of the engine address that routes to backend.
+func (x *XDPNet) BackendPacketConn(_ int, backend netip.Addr) (net.PacketConn, error) {
+	src, ok := x.sourceFor(backend)
+	if !ok {
+		return nil, fmt.Errorf("xdp: no interface address on a route to %s", backend)
+	}
+	return x.st.ListenUDP(netip.AddrPortFrom(src, 0))
+}
+
+// sourceFor picks the engine address on the subnet of dst, else the first
+// address of dst's family on an interface with a gateway.
+func (x *XDPNet) sourceFor(dst netip.Addr) (netip.Addr, bool) {
+	var fallback netip.Addr
+	for _, n := range x.st.NICs() {
+		for _, p := range n.Addresses() {
+			if p.Contains(dst) {
+				return p.Addr(), true
+			}
+			if p.Addr().Is4() == dst.Is4() && !fallback.IsValid() {
+				fallback = p.Addr()
+			}
+		}
+	}
+	return fallback, fallback.IsValid()
+}
+
+// Collector implements Net: frames in use, port and kernel XDP counters and
+// the steering program's counters.
+func (x *XDPNet) Collector() prometheus.Collector { return xdpCollector{x} }
+
+// Close implements Net.
+func (x *XDPNet) Close() error {
+	var errs []error
+	if x.st != nil {
+		errs = append(errs, x.st.Close())
+	}
+	for _, xi := range x.ifs {
+		if xi.ep != nil {
+			xi.ep.Close()
+		} else {
+			for _, p := range xi.ports {
+				errs = append(errs, p.Close())
+			}
+		}
+		if xi.steer != nil {
+			errs = append(errs, xi.steer.Close())
+		}
+	}
+	x.ifs = nil
+	return errors.Join(errs...)
+}
+
+type xdpCollector struct{ x *XDPNet }
+
+var (
+	framesInUseDesc = prometheus.NewDesc("xdpnet_umem_frames_in_use", "UMEM frames held outside the free rings (RX/TX rings, netstack, caches excluded).", []string{"interface"}, nil)
+	framesDesc      = prometheus.NewDesc("xdpnet_umem_frames", "UMEM frames per interface.", []string{"interface"}, nil)
+	xskDesc         = prometheus.NewDesc("xdpnet_xsk_packets_total", "AF_XDP socket counters.", []string{"interface", "dir"}, nil)
+	xskDropDesc     = prometheus.NewDesc("xdpnet_xsk_drops_total", "Kernel XDP_STATISTICS drops per reason.", []string{"interface", "reason"}, nil)
+	steerDesc       = prometheus.NewDesc("xdpnet_xdp_frames_total", "Frames seen by the steering program, by verdict.", []string{"interface", "verdict"}, nil)
+	epDropDesc      = prometheus.NewDesc("xdpnet_endpoint_drops_total", "Frames the netstack endpoint dropped.", []string{"interface", "dir"}, nil)
+)
+
+func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{framesInUseDesc, framesDesc, xskDesc, xskDropDesc, steerDesc, epDropDesc} {
+		ch <- d
+	}
+}
+
+
+func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, xi := range c.x.ifs {
+		var inUse, frames float64
+		var rx, tx, fillEmpty, ringFull, dropped float64
+		for _, p := range xi.ports {
+			fs := p.Pool().Stats()
+			inUse += float64(fs.InUse)
+			frames += float64(fs.Frames)
+			if s, err := p.Stats(); err == nil {
+				rx += float64(s.RxPackets)
+				tx += float64(s.TxPackets)
+				fillEmpty += float64(s.Kernel.RxFillRingEmptyDescs)
+				ringFull += float64(s.Kernel.RxRingFull)
+				dropped += float64(s.Kernel.RxDropped)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(framesInUseDesc, prometheus.GaugeValue, inUse, xi.name)
+		ch <- prometheus.MustNewConstMetric(framesDesc, prometheus.GaugeValue, frames, xi.name)
+		ch <- prometheus.MustNewConstMetric(xskDesc, prometheus.CounterValue, rx, xi.name, "rx")
+		ch <- prometheus.MustNewConstMetric(xskDesc, prometheus.CounterValue, tx, xi.name, "tx")
+		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, fillEmpty, xi.name, "fill_ring_empty")
+		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, ringFull, xi.name, "rx_ring_full")
+		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, dropped, xi.name, "rx_dropped")
+		if xi.steer != nil {
+			if s, err := xi.steer.Counters(); err == nil {
+				for v, n := range map[string]uint64{"redirected": s.Redirected, "passed": s.Passed, "no_socket": s.NoSocket, "malformed": s.Malformed} {
+					ch <- prometheus.MustNewConstMetric(steerDesc, prometheus.CounterValue, float64(n), xi.name, v)
+				}
+			}
+		}
+		if xi.ep != nil {
+			t := stack.Total(xi.ep.Stats())
+			ch <- prometheus.MustNewConstMetric(epDropDesc, prometheus.CounterValue, float64(t.RXDrops()), xi.name, "rx")
+			ch <- prometheus.MustNewConstMetric(epDropDesc, prometheus.CounterValue, float64(t.TXDrops()), xi.name, "tx")
+		}
+	}
+}
