@@ -21,17 +21,19 @@ const (
 	benchDstPort            = 9 // discard
 )
 
-// flowSpec names the addresses of the test flow.
-type flowSpec struct {
+// Flow names the addresses of a test flow (the lab's, or a NIC's under
+// hwtest).
+type Flow struct {
 	SrcMAC, DstMAC net.HardwareAddr
 	Src, Dst       netip.Addr // IPv4
 	SrcPort        uint16
 	DstPort        uint16
 }
 
-// buildFrame returns an Ethernet frame of size-FCSLen bytes for an RFC 2544
-// frame size.
-func buildFrame(f flowSpec, size int) ([]byte, error) {
+// Frame returns an Ethernet / IPv4 / UDP frame of the flow with correct
+// checksums, size-FCSLen bytes long for an RFC 2544 frame size (FCS
+// included).
+func (f Flow) Frame(size int) ([]byte, error) {
 	n := size - FCSLen
 	if n < minFrame || n > 9000 {
 		return nil, fmt.Errorf("frame size %d: want %d to 9004 bytes", size, minFrame+FCSLen)

@@ -121,7 +121,7 @@ type labSource struct {
 	tx     *nic.Port // AF_XDP source, when the generator cannot be paced
 	send1  sender
 	source string // what sends, for the conditions
-	flow   flowSpec
+	flow   Flow
 	epoch  time.Time
 	frames map[int][]byte
 }
@@ -141,13 +141,13 @@ func newLabSource(opts lab.Options, dst func(*lab.Lab) netip.Addr) (*labSource, 
 	link := l.ClientLink
 	s := &labSource{
 		lab: l, gen: gen, epoch: time.Now(), frames: map[int][]byte{},
-		flow: flowSpec{
+		flow: Flow{
 			SrcMAC: link.PeerMAC, DstMAC: link.MAC,
 			Src: link.PeerV4()[0], Dst: dst(l),
 			SrcPort: benchSrcPort, DstPort: benchDstPort,
 		},
 	}
-	frame, err := buildFrame(s.flow, 64)
+	frame, err := s.flow.Frame(64)
 	if err != nil {
 		return nil, errors.Join(err, s.close())
 	}
@@ -186,7 +186,7 @@ func newLabSource(opts lab.Options, dst func(*lab.Lab) netip.Addr) (*labSource, 
 func (s *labSource) send(ctx context.Context, t Trial) (sent uint64, elapsed time.Duration, err error) {
 	frame, ok := s.frames[t.FrameSize]
 	if !ok {
-		if frame, err = buildFrame(s.flow, t.FrameSize); err != nil {
+		if frame, err = s.flow.Frame(t.FrameSize); err != nil {
 			return 0, 0, err
 		}
 		s.frames[t.FrameSize] = frame
