@@ -55,7 +55,7 @@ func (s *Stack) ListenTCP(addr netip.AddrPort) (net.Listener, error) {
 		ep.Close()
 		return nil, opErr("listen", "tcp", addr, tcpipErr(terr))
 	}
-	return &tcpListener{l: gonet.NewTCPListener(s.ns, &wq, ep)}, nil
+	return &tcpListener{l: gonet.NewTCPListener(s.ns, &wq, ep), s: s}, nil
 }
 
 // DialTCP connects to addr, choosing the source address by route. The
@@ -85,7 +85,7 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (n
 		}
 		return nil, opErr("dial", "tcp", raddr, unwrapOp(err))
 	}
-	return &tcpConn{TCPConn: c}, nil
+	return &tcpConn{TCPConn: c, s: s}, nil
 }
 
 // ListenUDP opens a UDP socket bound to addr (zero or unspecified address:
@@ -100,7 +100,7 @@ func (s *Stack) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
 	if err != nil {
 		return nil, opErr("listen", "udp", addr, unwrapOp(err))
 	}
-	return &udpConn{UDPConn: c}, nil
+	return &udpConn{UDPConn: c, s: s}, nil
 }
 
 // DialUDP opens a UDP socket connected to raddr.
@@ -118,7 +118,7 @@ func (s *Stack) DialUDP(laddr, raddr netip.AddrPort) (net.Conn, error) {
 	if err != nil {
 		return nil, opErr("dial", "udp", raddr, unwrapOp(err))
 	}
-	return &udpConn{UDPConn: c}, nil
+	return &udpConn{UDPConn: c, s: s}, nil
 }
 
 func opErr(op, network string, addr netip.AddrPort, err error) error {
@@ -154,10 +154,11 @@ func tcpipErr(e tcpip.Error) error {
 
 var errAddrInUse = errors.New("address already in use")
 
-// tcpListener maps errors after Close to net.ErrClosed, which is what
-// http.Server and friends look for to stop quietly.
+// tcpListener maps errors after its Close, or the stack's, to net.ErrClosed,
+// which is what http.Server and friends look for to stop quietly.
 type tcpListener struct {
 	l      *gonet.TCPListener
+	s      *Stack
 	closed atomic.Bool
 }
 
@@ -166,12 +167,12 @@ var _ net.Listener = (*tcpListener)(nil)
 func (l *tcpListener) Accept() (net.Conn, error) {
 	c, err := l.l.Accept()
 	if err != nil {
-		if l.closed.Load() {
+		if l.closed.Load() || l.s.isClosed() {
 			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
 		}
 		return nil, err
 	}
-	return &tcpConn{TCPConn: c.(*gonet.TCPConn)}, nil
+	return &tcpConn{TCPConn: c.(*gonet.TCPConn), s: l.s}, nil
 }
 
 func (l *tcpListener) Close() error {
@@ -186,18 +187,21 @@ func (l *tcpListener) Close() error {
 
 func (l *tcpListener) Addr() net.Addr { return l.l.Addr() }
 
-// tcpConn reports net.ErrClosed after a local Close. CloseRead, CloseWrite
-// and the deadline methods come from gonet.TCPConn.
+// tcpConn reports net.ErrClosed after a local Close or the stack's.
+// CloseRead, CloseWrite and the deadline methods come from gonet.TCPConn.
 type tcpConn struct {
 	*gonet.TCPConn
+	s      *Stack
 	closed atomic.Bool
 }
+
+func (c *tcpConn) isClosed() bool { return c.closed.Load() || c.s.isClosed() }
 
 var _ net.Conn = (*tcpConn)(nil)
 
 func (c *tcpConn) Read(b []byte) (int, error) {
 	n, err := c.TCPConn.Read(b)
-	if err != nil && c.closed.Load() {
+	if err != nil && c.isClosed() {
 		err = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
 	}
 	return n, err
@@ -205,7 +209,7 @@ func (c *tcpConn) Read(b []byte) (int, error) {
 
 func (c *tcpConn) Write(b []byte) (int, error) {
 	n, err := c.TCPConn.Write(b)
-	if err != nil && c.closed.Load() {
+	if err != nil && c.isClosed() {
 		err = &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
 	}
 	return n, err
@@ -223,8 +227,11 @@ func (c *tcpConn) Close() error {
 // addresses with an error instead of a panic.
 type udpConn struct {
 	*gonet.UDPConn
+	s      *Stack
 	closed atomic.Bool
 }
+
+func (c *udpConn) isClosed() bool { return c.closed.Load() || c.s.isClosed() }
 
 var (
 	_ net.PacketConn = (*udpConn)(nil)
@@ -237,7 +244,7 @@ func (c *udpConn) closedErr(op string) error {
 
 func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	n, a, err := c.UDPConn.ReadFrom(b)
-	if err != nil && c.closed.Load() {
+	if err != nil && c.isClosed() {
 		return n, a, c.closedErr("read")
 	}
 	return n, a, err
@@ -249,7 +256,7 @@ func (c *udpConn) Read(b []byte) (int, error) {
 }
 
 func (c *udpConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if c.closed.Load() {
+	if c.isClosed() {
 		return 0, c.closedErr("write")
 	}
 	ua, ok := addr.(*net.UDPAddr)
@@ -260,7 +267,7 @@ func (c *udpConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 }
 
 func (c *udpConn) Write(b []byte) (int, error) {
-	if c.closed.Load() {
+	if c.isClosed() {
 		return 0, c.closedErr("write")
 	}
 	return c.UDPConn.Write(b)

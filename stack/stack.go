@@ -241,11 +241,6 @@ func toAddr(a netip.Addr) tcpip.Address {
 	return tcpip.AddrFrom16(a.As16())
 }
 
-func fromAddr(a tcpip.Address) netip.Addr {
-	ip, _ := netip.AddrFromSlice(a.AsSlice())
-	return ip
-}
-
 func toSubnet(p netip.Prefix) tcpip.Subnet {
 	p = p.Masked()
 	return tcpip.AddressWithPrefix{Address: toAddr(p.Addr()), PrefixLen: p.Bits()}.Subnet()

@@ -1,0 +1,93 @@
+package stack
+
+import "sync/atomic"
+
+// QueueStats are the counters of one Endpoint queue since creation. The
+// port's own counters (ring full, kicks, kernel drops) are in nic.Stats;
+// netstack's protocol counters in Stack.Netstack().Stats().
+type QueueStats struct {
+	RXFrames, RXBytes uint64 // frames taken from the RX ring
+	RXBatches         uint64 // non-empty receive batches
+	RXDropShort       uint64 // frames shorter than an Ethernet header
+	RXDropOtherHost   uint64 // frames for another unicast MAC (not promiscuous)
+	RXDropChecksum    uint64 // frames with a wrong IP, TCP, UDP or ICMP checksum
+	RXUnverified      uint64 // frames whose transport checksum could not be checked here
+	RXErrors          uint64 // receive or wait errors from the port
+
+	TXPackets      uint64 // netstack packets sent (a GSO segment counts once)
+	TXFrames       uint64 // frames put on the TX ring
+	TXBytes        uint64 // their bytes
+	TXGSOPackets   uint64 // GSO segments cut into frames
+	TXGSOSegments  uint64 // frames those were cut into
+	TXKicks        uint64 // Transmit calls
+	TXWaits        uint64 // sends that had to wait for frames or ring room
+	TXDropNoFrame  uint64 // frames dropped: no free UMEM frame within TXWait
+	TXDropRingFull uint64 // frames dropped: TX ring full for TXWait
+	TXDropLinkDown uint64 // frames dropped: link down
+	TXDropTooBig   uint64 // packets dropped: larger than a frame
+	TXDropError    uint64 // frames dropped after another transmit error
+	TXErrors       uint64 // transmit errors other than ring full and link down
+}
+
+// TXDrops is the sum of the TX drop counters.
+func (s QueueStats) TXDrops() uint64 {
+	return s.TXDropNoFrame + s.TXDropRingFull + s.TXDropLinkDown + s.TXDropTooBig + s.TXDropError
+}
+
+// RXDrops is the sum of the RX drop counters.
+func (s QueueStats) RXDrops() uint64 {
+	return s.RXDropShort + s.RXDropOtherHost + s.RXDropChecksum
+}
+
+func (s *QueueStats) add(o QueueStats) {
+	s.RXFrames += o.RXFrames
+	s.RXBytes += o.RXBytes
+	s.RXBatches += o.RXBatches
+	s.RXDropShort += o.RXDropShort
+	s.RXDropOtherHost += o.RXDropOtherHost
+	s.RXDropChecksum += o.RXDropChecksum
+	s.RXUnverified += o.RXUnverified
+	s.RXErrors += o.RXErrors
+	s.TXPackets += o.TXPackets
+	s.TXFrames += o.TXFrames
+	s.TXBytes += o.TXBytes
+	s.TXGSOPackets += o.TXGSOPackets
+	s.TXGSOSegments += o.TXGSOSegments
+	s.TXKicks += o.TXKicks
+	s.TXWaits += o.TXWaits
+	s.TXDropNoFrame += o.TXDropNoFrame
+	s.TXDropRingFull += o.TXDropRingFull
+	s.TXDropLinkDown += o.TXDropLinkDown
+	s.TXDropTooBig += o.TXDropTooBig
+	s.TXDropError += o.TXDropError
+	s.TXErrors += o.TXErrors
+}
+
+// counters are a queue's live counters. Each is written by one side (the
+// receive goroutine, or a sender under txMu) and read by Stats at any time.
+type counters struct {
+	rxFrames, rxBytes, rxBatches                               atomic.Uint64
+	rxDropShort, rxDropOtherHost, rxDropChecksum, rxUnverified atomic.Uint64
+	rxErrors                                                   atomic.Uint64
+
+	txPackets, txFrames, txBytes, txGSOPackets, txGSOSegments atomic.Uint64
+	txKicks, txWaits                                          atomic.Uint64
+	txDropNoFrame, txDropRingFull, txDropLinkDown             atomic.Uint64
+	txDropTooBig, txDropError, txErrors                       atomic.Uint64
+}
+
+func (c *counters) load() QueueStats {
+	return QueueStats{
+		RXFrames: c.rxFrames.Load(), RXBytes: c.rxBytes.Load(), RXBatches: c.rxBatches.Load(),
+		RXDropShort: c.rxDropShort.Load(), RXDropOtherHost: c.rxDropOtherHost.Load(),
+		RXDropChecksum: c.rxDropChecksum.Load(), RXUnverified: c.rxUnverified.Load(),
+		RXErrors: c.rxErrors.Load(),
+
+		TXPackets: c.txPackets.Load(), TXFrames: c.txFrames.Load(), TXBytes: c.txBytes.Load(),
+		TXGSOPackets: c.txGSOPackets.Load(), TXGSOSegments: c.txGSOSegments.Load(),
+		TXKicks: c.txKicks.Load(), TXWaits: c.txWaits.Load(),
+		TXDropNoFrame: c.txDropNoFrame.Load(), TXDropRingFull: c.txDropRingFull.Load(),
+		TXDropLinkDown: c.txDropLinkDown.Load(), TXDropTooBig: c.txDropTooBig.Load(),
+		TXDropError: c.txDropError.Load(), TXErrors: c.txErrors.Load(),
+	}
+}

@@ -1,0 +1,294 @@
+package stacktest
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xdpnet/xdpnet/bufring"
+	"github.com/xdpnet/xdpnet/nic"
+	"github.com/xdpnet/xdpnet/stack"
+)
+
+// MemConfig sizes the ports of a MemWire. Zero fields take the defaults.
+type MemConfig struct {
+	Frames    int // UMEM frames per port (default 8192, as nic.Port)
+	FrameSize int // default 2048
+	RXRing    int // RX ring slots (default 2048, as nic.Port): frames beyond are dropped
+	TXRing    int // most descriptors one Transmit takes (default 2048)
+}
+
+// MemWire is two in-memory AF_XDP ports joined back to back: what one
+// transmits, the other receives, copied between their UMEMs as a veth in
+// copy mode does. They follow nic.Port's frame-ownership rules and have
+// bufring frame pools, so stack.Endpoint runs over them unchanged, without
+// privileges. No goroutine is involved: Transmit delivers into the peer's RX
+// ring and completes at once.
+type MemWire struct {
+	A, B *MemPort
+	down atomic.Bool
+}
+
+// NewMemWire returns two joined ports.
+func NewMemWire(cfg MemConfig) (*MemWire, error) {
+	if cfg.Frames == 0 {
+		cfg.Frames = 8192
+	}
+	if cfg.FrameSize == 0 {
+		cfg.FrameSize = 2048
+	}
+	if cfg.RXRing == 0 {
+		cfg.RXRing = 2048
+	}
+	if cfg.TXRing == 0 {
+		cfg.TXRing = 2048
+	}
+	w := &MemWire{}
+	var err error
+	if w.A, err = newMemPort(w, "a", cfg); err != nil {
+		return nil, err
+	}
+	if w.B, err = newMemPort(w, "b", cfg); err != nil {
+		return nil, err
+	}
+	w.A.peer, w.B.peer = w.B, w.A
+	return w, nil
+}
+
+// SetUp connects or cuts the wire. While cut, Transmit reports the link down
+// (nic.ErrLinkDown) and sends nothing, as a veth whose peer is down does.
+func (w *MemWire) SetUp(up bool) { w.down.Store(!up) }
+
+// MemPort is one end of a MemWire. It implements stack.Port.
+type MemPort struct {
+	name   string
+	cfg    MemConfig
+	wire   *MemWire
+	peer   *MemPort
+	region []byte
+	pool   *bufring.FramePool
+	notify chan struct{} // Wake and arrivals; capacity 1
+	done   chan struct{} // closed by Close
+
+	// Transmit stalls (accepts nothing, as with a TX ring the kernel does
+	// not drain) while stalled is set.
+	stalled atomic.Bool
+
+	mu sync.Mutex
+	// +checklocks:mu
+	cache *bufring.Cache
+	// +checklocks:mu
+	rx []nic.Desc
+	// +checklocks:mu
+	closed bool
+	// +checklocks:mu
+	st nic.Stats
+}
+
+var _ stack.Port = (*MemPort)(nil)
+
+func newMemPort(w *MemWire, name string, cfg MemConfig) (*MemPort, error) {
+	region := make([]byte, cfg.Frames*cfg.FrameSize)
+	pool, err := bufring.NewFramePool(bufring.FrameConfig{
+		Frames: cfg.Frames, FrameSize: cfg.FrameSize, Reserve: cfg.Frames / 4, Region: region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stacktest: mem port %s: %w", name, err)
+	}
+	return &MemPort{
+		name: name, cfg: cfg, wire: w, region: region, pool: pool,
+		cache:  pool.NewCache("memport " + name),
+		notify: make(chan struct{}, 1), done: make(chan struct{}),
+	}, nil
+}
+
+// Pool returns the port's frame pool (for conservation checks).
+func (p *MemPort) Pool() *bufring.FramePool { return p.pool }
+
+// Stall makes Transmit accept nothing (true) or work again (false).
+func (p *MemPort) Stall(on bool) { p.stalled.Store(on) }
+
+// Receive implements stack.Port.
+func (p *MemPort) Receive(descs []nic.Desc) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, nic.ErrClosed
+	}
+	n := copy(descs, p.rx)
+	p.rx = append(p.rx[:0], p.rx[n:]...)
+	p.st.RxPackets += uint64(n)
+	return n, nil
+}
+
+// Release implements stack.Port.
+func (p *MemPort) Release(descs []nic.Desc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, d := range descs {
+		p.cache.Put(d.Addr &^ uint64(p.cfg.FrameSize-1))
+	}
+}
+
+// Alloc implements stack.Port.
+func (p *MemPort) Alloc(descs []nic.Desc) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0
+	}
+	for i := range descs {
+		a, ok := p.cache.Get()
+		if !ok {
+			return i
+		}
+		descs[i] = nic.Desc{Addr: a, Len: uint32(p.cfg.FrameSize)}
+	}
+	return len(descs)
+}
+
+// Transmit implements stack.Port: it copies each frame into the peer's RX
+// ring (dropping it, counted on the peer, when that ring or the peer's pool
+// is full) and completes it at once.
+func (p *MemPort) Transmit(descs []nic.Desc) (int, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return 0, nic.ErrClosed
+	}
+	p.mu.Unlock()
+	if p.wire.down.Load() {
+		return 0, fmt.Errorf("stacktest: %w", nic.ErrLinkDown)
+	}
+	if p.stalled.Load() {
+		if len(descs) == 0 {
+			return 0, nil
+		}
+		return 0, nic.ErrRingFull
+	}
+	n := min(len(descs), p.cfg.TXRing)
+	var bytes uint64
+	for _, d := range descs[:n] {
+		p.peer.inject(p.Frame(d))
+		bytes += uint64(d.Len)
+	}
+	p.mu.Lock()
+	for _, d := range descs[:n] {
+		p.cache.Put(d.Addr)
+	}
+	p.st.TxPackets += uint64(n)
+	p.st.TxBytes += bytes
+	p.st.TxCompleted += uint64(n)
+	p.mu.Unlock()
+	if n < len(descs) {
+		return n, nic.ErrRingFull
+	}
+	return n, nil
+}
+
+// inject puts a copy of frame on p's RX ring.
+func (p *MemPort) inject(frame []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	if len(p.rx) >= p.cfg.RXRing {
+		p.st.Kernel.RxRingFull++
+		return
+	}
+	var a [1]uint64
+	if p.cache.GetRX(a[:]) == 0 {
+		p.st.Kernel.RxFillRingEmptyDescs++
+		return
+	}
+	copy(p.region[a[0]:a[0]+uint64(p.cfg.FrameSize)], frame)
+	p.rx = append(p.rx, nic.Desc{Addr: a[0], Len: uint32(len(frame))})
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Inject puts a copy of frame on p's RX ring as if it had arrived from the
+// wire (for malformed-frame tests). Frames longer than a UMEM frame are cut.
+func (p *MemPort) Inject(frame []byte) {
+	p.inject(frame[:min(len(frame), p.cfg.FrameSize)])
+}
+
+// Complete implements stack.Port; transmissions complete inside Transmit.
+func (p *MemPort) Complete() int { return 0 }
+
+// Frame implements stack.Port.
+func (p *MemPort) Frame(d nic.Desc) []byte {
+	end := d.Addr&^uint64(p.cfg.FrameSize-1) + uint64(p.cfg.FrameSize)
+	return p.region[d.Addr : d.Addr+uint64(d.Len) : end]
+}
+
+// Wait implements stack.Port.
+func (p *MemPort) Wait(timeout time.Duration) (bool, error) {
+	p.mu.Lock()
+	ready, closed := len(p.rx) > 0, p.closed
+	p.mu.Unlock()
+	if closed {
+		return false, nic.ErrClosed
+	}
+	if ready {
+		return true, nil
+	}
+	var tc <-chan time.Time
+	if timeout >= 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		tc = t.C
+	}
+	select {
+	case <-p.notify:
+	case <-p.done:
+		return false, nic.ErrClosed
+	case <-tc:
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.rx) > 0, nil
+}
+
+// Wake implements stack.Port.
+func (p *MemPort) Wake() {
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// FrameSize implements stack.Port.
+func (p *MemPort) FrameSize() int { return p.cfg.FrameSize }
+
+// Stats implements stack.Port.
+func (p *MemPort) Stats() (nic.Stats, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return p.st, nic.ErrClosed
+	}
+	return p.st, nil
+}
+
+// Close implements stack.Port: frames still on the RX ring go back to the
+// pool, which is closed.
+func (p *MemPort) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	close(p.done)
+	for _, d := range p.rx {
+		p.cache.Put(d.Addr)
+	}
+	p.rx = nil
+	p.cache.Flush()
+	return p.pool.Close()
+}
