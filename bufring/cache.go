@@ -145,6 +145,7 @@ func (c *Cache) Put(addr uint64) {
 		inc(&c.toShared, 1)
 		c.one[0] = addr
 		c.p.release(c.one[:])
+		c.feedWaiters()
 		return
 	}
 	if c.n == len(c.stack) {
@@ -166,6 +167,7 @@ func (c *Cache) PutBatch(addrs []uint64) {
 	if c.p.needSlow() {
 		inc(&c.toShared, uint64(len(addrs)))
 		c.p.release(addrs)
+		c.feedWaiters()
 		return
 	}
 	if room := len(c.stack) - c.n; len(addrs) > room {
@@ -178,6 +180,15 @@ func (c *Cache) PutBatch(addrs []uint64) {
 	c.n += copy(c.stack[c.n:], addrs)
 }
 
+// feedWaiters gives the frames cached in c to waiters when there are any:
+// while others sleep for frames, a busy worker must not keep a private
+// stock of them.
+func (c *Cache) feedWaiters() {
+	if c.n > 0 && c.p.nwait.Load() != 0 {
+		c.Flush()
+	}
+}
+
 // flush moves the k most recently cached frames to the shared ring.
 func (c *Cache) flush(k int) {
 	k = min(k, c.n)
@@ -188,7 +199,8 @@ func (c *Cache) flush(k int) {
 
 // Flush returns every frame cached in c to the pool (waiters, reserve,
 // shared ring). Workers call it when they go idle so that other workers can
-// use the frames.
+// use the frames: an active cache gives its frames to waiters on its own
+// (on its next release), an idle one cannot.
 func (c *Cache) Flush() { c.flush(c.n) }
 
 // Close flushes c and removes it from its pool's statistics (its counters are

@@ -210,3 +210,25 @@ func TestWaitCancelRace(t *testing.T) {
 		})
 	}
 }
+
+// TestWaitFedFromBusyCache checks that a worker releasing frames while
+// others wait hands over its cached stock, not only the frame it releases.
+func TestWaitFedFromBusyCache(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, FrameConfig{Frames: 4, FrameSize: 2048, CacheSize: 4})
+		busy := p.NewCache("busy")
+		all := drain(t, p, busy)
+		busy.PutBatch(all[:3]) // cached locally: nobody waits yet
+		w1 := startWaiter(t.Context(), p, "w1", ClassApp)
+		w2 := startWaiter(t.Context(), p, "w2", ClassApp)
+		busy.Put(all[3])
+		for _, w := range []<-chan waitResult{w1, w2} {
+			if got := <-w; got.err != nil {
+				t.Fatalf("%s: %v", got.name, got.err)
+			}
+		}
+		if s := p.Stats(); s.Waiting != 0 || s.Shared != 2 || s.Cached != 0 {
+			t.Fatalf("stats: %+v", s)
+		}
+	})
+}
