@@ -150,7 +150,9 @@ func BenchmarkSharedRingContended(b *testing.B) {
 			for n < len(buf) {
 				n += r.PopBatch(buf[n:])
 			}
-			pushAll(r, buf)
+			for k := 0; k < len(buf); {
+				k += r.PushBatch(buf[k:])
+			}
 		})
 		bl.report(b, cpu, "chanpool")
 	})

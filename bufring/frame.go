@@ -93,6 +93,7 @@ type FramePool struct {
 	waitFails atomic.Uint64
 	handoffs  atomic.Uint64
 	passedOn  atomic.Uint64
+	overflows atomic.Uint64
 	hist      [len(WaitBuckets) + 1]atomic.Uint64
 
 	// mu guards the cache registry (NewCache, Cache.Close, Stats).
@@ -172,7 +173,7 @@ func (p *FramePool) release(vs []uint64) {
 		vs = p.handoff(vs, false)
 	}
 	if len(vs) > 0 {
-		pushAll(p.main, vs)
+		p.pushAll(p.main, vs)
 	}
 	// A waiter may have queued between our nwait check and the push, after
 	// its own last look at the ring; serve it from the ring now.
@@ -203,14 +204,21 @@ func (p *FramePool) refillReserve(vs []uint64) []uint64 {
 	}
 }
 
-// pushAll pushes every element of vs. The caller guarantees that r has room
-// for them (its capacity is at least the number of frames), so a failure can
-// only be a consumer stalled mid-pop, which frees its slot when it runs.
-func pushAll(r *Ring, vs []uint64) {
+// pushAll pushes every element of vs onto r, whose capacity is at least the
+// number of frames, so a failure normally is a consumer stalled mid-pop,
+// which frees its slot when it runs. A ring that is really full means more
+// addresses circulate than the pool has frames (a double release or foreign
+// address in a build without debug checks); the excess is dropped and
+// counted rather than spun on forever.
+func (p *FramePool) pushAll(r *Ring, vs []uint64) {
 	for len(vs) > 0 {
 		n := r.PushBatch(vs)
 		vs = vs[n:]
 		if n == 0 {
+			if r.Len() == r.Cap() {
+				p.overflows.Add(uint64(len(vs)))
+				return
+			}
 			runtime.Gosched()
 		}
 	}

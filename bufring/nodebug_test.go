@@ -13,3 +13,17 @@ func TestDebugOff(t *testing.T) {
 		t.Fatal("tracker allocated without the bufring_debug tag")
 	}
 }
+
+// TestDoubleReleaseDoesNotHang checks that without debug checks a double
+// release into a full shared ring is dropped and counted, not spun on.
+func TestDoubleReleaseDoesNotHang(t *testing.T) {
+	p := newPool(t, FrameConfig{Frames: 4, FrameSize: 2048, CacheSize: 1})
+	c := p.NewCache("c")
+	a, _ := c.Get()
+	c.Put(a)
+	c.Put(a) // the cache of 1 is full: flushes a to the ring, caches a again
+	c.Flush()
+	if s := p.Stats(); s.Overflows != 1 || s.Shared != 4 {
+		t.Fatalf("stats: %+v", s)
+	}
+}

@@ -96,6 +96,10 @@ type FrameStats struct {
 	// Handoffs counts frames released straight to a waiter; PassedOn those
 	// a waiter received after giving up and passed on.
 	Handoffs, PassedOn uint64
+	// Overflows counts released addresses dropped because the shared ring
+	// was full, which only a double release or a foreign address can cause
+	// (debug builds panic on those instead).
+	Overflows uint64
 	// Waiting is the number of goroutines queued now.
 	Waiting int64
 	// WaitTime is a histogram of queueing times of successful waits:
@@ -114,7 +118,7 @@ func (p *FramePool) Stats() FrameStats {
 		ReserveTaken: p.rsvTaken.Load(), HighWater: p.highWater.Load(),
 		Waits: p.waits.Load(), WaitFailures: p.waitFails.Load(),
 		Handoffs: p.handoffs.Load(), PassedOn: p.passedOn.Load(),
-		Waiting: p.nwait.Load(),
+		Waiting: p.nwait.Load(), Overflows: p.overflows.Load(),
 	}
 	for i := range s.WaitTime {
 		s.WaitTime[i] = p.hist[i].Load()
