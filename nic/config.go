@@ -53,7 +53,7 @@ type Config struct {
 	// Close. Without it the caller steers frames to FD() itself.
 	Map SocketMap
 
-	// Frames is the number of UMEM frames (default 8192) and FrameSize
+	// Frames is the number of UMEM frames (default 16384) and FrameSize
 	// their size, a power of two from 2048 to the page size (default 2048).
 	Frames    int
 	FrameSize int
@@ -65,8 +65,10 @@ type Config struct {
 	// (default 256).
 	CacheSize int
 
-	// Ring sizes in descriptors, powers of two (defaults: fill and RX 2048,
-	// TX and completion 2048).
+	// Ring sizes in descriptors, powers of two (defaults: fill and RX 4096,
+	// TX and completion 2048). The fill ring is what absorbs the time the
+	// receiving goroutine is not scheduled: at 1 Mpps, 4096 entries last
+	// 4 ms before the kernel drops for want of a frame.
 	FillSize, CompSize, RXSize, TXSize int
 
 	// ZeroCopy picks copy or zero-copy mode (default ZeroCopyAuto).
@@ -90,9 +92,10 @@ type Config struct {
 }
 
 const (
-	defaultFrames    = 8192
+	defaultFrames    = 16384
 	defaultFrameSize = 2048
-	defaultRing      = 2048
+	defaultRXRing    = 4096
+	defaultTXRing    = 2048
 	defaultCache     = 256
 	defaultBindRetry = time.Second
 )
@@ -106,10 +109,10 @@ func (c *Config) normalize(pageSize int) error {
 	def(&c.Frames, defaultFrames)
 	def(&c.FrameSize, defaultFrameSize)
 	def(&c.CacheSize, defaultCache)
-	def(&c.FillSize, defaultRing)
-	def(&c.CompSize, defaultRing)
-	def(&c.RXSize, defaultRing)
-	def(&c.TXSize, defaultRing)
+	def(&c.FillSize, defaultRXRing)
+	def(&c.CompSize, defaultTXRing)
+	def(&c.RXSize, defaultRXRing)
+	def(&c.TXSize, defaultTXRing)
 	def(&c.RXReserve, c.FillSize/2)
 	if c.BindRetry == 0 {
 		c.BindRetry = defaultBindRetry
