@@ -33,6 +33,10 @@ type pconn struct {
 	pending atomic.Uint32 // evX bits
 	inNext  *pconn        // next on the inbox stack; written by the pusher that set evQueued
 	probing atomic.Bool   // a liveness ping is in flight
+	// full is set by the owner before it checks AvailStreams of a leased
+	// shared connection and cleared if it finds credit, so a grant that
+	// lands after the check always sees it set and queues the connection.
+	full atomic.Bool
 
 	b         *bucket // the owner's bucket for the connection's Params
 	links     [numSlots]link
@@ -50,7 +54,13 @@ type pconn struct {
 var _ mux.Watcher = (*pconn)(nil)
 
 // StreamCredit implements mux.Watcher: queue the connection to its owner.
-func (p *pconn) StreamCredit(mux.Conn) { p.notify(evCredit) }
+// Credit matters only to a leased connection that left avail for lack of
+// credit (full is set), so other credit events cost no inbox traffic.
+func (p *pconn) StreamCredit(mux.Conn) {
+	if p.full.Load() {
+		p.notify(evCredit)
+	}
+}
 
 // ConnDead implements mux.Watcher: queue the connection to its owner.
 func (p *pconn) ConnDead(mux.Conn, error) { p.notify(evDead) }
@@ -62,10 +72,21 @@ func (p *pconn) notify(ev uint32) {
 	p.owner.Load().inboxPush(p)
 }
 
-// usable reports whether a new stream can be opened on p now without waiting.
-func (p *pconn) usable(maxReuse int) bool {
-	return !p.retired && !p.released && (maxReuse == 0 || p.reuses < maxReuse) &&
-		p.c.Alive() && p.c.AvailStreams() > 0
+// credit returns how many streams can be opened on p now without waiting
+// (0 if it may take none). AvailStreams is 0 on a dead or closing connection
+// (mux.Conn contract), so it also rules those out.
+func (p *pconn) credit(maxReuse int) int {
+	if !p.shareable(maxReuse) {
+		return 0
+	}
+	return p.c.AvailStreams()
+}
+
+func (p *pconn) usable(maxReuse int) bool { return p.credit(maxReuse) > 0 }
+
+// shareable reports whether p may take new streams at all.
+func (p *pconn) shareable(maxReuse int) bool {
+	return !p.retired && !p.released && (maxReuse == 0 || p.reuses < maxReuse)
 }
 
 // bucket holds one worker's connections for one exact Params: HAProxy's

@@ -44,7 +44,9 @@ func (p *Params) Hash() uint64 {
 	h := maphash.String(hashSeed, p.Server)
 	h = mix(h, uint64(p.Kind))
 	h = mixAddrPort(h, p.Dst)
-	h = mixAddrPort(h, p.Src)
+	if p.Src.IsValid() {
+		h = mixAddrPort(h, p.Src)
+	}
 	h = mix(h, maphash.String(hashSeed, p.SNI))
 	h = mix(h, maphash.String(hashSeed, p.ALPN))
 	if p.ProxyLine != "" {
@@ -75,3 +77,17 @@ func mix(h, v uint64) uint64 {
 	h *= 0x9e3779b97f4a7c15
 	return h ^ h>>29
 }
+
+// Key is a Params with its hash computed once. Make one per distinct Params
+// (per server, or per client when ProxyLine or ClientID vary) and pass it to
+// Worker.AttachKey to save hashing on every request.
+type Key struct {
+	p Params
+	h uint64
+}
+
+// NewKey returns the Key of p.
+func NewKey(p Params) *Key { return &Key{p: p, h: p.Hash()} }
+
+// Params returns the key's parameters.
+func (k *Key) Params() Params { return k.p }

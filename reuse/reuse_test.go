@@ -157,6 +157,19 @@ func TestSafeHitAfterDetach(t *testing.T) {
 	if st.ReuseRatio() != 0.5 {
 		t.Fatalf("reuse ratio %v", st.ReuseRatio())
 	}
+	// A precomputed Key finds the same connection.
+	k := reuse.NewKey(*p)
+	if k.Params() != *p {
+		t.Fatal("key params differ")
+	}
+	l, err := e.pool.Worker(0).AttachKey(context.Background(), k, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Conn() != c {
+		t.Fatal("AttachKey did not reuse")
+	}
+	l.Done(nil)
 }
 
 func TestFailedRequestLeavesConnIdle(t *testing.T) {

@@ -44,7 +44,12 @@ func (w *Worker) NewSession() *Session {
 // (then every request counts as a session's first). The caller must call
 // Done on the Lease exactly once. ctx bounds the dial and OpenStream.
 func (w *Worker) Attach(ctx context.Context, p *Params, s *Session) (Lease, error) {
-	return w.attach(ctx, p, s, false)
+	return w.attach(ctx, p, w.pool.hash(p), s, false)
+}
+
+// AttachKey is Attach with the hash precomputed in k.
+func (w *Worker) AttachKey(ctx context.Context, k *Key, s *Session) (Lease, error) {
+	return w.attach(ctx, &k.p, k.h, s, false)
 }
 
 // Retry retries the request of failed, which failed with cause before any
@@ -56,16 +61,16 @@ func (w *Worker) Retry(ctx context.Context, failed Lease, cause error) (Lease, e
 	if failed.rec == nil || failed.rec.gen.Load() != failed.gen {
 		return Lease{}, ErrStaleLease
 	}
-	prm := failed.p.b.params // immutable; p.b does not change while leased
+	prm := failed.p.b.params // immutable; p.b and p.hash do not change while leased
 	s, reused := failed.sess, failed.reused
 	failed.Done(cause)
 	if !reused {
 		return Lease{}, fmt.Errorf("%w: %w", ErrNotRetryable, cause)
 	}
-	return w.attach(ctx, &prm, s, true)
+	return w.attach(ctx, &prm, failed.p.hash, s, true)
 }
 
-func (w *Worker) attach(ctx context.Context, prm *Params, s *Session, retry bool) (Lease, error) {
+func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, retry bool) (Lease, error) {
 	pool := w.pool
 	if pool.closed.Load() {
 		return Lease{}, ErrPoolClosed
@@ -73,7 +78,6 @@ func (w *Worker) attach(ctx context.Context, prm *Params, s *Session, retry bool
 	if s != nil && s.w != w {
 		return Lease{}, ErrForeignSession
 	}
-	h := pool.hash(prm)
 	w.mu.Lock()
 	w.drainInboxLocked()
 	b := w.bucketLocked(h, prm)
@@ -150,7 +154,7 @@ func (w *Worker) attach(ctx context.Context, prm *Params, s *Session, retry bool
 		}
 		return Lease{}, ErrServerDraining
 	}
-	l, err := w.openLocked(ctx, p, s, &w.st.Misses)
+	l, err := w.openLocked(ctx, p, s, &w.st.Misses, 0)
 	if err != nil {
 		return Lease{}, fmt.Errorf("reuse: open stream on new connection to %s: %w", prm.Server, err)
 	}
@@ -166,8 +170,8 @@ func (w *Worker) tryPrivate(ctx context.Context, s *Session, b *bucket) (Lease, 
 	for p := s.conns.head; p != nil; {
 		next := s.conns.next(p)
 		if p.b == b {
-			if p.usable(maxReuse) {
-				if l, err := w.openLocked(context.Background(), p, s, &w.st.HitPrivate); err == nil {
+			if n := p.credit(maxReuse); n > 0 {
+				if l, err := w.openLocked(ctx, p, s, &w.st.HitPrivate, n); err == nil {
 					return l, true
 				}
 			} else if !p.c.Alive() {
@@ -188,13 +192,10 @@ func (w *Worker) tryShared(ctx context.Context, b *bucket, s *Session, first boo
 	cfg := &w.pool.cfg
 	for p := b.avail.head; p != nil; {
 		next := b.avail.next(p)
-		switch {
-		case !p.usable(cfg.MaxReuse):
+		if n := p.credit(cfg.MaxReuse); n == 0 {
 			w.place(p) // full, exhausted or dead: out of avail
-		default:
-			if l, err := w.openLocked(ctx, p, s, &w.st.HitAvail); err == nil {
-				return l, true
-			}
+		} else if l, err := w.openLocked(ctx, p, s, &w.st.HitAvail, n); err == nil {
+			return l, true
 		}
 		p = next
 	}
@@ -217,8 +218,8 @@ func (w *Worker) tryIdleList(ctx context.Context, l *plist, s *Session, hit *uin
 	maxReuse := w.pool.cfg.MaxReuse
 	for p := l.head; p != nil; {
 		next := l.next(p)
-		if p.usable(maxReuse) {
-			if lease, err := w.openLocked(ctx, p, s, hit); err == nil {
+		if n := p.credit(maxReuse); n > 0 {
+			if lease, err := w.openLocked(ctx, p, s, hit, n); err == nil {
 				return lease, true
 			}
 		} else if !p.c.Alive() || p.retired {
@@ -255,7 +256,7 @@ func (w *Worker) tryTakeover(ctx context.Context, b *bucket, s *Session, first b
 		b.conns++
 		b.ws.conns++
 		b.ws.all.pushFront(p)
-		if l, err := w.openLocked(ctx, p, s, &w.st.Takeovers); err == nil {
+		if l, err := w.openLocked(ctx, p, s, &w.st.Takeovers, 0); err == nil {
 			return l, true
 		}
 	}
@@ -298,9 +299,11 @@ func (v *Worker) giveLocked(thief *Worker, h uint64, prm *Params, allowSafe, all
 }
 
 // openLocked opens a stream on p and returns its lease; hit is the counter
-// of where p was found. AvailStreams was seen > 0 under w.mu and every
-// opener of p holds w.mu, so OpenStream does not wait.
-func (w *Worker) openLocked(ctx context.Context, p *pconn, s *Session, hit *uint64) (Lease, error) {
+// of where p was found, avail the AvailStreams seen under w.mu (0: not
+// looked). Every opener of p holds w.mu, so with avail > 0 OpenStream does
+// not wait, and avail > 1 means credit is left after it (credit only shrinks
+// by our own opens, or to 0 on death, which the watcher reports).
+func (w *Worker) openLocked(ctx context.Context, p *pconn, s *Session, hit *uint64, avail int) (Lease, error) {
 	st, err := p.c.OpenStream(ctx)
 	if err != nil {
 		w.st.OpenErrors++
@@ -318,7 +321,14 @@ func (w *Worker) openLocked(ctx context.Context, p *pconn, s *Session, hit *uint
 		}
 	}
 	p.leases++
-	w.place(p)
+	if avail > 1 && p.private == nil && p.shareable(w.pool.cfg.MaxReuse) {
+		if p.tree != inAvail {
+			p.b.avail.pushFront(p)
+			p.tree = inAvail
+		}
+	} else {
+		w.placeAlive(p) // it just opened a stream
+	}
 	*hit++
 	w.st.Attaches++
 	var rec *leaseRec
@@ -351,8 +361,6 @@ func (w *Worker) place(p *pconn) {
 	if p.released {
 		return
 	}
-	cfg := &w.pool.cfg
-	ws := p.b.ws
 	if !p.c.Alive() {
 		w.unlinkTree(p)
 		if p.leases == 0 {
@@ -360,20 +368,32 @@ func (w *Worker) place(p *pconn) {
 		}
 		return
 	}
-	exhausted := cfg.MaxReuse > 0 && p.reuses >= cfg.MaxReuse
+	w.placeAlive(p)
+}
+
+// placeAlive is place for a connection known to be alive.
+func (w *Worker) placeAlive(p *pconn) {
+	cfg := &w.pool.cfg
+	ws := p.b.ws
 	if p.leases > 0 {
-		switch {
-		case p.private == nil && p.usable(cfg.MaxReuse):
-			if p.tree != inAvail {
-				p.b.avail.pushFront(p)
-				p.tree = inAvail
+		if p.private == nil && p.shareable(cfg.MaxReuse) {
+			p.full.Store(true)
+			if p.c.AvailStreams() > 0 {
+				p.full.Store(false)
+				if p.tree != inAvail {
+					p.b.avail.pushFront(p)
+					p.tree = inAvail
+				}
+				return
 			}
-		case p.tree == inAvail:
+		}
+		if p.tree == inAvail {
 			w.unlinkTree(p)
 		}
 		return
 	}
-	if p.retired || exhausted || ws.srv.draining.Load() || w.pool.closed.Load() {
+	p.full.Store(false)
+	if !p.shareable(cfg.MaxReuse) || ws.srv.draining.Load() || w.pool.closed.Load() {
 		w.release(p)
 		return
 	}
@@ -534,7 +554,7 @@ func (w *Worker) drainInboxLocked() {
 		if !p.released && p.b != nil {
 			was := p.tree
 			w.place(p)
-			if ev&evCredit != 0 && was != inAvail && p.tree == inAvail {
+			if ev&evCredit != 0 && was != inAvail && p.tree == inAvail && p.leases > 0 {
 				w.st.Reinsertions++
 			}
 		}

@@ -63,8 +63,8 @@ type Conn struct {
 	shutdown bool
 	dead     bool
 	err      error
-	credit   chan struct{} // closed and replaced when credit rises or the conn dies
-	idle     chan struct{} // closed and replaced when a stream finishes
+	credit   chan struct{} // made by a waiter, closed when credit rises or the conn dies
+	idle     chan struct{} // made by a waiter, closed when a stream finishes
 	pingErr  error
 	pingHook func(ctx context.Context) error
 	pings    int
@@ -85,13 +85,11 @@ func NewConn(opts Options) *Conn {
 		opts.Remote = netip.MustParseAddrPort("127.0.0.1:443")
 	}
 	return &Conn{
-		opts:   opts,
-		laddr:  net.UDPAddrFromAddrPort(opts.Local),
-		raddr:  net.UDPAddrFromAddrPort(opts.Remote),
-		done:   make(chan struct{}),
-		limit:  opts.MaxStreams,
-		credit: make(chan struct{}),
-		idle:   make(chan struct{}),
+		opts:  opts,
+		laddr: net.UDPAddrFromAddrPort(opts.Local),
+		raddr: net.UDPAddrFromAddrPort(opts.Remote),
+		done:  make(chan struct{}),
+		limit: opts.MaxStreams,
 	}
 }
 
@@ -118,6 +116,9 @@ func (c *Conn) OpenStream(ctx context.Context) (mux.Stream, error) {
 				go c.opts.Serve(b)
 			}
 			return s, nil
+		}
+		if c.credit == nil {
+			c.credit = make(chan struct{})
 		}
 		wait := c.credit
 		c.mu.Unlock()
@@ -215,7 +216,11 @@ func (c *Conn) Shutdown(ctx context.Context) error {
 	c.mu.Unlock()
 	for {
 		c.mu.Lock()
-		busy, idle := c.opened-c.finished, c.idle
+		busy := c.opened - c.finished
+		if c.idle == nil {
+			c.idle = make(chan struct{})
+		}
+		idle := c.idle
 		c.mu.Unlock()
 		if busy == 0 {
 			c.kill(net.ErrClosed)
@@ -286,8 +291,10 @@ func (c *Conn) Grant(n int) {
 }
 
 func (c *Conn) wakeCreditLocked() {
-	close(c.credit)
-	c.credit = make(chan struct{})
+	if c.credit != nil {
+		close(c.credit)
+		c.credit = nil
+	}
 }
 
 // SetPing scripts the result of later Pings (nil: acknowledged).
@@ -348,8 +355,10 @@ func (c *Conn) finish(s *Stream) {
 		credit = true
 		c.wakeCreditLocked()
 	}
-	close(c.idle)
-	c.idle = make(chan struct{})
+	if c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
 	if c.opts.RecycleStreams && c.opts.Serve == nil {
 		c.free = append(c.free, s)
 	}

@@ -1,0 +1,237 @@
+package reuse_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/muxtest"
+	"github.com/xdpnet/xdpnet/reuse"
+)
+
+// addrPool is the baseline: one mutex and a map keyed by the server address
+// alone, scanning the address's connections for one with credit, as simple
+// multiplexed pools do (tRPC-Go's pool/multiplexed keys by ip:port).
+type addrPool struct {
+	mu sync.Mutex
+	m  map[string][]mux.Conn
+}
+
+func (p *addrPool) get(ctx context.Context, addr string) (mux.Conn, mux.Stream, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.m[addr] {
+		if c.Alive() && c.AvailStreams() > 0 {
+			st, err := c.OpenStream(ctx)
+			return c, st, err
+		}
+	}
+	return nil, nil, errors.New("miss")
+}
+
+// BenchmarkAttachDetachHit measures Attach plus Lease.Done on a hit (a later
+// request of a session on a connection with credit), beside the baseline's
+// get plus stream close on the same fake connection. The fake's own
+// OpenStream and Close are included in both.
+func BenchmarkAttachDetachHit(b *testing.B) {
+	opts := muxtest.Options{MaxStreams: 1 << 30, AutoCredit: true, RecycleStreams: true}
+	for _, impl := range []string{"xdpnet", "xdpnet-key"} {
+		b.Run("impl="+impl, func(b *testing.B) {
+			pool, err := reuse.New(reuse.Config{Dial: func(context.Context, reuse.Params) (mux.Conn, error) {
+				return muxtest.NewConn(opts), nil
+			}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pool.Close()
+			w := pool.Worker(0)
+			p := params("s1")
+			k := reuse.NewKey(*p)
+			attach := func(ctx context.Context, s *reuse.Session) (reuse.Lease, error) {
+				if impl == "xdpnet-key" {
+					return w.AttachKey(ctx, k, s)
+				}
+				return w.Attach(ctx, p, s)
+			}
+			s := w.NewSession()
+			ctx := context.Background()
+			for range 2 { // dial, then prove the connection
+				l, err := attach(ctx, s)
+				if err != nil {
+					b.Fatal(err)
+				}
+				l.Done(nil)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				l, err := attach(ctx, s)
+				if err != nil {
+					b.Fatal(err)
+				}
+				l.Done(nil)
+			}
+			b.StopTimer()
+			if st := pool.Stats(); st.Dials != 1 {
+				b.Fatalf("%d dials", st.Dials)
+			}
+		})
+	}
+	b.Run("impl=baseline", func(b *testing.B) {
+		addr := params("s1").Dst.String()
+		bp := &addrPool{m: map[string][]mux.Conn{addr: {muxtest.NewConn(opts)}}}
+		ctx := context.Background()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			_, st, err := bp.get(ctx, addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			st.Close()
+		}
+	})
+}
+
+// BenchmarkReuseRatio simulates a steady load on 4 workers x 200 servers and
+// reports the share of requests that did not wait for a new connection
+// (reuse-%), the cold start included, and after the first tenth of the
+// requests (steady-reuse-%). One op is one request.
+//
+// Load: every simulated millisecond each worker starts Poisson(5) requests
+// (5000 req/s per worker) to uniformly chosen servers; a request holds its
+// stream for an exponential time of mean 20ms, so each (worker, server)
+// pair has 0.5 requests in flight on average and is often idle between
+// requests. Clients are sessions of geometric length (mean 10 requests), so
+// one request in ten is a session's first. 0.5% of requests fail (the
+// connection stays unproven), and 0.01% of connections are closed by the
+// server after a request. QUIC-like credit: 100 streams, returned as streams
+// end. Pool defaults (16 idle per server and worker, purge every 5s) and a
+// 60s maximum idle age, Tick every 10ms.
+func BenchmarkReuseRatio(b *testing.B) {
+	for _, pol := range []reuse.Policy{reuse.PolicySafe, reuse.PolicyAggressive, reuse.PolicyAlways} {
+		b.Run("policy="+pol.String(), func(b *testing.B) { benchReuse(b, pol) })
+	}
+}
+
+func benchReuse(b *testing.B, pol reuse.Policy) {
+	const (
+		workers       = 4
+		servers       = 200
+		arrivalsPerMs = 5.0
+		holdMeanMs    = 20.0
+	)
+	rng := rand.New(rand.NewPCG(1, 2))
+	clk := muxtest.NewClock(time.Time{})
+	pool, err := reuse.New(reuse.Config{
+		Workers:    workers,
+		Policy:     pol,
+		Clock:      clk,
+		MaxIdleAge: time.Minute,
+		Dial: func(context.Context, reuse.Params) (mux.Conn, error) {
+			return muxtest.NewConn(muxtest.Options{MaxStreams: 100, AutoCredit: true, RecycleStreams: true}), nil
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	ps := make([]reuse.Params, servers)
+	for i := range ps {
+		ps[i] = *params(fmt.Sprint("srv", i))
+	}
+	type inflight struct {
+		l   reuse.Lease
+		end int64
+	}
+	type wstate struct {
+		sess *reuse.Session
+		left int
+		held []inflight
+	}
+	ws := make([]wstate, workers)
+	ctx := context.Background()
+	var warm reuse.Stats
+	n := b.N
+	warmAt := n / 10
+	done := 0
+	b.ResetTimer()
+	for now := int64(0); done < n; now++ {
+		clk.Advance(time.Millisecond)
+		for w := range ws {
+			st := &ws[w]
+			wk := pool.Worker(w)
+			// Requests that end now.
+			kept := st.held[:0]
+			for _, f := range st.held {
+				if f.end > now {
+					kept = append(kept, f)
+					continue
+				}
+				var err error
+				if rng.Float64() < 0.005 {
+					err = errReset
+				}
+				f.l.Done(err)
+				if rng.Float64() < 0.0001 {
+					f.l.Conn().Close()
+				}
+			}
+			st.held = kept
+			for k := poisson(rng, arrivalsPerMs); k > 0 && done < n; k-- {
+				if st.left == 0 {
+					if st.sess != nil {
+						st.sess.Close()
+					}
+					st.sess = wk.NewSession()
+					st.left = 1 + int(rng.ExpFloat64()*9)
+				}
+				st.left--
+				l, err := wk.Attach(ctx, &ps[rng.IntN(servers)], st.sess)
+				if err != nil {
+					b.Fatal(err)
+				}
+				st.held = append(st.held, inflight{l, now + 1 + int64(rng.ExpFloat64()*holdMeanMs)})
+				done++
+				if done == warmAt {
+					warm = pool.Stats()
+				}
+			}
+			if now%10 == 0 {
+				wk.Tick()
+			}
+		}
+	}
+	b.StopTimer()
+	st := pool.Stats()
+	b.ReportMetric(100*st.ReuseRatio(), "reuse-%")
+	steady := st
+	steady.Attaches -= warm.Attaches
+	steady.Misses -= warm.Misses
+	b.ReportMetric(100*steady.ReuseRatio(), "steady-reuse-%")
+	b.ReportMetric(st.RequestsPerConn(), "req/conn")
+	b.ReportMetric(float64(st.Takeovers)/float64(st.Attaches)*100, "takeover-%")
+	for w := range ws {
+		for _, f := range ws[w].held {
+			f.l.Done(nil)
+		}
+	}
+}
+
+// poisson draws a Poisson(mean) count (Knuth's method; mean is small).
+func poisson(rng *rand.Rand, mean float64) int {
+	l, k, p := math.Exp(-mean), 0, 1.0
+	for {
+		p *= rng.Float64()
+		if p <= l {
+			return k
+		}
+		k++
+	}
+}
