@@ -95,10 +95,18 @@ func NewQUICTransport(pc net.PacketConn, cfg Config) *QUICTransport {
 // Dial opens a client connection to raddr and completes the handshake.
 // tlsConf must name one ALPN (ALPNH3 or ALPNRaw, see ClientTLS).
 func (t *QUICTransport) Dial(ctx context.Context, raddr net.Addr, tlsConf *tls.Config) (*QUICConn, error) {
+	return t.dial(ctx, raddr, tlsConf, false)
+}
+
+// dial dials; with owned, the connection closes the transport when it dies.
+func (t *QUICTransport) dial(ctx context.Context, raddr net.Addr, tlsConf *tls.Config, owned bool) (*QUICConn, error) {
 	if tlsConf == nil || len(tlsConf.NextProtos) == 0 {
 		return nil, errors.New("mux: quic dial needs a TLS config with an ALPN")
 	}
 	c := newQUICConn(true)
+	if owned {
+		c.owned = t
+	}
 	qc, err := t.tr.Dial(context.WithValue(ctx, traceKey{}, c), raddr, tlsConf, t.cfg.quicConfig())
 	if err != nil {
 		return nil, fmt.Errorf("mux: quic dial %s: %w", raddr, err)
@@ -143,12 +151,11 @@ func (t *QUICTransport) Close() error {
 // between connections use NewQUICTransport.
 func DialQUIC(ctx context.Context, pc net.PacketConn, raddr net.Addr, tlsConf *tls.Config, cfg Config) (*QUICConn, error) {
 	t := NewQUICTransport(pc, cfg)
-	c, err := t.Dial(ctx, raddr, tlsConf)
+	c, err := t.dial(ctx, raddr, tlsConf, true)
 	if err != nil {
 		t.Close()
 		return nil, err
 	}
-	c.owned = t
 	return c, nil
 }
 

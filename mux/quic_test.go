@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/quic-go/quic-go"
 	"time"
 )
 
@@ -232,4 +234,261 @@ func checkGoroutines(t *testing.T) {
 	})
 }
 
-var _ = fmt.Sprint
+// TestQUICManyStreams runs 10,000 streams (1,000 with -short) with
+// verified data over one connection whose peer allows 100 at a time, so
+// the credit is used up and returned many times.
+func TestQUICManyStreams(t *testing.T) {
+	checkGoroutines(t)
+	n := 10000
+	if testing.Short() {
+		n = 1000
+	}
+	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
+	echoStreams(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const workers = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				msg := fmt.Appendf(nil, "stream %d of %d", i, n)
+				if err := roundTrip(ctx, cli, msg); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitFor(t, "streams to end", func() bool { return cli.UsedStreams() == 0 })
+	// The peer returns credit as streams complete: all of it comes back.
+	waitFor(t, "credit to return", func() bool { return cli.AvailStreams() == 100 })
+}
+
+func TestQUICShutdownDrains(t *testing.T) {
+	checkGoroutines(t)
+	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
+	echoStreams(t, srv)
+	w := newCreditWatcher()
+	cli.SetWatcher(w)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := cli.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shut := make(chan error, 1)
+	go func() { shut <- cli.Shutdown(ctx) }()
+	waitFor(t, "shutdown to begin", func() bool { return !cli.Alive() })
+	if _, err := cli.OpenStream(ctx); !errors.Is(err, ErrGoingAway) || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("OpenStream during shutdown: %v, want ErrGoingAway", err)
+	}
+	if cli.AvailStreams() != 0 {
+		t.Fatal("AvailStreams > 0 during shutdown")
+	}
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a stream open", err)
+	default:
+	}
+	msg := []byte("finishing")
+	s.Write(msg)
+	s.CloseWrite()
+	got, err := io.ReadAll(s)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("stream during shutdown: %q, %v", got, err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-w.dead; !errors.Is(err, ErrGoingAway) {
+		t.Fatalf("ConnDead with %v, want ErrGoingAway", err)
+	}
+	// The server sees the connection closed without error.
+	<-srv.Done()
+}
+
+func TestQUICShutdownDeadlineClosesHard(t *testing.T) {
+	checkGoroutines(t)
+	cli, _ := quicPair(t, ALPNRaw, Config{}, Config{})
+	s, err := cli.OpenStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := cli.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown with an ended context: %v", err)
+	}
+	if _, err := s.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("write after a hard close: %v, want net.ErrClosed", err)
+	}
+}
+
+func TestQUICGarbageDatagrams(t *testing.T) {
+	checkGoroutines(t)
+	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
+	echoStreams(t, srv)
+	junk, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer junk.Close()
+	// Short junk, a long-header lookalike, an oversize datagram.
+	for _, d := range [][]byte{{0}, []byte("GET / HTTP/1.1\r\n"), append([]byte{0xc0, 0, 0, 0, 1}, make([]byte, 1300)...), make([]byte, 9000)} {
+		for _, to := range []net.Addr{srv.LocalAddr(), cli.LocalAddr()} {
+			if _, err := junk.WriteTo(d, to); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := roundTrip(ctx, cli, []byte("still fine")); err != nil {
+		t.Fatal(err)
+	}
+	if !cli.Alive() || !srv.Alive() {
+		t.Fatal("garbage killed a connection")
+	}
+}
+
+func TestQUICPeerResetsStream(t *testing.T) {
+	checkGoroutines(t)
+	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := cli.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("hello"))
+	ss, err := srv.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := ss.(*quicStream).s
+	qs.CancelWrite(7)
+	qs.CancelRead(7)
+	_, err = io.ReadAll(s)
+	var serr *quic.StreamError
+	if !errors.As(err, &serr) || serr.ErrorCode != 7 || !serr.Remote {
+		t.Fatalf("read after the peer's reset: %v, want a remote StreamError 7", err)
+	}
+	// Reset in both directions: a write fails too and the stream ends.
+	waitFor(t, "write to fail", func() bool {
+		_, err := s.Write([]byte("x"))
+		return errors.As(err, &serr)
+	})
+	s.Close()
+	waitFor(t, "stream to end", func() bool { return cli.UsedStreams() == 0 })
+}
+
+func TestQUICIdleTimeout(t *testing.T) {
+	checkGoroutines(t)
+	cli, srv := quicPair(t, ALPNRaw, Config{IdleTimeout: 200 * time.Millisecond, KeepAlive: -1}, Config{KeepAlive: -1})
+	w := newCreditWatcher()
+	srv.SetWatcher(w)
+	var idle *quic.IdleTimeoutError
+	err := <-w.dead
+	if !errors.As(err, &idle) || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("ConnDead with %v, want an idle timeout", err)
+	}
+	if !errors.As(srv.Err(), &idle) || srv.Alive() || srv.AvailStreams() != 0 {
+		t.Fatalf("after idle timeout: Err %v Alive %v Avail %d", srv.Err(), srv.Alive(), srv.AvailStreams())
+	}
+	if _, err := srv.OpenStream(context.Background()); !errors.As(err, &idle) {
+		t.Fatalf("OpenStream on a dead connection: %v", err)
+	}
+	// The client's idle timeout is the minimum of both: it died too.
+	<-cli.Done()
+}
+
+func TestQUICKeepAliveKeepsIdleConnection(t *testing.T) {
+	checkGoroutines(t)
+	cli, srv := quicPair(t, ALPNRaw, Config{IdleTimeout: 300 * time.Millisecond}, Config{KeepAlive: 50 * time.Millisecond})
+	timer := time.NewTimer(time.Second) // several idle timeouts
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-cli.Done():
+		t.Fatalf("client died: %v", cli.Err())
+	case <-srv.Done():
+		t.Fatalf("server died: %v", srv.Err())
+	}
+}
+
+func TestQUICPeerCloses(t *testing.T) {
+	checkGoroutines(t)
+	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
+	w := newCreditWatcher()
+	cli.SetWatcher(w)
+	srv.QUIC().CloseWithError(42, "backend going down")
+	err := <-w.dead
+	var aerr *quic.ApplicationError
+	if !errors.As(err, &aerr) || aerr.ErrorCode != 42 || !aerr.Remote {
+		t.Fatalf("ConnDead with %v, want the peer's application error 42", err)
+	}
+	if _, err := cli.OpenStream(context.Background()); !errors.As(err, &aerr) {
+		t.Fatalf("OpenStream after the peer closed: %v", err)
+	}
+	if err := cli.Ping(context.Background()); err == nil {
+		t.Fatal("Ping on a dead connection succeeded")
+	}
+}
+
+func TestQUICHandshakeFailures(t *testing.T) {
+	checkGoroutines(t)
+	cert, pool := labCert()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t.Run("alpn", func(t *testing.T) {
+		cpc, spc := packetPair(t)
+		ln, err := ListenQUIC(spc, ServerTLS(cert, ALPNH3), Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go ln.Accept(ctx)
+		_, err = DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw), Config{})
+		var terr *quic.TransportError
+		if !errors.As(err, &terr) {
+			t.Fatalf("dial with an ALPN the server lacks: %v, want a TLS alert", err)
+		}
+	})
+	t.Run("untrusted", func(t *testing.T) {
+		cpc, spc := packetPair(t)
+		ln, err := ListenQUIC(spc, ServerTLS(cert), Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go ln.Accept(ctx)
+		_, err = DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", x509.NewCertPool(), ALPNRaw), Config{})
+		if err == nil {
+			t.Fatal("dial to an untrusted server succeeded")
+		}
+	})
+	t.Run("no server", func(t *testing.T) {
+		cpc, spc := packetPair(t)
+		spc.Close()
+		_, err := DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw), Config{HandshakeTimeout: 200 * time.Millisecond})
+		var herr *quic.IdleTimeoutError
+		if !errors.As(err, &herr) && !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("dial to nobody: %v, want a handshake timeout", err)
+		}
+	})
+	t.Run("no alpn", func(t *testing.T) {
+		cpc, spc := packetPair(t)
+		defer cpc.Close()
+		defer spc.Close()
+		if _, err := DialQUIC(ctx, cpc, spc.LocalAddr(), &tls.Config{}, Config{}); err == nil {
+			t.Fatal("dial without ALPN accepted")
+		}
+	})
+}

@@ -1,0 +1,343 @@
+package mux
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/xdpnet/xdpnet/stack/stacktest"
+)
+
+// The benchmarks compare, in one run and on one machine:
+//
+//	impl=baseline        quic-go on kernel UDP sockets (loopback), no mux
+//	impl=xdpnet          mux.QUICConn on the engine's netstack (two netstacks
+//	                     joined in memory by stacktest)
+//	impl=mux-kernel      mux.QUICConn on kernel UDP: the cost of mux alone
+//	impl=quicgo-netstack quic-go on the netstack, no mux: the cost of the
+//	                     netstack alone
+//	impl=baseline-basic  quic-go on kernel UDP hidden behind a plain
+//	                     net.PacketConn: what quic-go loses without its
+//	                     batched I/O, GSO and buffer sizing
+//
+// xdpnet reports ratio = its figure / the baseline's from the same run.
+
+// benchBaseline holds the baseline figure of each benchmark measured in
+// this process, for the ratio.
+var benchBaseline sync.Map
+
+// plainPacketConn hides everything but net.PacketConn, as a netstack socket
+// looks to quic-go.
+type plainPacketConn struct{ net.PacketConn }
+
+type benchSide struct {
+	cli, srv net.PacketConn
+	useMux   bool
+}
+
+func kernelSide(b *testing.B, plain bool) benchSide {
+	cli, srv := packetPair(b)
+	if plain {
+		return benchSide{cli: plainPacketConn{cli}, srv: plainPacketConn{srv}}
+	}
+	return benchSide{cli: cli, srv: srv}
+}
+
+func netstackSide(b *testing.B) benchSide {
+	a, bs := stacktest.Pair(b)
+	cli, err := a.ListenUDP(netip.AddrPortFrom(stacktest.AddrA4, 0))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := bs.ListenUDP(netip.AddrPortFrom(stacktest.AddrB4, 4433))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return benchSide{cli: cli, srv: srv}
+}
+
+var benchImpls = []struct {
+	name string
+	side func(b *testing.B) benchSide
+}{
+	{"baseline", func(b *testing.B) benchSide { return kernelSide(b, false) }},
+	{"xdpnet", func(b *testing.B) benchSide { s := netstackSide(b); s.useMux = true; return s }},
+	{"mux-kernel", func(b *testing.B) benchSide { s := kernelSide(b, false); s.useMux = true; return s }},
+	{"quicgo-netstack", netstackSide},
+	{"baseline-basic", func(b *testing.B) benchSide { return kernelSide(b, true) }},
+}
+
+// benchStream is what the benchmarks need of a stream.
+type benchStream interface {
+	io.ReadWriter
+	CloseWrite() error
+	Close() error
+}
+
+type rawStream struct{ *quic.Stream }
+
+func (s rawStream) CloseWrite() error { return s.Stream.Close() }
+func (s rawStream) Close() error      { return nil } // FIN sent, EOF read: done
+
+// benchConn opens streams on one client connection.
+type benchConn interface {
+	open(ctx context.Context) (benchStream, error)
+	close()
+}
+
+type rawConn struct{ c *quic.Conn }
+
+func (c rawConn) open(ctx context.Context) (benchStream, error) {
+	s, err := c.c.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return rawStream{s}, nil
+}
+func (c rawConn) close() { c.c.CloseWithError(0, "") }
+
+type muxConn struct{ c *QUICConn }
+
+func (c muxConn) open(ctx context.Context) (benchStream, error) { return c.c.OpenStream(ctx) }
+func (c muxConn) close()                                        { c.c.Close() }
+
+// benchEnv is a running server and a client transport.
+type benchEnv struct {
+	dial func(ctx context.Context) (benchConn, error)
+}
+
+// serveBench answers every stream: read to EOF, write one byte, close.
+func serveBench(s benchStream) {
+	io.Copy(io.Discard, s)
+	s.Write([]byte{'k'})
+	s.CloseWrite()
+	s.Close()
+}
+
+var benchQUICConfig = Config{MaxIncomingStreams: 1000}
+
+func newBenchEnv(b *testing.B, side benchSide) *benchEnv {
+	cert, pool := labCert()
+	srvTLS := ServerTLS(cert, ALPNRaw)
+	cliTLS := ClientTLS("backend.lab", pool, ALPNRaw)
+	raddr := side.srv.LocalAddr()
+	var wg sync.WaitGroup
+	b.Cleanup(wg.Wait)
+	if side.useMux {
+		ln, err := ListenQUIC(side.srv, srvTLS, benchQUICConfig)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { ln.Close() })
+		wg.Go(func() {
+			for {
+				c, err := ln.Accept(context.Background())
+				if err != nil {
+					return
+				}
+				wg.Go(func() {
+					for {
+						s, err := c.AcceptStream(context.Background())
+						if err != nil {
+							return
+						}
+						go serveBench(s)
+					}
+				})
+			}
+		})
+		tr := NewQUICTransport(side.cli, benchQUICConfig)
+		b.Cleanup(func() { tr.Close() })
+		return &benchEnv{dial: func(ctx context.Context) (benchConn, error) {
+			c, err := tr.Dial(ctx, raddr, cliTLS)
+			if err != nil {
+				return nil, err
+			}
+			return muxConn{c}, nil
+		}}
+	}
+	qconf := benchQUICConfig.quicConfig()
+	qconf.Tracer = nil
+	str := &quic.Transport{Conn: side.srv}
+	ln, err := str.Listen(srvTLS, qconf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close(); str.Close(); side.srv.Close() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				for {
+					s, err := c.AcceptStream(context.Background())
+					if err != nil {
+						return
+					}
+					go serveBench(rawStream{s})
+				}
+			})
+		}
+	})
+	ctr := &quic.Transport{Conn: side.cli}
+	b.Cleanup(func() { ctr.Close(); side.cli.Close() })
+	return &benchEnv{dial: func(ctx context.Context) (benchConn, error) {
+		c, err := ctr.Dial(ctx, raddr, cliTLS.Clone(), qconf)
+		if err != nil {
+			return nil, err
+		}
+		return rawConn{c}, nil
+	}}
+}
+
+// request sends n bytes (at least one) on a new stream and waits for the
+// one-byte answer.
+func request(ctx context.Context, c benchConn, payload []byte) error {
+	s, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Write(payload); err != nil {
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		return err
+	}
+	var resp [2]byte
+	n, err := io.ReadFull(s, resp[:1])
+	if err != nil || n != 1 || resp[0] != 'k' {
+		return err
+	}
+	if _, err := s.Read(resp[1:]); err != io.EOF {
+		return err
+	}
+	return s.Close()
+}
+
+func reportRatio(b *testing.B, impl, metric string, v float64) {
+	b.ReportMetric(v, metric)
+	key := b.Name()
+	key = key[:len(key)-len(impl)]
+	if impl == "baseline" {
+		benchBaseline.Store(key, v)
+	} else if base, ok := benchBaseline.Load(key); ok {
+		b.ReportMetric(v/base.(float64), "ratio")
+	}
+}
+
+func benchCtx(b *testing.B) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	b.Cleanup(cancel)
+	return ctx
+}
+
+// BenchmarkQUICStreams: 1-byte request and response, 64 streams in
+// parallel, on one reused connection.
+func BenchmarkQUICStreams(b *testing.B) {
+	for _, impl := range benchImpls {
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			env := newBenchEnv(b, impl.side(b))
+			ctx := benchCtx(b)
+			c, err := env.dial(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.close()
+			const parallel = 64
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			var failed sync.Once
+			for w := range parallel {
+				wg.Go(func() {
+					for i := w; i < b.N; i += parallel {
+						if err := request(ctx, c, []byte{'q'}); err != nil {
+							failed.Do(func() { b.Error(err) })
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			reportRatio(b, impl.name, "streams/s", float64(b.N)/time.Since(start).Seconds())
+		})
+	}
+}
+
+// BenchmarkQUICHandshakes: a new connection per iteration (handshake and
+// one request), 4 in parallel.
+func BenchmarkQUICHandshakes(b *testing.B) {
+	for _, impl := range benchImpls {
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			env := newBenchEnv(b, impl.side(b))
+			ctx := benchCtx(b)
+			const parallel = 4
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			var failed sync.Once
+			for w := range parallel {
+				wg.Go(func() {
+					for i := w; i < b.N; i += parallel {
+						c, err := env.dial(ctx)
+						if err == nil {
+							err = request(ctx, c, []byte{'q'})
+							c.close()
+						}
+						if err != nil {
+							failed.Do(func() { b.Error(err) })
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			reportRatio(b, impl.name, "handshakes/s", float64(b.N)/time.Since(start).Seconds())
+		})
+	}
+}
+
+// BenchmarkQUICBulk: one stream carries b.N chunks of 64 KiB.
+func BenchmarkQUICBulk(b *testing.B) {
+	const chunk = 64 << 10
+	for _, impl := range benchImpls {
+		b.Run("impl="+impl.name, func(b *testing.B) {
+			env := newBenchEnv(b, impl.side(b))
+			ctx := benchCtx(b)
+			c, err := env.dial(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.close()
+			buf := make([]byte, chunk)
+			b.SetBytes(chunk)
+			b.ResetTimer()
+			start := time.Now()
+			s, err := c.open(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range b.N {
+				if _, err := s.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			s.CloseWrite()
+			var resp [1]byte
+			if _, err := io.ReadFull(s, resp[:]); err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+			reportRatio(b, impl.name, "Gbit/s", float64(b.N)*chunk*8/1e9/time.Since(start).Seconds())
+		})
+	}
+}
+

@@ -1,0 +1,141 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+)
+
+// h3Pair connects an HTTP3Client to an http3.Server running handler on the
+// server side of the connection.
+func h3Pair(t *testing.T, srvCfg Config, handler http.Handler) *HTTP3Client {
+	t.Helper()
+	cli, srv := quicPair(t, ALPNH3, srvCfg, Config{})
+	hs := &http3.Server{Handler: handler}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hs.ServeQUICConn(srv.QUIC())
+	}()
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Close()
+		<-done
+	})
+	h, err := NewHTTP3Client(cli, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestHTTP3Client(t *testing.T) {
+	checkGoroutines(t)
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
+	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "held")
+		w.(http.Flusher).Flush()
+		<-release
+	})
+	h := h3Pair(t, Config{MaxIncomingStreams: 2}, mux)
+	c := h.Conn()
+	w := newCreditWatcher()
+	c.SetWatcher(w)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	get := func(ctx context.Context, path string) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://backend.lab"+path, nil)
+		return h.RoundTrip(req)
+	}
+
+	rsp, err := get(ctx, "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	if string(body) != "hello" || rsp.StatusCode != 200 {
+		t.Fatalf("GET /hello: %d %q", rsp.StatusCode, body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://backend.lab/echo", strings.NewReader(strings.Repeat("b", 100000)))
+	rsp, err = h.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	if len(body) != 100000 {
+		t.Fatalf("POST /echo returned %d bytes", len(body))
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("Ping on an h3 connection: %v", err)
+	}
+
+	// Exact credit: two held requests use the peer's whole limit.
+	waitFor(t, "credit back", func() bool { return c.AvailStreams() == 2 })
+	var held []*http.Response
+	for range 2 {
+		rsp, err := get(ctx, "/hold")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, rsp)
+	}
+	if c.AvailStreams() != 0 || c.UsedStreams() != 2 {
+		t.Fatalf("avail %d used %d with two held requests", c.AvailStreams(), c.UsedStreams())
+	}
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err = get(short, "/hello")
+	cancelShort()
+	if !errors.Is(err, ErrNoCredit) {
+		t.Fatalf("request without credit: %v, want ErrNoCredit", err)
+	}
+	before := w.credit.Load()
+	release <- struct{}{}
+	body, _ = io.ReadAll(held[0].Body)
+	held[0].Body.Close()
+	if string(body) != "held" {
+		t.Fatalf("held body %q", body)
+	}
+	waitFor(t, "credit notification", func() bool { return w.credit.Load() > before })
+	if c.AvailStreams() != 1 || c.UsedStreams() != 1 {
+		t.Fatalf("avail %d used %d after one request ended", c.AvailStreams(), c.UsedStreams())
+	}
+	rsp, err = get(ctx, "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, rsp.Body)
+	rsp.Body.Close()
+	release <- struct{}{}
+	io.Copy(io.Discard, held[1].Body)
+	held[1].Body.Close()
+	waitFor(t, "all credit back", func() bool { return c.AvailStreams() == 2 && c.UsedStreams() == 0 })
+
+	// A request quic-go would fail to encode is refused before any stream.
+	bad, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://backend.lab/", nil)
+	bad.Header.Set("X-Bad", "line\nbreak")
+	if _, err := h.RoundTrip(bad); err == nil {
+		t.Fatal("invalid header accepted")
+	}
+	if c.AvailStreams() != 2 {
+		t.Fatal("a refused request took credit")
+	}
+}
+
+func TestHTTP3ClientNeedsH3(t *testing.T) {
+	checkGoroutines(t)
+	cli, _ := quicPair(t, ALPNRaw, Config{}, Config{})
+	if _, err := NewHTTP3Client(cli, nil); !errors.Is(err, ErrNotH3) {
+		t.Fatalf("NewHTTP3Client on a raw connection: %v", err)
+	}
+}
