@@ -116,11 +116,12 @@ func BenchmarkAttachDetachHit(b *testing.B) {
 // 60s maximum idle age, Tick every 10ms.
 func BenchmarkReuseRatio(b *testing.B) {
 	for _, pol := range []reuse.Policy{reuse.PolicySafe, reuse.PolicyAggressive, reuse.PolicyAlways} {
-		b.Run("policy="+pol.String(), func(b *testing.B) { benchReuse(b, pol) })
+		b.Run("policy="+pol.String(), func(b *testing.B) { benchReuse(b, pol, false) })
 	}
+	b.Run("policy=safe-retryable", func(b *testing.B) { benchReuse(b, reuse.PolicySafe, true) })
 }
 
-func benchReuse(b *testing.B, pol reuse.Policy) {
+func benchReuse(b *testing.B, pol reuse.Policy, retryable bool) {
 	const (
 		workers       = 4
 		servers       = 200
@@ -130,10 +131,11 @@ func benchReuse(b *testing.B, pol reuse.Policy) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	clk := muxtest.NewClock(time.Time{})
 	pool, err := reuse.New(reuse.Config{
-		Workers:    workers,
-		Policy:     pol,
-		Clock:      clk,
-		MaxIdleAge: time.Minute,
+		Workers:        workers,
+		Policy:         pol,
+		RetryableFirst: retryable,
+		Clock:          clk,
+		MaxIdleAge:     time.Minute,
 		Dial: func(context.Context, reuse.Params) (mux.Conn, error) {
 			return muxtest.NewConn(muxtest.Options{MaxStreams: 100, AutoCredit: true, RecycleStreams: true}), nil
 		},

@@ -84,6 +84,13 @@ type Config struct {
 	Dial Dialer
 	// Clock drives the timers (default SystemClock).
 	Clock Clock
+	// RetryableFirst says the engine retries a request that fails on a
+	// reused connection before any response byte (Worker.Retry), so a
+	// session's first request is as safe as a later one: the policies then
+	// treat every request as a later one (HAProxy does the same when
+	// retry-on covers connection failures, empty responses and response
+	// timeouts). Leave it false when request bodies cannot be replayed.
+	RetryableFirst bool
 
 	// MaxIdlePerServer bounds the idle and safe connections one worker keeps
 	// per server (default 16; negative: keep none). A connection that would

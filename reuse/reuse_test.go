@@ -321,6 +321,17 @@ func TestPolicyMatrix(t *testing.T) {
 	}
 }
 
+func TestRetryableFirst(t *testing.T) {
+	e := newEnv(t, reuse.Config{RetryableFirst: true})
+	l := e.attach(0, params("s1"), nil)
+	l.Done(errReset) // idle tree
+	if l2 := e.attach(0, params("s1"), e.pool.Worker(0).NewSession()); l2.Conn() != l.Conn() {
+		t.Fatal("retryable first request did not reuse an idle connection under PolicySafe")
+	} else {
+		l2.Done(nil)
+	}
+}
+
 func TestFullConnDialsInsteadOfBlocking(t *testing.T) {
 	e := newEnv(t, reuse.Config{Policy: reuse.PolicyAlways})
 	e.opts = muxtest.Options{MaxStreams: 1} // no auto credit: only Grant raises it

@@ -87,14 +87,14 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 		w.mu.Unlock()
 		return Lease{}, ErrServerDraining
 	}
-	first := true
+	cfg := &pool.cfg
+	first := !cfg.RetryableFirst
 	if s != nil {
-		first = s.reqs == 0
+		first = first && s.reqs == 0
 		if !retry {
 			s.reqs++
 		}
 	}
-	cfg := &pool.cfg
 	if !retry {
 		if s != nil {
 			if l, ok := w.tryPrivate(ctx, s, b); ok {
