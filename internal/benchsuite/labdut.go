@@ -27,9 +27,11 @@ import (
 //   - nic.Port receive-and-recycle, sleeping in poll(2) when idle;
 //   - the same with 50 µs of busy polling before it sleeps;
 //   - the baseline: a kernel UDP socket in the engine namespace reading
-//     with recvmmsg (the path the engine takes traffic away from).
+//     with recvmmsg (the path the engine takes traffic away from);
+//   - the engine's UDP path on its xdp data plane, and on its kernel Net as
+//     that path's baseline (engineDUTs).
 func LabDUTs() []DUT {
-	return []DUT{
+	return append([]DUT{
 		{
 			Name: "nic.Port poll", NeedsRoot: true,
 			Conditions: map[string]string{"queues": "1", "busypoll": "0"},
@@ -45,7 +47,7 @@ func LabDUTs() []DUT {
 			Conditions: map[string]string{"queues": "1", "read": "recvmmsg batch 64", "gro": "on"},
 			Open:       openKernelUDPDUT,
 		},
-	}
+	}, engineDUTs()...)
 }
 
 // genSender sends with the live-frames generator out of the client peer's

@@ -65,7 +65,7 @@ func (c Config) WithDefaults() Config {
 		}
 	}
 	if c.Trial <= 0 {
-		c.Trial = 2 * time.Second
+		c.Trial = time.Second
 		if short {
 			c.Trial = 100 * time.Millisecond
 		}
@@ -134,9 +134,9 @@ func runRFC2544(ctx context.Context, cfg Config, rep *Report) error {
 		Trial:         cfg.Trial,
 		LossTolerance: cfg.LossTolerance,
 	}
+	sc.MaxTrials, sc.Resolution = 10, 0.01
 	if cfg.Run.Short {
-		sc.MaxTrials = 6
-		sc.Resolution = 0.05
+		sc.MaxTrials, sc.Resolution = 6, 0.05
 	}
 	for _, d := range cfg.DUTs {
 		run := RFC2544Run{DUT: d.Name, Baseline: d.Baseline, Conditions: d.Conditions,
