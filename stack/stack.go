@@ -414,3 +414,18 @@ func (s *Stack) isClosed() bool {
 	defer s.mu.Unlock()
 	return s.closed
 }
+
+// AddXDPNIC builds an Endpoint over ports (see NewEndpoint, which takes
+// ownership of them) and adds it as a NIC.
+func (s *Stack) AddXDPNIC(ports []Port, eopts EndpointOptions, nopts NICOptions) (*NIC, *Endpoint, error) {
+	ep, err := NewEndpoint(ports, eopts)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := s.AddNIC(ep, nopts)
+	if err != nil {
+		ep.Close()
+		return nil, nil, err
+	}
+	return n, ep, nil
+}
