@@ -178,7 +178,7 @@ func (q *waitQueue) close(p *FramePool) {
 var testHookWaitCancelled func()
 
 // Wait returns a free frame, sleeping until one is released if the pool is
-// exhausted. Waiters are served oldest first within a class and more
+// exhausted (a frame that is available is returned even if ctx is done). Waiters are served oldest first within a class and more
 // critical classes first; a released frame is handed directly to the waiter.
 // Only ClassRX waiters may take the RX reserve. Wait gives up when ctx is
 // done (returning ctx.Err()) or the pool is closed (ErrClosed); a frame that
