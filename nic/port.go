@@ -440,9 +440,13 @@ func (p *Port) reapLocked() int {
 
 // Frame returns the bytes of the frame d names: d.Len bytes from d.Addr,
 // with a capacity that ends at the frame's end. The view is valid while the
-// caller owns the frame (see Port) and never after Close.
+// caller owns the frame (see Port) and never after Close. A descriptor that
+// does not fit in one frame of this port gives nil.
 func (p *Port) Frame(d Desc) []byte {
 	end := (d.Addr &^ p.frameMask) + uint64(p.cfg.FrameSize)
+	if d.Addr+uint64(d.Len) > end || end > uint64(len(p.umem)) {
+		return nil
+	}
 	return p.umem[d.Addr : d.Addr+uint64(d.Len) : end]
 }
 
@@ -504,6 +508,14 @@ func (p *Port) Wait(timeout time.Duration) (bool, error) {
 	if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
 		return false, p.socketError()
 	}
+	if fds[0].Revents == 0 && fds[1].Revents == 0 {
+		// A timeout. An unbound socket (its device went away) never
+		// polls ready, so look at its pending error here, off the hot
+		// path.
+		if errno, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && errno != 0 {
+			return false, p.errnoError(unix.Errno(errno))
+		}
+	}
 	return fds[0].Revents&unix.POLLIN != 0 || p.rxReady(), nil
 }
 
@@ -513,17 +525,24 @@ func (p *Port) rxReady() bool {
 	return ringAvail(p.rx.loadProducer(), p.rx.loadConsumer()) != 0
 }
 
-// socketError reads the socket's pending error (SO_ERROR), which the kernel
-// sets e.g. when the device goes away (ENETDOWN).
+// socketError reads and clears the socket's pending error (SO_ERROR), which
+// the kernel sets to ENETDOWN when the device goes away.
 func (p *Port) socketError() error {
 	errno, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err != nil {
 		return fmt.Errorf("nic: SO_ERROR: %w", err)
 	}
-	if errno == int(unix.ENETDOWN) {
-		return fmt.Errorf("nic: socket: %w: %w", ErrLinkDown, unix.Errno(errno))
+	return p.errnoError(unix.Errno(errno))
+}
+
+func (p *Port) errnoError(errno unix.Errno) error {
+	switch errno {
+	case 0:
+		return errors.New("nic: socket: poll reported an error, SO_ERROR none")
+	case unix.ENETDOWN:
+		return fmt.Errorf("nic: socket: %w: %w", ErrLinkDown, errno)
 	}
-	return fmt.Errorf("nic: socket: %w", unix.Errno(errno))
+	return fmt.Errorf("nic: socket: %w", errno)
 }
 
 // Wake makes a Wait in progress (or the next one) return at once. It is

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/bpf"
@@ -556,4 +557,45 @@ func neighbourSolicitation(mac net.HardwareAddr, src, target netip.Addr) []byte 
 	copy(icmp[26:32], mac)
 	binary.BigEndian.PutUint16(icmp[2:], ^fold(sum(icmp, sum(ip[8:40], protoICMP6+32))))
 	return f
+}
+
+// TestDeviceRemoved deletes the engine-side veth under an open port: Wait
+// and Transmit must return errors (ENETDOWN, ENXIO) rather than hang or
+// panic, and Close must still release everything.
+func TestDeviceRemoved(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	lk := l.ClientLink
+	s := steer(t, l, lk)
+	var p *Port
+	if err := l.Engine.Do(func() (err error) {
+		p, err = Open(Config{Ifindex: lk.Index, Map: s, ZeroCopy: ZeroCopyOff})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d := make([]Desc, 1)
+	if p.Alloc(d) != 1 {
+		t.Fatal("no frame")
+	}
+	if err := l.Engine.Do(func() error {
+		nl, err := netlink.LinkByIndex(lk.Index)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkDel(nl)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.Wait(50 * time.Millisecond)
+	if !errors.Is(err, unix.ENETDOWN) {
+		t.Errorf("Wait after the device went away: %v, want ENETDOWN", err)
+	}
+	d[0].Len = uint32(buildUDP(p.Frame(d[0]), lk.MAC, lk.PeerMAC, netip.AddrPortFrom(lk.EngineV4, echoPort),
+		netip.AddrPortFrom(lk.PeerV4()[0], echoPort), []byte("nowhere")))
+	if _, err := p.Transmit(d); !errors.Is(err, unix.ENXIO) {
+		t.Errorf("Transmit after the device went away: %v, want ENXIO", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close after the device went away: %v", err)
+	}
 }
