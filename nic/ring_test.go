@@ -255,3 +255,36 @@ func TestPortRingsAgainstFakeKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSteadyStateAllocatesNothing: a receive, echo, allocate and transmit
+// round against the simulated kernel allocates no memory.
+func TestSteadyStateAllocatesNothing(t *testing.T) {
+	p, k := newFakePort(t, 256, 64, 0)
+	descs := make([]Desc, 32)
+	round := func() {
+		k.receive(p.umem, 32, 60)
+		n, err := p.Receive(descs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range descs[:n] {
+			f := p.Frame(descs[i])
+			f[0], f[len(f)-1] = 0xee, 0xee
+		}
+		sent, _ := p.Transmit(descs[:n])
+		p.Release(descs[sent:n])
+		m := p.Alloc(descs[:8])
+		for i := range descs[:m] {
+			f := p.Frame(descs[i])[:64]
+			f[0], f[63] = 0xee, 0xee
+			descs[i].Len = 64
+		}
+		sent, _ = p.Transmit(descs[:m])
+		p.Release(descs[sent:m])
+		k.transmit(t, p.umem)
+	}
+	round() // warm the caches
+	if a := testing.AllocsPerRun(200, round); a != 0 {
+		t.Fatalf("%v allocations per round, want 0", a)
+	}
+}
