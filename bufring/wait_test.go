@@ -232,3 +232,50 @@ func TestWaitFedFromBusyCache(t *testing.T) {
 		}
 	})
 }
+
+// TestWaitTimeoutRace runs waiters whose deadlines expire at the same fake
+// instants as releases happen, many rounds over, so that timeouts, hand-offs
+// and pass-ons collide; afterwards nobody waits and every frame is accounted
+// for.
+func TestWaitTimeoutRace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPool(t, FrameConfig{Frames: 4, FrameSize: 2048, CacheSize: 1})
+		holder := p.NewCache("holder")
+		held := drain(t, p, holder)
+		const waiters, rounds = 6, 100
+		results := make(chan int, waiters)
+		for w := range waiters {
+			c := p.NewCache("waiter")
+			go func() {
+				got := 0
+				for r := range rounds {
+					// Deadlines of 1..3 ticks against releases every tick.
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+(r+w)%3)*time.Millisecond)
+					a, err := c.Wait(ctx, Class((r+w)%int(numClasses)))
+					cancel()
+					if err == nil {
+						got++
+						time.Sleep(time.Millisecond)
+						c.Put(a)
+						c.Flush()
+					}
+				}
+				results <- got
+			}()
+		}
+		for _, a := range held { // release one frame per tick
+			time.Sleep(time.Millisecond)
+			holder.Put(a)
+		}
+		total := 0
+		for range waiters {
+			total += <-results
+		}
+		s := p.Stats()
+		if s.Waiting != 0 || s.InUse != 0 || total == 0 {
+			t.Fatalf("after %d successful waits: %+v", total, s)
+		}
+		checkConservation(t, p)
+		t.Logf("waits %d, failed %d, handoffs %d, passed on %d", s.Waits, s.WaitFailures, s.Handoffs, s.PassedOn)
+	})
+}
