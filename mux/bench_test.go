@@ -340,4 +340,3 @@ func BenchmarkQUICBulk(b *testing.B) {
 		})
 	}
 }
-

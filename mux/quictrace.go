@@ -2,6 +2,7 @@ package mux
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -140,6 +141,12 @@ func (c *QUICConn) Ping(ctx context.Context) error {
 	}
 	if err != nil {
 		c.dropPing(p)
+		var serr *quic.StreamError
+		if errors.As(err, &serr) && serr.Remote || errors.As(context.Cause(s.Context()), &serr) && serr.Remote {
+			// The peer read the stream type and stopped the stream
+			// (STOP_SENDING): it answered, so it is alive.
+			return nil
+		}
 		return fmt.Errorf("mux: ping: %w", err)
 	}
 	select {
