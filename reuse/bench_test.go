@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,6 +71,7 @@ func BenchmarkAttachDetachHit(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := cpuTime()
 			for b.Loop() {
 				l, err := attach(ctx, s)
 				if err != nil {
@@ -78,6 +80,7 @@ func BenchmarkAttachDetachHit(b *testing.B) {
 				l.Done(nil)
 			}
 			b.StopTimer()
+			reportCPU(b, cpu0)
 			if st := pool.Stats(); st.Dials != 1 {
 				b.Fatalf("%d dials", st.Dials)
 			}
@@ -89,6 +92,7 @@ func BenchmarkAttachDetachHit(b *testing.B) {
 		ctx := context.Background()
 		b.ReportAllocs()
 		b.ResetTimer()
+		cpu0 := cpuTime()
 		for b.Loop() {
 			_, st, err := bp.get(ctx, addr)
 			if err != nil {
@@ -96,6 +100,8 @@ func BenchmarkAttachDetachHit(b *testing.B) {
 			}
 			st.Close()
 		}
+		b.StopTimer()
+		reportCPU(b, cpu0)
 	})
 }
 
@@ -224,6 +230,20 @@ func benchReuse(b *testing.B, pol reuse.Policy, retryable bool) {
 			f.l.Done(nil)
 		}
 	}
+}
+
+// cpuTime is the process's user+system CPU time: on a machine shared with
+// other work it is steadier than wall time per op.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
 
 // poisson draws a Poisson(mean) count (Knuth's method; mean is small).

@@ -48,4 +48,3 @@ func (l *plist) remove(p *pconn) {
 }
 
 func (l *plist) next(p *pconn) *pconn { return p.links[l.slot].next }
-func (l *plist) prev(p *pconn) *pconn { return p.links[l.slot].prev }

@@ -59,12 +59,6 @@ func (e *env) dial(ctx context.Context, p reuse.Params) (mux.Conn, error) {
 	return c, nil
 }
 
-func (e *env) ndials() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.conns)
-}
-
 func (e *env) conn(i int) *muxtest.Conn {
 	e.mu.Lock()
 	defer e.mu.Unlock()
