@@ -264,8 +264,12 @@ func (c *ByteCache) Housekeep() {
 
 // Get returns a buffer of length n whose capacity is the smallest size class
 // holding n. A request above the largest class gets a fresh exact-size
-// allocation, which Put will not pool.
+// allocation, which Put will not pool. Like make, Get panics if n is
+// negative.
 func (c *ByteCache) Get(n int) []byte {
+	if n < 0 {
+		panic("bufring: ByteCache.Get with negative length")
+	}
 	c.Housekeep()
 	i := c.gen.class(n)
 	if i < 0 {
