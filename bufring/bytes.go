@@ -210,8 +210,8 @@ func (s *byteCacheStats) load() byteCounters {
 	}
 }
 
-// ByteCache is a per-worker front of a BytePool, owned by one goroutine.
-// Buffers may be released through any cache of the pool.
+// ByteCache is a per-worker front of a BytePool. Like Cache it is not safe
+// for concurrent use; buffers may be released through any cache of the pool.
 type ByteCache struct {
 	p      *BytePool
 	owner  string

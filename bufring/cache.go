@@ -2,8 +2,9 @@ package bufring
 
 // Cache is a per-worker front of a FramePool: Get and Put are served from a
 // local stack and only every Batch frames touch the shared ring. A Cache is
-// owned by one goroutine; only Stats of its pool may run concurrently with its
-// methods. Frames are not tied to a cache: a frame got from one Cache may be
+// not safe for concurrent use: give each worker goroutine its own (or guard
+// it with the owner's lock); only Stats of its pool may run concurrently with
+// its methods. Frames are not tied to a cache: a frame got from one Cache may be
 // released through any other Cache of the same pool, on any goroutine
 // (cross-worker transfer).
 type Cache struct {
