@@ -486,20 +486,36 @@ func (p *Port) Wait(timeout time.Duration) (bool, error) {
 	}
 	p.ctr.pollSleeps.Add(1)
 	fds := [2]unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}, {Fd: int32(p.wakeFD), Events: unix.POLLIN}}
-	var ts *unix.Timespec
-	if timeout >= 0 {
-		t := unix.NsecToTimespec(timeout.Nanoseconds())
-		ts = &t
-	}
 	for {
-		_, err := unix.Ppoll(fds[:], ts, nil)
+		// An unbound socket (its device went away) never polls ready, so
+		// an unbounded wait sleeps in slices and looks at the socket's
+		// pending error between them, off the hot path.
+		slice := timeout
+		if timeout < 0 || timeout > deviceCheck {
+			slice = deviceCheck
+		}
+		t := unix.NsecToTimespec(slice.Nanoseconds())
+		n, err := unix.Ppoll(fds[:], &t, nil)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return false, fmt.Errorf("nic: poll: %w", err)
 		}
-		break
+		if n > 0 {
+			break
+		}
+		if errno, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && errno != 0 {
+			return false, p.errnoError(unix.Errno(errno))
+		}
+		if timeout >= 0 {
+			if timeout -= slice; timeout <= 0 {
+				return p.rxReady(), nil
+			}
+		}
+		if p.closed.Load() {
+			return false, ErrClosed
+		}
 	}
 	if fds[1].Revents&unix.POLLIN != 0 {
 		var buf [8]byte
@@ -508,16 +524,12 @@ func (p *Port) Wait(timeout time.Duration) (bool, error) {
 	if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
 		return false, p.socketError()
 	}
-	if fds[0].Revents == 0 && fds[1].Revents == 0 {
-		// A timeout. An unbound socket (its device went away) never
-		// polls ready, so look at its pending error here, off the hot
-		// path.
-		if errno, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && errno != 0 {
-			return false, p.errnoError(unix.Errno(errno))
-		}
-	}
 	return fds[0].Revents&unix.POLLIN != 0 || p.rxReady(), nil
 }
+
+// deviceCheck bounds how long Wait sleeps before it checks whether the
+// socket's device went away.
+const deviceCheck = time.Second
 
 // rxReady reports whether the RX ring holds descriptors. It reads only the
 // shared words, so it needs no lock.
