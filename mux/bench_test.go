@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,13 +50,20 @@ func kernelSide(b *testing.B, plain bool) benchSide {
 	return benchSide{cli: cli, srv: srv}
 }
 
+// netstackSide gives the client a connected socket wrapped by
+// ConnectedPacketConn (the path the engine uses), the server a listening one.
 func netstackSide(b *testing.B) benchSide {
 	a, bs := stacktest.Pair(b)
-	cli, err := a.ListenUDP(netip.AddrPortFrom(stacktest.AddrA4, 0))
+	dst := netip.AddrPortFrom(stacktest.AddrB4, 4433)
+	srv, err := bs.ListenUDP(dst)
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := bs.ListenUDP(netip.AddrPortFrom(stacktest.AddrB4, 4433))
+	c, err := a.DialUDP(netip.AddrPortFrom(stacktest.AddrA4, 0), dst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cli, err := ConnectedPacketConn(c)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -222,14 +230,37 @@ func request(ctx context.Context, c benchConn, payload []byte) error {
 	return s.Close()
 }
 
-func reportRatio(b *testing.B, impl, metric string, v float64) {
+// cpuTime is the CPU time the process used so far, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure runs fn and reports ops/elapsed as metric and the CPU time per op
+// (client and server together: both run in this process). Against the
+// baseline run earlier in the same process it reports ratio (throughput,
+// higher is better) and cpu-ratio (baseline CPU per op over this CPU per
+// op, higher is better). On a shared machine cpu-ns/op is the steadier
+// figure: CPU time does not grow when other processes take the cores.
+func measure(b *testing.B, impl, metric string, ops float64, fn func()) {
+	b.ResetTimer()
+	cpu0, start := cpuTime(), time.Now()
+	fn()
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+	v := ops / elapsed.Seconds()
+	cpuPerOp := float64(cpu.Nanoseconds()) / float64(b.N)
 	b.ReportMetric(v, metric)
+	b.ReportMetric(cpuPerOp, "cpu-ns/op")
 	key := b.Name()
 	key = key[:len(key)-len(impl)]
 	if impl == "baseline" {
-		benchBaseline.Store(key, v)
+		benchBaseline.Store(key, [2]float64{v, cpuPerOp})
 	} else if base, ok := benchBaseline.Load(key); ok {
-		b.ReportMetric(v/base.(float64), "ratio")
+		bv := base.([2]float64)
+		b.ReportMetric(v/bv[0], "ratio")
+		b.ReportMetric(bv[1]/cpuPerOp, "cpu-ratio")
 	}
 }
 
@@ -252,22 +283,21 @@ func BenchmarkQUICStreams(b *testing.B) {
 			}
 			defer c.close()
 			const parallel = 64
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			var failed sync.Once
-			for w := range parallel {
-				wg.Go(func() {
-					for i := w; i < b.N; i += parallel {
-						if err := request(ctx, c, []byte{'q'}); err != nil {
-							failed.Do(func() { b.Error(err) })
-							return
+			measure(b, impl.name, "streams/s", float64(b.N), func() {
+				var wg sync.WaitGroup
+				var failed sync.Once
+				for w := range parallel {
+					wg.Go(func() {
+						for i := w; i < b.N; i += parallel {
+							if err := request(ctx, c, []byte{'q'}); err != nil {
+								failed.Do(func() { b.Error(err) })
+								return
+							}
 						}
-					}
-				})
-			}
-			wg.Wait()
-			reportRatio(b, impl.name, "streams/s", float64(b.N)/time.Since(start).Seconds())
+					})
+				}
+				wg.Wait()
+			})
 		})
 	}
 }
@@ -280,27 +310,26 @@ func BenchmarkQUICHandshakes(b *testing.B) {
 			env := newBenchEnv(b, impl.side(b))
 			ctx := benchCtx(b)
 			const parallel = 4
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			var failed sync.Once
-			for w := range parallel {
-				wg.Go(func() {
-					for i := w; i < b.N; i += parallel {
-						c, err := env.dial(ctx)
-						if err == nil {
-							err = request(ctx, c, []byte{'q'})
-							c.close()
+			measure(b, impl.name, "handshakes/s", float64(b.N), func() {
+				var wg sync.WaitGroup
+				var failed sync.Once
+				for w := range parallel {
+					wg.Go(func() {
+						for i := w; i < b.N; i += parallel {
+							c, err := env.dial(ctx)
+							if err == nil {
+								err = request(ctx, c, []byte{'q'})
+								c.close()
+							}
+							if err != nil {
+								failed.Do(func() { b.Error(err) })
+								return
+							}
 						}
-						if err != nil {
-							failed.Do(func() { b.Error(err) })
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			reportRatio(b, impl.name, "handshakes/s", float64(b.N)/time.Since(start).Seconds())
+					})
+				}
+				wg.Wait()
+			})
 		})
 	}
 }
@@ -319,24 +348,23 @@ func BenchmarkQUICBulk(b *testing.B) {
 			defer c.close()
 			buf := make([]byte, chunk)
 			b.SetBytes(chunk)
-			b.ResetTimer()
-			start := time.Now()
-			s, err := c.open(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for range b.N {
-				if _, err := s.Write(buf); err != nil {
+			measure(b, impl.name, "Gbit/s", float64(b.N)*chunk*8/1e9, func() {
+				s, err := c.open(ctx)
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			s.CloseWrite()
-			var resp [1]byte
-			if _, err := io.ReadFull(s, resp[:]); err != nil {
-				b.Fatal(err)
-			}
-			s.Close()
-			reportRatio(b, impl.name, "Gbit/s", float64(b.N)*chunk*8/1e9/time.Since(start).Seconds())
+				for range b.N {
+					if _, err := s.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				s.CloseWrite()
+				var resp [1]byte
+				if _, err := io.ReadFull(s, resp[:]); err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+			})
 		})
 	}
 }
