@@ -3,42 +3,44 @@ package bufring
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// baseline remembers the cost per op of the baseline sub-benchmarks of one
-// run (per GOMAXPROCS, for -cpu lists) so that the bufring sub-benchmark can
-// report its speed-up against them.
-type baseline map[string]float64
+// baseline collects the costs measured by the baseline sub-benchmarks of one
+// process (keyed by GOMAXPROCS too, for -cpu lists) so that the bufring
+// sub-benchmark can report its speed-up against them. Every sub-benchmark
+// uses b.Loop, so its body runs once per -count repetition and each
+// repetition adds one figure; report compares against their median, so one
+// disturbed baseline repetition does not skew every ratio.
+type baseline map[string][]float64
 
-func (bl baseline) key(name string) string {
-	return fmt.Sprintf("%s/%d", name, runtime.GOMAXPROCS(0))
+func (bl baseline) key(name, unit string) string {
+	return fmt.Sprintf("%s/%s/%d", name, unit, runtime.GOMAXPROCS(0))
 }
 
-func (bl baseline) record(b *testing.B, name string, cpu time.Duration) {
-	bl[bl.key(name)] = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-	if cpu > 0 {
-		bl[bl.key(name)+"/cpu"] = float64(cpu.Nanoseconds()) / float64(b.N)
+// record adds a baseline cost (lower is better) in unit.
+func (bl baseline) record(name, unit string, cost float64) {
+	k := bl.key(name, unit)
+	bl[k] = append(bl[k], cost)
+}
+
+// report adds the metric "x-<name><suffix>": the median baseline cost in
+// unit divided by ours (above 1 means bufring is faster).
+func (bl baseline) report(b *testing.B, name, unit, suffix string, ours float64) {
+	base := slices.Clone(bl[bl.key(name, unit)])
+	if len(base) == 0 || ours <= 0 {
+		return
 	}
+	slices.Sort(base)
+	b.ReportMetric(base[len(base)/2]/ours, "x-"+name+suffix)
 }
 
-// report adds "x-<name>" metrics, baseline ns/op divided by ours (above 1
-// means bufring is faster), and with cpu > 0 also "x-<name>-cpu" from CPU
-// time, which is less disturbed by other processes on a shared machine.
-func (bl baseline) report(b *testing.B, cpu time.Duration, names ...string) {
-	ours := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-	for _, n := range names {
-		if base, ok := bl[bl.key(n)]; ok && ours > 0 {
-			b.ReportMetric(base/ours, "x-"+n)
-		}
-		if base, ok := bl[bl.key(n)+"/cpu"]; ok && cpu > 0 {
-			b.ReportMetric(base/(float64(cpu.Nanoseconds())/float64(b.N)), "x-"+n+"-cpu")
-		}
-	}
-}
+func nsPerOp(b *testing.B) float64 { return float64(b.Elapsed().Nanoseconds()) / float64(b.N) }
 
 // cpuTime returns the CPU time the process has used so far.
 func cpuTime() time.Duration {
@@ -64,7 +66,7 @@ func BenchmarkCachePair(b *testing.B) {
 			f := pool.Get().(*frameBuf)
 			pool.Put(f)
 		}
-		bl.record(b, "syncpool", 0)
+		bl.record("syncpool", "ns/op", nsPerOp(b))
 	})
 	b.Run("impl=chanpool", func(b *testing.B) {
 		ch := make(chan uint64, 4096)
@@ -75,7 +77,7 @@ func BenchmarkCachePair(b *testing.B) {
 		for b.Loop() {
 			ch <- <-ch
 		}
-		bl.record(b, "chanpool", 0)
+		bl.record("chanpool", "ns/op", nsPerOp(b))
 	})
 	b.Run("impl=bufring", func(b *testing.B) {
 		p, err := NewFramePool(FrameConfig{Frames: 4096, FrameSize: 2048})
@@ -91,46 +93,60 @@ func BenchmarkCachePair(b *testing.B) {
 			}
 			c.Put(a)
 		}
-		bl.report(b, 0, "syncpool", "chanpool")
+		bl.report(b, "syncpool", "ns/op", "", nsPerOp(b))
+		bl.report(b, "chanpool", "ns/op", "", nsPerOp(b))
 	})
 }
 
 // BenchmarkSharedRingContended has two goroutines each take a batch of 32
-// frames from the shared pool and give them back, as two workers refilling
-// and flushing their caches do. One op is one batch taken and returned by one
-// goroutine (64 frame moves). The baseline is a buffered channel of frames.
+// frames from a shared pool of 4096 and give them back, as two workers
+// refilling and flushing their caches do. The baseline moves the same frames
+// through a buffered channel one by one. The benchmark goroutine runs the
+// b.Loop and a second goroutine cycles alongside until it ends, so ns/op is
+// per batch of one goroutine; frames/s (frames taken and returned per second
+// by both) and cpu-ns/frame (process CPU time per frame, less disturbed by
+// other processes than wall time) are the figures to compare.
 func BenchmarkSharedRingContended(b *testing.B) {
-	const frames, batch, workers = 4096, 32, 2
+	const frames, batch = 4096, 32
 	bl := baseline{}
-	var cpu time.Duration // CPU time of the last run
-	run := func(b *testing.B, cycle func(buf []uint64)) {
+	run := func(b *testing.B, cycle func(buf []uint64)) (perSec, cpuPerFrame float64) {
 		b.ReportAllocs()
+		var stop atomic.Bool
+		var helper atomic.Int64
 		var wg sync.WaitGroup
-		per := b.N / workers
-		b.ResetTimer()
-		start := cpuTime()
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				buf := make([]uint64, batch)
-				for range per {
-					cycle(buf)
-				}
-			}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]uint64, batch)
+			n := int64(0)
+			for !stop.Load() {
+				cycle(buf)
+				n++
+			}
+			helper.Store(n)
+		}()
+		buf := make([]uint64, batch)
+		start, cpu0 := time.Now(), cpuTime()
+		var n int64
+		for b.Loop() {
+			cycle(buf)
+			n++
 		}
+		stop.Store(true)
 		wg.Wait()
-		b.StopTimer()
-		cpu = cpuTime() - start
-		b.ReportMetric(float64(per*workers*batch)/b.Elapsed().Seconds(), "frames/s")
-		b.ReportMetric(float64(cpu.Nanoseconds())/float64(per*workers*batch), "cpu-ns/frame")
+		wall, cpu := time.Since(start), cpuTime()-cpu0
+		moved := float64((n + helper.Load()) * batch)
+		perSec, cpuPerFrame = moved/wall.Seconds(), float64(cpu.Nanoseconds())/moved
+		b.ReportMetric(perSec, "frames/s")
+		b.ReportMetric(cpuPerFrame, "cpu-ns/frame")
+		return perSec, cpuPerFrame
 	}
 	b.Run("impl=chanpool", func(b *testing.B) {
 		ch := make(chan uint64, frames)
 		for i := range frames {
 			ch <- uint64(i) * 2048
 		}
-		run(b, func(buf []uint64) {
+		perSec, cpu := run(b, func(buf []uint64) {
 			for i := range buf {
 				buf[i] = <-ch
 			}
@@ -138,14 +154,15 @@ func BenchmarkSharedRingContended(b *testing.B) {
 				ch <- a
 			}
 		})
-		bl.record(b, "chanpool", cpu)
+		bl.record("chanpool", "s/frame", 1/perSec)
+		bl.record("chanpool", "cpu-ns/frame", cpu)
 	})
 	b.Run("impl=bufring", func(b *testing.B) {
 		r, _ := NewRing(frames)
 		for i := range frames {
 			r.Push(uint64(i) * 2048)
 		}
-		run(b, func(buf []uint64) {
+		perSec, cpu := run(b, func(buf []uint64) {
 			n := 0
 			for n < len(buf) {
 				n += r.PopBatch(buf[n:])
@@ -154,7 +171,8 @@ func BenchmarkSharedRingContended(b *testing.B) {
 				k += r.PushBatch(buf[k:])
 			}
 		})
-		bl.report(b, cpu, "chanpool")
+		bl.report(b, "chanpool", "s/frame", "", 1/perSec)
+		bl.report(b, "chanpool", "cpu-ns/frame", "-cpu", cpu)
 	})
 }
 
@@ -171,7 +189,7 @@ func BenchmarkBytePair(b *testing.B) {
 			(*s)[0] = 1
 			pool.Put(s)
 		}
-		bl.record(b, "syncpool", 0)
+		bl.record("syncpool", "ns/op", nsPerOp(b))
 	})
 	b.Run("impl=bufring", func(b *testing.B) {
 		p, _ := NewBytePool(ByteConfig{})
@@ -183,6 +201,6 @@ func BenchmarkBytePair(b *testing.B) {
 			s[0] = 1
 			c.Put(s)
 		}
-		bl.report(b, 0, "syncpool")
+		bl.report(b, "syncpool", "ns/op", "", nsPerOp(b))
 	})
 }
