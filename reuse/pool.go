@@ -77,9 +77,11 @@ func (p *Pool) server(name string) *server {
 
 // Drain drains server gracefully: Attach refuses it with ErrServerDraining
 // from now on, its idle connections close, and its busy connections take no
-// new stream and shut down once their streams end. Drain returns when every
+// new stream and shut down once their streams end (mux.Conn.Shutdown, given
+// Config.ShutdownTimeout before it closes hard). Drain returns when every
 // connection it found is closed, or with ctx's error when ctx ends first
-// (the connections go on closing). Resume undoes it.
+// (the connections go on closing). Warm-up dials stop for the server.
+// Resume undoes it.
 func (p *Pool) Drain(ctx context.Context, server string) error {
 	srv := p.server(server)
 	srv.draining.Store(true)

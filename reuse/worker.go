@@ -392,7 +392,9 @@ func (w *Worker) placeAlive(p *pconn) {
 		}
 		return
 	}
-	p.full.Store(false)
+	if p.full.Load() {
+		p.full.Store(false)
+	}
 	if !p.shareable(cfg.MaxReuse) || ws.srv.draining.Load() || w.pool.closed.Load() {
 		w.release(p)
 		return
