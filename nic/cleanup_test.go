@@ -2,8 +2,10 @@ package nic
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -273,4 +275,70 @@ func TestPortHolderChild(t *testing.T) {
 	}
 	p.Close()
 	s.Close()
+}
+
+// retrySignal is a slog handler that reports the port's first bind retry.
+type retrySignal struct{ retried chan struct{} }
+
+func (r retrySignal) Enabled(context.Context, slog.Level) bool { return true }
+func (r retrySignal) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r retrySignal) WithGroup(string) slog.Handler            { return r }
+func (r retrySignal) Handle(_ context.Context, rec slog.Record) error {
+	if strings.Contains(rec.Message, "retrying bind") {
+		select {
+		case r.retried <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// TestBindRetriesWhileQueueBusy: a queue held by another socket makes Open
+// fail with EBUSY once its bounded retries run out, and an Open retrying
+// when the holder closes binds without error.
+func TestBindRetriesWhileQueueBusy(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	lk := l.ClientLink
+	open := func(cfg Config) (p *Port, err error) {
+		cfg.Ifindex, cfg.ZeroCopy = lk.Index, ZeroCopyOff
+		err = l.Engine.Do(func() (err error) {
+			p, err = Open(cfg)
+			return err
+		})
+		return p, err
+	}
+	holder, err := open(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := open(Config{BindRetry: 20 * time.Millisecond}); !errors.Is(err, unix.EBUSY) {
+		if p != nil {
+			p.Close()
+		}
+		holder.Close()
+		t.Fatalf("Open on a held queue: %v, want EBUSY", err)
+	}
+
+	sig := retrySignal{make(chan struct{}, 1)}
+	type result struct {
+		p   *Port
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		p, err := open(Config{BindRetry: time.Minute, Logger: slog.New(sig)})
+		res <- result{p, err}
+	}()
+	<-sig.retried // the second Open found the queue busy and is retrying
+	if err := holder.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("Open retrying while the holder closed: %v", r.err)
+	}
+	defer r.p.Close()
+	if st, _ := r.p.Stats(); st.BindRetries == 0 {
+		t.Error("BindRetries not counted")
+	}
 }

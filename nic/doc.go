@@ -38,9 +38,10 @@
 // (need_wakeup, copy, zero-copy) are a package-level variable. Two defects
 // decide against even using its NewSocket for setup: it never unmaps the four
 // ring mappings, so a closed socket is never released (it keeps its queue
-// busy and its UMEM pinned until the process exits), and when bind fails,
-// as a zero-copy attempt on veth does, the half-built socket leaks the same
-// way with no handle left to free it. Package nic therefore performs the
+// busy and its UMEM pinned until the process exits; on the lab, binding the
+// queue again after its Close still failed with EBUSY after a second of
+// retries), and when bind fails, as a zero-copy attempt on veth does, the
+// half-built socket leaks the same way with no handle left to free it. Package nic therefore performs the
 // same setsockopt/mmap/bind sequence itself (socket_unsafe.go), tearing every
 // failed attempt down, which is what makes zero-copy fallback and the bounded
 // EBUSY retry after a re-bind safe.
@@ -48,6 +49,11 @@
 // Modes: on veth AF_XDP runs in copy mode. ZeroCopyAuto tries zero-copy
 // and falls back to copy with the reason logged and counted; ZeroCopyForce
 // fails with an error wrapping ErrNotSupported where the driver has none.
+//
+// Copy mode transmits from sendto, at most a budget of frames per call
+// (32 by default); Open raises the budget to the TX ring size
+// (XDP_MAX_TX_SKB_BUDGET, kernel 6.17 and later) so one kick sends a batch,
+// and Transmit kicks again while the kernel answers EAGAIN and progresses.
 //
 // Statistics: Stats combines the port's own counters with the kernel's
 // XDP_STATISTICS (rx_dropped, rx_ring_full, rx_fill_ring_empty_descs, invalid
