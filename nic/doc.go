@@ -52,8 +52,9 @@
 //
 // Copy mode transmits from sendto, at most a budget of frames per call
 // (32 by default); Open raises the budget to the TX ring size
-// (XDP_MAX_TX_SKB_BUDGET, kernel 6.17 and later) so one kick sends a batch,
-// and Transmit kicks again while the kernel answers EAGAIN and progresses.
+// (XDP_MAX_TX_SKB_BUDGET, where the kernel has it: 6.18 here) so one kick
+// sends a batch, and Transmit kicks again while the kernel answers EAGAIN
+// and makes progress.
 //
 // Statistics: Stats combines the port's own counters with the kernel's
 // XDP_STATISTICS (rx_dropped, rx_ring_full, rx_fill_ring_empty_descs, invalid

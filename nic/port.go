@@ -112,8 +112,8 @@ func Open(cfg Config) (_ *Port, err error) {
 	p.fd = p.sock.fd
 	p.fill, p.rx, p.tx, p.comp = &p.sock.fill, &p.sock.rx, &p.sock.tx, &p.sock.comp
 	// In copy mode each sendto transmits at most a small budget (32 by
-	// default) and returns EAGAIN; let one kick take a whole TX ring. Kernels
-	// before 6.17 lack the option, which only costs extra kicks.
+	// default) and returns EAGAIN; let one kick take a whole TX ring. Older
+	// kernels lack the option, which only costs extra kicks.
 	_ = unix.SetsockoptInt(p.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, cfg.TXSize)
 
 	p.wakeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
