@@ -499,6 +499,20 @@ func TestDialError(t *testing.T) {
 	e.check()
 }
 
+func TestDialerReturningNothing(t *testing.T) {
+	pool, err := reuse.New(reuse.Config{Dial: func(context.Context, reuse.Params) (mux.Conn, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Worker(0).Attach(context.Background(), params("s1"), nil); err == nil {
+		t.Fatal("no error from a dialer that returned nothing")
+	}
+	if err := reuse.Check(pool.Worker(0)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestStaleDoneIgnored(t *testing.T) {
 	e := newEnv(t, reuse.Config{Policy: reuse.PolicyAlways})
 	l := e.attach(0, params("s1"), nil)

@@ -103,6 +103,9 @@ func (w *Worker) warmLocked(ws *wserver) {
 
 func (w *Worker) warmDial(b *bucket) {
 	c, err := w.pool.cfg.Dial(w.pool.ctx, b.params)
+	if err == nil && c == nil {
+		err = errNoConn
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ws := b.ws

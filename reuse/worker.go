@@ -127,6 +127,9 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 	w.mu.Unlock()
 
 	c, err := cfg.Dial(ctx, b.params)
+	if err == nil && c == nil {
+		err = errNoConn
+	}
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
