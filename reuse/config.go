@@ -206,7 +206,7 @@ var (
 	// ErrForeignSession is returned when a Session is used on a worker other
 	// than the one that created it.
 	ErrForeignSession = errors.New("reuse: session belongs to another worker")
-	errNoConn = errors.New("reuse: dialer returned neither a connection nor an error")
+	errNoConn         = errors.New("reuse: dialer returned neither a connection nor an error")
 	// ErrNoSession is returned by Lease.MakePrivate on a lease attached
 	// without a session.
 	ErrNoSession = errors.New("reuse: no session to tie the connection to")
