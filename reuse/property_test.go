@@ -30,7 +30,8 @@ type mleaser struct {
 }
 
 // TestPropertyRandomOps drives random sequences of attach, detach, credit,
-// death, private marking, session close, drain, purge and takeover against a
+// death, retry, private marking, session close, drain, purge and takeover
+// (half the seeds with a 1-bit hash, so buckets collide) against a
 // pool with small limits, and checks after every step that it never hands
 // out a dead, full or wrong connection, never shares a private one, keeps
 // its limits and internal invariants, and leaks nothing at the end.
@@ -86,6 +87,9 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pool.Close() }) // ends background shutdowns if a check fails
+	if seed%2 == 1 {
+		reuse.SetHash(pool, func(p *reuse.Params) uint64 { return p.Hash() & 1 }) // collisions galore
+	}
 	ps := []reuse.Params{*params("a"), *params("a"), *params("b")}
 	ps[1].SNI = "other.example"
 	sessions := make([][]*reuse.Session, cfg.Workers)
@@ -177,6 +181,36 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			}
 			m.leases[i].l.Done(err)
 			m.leases = append(m.leases[:i], m.leases[i+1:]...)
+		case r < 67 && len(m.leases) > 0: // retry a request that failed before any response byte
+			i := rng.IntN(len(m.leases))
+			op = "retry"
+			ml := m.leases[i]
+			m.leases = append(m.leases[:i], m.leases[i+1:]...)
+			mu.Lock()
+			p := m.params[ml.l.Conn()]
+			mu.Unlock()
+			l, err := pool.Worker(ml.w).Retry(canceled, ml.l, errReset)
+			switch {
+			case !ml.l.Reused():
+				if !errors.Is(err, reuse.ErrNotRetryable) {
+					t.Fatalf("step %d: retry of a fresh connection's request: %v", step, err)
+				}
+			case errors.Is(err, reuse.ErrServerDraining) && m.draining[p.Server]:
+			case errors.Is(err, reuse.ErrTooManyConns) && cfg.MaxConnsPerServer > 0:
+			case err != nil:
+				t.Fatalf("step %d: retry: %v", step, err)
+			default:
+				mu.Lock()
+				dialed := m.params[l.Conn()]
+				mu.Unlock()
+				if l.Reused() || dialed != p {
+					t.Fatalf("step %d: retry not on a fresh connection for the same params", step)
+				}
+				if cfg.Policy == reuse.PolicyNever && ml.sess != nil {
+					m.private[l.Conn()] = ml.sess
+				}
+				m.leases = append(m.leases, mleaser{l, ml.w, ml.sess})
+			}
 		case r < 70 && len(m.leases) > 0: // mark private
 			i := rng.IntN(len(m.leases))
 			op = "private"
