@@ -71,6 +71,13 @@
 // out a connection, and an OpenStream that still fails (the connection died
 // in between) makes Attach try the next candidate.
 //
+// Attach calls mux.Conn.OpenStream with the worker's mutex held, after it saw
+// AvailStreams > 0 under that mutex; since every opener of a pooled
+// connection holds its owner's mutex, that credit is still there and
+// OpenStream returns without waiting (the mux.Conn contract). Graceful closes
+// (Shutdown) run on their own goroutines and hard closes (Pool.Close) outside
+// the workers' mutexes, so no mux wait happens under a pool lock.
+//
 // The per-server draining flag is an atomic shared by all workers, read on
 // Attach and detach. Pool-wide rare counters (stale Done calls, probe
 // failures) are atomics.

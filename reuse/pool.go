@@ -124,14 +124,30 @@ func (p *Pool) Close() error {
 		return nil
 	}
 	p.cancel()
+	// Close outside the workers' locks: a mux's Close may wait for its
+	// connection's goroutines. New connections cannot appear (closed is set
+	// and dials in flight check it), and the deaths come back through the
+	// watchers; the place calls below release what is unleased.
+	var conns []mux.Conn
+	for _, w := range p.workers {
+		w.mu.Lock()
+		for _, ws := range w.servers {
+			for pc := ws.all.head; pc != nil; pc = ws.all.next(pc) {
+				pc.retired = true
+				conns = append(conns, pc.c)
+			}
+		}
+		w.mu.Unlock()
+	}
+	for _, c := range conns {
+		c.Close()
+	}
 	for _, w := range p.workers {
 		w.mu.Lock()
 		w.drainInboxLocked()
 		for _, ws := range w.servers {
 			for pc := ws.all.head; pc != nil; {
 				next := ws.all.next(pc)
-				pc.retired = true
-				pc.c.Close()
 				w.place(pc)
 				pc = next
 			}
