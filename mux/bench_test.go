@@ -39,7 +39,9 @@ type plainPacketConn struct{ net.PacketConn }
 
 type benchSide struct {
 	cli, srv net.PacketConn
-	useMux   bool
+	// useMux runs the client on mux.QUICConn, else on bare quic-go;
+	// rawServer keeps the server on bare quic-go even with useMux.
+	useMux, rawServer bool
 }
 
 func kernelSide(b *testing.B, plain bool) benchSide {
@@ -70,10 +72,12 @@ func netstackSide(b *testing.B) benchSide {
 	return benchSide{cli: cli, srv: srv}
 }
 
-var benchImpls = []struct {
+type benchImpl struct {
 	name string
 	side func(b *testing.B) benchSide
-}{
+}
+
+var benchImpls = []benchImpl{
 	{"baseline", func(b *testing.B) benchSide { return kernelSide(b, false) }},
 	{"xdpnet", func(b *testing.B) benchSide { s := netstackSide(b); s.useMux = true; return s }},
 	{"mux-kernel", func(b *testing.B) benchSide { s := kernelSide(b, false); s.useMux = true; return s }},
@@ -112,6 +116,18 @@ func (c rawConn) close() { c.c.CloseWithError(0, "") }
 
 type muxConn struct{ c *QUICConn }
 
+// lossRate is the share of packets the client's connection declared lost.
+func lossRate(c benchConn) float64 {
+	var st quic.ConnectionStats
+	switch c := c.(type) {
+	case rawConn:
+		st = c.c.ConnectionStats()
+	case muxConn:
+		st = c.c.QUIC().ConnectionStats()
+	}
+	return float64(st.PacketsLost) / float64(max(st.PacketsSent, 1))
+}
+
 func (c muxConn) open(ctx context.Context) (benchStream, error) { return c.c.OpenStream(ctx) }
 func (c muxConn) close()                                        { c.c.Close() }
 
@@ -137,7 +153,9 @@ func newBenchEnv(b *testing.B, side benchSide) *benchEnv {
 	raddr := side.srv.LocalAddr()
 	var wg sync.WaitGroup
 	b.Cleanup(wg.Wait)
-	if side.useMux {
+	qconf := benchQUICConfig.quicConfig()
+	qconf.Tracer = nil
+	if side.useMux && !side.rawServer {
 		ln, err := ListenQUIC(side.srv, srvTLS, benchQUICConfig)
 		if err != nil {
 			b.Fatal(err)
@@ -160,6 +178,32 @@ func newBenchEnv(b *testing.B, side benchSide) *benchEnv {
 				})
 			}
 		})
+	} else {
+		str := &quic.Transport{Conn: side.srv}
+		ln, err := str.Listen(srvTLS, qconf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { ln.Close(); str.Close(); side.srv.Close() })
+		wg.Go(func() {
+			for {
+				c, err := ln.Accept(context.Background())
+				if err != nil {
+					return
+				}
+				wg.Go(func() {
+					for {
+						s, err := c.AcceptStream(context.Background())
+						if err != nil {
+							return
+						}
+						go serveBench(rawStream{s})
+					}
+				})
+			}
+		})
+	}
+	if side.useMux {
 		tr := NewQUICTransport(side.cli, benchQUICConfig)
 		b.Cleanup(func() { tr.Close() })
 		return &benchEnv{dial: func(ctx context.Context) (benchConn, error) {
@@ -170,31 +214,6 @@ func newBenchEnv(b *testing.B, side benchSide) *benchEnv {
 			return muxConn{c}, nil
 		}}
 	}
-	qconf := benchQUICConfig.quicConfig()
-	qconf.Tracer = nil
-	str := &quic.Transport{Conn: side.srv}
-	ln, err := str.Listen(srvTLS, qconf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close(); str.Close(); side.srv.Close() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				for {
-					s, err := c.AcceptStream(context.Background())
-					if err != nil {
-						return
-					}
-					go serveBench(rawStream{s})
-				}
-			})
-		}
-	})
 	ctr := &quic.Transport{Conn: side.cli}
 	b.Cleanup(func() { ctr.Close(); side.cli.Close() })
 	return &benchEnv{dial: func(ctx context.Context) (benchConn, error) {
@@ -272,8 +291,10 @@ func benchCtx(b *testing.B) context.Context {
 
 // BenchmarkQUICStreams: 1-byte request and response, 64 streams in
 // parallel, on one reused connection.
-func BenchmarkQUICStreams(b *testing.B) {
-	for _, impl := range benchImpls {
+func BenchmarkQUICStreams(b *testing.B) { benchStreams(b, benchImpls) }
+
+func benchStreams(b *testing.B, impls []benchImpl) {
+	for _, impl := range impls {
 		b.Run("impl="+impl.name, func(b *testing.B) {
 			env := newBenchEnv(b, impl.side(b))
 			ctx := benchCtx(b)
@@ -304,8 +325,10 @@ func BenchmarkQUICStreams(b *testing.B) {
 
 // BenchmarkQUICHandshakes: a new connection per iteration (handshake and
 // one request), 4 in parallel.
-func BenchmarkQUICHandshakes(b *testing.B) {
-	for _, impl := range benchImpls {
+func BenchmarkQUICHandshakes(b *testing.B) { benchHandshakes(b, benchImpls) }
+
+func benchHandshakes(b *testing.B, impls []benchImpl) {
+	for _, impl := range impls {
 		b.Run("impl="+impl.name, func(b *testing.B) {
 			env := newBenchEnv(b, impl.side(b))
 			ctx := benchCtx(b)
@@ -335,9 +358,11 @@ func BenchmarkQUICHandshakes(b *testing.B) {
 }
 
 // BenchmarkQUICBulk: one stream carries b.N chunks of 64 KiB.
-func BenchmarkQUICBulk(b *testing.B) {
+func BenchmarkQUICBulk(b *testing.B) { benchBulk(b, benchImpls) }
+
+func benchBulk(b *testing.B, impls []benchImpl) {
 	const chunk = 64 << 10
-	for _, impl := range benchImpls {
+	for _, impl := range impls {
 		b.Run("impl="+impl.name, func(b *testing.B) {
 			env := newBenchEnv(b, impl.side(b))
 			ctx := benchCtx(b)
@@ -365,6 +390,7 @@ func BenchmarkQUICBulk(b *testing.B) {
 				}
 				s.Close()
 			})
+			b.ReportMetric(lossRate(c), "lost/sent")
 		})
 	}
 }

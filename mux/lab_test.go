@@ -195,3 +195,34 @@ func TestLabLinkDown(t *testing.T) {
 		t.Fatalf("after link down: %v", err)
 	}
 }
+
+// labImpls are the lab benchmarks' two clients of one quic-go server on the
+// backend namespace's kernel UDP, over the same veth: quic-go on the engine
+// namespace's kernel UDP (baseline) and mux on the engine netstack over
+// AF_XDP (xdpnet).
+func labImpls(b *testing.B) []benchImpl {
+	e := newLabEnv(b)
+	return []benchImpl{
+		{"baseline", func(b *testing.B) benchSide {
+			return benchSide{cli: e.kernelEnginePacket(b), srv: e.backendPacket(b)}
+		}},
+		{"xdpnet", func(b *testing.B) benchSide {
+			srv := e.backendPacket(b)
+			c, err := e.s.DialUDP(netip.AddrPortFrom(e.engine, 0), netip.MustParseAddrPort(srv.LocalAddr().String()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			cli, err := ConnectedPacketConn(c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return benchSide{cli: cli, srv: srv, useMux: true, rawServer: true}
+		}},
+	}
+}
+
+// BenchmarkLabQUICStreams and its siblings are BenchmarkQUICStreams and
+// siblings over the lab (root only).
+func BenchmarkLabQUICStreams(b *testing.B)    { benchStreams(b, labImpls(b)) }
+func BenchmarkLabQUICHandshakes(b *testing.B) { benchHandshakes(b, labImpls(b)) }
+func BenchmarkLabQUICBulk(b *testing.B)       { benchBulk(b, labImpls(b)) }
