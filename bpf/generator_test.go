@@ -85,7 +85,7 @@ func TestGeneratorLive(t *testing.T) {
 		}
 		var sentEngine, sentKernel uint64
 		err = l.Client.Do(func() error {
-			g, err := NewGenerator(GeneratorOptions{Flows: flows, Batch: 64})
+			g, err := NewGenerator(GeneratorOptions{Flows: flows, Batch: 256})
 			if err != nil {
 				return err
 			}

@@ -563,3 +563,24 @@ func attachChild(spec string) {
 	time.Sleep(60 * time.Second) // killed long before
 	os.Exit(1)
 }
+
+func TestAttachDrop(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	idx := l.ClientLink.Index
+	var sink interface{ Close() error }
+	err := l.Engine.Do(func() error {
+		var err error
+		sink, err = AttachDrop(idx, ModeAuto)
+		return err
+	})
+	privtest.SkipIfNotSupported(t, err)
+	if xdpState(t, l.Engine, idx) == 0 {
+		t.Fatal("drop program not attached")
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := xdpState(t, l.Engine, idx); got != 0 {
+		t.Errorf("program %d still attached after Close", got)
+	}
+}

@@ -42,9 +42,16 @@ type Config struct {
 	// allowed only with a Count.
 	Duration time.Duration
 	// Rate limits the frames per second, on average over the run, sending
-	// about a millisecond's worth per Send; 0 means as fast as possible.
+	// PaceInterval's worth per Send; 0 means as fast as possible.
 	Rate float64
-	// Batch bounds the frames per Send; 0 means DefaultBatch.
+	// PaceInterval is the time one paced Send covers (default 1 ms). A
+	// sender with a high fixed cost per call, such as the live-frames
+	// generator, needs a longer one, and sends in bursts.
+	PaceInterval time.Duration
+	// Batch bounds the frames per Send; 0 means DefaultBatch. After the
+	// first Send, Run also shortens Sends to what the sender's observed
+	// rate fits in the time left, so a run overshoots Duration by at most
+	// the first Send.
 	Batch uint64
 	// FrameSize (FCS included) turns frame counts into bit rates.
 	FrameSize int
@@ -118,6 +125,11 @@ func (c *Config) validate() error {
 		return fmt.Errorf("pktgen: duration %v out of range (0, %v]", c.Duration, MaxDuration)
 	case c.Rate < 0:
 		return fmt.Errorf("pktgen: negative rate %v", c.Rate)
+	case c.PaceInterval < 0 || c.PaceInterval > time.Second:
+		return fmt.Errorf("pktgen: pace interval %v out of range [0, 1s]", c.PaceInterval)
+	}
+	if c.PaceInterval == 0 {
+		c.PaceInterval = time.Millisecond
 	}
 	if c.Duration == 0 {
 		c.Duration = MaxDuration
@@ -139,10 +151,11 @@ func Run(ctx context.Context, cfg Config, s Sender) (Result, error) {
 	deadline := start.Add(cfg.Duration)
 	chunk := cfg.Batch
 	if cfg.Rate > 0 {
-		chunk = max(1, min(cfg.Batch, uint64(cfg.Rate/1000)))
+		chunk = max(1, min(cfg.Batch, uint64(cfg.Rate*cfg.PaceInterval.Seconds())))
 	}
 	var (
 		sent     uint64
+		sendTime time.Duration // spent in Send, for the sender's own rate
 		stalls   int
 		lastTick = start
 		lastSent uint64
@@ -189,7 +202,12 @@ func Run(ctx context.Context, cfg Config, s Sender) (Result, error) {
 		if cfg.Count > 0 {
 			want = min(want, cfg.Count-sent)
 		}
+		if sendTime > 0 {
+			fits := float64(sent) / sendTime.Seconds() * deadline.Sub(now).Seconds()
+			want = max(1, min(want, uint64(math.Ceil(fits))))
+		}
 		n, err := s.Send(ctx, want)
+		sendTime += time.Since(now)
 		sent += n
 		if err != nil {
 			return result(), err

@@ -83,8 +83,23 @@ func TestRunRateAndProgress(t *testing.T) {
 	}
 }
 
+// TestRunDurationShortensSends: a slow sender with big batches still stops
+// near the deadline.
+func TestRunDurationShortensSends(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSender{pps: 1000}
+		r, err := Run(context.Background(), Config{Duration: 2550 * time.Millisecond, Batch: 500}, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Elapsed < 2550*time.Millisecond || r.Elapsed > 2552*time.Millisecond || r.Sent < 2549 || r.Sent > 2551 {
+			t.Errorf("sent %d in %v, want 2550 in 2.55s", r.Sent, r.Elapsed)
+		}
+	})
+}
+
 func TestRunBoundsAndErrors(t *testing.T) {
-	for _, c := range []Config{{}, {Rate: 10}, {Count: 1, Rate: -1}, {Duration: -time.Second}, {Duration: 2 * MaxDuration}} {
+	for _, c := range []Config{{}, {Rate: 10}, {Count: 1, Rate: -1}, {Count: 1, PaceInterval: 2 * time.Second}, {Duration: -time.Second}, {Duration: 2 * MaxDuration}} {
 		if _, err := Run(context.Background(), c, &fakeSender{pps: 1}); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
