@@ -45,7 +45,7 @@ type LogConfig struct {
 
 // Buffers sizes the UMEM frame pool of each port.
 type Buffers struct {
-	Frames    int `yaml:"frames"`     // frames per port (power of two), default 4096
+	Frames    int `yaml:"frames"`     // frames per port (power of two), default 8192
 	FrameSize int `yaml:"frame_size"` // 2048 (default) or 4096
 	Cache     int `yaml:"cache"`      // per-worker cache, default 256
 	Reserve   int `yaml:"reserve"`    // RX reserve, default Frames/8
@@ -307,7 +307,7 @@ func (c *Config) setDefaults() {
 	def(&c.Admin, "127.0.0.1:9900")
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "text")
-	defInt(&c.Buffers.Frames, 4096)
+	defInt(&c.Buffers.Frames, 8192)
 	defInt(&c.Buffers.FrameSize, 2048)
 	defInt(&c.Buffers.Cache, 256)
 	defInt(&c.Buffers.Reserve, c.Buffers.Frames/8)

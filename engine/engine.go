@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -529,7 +530,8 @@ type Stats struct {
 	// Reuse sums the backend pools' statistics (current backends only).
 	Reuse reuse.Stats `json:"reuse"`
 	// Net holds the data plane's own series (frames in use, XDP counters),
-	// summed over labels; empty on the kernel stack.
+	// summed over interfaces, keyed name{label=value}; empty on the kernel
+	// stack.
 	Net map[string]float64 `json:"net,omitempty"`
 }
 
@@ -566,8 +568,18 @@ func (e *Engine) Stats() Stats {
 		s.Net = map[string]float64{}
 		for _, f := range fams {
 			n := f.GetName()
-			if len(n) > 7 && n[:7] == "xdpnet_" && !isEngineFamily(n) {
-				s.Net[n] = sum(fams, n, nil)
+			if !strings.HasPrefix(n, "xdpnet_") || isEngineFamily(n) {
+				continue
+			}
+			// Summed over interfaces, split by the other labels.
+			for _, m := range f.GetMetric() {
+				key := n
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() != "interface" {
+						key += "{" + lp.GetName() + "=" + lp.GetValue() + "}"
+					}
+				}
+				s.Net[key] += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}

@@ -239,7 +239,6 @@ func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-
 func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, xi := range c.x.ifs {
 		var inUse, frames float64

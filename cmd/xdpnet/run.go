@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/xdpnet/xdpnet/engine"
+)
+
+func runCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("run", stderr)
+	file := fs.String("c", "", "configuration file (YAML)")
+	drain := fs.Duration("drain", 30*time.Second, "on SIGTERM, how long requests and tunnels in flight may take to finish")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return fmt.Errorf("%w: -c FILE is required", errUsage)
+	}
+	cfg, err := engine.LoadConfig(*file)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: configuration ok\n", *file)
+		return nil
+	}
+	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	quietQUIC()
+
+	var nt engine.Net
+	switch cfg.Dataplane {
+	case "kernel":
+		nt = &engine.KernelNet{N: cfg.Workers}
+	default:
+		x, err := engine.NewXDPNet(cfg, engine.XDPOptions{Log: log})
+		if err != nil {
+			return err
+		}
+		nt = x
+	}
+	defer nt.Close()
+	e, err := engine.New(cfg, engine.Options{Net: nt, Log: log})
+	if err != nil {
+		return err
+	}
+	if err := e.Start(); err != nil {
+		return err
+	}
+	if a := e.AdminAddr(); a != nil {
+		log.Info("admin endpoint", "addr", a.String(), "paths", "/metrics /stats /healthz")
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			next, err := engine.LoadConfig(*file)
+			if err == nil {
+				err = e.Reload(next)
+			}
+			if err != nil {
+				log.Error("reload refused; the running configuration stays", "err", err)
+			}
+			continue
+		}
+		log.Info("signal: draining", "signal", sig.String(), "deadline", *drain)
+		ctx, cancel := context.WithTimeout(context.Background(), *drain)
+		err := e.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		log.Info("drained; exiting")
+		return nil
+	}
+	return nil
+}
+
+// quietQUIC turns off quic-go's warning that a UDP socket's buffer cannot
+// be resized: netstack sockets have no such knob, and the warning would
+// print on every start.
+func quietQUIC() { os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true") }
