@@ -100,7 +100,8 @@ func BenchmarkCachePair(b *testing.B) {
 
 // BenchmarkSharedRingContended has two goroutines each take a batch of 32
 // frames from a shared pool of 4096 and give them back, as two workers
-// refilling and flushing their caches do. The baseline moves the same frames
+// refilling and flushing their caches do. The ring has 8192 slots, as
+// FramePool sizes its shared ring (twice the frames). The baseline moves the same frames
 // through a buffered channel one by one. The benchmark goroutine runs the
 // b.Loop and a second goroutine cycles alongside until it ends, so ns/op is
 // per batch of one goroutine; frames/s (frames taken and returned per second
@@ -158,7 +159,7 @@ func BenchmarkSharedRingContended(b *testing.B) {
 		bl.record("chanpool", "cpu-ns/frame", cpu)
 	})
 	b.Run("impl=bufring", func(b *testing.B) {
-		r, _ := NewRing(frames)
+		r, _ := NewRing(2 * frames)
 		for i := range frames {
 			r.Push(uint64(i) * 2048)
 		}
