@@ -121,7 +121,7 @@ func Open(cfg Config) (_ *Port, err error) {
 		return nil, fmt.Errorf("nic: eventfd: %w", err)
 	}
 	p.rxMu.Lock()
-	err = p.refillLocked()
+	err = p.refillLocked(true)
 	p.rxMu.Unlock()
 	if err != nil {
 		return nil, err
@@ -219,17 +219,19 @@ func (p *Port) Receive(descs []Desc) (int, error) {
 		p.ctr.rxPackets.Add(uint64(n))
 		p.ctr.rxBytes.Add(bytes)
 	}
-	return int(n), p.refillLocked()
+	return int(n), p.refillLocked(false)
 }
 
 // refillLocked tops up the fill ring from the pool (RX class: it may take the
-// RX reserve) once it is less than half full. Frames the caller releases go
-// straight back to the fill ring, so in steady state this takes nothing from
-// the pool. Called with rxMu held.
-func (p *Port) refillLocked() error {
+// RX reserve): always if full is set, otherwise only once the ring is less
+// than three quarters full. Frames the caller releases right after Receive go
+// straight back to the fill ring, so refilling at every Receive would send
+// them through the pool for nothing; Wait tops the ring up completely before
+// it sleeps, when the time it can absorb matters most. Called with rxMu held.
+func (p *Port) refillLocked(full bool) error {
 	f := p.fill
 	free := f.prodReserve(f.size)
-	if free <= f.size/2 {
+	if free == 0 || !full && free <= f.size/4 {
 		return nil
 	}
 	var filled uint32
@@ -464,6 +466,12 @@ func (p *Port) Wait(timeout time.Duration) (bool, error) {
 	}
 	if p.rxReady() {
 		return true, nil
+	}
+	p.rxMu.Lock()
+	err := p.refillLocked(true)
+	p.rxMu.Unlock()
+	if err != nil {
+		return false, err
 	}
 	if spin := p.cfg.BusyPoll; spin > 0 {
 		if timeout >= 0 {

@@ -101,7 +101,7 @@ func newFakePort(t *testing.T, frames, ringSize int, start uint32) (*Port, *fake
 	p.rxCache = pool.NewCache("rx")
 	p.txCache = pool.NewCache("tx")
 	p.rxMu.Lock()
-	if err := p.refillLocked(); err != nil {
+	if err := p.refillLocked(true); err != nil {
 		t.Fatal(err)
 	}
 	p.rxMu.Unlock()
