@@ -37,7 +37,7 @@ type verdictCase struct {
 	bad    bool // malformed
 }
 
-func mustUDP(t *testing.T, l lab.Link, src, dst netip.Addr, size int) []byte {
+func mustUDP(t testing.TB, l lab.Link, src, dst netip.Addr, size int) []byte {
 	t.Helper()
 	f, err := pktgen.BuildUDP(pktgen.UDPFrame{
 		SrcMAC: l.PeerMAC, DstMAC: l.MAC,
