@@ -186,9 +186,10 @@ func benchReuse(b *testing.B, pol reuse.Policy, retryable bool) {
 				if rng.Float64() < 0.005 {
 					err = errReset
 				}
+				c := f.l.Conn()
 				f.l.Done(err)
 				if rng.Float64() < 0.0001 {
-					f.l.Conn().Close()
+					c.Close()
 				}
 			}
 			st.held = kept

@@ -7,60 +7,87 @@ import (
 )
 
 // Lease is one request's use of a stream on a pooled connection. It owns the
-// stream: Done closes it. A Lease is a small value; copies refer to the same
-// lease, and only the first Done of any copy counts (later ones are ignored
-// and counted in Stats.StaleDone), so a lease cannot be returned twice.
-// Forgetting Done leaks the connection's slot: Stats.Leases shows it.
+// stream: Done closes it. A Lease is a two-word value; copies refer to the
+// same lease, and only the first Done of any copy counts (later ones are
+// ignored and counted in Stats.StaleDone), so a lease cannot be returned
+// twice. After Done, Stream and Conn return nil. Forgetting Done leaks the
+// connection's slot: Stats.Leases shows it.
 type Lease struct {
-	rec    *leaseRec
-	gen    uint64
+	rec *leaseRec
+	gen uint64
+}
+
+// leaseRec holds one lease's state. Records are recycled within a pool; the
+// generation makes each lease unique, and is bumped by the one Done that
+// counts.
+type leaseRec struct {
+	gen    atomic.Uint64
+	pool   *Pool // immutable
 	p      *pconn
 	st     mux.Stream
 	sess   *Session
 	reused bool
 }
 
-// leaseRec is a recycled record whose generation makes each lease unique.
-type leaseRec struct{ gen atomic.Uint64 }
-
-// Valid reports whether l came from a successful Attach.
-func (l Lease) Valid() bool { return l.rec != nil }
-
-// Stream returns the lease's stream. Do not Close it after Done.
-func (l Lease) Stream() mux.Stream { return l.st }
-
-// Conn returns the connection carrying the stream (nil for a zero Lease).
-func (l Lease) Conn() mux.Conn {
-	if l.p == nil {
+// live returns l's record while l is not done, else nil.
+func (l Lease) live() *leaseRec {
+	if l.rec == nil || l.rec.gen.Load() != l.gen {
 		return nil
 	}
-	return l.p.c
+	return l.rec
+}
+
+// Valid reports whether l came from a successful Attach (it stays true after
+// Done).
+func (l Lease) Valid() bool { return l.rec != nil }
+
+// Stream returns the lease's stream (nil after Done). Do not Close it after
+// Done.
+func (l Lease) Stream() mux.Stream {
+	if r := l.live(); r != nil {
+		return r.st
+	}
+	return nil
+}
+
+// Conn returns the connection carrying the stream (nil after Done and for a
+// zero Lease).
+func (l Lease) Conn() mux.Conn {
+	if r := l.live(); r != nil {
+		return r.p.c
+	}
+	return nil
 }
 
 // Reused reports whether the connection had carried a stream before this
 // one: only then may a request that failed before any response byte be
-// retried (see Worker.Retry).
-func (l Lease) Reused() bool { return l.reused }
+// retried (see Worker.Retry). False after Done.
+func (l Lease) Reused() bool {
+	r := l.live()
+	return r != nil && r.reused
+}
 
 // Done closes the stream and detaches it from its connection. err is nil when
 // the request completed (the connection is then known to work and can serve
 // first requests under PolicySafe), else what went wrong. Safe to call from
 // any goroutine; only the first call counts.
 func (l Lease) Done(err error) {
-	if l.rec == nil {
+	r := l.rec
+	if r == nil {
 		return
 	}
-	p := l.p
-	if !l.rec.gen.CompareAndSwap(l.gen, l.gen+1) {
-		p.owner.Load().pool.staleDone.Add(1)
+	if !r.gen.CompareAndSwap(l.gen, l.gen+1) {
+		r.pool.staleDone.Add(1)
 		return
 	}
-	l.st.Close() // its error says nothing about the connection's state
+	p, st := r.p, r.st
+	r.p, r.st, r.sess = nil, nil, nil
+	st.Close() // its error says nothing about the connection's state
 	// p cannot be taken over while leased, so its owner is stable here.
 	w := p.owner.Load()
 	w.mu.Lock()
 	w.detachLocked(p, err)
-	w.free = append(w.free, l.rec)
+	w.free = append(w.free, r)
 	w.mu.Unlock()
 }
 
@@ -68,15 +95,16 @@ func (l Lease) Done(err error) {
 // on (e.g. the server authenticated this client on it): no other session
 // will get it, and it closes with the session.
 func (l Lease) MakePrivate() error {
-	if l.rec == nil || l.rec.gen.Load() != l.gen {
+	r := l.live()
+	if r == nil {
 		return ErrStaleLease
 	}
-	if l.sess == nil {
+	if r.sess == nil {
 		return ErrNoSession
 	}
-	w := l.p.owner.Load()
+	w := r.p.owner.Load()
 	w.mu.Lock()
-	w.makePrivateLocked(l.p, l.sess)
+	w.makePrivateLocked(r.p, r.sess)
 	w.mu.Unlock()
 	return nil
 }

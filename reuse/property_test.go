@@ -189,9 +189,13 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			mu.Lock()
 			p := m.params[ml.l.Conn()]
 			mu.Unlock()
+			reused := ml.l.Reused()
 			l, err := pool.Worker(ml.w).Retry(canceled, ml.l, errReset)
+			if ml.l.Conn() != nil || ml.l.Stream() != nil || ml.l.Reused() {
+				t.Fatalf("step %d: lease still usable after Retry ended it", step)
+			}
 			switch {
-			case !ml.l.Reused():
+			case !reused:
 				if !errors.Is(err, reuse.ErrNotRetryable) {
 					t.Fatalf("step %d: retry of a fresh connection's request: %v", step, err)
 				}

@@ -65,14 +65,22 @@ func (e *env) conn(i int) *muxtest.Conn {
 	return e.conns[i]
 }
 
-func (e *env) attach(w int, p *reuse.Params, s *reuse.Session) reuse.Lease {
+// lease remembers its connection, so tests can name it after Done.
+type lease struct {
+	reuse.Lease
+	c mux.Conn
+}
+
+func (l lease) Conn() mux.Conn { return l.c }
+
+func (e *env) attach(w int, p *reuse.Params, s *reuse.Session) lease {
 	e.t.Helper()
 	l, err := e.pool.Worker(w).Attach(context.Background(), p, s)
 	if err != nil {
 		e.t.Fatalf("attach: %v", err)
 	}
 	e.check()
-	return l
+	return lease{l, l.Conn()}
 }
 
 func (e *env) check() {
@@ -156,14 +164,17 @@ func TestSafeHitAfterDetach(t *testing.T) {
 	if k.Params() != *p {
 		t.Fatal("key params differ")
 	}
-	l, err := e.pool.Worker(0).AttachKey(context.Background(), k, s)
+	lk, err := e.pool.Worker(0).AttachKey(context.Background(), k, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Conn() != c {
+	if lk.Conn() != c {
 		t.Fatal("AttachKey did not reuse")
 	}
-	l.Done(nil)
+	lk.Done(nil)
+	if lk.Conn() != nil || lk.Stream() != nil || lk.Reused() || !lk.Valid() {
+		t.Fatal("lease accessors after Done")
+	}
 }
 
 func TestFailedRequestLeavesConnIdle(t *testing.T) {
@@ -441,7 +452,7 @@ func TestOpenFailureTriesNext(t *testing.T) {
 func TestIdleLimitClosesGracefully(t *testing.T) {
 	e := newEnv(t, reuse.Config{Policy: reuse.PolicyAlways, MaxIdlePerServer: 2})
 	e.opts = muxtest.Options{MaxStreams: 1, AutoCredit: true}
-	var ls []reuse.Lease
+	var ls []lease
 	for range 3 {
 		ls = append(ls, e.attach(0, params("s1"), nil))
 	}
@@ -707,7 +718,7 @@ func TestRetry(t *testing.T) {
 	e := newEnv(t, reuse.Config{Policy: reuse.PolicyAlways})
 	w := e.pool.Worker(0)
 	l := e.attach(0, params("s1"), nil)
-	if _, err := w.Retry(context.Background(), l, errReset); !errors.Is(err, reuse.ErrNotRetryable) {
+	if _, err := w.Retry(context.Background(), l.Lease, errReset); !errors.Is(err, reuse.ErrNotRetryable) {
 		t.Fatalf("retry on a fresh conn: %v", err)
 	}
 	l = e.attach(0, params("s1"), nil)
@@ -716,7 +727,7 @@ func TestRetry(t *testing.T) {
 	}
 	old := l.Conn().(*muxtest.Conn)
 	old.Kill(errors.New("server closed idle connection"))
-	l2, err := w.Retry(context.Background(), l, errReset)
+	l2, err := w.Retry(context.Background(), l.Lease, errReset)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -724,7 +735,7 @@ func TestRetry(t *testing.T) {
 		t.Fatal("retry not on a fresh connection")
 	}
 	l2.Done(nil)
-	if _, err := w.Retry(context.Background(), l, errReset); !errors.Is(err, reuse.ErrStaleLease) {
+	if _, err := w.Retry(context.Background(), l.Lease, errReset); !errors.Is(err, reuse.ErrStaleLease) {
 		t.Fatalf("retry of a done lease: %v", err)
 	}
 	if st := e.pool.Stats(); st.Retries != 1 || st.Leases != 0 {

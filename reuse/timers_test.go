@@ -16,7 +16,7 @@ import (
 // the other, 1ms apart on the clock, and returns them oldest first.
 func idleConns(e *env, n int) []mux.Conn {
 	e.opts = muxtest.Options{MaxStreams: 1, AutoCredit: true}
-	var ls []reuse.Lease
+	var ls []lease
 	for range n {
 		ls = append(ls, e.attach(0, params("s1"), nil))
 	}

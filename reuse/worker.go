@@ -58,16 +58,18 @@ func (w *Worker) AttachKey(ctx context.Context, k *Key, s *Session) (Lease, erro
 // stale while idle), attaches again on a freshly dialed connection. Otherwise
 // it returns ErrNotRetryable.
 func (w *Worker) Retry(ctx context.Context, failed Lease, cause error) (Lease, error) {
-	if failed.rec == nil || failed.rec.gen.Load() != failed.gen {
+	r := failed.live()
+	if r == nil {
 		return Lease{}, ErrStaleLease
 	}
-	prm := failed.p.b.params // immutable; p.b and p.hash do not change while leased
-	s, reused := failed.sess, failed.reused
+	p := r.p
+	prm := p.b.params // immutable; p.b and p.hash do not change while leased
+	s, reused := r.sess, r.reused
 	failed.Done(cause)
 	if !reused {
 		return Lease{}, fmt.Errorf("%w: %w", ErrNotRetryable, cause)
 	}
-	return w.attach(ctx, &prm, failed.p.hash, s, true)
+	return w.attach(ctx, &prm, p.hash, s, true)
 }
 
 func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, retry bool) (Lease, error) {
@@ -339,9 +341,10 @@ func (w *Worker) openLocked(ctx context.Context, p *pconn, s *Session, hit *uint
 		rec = w.free[n-1]
 		w.free = w.free[:n-1]
 	} else {
-		rec = new(leaseRec)
+		rec = &leaseRec{pool: w.pool}
 	}
-	return Lease{rec: rec, gen: rec.gen.Load(), p: p, st: st, sess: s, reused: reused}, nil
+	rec.p, rec.st, rec.sess, rec.reused = p, st, s, reused
+	return Lease{rec: rec, gen: rec.gen.Load()}, nil
 }
 
 // detachLocked ends one lease of p: err == nil means its request completed.
