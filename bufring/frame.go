@@ -109,11 +109,13 @@ func NewFramePool(cfg FrameConfig) (*FramePool, error) {
 		return nil, err
 	}
 	// The rings get at least twice as many slots as they can ever hold
-	// frames. A ring sized to its contents is always nearly full, and a
-	// push then lands on the slot a concurrent pop has claimed but not yet
-	// released and must retry; with the slack, pushes trail pops by at
-	// least a whole pool and never meet them. That halved the cost of
-	// contended batches in BenchmarkSharedRingContended.
+	// frames. A ring sized to its contents is always nearly full, so a
+	// release lands right on the slots a concurrent Get has claimed and
+	// not yet freed, and if that goroutine is descheduled the release must
+	// retry until it runs again. With the slack a release trails the
+	// oldest in-flight pop by a whole pool's worth of positions. (An A/B
+	// run of BenchmarkSharedRingContended showed no throughput difference
+	// either way; this is for liveness under preemption, not speed.)
 	main, err := NewRing(1 << bits.Len(uint(2*cfg.Frames-1)))
 	if err != nil {
 		return nil, err
