@@ -22,7 +22,7 @@ type Desc struct {
 	Options uint32
 }
 
-// batch is the size of the on-stack scratch the port moves addresses in.
+// batch is the size of the scratch arrays the port moves addresses in.
 const batch = 256
 
 // Port is one AF_XDP socket bound to one (interface, queue), with its own
@@ -620,6 +620,8 @@ func (p *Port) release() error {
 		p.wakeFD = -1
 	}
 	if p.pool != nil {
+		p.rxCache.Close()
+		p.txCache.Close()
 		errs = append(errs, p.pool.Close())
 	}
 	if p.umem != nil {
