@@ -2,6 +2,7 @@ package reuse
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/xdpnet/xdpnet/mux"
 )
@@ -123,6 +124,10 @@ type wserver struct {
 	estNeed int   // smoothed need, for purge
 	buckets int
 	last    *bucket // bucket of the last Attach, for warm-up dials
+	// warmBackoff is the wait after the last failed warm-up dial (0 after a
+	// success); no warm-up dial starts before worker time warmAfter.
+	warmBackoff time.Duration
+	warmAfter   int64
 }
 
 // server is the pool-wide state of one server.

@@ -3,6 +3,7 @@ package reuse
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/xdpnet/xdpnet/mux"
 )
@@ -85,12 +86,19 @@ func (pool *Pool) probe(c mux.Conn, probing *atomic.Bool) {
 	}
 }
 
+// Warm-up dials to a server that refuses them back off exponentially between
+// these bounds, so a dead server is not dialed on every Tick.
+const (
+	warmBackoffMin = 100 * time.Millisecond
+	warmBackoffMax = 30 * time.Second
+)
+
 // warmLocked dials in the background until ws has PoolLowConn connections,
 // for servers that have been attached to (their last Params are known).
 func (w *Worker) warmLocked(ws *wserver) {
 	low := w.pool.cfg.PoolLowConn
 	b := ws.last
-	if b == nil || ws.srv.draining.Load() || w.pool.closed.Load() {
+	if b == nil || ws.srv.draining.Load() || w.pool.closed.Load() || w.now < ws.warmAfter {
 		return
 	}
 	for ws.conns < low {
@@ -114,8 +122,11 @@ func (w *Worker) warmDial(b *bucket) {
 		ws.conns--
 		b.conns--
 		w.st.DialErrors++
+		ws.warmBackoff = min(max(2*ws.warmBackoff, warmBackoffMin), warmBackoffMax)
+		ws.warmAfter = w.now + int64(ws.warmBackoff)
 		return
 	}
+	ws.warmBackoff = 0
 	w.place(w.adoptLocked(c, b))
 }
 

@@ -163,6 +163,14 @@ func TestWarmUpKeepsPoolLowConn(t *testing.T) {
 		if st := e.pool.Stats(); st.Conns != 2 || st.DialErrors != 1 {
 			t.Fatalf("stats %+v", st)
 		}
+		// Failed warm-up dials back off: retries 100, 200, 400, 800ms after
+		// the previous failure, not on every tick.
+		for _, step := range []time.Duration{50, 50, 100, 100, 100, 400, 100} {
+			e.tick(step * time.Millisecond)
+		}
+		if st := e.pool.Stats(); st.DialErrors != 4 {
+			t.Fatalf("%d failed warm-up dials over 7 ticks in 900ms, want 4 (backoff)", st.DialErrors)
+		}
 		e.mu.Lock()
 		e.dialErr = nil
 		e.mu.Unlock()
