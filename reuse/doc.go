@@ -47,7 +47,13 @@
 // The reuse policy (Policy) follows HAProxy's http-reuse: under PolicySafe a
 // session's first request only goes to a connection known to work right now
 // (one with streams in flight), because the client cannot retry it if the
-// server closes an idle connection under it.
+// server closes an idle connection under it. When the engine retries such a
+// failure itself (Worker.Retry: a request that failed on a reused connection
+// before any response byte is sent again on a fresh one), Config.RetryableFirst
+// lifts that restriction, as HAProxy's retry-on does.
+//
+// Limits (idle connections, connections, warm-up) are per worker and per
+// server; Config.MaxReuse retires a connection after a number of streams.
 //
 // # Concurrency: what is shared and why
 //
