@@ -329,11 +329,20 @@ func TestBindRetriesWhileQueueBusy(t *testing.T) {
 		p, err := open(Config{BindRetry: time.Minute, Logger: slog.New(sig)})
 		res <- result{p, err}
 	}()
-	<-sig.retried // the second Open found the queue busy and is retrying
-	if err := holder.Close(); err != nil {
-		t.Fatal(err)
+	var r result
+	select {
+	case <-sig.retried: // the Open found the queue busy and is retrying
+		if err := holder.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r = <-res
+	case r = <-res:
+		holder.Close()
+		if r.p != nil {
+			r.p.Close()
+		}
+		t.Fatalf("Open on a held queue returned without retrying: %v", r.err)
 	}
-	r := <-res
 	if r.err != nil {
 		t.Fatalf("Open retrying while the holder closed: %v", r.err)
 	}
