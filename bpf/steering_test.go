@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -405,18 +406,47 @@ func xdpState(t *testing.T, ns *lab.NS, ifindex int) uint32 {
 	return id
 }
 
-// gone waits (bounded) until no program has the ID: the kernel frees it
-// after an RCU grace period once the last reference is dropped.
-func progGone(id ebpf.ProgramID) bool {
+// objectsGone waits (bounded) until the program and maps with these IDs no
+// longer exist: the kernel frees them after an RCU grace period once the
+// last reference is dropped.
+func objectsGone(prog ebpf.ProgramID, maps []ebpf.MapID) bool {
 	for range 200 {
-		p, err := ebpf.NewProgramFromID(id)
-		if err != nil {
+		left := 0
+		if p, err := ebpf.NewProgramFromID(prog); err == nil {
+			p.Close()
+			left++
+		}
+		for _, id := range maps {
+			if m, err := ebpf.NewMapFromID(id); err == nil {
+				m.Close()
+				left++
+			}
+		}
+		if left == 0 {
 			return true
 		}
-		p.Close()
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+// objectIDs returns the IDs of s's program and maps.
+func objectIDs(s *Steering) (ebpf.ProgramID, []ebpf.MapID, error) {
+	info, err := s.objs.XdpnetSteer.Info()
+	if err != nil {
+		return 0, nil, err
+	}
+	prog, _ := info.ID()
+	var maps []ebpf.MapID
+	for _, m := range []*ebpf.Map{s.objs.Xsks, s.objs.Addrs, s.objs.Counters} {
+		mi, err := m.Info()
+		if err != nil {
+			return 0, nil, err
+		}
+		id, _ := mi.ID()
+		maps = append(maps, id)
+	}
+	return prog, maps, nil
 }
 
 func TestAttachModesAndClose(t *testing.T) {
@@ -427,6 +457,7 @@ func TestAttachModesAndClose(t *testing.T) {
 			var (
 				s      *Steering
 				progID ebpf.ProgramID
+				mapIDs []ebpf.MapID
 			)
 			err := l.Engine.Do(func() error {
 				var err error
@@ -436,11 +467,9 @@ func TestAttachModesAndClose(t *testing.T) {
 				if err := s.Attach(idx, mode); err != nil {
 					return err
 				}
-				info, err := s.objs.XdpnetSteer.Info()
-				if err != nil {
+				if progID, mapIDs, err = objectIDs(s); err != nil {
 					return err
 				}
-				progID, _ = info.ID()
 				if s.Attach(idx, mode) == nil {
 					t.Error("second Attach of one Steering succeeded")
 				}
@@ -475,8 +504,8 @@ func TestAttachModesAndClose(t *testing.T) {
 			if got := xdpState(t, l.Engine, idx); got != 0 {
 				t.Errorf("program %d still attached after Close", got)
 			}
-			if !progGone(progID) {
-				t.Errorf("program %d still exists after Close", progID)
+			if !objectsGone(progID, mapIDs) {
+				t.Errorf("program %d or maps %v still exist after Close", progID, mapIDs)
 			}
 			if s.Attach(idx, mode) == nil || s.AddAddr(netip.MustParseAddr("198.18.1.1")) == nil {
 				t.Error("closed Steering still usable")
@@ -488,8 +517,8 @@ func TestAttachModesAndClose(t *testing.T) {
 const childEnv = "XDPNET_BPF_ATTACH_CHILD"
 
 // TestKilledProcessLeavesNoProgram runs a child process that attaches the
-// steering program and blocks; after SIGKILL the interface has no program
-// and the program is gone.
+// steering program and blocks; after SIGKILL the interface has no program,
+// and the program and its maps are gone.
 func TestKilledProcessLeavesNoProgram(t *testing.T) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		attachChild(spec)
@@ -506,10 +535,13 @@ func TestKilledProcessLeavesNoProgram(t *testing.T) {
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var progID uint32
+	var (
+		progID uint32
+		maps   [3]ebpf.MapID
+	)
 	buf := make([]byte, 256)
 	n, _ := out.Read(buf)
-	if _, err := fmt.Sscanf(string(buf[:n]), "attached %d", &progID); err != nil {
+	if _, err := fmt.Sscanf(string(buf[:n]), "attached %d maps %d %d %d", &progID, &maps[0], &maps[1], &maps[2]); err != nil {
 		child.Process.Kill()
 		child.Wait()
 		t.Fatalf("child said %q: %v", buf[:n], err)
@@ -524,8 +556,8 @@ func TestKilledProcessLeavesNoProgram(t *testing.T) {
 	if got := xdpState(t, l.Engine, idx); got != 0 {
 		t.Errorf("program %d still attached after the process was killed", got)
 	}
-	if !progGone(ebpf.ProgramID(progID)) {
-		t.Errorf("program %d outlived its process", progID)
+	if !objectsGone(ebpf.ProgramID(progID), maps[:]) {
+		t.Errorf("program %d or maps %v outlived their process", progID, maps)
 	}
 }
 
@@ -554,12 +586,11 @@ func attachChild(spec string) {
 	if err := s.Attach(idx, ModeNative); err != nil {
 		fail(err)
 	}
-	info, err := s.objs.XdpnetSteer.Info()
+	prog, maps, err := objectIDs(s)
 	if err != nil {
 		fail(err)
 	}
-	id, _ := info.ID()
-	fmt.Printf("attached %d\n", id)
+	fmt.Printf("attached %d maps %d %d %d\n", prog, maps[0], maps[1], maps[2])
 	time.Sleep(60 * time.Second) // killed long before
 	os.Exit(1)
 }
@@ -582,5 +613,42 @@ func TestAttachDrop(t *testing.T) {
 	}
 	if got := xdpState(t, l.Engine, idx); got != 0 {
 		t.Errorf("program %d still attached after Close", got)
+	}
+}
+
+// TestNativeUnsupported uses the loopback device, which has no native XDP:
+// a forced native attach fails with ErrNotSupported, ModeAuto falls back to
+// generic mode.
+func TestNativeUnsupported(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	err := l.Engine.Do(func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		idx := lo.Attrs().Index
+		native, err := LoadSteering(SteeringOptions{})
+		if err != nil {
+			return err
+		}
+		defer native.Close()
+		if err := native.Attach(idx, ModeNative); !errors.Is(err, ErrNotSupported) {
+			t.Errorf("native attach on lo: %v, want ErrNotSupported", err)
+		}
+		auto, err := LoadSteering(SteeringOptions{})
+		if err != nil {
+			return err
+		}
+		defer auto.Close()
+		if err := auto.Attach(idx, ModeAuto); err != nil {
+			return err
+		}
+		if auto.Mode() != ModeGeneric {
+			t.Errorf("auto attach on lo: mode %v, want generic", auto.Mode())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
