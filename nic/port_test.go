@@ -403,8 +403,18 @@ func TestWaitWakeClose(t *testing.T) {
 		t.Fatalf("Wait on an idle port = %v, %v", ready, err)
 	}
 	p.Wake()
-	if _, err := p.Wait(time.Hour); err != nil {
-		t.Fatalf("Wait after Wake: %v", err)
+	woken := make(chan error, 1)
+	go func() {
+		_, err := p.Wait(time.Hour)
+		woken <- err
+	}()
+	select {
+	case err := <-woken:
+		if err != nil {
+			t.Fatalf("Wait after Wake: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wake did not end an hour-long Wait within 10s")
 	}
 	res := make(chan error, 1)
 	go func() {
@@ -417,8 +427,13 @@ func TestWaitWakeClose(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-res; !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Wait across Close: %v, want ErrClosed", err)
+	select {
+	case err := <-res:
+		if !errors.Is(err, ErrClosed) || !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Wait across Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end a Wait within 10s")
 	}
 	if _, err := p.Receive(make([]Desc, 1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Receive after Close: %v", err)
