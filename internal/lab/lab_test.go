@@ -236,6 +236,53 @@ func TestMultiQueue(t *testing.T) {
 	}
 }
 
+// TestOffloadSwitches reads back the TX checksum and GRO settings.
+func TestOffloadSwitches(t *testing.T) {
+	for _, o := range []Options{{}, {PeerTxChecksum: true, PeerGRO: true, EngineGRO: true}} {
+		l := NewT(t, o)
+		for _, c := range []struct {
+			ns   *NS
+			dev  string
+			cmd  uint32
+			want bool
+		}{
+			{l.Client, PeerIf, unix.ETHTOOL_GTXCSUM, o.PeerTxChecksum},
+			{l.Backend, PeerIf, unix.ETHTOOL_GTXCSUM, o.PeerTxChecksum},
+			{l.Client, PeerIf, unix.ETHTOOL_GGRO, o.PeerGRO},
+			{l.Engine, EngineClientIf, unix.ETHTOOL_GGRO, o.EngineGRO},
+			{l.Engine, EngineBackendIf, unix.ETHTOOL_GGRO, o.EngineGRO},
+		} {
+			var got bool
+			if err := c.ns.Do(func() (err error) { got, err = getFeature(c.dev, c.cmd); return err }); err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("%+v: %s in %s: ethtool %#x = %v, want %v", o, c.dev, c.ns.Name, c.cmd, got, c.want)
+			}
+		}
+	}
+}
+
+func TestDoPanics(t *testing.T) {
+	l := NewT(t, Options{})
+	before, _ := os.Readlink("/proc/thread-self/ns/net")
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want boom", r)
+			}
+		}()
+		_ = l.Engine.Do(func() error { panic("boom") })
+	}()
+	if after, _ := os.Readlink("/proc/thread-self/ns/net"); after != before {
+		t.Errorf("caller's thread moved from %s to %s", before, after)
+	}
+	// The namespace still works after the panic.
+	if err := l.Engine.Do(func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSetLinkUp(t *testing.T) {
 	l := NewT(t, Options{})
 	operUp := func() bool {
