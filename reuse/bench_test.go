@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -100,6 +102,69 @@ func BenchmarkAttachDetachHit(b *testing.B) {
 			}
 			st.Close()
 		}
+		b.StopTimer()
+		reportCPU(b, cpu0)
+	})
+}
+
+// BenchmarkAttachDetachParallel runs the hit of BenchmarkAttachDetachHit on
+// every P at once: with xdpnet each goroutine is a worker with its own shard
+// (the design: no lock shared between workers on the hit path); the
+// baseline's goroutines share its one mutex and map (each with its own
+// connection, so only the pool's lock is shared).
+func BenchmarkAttachDetachParallel(b *testing.B) {
+	opts := muxtest.Options{MaxStreams: 1 << 30, AutoCredit: true, RecycleStreams: true}
+	procs := runtime.GOMAXPROCS(0)
+	b.Run("impl=xdpnet", func(b *testing.B) {
+		pool, err := reuse.New(reuse.Config{Workers: procs, Dial: func(context.Context, reuse.Params) (mux.Conn, error) {
+			return muxtest.NewConn(opts), nil
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
+		k := reuse.NewKey(*params("s1"))
+		var next atomic.Int32
+		b.ReportAllocs()
+		cpu0 := cpuTime()
+		b.RunParallel(func(pb *testing.PB) {
+			w := pool.Worker(int(next.Add(1)-1) % procs)
+			s := w.NewSession()
+			ctx := context.Background()
+			for pb.Next() {
+				l, err := w.AttachKey(ctx, k, s)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				l.Done(nil)
+			}
+		})
+		b.StopTimer()
+		reportCPU(b, cpu0)
+	})
+	b.Run("impl=baseline", func(b *testing.B) {
+		bp := &addrPool{m: map[string][]mux.Conn{}}
+		addrs := make([]string, procs)
+		for i := range addrs {
+			addrs[i] = fmt.Sprint("198.18.2.", 10+i, ":443")
+			bp.m[addrs[i]] = []mux.Conn{muxtest.NewConn(opts)}
+		}
+		var next atomic.Int32
+		b.ReportAllocs()
+		cpu0 := cpuTime()
+		b.RunParallel(func(pb *testing.PB) {
+			addr := addrs[int(next.Add(1)-1)%procs]
+			ctx := context.Background()
+			for pb.Next() {
+				_, st, err := bp.get(ctx, addr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				st.Close()
+			}
+		})
 		b.StopTimer()
 		reportCPU(b, cpu0)
 	})
