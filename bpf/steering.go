@@ -219,6 +219,7 @@ func (s *Steering) DeleteSocket(queue int) error {
 }
 
 func addrKey(a netip.Addr) steerAddrKey {
+	a = a.WithZone("")
 	k := steerAddrKey{Family: 6}
 	if a.Unmap().Is4() {
 		k.Family = 4
@@ -229,11 +230,11 @@ func addrKey(a netip.Addr) steerAddrKey {
 }
 
 // AddAddr adds an engine address; frames to it are steered from then on.
-// IPv4-mapped IPv6 addresses are taken as IPv4. Adding a present address is
-// not an error.
+// IPv4-mapped IPv6 addresses are taken as IPv4, and a zone is ignored (the
+// program serves one interface). Adding a present address is not an error.
 func (s *Steering) AddAddr(a netip.Addr) error {
-	if !a.IsValid() || a.Zone() != "" {
-		return fmt.Errorf("bpf: add engine address %v: invalid or zoned", a)
+	if !a.IsValid() {
+		return fmt.Errorf("bpf: add engine address: invalid address")
 	}
 	if err := s.objs.Addrs.Update(addrKey(a), uint8(1), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("bpf: add engine address %v: %w", a, err)

@@ -236,6 +236,10 @@ func TestSteeringAddrUpdates(t *testing.T) {
 	if err := s.RemoveAddr(l.EngineV4); err != nil {
 		t.Errorf("removing an absent address: %v", err)
 	}
+	// A zone is ignored: the map serves one interface.
+	if err := s.AddAddr(l.EngineV6.WithZone("veth-client")); err != nil {
+		t.Errorf("zoned address: %v", err)
+	}
 	if err := s.AddAddr(netip.Addr{}); err == nil {
 		t.Error("invalid address accepted")
 	}

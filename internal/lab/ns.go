@@ -42,6 +42,8 @@ func (n *NS) Path() string { return filepath.Join(netnsDir, n.Name) }
 // Do runs fn on a locked OS thread that has entered the namespace, and
 // returns fn's error. Sockets fn opens stay in the namespace after Do
 // returns; goroutines fn starts do not run in it (namespaces are per thread).
+// Inside fn, netlink calls and /proc/sys/net follow the thread's namespace,
+// but /proc/net is the process's: read /proc/thread-self/net instead.
 //
 // If the thread cannot return to its original namespace, it is never
 // unlocked: the goroutine exits locked, and the Go runtime terminates the
