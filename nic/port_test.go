@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -612,5 +613,91 @@ func TestDeviceRemoved(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Fatalf("Close after the device went away: %v", err)
+	}
+}
+
+// TestConcurrentTransmitters: several goroutines allocate, build and
+// transmit frames on one port while another runs its receive loop, as the
+// stack's writers and its RX goroutine do; every frame reaches the peer's
+// socket once (run with -race: the port's two sides have their own locks).
+func TestConcurrentTransmitters(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	lk := l.ClientLink
+	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
+	e := startEcho(p)
+	defer e.Stop(t)
+
+	peer := netip.AddrPortFrom(lk.PeerV4()[0], 5000)
+	c := clientConn(t, l, peer.Addr(), int(peer.Port()))
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20) })
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const senders, perSender = 4, 250
+	got := make(chan map[string]bool, 1)
+	go func() {
+		seen := map[string]bool{}
+		buf := make([]byte, 2048)
+		for len(seen) < senders*perSender {
+			c.SetReadDeadline(time.Now().Add(ioTimeout))
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			seen[string(buf[:n])] = true
+		}
+		got <- seen
+	}()
+
+	errs := make(chan error, senders)
+	for g := range senders {
+		go func() {
+			src := netip.AddrPortFrom(lk.EngineV4, uint16(echoPort+1+g))
+			d := make([]Desc, 8)
+			deadline := time.Now().Add(ioTimeout)
+			for i := 0; i < perSender; {
+				if time.Now().After(deadline) {
+					errs <- fmt.Errorf("sender %d stuck after %d frames", g, i)
+					return
+				}
+				k := p.Alloc(d[:min(len(d), perSender-i)])
+				for j := range d[:k] {
+					d[j].Len = uint32(buildUDP(p.Frame(d[j]), lk.MAC, lk.PeerMAC, src, peer, fmt.Appendf(nil, "sender %d frame %d", g, i+j)))
+				}
+				sent, err := p.Transmit(d[:k])
+				p.Release(d[sent:k])
+				if err != nil && !errors.Is(err, ErrRingFull) {
+					errs <- err
+					return
+				}
+				i += sent
+				if sent == 0 {
+					p.Complete()
+					runtime.Gosched()
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range senders {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := <-got
+	if len(seen) != senders*perSender {
+		t.Fatalf("peer received %d distinct frames, want %d", len(seen), senders*perSender)
+	}
+	st, err := p.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TxPackets != senders*perSender {
+		t.Errorf("TxPackets %d, want %d", st.TxPackets, senders*perSender)
 	}
 }
