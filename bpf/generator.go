@@ -18,6 +18,10 @@ import (
 // an RCU grace period), so small batches waste most of the time.
 const DefaultBatch = 1 << 20
 
+// MaxFrame is the largest frame the generator sends: live frames live in
+// one page with XDP headroom and the kernel's bookkeeping around them.
+const MaxFrame = 3072
+
 // GeneratorOptions configures a Generator.
 type GeneratorOptions struct {
 	// Flows spreads the frames over this many UDP source ports, from the
@@ -104,6 +108,14 @@ func (g *Generator) Run(ctx context.Context, frame []byte, ifindex int, n uint64
 	defer g.mu.Unlock()
 	if g.closed {
 		return 0, fmt.Errorf("bpf: generator run: %w", errClosed)
+	}
+	// Refuse what the kernel would answer EINVAL to, so that an EINVAL
+	// below means the kernel lacks live frames.
+	if len(frame) < 14 || len(frame) > MaxFrame {
+		return 0, fmt.Errorf("bpf: generator frame of %d bytes: want 14..%d", len(frame), MaxFrame)
+	}
+	if ifindex <= 0 {
+		return 0, fmt.Errorf("bpf: generator ifindex %d", ifindex)
 	}
 	cfg := genGenConfig{Flows: g.flows}
 	if g.flows > 1 {

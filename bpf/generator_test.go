@@ -164,6 +164,14 @@ func TestGeneratorCancelAndClose(t *testing.T) {
 	if n, err := g.Run(ctx, make([]byte, 60), 1, 10); n != 0 || !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled Run: %d, %v", n, err)
 	}
+	for _, c := range []struct {
+		frame   []byte
+		ifindex int
+	}{{make([]byte, 13), 1}, {make([]byte, MaxFrame+1), 1}, {make([]byte, 60), 0}} {
+		if _, err := g.Run(context.Background(), c.frame, c.ifindex, 1); err == nil || errors.Is(err, ErrNotSupported) {
+			t.Errorf("%d-byte frame on ifindex %d: %v, want a plain error", len(c.frame), c.ifindex, err)
+		}
+	}
 	if _, err := NewGenerator(GeneratorOptions{Flows: -1}); err == nil {
 		t.Error("negative flows accepted")
 	}
