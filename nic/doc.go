@@ -33,18 +33,22 @@
 // Why not asavie/xdp's Socket: the project started on github.com/asavie/xdp
 // v0.3.3, and package nic's benchmarks still run its README loop as the
 // baseline. Its ring methods use plain loads and stores for the shared
-// indices (no acquire/release), Transmit panics on unexpected sendto errors,
-// GetDescs scans a []bool per call to find free frames, and the bind flags
-// (need_wakeup, copy, zero-copy) are a package-level variable. Two defects
-// decide against even using its NewSocket for setup: it never unmaps the four
-// ring mappings, so a closed socket is never released (it keeps its queue
-// busy and its UMEM pinned until the process exits; on the lab, binding the
-// queue again after its Close still failed with EBUSY after a second of
-// retries), and when bind fails, as a zero-copy attempt on veth does, the
-// half-built socket leaks the same way with no handle left to free it. Package nic therefore performs the
-// same setsockopt/mmap/bind sequence itself (socket_unsafe.go), tearing every
-// failed attempt down, which is what makes zero-copy fallback and the bounded
-// EBUSY retry after a re-bind safe.
+// indices (no acquire/release: upstream issue #34), Transmit panics on
+// unexpected sendto errors (#31: EINVAL on ixgbe), GetDescs scans a []bool
+// per call to find free frames, and the bind flags (need_wakeup, copy,
+// zero-copy) are a package-level variable. Its Transmit places what fits on
+// the TX ring and kicks once, the kernel sends 32 frames per kick in copy
+// mode, and the README loop drops the rest: in the L2 echo benchmark it
+// sends back about half of what it receives. Two defects decide against even
+// using its NewSocket for setup: it never unmaps the four ring mappings, so a
+// closed socket is never released (it keeps its queue busy and its UMEM
+// pinned until the process exits; on the lab, binding the queue again after
+// its Close still failed with EBUSY after a second of retries), and when
+// bind fails, as a zero-copy attempt on veth does, the half-built socket
+// leaks the same way with no handle left to free it. Package nic therefore
+// performs the same setsockopt/mmap/bind sequence itself (socket_unsafe.go),
+// tearing every failed attempt down, which is what makes zero-copy fallback
+// and the bounded EBUSY retry after a re-bind safe.
 //
 // Modes: on veth AF_XDP runs in copy mode. ZeroCopyAuto tries zero-copy
 // and falls back to copy with the reason logged and counted; ZeroCopyForce
