@@ -44,6 +44,7 @@ func run() error {
 		count    = flag.Int("count", 0, "-test.count (default 3, short 1)")
 		timeout  = flag.Duration("timeout", 0, "bound for one top-level benchmark (default 10m, short 2m)")
 		rfc      = flag.Bool("rfc2544", true, "run the RFC 2544 throughput searches (needs root)")
+		reuse    = flag.Bool("reuse", true, "run the reuse-ratio-over-time series (needs root)")
 		trial    = flag.Duration("trial", 0, "RFC 2544 trial duration (default 1s, short 100ms)")
 		tol      = flag.Float64("loss", 0, "RFC 2544 loss tolerance (fraction; RFC 2544 says 0)")
 		logPath  = flag.String("log", "", "file for the raw benchmark output (default <out>.log)")
@@ -60,6 +61,7 @@ func run() error {
 			Timeout:   *timeout,
 		},
 		RFC2544:       *rfc,
+		Reuse:         *reuse,
 		Trial:         *trial,
 		LossTolerance: *tol,
 	}

@@ -47,3 +47,24 @@ func TestLabDUTs(t *testing.T) {
 		})
 	}
 }
+
+// TestReuseSeries samples the engine's backend reuse ratio under churning
+// client connections, on the engine lab.
+func TestReuseSeries(t *testing.T) {
+	privtest.RequireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := ReuseSeries(ctx, "safe", ReuseConfig{Duration: 1500 * time.Millisecond, Interval: 250 * time.Millisecond,
+		Clients: 2, PerConn: 2, MaxRequests: 20000, Dataplane: "kernel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Requests == 0 || len(s.Points) == 0 || s.Failures != 0 {
+		t.Fatalf("series: %+v", s)
+	}
+	for _, p := range s.Points {
+		if p[1] < 0 || p[1] > 1 || p[0] <= 0 {
+			t.Errorf("point %v out of range", p)
+		}
+	}
+}

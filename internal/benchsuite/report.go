@@ -41,10 +41,16 @@ type RFC2544Run struct {
 
 // Series is a metric sampled over time (reuse ratio, ...), for the plots.
 type Series struct {
-	Name     string       `json:"name"`
-	Unit     string       `json:"unit"`
-	Baseline bool         `json:"baseline"`
-	Points   [][2]float64 `json:"points"` // (seconds since start, value)
+	Name       string            `json:"name"`
+	Unit       string            `json:"unit"`
+	Baseline   bool              `json:"baseline"`
+	Conditions map[string]string `json:"conditions,omitempty"`
+	Points     [][2]float64      `json:"points"` // (seconds since start, value)
+	// CPU is the machine's busy CPU time during the series, in seconds.
+	CPU      float64 `json:"cpu_s"`
+	Requests int64   `json:"requests"`
+	Failures int64   `json:"failures"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // AddRuns folds benchmark runs into the report: figures, comparisons.
@@ -215,6 +221,24 @@ func (r *Report) Markdown(plotDir string) string {
 			}
 			b.WriteString("\n")
 		}
+	}
+
+	if len(r.Series) > 0 {
+		b.WriteString("### Time series\n\n| series | unit | role | conditions | points | mean | last | requests (failed) | CPU s |\n|---|---|---|---|---:|---:|---:|---:|---:|\n")
+		for _, se := range r.Series {
+			role := "measured"
+			if se.Baseline {
+				role = "baseline"
+			}
+			mean, last := 0.0, 0.0
+			for _, p := range se.Points {
+				mean += p[1] / float64(len(se.Points))
+				last = p[1]
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s | %s | %d (%d) | %.1f |\n", mdEscape(se.Name), mdEscape(se.Unit), role,
+				mdEscape(paramString(se.Conditions)), len(se.Points), fmtNum(mean), fmtNum(last), se.Requests, se.Failures, se.CPU)
+		}
+		b.WriteString("\n")
 	}
 
 	var skipped []string

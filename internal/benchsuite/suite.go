@@ -26,6 +26,9 @@ type Config struct {
 	LossTolerance float64
 	// Log receives a line per RFC 2544 trial (nil: dropped).
 	Log io.Writer
+	// Reuse enables the reuse-ratio-over-time series (root: engine lab).
+	Reuse       bool
+	ReuseConfig ReuseConfig
 }
 
 // DUT is a device under test of the RFC 2544 search. Open builds it (a lab,
@@ -115,6 +118,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		cfg.Run.Progress.AddTotal(trials)
 	}
+	if cfg.Reuse {
+		cfg.Run.Progress.AddTotal(len(reusePolicies))
+	}
 	runs, err := RunPackages(ctx, cfg.Run, pkgs)
 	rep.AddRuns(runs)
 	if err != nil {
@@ -125,7 +131,44 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return rep, err
 		}
 	}
-	return rep, nil
+	if cfg.Reuse {
+		runReuse(ctx, cfg, rep)
+	}
+	return rep, ctx.Err()
+}
+
+func runReuse(ctx context.Context, cfg Config, rep *Report) {
+	rc := cfg.ReuseConfig.withDefaults(cfg.Run.Short)
+	for _, p := range reusePolicies {
+		label := "reuse series, policy " + p.policy
+		if os.Geteuid() != 0 {
+			rep.Series = append(rep.Series, Series{Name: "reuse policy " + p.policy, Baseline: p.baseline,
+				Error: "skipped: needs root to build the engine lab"})
+			cfg.Run.Progress.Step(label + " (skipped: not root)")
+			continue
+		}
+		cfg.Run.Progress.Note(label)
+		s, err := ReuseSeries(ctx, p.policy, rc)
+		if err != nil && rc.Dataplane != "kernel" && ctx.Err() == nil {
+			// The ratio is the reuse pool's: when the xdp data plane does
+			// not carry the load, measure the policy on the kernel one and
+			// say so.
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v; measured on the kernel data plane instead", label, err))
+			kc := rc
+			kc.Dataplane = "kernel"
+			s, err = ReuseSeries(ctx, p.policy, kc)
+		}
+		s.Baseline = p.baseline
+		if err != nil {
+			s.Error = err.Error()
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", label, err))
+		}
+		rep.Series = append(rep.Series, s)
+		cfg.Run.Progress.Step(label)
+		if ctx.Err() != nil {
+			return
+		}
+	}
 }
 
 func runRFC2544(ctx context.Context, cfg Config, rep *Report) error {

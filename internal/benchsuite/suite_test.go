@@ -90,12 +90,16 @@ func TestRunFixture(t *testing.T) {
 		t.Errorf("progress output:\n%s", progress.String())
 	}
 
+	rep.Series = append(rep.Series,
+		Series{Name: "policy safe", Unit: "backend reuse ratio", Points: [][2]float64{{0.5, 0.2}, {1, 0.8}, {1.5, 0.9}}, Requests: 30},
+		Series{Name: "policy never", Unit: "backend reuse ratio", Baseline: true, Points: [][2]float64{{0.5, 0.1}, {1, 0.2}, {1.5, 0.2}}, Requests: 30})
 	dir := t.TempDir()
 	plotDir := filepath.Join(dir, "plots")
 	if err := rep.Plot(plotDir); err != nil {
 		t.Fatal(err)
 	}
-	wantPlots := []string{"internal_benchsuite_testdata_fixture-BenchmarkCopy-by-size.png", "rfc2544-latency-cdf.png", "rfc2544-throughput.png"}
+	wantPlots := []string{"internal_benchsuite_testdata_fixture-BenchmarkCopy-by-size.png", "rfc2544-latency-cdf.png",
+		"rfc2544-throughput.png", "series-backend_reuse_ratio.png"}
 	for _, name := range wantPlots {
 		f, err := os.Open(filepath.Join(plotDir, name))
 		if err != nil {
@@ -146,6 +150,7 @@ func TestRunFixture(t *testing.T) {
 		"fixture BenchmarkSkipped: skip fixture_test.go:",
 		"asked to fail",
 		"![rfc2544-throughput](plots/rfc2544-throughput.png)",
+		"| policy never | backend reuse ratio | baseline |",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("BENCH.md lacks %q:\n%s", want, doc)
@@ -229,6 +234,7 @@ func TestSuiteShort(t *testing.T) {
 			Progress: NewProgress(&log),
 		},
 		RFC2544: true,
+		Reuse:   true,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -246,6 +252,11 @@ func TestSuiteShort(t *testing.T) {
 				continue
 			}
 			t.Errorf("%s: %s", r.DUT, r.Error)
+		}
+	}
+	for _, s := range rep.Series {
+		if s.Error != "" && !(strings.HasPrefix(s.Error, "skipped") && os.Geteuid() != 0) {
+			t.Errorf("series %s: %s", s.Name, s.Error)
 		}
 	}
 	if len(rep.Runs) == 0 {
