@@ -351,3 +351,35 @@ func TestBindRetriesWhileQueueBusy(t *testing.T) {
 		t.Error("BindRetries not counted")
 	}
 }
+
+// TestOpenErrorsLeaveNothing: a queue the device does not have and invalid
+// configurations fail with errors, and the failed Opens leave no socket.
+func TestOpenErrorsLeaveNothing(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	lk := l.ClientLink
+	err := l.Engine.Do(func() error {
+		for _, cfg := range []Config{
+			{Ifindex: lk.Index, Queue: 5},                 // the veth has one queue
+			{Ifindex: lk.Index, FrameSize: 3000},          // not a power of two
+			{Ifindex: lk.Index, RXSize: 1000},             // not a power of two
+			{Ifindex: lk.Index, Frames: 16, FillSize: 64}, // fewer frames than fill slots
+			{Ifindex: 0},
+		} {
+			p, err := Open(cfg)
+			if err == nil {
+				p.Close()
+				return fmt.Errorf("Open(%+v) succeeded", cfg)
+			}
+			if cfg.Queue == 5 && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("Open on a missing queue: %w, want EINVAL", err)
+			}
+		}
+		if n, err := xdpSockets(); err != nil || n != 0 {
+			return fmt.Errorf("%d AF_XDP sockets left after failed Opens (%v)", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -178,10 +178,14 @@ func (p *Port) bind() error {
 		}
 	case ZeroCopyAuto:
 		if s, err = try(unix.XDP_ZEROCOPY); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENODEV) {
-			p.fallback = err.Error()
-			p.ctr.zeroCopyFallback.Add(1)
-			cfg.Logger.Info("nic: zero-copy unavailable, using copy mode", "ifindex", cfg.Ifindex, "queue", cfg.Queue, "reason", err)
-			s, err = try(unix.XDP_COPY)
+			zcErr := err
+			// Report the fallback only if copy mode works: a bad queue
+			// fails both ways, and then copy mode's error is the one to see.
+			if s, err = try(unix.XDP_COPY); err == nil {
+				p.fallback = zcErr.Error()
+				p.ctr.zeroCopyFallback.Add(1)
+				cfg.Logger.Info("nic: zero-copy unavailable, using copy mode", "ifindex", cfg.Ifindex, "queue", cfg.Queue, "reason", zcErr)
+			}
 		}
 	}
 	if err != nil {
