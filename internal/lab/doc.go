@@ -16,7 +16,9 @@
 // Namespaces are named (bind-mounted under /run/netns, visible to `ip netns`)
 // and unique per process and topology: xdpn-<pid>-<seq>-<role>. New removes
 // the leftovers of runs whose creating process is dead, so a test killed by
-// SIGKILL leaves nothing behind for the next run. Everything is configured
+// SIGKILL leaves nothing behind for the next run: the namespaces go, and
+// with them their veth pairs and the XDP programs attached there; processes
+// NS.Start started die with the test (Pdeathsig). Everything is configured
 // with netlink and ioctl; nothing shells out to ip or ethtool.
 //
 // Only the address ranges reserved for benchmarking (RFC 2544 198.18.0.0/15,

@@ -389,8 +389,9 @@ func TestCloseRemovesEverything(t *testing.T) {
 const childEnv = "XDPNET_LAB_CHILD"
 
 // TestLeftoversOfKilledRun re-executes the test binary as a child that builds
-// a Lab, starts a process in it and blocks; the test SIGKILLs the child, and
-// the next New must remove the child's namespaces and its process.
+// a Lab, starts a process in it and blocks; the test SIGKILLs the child: the
+// process the child started dies with it, and the next New removes the
+// child's namespaces.
 func TestLeftoversOfKilledRun(t *testing.T) {
 	if os.Getenv(childEnv) == "1" {
 		leftoverChild()
@@ -434,12 +435,23 @@ func TestLeftoversOfKilledRun(t *testing.T) {
 	if _, err := os.Stat(l2.Client.Path()); err != nil {
 		t.Errorf("own lab removed: %v", err)
 	}
-	// The grandchild died with its parent (Pdeathsig) or at cleanup; either
-	// way it is gone or a zombie of init.
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", grandchild)); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 2 && f[2] != "Z" {
-			t.Errorf("process started in the killed run's lab still runs: %s", b)
+	// The grandchild died with its parent (Pdeathsig): gone, or a zombie
+	// until init reaps it.
+	// The signal is delivered as the child exits; allow it a bounded moment
+	// to take effect.
+	for i := 0; ; i++ {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", grandchild))
+		if err != nil {
+			break
 		}
+		if f := strings.Fields(string(b)); len(f) > 2 && f[2] == "Z" {
+			break
+		}
+		if i == 200 {
+			t.Errorf("process started in the killed run's lab still runs: %s", b)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -224,8 +224,10 @@ func processAlive(pid int) bool {
 }
 
 // removeLeftovers deletes the namespaces of lab runs whose creating process
-// is dead, first killing processes still inside them (children a killed test
-// started in its namespaces). It returns the names it removed.
+// is dead and returns their names. Processes that run still may keep such a
+// namespace alive after its name is gone; they are not killed here, since
+// only a process that started them may end them: those NS.Start started
+// died with their parent (Pdeathsig).
 func removeLeftovers() ([]string, error) {
 	entries, err := os.ReadDir(netnsDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -241,11 +243,6 @@ func removeLeftovers() ([]string, error) {
 		if !ok || processAlive(pid) {
 			continue
 		}
-		p := filepath.Join(netnsDir, e.Name())
-		var st unix.Stat_t
-		if err := unix.Stat(p, &st); err == nil {
-			killInNetns(st.Dev, st.Ino)
-		}
 		if err := deleteNamed(e.Name()); err != nil {
 			errs = append(errs, err)
 			continue
@@ -253,27 +250,4 @@ func removeLeftovers() ([]string, error) {
 		removed = append(removed, e.Name())
 	}
 	return removed, errors.Join(errs...)
-}
-
-// killInNetns kills every process whose network namespace is the one
-// identified by (dev, ino). Only called for namespaces a dead lab run
-// created, so those processes are that run's children.
-func killInNetns(dev, ino uint64) {
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
-	for _, p := range procs {
-		pid, err := strconv.Atoi(p.Name())
-		if err != nil {
-			continue
-		}
-		var st unix.Stat_t
-		if unix.Stat(filepath.Join("/proc", p.Name(), "ns", "net"), &st) != nil {
-			continue
-		}
-		if st.Dev == dev && st.Ino == ino {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-	}
 }
