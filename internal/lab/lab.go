@@ -71,7 +71,9 @@ type Options struct {
 	// EngineGRO switches GRO on for the engine-side veths, for the same reason,
 	// when no XDP program is attached there.
 	EngineGRO bool
-	// MTU of every veth; 0 means 1500.
+	// MTU of every veth; 0 means 1500. Native XDP on a veth refuses an
+	// MTU whose frames do not fit in a page with XDP headroom (about 3.5 kB
+	// with 4 kB pages).
 	MTU int
 }
 
