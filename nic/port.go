@@ -313,7 +313,7 @@ func (p *Port) Release(descs []Desc) {
 	}
 	if filled > 0 {
 		f.publishProducer()
-		// Errors of a fill wakeup resurface on the next Receive.
+		// A failed wakeup is retried by the next refill, here or in Wait.
 		_ = p.kickFillLocked()
 	}
 }
