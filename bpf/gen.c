@@ -3,11 +3,14 @@
 
 // Live-frames generator: run through BPF_PROG_RUN with
 // BPF_F_TEST_XDP_LIVE_FRAMES, it sends the test frame out of the ingress
-// interface (XDP_TX) once per run. It counts the runs per CPU, and with
-// flows > 1 it rewrites the UDP source port per frame, round-robin over
-// base_port .. base_port+flows-1, updating the checksum incrementally
-// (RFC 1624). In live-frames mode a page keeps the program's writes when it
-// is recycled, so the rewrite always starts from a consistent frame.
+// interface (XDP_TX) once per run, up to a budget: runs past it drop the
+// frame, so a batch the kernel re-runs after an interrupted syscall never
+// sends more than asked. The run counter is one atomic counter, not a
+// per-CPU one, for that reason. With flows > 1 the program rewrites the UDP
+// source port per frame, round-robin over base_port .. base_port+flows-1,
+// updating the checksum incrementally (RFC 1624). In live-frames mode a page
+// keeps the program's writes when it is recycled, so the rewrite always
+// starts from a consistent frame.
 
 #include <linux/bpf.h>
 #include <linux/udp.h>
@@ -16,10 +19,11 @@
 
 // Keep in sync with generator.go.
 struct gen_config {
+	__u64 limit;      // runs with a sequence number from here on drop the frame
 	__u32 udp_offset; // of the UDP header in the frame
 	__u32 flows;      // source ports to spread over; 0 or 1: no rewrite
 	__u16 base_port;  // host order
-	__u16 pad;
+	__u16 pad[3];
 };
 
 struct {
@@ -30,11 +34,11 @@ struct {
 } gen_cfg SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
-} gen_frames SEC(".maps");
+} gen_runs SEC(".maps");
 
 #define MAX_UDP_OFFSET 128
 
@@ -51,11 +55,13 @@ SEC("xdp")
 int xdpnet_gen(struct xdp_md *ctx)
 {
 	__u32 zero = 0;
-	__u64 *frames = bpf_map_lookup_elem(&gen_frames, &zero);
+	__u64 *runs = bpf_map_lookup_elem(&gen_runs, &zero);
 	struct gen_config *cfg = bpf_map_lookup_elem(&gen_cfg, &zero);
-	if (!frames || !cfg)
+	if (!runs || !cfg)
 		return XDP_ABORTED;
-	__u64 seq = (*frames)++;
+	__u64 seq = __sync_fetch_and_add(runs, 1);
+	if (seq >= cfg->limit)
+		return XDP_DROP;
 	__u32 flows = cfg->flows;
 	if (flows <= 1)
 		return XDP_TX;

@@ -15,10 +15,11 @@ import (
 
 type genGenConfig struct {
 	_         structs.HostLayout
+	Limit     uint64
 	UdpOffset uint32
 	Flows     uint32
 	BasePort  uint16
-	Pad       uint16
+	Pad       [3]uint16
 }
 
 // Names of all BPF objects in the ELF.
@@ -26,7 +27,7 @@ type genGenConfig struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	genMapGenCfg     = "gen_cfg"
-	genMapGenFrames  = "gen_frames"
+	genMapGenRuns    = "gen_runs"
 	genProgXdpnetGen = "xdpnet_gen"
 )
 
@@ -79,8 +80,8 @@ type genProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type genMapSpecs struct {
-	GenCfg    *ebpf.MapSpec `ebpf:"gen_cfg"`
-	GenFrames *ebpf.MapSpec `ebpf:"gen_frames"`
+	GenCfg  *ebpf.MapSpec `ebpf:"gen_cfg"`
+	GenRuns *ebpf.MapSpec `ebpf:"gen_runs"`
 }
 
 // genVariableSpecs contains global variables before they are loaded into the kernel.
@@ -109,14 +110,14 @@ func (o *genObjects) Close() error {
 //
 // It can be passed to loadGenObjects or ebpf.CollectionSpec.LoadAndAssign.
 type genMaps struct {
-	GenCfg    *ebpf.Map `ebpf:"gen_cfg"`
-	GenFrames *ebpf.Map `ebpf:"gen_frames"`
+	GenCfg  *ebpf.Map `ebpf:"gen_cfg"`
+	GenRuns *ebpf.Map `ebpf:"gen_runs"`
 }
 
 func (m *genMaps) Close() error {
 	return _GenClose(
 		m.GenCfg,
-		m.GenFrames,
+		m.GenRuns,
 	)
 }
 

@@ -25,7 +25,7 @@ const MaxFrame = 3072
 // GeneratorOptions configures a Generator.
 type GeneratorOptions struct {
 	// Flows spreads the frames over this many UDP source ports, from the
-	// test frame's own source port up, round-robin per CPU. 0 or 1 sends the
+	// test frame's own source port up, round-robin. 0 or 1 sends the
 	// frame unchanged. A frame that is not UDP over IPv4 or IPv6 (without
 	// extension headers) cannot be spread.
 	Flows int
@@ -95,10 +95,11 @@ func udpOffset(frame []byte) (off int, srcPort uint16, err error) {
 }
 
 // Run transmits frame n times out of the interface ifindex with XDP_TX, and
-// returns how many frames the program ran for: n, unless ctx ends first
-// (then fewer, with ctx's error) or the kernel re-ran an interrupted batch
-// (then slightly more). Frames the interface fails to send are not seen
-// here: read its tx_dropped counter.
+// returns how many frames it sent: exactly n, unless ctx ends first (then
+// fewer, with ctx's error). A batch the kernel re-runs after an interrupted
+// call (cilium/ebpf retries on EINTR) only costs dropped runs past the
+// budget. Frames the interface fails to send are not seen here: read its
+// tx_dropped counter.
 //
 // ifindex is resolved in the calling thread's network namespace: call Run
 // on a thread locked in that namespace (inside lab's NS.Do, for instance).
@@ -117,7 +118,11 @@ func (g *Generator) Run(ctx context.Context, frame []byte, ifindex int, n uint64
 	if ifindex <= 0 {
 		return 0, fmt.Errorf("bpf: generator ifindex %d", ifindex)
 	}
-	cfg := genGenConfig{Flows: g.flows}
+	start, err := g.runs()
+	if err != nil {
+		return 0, err
+	}
+	cfg := genGenConfig{Limit: start + n, Flows: g.flows}
 	if g.flows > 1 {
 		off, port, err := udpOffset(frame)
 		if err != nil {
@@ -127,10 +132,6 @@ func (g *Generator) Run(ctx context.Context, frame []byte, ifindex int, n uint64
 	}
 	if err := g.objs.GenCfg.Update(uint32(0), cfg, ebpf.UpdateAny); err != nil {
 		return 0, fmt.Errorf("bpf: generator config: %w", err)
-	}
-	start, err := g.frames()
-	if err != nil {
-		return 0, err
 	}
 	md := xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)}
 	var sent uint64
@@ -145,11 +146,11 @@ func (g *Generator) Run(ctx context.Context, frame []byte, ifindex int, n uint64
 			Flags:   unix.BPF_F_TEST_XDP_LIVE_FRAMES,
 			Context: md,
 		})
-		total, ferr := g.frames()
-		if ferr != nil {
-			return sent, ferr
+		runs, rerr := g.runs()
+		if rerr != nil {
+			return sent, rerr
 		}
-		sent = total - start
+		sent = min(runs, cfg.Limit) - start
 		if err != nil {
 			if sent == 0 && errors.Is(err, unix.EINVAL) {
 				// Also what a kernel without live frames (< 5.18) says.
@@ -161,17 +162,13 @@ func (g *Generator) Run(ctx context.Context, frame []byte, ifindex int, n uint64
 	return sent, nil
 }
 
-// frames sums the per-CPU count of program runs.
-func (g *Generator) frames() (uint64, error) {
-	var perCPU []uint64
-	if err := g.objs.GenFrames.Lookup(uint32(0), &perCPU); err != nil {
-		return 0, fmt.Errorf("bpf: generator frame counter: %w", err)
+// runs reads the program's run counter.
+func (g *Generator) runs() (uint64, error) {
+	var v uint64
+	if err := g.objs.GenRuns.Lookup(uint32(0), &v); err != nil {
+		return 0, fmt.Errorf("bpf: generator run counter: %w", err)
 	}
-	var sum uint64
-	for _, v := range perCPU {
-		sum += v
-	}
-	return sum, nil
+	return v, nil
 }
 
 // Close releases the program and its maps; it waits for a running Run.

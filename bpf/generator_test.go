@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
@@ -188,5 +190,65 @@ func TestGeneratorCancelAndClose(t *testing.T) {
 	}
 	if _, err := g.Run(context.Background(), make([]byte, 60), 1, 1); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Run after Close: %v", err)
+	}
+}
+
+// TestGeneratorBudget runs the program past its budget directly, as the
+// kernel does when it re-runs an interrupted batch: only the budget is
+// sent, the rest dropped.
+func TestGeneratorBudget(t *testing.T) {
+	l := lab.NewT(t, lab.Options{})
+	link := l.ClientLink
+	var s *Steering
+	err := l.Engine.Do(func() error {
+		var err error
+		if s, err = LoadSteering(SteeringOptions{}); err != nil {
+			return err
+		}
+		if err := s.Attach(link.Index, ModeNative); err != nil {
+			return err
+		}
+		return s.AddAddr(link.EngineV4)
+	})
+	if s != nil {
+		defer s.Close()
+	}
+	privtest.SkipIfNotSupported(t, err)
+	g, err := NewGenerator(GeneratorOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	frame := mustUDP(t, link, link.PeerV4()[0], link.EngineV4, 64)
+	before, err := s.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs uint64
+	err = l.Client.Do(func() error {
+		start, err := g.runs()
+		if err != nil {
+			return err
+		}
+		if err := g.objs.GenCfg.Update(uint32(0), genGenConfig{Limit: start + 10}, ebpf.UpdateAny); err != nil {
+			return err
+		}
+		if _, err := g.objs.XdpnetGen.Run(&ebpf.RunOptions{
+			Data: frame, Repeat: 50, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES,
+			Context: xdpMD{DataEnd: uint32(len(frame)), IngressIfindex: uint32(link.PeerIndex)},
+		}); err != nil {
+			return err
+		}
+		end, err := g.runs()
+		runs = end - start
+		return err
+	})
+	privtest.SkipIfNotSupported(t, err)
+	after, err := s.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := delta(before, after); runs < 50 || d.NoSocket != 10 {
+		t.Errorf("%d runs with a budget of 10 delivered %d frames", runs, d.NoSocket)
 	}
 }
