@@ -265,7 +265,7 @@ func send(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return g.Run(ctx, frame, ifindex, n)
 		})
 		// Each kernel call costs tens of ms here: big calls, paced in bursts.
-		cfg.Batch, cfg.PaceInterval = 1<<18, 100*time.Millisecond
+		cfg.Batch, cfg.PaceInterval = 1<<20, 100*time.Millisecond
 	case "afxdp":
 		x, err := newXSKSender(ifindex, o.queue, spec, o.flows)
 		if err != nil {

@@ -48,10 +48,10 @@ type Config struct {
 	// sender with a high fixed cost per call, such as the live-frames
 	// generator, needs a longer one, and sends in bursts.
 	PaceInterval time.Duration
-	// Batch bounds the frames per Send; 0 means DefaultBatch. After the
-	// first Send, Run also shortens Sends to what the sender's observed
-	// rate fits in the time left, so a run overshoots Duration by at most
-	// the first Send.
+	// Batch bounds the frames per Send; 0 means DefaultBatch. The first
+	// Send gets a quarter of it; later ones are also shortened to what the
+	// sender's observed rate fits in the time left, so a run overshoots
+	// Duration by at most that first quarter batch.
 	Batch uint64
 	// FrameSize (FCS included) turns frame counts into bit rates.
 	FrameSize int
@@ -205,6 +205,9 @@ func Run(ctx context.Context, cfg Config, s Sender) (Result, error) {
 		if sendTime > 0 {
 			fits := float64(sent) / sendTime.Seconds() * deadline.Sub(now).Seconds()
 			want = max(1, min(want, uint64(math.Ceil(fits))))
+		} else {
+			// The sender's rate is unknown yet: a quarter batch first.
+			want = max(1, min(want, cfg.Batch/4))
 		}
 		n, err := s.Send(ctx, want)
 		sendTime += time.Since(now)
