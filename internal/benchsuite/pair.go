@@ -121,7 +121,7 @@ func siblingKey(name string) string {
 
 // Pair matches implementations with the baselines measured beside them:
 // figures that differ only in the impl= segment are siblings, and
-//   - every impl=X is compared with its impl=baseline (or baseline-...)
+//   - every impl=X is compared with each impl=baseline (or baseline-...)
 //     sibling;
 //   - the project's own implementation (impl=xdpnet, or impl=<package
 //     name> such as impl=bufring) is also compared with every other
@@ -149,7 +149,6 @@ func Pair(figs []Figure) []Comparison {
 		for _, b := range sib {
 			if b.IsBaseline() {
 				bases = append(bases, b)
-				break
 			}
 		}
 		if len(bases) == 0 && isOwnImpl(f.Package, impl) {
@@ -188,6 +187,11 @@ func compare(f, b Figure) Comparison {
 	return c
 }
 
+func isSourceUnit(u string) bool {
+	u = strings.ToLower(u)
+	return strings.HasPrefix(u, "gen") || strings.Contains(u, "offered") || strings.Contains(u, "sent") || strings.HasPrefix(u, "src")
+}
+
 // standardUnits are the testing package's own; anything else came from
 // b.ReportMetric and is what the benchmark's author chose to report.
 var standardUnits = []string{"ns/op", "B/op", "allocs/op", "MB/s"}
@@ -200,11 +204,22 @@ func primaryUnit(gain map[string]float64) string {
 		}
 	}
 	if len(custom) > 0 {
-		// Rates first: they are what the benchmarks exist to show.
+		// Rates first: they are what the benchmarks exist to show; the
+		// source's own rate (gen-pps, offered, sent) is context, not the
+		// result.
+		rank := func(u string) int {
+			switch {
+			case isSourceUnit(u):
+				return 2
+			case HigherIsBetter(u):
+				return 0
+			}
+			return 1
+		}
 		sort.Slice(custom, func(i, j int) bool {
-			hi, hj := HigherIsBetter(custom[i]), HigherIsBetter(custom[j])
-			if hi != hj {
-				return hi
+			ri, rj := rank(custom[i]), rank(custom[j])
+			if ri != rj {
+				return ri < rj
 			}
 			return custom[i] < custom[j]
 		})

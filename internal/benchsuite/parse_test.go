@@ -112,9 +112,12 @@ func TestAggregateAndPair(t *testing.T) {
 		{Name: "BenchmarkPool/impl=nic", Procs: 2, Metrics: map[string]float64{"ns/op": 10, "x-chanpool": 4}},
 		{Name: "BenchmarkPool/impl=chanpool", Procs: 2, Metrics: map[string]float64{"ns/op": 40}},
 		{Name: "BenchmarkPool/impl=syncpool", Procs: 2, Metrics: map[string]float64{"ns/op": 20}},
+		{Name: "BenchmarkRx/impl=xdpnet", Procs: 2, Metrics: map[string]float64{"gen-pps": 2e6, "rx-pps": 1e6}},
+		{Name: "BenchmarkRx/impl=baseline", Procs: 2, Metrics: map[string]float64{"gen-pps": 2e6, "rx-pps": 5e5}},
+		{Name: "BenchmarkRx/impl=baseline-other", Procs: 2, Metrics: map[string]float64{"gen-pps": 2e6, "rx-pps": 2.5e5}},
 	}
 	figs := Aggregate("nic", res)
-	if len(figs) != 10 {
+	if len(figs) != 13 {
 		t.Fatalf("figures: %d", len(figs))
 	}
 	f := figs[0]
@@ -126,8 +129,17 @@ func TestAggregateAndPair(t *testing.T) {
 	for _, c := range cmps {
 		byImpl[c.Impl] = c
 	}
-	if len(cmps) != 5 {
+	if len(cmps) != 7 {
 		t.Fatalf("comparisons: %+v", cmps)
+	}
+	var rx []string
+	for _, c := range cmps {
+		if c.Impl == "BenchmarkRx/impl=xdpnet" {
+			rx = append(rx, fmt.Sprintf("%s:%s:%g", c.Baseline, c.Primary, c.Gain[c.Primary]))
+		}
+	}
+	if want := []string{"BenchmarkRx/impl=baseline:rx-pps:2", "BenchmarkRx/impl=baseline-other:rx-pps:4"}; !slices.Equal(rx, want) {
+		t.Errorf("every baseline sibling, result rate first: %v, want %v", rx, want)
 	}
 	var vsPools []string
 	for _, c := range cmps {

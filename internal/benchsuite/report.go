@@ -142,7 +142,7 @@ func (r *Report) Markdown(plotDir string) string {
 
 	if len(r.Comparisons) > 0 {
 		b.WriteString("### Implementations against their same-run baselines\n\n")
-		b.WriteString("| package | benchmark | conditions | metric | xdpnet | baseline | gain | other gains | CPU s (bench run) |\n")
+		b.WriteString("| package | benchmark | conditions | metric | impl | baseline | gain | other gains | CPU s (bench run) |\n")
 		b.WriteString("|---|---|---|---|---:|---:|---:|---|---:|\n")
 		figs := map[string]Figure{}
 		for _, f := range r.Figures {
@@ -162,7 +162,7 @@ func (r *Report) Markdown(plotDir string) string {
 				}
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | ×%s | %s | %.1f |\n",
-				shortPkg(cmp.Package), mdEscape(top+" impl="+impl.Params["impl"]), mdEscape(paramString(impl.Params)),
+				shortPkg(cmp.Package), mdEscape(top+" impl="+impl.Params["impl"]+" vs "+base.Params["impl"]), mdEscape(paramString(impl.Params)),
 				mdEscape(cmp.Primary), fmtSpread(impl, cmp.Primary), fmtSpread(base, cmp.Primary),
 				fmtNum(cmp.Gain[cmp.Primary]), mdEscape(strings.Join(others, ", ")), cpu[cmp.Package+"\x00"+top])
 		}
