@@ -42,9 +42,9 @@ type Options struct {
 	Admin string
 	// Queues per veth (default 1): on xdp, one worker per queue per veth.
 	Queues int
-	// RawTarget is the TCP port, on each origin's own address, that raw
-	// streams are spliced to (e.g. an iperf3 server); 0 echoes them.
-	RawTarget int
+	// RawTarget is the TCP address (in the backend namespace) every
+	// origin splices raw streams to, e.g. an iperf3 server; empty echoes.
+	RawTarget string
 	// Log receives the engine's logs; nil discards them.
 	Log *slog.Logger
 }
@@ -133,10 +133,15 @@ func Start(opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	for i, ap := range addrs {
-		o := &origin.Server{Name: fmt.Sprintf("origin-%c", 'a'+i), Log: opts.Log}
-		if opts.RawTarget != 0 {
-			o.RawTarget = netip.AddrPortFrom(ap.Addr(), uint16(opts.RawTarget)).String()
-		}
+		o := &origin.Server{Name: fmt.Sprintf("origin-%c", 'a'+i), Log: opts.Log, RawTarget: opts.RawTarget,
+			DialTarget: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+				err = l.Backend.Do(func() error {
+					var d net.Dialer
+					c, err = d.DialContext(ctx, network, addr)
+					return err
+				})
+				return c, err
+			}}
 		var pc net.PacketConn
 		if err := l.Backend.Do(func() (err error) {
 			pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))

@@ -40,12 +40,16 @@ type Server struct {
 	// RawTarget, when set, is a TCP address each raw stream is spliced to;
 	// otherwise raw streams are echoed.
 	RawTarget string
+	// DialTarget dials RawTarget; nil uses net.Dialer. A lab sets it to
+	// dial from inside the origin's network namespace.
+	DialTarget func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Log receives errors; nil discards them.
 	Log *slog.Logger
 
 	conns, requests, streams atomic.Int64
 
 	mu       sync.Mutex
+	pc       net.PacketConn
 	ln       *quic.Listener
 	h3       *http3.Server
 	live     map[*quic.Conn]struct{}
@@ -78,7 +82,7 @@ func (s *Server) Serve(pc net.PacketConn, cert tls.Certificate) error {
 		pc.Close()
 		return net.ErrClosed
 	}
-	s.ln, s.h3, s.live = ln, h3, map[*quic.Conn]struct{}{}
+	s.pc, s.ln, s.h3, s.live = pc, ln, h3, map[*quic.Conn]struct{}{}
 	s.mu.Unlock()
 	defer pc.Close()
 	for {
@@ -146,7 +150,14 @@ func (s *Server) serveStream(str *quic.Stream) {
 		str.Close()
 		return
 	}
-	tc, err := net.DialTimeout("tcp", s.RawTarget, 5*time.Second)
+	dial := s.DialTarget
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	tc, err := dial(ctx, "tcp", s.RawTarget)
+	cancel()
 	if err != nil {
 		s.logf("raw target dial", "err", err)
 		str.CancelWrite(0x2)
@@ -160,7 +171,9 @@ func (s *Server) serveStream(str *quic.Stream) {
 		if _, err := io.Copy(tc, str); err != nil {
 			str.CancelRead(0x1)
 		}
-		tc.(*net.TCPConn).CloseWrite()
+		if cw, ok := tc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
 	}()
 	if _, err := io.Copy(str, tc); err != nil {
 		str.CancelWrite(0x1)
@@ -257,6 +270,18 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	return nil
+}
+
+// Kill stops the origin as a crash would: its socket closes first, so
+// peers get no CONNECTION_CLOSE and see only silence.
+func (s *Server) Kill() error {
+	s.mu.Lock()
+	pc := s.pc
+	s.mu.Unlock()
+	if pc != nil {
+		pc.Close()
+	}
+	return s.Close()
 }
 
 // Shutdown stops accepting, lets HTTP/3 requests in flight finish (GOAWAY)
