@@ -56,7 +56,7 @@ func TestParseConfigGood(t *testing.T) {
 	if c.Backends[1].Timeouts.Connect.D() != 500*time.Millisecond {
 		t.Errorf("connect timeout %v", c.Backends[1].Timeouts.Connect.D())
 	}
-	if c.Interfaces[0].XDPMode != "auto" || c.Buffers.Frames != 4096 {
+	if c.Interfaces[0].XDPMode != "auto" || c.Buffers.Frames != 8192 {
 		t.Errorf("defaults: %+v %+v", c.Interfaces[0], c.Buffers)
 	}
 	if got := c.Frontends[0].addr.String(); got != "198.18.1.1:80" {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"testing"
@@ -323,5 +324,79 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// SIGHUP semantics: a reload switches new requests to the new backends
+// without dropping an established client connection or a request in flight.
+func TestReloadKeepsClientConnections(t *testing.T) {
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 2, "")
+	e := loopEngine(t, roots, baseConfig("http", os[:1], ""))
+	addr := e.FrontendAddr("fe").String()
+	url := "http://" + addr
+	tr := &http.Transport{MaxConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: tr}
+	var conns sync.Map
+	getOrigin := func(path string) string {
+		t.Helper()
+		var local string
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) { local = i.Conn.LocalAddr().String() },
+		})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		conns.Store(local, true)
+		return resp.Header.Get("X-Origin")
+	}
+	if o := getOrigin("/"); o != "o0" {
+		t.Fatalf("before reload: origin %q", o)
+	}
+	// A request in flight across the reload.
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(url + "/sleep?d=300ms")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- string(b)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for os[0].Stats().Requests < 2 && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	next, err := ParseConfig([]byte(strings.Replace(baseConfig("http", os[1:], ""), `admin: "127.0.0.1:0"`, `admin: "127.0.0.1:0"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Admin = e.cfg.Admin
+	if err := e.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if o := getOrigin("/"); o != "o1" {
+		t.Errorf("after reload: origin %q, want o1", o)
+	}
+	n := 0
+	conns.Range(func(any, any) bool { n++; return true })
+	if n != 1 {
+		t.Errorf("the client used %d connections across the reload, want 1", n)
+	}
+	if got := <-slow; !strings.HasPrefix(got, "slept") {
+		t.Errorf("request in flight across the reload: %q", got)
+	}
+	// A change that needs a restart is refused and changes nothing.
+	bad := *next
+	bad.Dataplane = "xdp"
+	if err := e.Reload(&bad); err == nil {
+		t.Error("reload changing the data plane was accepted")
 	}
 }
