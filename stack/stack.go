@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
@@ -415,12 +416,22 @@ func (s *Stack) isClosed() bool {
 	return s.closed
 }
 
+// txQueueLen bounds each transmit queue of the default queueing discipline,
+// in packets (a GSO segment counts once).
+const txQueueLen = 1000
+
 // AddXDPNIC builds an Endpoint over ports (see NewEndpoint, which takes
-// ownership of them) and adds it as a NIC.
+// ownership of them) and adds it as a NIC. Unless nopts.QDisc is set, sends
+// go through a FIFO queueing discipline with one queue and one goroutine per
+// endpoint queue, so that packets written by many connections leave in
+// batches, one TX kick each, instead of one kick per packet.
 func (s *Stack) AddXDPNIC(ports []Port, eopts EndpointOptions, nopts NICOptions) (*NIC, *Endpoint, error) {
 	ep, err := NewEndpoint(ports, eopts)
 	if err != nil {
 		return nil, nil, err
+	}
+	if nopts.QDisc == nil {
+		nopts.QDisc = fifo.New(ep, ep.Queues(), txQueueLen)
 	}
 	n, err := s.AddNIC(ep, nopts)
 	if err != nil {
