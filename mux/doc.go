@@ -2,4 +2,43 @@
 // Conn: QUIC connections (quic-go) over a netstack UDP socket, and framed
 // virtual connections over one TCP connection. reuse/ pools Conns; it knows
 // them only through this interface.
+//
+// # QUIC
+//
+// DialQUIC, NewQUICTransport and ListenQUIC run quic-go (RFC 9000, TLS 1.3
+// per RFC 9001) over any net.PacketConn: the engine's netstack sockets or
+// kernel ones. ServerTLS, ClientTLS, LoadKeyPair, LoadCertPool and
+// SelfSigned build the TLS side; ALPNH3 and ALPNRaw name the two
+// application protocols (HTTP/3, and tunnelled TCP with one stream per TCP
+// connection). A client connection to one backend should use a connected
+// socket through ConnectedPacketConn: on the netstack it saves a route
+// lookup per datagram.
+//
+// QUICConn keeps stream credit exact, which quic-go does not expose: it
+// reads the peer's stream limit from quic-go's event stream (transport
+// parameters and MAX_STREAMS frames) and reserves credit before each open.
+// HTTP3Client sends HTTP/3 requests on one chosen QUICConn within the same
+// accounting.
+//
+// quic-go uses batched reads (recvmmsg), GSO and large socket buffers only
+// on kernel UDP sockets; on the netstack it reads and writes one datagram
+// per call and cannot run path MTU discovery (Config.InitialPacketSize
+// makes up for the latter). bench_test.go measures what that costs.
+//
+// # Framed virtual connections
+//
+// NewFramed and DialFramed carry streams over one TCP connection, after
+// tRPC-Go's multiplexed pool: frames keyed by stream id, a limit of
+// concurrent streams per connection, per-stream receive queues bounded by
+// flow control, a send queue that honours contexts (optionally dropping
+// when full), duplicate-id detection, and reconnection with bounded
+// backoff. See framedwire.go for the wire format.
+//
+// # Errors
+//
+// Connection-level failures wrap net.ErrClosed (a closed or dead QUIC
+// connection, ErrGoingAway) or are one of the package's sentinels
+// (ErrNoCredit, ErrConnLost, ErrReconnectFailed, ErrIdleTimeout,
+// ErrFrameTooLarge, ErrBadFrame, ErrDuplicateID, ErrStreamReset,
+// ErrSendQueueFull), matched with errors.Is.
 package mux

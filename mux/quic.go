@@ -30,8 +30,11 @@ type Config struct {
 	// the peer may open (the MAX_STREAMS limit we grant, RFC 9000 section
 	// 4.6); 0 means 100, negative allows none.
 	MaxIncomingStreams int64
-	// Allow0RTT lets a server accept 0-RTT data (RFC 9001 section 4.6). Off by
-	// default: 0-RTT requests can be replayed. Clients never send 0-RTT.
+	// Allow0RTT lets a server accept 0-RTT data (RFC 9001 section 4.6) and
+	// hand out connections before their handshake completes. Off by
+	// default: 0-RTT requests can be replayed (RFC 9001 section 9.2), so
+	// only idempotent requests belong there. Clients made here never send
+	// 0-RTT.
 	Allow0RTT bool
 	// InitialPacketSize is the size of the first packets. quic-go only runs
 	// path MTU discovery on kernel sockets that can set the DF bit; on a
@@ -124,11 +127,17 @@ func (t *QUICTransport) Listen(tlsConf *tls.Config) (*QUICListener, error) {
 	t.tr.ConnContext = func(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
 		return context.WithValue(ctx, traceKey{}, newQUICConn(false)), nil
 	}
-	ln, err := t.tr.Listen(tlsConf, t.cfg.quicConfig())
+	var ln quicListener
+	var err error
+	if t.cfg.Allow0RTT {
+		ln, err = t.tr.ListenEarly(tlsConf, t.cfg.quicConfig())
+	} else {
+		ln, err = t.tr.Listen(tlsConf, t.cfg.quicConfig())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mux: quic listen: %w", err)
 	}
-	return &QUICListener{ln: ln, tr: t}, nil
+	return &QUICListener{ln: ln, tr: t, early: t.cfg.Allow0RTT}, nil
 }
 
 // LocalAddr is the socket's address.
@@ -161,10 +170,20 @@ func DialQUIC(ctx context.Context, pc net.PacketConn, raddr net.Addr, tlsConf *t
 
 // QUICListener accepts server-side QUIC connections.
 type QUICListener struct {
-	ln *quic.Listener
+	ln quicListener
 	tr *QUICTransport
+	// early: Config.Allow0RTT, connections are handed out before their
+	// handshake completes, so that 0-RTT streams are served at once.
+	early bool
 	// owned: made by ListenQUIC, Close closes the transport too.
 	owned bool
+}
+
+// quicListener is *quic.Listener or *quic.EarlyListener.
+type quicListener interface {
+	Accept(context.Context) (*quic.Conn, error)
+	Close() error
+	Addr() net.Addr
 }
 
 // ListenQUIC accepts QUIC connections on pc; it owns pc (Close closes it).
@@ -179,7 +198,10 @@ func ListenQUIC(pc net.PacketConn, tlsConf *tls.Config, cfg Config) (*QUICListen
 	return ln, nil
 }
 
-// Accept waits for the next connection whose handshake completed.
+// Accept waits for the next connection whose handshake completed (with
+// Config.Allow0RTT: whose client's transport parameters arrived, so that
+// 0-RTT streams are served at once; the server's own stream limit is known
+// from them either way).
 func (l *QUICListener) Accept(ctx context.Context) (*QUICConn, error) {
 	qc, err := l.ln.Accept(ctx)
 	if err != nil {
@@ -191,13 +213,17 @@ func (l *QUICListener) Accept(ctx context.Context) (*QUICConn, error) {
 		qc.CloseWithError(0, "")
 		return nil, errors.New("mux: quic accept: connection without credit tracker")
 	}
-	select {
-	case <-qc.HandshakeComplete():
-	case <-qc.Context().Done():
-		return nil, fmt.Errorf("mux: quic accept: %w", context.Cause(qc.Context()))
-	case <-ctx.Done():
-		qc.CloseWithError(0, "")
-		return nil, ctx.Err()
+	if !l.early {
+		// quic-go's Listener returns handshaken connections; this only
+		// guards the invariant start relies on.
+		select {
+		case <-qc.HandshakeComplete():
+		case <-qc.Context().Done():
+			return nil, fmt.Errorf("mux: quic accept: %w", context.Cause(qc.Context()))
+		case <-ctx.Done():
+			qc.CloseWithError(0, "")
+			return nil, ctx.Err()
+		}
 	}
 	c.start(qc)
 	return c, nil

@@ -492,3 +492,20 @@ func TestQUICHandshakeFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestQUICAllow0RTTListener checks that a listener accepting 0-RTT (which
+// hands out connections before the handshake completes) serves ordinary
+// connections with the same credit accounting.
+func TestQUICAllow0RTTListener(t *testing.T) {
+	checkGoroutines(t)
+	cli, srv := quicPair(t, ALPNRaw, Config{Allow0RTT: true, MaxIncomingStreams: 7}, Config{})
+	echoStreams(t, srv)
+	if got := cli.AvailStreams(); got != 7 {
+		t.Fatalf("AvailStreams = %d, want 7", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := roundTrip(ctx, cli, []byte("early listener")); err != nil {
+		t.Fatal(err)
+	}
+}
