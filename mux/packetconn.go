@@ -1,8 +1,11 @@
 package mux
 
 import (
+	"errors"
 	"fmt"
 	"net"
+	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -66,4 +69,78 @@ func (p *connectedPacketConn) SetWriteBuffer(n int) error {
 		return s.SetWriteBuffer(n)
 	}
 	return fmt.Errorf("mux: %T cannot size its send buffer", p.c)
+}
+
+// maxWriteBlock bounds how long one datagram write may wait for room in a
+// socket's send buffer before the datagram is dropped (see
+// boundedPacketConn).
+const (
+	maxWriteBlock   = time.Second
+	stuckWriteBlock = 10 * time.Millisecond
+)
+
+// boundedPacketConn guards quic-go against a socket whose writes block for
+// good. quic-go's send loop writes datagrams one at a time and closes the
+// connection only after its last write returned; a netstack UDP socket
+// blocks a write while its send buffer is full, so a send buffer that never
+// drains (a stalled or leaking link below) would hang the connection and
+// its Close forever. A datagram that waited maxWriteBlock is dropped and
+// counted instead, as a full NIC queue drops: QUIC's loss recovery resends
+// what matters, and a path that stays blocked ends in the idle timeout with
+// a clear error.
+type boundedPacketConn struct {
+	net.PacketConn
+	// deadlineAt is when the write deadline was last pushed forward (unix
+	// ns); the deadline is refreshed at most every maxWriteBlock/2 so that
+	// the common write does not arm a timer.
+	deadlineAt atomic.Int64
+	// stuck: the last write timed out; writes wait stuckWriteBlock only
+	// until one succeeds.
+	stuck   atomic.Bool
+	dropped *atomic.Uint64
+}
+
+func (p *boundedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	now := time.Now()
+	switch {
+	case p.stuck.Load():
+		// Probe briefly whether the socket drains instead of waiting a
+		// full maxWriteBlock for each queued datagram.
+		p.deadlineAt.Store(0)
+		p.PacketConn.SetWriteDeadline(now.Add(stuckWriteBlock))
+	case now.UnixNano()-p.deadlineAt.Load() > int64(maxWriteBlock/2):
+		p.deadlineAt.Store(now.UnixNano())
+		p.PacketConn.SetWriteDeadline(now.Add(maxWriteBlock))
+	}
+	n, err := p.PacketConn.WriteTo(b, addr)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		p.dropped.Add(1)
+		p.stuck.Store(true)
+		return len(b), nil
+	}
+	if err == nil && p.stuck.Load() {
+		p.stuck.Store(false)
+	}
+	return n, err
+}
+
+// SetWriteDeadline is owned by WriteTo; quic-go does not set one.
+func (p *boundedPacketConn) SetWriteDeadline(time.Time) error { return nil }
+
+func (p *boundedPacketConn) SetDeadline(t time.Time) error { return p.PacketConn.SetReadDeadline(t) }
+
+// SetReadBuffer and SetWriteBuffer pass quic-go's buffer sizing through
+// when the socket supports it.
+func (p *boundedPacketConn) SetReadBuffer(n int) error {
+	if s, ok := p.PacketConn.(interface{ SetReadBuffer(int) error }); ok {
+		return s.SetReadBuffer(n)
+	}
+	return fmt.Errorf("mux: %T cannot size its receive buffer", p.PacketConn)
+}
+
+func (p *boundedPacketConn) SetWriteBuffer(n int) error {
+	if s, ok := p.PacketConn.(interface{ SetWriteBuffer(int) error }); ok {
+		return s.SetWriteBuffer(n)
+	}
+	return fmt.Errorf("mux: %T cannot size its send buffer", p.PacketConn)
 }

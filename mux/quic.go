@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -82,18 +83,31 @@ func (cfg Config) quicConfig() *quic.Config {
 // (stack.ListenUDP) or a kernel one. Many client connections, and a listener,
 // can share it; packets are demultiplexed by connection id.
 type QUICTransport struct {
-	tr  *quic.Transport
-	pc  net.PacketConn
-	cfg Config
+	tr      *quic.Transport
+	pc      net.PacketConn
+	cfg     Config
+	dropped atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// NewQUICTransport takes ownership of pc: Close closes it.
+// NewQUICTransport takes ownership of pc: Close closes it. A socket that is
+// not a kernel UDP socket (quic-go batches I/O only on those) gets its
+// writes bounded in time, see boundedPacketConn.
 func NewQUICTransport(pc net.PacketConn, cfg Config) *QUICTransport {
-	return &QUICTransport{tr: &quic.Transport{Conn: pc}, pc: pc, cfg: cfg}
+	t := &QUICTransport{pc: pc, cfg: cfg}
+	qpc := pc
+	if _, kernel := pc.(quic.OOBCapablePacketConn); !kernel {
+		qpc = &boundedPacketConn{PacketConn: pc, dropped: &t.dropped}
+	}
+	t.tr = &quic.Transport{Conn: qpc}
+	return t
 }
+
+// WriteDrops counts datagrams dropped because the socket's send buffer
+// stayed full for a second (see boundedPacketConn).
+func (t *QUICTransport) WriteDrops() uint64 { return t.dropped.Load() }
 
 // Dial opens a client connection to raddr and completes the handshake.
 // tlsConf must name one ALPN (ALPNH3 or ALPNRaw, see ClientTLS).

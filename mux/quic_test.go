@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -508,4 +509,89 @@ func TestQUICAllow0RTTListener(t *testing.T) {
 	if err := roundTrip(ctx, cli, []byte("early listener")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// stallConn is a socket whose writes can be made to block until their
+// write deadline, like a netstack socket whose send buffer stays full.
+type stallConn struct {
+	net.PacketConn
+	stalled  atomic.Bool
+	closed   chan struct{}
+	mu       sync.Mutex
+	deadline time.Time
+}
+
+func (s *stallConn) SetWriteDeadline(t time.Time) error {
+	s.mu.Lock()
+	s.deadline = t
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *stallConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if !s.stalled.Load() {
+		return s.PacketConn.WriteTo(b, addr)
+	}
+	s.mu.Lock()
+	d := s.deadline
+	s.mu.Unlock()
+	var expired <-chan time.Time
+	if !d.IsZero() {
+		timer := time.NewTimer(time.Until(d))
+		defer timer.Stop()
+		expired = timer.C
+	}
+	select {
+	case <-expired:
+		return 0, os.ErrDeadlineExceeded
+	case <-s.closed:
+		return 0, net.ErrClosed
+	}
+}
+
+func (s *stallConn) Close() error {
+	select {
+	case <-s.closed:
+	default:
+		close(s.closed)
+	}
+	return s.PacketConn.Close()
+}
+
+// TestQUICBlockedSocketDoesNotHang: a socket whose writes block for good
+// must not hang the connection: datagrams are dropped after a bounded
+// wait, and Close returns.
+func TestQUICBlockedSocketDoesNotHang(t *testing.T) {
+	checkGoroutines(t)
+	kpc, spc := packetPair(t)
+	cpc := &stallConn{PacketConn: kpc, closed: make(chan struct{})}
+	cert, pool := labCert()
+	ln, err := ListenQUIC(spc, ServerTLS(cert), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		if c, err := ln.Accept(ctx); err == nil {
+			echoStreams(t, c)
+		}
+	}()
+	cli, err := DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := roundTrip(ctx, cli, []byte("before the stall")); err != nil {
+		t.Fatal(err)
+	}
+	cpc.stalled.Store(true)
+	s, err := cli.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("into a blocked socket"))
+	waitFor(t, "a datagram to be dropped", func() bool { return cli.owned.WriteDrops() > 0 })
+	cli.Close()
+	<-cli.Done()
 }
