@@ -328,7 +328,7 @@ func sendBurst(l *lab.Lab, q, n int) error {
 			if m < k {
 				p.Release(descs[m:k])
 			}
-			if err != nil {
+			if err != nil && !errors.Is(err, nic.ErrRingFull) { // full: reap and retry
 				return err
 			}
 			sent += m

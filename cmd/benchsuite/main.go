@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -42,15 +43,19 @@ func run() error {
 		pkgs     = flag.String("pkgs", "./...", "packages to benchmark (go list pattern)")
 		benchT   = flag.String("benchtime", "", "-test.benchtime (default 1s, short 100ms)")
 		count    = flag.Int("count", 0, "-test.count (default 3, short 1)")
-		timeout  = flag.Duration("timeout", 0, "bound for one top-level benchmark (default 10m, short 2m)")
+		timeout  = flag.Duration("timeout", 0, "bound for one top-level benchmark (default 5m, short 2m)")
 		rfc      = flag.Bool("rfc2544", true, "run the RFC 2544 throughput searches (needs root)")
 		reuse    = flag.Bool("reuse", true, "run the reuse-ratio-over-time series (needs root)")
 		trial    = flag.Duration("trial", 0, "RFC 2544 trial duration (default 1s, short 100ms)")
 		tol      = flag.Float64("loss", 0, "RFC 2544 loss tolerance (fraction; RFC 2544 says 0)")
 		logPath  = flag.String("log", "", "file for the raw benchmark output (default <out>.log)")
 		deadline = flag.Duration("deadline", 0, "bound for the whole suite (default 2h, short 10m)")
+		from     = flag.String("from", "", "redraw the plots and Markdown from this results file instead of running")
 	)
 	flag.Parse()
+	if *from != "" {
+		return redraw(*from, *md, *plots)
+	}
 
 	cfg := benchsuite.Config{
 		Run: benchsuite.RunConfig{
@@ -126,4 +131,26 @@ func run() error {
 	fmt.Fprintf(os.Stderr, "benchsuite: %d figures, %d comparisons, %d RFC 2544 runs, %d plots, %d errors; results in %s, raw output in %s\n",
 		len(rep.Figures), len(rep.Comparisons), len(rep.RFC2544), len(rep.Plots), len(rep.Errors), *out, *logPath)
 	return runErr
+}
+
+// redraw regenerates the plots and the Markdown section of a past run.
+func redraw(path, md, plots string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var rep benchsuite.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	rep.Plots = nil
+	if plots != "" {
+		if err := rep.Plot(plots); err != nil {
+			return err
+		}
+	}
+	if md != "" {
+		return rep.SpliceFile(md, plots)
+	}
+	return nil
 }

@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/ipv4"
-
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/nic"
@@ -77,32 +75,38 @@ func (x *xskSender) Send(ctx context.Context, frame []byte, n uint64) (uint64, e
 	for sent < n {
 		x.port.Complete()
 		k := x.port.Alloc(x.descs[:min(uint64(len(x.descs)), n-sent)])
-		if k == 0 {
-			// Every frame is in flight: wait for completions, bounded.
-			if stalled.IsZero() {
-				stalled = time.Now()
-			} else if time.Since(stalled) > stallLimit {
-				return sent, fmt.Errorf("pktgen: no TX completion for %v", stallLimit)
+		m := 0
+		if k > 0 {
+			for i := range x.descs[:k] {
+				x.descs[i].Len = uint32(len(frame))
+				copy(x.port.Frame(x.descs[i]), frame)
 			}
-			if err := ctx.Err(); err != nil {
-				return sent, err
+			var err error
+			m, err = x.port.Transmit(x.descs[:k])
+			if m < k {
+				x.port.Release(x.descs[m:k])
 			}
-			runtime.Gosched()
+			sent += uint64(m)
+			// A full TX ring is back-pressure: reap completions, go on.
+			if err != nil && !errors.Is(err, nic.ErrRingFull) {
+				return sent, fmt.Errorf("pktgen: transmit: %w", err)
+			}
+		}
+		if m > 0 {
+			stalled = time.Time{}
 			continue
 		}
-		stalled = time.Time{}
-		for i := range x.descs[:k] {
-			x.descs[i].Len = uint32(len(frame))
-			copy(x.port.Frame(x.descs[i]), frame)
+		// Every frame in flight or the ring full: wait for the kernel,
+		// bounded.
+		if stalled.IsZero() {
+			stalled = time.Now()
+		} else if time.Since(stalled) > stallLimit {
+			return sent, fmt.Errorf("pktgen: no TX progress for %v", stallLimit)
 		}
-		m, err := x.port.Transmit(x.descs[:k])
-		if m < k {
-			x.port.Release(x.descs[m:k])
+		if err := ctx.Err(); err != nil {
+			return sent, err
 		}
-		sent += uint64(m)
-		if err != nil {
-			return sent, fmt.Errorf("pktgen: transmit: %w", err)
-		}
+		runtime.Gosched()
 	}
 	return sent, nil
 }
@@ -377,85 +381,29 @@ func (d *nicDUT) closeParts() error {
 	return errors.Join(append(errs, d.src.close())...)
 }
 
-// kernelUDPDUT is the baseline: no XDP program, GRO on the engine-side veth
-// (so it has NAPI and accepts the generator's frames), a kernel address
-// there and a UDP socket reading with recvmmsg.
-type kernelUDPDUT struct {
-	src  *labSource
-	conn *net.UDPConn
-	rx   rxCounter
-	done chan error
-}
-
-var _ Offerer = (*kernelUDPDUT)(nil)
-
+// openKernelUDPDUT is the baseline: no XDP program, GRO on the
+// engine-side veth (so it has NAPI and accepts the generator's frames), a
+// kernel address there and a UDP socket reading with recvmmsg.
 func openKernelUDPDUT(ctx context.Context) (Offerer, func() error, error) {
-	d := &kernelUDPDUT{done: make(chan error, 1)}
-	var err error
-	d.src, err = newLabSource(lab.Options{EngineKernelAddrs: true, EngineGRO: true},
+	src, err := newLabSource(lab.Options{EngineKernelAddrs: true, EngineGRO: true},
 		func(l *lab.Lab) netip.Addr { return l.ClientLink.KernelV4 })
 	if err != nil {
 		return nil, nil, err
 	}
-	dst := d.src.flow.Dst
-	d.rx.epoch = d.src.epoch
-	err = d.src.lab.Engine.Do(func() error {
-		d.conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, benchDstPort)))
+	d := newSocketDUT(src)
+	var conn *net.UDPConn
+	err = src.lab.Engine.Do(func() (err error) {
+		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src.flow.Dst, benchDstPort)))
 		if err != nil {
 			return err
 		}
+		d.pc = conn
 		// As large as net.core.rmem_max lets an unprivileged reader have.
-		return d.conn.SetReadBuffer(4 << 20)
+		return conn.SetReadBuffer(4 << 20)
 	})
 	if err != nil {
-		if d.conn != nil {
-			d.conn.Close()
-		}
-		return nil, nil, errors.Join(err, d.src.close())
+		return d.fail(err)
 	}
-	go d.receive()
+	d.start(func() error { return d.readBatch(conn) })
 	return d, d.close, nil
-}
-
-func (d *kernelUDPDUT) receive() {
-	pc := ipv4.NewPacketConn(d.conn)
-	msgs := make([]ipv4.Message, 64)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, 2048)}
-	}
-	for {
-		n, err := pc.ReadBatch(msgs, 0)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				err = nil
-			}
-			d.done <- err
-			return
-		}
-		if d.rx.probes.Load() {
-			for _, m := range msgs[:n] {
-				if stamp, ok := probePayload(m.Buffers[0][:m.N]); ok {
-					d.rx.probe(stamp)
-				}
-			}
-		}
-		d.rx.n.Add(uint64(n))
-	}
-}
-
-// Conditions reports the packet source.
-func (d *kernelUDPDUT) Conditions() map[string]string {
-	return map[string]string{"source": d.src.source}
-}
-
-func (d *kernelUDPDUT) Offer(ctx context.Context, t Trial) (TrialResult, error) {
-	return d.rx.trial(ctx, t, d.src)
-}
-
-func (d *kernelUDPDUT) close() error {
-	err := d.conn.Close()
-	if rerr := <-d.done; rerr != nil {
-		err = errors.Join(err, fmt.Errorf("receiver: %w", rerr))
-	}
-	return errors.Join(err, d.src.close())
 }

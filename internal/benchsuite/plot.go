@@ -2,7 +2,6 @@ package benchsuite
 
 import (
 	"fmt"
-	"image/color"
 	"maps"
 	"os"
 	"path/filepath"
@@ -18,11 +17,15 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// line is one curve of a figure; baselines are drawn dashed.
+// line is one curve of a figure: measured figures solid, baselines
+// dashed, references (the source's maximum) dotted without markers.
 type line struct {
-	name     string
-	baseline bool
-	pts      plotter.XYs
+	name      string
+	baseline  bool
+	reference bool
+	// color indexes plotutil's palette; a reference shares its DUT's.
+	color int
+	pts   plotter.XYs
 }
 
 type figureSpec struct {
@@ -30,7 +33,10 @@ type figureSpec struct {
 	logX        bool
 	// xAtData puts the X ticks at the measured points (frame sizes).
 	xAtData bool
-	lines   []line
+	// cdf: Y is a fraction in [0, 1], curves have many points (no
+	// markers), and the legend goes bottom right.
+	cdf   bool
+	lines []line
 }
 
 // humanTicks labels the default ticks with k/M/G instead of exponents.
@@ -61,8 +67,9 @@ func (s figureSpec) save(path string) error {
 	p.Title.Text = s.title
 	p.X.Label.Text = s.x
 	p.Y.Label.Text = s.y
-	p.Legend.Top = true
+	p.Legend.Top = !s.cdf
 	p.Legend.Left = false
+	p.Legend.TextStyle.Font.Size = vg.Points(8)
 	p.Add(plotter.NewGrid())
 	p.Y.Tick.Marker = humanTicks{}
 	var xs []float64
@@ -78,44 +85,58 @@ func (s figureSpec) save(path string) error {
 	if s.xAtData {
 		p.X.Tick.Marker = dataTicks(xs)
 	}
-	for i, l := range s.lines {
+	entries := 0
+	for _, l := range s.lines {
 		if len(l.pts) == 0 {
 			continue
 		}
-		ln, pts, err := plotter.NewLinePoints(l.pts)
+		entries++
+		c := plotutil.Color(l.color)
+		ln, err := plotter.NewLine(l.pts)
 		if err != nil {
 			return fmt.Errorf("plot %s: %w", l.name, err)
 		}
-		c := plotutil.Color(i)
-		ln.Color, pts.Color = c, c
+		ln.Color = c
 		ln.Width = vg.Points(1.5)
-		pts.Shape = plotutil.Shape(i)
-		if l.baseline {
-			ln.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
-			ln.Color = withAlpha(c, 0xb0)
+		thumbs := []plot.Thumbnailer{ln}
+		switch {
+		case l.reference:
+			ln.Width = vg.Points(1)
+			ln.Dashes = []vg.Length{vg.Points(1), vg.Points(2)}
+		case l.baseline:
+			ln.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
 		}
-		p.Add(ln, pts)
+		p.Add(ln)
+		if !s.cdf && !l.reference {
+			pts, err := plotter.NewScatter(l.pts)
+			if err != nil {
+				return fmt.Errorf("plot %s: %w", l.name, err)
+			}
+			pts.Color = c
+			pts.Shape = plotutil.Shape(l.color)
+			p.Add(pts)
+			thumbs = append(thumbs, pts)
+		}
 		name := l.name
 		if l.baseline {
 			name += " (baseline)"
 		}
-		p.Legend.Add(name, ln, pts)
+		p.Legend.Add(name, thumbs...)
 	}
-	// Room above the curves for the legend, and rates start at zero so
-	// the eye reads ratios right.
-	if p.Y.Min > 0 && !s.logX {
-		p.Y.Min = 0
+	if s.cdf {
+		p.Y.Min, p.Y.Max = 0, 1
+	} else {
+		// Rates start at zero so the eye reads ratios right; room above
+		// the curves for the legend.
+		if p.Y.Min > 0 {
+			p.Y.Min = 0
+		}
+		p.Y.Max += float64(entries) * 0.07 * (p.Y.Max - p.Y.Min)
 	}
-	p.Y.Max += 0.25 * (p.Y.Max - p.Y.Min)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("plot directory: %w", err)
 	}
-	return p.Save(18*vg.Centimeter, 11*vg.Centimeter, path)
-}
-
-func withAlpha(c color.Color, a uint8) color.Color {
-	r, g, b, _ := c.RGBA()
-	return color.NRGBA{R: uint8(r >> 8), G: uint8(g >> 8), B: uint8(b >> 8), A: a}
+	return p.Save(20*vg.Centimeter, 13*vg.Centimeter, path)
 }
 
 // sweepParams are sub-benchmark parameters worth a curve, in preference
@@ -129,7 +150,8 @@ var sweepParams = []string{"size", "frame", "framesize", "t", "time", "sec", "co
 //     primary metric against it, one curve per implementation, baselines
 //     dashed;
 //   - RFC 2544 throughput against frame size, with the source's maximum;
-//   - RFC 2544 latency CDFs at the throughput rate;
+//   - RFC 2544 latency CDFs at the throughput rate, one figure per frame
+//     size;
 //   - each time series (reuse ratio over time), baselines dashed.
 func (r *Report) Plot(dir string) error {
 	var errs []string
@@ -150,8 +172,8 @@ func (r *Report) Plot(dir string) error {
 	if s, ok := r.rfcThroughputFigure(); ok {
 		add("rfc2544-throughput", s)
 	}
-	if s, ok := r.rfcLatencyFigure(); ok {
-		add("rfc2544-latency-cdf", s)
+	for name, s := range r.rfcLatencyFigures() {
+		add(name, s)
 	}
 	for name, s := range r.seriesFigures() {
 		add(name, s)
@@ -233,6 +255,7 @@ func (r *Report) sweepFigures() map[string]figureSpec {
 			l := curves[n]
 			sort.Slice(l.pts, func(i, j int) bool { return l.pts[i].X < l.pts[j].X })
 			if len(l.pts) > 1 {
+				l.color = len(lines)
 				lines = append(lines, *l)
 			}
 		}
@@ -272,7 +295,7 @@ func sweepParam(figs []Figure) string {
 
 func (r *Report) rfcThroughputFigure() (figureSpec, bool) {
 	s := figureSpec{title: "RFC 2544 zero-loss throughput against frame size", x: "frame size (bytes)", y: "Mframes/s", logX: true, xAtData: true}
-	for _, run := range r.RFC2544 {
+	for i, run := range r.RFC2544 {
 		var found, src plotter.XYs
 		for _, res := range run.Results {
 			found = append(found, plotter.XY{X: float64(res.FrameSize), Y: res.Rate / 1e6})
@@ -280,29 +303,38 @@ func (r *Report) rfcThroughputFigure() (figureSpec, bool) {
 				src = append(src, plotter.XY{X: float64(res.FrameSize), Y: res.SourceMax / 1e6})
 			}
 		}
-		s.lines = append(s.lines, line{name: run.DUT, baseline: run.Baseline, pts: found})
-		if !run.Baseline && len(src) > 0 {
-			s.lines = append(s.lines, line{name: "source max for " + run.DUT, baseline: true, pts: src})
+		s.lines = append(s.lines, line{name: run.DUT, baseline: run.Baseline, color: i, pts: found})
+		if len(src) > 0 {
+			s.lines = append(s.lines, line{name: "  source max, " + run.DUT, reference: true, color: i, pts: src})
 		}
 	}
 	return s, len(s.lines) > 0
 }
 
-func (r *Report) rfcLatencyFigure() (figureSpec, bool) {
-	s := figureSpec{title: "Latency CDF at the RFC 2544 throughput rate", x: "latency (µs)", y: "fraction of probes", logX: true}
-	for _, run := range r.RFC2544 {
+// rfcLatencyFigures draws one CDF figure per frame size, a curve per DUT,
+// so each device reads beside its baseline at the same size.
+func (r *Report) rfcLatencyFigures() map[string]figureSpec {
+	out := map[string]figureSpec{}
+	for i, run := range r.RFC2544 {
 		for _, res := range run.Results {
 			if len(res.Latency.CDF) == 0 {
 				continue
 			}
-			pts := make(plotter.XYs, len(res.Latency.CDF))
-			for i, us := range res.Latency.CDF {
-				pts[i] = plotter.XY{X: max(us, 0.01), Y: float64(i+1) / float64(len(res.Latency.CDF))}
+			name := fmt.Sprintf("rfc2544-latency-cdf-%dB", res.FrameSize)
+			s, ok := out[name]
+			if !ok {
+				s = figureSpec{title: fmt.Sprintf("Latency CDF at the RFC 2544 throughput rate, %d-byte frames", res.FrameSize),
+					x: "one-way latency (µs)", y: "fraction of probes", logX: true, cdf: true}
 			}
-			s.lines = append(s.lines, line{name: fmt.Sprintf("%s %dB", run.DUT, res.FrameSize), baseline: run.Baseline, pts: pts})
+			pts := make(plotter.XYs, len(res.Latency.CDF))
+			for j, us := range res.Latency.CDF {
+				pts[j] = plotter.XY{X: max(us, 0.01), Y: float64(j+1) / float64(len(res.Latency.CDF))}
+			}
+			s.lines = append(s.lines, line{name: run.DUT, baseline: run.Baseline, color: i, pts: pts})
+			out[name] = s
 		}
 	}
-	return s, len(s.lines) > 0
+	return out
 }
 
 func (r *Report) seriesFigures() map[string]figureSpec {
@@ -317,7 +349,7 @@ func (r *Report) seriesFigures() map[string]figureSpec {
 		for i, p := range se.Points {
 			pts[i] = plotter.XY{X: p[0], Y: p[1]}
 		}
-		s.lines = append(s.lines, line{name: se.Name, baseline: se.Baseline, pts: pts})
+		s.lines = append(s.lines, line{name: se.Name, baseline: se.Baseline, color: len(s.lines), pts: pts})
 		out[name] = s
 	}
 	return out

@@ -62,7 +62,7 @@ func (c Config) WithDefaults() Config {
 		}
 	}
 	if c.Run.Timeout <= 0 {
-		c.Run.Timeout = 10 * time.Minute
+		c.Run.Timeout = 5 * time.Minute
 		if short {
 			c.Run.Timeout = 2 * time.Minute
 		}

@@ -98,8 +98,8 @@ func TestRunFixture(t *testing.T) {
 	if err := rep.Plot(plotDir); err != nil {
 		t.Fatal(err)
 	}
-	wantPlots := []string{"internal_benchsuite_testdata_fixture-BenchmarkCopy-by-size.png", "rfc2544-latency-cdf.png",
-		"rfc2544-throughput.png", "series-backend_reuse_ratio.png"}
+	wantPlots := []string{"internal_benchsuite_testdata_fixture-BenchmarkCopy-by-size.png", "rfc2544-latency-cdf-64B.png",
+		"rfc2544-latency-cdf-1518B.png", "rfc2544-throughput.png", "series-backend_reuse_ratio.png"}
 	for _, name := range wantPlots {
 		f, err := os.Open(filepath.Join(plotDir, name))
 		if err != nil {
