@@ -137,6 +137,49 @@ func runIn(t *testing.T, start func(*exec.Cmd) error, limit time.Duration, name 
 	}
 }
 
+// HTTP/3 clients (quic-go) through the h3 frontend, and raw-stream tunnels
+// through the tcp frontend (echoed by the origins).
+func TestLabH3AndTunnel(t *testing.T) {
+	for _, stack := range stacks {
+		t.Run(stack, func(t *testing.T) {
+			env := startLab(t, stack, enginelab.Options{})
+			c, closeFn, err := env.HTTP3Client()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeFn()
+			if failed, err := get(t, c, env.FrontendURL("h3")+"/bytes/3000", 100, 4); failed > 0 {
+				t.Fatalf("h3: %d failed: %v", failed, err)
+			}
+			addr := strings.TrimPrefix(env.FrontendURL("tcp"), "http://")
+			var wg sync.WaitGroup
+			for i := range 4 {
+				wg.Go(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					conn, err := env.Dial(ctx, "tcp", addr)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					defer conn.Close()
+					conn.SetDeadline(time.Now().Add(10 * time.Second))
+					msg := bytes.Repeat([]byte{byte('a' + i)}, 256<<10)
+					go func() {
+						conn.Write(msg)
+						conn.(*net.TCPConn).CloseWrite()
+					}()
+					back, err := io.ReadAll(conn)
+					if err != nil || !bytes.Equal(back, msg) {
+						t.Errorf("tunnel %d: %d of %d bytes back intact, err %v", i, len(back), len(msg), err)
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+}
+
 func TestLabCurl(t *testing.T) {
 	for _, stack := range stacks {
 		t.Run(stack, func(t *testing.T) {

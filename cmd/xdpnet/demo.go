@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,9 +17,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-
-	"github.com/quic-go/quic-go"
-	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/engine/enginelab"
@@ -268,25 +264,11 @@ func fetch(ctx context.Context, c *http.Client, url string, size int) error {
 // checkH3 sends a few requests to the h3 frontend with quic-go's HTTP/3
 // client from the client namespace.
 func checkH3(ctx context.Context, env *enginelab.Env) string {
-	pc, err := env.ListenPacket()
+	c, closeFn, err := env.HTTP3Client()
 	if err != nil {
 		return "FAILED: " + err.Error()
 	}
-	tr := &quic.Transport{Conn: pc}
-	defer tr.Close()
-	h3 := &http3.Transport{
-		// The frontend's certificate is self-signed for the lab.
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
-		Dial: func(ctx context.Context, addr string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
-			ua, err := net.ResolveUDPAddr("udp", addr)
-			if err != nil {
-				return nil, err
-			}
-			return tr.Dial(ctx, ua, tlsCfg, cfg)
-		},
-	}
-	defer h3.Close()
-	c := &http.Client{Transport: h3, Timeout: 5 * time.Second}
+	defer closeFn()
 	const n = 20
 	good := 0
 	var first error

@@ -33,6 +33,11 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	quietQUIC()
+	// Take the signals before anything starts, so that a SIGTERM during
+	// start-up drains instead of killing the process mid-set-up.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 
 	var nt engine.Net
 	switch cfg.Dataplane {
@@ -57,9 +62,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		log.Info("admin endpoint", "addr", a.String(), "paths", "/metrics /stats /healthz")
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			next, err := engine.LoadConfig(*file)

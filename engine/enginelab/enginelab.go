@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -242,6 +244,33 @@ func (e *Env) HTTPClient(conns int, h2c bool) *http.Client {
 		tr.Protocols = &p
 	}
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// HTTP3Client returns a quic-go HTTP/3 client whose UDP socket lives in the
+// client namespace, and a function that closes it. It skips certificate
+// verification: the engine's h3 frontend presents a self-signed lab
+// certificate.
+func (e *Env) HTTP3Client() (*http.Client, func(), error) {
+	pc, err := e.ListenPacket()
+	if err != nil {
+		return nil, nil, err
+	}
+	tr := &quic.Transport{Conn: pc}
+	h3 := &http3.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		Dial: func(ctx context.Context, addr string, tlsCfg *tls.Config, cfg *quic.Config) (*quic.Conn, error) {
+			ua, err := net.ResolveUDPAddr("udp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return tr.Dial(ctx, ua, tlsCfg, cfg)
+		},
+	}
+	return &http.Client{Transport: h3, Timeout: 10 * time.Second}, func() {
+		h3.Close()
+		tr.Close()
+		pc.Close()
+	}, nil
 }
 
 // FrontendURL is the base URL of the named frontend ("http://198.18.1.1:8080").

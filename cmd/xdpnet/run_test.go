@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/engine/origin"
+	"github.com/xdpnet/xdpnet/mux"
+)
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// lockedBuffer is a bytes.Buffer safe for the logger and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// `xdpnet run` on the kernel stack: SIGHUP reloads, `xdpnet stats` reads the
+// admin endpoint, SIGTERM during load drains with every request completing.
+func TestRunSignals(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, err := mux.WriteSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := mux.LoadKeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &origin.Server{Name: "o"}
+	go o.Serve(pc, cert)
+	defer o.Close()
+
+	admin, front := freePort(t), freePort(t)
+	cfg := filepath.Join(dir, "x.yaml")
+	write := func(retries int) {
+		text := fmt.Sprintf(`dataplane: kernel
+workers: 2
+admin: %q
+frontends: [{name: web, listen: %q, protocol: http, backend: b}]
+backends:
+  - name: b
+    retries: %d
+    tls: {ca: %q}
+    servers: [{name: o, address: %q}]
+`, admin, front, retries, certFile, pc.LocalAddr())
+		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(2)
+	var stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"run", "-c", cfg, "-drain", "10s"}, io.Discard, &stderr) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + admin + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("engine did not come up: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// SIGHUP with a bad file: refused, still serving.
+	os.WriteFile(cfg, []byte("dataplane: kernel\nbogus: 1\n"), 0o600)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitFor(t, &stderr, "reload refused")
+	// SIGHUP with a good file: applied.
+	write(3)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitFor(t, &stderr, "configuration reloaded")
+
+	var out bytes.Buffer
+	if code := run([]string{"stats", "-admin", admin}, &out, io.Discard); code != 0 || !strings.Contains(out.String(), "kernel") {
+		t.Errorf("stats: exit %d\n%s", code, out.String())
+	}
+
+	// SIGTERM while requests are in flight.
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			resp, err := http.Get("http://" + front + "/sleep?d=400ms")
+			if err == nil {
+				var b []byte
+				b, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && !strings.HasPrefix(string(b), "slept") {
+					err = fmt.Errorf("status %d body %q", resp.StatusCode, b)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for o.Stats().Requests < n && time.Now().Before(deadline.Add(10*time.Second)) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("run exited %d after SIGTERM\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not exit after SIGTERM")
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error("request lost in drain:", err)
+		}
+	}
+}
+
+func waitFor(t *testing.T, b *lockedBuffer, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(b.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never said %q:\n%s", s, b.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
