@@ -62,7 +62,6 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		log.Info("admin endpoint", "addr", a.String(), "paths", "/metrics /stats /healthz")
 	}
 
-
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			next, err := engine.LoadConfig(*file)
