@@ -48,7 +48,6 @@ type Engine struct {
 
 	// inflight counts HTTP requests in progress (drain waits for them).
 	inflight sync.WaitGroup
-	nextW    atomic.Uint64
 
 	mu        sync.Mutex
 	cfg       *Config
