@@ -444,3 +444,40 @@ func TestFramedDropWhenFull(t *testing.T) {
 		}
 	})
 }
+
+func TestFramedPeerResets(t *testing.T) {
+	checkGoroutines(t)
+	ln, dial := tcpListen(t)
+	framedServer(t, ln, FramedConfig{}, func(s Stream) {
+		// Close before the request ended: a RESET, as TCP sends RST.
+		var b [1]byte
+		io.ReadFull(s, b[:])
+		s.Close()
+	})
+	c := dialFramed(t, dial, FramedConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write([]byte("x"))
+	_, err = io.ReadAll(s)
+	var rerr *ResetError
+	if !errors.As(err, &rerr) || !rerr.Remote || !errors.Is(err, ErrStreamReset) {
+		t.Fatalf("read after the peer's reset: %v, want a remote ResetError", err)
+	}
+	if _, err := s.Write([]byte("y")); !errors.Is(err, ErrStreamReset) {
+		t.Fatalf("write after the peer's reset: %v", err)
+	}
+	s.Close()
+	waitFor(t, "stream released", func() bool { return c.UsedStreams() == 0 })
+	if c.Stats().ResetsReceived == 0 {
+		t.Fatal("reset not counted")
+	}
+	if err := roundTrip(ctx, c, []byte("next")); err == nil {
+		t.Fatal("the resetting handler answered")
+	} else if !errors.Is(err, ErrStreamReset) {
+		t.Fatalf("second stream: %v", err)
+	}
+}
