@@ -196,7 +196,7 @@ func TestLabLinkDown(t *testing.T) {
 	}
 }
 
-// labImpls are the lab benchmarks' two clients of one quic-go server on the
+// labImpls are the lab benchmarks' clients of one quic-go server on the
 // backend namespace's kernel UDP, over the same veth: quic-go on the engine
 // namespace's kernel UDP (baseline) and mux on the engine netstack over
 // AF_XDP (xdpnet).
@@ -206,19 +206,26 @@ func labImpls(b *testing.B) []benchImpl {
 		{"baseline", func(b *testing.B) benchSide {
 			return benchSide{cli: e.kernelEnginePacket(b), srv: e.backendPacket(b)}
 		}},
-		{"xdpnet", func(b *testing.B) benchSide {
-			srv := e.backendPacket(b)
-			c, err := e.s.DialUDP(netip.AddrPortFrom(e.engine, 0), netip.MustParseAddrPort(srv.LocalAddr().String()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			cli, err := ConnectedPacketConn(c)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return benchSide{cli: cli, srv: srv, useMux: true, rawServer: true}
-		}},
+		{"xdpnet", func(b *testing.B) benchSide { return e.netstackSide(b, true) }},
+		// quicgo-afxdp is bare quic-go on the same netstack socket: what
+		// the netstack and AF_XDP cost without mux.
+		{"quicgo-afxdp", func(b *testing.B) benchSide { return e.netstackSide(b, false) }},
 	}
+}
+
+// netstackSide is a connected engine netstack socket to a new backend
+// server socket.
+func (e *labEnv) netstackSide(b *testing.B, useMux bool) benchSide {
+	srv := e.backendPacket(b)
+	c, err := e.s.DialUDP(netip.AddrPortFrom(e.engine, 0), netip.MustParseAddrPort(srv.LocalAddr().String()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cli, err := ConnectedPacketConn(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return benchSide{cli: cli, srv: srv, useMux: useMux, rawServer: true}
 }
 
 // BenchmarkLabQUICStreams and its siblings are BenchmarkQUICStreams and
