@@ -203,6 +203,16 @@ func (x *XDPNet) Collector() prometheus.Collector { return xdpCollector{x} }
 // Close implements Net.
 func (x *XDPNet) Close() error {
 	var errs []error
+	// Stop the endpoints' receive goroutines before the stack closes:
+	// stack.Close removes each NIC under netstack's stack lock and waits
+	// there for the receive goroutines, while a goroutine delivering a
+	// packet needs that lock to finish (a deadlock seen with traffic still
+	// arriving at close).
+	for _, xi := range x.ifs {
+		if xi.ep != nil {
+			xi.ep.Attach(nil)
+		}
+	}
 	if x.st != nil {
 		errs = append(errs, x.st.Close())
 	}
