@@ -321,10 +321,15 @@ func (b *sentBody) Read(p []byte) (int, error) {
 	return b.ReadCloser.Read(p)
 }
 
+// copyBufs recycles copyBody's buffers (one per response in flight).
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // copyBody copies a response body, flushing after each chunk when the
 // length is unknown (streaming responses reach the client as they come).
 func copyBody(w http.ResponseWriter, body io.Reader, stream bool) error {
-	buf := make([]byte, 32<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	rc := http.NewResponseController(w)
 	for {
 		n, err := body.Read(buf)
