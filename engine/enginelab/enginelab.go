@@ -17,7 +17,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -61,6 +63,7 @@ type Env struct {
 	// OriginAddrs are the origins' QUIC addresses, in server order.
 	OriginAddrs []netip.AddrPort
 
+	certDir   string // the h3 frontends' lab certificates
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -94,7 +97,34 @@ func Start(opts Options) (_ *Env, err error) {
 			}
 		}
 	}
+	// h3 frontends without a certificate get a lab one (the engine would
+	// make its own, with a warning).
+	var certDir string
+	for i := range cfg.Frontends {
+		f := &cfg.Frontends[i]
+		if f.Protocol != engine.ProtoH3 || f.TLS != nil {
+			continue
+		}
+		if certDir == "" {
+			if certDir, err = os.MkdirTemp("", "xdpnet-lab-"); err != nil {
+				return nil, err
+			}
+		}
+		host, _, _ := net.SplitHostPort(f.Listen)
+		d := filepath.Join(certDir, f.Name)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		cf, kf, err := mux.WriteSelfSigned(d, []string{host}, 24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		f.TLS = &engine.ServerTLS{Cert: cf, Key: kf}
+	}
 	if err := cfg.Validate(); err != nil {
+		if certDir != "" {
+			os.RemoveAll(certDir)
+		}
 		return nil, err
 	}
 	// One lab server address per distinct origin address.
@@ -111,9 +141,12 @@ func Start(opts Options) (_ *Env, err error) {
 	}
 	l, err := lab.New(lab.Options{Queues: max(1, opts.Queues), Servers: len(addrs)})
 	if err != nil {
+		if certDir != "" {
+			os.RemoveAll(certDir)
+		}
 		return nil, fmt.Errorf("lab: %w", err)
 	}
-	env := &Env{Lab: l, Config: cfg, OriginAddrs: addrs}
+	env := &Env{Lab: l, Config: cfg, OriginAddrs: addrs, certDir: certDir}
 	defer func() {
 		if err != nil {
 			env.Close()
@@ -309,6 +342,9 @@ func (e *Env) Close() error {
 		}
 		if e.Lab != nil {
 			errs = append(errs, e.Lab.Close())
+		}
+		if e.certDir != "" {
+			errs = append(errs, os.RemoveAll(e.certDir))
 		}
 		e.closeErr = errors.Join(errs...)
 	})
