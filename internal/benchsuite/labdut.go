@@ -271,6 +271,12 @@ func (c *rxCounter) trial(ctx context.Context, t Trial, src *labSource) (TrialRe
 	return r, nil
 }
 
+// The nic DUT's UMEM and rings, recorded with its figures.
+const (
+	nicFrames = 8192
+	nicRing   = 2048
+)
+
 // nicDUT is a nic.Port on the engine side of the client veth, behind the
 // steering program, receiving and recycling every frame.
 type nicDUT struct {
@@ -305,7 +311,8 @@ func openNICDUT(busyPoll time.Duration) func(context.Context) (Offerer, func() e
 			if err := d.steer.AddAddr(link.EngineV4); err != nil {
 				return err
 			}
-			d.port, err = nic.Open(nic.Config{Ifindex: link.Index, Queue: 0, Map: d.steer, BusyPoll: busyPoll})
+			d.port, err = nic.Open(nic.Config{Ifindex: link.Index, Queue: 0, Map: d.steer, BusyPoll: busyPoll,
+				Frames: nicFrames, FillSize: nicRing, RXSize: nicRing, TXSize: nicRing, CompSize: nicRing})
 			return err
 		})
 		if err != nil {
@@ -322,6 +329,7 @@ func (d *nicDUT) Conditions() map[string]string {
 		"xdp":      d.steer.Mode().String(),
 		"zerocopy": strconv.FormatBool(d.port.ZeroCopy()),
 		"frame":    strconv.Itoa(d.port.FrameSize()),
+		"rings":    fmt.Sprintf("fill=rx=tx=comp=%d frames=%d", nicRing, nicFrames),
 		"source":   d.src.source,
 	}
 }
