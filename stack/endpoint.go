@@ -182,13 +182,15 @@ func newEndpoint(ports []Port, opts EndpointOptions) (*Endpoint, error) {
 // Queues returns the number of queues.
 func (e *Endpoint) Queues() int { return len(e.queues) }
 
-// Attach starts the receive goroutines, or stops them when d is nil (the NIC
-// is being removed).
+// Attach starts the receive goroutines, or tells them to stop when d is nil
+// (the NIC is being removed). It does not wait for them: netstack calls it
+// with its own locks held, which a goroutine delivering a packet may be
+// waiting for. Close (and Stack.Close) wait.
 func (e *Endpoint) Attach(d gstack.NetworkDispatcher) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if d == nil {
-		e.stopRXLocked()
+		e.signalStopLocked()
 		e.dispatcher = nil
 		return
 	}
@@ -206,10 +208,10 @@ func (e *Endpoint) Attach(d gstack.NetworkDispatcher) {
 	}
 }
 
-// stopRXLocked stops the receive goroutines and waits for them.
+// signalStopLocked tells the receive goroutines to stop.
 //
 // +checklocks:e.mu
-func (e *Endpoint) stopRXLocked() {
+func (e *Endpoint) signalStopLocked() {
 	if e.stop == nil {
 		return
 	}
@@ -218,6 +220,14 @@ func (e *Endpoint) stopRXLocked() {
 	for _, q := range e.queues {
 		q.port.Wake()
 	}
+}
+
+// stopRX stops the receive goroutines and waits for them. It must not be
+// called with netstack's locks held (see Attach).
+func (e *Endpoint) stopRX() {
+	e.mu.Lock()
+	e.signalStopLocked()
+	e.mu.Unlock()
 	e.wg.Wait()
 }
 
@@ -229,7 +239,9 @@ func (e *Endpoint) IsAttached() bool {
 }
 
 // Wait implements stack.LinkEndpoint: it waits for the receive goroutines,
-// which stop on Close or Attach(nil).
+// which stop on Close or Attach(nil). Netstack's Stack.Wait calls it with
+// the stack's lock held, which a receive goroutine may need to finish its
+// batch: stop them first (Stack.Close does), or call Close instead.
 func (e *Endpoint) Wait() { e.wg.Wait() }
 
 // MTU implements stack.LinkEndpoint.
@@ -310,8 +322,8 @@ func (e *Endpoint) Close() {
 	if e.closed.Swap(true) {
 		return
 	}
+	e.stopRX()
 	e.mu.Lock()
-	e.stopRXLocked()
 	e.dispatcher = nil
 	onClose := e.onClose
 	e.mu.Unlock()

@@ -17,10 +17,10 @@ import (
 
 var netErrClosed = net.ErrClosed
 
-// listenBacklog matches Linux's default somaxconn: enough for the 1,000
-// concurrent handshakes a busy frontend sees without falling back to SYN
-// cookies.
-const listenBacklog = 4096
+// defaultListenBacklog matches Linux's default somaxconn: enough for the
+// 1,000 concurrent handshakes a busy frontend sees without falling back to
+// SYN cookies.
+const defaultListenBacklog = 4096
 
 // fullAddr converts an AddrPort; an invalid or unspecified address means
 // "any" and binds IPv6 dual-stack (IPv4 arrives as IPv4-mapped).
@@ -51,7 +51,7 @@ func (s *Stack) ListenTCP(addr netip.AddrPort) (net.Listener, error) {
 		ep.Close()
 		return nil, opErr("listen", "tcp", addr, tcpipErr(terr))
 	}
-	if terr := ep.Listen(listenBacklog); terr != nil {
+	if terr := ep.Listen(s.backlog); terr != nil {
 		ep.Close()
 		return nil, opErr("listen", "tcp", addr, tcpipErr(terr))
 	}

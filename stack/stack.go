@@ -68,6 +68,10 @@ type TCPOptions struct {
 	// Nagle turns Nagle's algorithm (RFC 896) on for new connections; it
 	// is off by default, as a proxy forwards what it has at once.
 	Nagle bool
+	// ListenBacklog bounds each listener's queue of connections not yet
+	// accepted and of half-open ones (default 4096, Linux's somaxconn);
+	// beyond it, SYNs get cookies (SYNCookiesOnOverflow).
+	ListenBacklog int
 }
 
 // Options configure a Stack.
@@ -104,7 +108,8 @@ func (r BufferRange) valid() bool {
 // Stack is one gVisor netstack instance. Its methods are safe for concurrent
 // use.
 type Stack struct {
-	ns *gstack.Stack
+	ns      *gstack.Stack
+	backlog int
 
 	mu sync.Mutex
 	// +checklocks:mu
@@ -134,7 +139,10 @@ func New(opts Options) (*Stack, error) {
 		// Packets between two local addresses stay inside the stack.
 		HandleLocal: true,
 	})
-	s := &Stack{ns: ns}
+	if t.ListenBacklog <= 0 {
+		t.ListenBacklog = defaultListenBacklog
+	}
+	s := &Stack{ns: ns, backlog: t.ListenBacklog}
 
 	sack := tcpip.TCPSACKEnabled(!t.DisableSACK)
 	cc := tcpip.CongestionControlOption(t.CongestionControl)
@@ -404,7 +412,16 @@ func (s *Stack) Close() error {
 		return nil
 	}
 	s.closed = true
+	nics := s.nics
 	s.mu.Unlock()
+	// Receive goroutines of link endpoints may be waiting for netstack's
+	// stack lock, which netstack holds while it waits for them in Wait:
+	// stop them before.
+	for _, n := range nics {
+		if st, ok := n.ep.(interface{ stopRX() }); ok {
+			st.stopRX()
+		}
+	}
 	s.ns.Close()
 	s.ns.Wait()
 	return nil

@@ -173,14 +173,31 @@ func NewXDPPair(t testing.TB, opts XDPOptions) *XDPResult {
 		pa, pb = append(pa, w.A), append(pb, w.B)
 	}
 	opts.A.MAC, opts.B.MAC = MACA, MACB
-	var err error
-	if r.EPA, err = stack.NewEndpoint(pa, opts.A); err != nil {
-		t.Fatalf("stacktest: endpoint a: %v", err)
-	}
-	if r.EPB, err = stack.NewEndpoint(pb, opts.B); err != nil {
-		t.Fatalf("stacktest: endpoint b: %v", err)
-	}
-	r.A, r.NICA = sideEP(t, "a", opts.StackA, r.EPA, AddrA4, AddrA6)
-	r.B, r.NICB = sideEP(t, "b", opts.StackB, r.EPB, AddrB4, AddrB6)
+	r.A, r.NICA, r.EPA = xdpSide(t, "a", opts.StackA, pa, opts.A, AddrA4, AddrA6)
+	r.B, r.NICB, r.EPB = xdpSide(t, "b", opts.StackB, pb, opts.B, AddrB4, AddrB6)
 	return r
+}
+
+// xdpSide builds one stack of NewXDPPair the way the engine does, with
+// Stack.AddXDPNIC (and so its default queueing discipline).
+func xdpSide(t testing.TB, name string, so stack.Options, ports []stack.Port, eo stack.EndpointOptions, a4, a6 netip.Addr) (*stack.Stack, *stack.NIC, *stack.Endpoint) {
+	t.Helper()
+	s, err := stack.New(so)
+	if err != nil {
+		for _, p := range ports {
+			_ = p.Close()
+		}
+		t.Fatalf("stacktest: stack %s: %v", name, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	nic, ep, err := s.AddXDPNIC(ports, eo, stack.NICOptions{Name: name})
+	if err != nil {
+		t.Fatalf("stacktest: stack %s: %v", name, err)
+	}
+	for _, p := range []netip.Prefix{netip.PrefixFrom(a4, 24), netip.PrefixFrom(a6, 64)} {
+		if err := nic.AddAddress(p); err != nil {
+			t.Fatalf("stacktest: stack %s: %v", name, err)
+		}
+	}
+	return s, nic, ep
 }
