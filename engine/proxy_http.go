@@ -206,7 +206,10 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 		if stage == stageConnect && isConnectFailure(err) && r.Context().Err() == nil {
 			rt.markDown(srv, "connect failed", err)
 		}
-		if !retryable(r.Context(), stage, err, r.Method, replayable) {
+		// A server too slow to answer is not asked again, nor is another
+		// one: retrying timeouts multiplies the load on a slow backend
+		// (HAProxy retries them only with retry-on response-timeout).
+		if errors.Is(err, errRequestTimeout) || !retryable(r.Context(), stage, err, r.Method, replayable) {
 			break
 		}
 		if *cfg.Redisp {

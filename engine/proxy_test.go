@@ -400,3 +400,91 @@ func TestReloadKeepsClientConnections(t *testing.T) {
 		t.Error("reload changing the data plane was accepted")
 	}
 }
+
+// The request timeout answers 504 and is not retried; connect timeouts and
+// max_streams shape the pool; a server taken out by health checks comes back.
+func TestTimeoutsLimitsAndHealth(t *testing.T) {
+	cert, roots := labCert(t)
+	t.Run("request timeout", func(t *testing.T) {
+		os := loopOrigins(t, cert, 1, "")
+		cfg := strings.Replace(baseConfig("http", os, ""), "timeouts: {connect: 1s, request: 5s}", "timeouts: {connect: 1s, request: 200ms}", 1)
+		e := loopEngine(t, roots, cfg)
+		resp, err := http.Get("http://" + e.FrontendAddr("fe").String() + "/sleep?d=2s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusGatewayTimeout {
+			t.Errorf("status %d, want 504", resp.StatusCode)
+		}
+		if r := e.Stats().Retries; r != 0 {
+			t.Errorf("a timed-out request was retried %v times", r)
+		}
+	})
+	t.Run("max_streams", func(t *testing.T) {
+		os := loopOrigins(t, cert, 1, "")
+		e := loopEngine(t, roots, baseConfig("http", os, "    reuse: {policy: always, max_streams: 2}\n"))
+		url := "http://" + e.FrontendAddr("fe").String() + "/sleep?d=200ms"
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				resp, err := http.Get(url)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("status %d", resp.StatusCode)
+				}
+			})
+		}
+		wg.Wait()
+		// 8 concurrent requests, at most 2 streams per connection.
+		if got := e.Stats().BackendConnsOpened; got < 4 {
+			t.Errorf("%v backend connections carried 8 concurrent requests with max_streams 2", got)
+		}
+	})
+	t.Run("health recovers", func(t *testing.T) {
+		// One origin killed, then a new one on the same address.
+		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := pc.LocalAddr().(*net.UDPAddr)
+		o := &origin.Server{Name: "o0"}
+		go o.Serve(pc, cert)
+		e := loopEngine(t, roots, baseConfig("http", []testOrigin{{o, addr}}, ""))
+		up := func() int { return e.Stats().ServersUp }
+		o.Kill()
+		waitUntil(t, "server marked down", func() bool { return up() == 0 })
+		pc2, err := net.ListenUDP("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o2 := &origin.Server{Name: "o0"}
+		go o2.Serve(pc2, cert)
+		t.Cleanup(func() { o2.Close() })
+		waitUntil(t, "server back up", func() bool { return up() == 1 })
+		resp, err := http.Get("http://" + e.FrontendAddr("fe").String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("after recovery: status %d", resp.StatusCode)
+		}
+	})
+}
+
+// waitUntil polls cond (health checks run on real timers) for at most 10s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
