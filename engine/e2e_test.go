@@ -432,3 +432,16 @@ func TestLabMalformedAndSlowClients(t *testing.T) {
 		})
 	}
 }
+
+// Two dedicated queues per veth: four workers on xdp, each with its own
+// reuse shard, all serving.
+func TestLabTwoQueues(t *testing.T) {
+	env := startLab(t, "xdp", enginelab.Options{Queues: 2})
+	if w := env.Engine.Stats().Workers; w != 4 {
+		t.Fatalf("%d workers for 2 queues on each of 2 interfaces, want 4", w)
+	}
+	c := env.HTTPClient(8, false)
+	if failed, err := get(t, c, env.FrontendURL("http")+"/bytes/1000", 400, 8); failed > 0 {
+		t.Fatalf("%d failed: %v", failed, err)
+	}
+}
