@@ -115,6 +115,23 @@ backends:
 		t.Errorf("stats: exit %d\n%s", code, out.String())
 	}
 
+	// Prometheus exposition on the admin address.
+	if resp, err := http.Get("http://" + front + "/"); err == nil {
+		resp.Body.Close()
+	}
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`xdpnet_requests_total{class="2xx",frontend="web",result="ok"}`, "xdpnet_request_duration_seconds_bucket",
+		"xdpnet_backend_connections_opened_total", "xdpnet_reuse_attaches_total", `xdpnet_info{stack="kernel"} 1`, "xdpnet_server_up"} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("/metrics has no %s", m)
+		}
+	}
+
 	// SIGTERM while requests are in flight.
 	const n = 8
 	errs := make(chan error, n)
