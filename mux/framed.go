@@ -75,6 +75,15 @@ func (cfg FramedConfig) withDefaults() FramedConfig {
 	return cfg
 }
 
+// ContextWriter is implemented by the streams of a FramedConn: a write
+// that waits for flow-control window and send-queue room only until ctx
+// ends (Stream.Write honours the write deadline instead).
+type ContextWriter interface {
+	WriteContext(ctx context.Context, p []byte) (int, error)
+}
+
+var _ ContextWriter = (*framedStream)(nil)
+
 // DialFunc opens the TCP connection (or any reliable ordered byte stream)
 // under a FramedConn, for example a netstack's DialTCP.
 type DialFunc func(ctx context.Context) (net.Conn, error)

@@ -290,7 +290,7 @@ func TestFramedSlowReaderDoesNotStall(t *testing.T) {
 		t.Fatal(err)
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 100*time.Millisecond)
-	n, err := slow.(*framedStream).WriteContext(wctx, append([]byte("s"), make([]byte, 1<<20)...))
+	n, err := slow.(ContextWriter).WriteContext(wctx, append([]byte("s"), make([]byte, 1<<20)...))
 	wcancel()
 	if !errors.Is(err, context.DeadlineExceeded) || n > 16<<10+1 {
 		t.Fatalf("write to a stalled stream: n=%d err=%v; want at most a window, then the context error", n, err)
