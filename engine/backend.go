@@ -296,7 +296,9 @@ func (rt *backendRT) transport(w int, dst netip.Addr) (*mux.QUICTransport, error
 	if err != nil {
 		return nil, err
 	}
-	tr := mux.NewQUICTransport(pc, rt.muxCfg)
+	cfg := rt.muxCfg
+	cfg.InitialPacketSize = quicPacketSize(rt.eng.net, dst)
+	tr := mux.NewQUICTransport(pc, cfg)
 	rt.trs[k] = tr
 	return tr, nil
 }

@@ -421,6 +421,7 @@ func (fe *frontendRT) start() error {
 			QUICConfig: &quic.Config{
 				HandshakeIdleTimeout: fe.cfg.Timeouts.Header.D(),
 				MaxIdleTimeout:       fe.cfg.Timeouts.Idle.D(),
+				InitialPacketSize:    quicPacketSize(e.net, fe.cfg.addr.Addr()),
 			},
 			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 				s := newSession(c.RemoteAddr())

@@ -33,6 +33,22 @@ type Net interface {
 	Close() error
 }
 
+// packetSizer is implemented by stacks on which quic-go cannot discover the
+// path MTU (netstack sockets cannot set the DF bit): QUIC connections then
+// start, and stay, at the size it returns for a destination (0: quic-go's
+// default of 1280-byte packets).
+type packetSizer interface {
+	QUICPacketSize(dst netip.Addr) uint16
+}
+
+// quicPacketSize is n's QUIC packet size towards dst, or 0.
+func quicPacketSize(n Net, dst netip.Addr) uint16 {
+	if ps, ok := n.(packetSizer); ok {
+		return ps.QUICPacketSize(dst)
+	}
+	return 0
+}
+
 // KernelNet is [Net] on the kernel's sockets: the baseline the netstack data
 // plane is measured against, and the stack for unit tests on loopback.
 type KernelNet struct {

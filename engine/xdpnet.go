@@ -40,6 +40,7 @@ type XDPNet struct {
 
 type xdpIf struct {
 	name  string
+	mtu   int
 	steer *bpf.Steering
 	ep    *stack.Endpoint
 	ports []*nic.Port // owned by ep; kept for their statistics
@@ -91,6 +92,7 @@ func (x *XDPNet) openIf(it *Interface, buf *Buffers, opts XDPOptions) error {
 			return err
 		}
 		mac, mtu = ifc.HardwareAddr, ifc.MTU
+		xi.mtu = mtu
 		steer, err := bpf.LoadSteering(bpf.SteeringOptions{Queues: maxQ + 1})
 		if err != nil {
 			return fmt.Errorf("load steering program: %w", err)
@@ -194,6 +196,32 @@ func (x *XDPNet) sourceFor(dst netip.Addr) (netip.Addr, bool) {
 		}
 	}
 	return fallback, fallback.IsValid()
+}
+
+// QUICPacketSize is the UDP payload that fits the MTU of the interface
+// whose subnet holds dst (IPv4 20 + UDP 8, or IPv6 40 + UDP 8 bytes of
+// headers), or 0 when none does.
+func (x *XDPNet) QUICPacketSize(dst netip.Addr) uint16 {
+	for _, n := range x.st.NICs() {
+		for _, p := range n.Addresses() {
+			if !p.Contains(dst) {
+				continue
+			}
+			for _, xi := range x.ifs {
+				if xi.name != n.Name() {
+					continue
+				}
+				hdr := 28
+				if dst.Is6() && !dst.Is4In6() {
+					hdr = 48
+				}
+				if m := xi.mtu - hdr; m >= 1200 {
+					return uint16(min(m, 65527))
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // Collector implements Net: frames in use, port and kernel XDP counters and
