@@ -16,6 +16,12 @@ import (
 // server side of the connection.
 func h3Pair(t *testing.T, srvCfg Config, handler http.Handler) *HTTP3Client {
 	t.Helper()
+	h, _ := h3PairServer(t, srvCfg, handler)
+	return h
+}
+
+func h3PairServer(t *testing.T, srvCfg Config, handler http.Handler) (*HTTP3Client, *http3.Server) {
+	t.Helper()
 	cli, srv := quicPair(t, ALPNH3, srvCfg, Config{})
 	hs := &http3.Server{Handler: handler}
 	done := make(chan struct{})
@@ -32,7 +38,46 @@ func h3Pair(t *testing.T, srvCfg Config, handler http.Handler) *HTTP3Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h
+	return h, hs
+}
+
+// TestHTTP3GoAway: after the server's GOAWAY (RFC 9114 section 5.2) the
+// connection takes no new requests: RoundTrip fails, and the connection
+// reports no credit and not alive, without a stream-limit error.
+func TestHTTP3GoAway(t *testing.T) {
+	checkGoroutines(t)
+	h, hs := h3PairServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://backend.lab/", nil)
+	rsp, err := h.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, rsp.Body)
+	rsp.Body.Close()
+	go hs.Shutdown(ctx)
+	c := h.Conn()
+	waitFor(t, "GOAWAY to stop new requests", func() bool {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://backend.lab/", nil)
+		rsp, err := h.RoundTrip(req)
+		if err == nil {
+			io.Copy(io.Discard, rsp.Body)
+			rsp.Body.Close()
+			return false
+		}
+		if errors.Is(err, ErrStreamLimit) {
+			t.Fatalf("stream-limit error after GOAWAY: %v", err)
+		}
+		// A request already sent may be refused with a stream reset;
+		// the next one meets the GOAWAY before it opens a stream.
+		return !c.Alive()
+	})
+	if c.AvailStreams() != 0 {
+		t.Fatalf("AvailStreams = %d after GOAWAY", c.AvailStreams())
+	}
 }
 
 func TestHTTP3Client(t *testing.T) {
