@@ -66,6 +66,10 @@ type Interface struct {
 	Addresses []string `yaml:"addresses"`
 	// Gateway is an optional default route via this interface.
 	Gateway string `yaml:"gateway"`
+	// BusyPoll is how long a queue spins on its RX ring before sleeping
+	// in poll(2): lower latency for a core per queue. Default 0 (sleep at
+	// once); worth it only with cores to spare.
+	BusyPoll Duration `yaml:"busy_poll"`
 
 	addrs []netip.Prefix
 	gw    netip.Addr
@@ -402,6 +406,9 @@ func (c *Config) Validate() error {
 		queues += len(it.Queues)
 		oneOf(p+".xdp_mode", it.XDPMode, "native", "generic", "auto")
 		oneOf(p+".zero_copy", it.ZeroCopy, "on", "off", "auto")
+		if it.BusyPoll < 0 || it.BusyPoll.D() > 10*time.Millisecond {
+			bad(p+".busy_poll", "%v is outside 0..10ms", it.BusyPoll.D())
+		}
 		if len(it.Addresses) == 0 {
 			bad(p+".addresses", "at least one address with prefix length is needed")
 		}

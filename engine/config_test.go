@@ -81,6 +81,7 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"gateway off subnet", strings.Replace(goodConfig, "198.18.2.254", "10.0.0.1", 1), "interfaces[1].gateway"},
 		{"reuse policy", strings.Replace(goodConfig, "policy: aggressive", "policy: sometimes", 1), "backends[0].reuse.policy"},
 		{"workers vs queues", goodConfig + "workers: 2\n", "workers: 2 workers but 3 dedicated queues"},
+		{"busy poll", strings.Replace(goodConfig, "xdp_mode: native", "xdp_mode: native\n    busy_poll: 1s", 1), "interfaces[1].busy_poll: 1s is outside 0..10ms"},
 		{"weight", strings.Replace(goodConfig, "weight: 3", "weight: 300", 1), "backends[0].servers[0].weight"},
 		{"empty", "", "empty file"},
 		{"two documents", goodConfig + "---\nadmin: off\n", "more than one YAML document"},

@@ -111,7 +111,7 @@ func (x *XDPNet) openIf(it *Interface, buf *Buffers, opts XDPOptions) error {
 				Ifindex: ifc.Index, Queue: q, Map: steer,
 				Frames: buf.Frames, FrameSize: buf.FrameSize,
 				RXReserve: buf.Reserve, CacheSize: buf.Cache,
-				ZeroCopy: zc, Logger: x.log,
+				ZeroCopy: zc, Logger: x.log, BusyPoll: it.BusyPoll.D(),
 			})
 			if err != nil {
 				return fmt.Errorf("queue %d: %w", q, err)

@@ -49,6 +49,8 @@ type Options struct {
 	// RawTarget is the TCP address (in the backend namespace) every
 	// origin splices raw streams to, e.g. an iperf3 server; empty echoes.
 	RawTarget string
+	// BusyPoll sets every interface's busy_poll (xdp only).
+	BusyPoll time.Duration
 	// Log receives the engine's logs; nil discards them.
 	Log *slog.Logger
 }
@@ -88,6 +90,11 @@ func Start(opts Options) (_ *Env, err error) {
 	cfg.Dataplane = opts.Stack
 	if opts.Admin != "" {
 		cfg.Admin = opts.Admin
+	}
+	for i := range cfg.Interfaces {
+		if opts.BusyPoll > 0 {
+			cfg.Interfaces[i].BusyPoll = engine.Duration(opts.BusyPoll)
+		}
 	}
 	if opts.Queues > 1 {
 		for i := range cfg.Interfaces {
