@@ -167,6 +167,10 @@ func TestOverAFXDP(t *testing.T) {
 		{"FramedCredit", TestFramedCredit},
 		{"FramedPeerDisappearsAndReconnect", TestFramedPeerDisappearsAndReconnect},
 		{"FramedShutdownDrains", TestFramedShutdownDrains},
+		{"FramedPeerResets", TestFramedPeerResets},
+		{"HTTP3GoAway", TestHTTP3GoAway},
+		{"QUICPeerResetsStream", TestQUICPeerResetsStream},
+		{"QUICPeerCloses", TestQUICPeerCloses},
 	} {
 		before := stack.Total(e.ep.Stats())
 		t.Run(tc.name, tc.fn)

@@ -59,6 +59,8 @@ func TestOverNetstack(t *testing.T) {
 		{"FramedPeerDisappearsAndReconnect", TestFramedPeerDisappearsAndReconnect},
 		{"FramedSlowReaderDoesNotStall", TestFramedSlowReaderDoesNotStall},
 		{"FramedShutdownDrains", TestFramedShutdownDrains},
+		{"FramedPeerResets", TestFramedPeerResets},
+		{"HTTP3GoAway", TestHTTP3GoAway},
 	} {
 		t.Run(tc.name, tc.fn)
 	}
