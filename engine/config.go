@@ -43,6 +43,10 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text (default) or json
 }
 
+// minFrames is the smallest UMEM per port that leaves frames to transmit
+// beside the nic defaults' 2048-entry fill and RX rings.
+const minFrames = 8192
+
 // Buffers sizes the UMEM frame pool of each port.
 type Buffers struct {
 	Frames    int `yaml:"frames"`     // frames per port (power of two), default 8192
@@ -447,6 +451,10 @@ func (c *Config) Validate() error {
 	// Buffers.
 	if f := c.Buffers.Frames; f <= 0 || f&(f-1) != 0 {
 		bad("buffers.frames", "%d is not a positive power of two", f)
+	} else if f < minFrames {
+		// The port's fill and RX rings hold 2048 frames each; with 4096
+		// frames per port nothing was left to transmit (seen on the lab).
+		bad("buffers.frames", "%d is too few: the fill and RX rings take 4096 frames per port, use at least %d", f, minFrames)
 	}
 	if fs := c.Buffers.FrameSize; fs != 2048 && fs != 4096 {
 		bad("buffers.frame_size", "%d: AF_XDP frames are 2048 or 4096 bytes", fs)
