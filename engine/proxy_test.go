@@ -488,3 +488,29 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// reuse policy never: each client connection gets its own backend
+// connection, which closes with it.
+func TestReusePolicyNever(t *testing.T) {
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 1, "")
+	e := loopEngine(t, roots, baseConfig("http", os, "    reuse: {policy: never}\n"))
+	url := "http://" + e.FrontendAddr("fe").String() + "/"
+	for range 3 {
+		tr := &http.Transport{}
+		c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+		for range 5 {
+			resp, err := c.Get(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		tr.CloseIdleConnections()
+	}
+	if got := e.Stats().BackendConnsOpened; got != 3 {
+		t.Errorf("%v backend connections for 3 client connections under policy never, want 3", got)
+	}
+	waitUntil(t, "private connections closed with their clients", func() bool { return e.Stats().BackendConnsOpen == 0 })
+}
