@@ -275,8 +275,6 @@ func (e *Env) HTTPClient(conns int, h2c bool) *http.Client {
 		DialContext:         e.Dial,
 		MaxIdleConnsPerHost: conns,
 		MaxConnsPerHost:     conns,
-		ForceAttemptHTTP2:   false,
-		TLSClientConfig:     &tls.Config{},
 	}
 	if h2c {
 		var p http.Protocols
