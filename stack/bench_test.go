@@ -364,6 +364,7 @@ func runInNS(b testing.TB, ns *lab.NS, timeout time.Duration, name string, args 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = 5 * time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := ns.Start(cmd); err != nil {
@@ -399,6 +400,7 @@ func runGoClient(b testing.TB, ns *lab.NS, secs int, cfg goClient) ([]byte, erro
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs+60)*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Env = append(os.Environ(), goClientEnv+"="+string(j))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so sta
 		for q := range max(e.lk.Queues, 1) {
 			p, err := nic.Open(nic.Config{
 				Ifindex: e.lk.Index, Queue: q, Map: e.steer,
-				ZeroCopy: nic.ZeroCopyOff, BusyPoll: 20 * time.Microsecond,
+				ZeroCopy: nic.ZeroCopyOff, BusyPoll: labBusyPoll(),
 			})
 			if err != nil {
 				return err
@@ -89,6 +90,15 @@ func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so sta
 		}
 	}
 	return e
+}
+
+// labBusyPoll is how long the ports spin before sleeping in poll(2):
+// XDPNET_BUSYPOLL (a duration) or 20µs.
+func labBusyPoll() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("XDPNET_BUSYPOLL")); err == nil {
+		return d
+	}
+	return 20 * time.Microsecond
 }
 
 // close closes the stack and checks that the endpoint drained its TX rings
