@@ -62,42 +62,49 @@ func TestRingCachedIndexReloadsOnlyWhenShort(t *testing.T) {
 
 // fakeKernel plays the kernel's side of a Port's four rings in Go memory.
 type fakeKernel struct {
-	words                  [12]uint32 // producer, consumer, flags per ring
-	fill, comp             []uint64
-	rx, tx                 []Desc
-	fillCons, rxProd       uint32
-	txCons, compProd, mask uint32
-	noStamp                bool // receive leaves frame contents alone
+	words            [12]uint32 // producer, consumer, flags per ring
+	fill, comp       []uint64
+	rx, tx           []Desc
+	fillCons, rxProd uint32
+	txCons, compProd uint32
+	noStamp          bool // receive leaves frame contents alone
 }
 
 // newFakePort builds a Port whose rings are served by a fakeKernel instead
 // of a socket, with every ring counter starting at start.
 func newFakePort(t *testing.T, frames, ringSize int, start uint32) (*Port, *fakeKernel) {
 	t.Helper()
-	cfg := Config{Ifindex: 1, Frames: frames, FrameSize: 2048, FillSize: ringSize, CompSize: ringSize, RXSize: ringSize, TXSize: ringSize, RXReserve: ringSize / 2, CacheSize: 16}
+	return newFakePortConfig(t, Config{Frames: frames, FillSize: ringSize, CompSize: ringSize, RXSize: ringSize, TXSize: ringSize, RXReserve: ringSize / 2, CacheSize: 16}, start)
+}
+
+// newFakePortConfig is newFakePort for any Config (zero fields take the
+// defaults, as in Open), filled as Open fills it.
+func newFakePortConfig(t *testing.T, cfg Config, start uint32) (*Port, *fakeKernel) {
+	t.Helper()
+	cfg.Ifindex = 1
 	if err := cfg.normalize(4096); err != nil {
 		t.Fatal(err)
 	}
 	k := &fakeKernel{
-		fill: make([]uint64, ringSize), comp: make([]uint64, ringSize),
-		rx: make([]Desc, ringSize), tx: make([]Desc, ringSize),
-		fillCons: start, rxProd: start, txCons: start, compProd: start, mask: uint32(ringSize - 1),
+		fill: make([]uint64, cfg.FillSize), comp: make([]uint64, cfg.CompSize),
+		rx: make([]Desc, cfg.RXSize), tx: make([]Desc, cfg.TXSize),
+		fillCons: start, rxProd: start, txCons: start, compProd: start,
 	}
 	for i := range 8 {
 		k.words[i/2*3+i%2] = start
 	}
-	mk := func(i int) ring {
+	mk := func(i, size int) ring {
 		return ring{producer: &k.words[3*i], consumer: &k.words[3*i+1], flags: &k.words[3*i+2],
-			mask: k.mask, size: uint32(ringSize), local: start, cached: start}
+			mask: uint32(size - 1), size: uint32(size), local: start, cached: start}
 	}
-	umem := make([]byte, frames*cfg.FrameSize)
-	pool, err := bufring.NewFramePool(bufring.FrameConfig{Frames: frames, FrameSize: cfg.FrameSize, Reserve: cfg.RXReserve, CacheSize: cfg.CacheSize, Region: umem})
+	umem := make([]byte, cfg.Frames*cfg.FrameSize)
+	pool, err := bufring.NewFramePool(bufring.FrameConfig{Frames: cfg.Frames, FrameSize: cfg.FrameSize, Reserve: cfg.RXReserve, CacheSize: cfg.CacheSize, Region: umem})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &Port{cfg: cfg, umem: umem, pool: pool, frameMask: uint64(cfg.FrameSize - 1), fd: -1, wakeFD: -1,
-		fill: &addrRing{mk(0), k.fill}, rx: &descRing{mk(1), k.rx},
-		tx: &descRing{mk(2), k.tx}, comp: &addrRing{mk(3), k.comp}}
+		fill: &addrRing{mk(0, cfg.FillSize), k.fill}, rx: &descRing{mk(1, cfg.RXSize), k.rx},
+		tx: &descRing{mk(2, cfg.TXSize), k.tx}, comp: &addrRing{mk(3, cfg.CompSize), k.comp}}
 	p.rxCache = pool.NewCache("rx")
 	p.txCache = pool.NewCache("tx")
 	p.rxMu.Lock()
@@ -115,7 +122,7 @@ func (k *fakeKernel) receive(umem []byte, n int, ln uint32) int {
 	fillProd, rxCons := k.words[0], k.words[4]
 	got := 0
 	for ; got < n && k.fillCons != fillProd && k.rxProd-rxCons < uint32(len(k.rx)); got++ {
-		a := k.fill[k.fillCons&k.mask]
+		a := k.fill[k.fillCons&uint32(len(k.fill)-1)]
 		k.fillCons++
 		d := Desc{Addr: a + 256, Len: ln}
 		if !k.noStamp {
@@ -124,7 +131,7 @@ func (k *fakeKernel) receive(umem []byte, n int, ln uint32) int {
 				frame[i] = byte(a>>11) + byte(i)
 			}
 		}
-		k.rx[k.rxProd&k.mask] = d
+		k.rx[k.rxProd&uint32(len(k.rx)-1)] = d
 		k.rxProd++
 	}
 	k.words[1], k.words[3] = k.fillCons, k.rxProd
@@ -136,13 +143,13 @@ func (k *fakeKernel) transmit(t *testing.T, umem []byte) int {
 	txProd, compCons := k.words[6], k.words[10]
 	n := 0
 	for ; k.txCons != txProd && k.compProd-compCons < uint32(len(k.comp)); n++ {
-		d := k.tx[k.txCons&k.mask]
+		d := k.tx[k.txCons&uint32(len(k.tx)-1)]
 		k.txCons++
 		f := umem[d.Addr : d.Addr+uint64(d.Len)]
 		if len(f) < 2 || f[0] != 0xee || f[len(f)-1] != 0xee {
 			t.Fatalf("transmitted frame %#x len %d not as written", d.Addr, d.Len)
 		}
-		k.comp[k.compProd&k.mask] = d.Addr
+		k.comp[k.compProd&uint32(len(k.comp)-1)] = d.Addr
 		k.compProd++
 	}
 	k.words[7], k.words[9] = k.txCons, k.compProd
@@ -241,7 +248,7 @@ func TestPortRingsAgainstFakeKernel(t *testing.T) {
 	// Every frame is now in the fill ring (kernel side) or free in the pool.
 	seen := map[uint64]bool{}
 	for c := k.fillCons; c != k.words[0]; c++ {
-		a := k.fill[c&k.mask]
+		a := k.fill[c&uint32(len(k.fill)-1)]
 		if seen[a] {
 			t.Fatalf("frame %#x twice in the fill ring", a)
 		}
