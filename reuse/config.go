@@ -120,6 +120,10 @@ type Config struct {
 	ProbeInterval time.Duration
 	// ProbeTimeout bounds one ping (default 2s).
 	ProbeTimeout time.Duration
+	// MaxStreams bounds the leases one connection carries at once (0: as
+	// many as the peer's stream credit allows). Set it to spread requests
+	// over more connections than the servers' stream limits would.
+	MaxStreams int
 	// MaxReuse bounds the streams one connection carries over its life; a
 	// connection that reached it takes no new stream and closes when its
 	// last stream ends. 0: unlimited.
@@ -158,7 +162,7 @@ func (c *Config) setDefaults() error {
 	case c.MaxIdlePerServer < 0:
 		c.MaxIdlePerServer = 0
 	}
-	if c.MaxConnsPerServer < 0 || c.PoolLowConn < 0 || c.MaxReuse < 0 {
+	if c.MaxConnsPerServer < 0 || c.PoolLowConn < 0 || c.MaxReuse < 0 || c.MaxStreams < 0 {
 		return errors.New("reuse: config: negative connection limit")
 	}
 	if c.MaxConnsPerServer > 0 && c.PoolLowConn > c.MaxConnsPerServer {

@@ -42,7 +42,8 @@ type pconn struct {
 	b         *bucket // the owner's bucket for the connection's Params
 	links     [numSlots]link
 	tree      tree
-	leases    int  // streams handed out and not yet Done
+	leases    int  // leases handed out and not yet Done
+	credits   int  // those of leases attached with AttachConn (no stream of ours)
 	reuses    int  // streams opened over the connection's life
 	proven    bool // a request completed on it
 	retired   bool // takes no new stream (max-reuse, drain, PolicyNever without session)
@@ -73,17 +74,41 @@ func (p *pconn) notify(ev uint32) {
 	p.owner.Load().inboxPush(p)
 }
 
-// credit returns how many streams can be opened on p now without waiting
-// (0 if it may take none). AvailStreams is 0 on a dead or closing connection
-// (mux.Conn contract), so it also rules those out.
-func (p *pconn) credit(maxReuse int) int {
-	if !p.shareable(maxReuse) {
+// credit returns how many leases p can take now without any opener waiting
+// for the peer (0 if it may take none). AvailStreams is 0 on a dead or
+// closing connection (mux.Conn contract), so it also rules those out.
+func (p *pconn) credit(cfg *Config) int {
+	if !p.shareable(cfg.MaxReuse) {
 		return 0
 	}
-	return p.c.AvailStreams()
+	return p.avail(cfg.MaxStreams)
 }
 
-func (p *pconn) usable(maxReuse int) bool { return p.credit(maxReuse) > 0 }
+func (p *pconn) usable(cfg *Config) bool { return p.credit(cfg) > 0 }
+
+// avail is the stream credit left for new leases: the mux's AvailStreams
+// less the credit that AttachConn leases reserved but whose callers have not
+// opened their stream yet, capped by maxStreams leases at once (0: no cap).
+//
+// Those pending opens are leases - UsedStreams: every lease holds at most
+// one stream, which counts as used from the moment it takes the mux's
+// credit until it finishes (before Done), so an open moves one unit from
+// pending to the mux's own count and leaves the result unchanged. Reading
+// UsedStreams before AvailStreams makes an open between the two reads, or a
+// stream finished before its Done, err low (an extra dial), never high (an
+// opener that waits). Without AttachConn leases nothing is pending and the
+// raw path reads AvailStreams only.
+func (p *pconn) avail(maxStreams int) int {
+	pending := 0
+	if p.credits > 0 {
+		pending = min(p.credits, max(0, p.leases-p.c.UsedStreams()))
+	}
+	n := p.c.AvailStreams() - pending
+	if maxStreams > 0 {
+		n = min(n, maxStreams-p.leases)
+	}
+	return max(0, n)
+}
 
 // shareable reports whether p may take new streams at all.
 func (p *pconn) shareable(maxReuse int) bool {

@@ -44,6 +44,15 @@
 // which HAProxy leaves as a TODO. When no connection has credit, Attach dials
 // another one rather than waiting for credit.
 //
+// Worker.AttachConn serves callers whose protocol opens its own streams (an
+// HTTP/3 client sends each request on a stream it opens): it chooses the
+// connection the same way but opens nothing; its Lease holds one unit of
+// the connection's stream credit, counted as used until Done, and the
+// caller opens its one stream on Lease.Conn. The pool counts a lease whose
+// caller has not opened yet as leases minus the mux's UsedStreams, so the
+// credit it hands out stays exact without any call from the caller between
+// Attach and Done. Config.MaxStreams caps the leases of one connection.
+//
 // The reuse policy (Policy) follows HAProxy's http-reuse: under PolicySafe a
 // session's first request only goes to a connection known to work right now
 // (one with streams in flight), because the client cannot retry it if the
@@ -78,9 +87,11 @@
 // in between) makes Attach try the next candidate.
 //
 // Attach calls mux.Conn.OpenStream with the worker's mutex held, after it saw
-// AvailStreams > 0 under that mutex; since every opener of a pooled
-// connection holds its owner's mutex, that credit is still there and
-// OpenStream returns without waiting (the mux.Conn contract). Graceful closes
+// AvailStreams > 0 under that mutex; since every lease of a pooled
+// connection is taken under its owner's mutex, that credit is still there
+// and OpenStream returns without waiting (the mux.Conn contract). An
+// AttachConn caller opens later, outside the mutex, on credit the pool has
+// kept for it since. Graceful closes
 // (Shutdown) run on their own goroutines and hard closes (Pool.Close) outside
 // the workers' mutexes, so no mux wait happens under a pool lock.
 //

@@ -63,6 +63,10 @@ func Check(w *Worker) error {
 				return fmt.Errorf("conn bucket mismatch")
 			case p.leases < 0:
 				return fmt.Errorf("negative leases")
+			case p.credits < 0 || p.credits > p.leases:
+				return fmt.Errorf("%d credit leases of %d leases", p.credits, p.leases)
+			case cfg.MaxStreams > 0 && p.leases > cfg.MaxStreams:
+				return fmt.Errorf("%d leases above MaxStreams %d", p.leases, cfg.MaxStreams)
 			case p.private != nil && p.tree != inNone:
 				return fmt.Errorf("private conn in tree %d", p.tree)
 			case p.leases > 0 && (p.tree == inIdle || p.tree == inSafe):

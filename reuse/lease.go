@@ -7,7 +7,8 @@ import (
 )
 
 // Lease is one request's use of a stream on a pooled connection. It owns the
-// stream: Done closes it. A Lease is a two-word value; copies refer to the
+// stream: Done closes it. A Lease from AttachConn owns one unit of the
+// connection's stream credit instead; the caller's stream is its own. A Lease is a two-word value; copies refer to the
 // same lease, and only the first Done of any copy counts (later ones are
 // ignored and counted in Stats.StaleDone), so a lease cannot be returned
 // twice. After Done, Stream and Conn return nil. Forgetting Done leaks the
@@ -27,6 +28,7 @@ type leaseRec struct {
 	st     mux.Stream
 	sess   *Session
 	reused bool
+	credit bool // from AttachConn: st is nil
 }
 
 // live returns l's record while l is not done, else nil.
@@ -41,8 +43,8 @@ func (l Lease) live() *leaseRec {
 // Done).
 func (l Lease) Valid() bool { return l.rec != nil }
 
-// Stream returns the lease's stream (nil after Done). Do not Close it after
-// Done.
+// Stream returns the lease's stream (nil after Done, and for a lease from
+// AttachConn). Do not Close it after Done.
 func (l Lease) Stream() mux.Stream {
 	if r := l.live(); r != nil {
 		return r.st
@@ -50,8 +52,8 @@ func (l Lease) Stream() mux.Stream {
 	return nil
 }
 
-// Conn returns the connection carrying the stream (nil after Done and for a
-// zero Lease).
+// Conn returns the connection carrying the stream, or for a lease from
+// AttachConn the one to open it on (nil after Done and for a zero Lease).
 func (l Lease) Conn() mux.Conn {
 	if r := l.live(); r != nil {
 		return r.p.c
@@ -67,7 +69,8 @@ func (l Lease) Reused() bool {
 	return r != nil && r.reused
 }
 
-// Done closes the stream and detaches it from its connection. err is nil when
+// Done closes the stream (a lease from AttachConn gives its credit back) and
+// detaches from the connection. err is nil when
 // the request completed (the connection is then known to work and can serve
 // first requests under PolicySafe), else what went wrong. Safe to call from
 // any goroutine; only the first call counts.
@@ -80,13 +83,15 @@ func (l Lease) Done(err error) {
 		r.pool.staleDone.Add(1)
 		return
 	}
-	p, st := r.p, r.st
+	p, st, credit := r.p, r.st, r.credit
 	r.p, r.st, r.sess = nil, nil, nil
-	st.Close() // its error says nothing about the connection's state
+	if st != nil {
+		st.Close() // its error says nothing about the connection's state
+	}
 	// p cannot be taken over while leased, so its owner is stable here.
 	w := p.owner.Load()
 	w.mu.Lock()
-	w.detachLocked(p, err)
+	w.detachLocked(p, err, credit)
 	w.free = append(w.free, r)
 	w.mu.Unlock()
 }

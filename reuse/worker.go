@@ -44,19 +44,43 @@ func (w *Worker) NewSession() *Session {
 // (then every request counts as a session's first). The caller must call
 // Done on the Lease exactly once. ctx bounds the dial and OpenStream.
 func (w *Worker) Attach(ctx context.Context, p *Params, s *Session) (Lease, error) {
-	return w.attach(ctx, p, w.pool.hash(p), s, false)
+	return w.attach(ctx, p, w.pool.hash(p), s, false, true)
 }
 
 // AttachKey is Attach with the hash precomputed in k.
 func (w *Worker) AttachKey(ctx context.Context, k *Key, s *Session) (Lease, error) {
-	return w.attach(ctx, &k.p, k.h, s, false)
+	return w.attach(ctx, &k.p, k.h, s, false, true)
+}
+
+// AttachConn is Attach for callers that open the stream themselves, such as
+// an HTTP/3 client (mux.HTTP3Client) on the chosen connection: it picks the
+// connection as Attach does but opens no stream; the Lease reserves one
+// stream of the connection's credit instead, and Lease.Stream is nil. The
+// reserved credit counts as used until Done, so other leases never take it.
+//
+// The caller opens at most one bidirectional stream on Lease.Conn for the
+// lease, through the mux's accounting (OpenStream or HTTP3Client, whose
+// streams count in UsedStreams from the moment they take credit), and
+// finishes it (or ends the request) before Done. With the credit checked
+// under the worker's mutex, that open does not wait for the peer, except on
+// a connection dialed for the lease whose peer granted no credit yet (as
+// Attach's own OpenStream would). No other bidirectional streams may be
+// opened on a connection leased this way.
+func (w *Worker) AttachConn(ctx context.Context, p *Params, s *Session) (Lease, error) {
+	return w.attach(ctx, p, w.pool.hash(p), s, false, false)
+}
+
+// AttachConnKey is AttachConn with the hash precomputed in k.
+func (w *Worker) AttachConnKey(ctx context.Context, k *Key, s *Session) (Lease, error) {
+	return w.attach(ctx, &k.p, k.h, s, false, false)
 }
 
 // Retry retries the request of failed, which failed with cause before any
 // byte of the response was received: it calls failed.Done(cause) and, if the
 // connection had carried a request before (Lease.Reused: it may have gone
-// stale while idle), attaches again on a freshly dialed connection. Otherwise
-// it returns ErrNotRetryable.
+// stale while idle), attaches again on a freshly dialed connection, the way
+// failed was attached (Attach or AttachConn). Otherwise it returns
+// ErrNotRetryable.
 func (w *Worker) Retry(ctx context.Context, failed Lease, cause error) (Lease, error) {
 	r := failed.live()
 	if r == nil {
@@ -64,15 +88,17 @@ func (w *Worker) Retry(ctx context.Context, failed Lease, cause error) (Lease, e
 	}
 	p := r.p
 	prm := p.b.params // immutable; p.b and p.hash do not change while leased
-	s, reused := r.sess, r.reused
+	s, reused, open := r.sess, r.reused, !r.credit
 	failed.Done(cause)
 	if !reused {
 		return Lease{}, fmt.Errorf("%w: %w", ErrNotRetryable, cause)
 	}
-	return w.attach(ctx, &prm, p.hash, s, true)
+	return w.attach(ctx, &prm, p.hash, s, true, open)
 }
 
-func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, retry bool) (Lease, error) {
+// attach serves Attach (open: the pool opens the lease's stream) and
+// AttachConn (the caller does), and Retry.
+func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, retry, open bool) (Lease, error) {
 	pool := w.pool
 	if pool.closed.Load() {
 		return Lease{}, ErrPoolClosed
@@ -99,18 +125,18 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 	}
 	if !retry {
 		if s != nil {
-			if l, ok := w.tryPrivate(ctx, s, b); ok {
+			if l, ok := w.tryPrivate(ctx, s, b, open); ok {
 				w.mu.Unlock()
 				return l, nil
 			}
 		}
 		if cfg.Policy != PolicyNever {
-			if l, ok := w.tryShared(ctx, b, s, first); ok {
+			if l, ok := w.tryShared(ctx, b, s, first, open); ok {
 				w.mu.Unlock()
 				return l, nil
 			}
 			if ws.conns >= cfg.PoolLowConn && (cfg.MaxConnsPerServer == 0 || ws.conns < cfg.MaxConnsPerServer) {
-				if l, ok := w.tryTakeover(ctx, b, s, first); ok {
+				if l, ok := w.tryTakeover(ctx, b, s, first, open); ok {
 					w.mu.Unlock()
 					return l, nil
 				}
@@ -159,7 +185,7 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 		}
 		return Lease{}, ErrServerDraining
 	}
-	l, err := w.openLocked(ctx, p, s, &w.st.Misses, 0)
+	l, err := w.openLocked(ctx, p, s, &w.st.Misses, 0, open)
 	if err != nil {
 		return Lease{}, fmt.Errorf("reuse: open stream on new connection to %s: %w", prm.Server, err)
 	}
@@ -170,13 +196,13 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 }
 
 // tryPrivate looks for a usable private connection of s for b.
-func (w *Worker) tryPrivate(ctx context.Context, s *Session, b *bucket) (Lease, bool) {
-	maxReuse := w.pool.cfg.MaxReuse
+func (w *Worker) tryPrivate(ctx context.Context, s *Session, b *bucket, open bool) (Lease, bool) {
+	cfg := &w.pool.cfg
 	for p := s.conns.head; p != nil; {
 		next := s.conns.next(p)
 		if p.b == b {
-			if n := p.credit(maxReuse); n > 0 {
-				if l, err := w.openLocked(ctx, p, s, &w.st.HitPrivate, n); err == nil {
+			if n := p.credit(cfg); n > 0 {
+				if l, err := w.openLocked(ctx, p, s, &w.st.HitPrivate, n, open); err == nil {
 					return l, true
 				}
 			} else if !p.c.Alive() {
@@ -193,24 +219,24 @@ func (w *Worker) tryPrivate(ctx context.Context, s *Session, b *bucket) (Lease, 
 // avail for a first request: a connection with streams in flight is not idle,
 // so the server will not close it for idleness under the request, which is
 // the race the policies guard against.
-func (w *Worker) tryShared(ctx context.Context, b *bucket, s *Session, first bool) (Lease, bool) {
+func (w *Worker) tryShared(ctx context.Context, b *bucket, s *Session, first, open bool) (Lease, bool) {
 	cfg := &w.pool.cfg
 	for p := b.avail.head; p != nil; {
 		next := b.avail.next(p)
-		if n := p.credit(cfg.MaxReuse); n == 0 {
+		if n := p.credit(cfg); n == 0 {
 			w.place(p) // full, exhausted or dead: out of avail
-		} else if l, err := w.openLocked(ctx, p, s, &w.st.HitAvail, n); err == nil {
+		} else if l, err := w.openLocked(ctx, p, s, &w.st.HitAvail, n, open); err == nil {
 			return l, true
 		}
 		p = next
 	}
 	if !first || cfg.Policy >= PolicyAggressive {
-		if l, ok := w.tryIdleList(ctx, &b.safe, s, &w.st.HitSafe); ok {
+		if l, ok := w.tryIdleList(ctx, &b.safe, s, &w.st.HitSafe, open); ok {
 			return l, true
 		}
 	}
 	if !first || cfg.Policy == PolicyAlways {
-		if l, ok := w.tryIdleList(ctx, &b.idle, s, &w.st.HitIdle); ok {
+		if l, ok := w.tryIdleList(ctx, &b.idle, s, &w.st.HitIdle, open); ok {
 			return l, true
 		}
 	}
@@ -219,12 +245,12 @@ func (w *Worker) tryShared(ctx context.Context, b *bucket, s *Session, first boo
 
 // tryIdleList takes the most recently used usable connection of l (a safe or
 // idle list): LIFO keeps hot connections hot and lets the cold ones age out.
-func (w *Worker) tryIdleList(ctx context.Context, l *plist, s *Session, hit *uint64) (Lease, bool) {
-	maxReuse := w.pool.cfg.MaxReuse
+func (w *Worker) tryIdleList(ctx context.Context, l *plist, s *Session, hit *uint64, open bool) (Lease, bool) {
+	cfg := &w.pool.cfg
 	for p := l.head; p != nil; {
 		next := l.next(p)
-		if n := p.credit(maxReuse); n > 0 {
-			if lease, err := w.openLocked(ctx, p, s, hit, n); err == nil {
+		if n := p.credit(cfg); n > 0 {
+			if lease, err := w.openLocked(ctx, p, s, hit, n, open); err == nil {
 				return lease, true
 			}
 		} else if !p.c.Alive() || p.retired {
@@ -238,7 +264,7 @@ func (w *Worker) tryIdleList(ctx context.Context, l *plist, s *Session, hit *uin
 // tryTakeover moves an idle connection for b from another worker to w and
 // opens a stream on it. w.mu is held; other workers' locks are only tried,
 // so it never waits for another worker.
-func (w *Worker) tryTakeover(ctx context.Context, b *bucket, s *Session, first bool) (Lease, bool) {
+func (w *Worker) tryTakeover(ctx context.Context, b *bucket, s *Session, first, open bool) (Lease, bool) {
 	cfg := &w.pool.cfg
 	n := len(w.pool.workers)
 	allowSafe := !first || cfg.Policy >= PolicyAggressive
@@ -261,7 +287,7 @@ func (w *Worker) tryTakeover(ctx context.Context, b *bucket, s *Session, first b
 		b.conns++
 		b.ws.conns++
 		b.ws.all.pushFront(p)
-		if l, err := w.openLocked(ctx, p, s, &w.st.Takeovers, 0); err == nil {
+		if l, err := w.openLocked(ctx, p, s, &w.st.Takeovers, 0, open); err == nil {
 			return l, true
 		}
 	}
@@ -275,18 +301,18 @@ func (v *Worker) giveLocked(thief *Worker, h uint64, prm *Params, allowSafe, all
 	if b == nil {
 		return nil
 	}
-	maxReuse := v.pool.cfg.MaxReuse
+	cfg := &v.pool.cfg
 	var p *pconn
 	if allowSafe {
 		for q := b.safe.head; q != nil && p == nil; q = b.safe.next(q) {
-			if q.usable(maxReuse) {
+			if q.usable(cfg) {
 				p = q
 			}
 		}
 	}
 	if allowIdle {
 		for q := b.idle.head; q != nil && p == nil; q = b.idle.next(q) {
-			if q.usable(maxReuse) {
+			if q.usable(cfg) {
 				p = q
 			}
 		}
@@ -303,17 +329,33 @@ func (v *Worker) giveLocked(thief *Worker, h uint64, prm *Params, allowSafe, all
 	return p
 }
 
-// openLocked opens a stream on p and returns its lease; hit is the counter
-// of where p was found, avail the AvailStreams seen under w.mu (0: not
-// looked). Every opener of p holds w.mu, so with avail > 0 OpenStream does
-// not wait, and avail > 1 means credit is left after it (credit only shrinks
-// by our own opens, or to 0 on death, which the watcher reports).
-func (w *Worker) openLocked(ctx context.Context, p *pconn, s *Session, hit *uint64, avail int) (Lease, error) {
-	st, err := p.c.OpenStream(ctx)
-	if err != nil {
+// openLocked opens a stream on p (open) or reserves one unit of its credit
+// for the caller to open (AttachConn), and returns the lease; hit is the
+// counter of where p was found, avail the credit seen under w.mu (0: not
+// looked). Every lease of p is taken under w.mu, so with avail > 0 the open
+// does not wait, and avail > 1 means credit is left after it (credit only
+// shrinks by our own leases, or to 0 on death, which the watcher reports).
+func (w *Worker) openLocked(ctx context.Context, p *pconn, s *Session, hit *uint64, avail int, open bool) (Lease, error) {
+	var st mux.Stream
+	if open {
+		var err error
+		if st, err = p.c.OpenStream(ctx); err != nil {
+			w.st.OpenErrors++
+			w.place(p)
+			return Lease{}, err
+		}
+	} else if avail == 0 && !p.c.Alive() {
+		// Credit not looked at (a takeover or a fresh dial) and the
+		// connection died or began to shut down meanwhile.
+		err := p.c.Err()
+		if err == nil {
+			err = mux.ErrGoingAway
+		}
 		w.st.OpenErrors++
 		w.place(p)
 		return Lease{}, err
+	} else {
+		p.credits++
 	}
 	reused := p.reuses > 0
 	p.reuses++
@@ -343,13 +385,17 @@ func (w *Worker) openLocked(ctx context.Context, p *pconn, s *Session, hit *uint
 	} else {
 		rec = &leaseRec{pool: w.pool}
 	}
-	rec.p, rec.st, rec.sess, rec.reused = p, st, s, reused
+	rec.p, rec.st, rec.sess, rec.reused, rec.credit = p, st, s, reused, !open
 	return Lease{rec: rec, gen: rec.gen.Load()}, nil
 }
 
-// detachLocked ends one lease of p: err == nil means its request completed.
-func (w *Worker) detachLocked(p *pconn, err error) {
+// detachLocked ends one lease of p: err == nil means its request completed;
+// credit says it came from AttachConn.
+func (w *Worker) detachLocked(p *pconn, err error, credit bool) {
 	p.leases--
+	if credit {
+		p.credits--
+	}
 	if err == nil {
 		p.proven = true
 	}
@@ -384,7 +430,7 @@ func (w *Worker) placeAlive(p *pconn) {
 	if p.leases > 0 {
 		if p.private == nil && p.shareable(cfg.MaxReuse) {
 			p.full.Store(true)
-			if p.c.AvailStreams() > 0 {
+			if p.avail(cfg.MaxStreams) > 0 {
 				p.full.Store(false)
 				if p.tree != inAvail {
 					p.b.avail.pushFront(p)
