@@ -81,7 +81,15 @@ func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so sta
 	}
 	t.Cleanup(func() { e.close(t) })
 	eo.MAC = e.lk.MAC
-	if e.nic, e.ep, err = e.s.AddXDPNIC(ports, eo, stack.NICOptions{Name: e.lk.Name}); err != nil {
+	if os.Getenv("XDPNET_NOQDISC") != "" {
+		// Experiment: the endpoint without AddXDPNIC's queueing discipline.
+		if e.ep, err = stack.NewEndpoint(ports, eo); err == nil {
+			e.nic, err = e.s.AddNIC(e.ep, stack.NICOptions{Name: e.lk.Name})
+		}
+	} else {
+		e.nic, e.ep, err = e.s.AddXDPNIC(ports, eo, stack.NICOptions{Name: e.lk.Name})
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []netip.Prefix{netip.PrefixFrom(e.lk.EngineV4, e.lk.Net4.Bits()), netip.PrefixFrom(e.lk.EngineV6, e.lk.Net6.Bits())} {
