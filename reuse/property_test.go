@@ -27,9 +27,22 @@ type mleaser struct {
 	l    reuse.Lease
 	w    int
 	sess *reuse.Session
+	// conn: from AttachConn; st is the stream its caller opened (nil: not
+	// yet), which it finishes before Done.
+	conn bool
+	st   mux.Stream
 }
 
-// TestPropertyRandomOps drives random sequences of attach, detach, credit,
+// end finishes the caller's stream of an AttachConn lease.
+func (ml *mleaser) end() {
+	if ml.st != nil {
+		ml.st.Close()
+		ml.st = nil
+	}
+}
+
+// TestPropertyRandomOps drives random sequences of attach (Attach and
+// AttachConn, whose callers open their streams at random later steps), detach, credit,
 // death, retry, private marking, session close, drain, purge and takeover
 // (half the seeds with a 1-bit hash, so buckets collide) against a
 // pool with small limits, and checks after every step that it never hands
@@ -62,6 +75,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 		Clock:            clk,
 		MaxIdlePerServer: 1 + rng.IntN(2),
 		MaxReuse:         rng.IntN(2) * 3,
+		MaxStreams:       rng.IntN(2) * 2,
 		MaxSessionConns:  1,
 		PoolLowConn:      rng.IntN(2),
 		PurgeDelay:       time.Second,
@@ -133,7 +147,25 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 
 	for step := range steps {
 		var op string
-		switch r := rng.IntN(100); {
+		switch r := rng.IntN(110); {
+		case r >= 100: // an AttachConn caller opens its stream
+			if len(m.leases) == 0 {
+				break
+			}
+			ml := &m.leases[rng.IntN(len(m.leases))]
+			if !ml.conn || ml.st != nil {
+				break
+			}
+			op = "caller-open"
+			c := ml.l.Conn().(*muxtest.Conn)
+			st, err := c.OpenStream(canceled) // the pool kept credit for it: no wait
+			switch {
+			case err == nil:
+				ml.st = st
+			case c.Dead() || c.IsShutdown():
+			default:
+				t.Fatalf("step %d: open on the leased credit: %v", step, err)
+			}
 		case r < 40: // attach
 			w := rng.IntN(cfg.Workers)
 			p := ps[rng.IntN(len(ps))]
@@ -142,7 +174,11 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 				s = sessions[w][k]
 			}
 			op = "attach"
-			l, err := pool.Worker(w).Attach(canceled, &p, s)
+			attach, conn := pool.Worker(w).Attach, rng.IntN(2) == 0
+			if conn {
+				op, attach = "attach-conn", pool.Worker(w).AttachConn
+			}
+			l, err := attach(canceled, &p, s)
 			switch {
 			case errors.Is(err, reuse.ErrServerDraining) && m.draining[p.Server]:
 				break
@@ -170,7 +206,10 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 				if cfg.Policy == reuse.PolicyNever && s != nil {
 					m.private[c] = s
 				}
-				m.leases = append(m.leases, mleaser{l, w, s})
+				if conn != (l.Stream() == nil) {
+					t.Fatalf("step %d: %s lease with stream %v", step, op, l.Stream())
+				}
+				m.leases = append(m.leases, mleaser{l: l, w: w, sess: s, conn: conn})
 			}
 		case r < 65 && len(m.leases) > 0: // detach
 			i := rng.IntN(len(m.leases))
@@ -179,6 +218,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			if rng.IntN(4) == 0 {
 				err = errReset
 			}
+			m.leases[i].end()
 			m.leases[i].l.Done(err)
 			m.leases = append(m.leases[:i], m.leases[i+1:]...)
 		case r < 67 && len(m.leases) > 0: // retry a request that failed before any response byte
@@ -186,6 +226,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			op = "retry"
 			ml := m.leases[i]
 			m.leases = append(m.leases[:i], m.leases[i+1:]...)
+			ml.end()
 			mu.Lock()
 			p := m.params[ml.l.Conn()]
 			mu.Unlock()
@@ -207,13 +248,13 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 				mu.Lock()
 				dialed := m.params[l.Conn()]
 				mu.Unlock()
-				if l.Reused() || dialed != p {
-					t.Fatalf("step %d: retry not on a fresh connection for the same params", step)
+				if l.Reused() || dialed != p || ml.conn != (l.Stream() == nil) {
+					t.Fatalf("step %d: retry not on a fresh connection for the same params and mode", step)
 				}
 				if cfg.Policy == reuse.PolicyNever && ml.sess != nil {
 					m.private[l.Conn()] = ml.sess
 				}
-				m.leases = append(m.leases, mleaser{l, ml.w, ml.sess})
+				m.leases = append(m.leases, mleaser{l: l, w: ml.w, sess: ml.sess, conn: ml.conn})
 			}
 		case r < 70 && len(m.leases) > 0: // mark private
 			i := rng.IntN(len(m.leases))
@@ -279,6 +320,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 
 	// Nothing leaks: end every lease and session, close the pool.
 	for _, ml := range m.leases {
+		ml.end()
 		ml.l.Done(nil)
 	}
 	m.leases = nil

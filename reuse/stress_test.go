@@ -17,9 +17,25 @@ import (
 
 var errPeerReset = errors.New("peer reset")
 
+// hold is a lease held by a stress goroutine.
+type hold struct {
+	l  reuse.Lease
+	st mux.Stream // the caller's stream of an AttachConn lease
+}
+
+// end finishes the caller's stream, then the lease.
+func (h hold) end(err error) {
+	if h.st != nil {
+		h.st.Close()
+	}
+	h.l.Done(err)
+}
+
 // TestStressConcurrent runs several workers' goroutines attaching and
 // detaching while others grant credit, kill connections and tick, so that
 // takeovers, watcher events from foreign goroutines and detaches interleave.
+// Half the leases come from AttachConn, whose callers open their stream
+// outside the pool's lock: that open must never wait for credit.
 // Run it with -race. Bounded in operations, not in time.
 func TestStressConcurrent(t *testing.T) {
 	const workers, perWorker, servers = 4, 2, 5
@@ -67,10 +83,16 @@ func TestStressConcurrent(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(w), uint64(g)))
 				wk := pool.Worker(w)
 				s := wk.NewSession()
-				var held []reuse.Lease
+				var held []hold
+				canceled, cancel := context.WithCancel(context.Background())
+				cancel()
 				for i := range ops {
 					if len(held) < 4 && rng.IntN(3) != 0 {
-						l, err := wk.Attach(context.Background(), &ps[rng.IntN(servers)], s)
+						attach, conn := wk.Attach, rng.IntN(2) == 0
+						if conn {
+							attach = wk.AttachConn
+						}
+						l, err := attach(context.Background(), &ps[rng.IntN(servers)], s)
 						if errors.Is(err, errPeerReset) {
 							continue // a fresh connection was killed before its first stream
 						}
@@ -78,17 +100,25 @@ func TestStressConcurrent(t *testing.T) {
 							t.Errorf("attach: %v", err)
 							break
 						}
-						if !l.Conn().Alive() && !l.Conn().(*muxtest.Conn).Dead() {
+						c := l.Conn().(*muxtest.Conn)
+						if !c.Alive() && !c.Dead() {
 							t.Errorf("handed out a connection that is shutting down")
 						}
-						held = append(held, l)
+						h := hold{l: l}
+						if conn {
+							h.st, err = c.OpenStream(canceled) // credit kept for us: no wait
+							if err != nil && !c.Dead() {
+								t.Errorf("open on the leased credit: %v", err)
+							}
+						}
+						held = append(held, h)
 					} else if len(held) > 0 {
 						k := rng.IntN(len(held))
 						var err error
 						if rng.IntN(5) == 0 {
 							err = errReset
 						}
-						held[k].Done(err)
+						held[k].end(err)
 						held = append(held[:k], held[k+1:]...)
 					}
 					if i%500 == 499 {
@@ -96,8 +126,8 @@ func TestStressConcurrent(t *testing.T) {
 						s = wk.NewSession()
 					}
 				}
-				for _, l := range held {
-					l.Done(nil)
+				for _, h := range held {
+					h.end(nil)
 				}
 				s.Close()
 			}()
