@@ -41,10 +41,12 @@ func (p *addrPool) get(ctx context.Context, addr string) (mux.Conn, mux.Stream, 
 // BenchmarkAttachDetachHit measures Attach plus Lease.Done on a hit (a later
 // request of a session on a connection with credit), beside the baseline's
 // get plus stream close on the same fake connection. The fake's own
-// OpenStream and Close are included in both.
+// OpenStream and Close are included in both. impl=xdpnet-conn is the HTTP/3
+// path: AttachConnKey, then the caller opens and closes its stream on the
+// leased connection before Done.
 func BenchmarkAttachDetachHit(b *testing.B) {
 	opts := muxtest.Options{MaxStreams: 1 << 30, AutoCredit: true, RecycleStreams: true}
-	for _, impl := range []string{"xdpnet", "xdpnet-key"} {
+	for _, impl := range []string{"xdpnet", "xdpnet-key", "xdpnet-conn"} {
 		b.Run("impl="+impl, func(b *testing.B) {
 			pool, err := reuse.New(reuse.Config{Dial: func(context.Context, reuse.Params) (mux.Conn, error) {
 				return muxtest.NewConn(opts), nil
@@ -57,8 +59,20 @@ func BenchmarkAttachDetachHit(b *testing.B) {
 			p := params("s1")
 			k := reuse.NewKey(*p)
 			attach := func(ctx context.Context, s *reuse.Session) (reuse.Lease, error) {
-				if impl == "xdpnet-key" {
+				switch impl {
+				case "xdpnet-key":
 					return w.AttachKey(ctx, k, s)
+				case "xdpnet-conn":
+					l, err := w.AttachConnKey(ctx, k, s)
+					if err != nil {
+						return l, err
+					}
+					st, err := l.Conn().OpenStream(ctx)
+					if err != nil {
+						return l, err
+					}
+					st.Close() // the request ends before Done
+					return l, nil
 				}
 				return w.Attach(ctx, p, s)
 			}
