@@ -193,6 +193,17 @@ func (r *Report) Markdown(plotDir string) string {
 		b.WriteString("\n")
 	}
 
+	if len(r.RFC2544) > 0 {
+		b.WriteString("### RFC 2544 method\n\n" +
+			"Throughput (RFC 2544 section 26.1): for each frame size, a binary search on the offered rate for the highest rate " +
+			"at which every frame sent arrives, starting from the source's own maximum (one unlimited trial); " +
+			"\"bound by source\" means nothing was lost even at that maximum, so the figure is the source's, not the device's. " +
+			"Latency (section 26.2): one more trial at the found rate in which a timestamped probe frame replaces a load frame every millisecond; " +
+			"the one-way latency is from the sender's clock to the receiving loop's (same host, monotonic clock). " +
+			"CPU s per Mframe is the whole machine's busy CPU time during that trial (sender, kernel softirq, receiver, and whatever else ran) " +
+			"per million frames received. Frame sizes include the 4-byte FCS that software interfaces never carry. " +
+			"Each device gets its own lab (veth pair between two namespaces, one queue); the source sends from the client peer.\n\n")
+	}
 	for _, run := range r.RFC2544 {
 		role := "device under test"
 		if run.Baseline {
