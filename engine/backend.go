@@ -43,7 +43,7 @@ type backendRT struct {
 	log     *slog.Logger
 	servers []*server
 	byName  map[string]*server
-	params  []reuse.Params // per server
+	keys    []*reuse.Key // per server: its connection Params, hashed once
 	bal     balancer
 	pool    *reuse.Pool
 	roots   *x509.CertPool
@@ -116,9 +116,9 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		if sni == "" {
 			sni = s.addr.Addr().String()
 		}
-		rt.params = append(rt.params, reuse.Params{
+		rt.keys = append(rt.keys, reuse.NewKey(reuse.Params{
 			Server: cfg.Name + "/" + s.Name, Kind: kind, Dst: s.addr, SNI: sni, ALPN: rt.alpn,
-		})
+		}))
 		e.metrics.serverUp.WithLabelValues(cfg.Name, s.Name).Set(1)
 	}
 	rt.bal = newBalancer(cfg.Balance, rt.servers)
@@ -132,13 +132,32 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		Dial:              rt.dialPooled,
 		MaxIdlePerServer:  cfg.Reuse.MaxIdle,
 		MaxConnsPerServer: cfg.Reuse.MaxConns,
-		MaxIdleAge:        cfg.Timeouts.Idle.D(),
+		MaxStreams:        cfg.Reuse.MaxStreams,
+		MaxIdleAge:        maxIdleAge(cfg.Timeouts.Idle.D()),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: pool: %w", cfg.Name, err)
 	}
 	rt.pool = pool
 	return rt, nil
+}
+
+// maxIdleAge is how long the pool keeps a connection idle: a quarter less
+// than the idle timeout, which the servers are expected to apply too (our
+// keep-alive PINGs hold the QUIC connection open, not an HTTP/3 server's
+// wait for the next request). The margin covers the pool's Tick period and
+// the flight of a request sent just before the pool would have closed the
+// connection, so a request does not meet a server closing it for idleness.
+func maxIdleAge(idle time.Duration) time.Duration { return idle - idle/4 }
+
+// attach leases a connection to server si on worker w: for h3 backends one
+// unit of its stream credit, the request's stream being opened by the
+// connection's HTTP/3 client; for raw ones a stream.
+func (rt *backendRT) attach(ctx context.Context, w, si int, s *reuse.Session) (reuse.Lease, error) {
+	if rt.alpn == mux.ALPNH3 {
+		return rt.pool.Worker(w).AttachConnKey(ctx, rt.keys[si], s)
+	}
+	return rt.pool.Worker(w).AttachKey(ctx, rt.keys[si], s)
 }
 
 // start launches the pool's timers and the health checks.
@@ -356,7 +375,7 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 	if err != nil {
 		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
 	}
-	c := &bconn{QUICConn: qc, maxStreams: rt.cfg.Reuse.MaxStreams}
+	c := &bconn{QUICConn: qc}
 	if rt.alpn == mux.ALPNH3 {
 		// Responses go to clients as they are: no transparent gzip.
 		c.h3, err = mux.NewHTTP3Client(qc, &http3.Transport{DisableCompression: true})
@@ -368,66 +387,13 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 	return c, nil
 }
 
-// bconn is a pooled backend connection: a mux.QUICConn whose stream count
-// the backend's max_streams caps. For h3 backends it carries an HTTP/3
-// client session, and OpenStream (called by reuse when it picks the
-// connection) hands out a request slot rather than a wire stream: the
-// request's stream is opened by the HTTP/3 client itself, which takes the
-// connection's stream credit exactly.
+// bconn is a pooled backend connection: a mux.QUICConn and, for h3
+// backends, the HTTP/3 client session that sends the requests of the leases
+// on it (reuse.Worker.AttachConn leases its stream credit; the client opens
+// each request's stream).
 type bconn struct {
 	*mux.QUICConn
-	h3         *mux.HTTP3Client
-	maxStreams int
-	slots      atomic.Int64 // h3 request slots handed out, not closed
+	h3 *mux.HTTP3Client
 }
 
 var _ mux.Conn = (*bconn)(nil)
-
-// AvailStreams implements mux.Conn, capped by max_streams.
-func (c *bconn) AvailStreams() int {
-	n := c.QUICConn.AvailStreams()
-	used := c.QUICConn.UsedStreams()
-	if c.h3 != nil {
-		// Slots whose request has not opened its stream yet count too.
-		used = max(used, int(c.slots.Load()))
-	}
-	return max(0, min(n, c.maxStreams-used))
-}
-
-// OpenStream implements mux.Conn.
-func (c *bconn) OpenStream(ctx context.Context) (mux.Stream, error) {
-	if c.h3 == nil {
-		return c.QUICConn.OpenStream(ctx)
-	}
-	if !c.Alive() {
-		if err := c.Err(); err != nil {
-			return nil, err
-		}
-		return nil, mux.ErrGoingAway
-	}
-	c.slots.Add(1)
-	return &h3Slot{c: c}, nil
-}
-
-// h3Slot is the placeholder stream of an HTTP/3 request lease: the lease's
-// Done closes it; the request itself runs through bconn.h3.
-type h3Slot struct {
-	c    *bconn
-	once sync.Once
-}
-
-var errSlot = errors.New("engine: an HTTP/3 request slot carries no bytes; use the connection's HTTP/3 client")
-
-func (s *h3Slot) Read([]byte) (int, error)         { return 0, errSlot }
-func (s *h3Slot) Write([]byte) (int, error)        { return 0, errSlot }
-func (s *h3Slot) CloseWrite() error                { return nil }
-func (s *h3Slot) ID() uint64                       { return 0 }
-func (s *h3Slot) LocalAddr() net.Addr              { return s.c.LocalAddr() }
-func (s *h3Slot) RemoteAddr() net.Addr             { return s.c.RemoteAddr() }
-func (s *h3Slot) SetDeadline(time.Time) error      { return nil }
-func (s *h3Slot) SetReadDeadline(time.Time) error  { return nil }
-func (s *h3Slot) SetWriteDeadline(time.Time) error { return nil }
-func (s *h3Slot) Close() error {
-	s.once.Do(func() { s.c.slots.Add(-1) })
-	return nil
-}

@@ -254,7 +254,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, rt *bac
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	l, err := rt.pool.Worker(sess.worker).Attach(ctx, &rt.params[si], sess.reuseSession(rt))
+	l, err := rt.attach(ctx, sess.worker, si, sess.reuseSession(rt))
 	if err != nil {
 		return 0, stageConnect, err
 	}

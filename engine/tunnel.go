@@ -53,7 +53,7 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 		}
 		srv = rt.servers[si]
 		ctx, cancel := context.WithTimeout(withWorker(context.Background(), worker), max(cfg.Timeouts.Connect.D(), time.Millisecond))
-		l, err = rt.pool.Worker(worker).Attach(ctx, &rt.params[si], sess.reuseSession(rt))
+		l, err = rt.attach(ctx, worker, si, sess.reuseSession(rt))
 		cancel()
 		if err != nil {
 			if isConnectFailure(err) {

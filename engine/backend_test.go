@@ -1,0 +1,105 @@
+package engine
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/muxtest"
+	"github.com/xdpnet/xdpnet/reuse"
+)
+
+// h3 backends lease stream credit (the HTTP/3 client opens the request's
+// stream), raw ones a stream; max_streams caps the leases per connection.
+func TestBackendAttachMode(t *testing.T) {
+	for name, alpn := range map[string]string{"h3": mux.ALPNH3, "raw": mux.ALPNRaw} {
+		t.Run(name, func(t *testing.T) {
+			var conns []*muxtest.Conn
+			pool, err := reuse.New(reuse.Config{MaxStreams: 1, Dial: func(context.Context, reuse.Params) (mux.Conn, error) {
+				c := muxtest.NewConn(muxtest.Options{MaxStreams: 10, AutoCredit: true})
+				conns = append(conns, c)
+				return c, nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			rt := &backendRT{alpn: alpn, pool: pool, keys: []*reuse.Key{
+				reuse.NewKey(reuse.Params{Server: "be/s0", Kind: mux.KindQUIC, ALPN: alpn}),
+			}}
+			l1, err := rt.attach(context.Background(), 0, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l2, err := rt.attach(context.Background(), 0, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(conns) != 2 || l1.Conn() == l2.Conn() {
+				t.Fatalf("two leases with max_streams 1 on %d connections", len(conns))
+			}
+			want := 0 // h3: the HTTP/3 client opens the request's stream
+			if alpn == mux.ALPNRaw {
+				want = 1
+			}
+			if got := conns[0].Opened(); got != want || (l1.Stream() != nil) != (want == 1) {
+				t.Fatalf("pool opened %d streams (want %d), lease stream %v", got, want, l1.Stream())
+			}
+			l1.Done(nil)
+			l2.Done(nil)
+		})
+	}
+}
+
+// The pool ages idle connections out before the backend's idle timeout.
+func TestMaxIdleAgeBelowIdleTimeout(t *testing.T) {
+	for _, idle := range []time.Duration{time.Second, 30 * time.Second} {
+		if a := maxIdleAge(idle); a <= 0 || a >= idle {
+			t.Errorf("idle timeout %v: max idle age %v", idle, a)
+		}
+	}
+}
+
+// A burst of concurrent HTTP/3 requests over connections capped at two
+// streams: every request succeeds, and once they are done no lease, no
+// reserved credit and no stream is left on any pooled connection.
+func TestH3BurstReturnsCredit(t *testing.T) {
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 1, "")
+	e := loopEngine(t, roots, baseConfig("http", os, "    reuse: {policy: always, max_streams: 2}\n"))
+	url := "http://" + e.FrontendAddr("fe").String() + "/sleep?d=50ms"
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Go(func() {
+			resp, err := http.Get(url)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	st := e.reuseStats()["be"]
+	if st.Leases != 0 || st.OpenErrors != 0 || st.Attaches < 12 {
+		t.Fatalf("reuse stats after the burst: %+v", st)
+	}
+	e.mu.Lock()
+	rt := e.backends["be"]
+	e.mu.Unlock()
+	rt.trMu.Lock()
+	defer rt.trMu.Unlock()
+	for _, live := range rt.live {
+		for c := range live {
+			if n := c.UsedStreams(); n != 0 {
+				t.Errorf("connection %v: %d streams still used", c.LocalAddr(), n)
+			}
+		}
+	}
+}
