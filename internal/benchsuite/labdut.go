@@ -19,9 +19,10 @@ import (
 )
 
 // LabDUTs are the devices under test of the RFC 2544 searches on the veth
-// lab. The live-frames generator (package bpf) sends from the client peer's
-// veth with XDP_TX, so every frame crosses the veth pair into the engine
-// namespace exactly as a peer's frame would:
+// lab, each on a lab of its own. The source sends from the client peer's
+// veth (the live-frames generator of package bpf where it can be paced, an
+// AF_XDP socket otherwise: see newLabSource), so every frame crosses the
+// veth pair into the engine namespace exactly as a peer's frame would:
 //   - nic.Port receive-and-recycle, sleeping in poll(2) when idle;
 //   - the same with 50 µs of busy polling before it sleeps;
 //   - the baseline: a kernel UDP socket in the engine namespace reading
@@ -188,7 +189,7 @@ func newLabSource(opts lab.Options, dst func(*lab.Lab) netip.Addr) (*labSource, 
 }
 
 // send runs one trial's sending on a thread in the client namespace and
-// returns what it sent and the machine's CPU time meanwhile.
+// returns what it sent and for how long.
 func (s *labSource) send(ctx context.Context, t Trial) (sent uint64, elapsed time.Duration, err error) {
 	frame, ok := s.frames[t.FrameSize]
 	if !ok {
