@@ -4,9 +4,13 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/mux"
 	"github.com/xdpnet/xdpnet/reuse"
@@ -134,6 +138,158 @@ func TestRealQUICCreditReentry(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st := pool.Stats(); st.Conns != 0 || st.Dials != 2 || st.Leases != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestRealHTTP3AttachConn runs AttachConn leases on real HTTP/3 connections
+// (mux.HTTP3Client over quic-go on loopback) to a server granting 2
+// concurrent streams: two leases reserve the first connection's credit
+// before their requests open a stream, so a third lease dials instead of
+// sharing it; the requests then open their streams on the reserved credit,
+// and the connection stays full until the server grants more.
+func TestRealHTTP3AttachConn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real QUIC handshakes; skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cert, roots, err := mux.SelfSigned([]string{"backend.lab"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := mux.ListenQUIC(spc, mux.ServerTLS(cert, mux.ALPNH3), mux.Config{MaxIncomingStreams: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 16)
+	hs := &http3.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "ok")
+	})}
+	defer hs.Close()
+	go func() {
+		for {
+			c, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			go hs.ServeQUICConn(c.QUIC())
+		}
+	}()
+	var (
+		mu      sync.Mutex
+		clients = map[mux.Conn]*mux.HTTP3Client{}
+	)
+	pool, err := reuse.New(reuse.Config{
+		Policy: reuse.PolicyAlways,
+		Dial: func(ctx context.Context, p reuse.Params) (mux.Conn, error) {
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			c, err := mux.DialQUIC(ctx, pc, net.UDPAddrFromAddrPort(p.Dst), mux.ClientTLS(p.SNI, roots, p.ALPN), mux.Config{})
+			if err != nil {
+				return nil, err
+			}
+			h, err := mux.NewHTTP3Client(c, nil)
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			mu.Lock()
+			clients[c] = h
+			mu.Unlock()
+			return c, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	w := pool.Worker(0)
+	p := &reuse.Params{Server: "b/s1", Kind: mux.KindQUIC, Dst: ln.Addr().(*net.UDPAddr).AddrPort(), SNI: "backend.lab", ALPN: mux.ALPNH3}
+	p.Dst = netip.AddrPortFrom(p.Dst.Addr().Unmap(), p.Dst.Port())
+
+	attach := func() reuse.Lease {
+		t.Helper()
+		l, err := w.AttachConn(ctx, p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Stream() != nil {
+			t.Fatal("AttachConn lease with a stream")
+		}
+		return l
+	}
+	// send runs one request of l; its result arrives on the channel.
+	send := func(l reuse.Lease) <-chan error {
+		mu.Lock()
+		h := clients[l.Conn()]
+		mu.Unlock()
+		res := make(chan error, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://backend.lab/", nil)
+			rsp, err := h.RoundTrip(req)
+			if err == nil {
+				_, err = io.Copy(io.Discard, rsp.Body)
+				rsp.Body.Close()
+			}
+			l.Done(err)
+			res <- err
+		}()
+		return res
+	}
+	l1, l2 := attach(), attach()
+	c1 := l1.Conn()
+	if l2.Conn() != c1 {
+		t.Fatal("second lease not on the connection with credit left")
+	}
+	if c1.AvailStreams() != 2 {
+		t.Fatalf("AttachConn opened streams: avail %d", c1.AvailStreams())
+	}
+	l3 := attach() // c1's credit is all reserved: dial, even though it reports 2
+	if l3.Conn() == c1 {
+		t.Fatal("connection with all its credit reserved handed out")
+	}
+	wait := func(n int) {
+		t.Helper()
+		for range n {
+			select {
+			case <-arrived:
+			case <-ctx.Done():
+				t.Fatal("a request did not reach the server: it waited for stream credit")
+			}
+		}
+	}
+	r1, r2, r3 := send(l1), send(l2), send(l3)
+	wait(3) // every request opened its stream without waiting for credit
+	if c1.AvailStreams() != 0 || c1.UsedStreams() != 2 {
+		t.Fatalf("c1 avail %d used %d with both requests in flight", c1.AvailStreams(), c1.UsedStreams())
+	}
+	l4 := attach()
+	if l4.Conn() == c1 {
+		t.Fatal("full connection handed out")
+	}
+	r4 := send(l4)
+	wait(1)
+	close(release)
+	for _, r := range []<-chan error{r1, r2, r3, r4} {
+		if err := <-r; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := pool.Stats(); st.Leases != 0 || st.OpenErrors != 0 || st.Dials != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 }
