@@ -12,7 +12,7 @@ type Stats struct {
 	Misses     uint64 // served by a connection dialed for the request
 	Dials      uint64 // connections opened (requests' and warm-up dials)
 	DialErrors uint64
-	OpenErrors uint64 // OpenStream failed on a chosen connection (it died meanwhile)
+	OpenErrors uint64 // a chosen connection died before its stream was opened (or its AttachConn credit leased)
 	// Reinsertions counts full connections put back into avail when the
 	// peer granted stream credit (QUIC MAX_STREAMS).
 	Reinsertions uint64
@@ -29,7 +29,7 @@ type Stats struct {
 	Safe    int
 	Avail   int
 	Private int
-	Leases  int // streams handed out, not yet Done
+	Leases  int // leases handed out (streams or AttachConn credit), not yet Done
 }
 
 // ReuseRatio is the fraction of requests that did not wait for a new
