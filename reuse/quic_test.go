@@ -16,17 +16,15 @@ import (
 	"github.com/xdpnet/xdpnet/reuse"
 )
 
-// TestRealQUICCreditReentry runs the pool on the real QUIC mux (quic-go over
-// loopback UDP) against a server granting 2 concurrent streams: a third
-// request opens a second connection instead of blocking, and when a stream
-// ends the server's MAX_STREAMS frame puts the first connection back into
-// avail while its other stream is still open.
-func TestRealQUICCreditReentry(t *testing.T) {
+// realQUIC starts a QUIC listener for alpn on loopback that grants
+// maxStreams concurrent streams, closed at the end of the test (skipped with
+// -short: real QUIC handshakes). It returns
+// the listener, the Params of a server behind it and a dialer for them.
+func realQUIC(t *testing.T, alpn string, maxStreams int) (*mux.QUICListener, *reuse.Params, func(context.Context, reuse.Params) (*mux.QUICConn, error)) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("real QUIC handshakes; skipped with -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	cert, roots, err := mux.SelfSigned([]string{"backend.lab"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -35,11 +33,32 @@ func TestRealQUICCreditReentry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := mux.ListenQUIC(spc, mux.ServerTLS(cert, mux.ALPNRaw), mux.Config{MaxIncomingStreams: 2})
+	ln, err := mux.ListenQUIC(spc, mux.ServerTLS(cert, alpn), mux.Config{MaxIncomingStreams: int64(maxStreams)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
+	p := &reuse.Params{Server: "b/s1", Kind: mux.KindQUIC, Dst: ln.Addr().(*net.UDPAddr).AddrPort(), SNI: "backend.lab", ALPN: alpn}
+	p.Dst = netip.AddrPortFrom(p.Dst.Addr().Unmap(), p.Dst.Port())
+	dial := func(ctx context.Context, p reuse.Params) (*mux.QUICConn, error) {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		return mux.DialQUIC(ctx, pc, net.UDPAddrFromAddrPort(p.Dst), mux.ClientTLS(p.SNI, roots, p.ALPN), mux.Config{})
+	}
+	return ln, p, dial
+}
+
+// TestRealQUICCreditReentry runs the pool on the real QUIC mux (quic-go over
+// loopback UDP) against a server granting 2 concurrent streams: a third
+// request opens a second connection instead of blocking, and when a stream
+// ends the server's MAX_STREAMS frame puts the first connection back into
+// avail while its other stream is still open.
+func TestRealQUICCreditReentry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ln, p, dial := realQUIC(t, mux.ALPNRaw, 2)
 	go func() { // echo server
 		for {
 			c, err := ln.Accept(ctx)
@@ -60,15 +79,14 @@ func TestRealQUICCreditReentry(t *testing.T) {
 			}()
 		}
 	}()
-	srvAddr := ln.Addr()
 	pool, err := reuse.New(reuse.Config{
 		Policy: reuse.PolicyAlways,
 		Dial: func(ctx context.Context, p reuse.Params) (mux.Conn, error) {
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			c, err := dial(ctx, p)
 			if err != nil {
-				return nil, err
+				return nil, err // not a typed nil *QUICConn
 			}
-			return mux.DialQUIC(ctx, pc, net.UDPAddrFromAddrPort(p.Dst), mux.ClientTLS(p.SNI, roots, p.ALPN), mux.Config{})
+			return c, nil
 		},
 	})
 	if err != nil {
@@ -76,8 +94,6 @@ func TestRealQUICCreditReentry(t *testing.T) {
 	}
 	defer pool.Close()
 	w := pool.Worker(0)
-	p := &reuse.Params{Server: "b/s1", Kind: mux.KindQUIC, Dst: srvAddr.(*net.UDPAddr).AddrPort(), SNI: "backend.lab", ALPN: mux.ALPNRaw}
-	p.Dst = netip.AddrPortFrom(p.Dst.Addr().Unmap(), p.Dst.Port())
 
 	roundTrip := func(l reuse.Lease) {
 		t.Helper()
@@ -149,24 +165,9 @@ func TestRealQUICCreditReentry(t *testing.T) {
 // sharing it; the requests then open their streams on the reserved credit,
 // and the connection stays full until the server grants more.
 func TestRealHTTP3AttachConn(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real QUIC handshakes; skipped with -short")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cert, roots, err := mux.SelfSigned([]string{"backend.lab"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := mux.ListenQUIC(spc, mux.ServerTLS(cert, mux.ALPNH3), mux.Config{MaxIncomingStreams: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln, p, dial := realQUIC(t, mux.ALPNH3, 2)
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 16)
 	hs := &http3.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -194,11 +195,7 @@ func TestRealHTTP3AttachConn(t *testing.T) {
 	pool, err := reuse.New(reuse.Config{
 		Policy: reuse.PolicyAlways,
 		Dial: func(ctx context.Context, p reuse.Params) (mux.Conn, error) {
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				return nil, err
-			}
-			c, err := mux.DialQUIC(ctx, pc, net.UDPAddrFromAddrPort(p.Dst), mux.ClientTLS(p.SNI, roots, p.ALPN), mux.Config{})
+			c, err := dial(ctx, p)
 			if err != nil {
 				return nil, err
 			}
@@ -218,8 +215,6 @@ func TestRealHTTP3AttachConn(t *testing.T) {
 	}
 	defer pool.Close()
 	w := pool.Worker(0)
-	p := &reuse.Params{Server: "b/s1", Kind: mux.KindQUIC, Dst: ln.Addr().(*net.UDPAddr).AddrPort(), SNI: "backend.lab", ALPN: mux.ALPNH3}
-	p.Dst = netip.AddrPortFrom(p.Dst.Addr().Unmap(), p.Dst.Port())
 
 	attach := func() reuse.Lease {
 		t.Helper()
