@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -59,47 +57,6 @@ func TestMaxIdleAgeBelowIdleTimeout(t *testing.T) {
 	for _, idle := range []time.Duration{time.Second, 30 * time.Second} {
 		if a := maxIdleAge(idle); a <= 0 || a >= idle {
 			t.Errorf("idle timeout %v: max idle age %v", idle, a)
-		}
-	}
-}
-
-// A burst of concurrent HTTP/3 requests over connections capped at two
-// streams: every request succeeds, and once they are done no lease, no
-// reserved credit and no stream is left on any pooled connection.
-func TestH3BurstReturnsCredit(t *testing.T) {
-	cert, roots := labCert(t)
-	os := loopOrigins(t, cert, 1, "")
-	e := loopEngine(t, roots, baseConfig("http", os, "    reuse: {policy: always, max_streams: 2}\n"))
-	url := "http://" + e.FrontendAddr("fe").String() + "/sleep?d=50ms"
-	var wg sync.WaitGroup
-	for range 12 {
-		wg.Go(func() {
-			resp, err := http.Get(url)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Errorf("status %d", resp.StatusCode)
-			}
-		})
-	}
-	wg.Wait()
-	st := e.reuseStats()["be"]
-	if st.Leases != 0 || st.OpenErrors != 0 || st.Attaches < 12 {
-		t.Fatalf("reuse stats after the burst: %+v", st)
-	}
-	e.mu.Lock()
-	rt := e.backends["be"]
-	e.mu.Unlock()
-	rt.trMu.Lock()
-	defer rt.trMu.Unlock()
-	for _, live := range rt.live {
-		for c := range live {
-			if n := c.UsedStreams(); n != 0 {
-				t.Errorf("connection %v: %d streams still used", c.LocalAddr(), n)
-			}
 		}
 	}
 }

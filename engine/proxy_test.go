@@ -444,6 +444,23 @@ func TestTimeoutsLimitsAndHealth(t *testing.T) {
 		if got := e.Stats().BackendConnsOpened; got < 4 {
 			t.Errorf("%v backend connections carried 8 concurrent requests with max_streams 2", got)
 		}
+		// The requests are over: no lease, reserved credit or stream is
+		// left on any pooled connection.
+		if st := e.reuseStats()["be"]; st.Leases != 0 || st.OpenErrors != 0 || st.Attaches < 8 {
+			t.Errorf("reuse stats after the burst: %+v", st)
+		}
+		e.mu.Lock()
+		rt := e.backends["be"]
+		e.mu.Unlock()
+		rt.trMu.Lock()
+		for _, live := range rt.live {
+			for c := range live {
+				if n := c.UsedStreams(); n != 0 {
+					t.Errorf("connection %v: %d streams still used", c.LocalAddr(), n)
+				}
+			}
+		}
+		rt.trMu.Unlock()
 	})
 	t.Run("health recovers", func(t *testing.T) {
 		// One origin killed, then a new one on the same address.
