@@ -99,8 +99,14 @@ func TestPace(t *testing.T) {
 		t.Errorf("sent %d: %d frames, %d probes", sent, s.frames, s.probes)
 	}
 	// Pacing never runs ahead of the rate by more than one slot's burst.
-	if limit := uint64(rate*elapsed.Seconds()) + uint64(rate*paceSlot.Seconds()) + s.probes; s.frames > limit {
+	if limit := uint64(rate*elapsed.Seconds()) + 1 + uint64(rate*paceSlot.Seconds()) + s.probes; s.frames > limit {
 		t.Errorf("%d frames in %v at %d fps: over %d", s.frames, elapsed, rate, limit)
+	}
+
+	// A rate too low for one frame per trial still sends the first one.
+	var slow countingSender
+	if sent, _, err := pace(context.Background(), &slow, f, 1, 5*time.Millisecond, nil, time.Now()); err != nil || sent != 1 {
+		t.Errorf("1 fps for 5ms: sent %d, %v", sent, err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -59,7 +59,8 @@ func pace(ctx context.Context, s sender, frame []byte, rate float64, dur time.Du
 		}
 		want := burst
 		if rate > 0 {
-			target := uint64(rate * now.Sub(start).Seconds())
+			// The first frame is due at the start, the next 1/rate later.
+			target := uint64(rate*now.Sub(start).Seconds()) + 1
 			if target <= sent {
 				// Ahead of schedule: wait for the next slot.
 				time.Sleep(min(paceSlot, end.Sub(now)))

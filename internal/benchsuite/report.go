@@ -227,6 +227,9 @@ func (r *Report) Markdown(plotDir string) string {
 				if s.Latency.Samples > 0 {
 					lat = fmt.Sprintf("%s / %s / %s (n=%d)", fmtNum(s.Latency.P50us), fmtNum(s.Latency.P99us), fmtNum(s.Latency.MaxUs), s.Latency.Samples)
 				}
+				if s.LatencyTrialLoss > 0 {
+					lat += fmt.Sprintf(", %.2g%% lost in this trial", 100*s.LatencyTrialLoss)
+				}
 				fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %d |\n", s.FrameSize, fmtNum(s.Rate), fmtNum(s.Mbps),
 					fmtNum(s.SourceMax), bound, lat, fmtNum(s.CPUPerMframe), len(s.Trials))
 			}

@@ -148,7 +148,10 @@ type SizeResult struct {
 	// received in the confirming trial.
 	CPUPerMframe float64        `json:"cpu_s_per_mframe"`
 	Latency      LatencySummary `json:"latency"`
-	Trials       []TrialRecord  `json:"trials"`
+	// LatencyTrialLoss is the loss of the latency trial at Rate: a
+	// noisy machine can lose frames at a rate that passed once.
+	LatencyTrialLoss float64       `json:"latency_trial_loss"`
+	Trials           []TrialRecord `json:"trials"`
 }
 
 // Search runs the RFC 2544 section 26.1 throughput search for each frame
@@ -248,6 +251,7 @@ func searchSize(ctx context.Context, o Offerer, cfg SearchConfig, size int) (Siz
 	if err != nil {
 		return res, err
 	}
+	res.LatencyTrialLoss = r.Loss()
 	if r.Received > 0 {
 		res.CPUPerMframe = r.CPU.Seconds() / (float64(r.Received) / 1e6)
 	}
