@@ -362,7 +362,7 @@ func TestOpenErrorsLeaveNothing(t *testing.T) {
 			{Ifindex: lk.Index, Queue: 5},                 // the veth has one queue
 			{Ifindex: lk.Index, FrameSize: 3000},          // not a power of two
 			{Ifindex: lk.Index, RXSize: 1000},             // not a power of two
-			{Ifindex: lk.Index, Frames: 16, FillSize: 64}, // fewer frames than fill slots
+			{Ifindex: lk.Index, Frames: 16, FillSize: 64}, // too few frames to leave any to transmit
 			{Ifindex: 0},
 		} {
 			p, err := Open(cfg)

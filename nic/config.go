@@ -55,10 +55,29 @@ type Config struct {
 
 	// Frames is the number of UMEM frames (default 16384) and FrameSize
 	// their size, a power of two from 2048 to the page size (default 2048).
+	//
+	// The frames are shared between reception and transmission. Reception
+	// may hold up to FillFrames in the kernel, RXReserve more kept free
+	// for it, and CacheSize in its frame cache; the rest,
+	//
+	//	Frames - FillFrames - RXReserve - CacheSize,
+	//
+	// is always left to Alloc (less what the caller itself holds). Open
+	// refuses a Config that leaves fewer than min(TXSize, 256).
 	Frames    int
 	FrameSize int
+	// FillFrames is the most frames the port lends the kernel for
+	// reception: posted on the fill ring, or holding received packets
+	// that Receive has not taken yet (default: the smaller of FillSize
+	// and Frames/2; at most FillSize+RXSize). Frames lent to the kernel
+	// return only as packets arrive, so a fill path that posted every
+	// free frame could keep them all on a quiet queue and leave Alloc
+	// nothing for as long as the queue stays quiet. The fill ring is
+	// topped up to FillSize or to this budget, whichever is smaller.
+	FillFrames int
 	// RXReserve is the number of frames kept for the fill ring that TX
-	// allocations cannot take (default FillSize/2), so a burst of
+	// allocations cannot take (default FillFrames/2; a larger value is
+	// cut to FillFrames, as reception never holds more), so a burst of
 	// transmissions never starves reception.
 	RXReserve int
 	// CacheSize is the per-side frame cache size of the bufring pool
@@ -98,6 +117,11 @@ const (
 	defaultTXRing    = 2048
 	defaultCache     = 256
 	defaultBindRetry = time.Second
+
+	// minTXFrames is the fewest frames a Config may leave to transmission
+	// (or TXSize if smaller): a batch of Alloc, and room for the frames of
+	// a whole GSO segment that package stack builds before it transmits.
+	minTXFrames = batch
 )
 
 func (c *Config) normalize(pageSize int) error {
@@ -113,7 +137,9 @@ func (c *Config) normalize(pageSize int) error {
 	def(&c.CompSize, defaultTXRing)
 	def(&c.RXSize, defaultRXRing)
 	def(&c.TXSize, defaultTXRing)
-	def(&c.RXReserve, c.FillSize/2)
+	def(&c.FillFrames, min(c.FillSize, c.Frames/2))
+	def(&c.RXReserve, c.FillFrames/2)
+	c.RXReserve = min(c.RXReserve, c.FillFrames)
 	if c.BindRetry == 0 {
 		c.BindRetry = defaultBindRetry
 	}
@@ -137,11 +163,18 @@ func (c *Config) normalize(pageSize int) error {
 			return fmt.Errorf("nic: config: %s ring size %d: want a power of two up to 1<<20", r.name, r.v)
 		}
 	}
-	if c.Frames < c.FillSize || c.Frames > 1<<24 {
-		return fmt.Errorf("nic: config: %d frames: want at least the fill ring size %d and at most 1<<24", c.Frames, c.FillSize)
+	if c.Frames <= 0 || c.Frames > 1<<24 {
+		return fmt.Errorf("nic: config: Frames %d: want 1 to 1<<24", c.Frames)
 	}
-	if c.RXReserve < 0 || c.RXReserve > c.Frames {
-		return fmt.Errorf("nic: config: rx reserve %d of %d frames", c.RXReserve, c.Frames)
+	if c.FillFrames <= 0 || c.FillFrames > c.FillSize+c.RXSize {
+		return fmt.Errorf("nic: config: FillFrames %d: want 1 to FillSize+RXSize (%d)", c.FillFrames, c.FillSize+c.RXSize)
+	}
+	if c.RXReserve < 0 || c.CacheSize <= 0 {
+		return fmt.Errorf("nic: config: RXReserve %d, CacheSize %d: want RXReserve >= 0 and CacheSize > 0", c.RXReserve, c.CacheSize)
+	}
+	if left, want := c.Frames-c.FillFrames-c.RXReserve-c.CacheSize, min(c.TXSize, minTXFrames); left < want {
+		return fmt.Errorf("nic: config: Frames %d too few: reception may hold FillFrames %d + RXReserve %d + CacheSize %d, leaving %d to transmit, want at least %d (TXSize or %d, whichever is smaller); raise Frames or lower FillFrames",
+			c.Frames, c.FillFrames, c.RXReserve, c.CacheSize, left, want, minTXFrames)
 	}
 	if c.ZeroCopy < ZeroCopyAuto || c.ZeroCopy > ZeroCopyForce {
 		return fmt.Errorf("nic: config: %v", c.ZeroCopy)

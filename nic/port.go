@@ -39,6 +39,15 @@ const batch = 256
 //   - Frame views (Frame) are valid while the caller owns the frame and
 //     until Close.
 //
+// Frame budget: the port lends the kernel at most Config.FillFrames frames
+// for reception (on the fill ring, or holding received packets Receive has
+// not taken), because those return only as packets arrive. Frames beyond
+// the budget that Release gives back go to the pool, where Alloc finds
+// them. So reception can never take every frame: Alloc comes up short only
+// while frames are in flight on the TX side or held by callers, which
+// completions and releases end; short Allocs are counted
+// (Stats.TxAllocShort).
+//
 // Concurrency: the receive side (Receive, Release) and the transmit side
 // (Alloc, Transmit, Complete) each take their own uncontended-in-steady-state
 // mutex once per call, so one goroutine can receive while others transmit.
@@ -60,12 +69,16 @@ type Port struct {
 	// descriptors, and exclusively by Close while it releases them.
 	life sync.RWMutex
 
-	// rxMu guards the fill and RX rings and rxCache.
+	// rxMu guards the fill and RX rings, rxCache and rxLent.
 	rxMu    sync.Mutex
 	fill    *addrRing
 	rx      *descRing
 	rxCache *bufring.Cache
 	rxAddrs [batch]uint64
+	// rxLent counts the frames the kernel holds for reception: posted on
+	// the fill ring and not yet taken off the RX ring by Receive. It never
+	// exceeds cfg.FillFrames.
+	rxLent uint32
 
 	// txMu guards the TX and completion rings and txCache.
 	txMu    sync.Mutex
@@ -220,22 +233,32 @@ func (p *Port) Receive(descs []Desc) (int, error) {
 	if n > 0 {
 		r.local += n
 		r.publishConsumer()
+		p.rxLent -= n
 		p.ctr.rxPackets.Add(uint64(n))
 		p.ctr.rxBytes.Add(bytes)
 	}
 	return int(n), p.refillLocked(false)
 }
 
+// fillRoomLocked returns how many of want frames may go on the fill ring
+// now: as many as it has free slots and the budget (cfg.FillFrames) allows.
+// Called with rxMu held.
+func (p *Port) fillRoomLocked(want uint32) uint32 {
+	return p.fill.prodReserve(min(want, uint32(p.cfg.FillFrames)-p.rxLent))
+}
+
 // refillLocked tops up the fill ring from the pool (RX class: it may take the
-// RX reserve): always if full is set, otherwise only once the ring is less
-// than three quarters full. Frames the caller releases right after Receive go
-// straight back to the fill ring, so refilling at every Receive would send
-// them through the pool for nothing; Wait tops the ring up completely before
-// it sleeps, when the time it can absorb matters most. Called with rxMu held.
+// RX reserve) to the fill budget: always if full is set, otherwise only once
+// less than three quarters of the budget is lent. Frames the caller releases
+// right after Receive go straight back to the fill ring, so refilling at
+// every Receive would send them through the pool for nothing; Wait tops the
+// ring up completely before it sleeps, when the time it can absorb matters
+// most. Called with rxMu held.
 func (p *Port) refillLocked(full bool) error {
 	f := p.fill
-	free := f.prodReserve(f.size)
-	if free == 0 || !full && free <= f.size/4 {
+	limit := min(f.size, uint32(p.cfg.FillFrames))
+	free := p.fillRoomLocked(limit)
+	if free == 0 || !full && free <= limit/4 {
 		return nil
 	}
 	var filled uint32
@@ -254,6 +277,7 @@ func (p *Port) refillLocked(full bool) error {
 	if filled == 0 {
 		return nil
 	}
+	p.rxLent += filled
 	f.publishProducer()
 	return p.kickFillLocked()
 }
@@ -276,8 +300,9 @@ func (p *Port) kickFillLocked() error {
 }
 
 // Release gives frames back to the port: straight into the fill ring while
-// it has room, into the pool otherwise. descs may come from Receive or Alloc;
-// each frame must be released once. Release after Close drops the frames.
+// it has room and the fill budget allows, into the pool otherwise. descs may
+// come from Receive or Alloc; each frame must be released once. Release
+// after Close drops the frames.
 func (p *Port) Release(descs []Desc) {
 	p.rxMu.Lock()
 	defer p.rxMu.Unlock()
@@ -286,7 +311,7 @@ func (p *Port) Release(descs []Desc) {
 	}
 	f := p.fill
 	umemLen := uint64(len(p.umem))
-	room := f.prodReserve(uint32(min(len(descs), 1<<31)))
+	room := p.fillRoomLocked(uint32(min(len(descs), 1<<31)))
 	var filled uint32
 	for i := 0; i < len(descs); {
 		n := 0
@@ -312,6 +337,7 @@ func (p *Port) Release(descs []Desc) {
 		}
 	}
 	if filled > 0 {
+		p.rxLent += filled
 		f.publishProducer()
 		// A failed wakeup is retried by the next refill, here or in Wait.
 		_ = p.kickFillLocked()
@@ -319,10 +345,11 @@ func (p *Port) Release(descs []Desc) {
 }
 
 // Alloc fills descs with free frames to build packets in and returns how
-// many it got; fewer than len(descs) means the pool (outside the RX reserve)
-// is short until transmissions complete. Each Desc has Len set to the frame
-// size: write the packet into Frame(d), set d.Len to its length, and pass d
-// to Transmit, or give it back with Release.
+// many it got; fewer than len(descs) (counted in Stats.TxAllocShort) means
+// the pool, outside what reception may hold (see Port), is short until
+// transmissions complete or callers release frames. Each Desc has Len set to
+// the frame size: write the packet into Frame(d), set d.Len to its length,
+// and pass d to Transmit, or give it back with Release.
 func (p *Port) Alloc(descs []Desc) int {
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
@@ -340,6 +367,9 @@ func (p *Port) Alloc(descs []Desc) int {
 			descs[total+i] = Desc{Addr: a, Len: uint32(p.cfg.FrameSize)}
 		}
 		total += got
+	}
+	if total < len(descs) {
+		p.ctr.txAllocShort.Add(1)
 	}
 	return total
 }

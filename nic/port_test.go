@@ -620,10 +620,20 @@ func TestDeviceRemoved(t *testing.T) {
 // transmit frames on one port while another runs its receive loop, as the
 // stack's writers and its RX goroutine do; every frame reaches the peer's
 // socket once (run with -race: the port's two sides have their own locks).
+// With 4096 frames (as many as the default fill ring has slots) the receive
+// side must still leave frames to transmit.
 func TestConcurrentTransmitters(t *testing.T) {
+	for _, frames := range []int{defaultFrames, 4096} {
+		t.Run(fmt.Sprintf("frames=%d", frames), func(t *testing.T) {
+			testConcurrentTransmitters(t, Config{Frames: frames})
+		})
+	}
+}
+
+func testConcurrentTransmitters(t *testing.T, cfg Config) {
 	l := lab.NewT(t, lab.Options{})
 	lk := l.ClientLink
-	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
+	p := openPort(t, l, lk, steer(t, l, lk), 0, cfg)
 	e := startEcho(p)
 	defer e.Stop(t)
 

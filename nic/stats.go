@@ -10,6 +10,7 @@ type Stats struct {
 	TxCompleted        uint64 // frames the kernel reported sent (completion ring)
 
 	TxRingFull    uint64 // descriptors Transmit could not place: ring full
+	TxAllocShort  uint64 // Alloc calls that found fewer free frames than asked
 	TxKicks       uint64 // sendto wakeups issued for the TX ring
 	TxKickBusy    uint64 // kicks the kernel answered EAGAIN/EBUSY without progress
 	TxKickErrors  uint64 // kicks that failed otherwise (ENXIO, ENOBUFS, ...)
@@ -50,7 +51,7 @@ type counters struct {
 	rxPackets, rxBytes, txPackets, txBytes, txCompleted atomic.Uint64
 	txRingFull, txKicks, txKickBusy, txKickErrors       atomic.Uint64
 	linkDown, fillKicks, fillPoolEmpty, invalidRelease  atomic.Uint64
-	pollSleeps, busyPollHits, bindRetries               atomic.Uint64
+	pollSleeps, busyPollHits, bindRetries, txAllocShort atomic.Uint64
 	zeroCopyFallback                                    atomic.Uint64
 }
 
@@ -83,7 +84,8 @@ func (p *Port) ownStats() Stats {
 		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		TxCompleted: c.txCompleted.Load(), TxRingFull: c.txRingFull.Load(),
-		TxKicks: c.txKicks.Load(), TxKickBusy: c.txKickBusy.Load(),
+		TxAllocShort: c.txAllocShort.Load(),
+		TxKicks:      c.txKicks.Load(), TxKickBusy: c.txKickBusy.Load(),
 		TxKickErrors: c.txKickErrors.Load(), LinkDown: c.linkDown.Load(),
 		FillKicks: c.fillKicks.Load(), FillPoolEmpty: c.fillPoolEmpty.Load(),
 		InvalidRelease: c.invalidRelease.Load(),
