@@ -198,12 +198,15 @@ func (e *Endpoint) Attach(d gstack.NetworkDispatcher) {
 		return
 	}
 	e.dispatcher = d
-	e.stop = make(chan struct{})
+	// The goroutines get their own copy: signalStopLocked clears e.stop
+	// under e.mu, which they do not hold.
+	stop := make(chan struct{})
+	e.stop = stop
 	for _, q := range e.queues {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			q.rxLoop(d, e.stop)
+			q.rxLoop(d, stop)
 		}()
 	}
 }
