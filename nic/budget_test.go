@@ -161,7 +161,7 @@ func TestTXStarvationIsCountedAndRecovers(t *testing.T) {
 
 // TestConfigFrameBudget: defaults leave frames to transmit for every UMEM
 // size the engine offers, and a Config that would leave too few names the
-// fields and the problem.
+// fields and the problem, in Open and in CheckBuffers alike.
 func TestConfigFrameBudget(t *testing.T) {
 	for _, tc := range []struct {
 		cfg     Config
@@ -183,6 +183,9 @@ func TestConfigFrameBudget(t *testing.T) {
 		{cfg: Config{Frames: -4}, err: "Frames -4"},
 		{cfg: Config{RXReserve: -1}, err: "RXReserve -1"},
 	} {
+		if err := tc.cfg.CheckBuffers(); (err == nil) != (tc.err == "") {
+			t.Errorf("%+v: CheckBuffers: %v, want an error: %v", tc.cfg, err, tc.err != "")
+		}
 		cfg := tc.cfg
 		cfg.Ifindex = 1
 		err := cfg.normalize(4096)

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"math/bits"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ZeroCopy chooses between the kernel's copy mode and driver zero-copy.
@@ -124,7 +126,37 @@ const (
 	minTXFrames = batch
 )
 
+// CheckBuffers reports whether Open would accept c's UMEM and ring sizes
+// (Frames, FrameSize, FillFrames, RXReserve, CacheSize and the four ring
+// sizes, zero fields taking their defaults), without opening anything, so
+// that a configuration can be refused before any port is opened. The other
+// fields are not looked at.
+func (c Config) CheckBuffers() error {
+	c.defaults()
+	return c.checkBuffers(unix.Getpagesize())
+}
+
 func (c *Config) normalize(pageSize int) error {
+	c.defaults()
+	if c.Ifindex <= 0 {
+		return fmt.Errorf("nic: config: ifindex %d", c.Ifindex)
+	}
+	if c.Queue < 0 {
+		return fmt.Errorf("nic: config: queue %d", c.Queue)
+	}
+	if err := c.checkBuffers(pageSize); err != nil {
+		return err
+	}
+	if c.ZeroCopy < ZeroCopyAuto || c.ZeroCopy > ZeroCopyForce {
+		return fmt.Errorf("nic: config: %v", c.ZeroCopy)
+	}
+	if c.BusyPoll < 0 || c.BindRetry < 0 {
+		return fmt.Errorf("nic: config: negative duration")
+	}
+	return nil
+}
+
+func (c *Config) defaults() {
 	def := func(v *int, d int) {
 		if *v == 0 {
 			*v = d
@@ -146,12 +178,9 @@ func (c *Config) normalize(pageSize int) error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Ifindex <= 0 {
-		return fmt.Errorf("nic: config: ifindex %d", c.Ifindex)
-	}
-	if c.Queue < 0 {
-		return fmt.Errorf("nic: config: queue %d", c.Queue)
-	}
+}
+
+func (c *Config) checkBuffers(pageSize int) error {
 	if !pow2(c.FrameSize) || c.FrameSize < 2048 || c.FrameSize > pageSize {
 		return fmt.Errorf("nic: config: frame size %d: want a power of two in [2048, %d]", c.FrameSize, pageSize)
 	}
@@ -175,12 +204,6 @@ func (c *Config) normalize(pageSize int) error {
 	if left, want := c.Frames-c.FillFrames-c.RXReserve-c.CacheSize, min(c.TXSize, minTXFrames); left < want {
 		return fmt.Errorf("nic: config: Frames %d too few: reception may hold FillFrames %d + RXReserve %d + CacheSize %d, leaving %d to transmit, want at least %d (TXSize or %d, whichever is smaller); raise Frames or lower FillFrames",
 			c.Frames, c.FillFrames, c.RXReserve, c.CacheSize, left, want, minTXFrames)
-	}
-	if c.ZeroCopy < ZeroCopyAuto || c.ZeroCopy > ZeroCopyForce {
-		return fmt.Errorf("nic: config: %v", c.ZeroCopy)
-	}
-	if c.BusyPoll < 0 || c.BindRetry < 0 {
-		return fmt.Errorf("nic: config: negative duration")
 	}
 	return nil
 }
