@@ -12,6 +12,8 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/xdpnet/xdpnet/nic"
 )
 
 // Config is the whole gateway configuration, read from YAML by [LoadConfig]
@@ -42,10 +44,6 @@ type LogConfig struct {
 	Level  string `yaml:"level"`  // debug, info (default), warn, error
 	Format string `yaml:"format"` // text (default) or json
 }
-
-// minFrames is the smallest UMEM per port that leaves frames to transmit
-// beside the nic defaults' 2048-entry fill and RX rings.
-const minFrames = 8192
 
 // Buffers sizes the UMEM frame pool of each port.
 type Buffers struct {
@@ -451,10 +449,11 @@ func (c *Config) Validate() error {
 	// Buffers.
 	if f := c.Buffers.Frames; f <= 0 || f&(f-1) != 0 {
 		bad("buffers.frames", "%d is not a positive power of two", f)
-	} else if f < minFrames {
-		// The port's fill and RX rings hold 2048 frames each; with 4096
-		// frames per port nothing was left to transmit (seen on the lab).
-		bad("buffers.frames", "%d is too few: the fill and RX rings take 4096 frames per port, use at least %d", f, minFrames)
+	} else if err := (nic.Config{Frames: f, RXReserve: c.Buffers.Reserve, CacheSize: c.Buffers.Cache}).CheckBuffers(); err != nil {
+		// Reception holds up to the fill ring's worth of each port's
+		// frames (nic.Config.FillFrames); the rest must leave enough to
+		// transmit. nic does the arithmetic, as Open will.
+		bad("buffers.frames", "%d: %v", f, err)
 	}
 	if fs := c.Buffers.FrameSize; fs != 2048 && fs != 4096 {
 		bad("buffers.frame_size", "%d: AF_XDP frames are 2048 or 4096 bytes", fs)

@@ -78,7 +78,7 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"admin on data plane", strings.Replace(goodConfig, "admin: 127.0.0.1:9900", "admin: 198.18.1.1:9900", 1), "admin: 198.18.1.1 is a data-plane address"},
 		{"duplicate queue", strings.Replace(goodConfig, "queues: [0, 1]", "queues: [0, 0]", 1), "interfaces[0].queues[1]: queue 0 listed twice"},
 		{"frames", goodConfig + "buffers: {frames: 1000}\n", "buffers.frames: 1000 is not a positive power of two"},
-		{"too few frames", goodConfig + "buffers: {frames: 4096}\n", "buffers.frames: 4096 is too few"},
+		{"too few frames", goodConfig + "buffers: {frames: 1024}\n", "buffers.frames: 1024: nic: config: Frames 1024 too few"},
 		{"gateway off subnet", strings.Replace(goodConfig, "198.18.2.254", "10.0.0.1", 1), "interfaces[1].gateway"},
 		{"reuse policy", strings.Replace(goodConfig, "policy: aggressive", "policy: sometimes", 1), "backends[0].reuse.policy"},
 		{"workers vs queues", goodConfig + "workers: 2\n", "workers: 2 workers but 3 dedicated queues"},
