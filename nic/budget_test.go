@@ -169,12 +169,13 @@ func TestConfigFrameBudget(t *testing.T) {
 		reserve int    // RXReserve after defaults, if no error
 		err     string // substring of the error
 	}{
-		{cfg: Config{}, fill: 4096, reserve: 2048},
+		{cfg: Config{}, fill: 8192, reserve: 2048},
 		{cfg: Config{Frames: 8192}, fill: 4096, reserve: 2048},
 		{cfg: Config{Frames: 4096}, fill: 2048, reserve: 1024},
 		{cfg: Config{Frames: 4096, RXReserve: 512}, fill: 2048, reserve: 512}, // the engine's Frames/8
 		{cfg: Config{Frames: 2048}, fill: 1024, reserve: 512},
-		{cfg: Config{Frames: 65536, RXReserve: 8192}, fill: 4096, reserve: 4096}, // reserve cut to FillFrames
+		{cfg: Config{Frames: 65536, RXReserve: 16384}, fill: 8192, reserve: 8192},                                           // reserve cut to FillFrames
+		{cfg: Config{Frames: 16384, FillSize: 8192, RXSize: 8192, TXSize: 8192, CompSize: 8192}, fill: 8192, reserve: 4096}, // the benchmarks
 		{cfg: Config{Frames: 1024}, err: "Frames 1024 too few: reception may hold FillFrames 512 + RXReserve 256 + CacheSize 256, leaving 0 to transmit, want at least 256"},
 		{cfg: Config{Frames: 4096, FillFrames: 4096}, err: "Frames 4096 too few"},
 		{cfg: Config{Frames: 16, FillSize: 64}, err: "Frames 16 too few"},

@@ -70,17 +70,19 @@ type Config struct {
 	FrameSize int
 	// FillFrames is the most frames the port lends the kernel for
 	// reception: posted on the fill ring, or holding received packets
-	// that Receive has not taken yet (default: the smaller of FillSize
-	// and Frames/2; at most FillSize+RXSize). Frames lent to the kernel
-	// return only as packets arrive, so a fill path that posted every
-	// free frame could keep them all on a quiet queue and leave Alloc
-	// nothing for as long as the queue stays quiet. The fill ring is
-	// topped up to FillSize or to this budget, whichever is smaller.
+	// that Receive has not taken yet (default: the smaller of
+	// FillSize+RXSize, a full fill ring plus a full RX ring of backlog,
+	// and Frames/2). Frames lent to the kernel return only as packets
+	// arrive, so a fill path that posted every free frame could keep
+	// them all on a quiet queue and leave Alloc nothing for as long as
+	// the queue stays quiet. The fill ring is topped up to FillSize or to
+	// what the budget leaves, whichever is smaller.
 	FillFrames int
 	// RXReserve is the number of frames kept for the fill ring that TX
-	// allocations cannot take (default FillFrames/2; a larger value is
-	// cut to FillFrames, as reception never holds more), so a burst of
-	// transmissions never starves reception.
+	// allocations cannot take (default half of FillSize or FillFrames,
+	// whichever is smaller; a larger value is cut to FillFrames, as
+	// reception never holds more), so a burst of transmissions never
+	// starves reception.
 	RXReserve int
 	// CacheSize is the per-side frame cache size of the bufring pool
 	// (default 256).
@@ -169,8 +171,8 @@ func (c *Config) defaults() {
 	def(&c.CompSize, defaultTXRing)
 	def(&c.RXSize, defaultRXRing)
 	def(&c.TXSize, defaultTXRing)
-	def(&c.FillFrames, min(c.FillSize, c.Frames/2))
-	def(&c.RXReserve, c.FillFrames/2)
+	def(&c.FillFrames, min(c.FillSize+c.RXSize, c.Frames/2))
+	def(&c.RXReserve, min(c.FillSize, c.FillFrames)/2)
 	c.RXReserve = min(c.RXReserve, c.FillFrames)
 	if c.BindRetry == 0 {
 		c.BindRetry = defaultBindRetry
