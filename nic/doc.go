@@ -19,6 +19,14 @@
 //
 // and Wait sleeps in poll(2), optionally after busy-polling the RX ring.
 //
+// Reception and transmission share the UMEM's frames. Frames lent to the
+// kernel for reception come back only as packets arrive, so the port lends
+// at most Config.FillFrames (fill ring plus received, not yet taken
+// descriptors) and Open refuses a Config whose remaining frames could not
+// keep transmission going; the pool's RX reserve protects reception the
+// other way round. A short Alloc is therefore always temporary (frames in
+// flight or held by callers) and counted in Stats.TxAllocShort.
+//
 // The rings are single-producer single-consumer queues shared with the
 // kernel. The port reads the kernel's index with a load-acquire and publishes
 // its own with a store-release once per batch (ring_unsafe.go), and caches
