@@ -81,7 +81,9 @@ func (p *Pool) server(name string) *server {
 // Config.ShutdownTimeout before it closes hard). Drain returns when every
 // connection it found is closed, or with ctx's error when ctx ends first
 // (the connections go on closing). Warm-up dials stop for the server.
-// Resume undoes it.
+// Resume undoes it. A lease from AttachConn whose caller has not opened its
+// stream yet does not hold a shutdown back: that open fails with
+// mux.ErrGoingAway (or the connection's error).
 func (p *Pool) Drain(ctx context.Context, server string) error {
 	srv := p.server(server)
 	srv.draining.Store(true)
