@@ -32,6 +32,9 @@ type server struct {
 	// workers (read by leastconn).
 	inflight atomic.Int64
 	up       atomic.Bool
+	// connectFails counts connect failures in a row (any worker); a
+	// successful dial resets it.
+	connectFails atomic.Int32
 }
 
 // backendRT is a configured backend at run time: its servers, balancer and
@@ -194,10 +197,19 @@ func (rt *backendRT) close() {
 // usable reports whether server i may take new work.
 func (rt *backendRT) usable(i int) bool { return rt.servers[i].up.Load() }
 
-// markDown is passive health: a failed connect takes the server out at once
-// (HAProxy's observe layer4 with error-limit 1); active checks bring it back
-// after rise successes. Without active checks nothing would, so then the
-// server stays in.
+// connectFailed is passive health: Fall connect failures in a row take the
+// server out (HAProxy's observe layer4 with on-error mark-down and
+// error-limit Fall); active checks bring it back after Rise successes. One
+// slow handshake on a loaded machine must not drop every connection to a
+// healthy server, so a single failure only counts.
+func (rt *backendRT) connectFailed(srv *server, err error) {
+	if int(srv.connectFails.Add(1)) >= rt.cfg.Health.Fall {
+		rt.markDown(srv, "connect failed", err)
+	}
+}
+
+// markDown takes srv out of balancing and closes its connections. Without
+// active checks nothing would bring it back, so then the server stays in.
 func (rt *backendRT) markDown(srv *server, why string, err error) {
 	if !*rt.cfg.Health.Enabled {
 		return
@@ -335,6 +347,7 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 		m.connectErrors.WithLabelValues(rt.cfg.Name, srv.name).Inc()
 		return nil, err
 	}
+	srv.connectFails.Store(0)
 	m.connsOpened.WithLabelValues(rt.cfg.Name, srv.name).Inc()
 	m.connsOpen.Inc()
 	rt.trMu.Lock()

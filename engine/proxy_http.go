@@ -204,7 +204,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 			return status, "aborted"
 		}
 		if stage == stageConnect && isConnectFailure(err) && r.Context().Err() == nil {
-			rt.markDown(srv, "connect failed", err)
+			rt.connectFailed(srv, err)
 		}
 		// A server too slow to answer is not asked again, nor is another
 		// one: retrying timeouts multiplies the load on a slow backend

@@ -108,7 +108,7 @@ frontends:
 backends:
   - name: be
     protocol: %s
-    health_check: {interval: 200ms, timeout: 200ms, rise: 1, fall: 2}
+    health_check: {interval: 500ms, timeout: 500ms, rise: 1, fall: 2}
     timeouts: {connect: 1s, request: 5s}
 %s    servers:
 %s`, proto, beProto, extra, serverList(os))

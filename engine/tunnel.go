@@ -57,7 +57,7 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 		cancel()
 		if err != nil {
 			if isConnectFailure(err) {
-				rt.markDown(srv, "connect failed", err)
+				rt.connectFailed(srv, err)
 			}
 			if *cfg.Redisp {
 				excluded[si] = true
