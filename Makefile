@@ -8,8 +8,8 @@ SHELL := /bin/bash
 GO ?= go
 GOFLAGS ?=
 PKGS := ./...
-# Packages whose tests need root and the veth lab; they run in one `go test`
-# invocation with -p 1 so two lab topologies never fight for the 2 cores.
+# Privileged tests (root) build their own lab namespaces with unique names,
+# so packages may run them in parallel; under CI=true they fail, never skip.
 TEST_TIMEOUT ?= 30m
 BENCH_TIME ?= 1s
 APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev iperf3 nghttp2-client curl iproute2 ethtool
@@ -44,7 +44,7 @@ lint: deps ## go vet, gofmt, staticcheck (pinned) and a generate-leaves-no-diff 
 	$(MAKE) --no-print-directory generate
 	@git diff --exit-code --stat -- bpf/ || { echo "make generate changed committed files"; exit 1; }
 
-test: deps ## unit tests with -race and -shuffle, then the privileged lab tests (root)
+test: deps ## every test with -race and -shuffle; privileged lab tests run when root
 	$(GO) test -race -shuffle on -timeout $(TEST_TIMEOUT) $(PKGS)
 
 test-short: deps ## the same, -short (quick loop while developing)
