@@ -17,11 +17,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/bpf"
-	"github.com/xdpnet/xdpnet/hwtest/ntuple"
 	"github.com/xdpnet/xdpnet/internal/benchsuite"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 	"github.com/xdpnet/xdpnet/nic"
+	"github.com/xdpnet/xdpnet/nic/ntuple"
 )
 
 // target is the interface under test: a NIC from the environment, or the

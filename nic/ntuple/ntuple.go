@@ -1,16 +1,3 @@
-// Package ntuple installs and removes NIC flow-steering rules (ethtool
-// "ntuple" / RX network flow classification rules, `ethtool -N iface
-// flow-type udp4 dst-ip A dst-port P action Q`) through the SIOCETHTOOL
-// ioctl, ETHTOOL_SRXCLSRLINS and ETHTOOL_SRXCLSRLDEL.
-//
-// The engine dedicates NIC queues to AF_XDP; RSS alone spreads its flows
-// over every queue, including the kernel's. Rules that match the engine's
-// addresses send those flows to the engine's queues instead. Whoever
-// installs rules removes them on exit (Rules.Remove): they outlive the
-// process otherwise.
-//
-// Drivers without flow steering (veth, most virtual NICs) answer
-// EOPNOTSUPP; those errors wrap bpf.ErrNotSupported.
 package ntuple
 
 import (
