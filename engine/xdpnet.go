@@ -44,6 +44,7 @@ type xdpIf struct {
 	steer *bpf.Steering
 	ep    *stack.Endpoint
 	ports []*nic.Port // owned by ep; kept for their statistics
+	flows flowRules   // n-tuple rules installed at start, removed by Close
 }
 
 var _ Net = (*XDPNet)(nil)
@@ -152,6 +153,9 @@ func (x *XDPNet) openIf(it *Interface, buf *Buffers, opts XDPOptions) error {
 			return fmt.Errorf("gateway %s: %w", it.gw, err)
 		}
 	}
+	if xi.flows, err = installFlowRules(it, opts.Do, x.log); err != nil {
+		return err
+	}
 	x.workers += len(it.Queues)
 	x.log.Info("AF_XDP interface ready", "interface", it.Name, "queues", it.Queues,
 		"xdp_mode", xi.steer.Mode().String(), "mtu", mtu)
@@ -236,6 +240,7 @@ func (x *XDPNet) Close() error {
 		errs = append(errs, x.st.Close())
 	}
 	for _, xi := range x.ifs {
+		errs = append(errs, xi.flows.remove())
 		if xi.ep != nil {
 			errs = append(errs, xi.ep.CloseErr())
 		} else {
@@ -257,13 +262,14 @@ var (
 	framesInUseDesc = prometheus.NewDesc("xdpnet_umem_frames_in_use", "UMEM frames held outside the free rings (RX/TX rings, netstack, caches excluded).", []string{"interface"}, nil)
 	framesDesc      = prometheus.NewDesc("xdpnet_umem_frames", "UMEM frames per interface.", []string{"interface"}, nil)
 	xskDesc         = prometheus.NewDesc("xdpnet_xsk_packets_total", "AF_XDP socket counters.", []string{"interface", "dir"}, nil)
+	xskKickDesc     = prometheus.NewDesc("xdpnet_xsk_tx_kicks_total", "sendto(2) wake-ups issued for the TX rings; per TX packet, it shows how well sends are batched.", []string{"interface"}, nil)
 	xskDropDesc     = prometheus.NewDesc("xdpnet_xsk_drops_total", "Kernel XDP_STATISTICS drops per reason.", []string{"interface", "reason"}, nil)
 	steerDesc       = prometheus.NewDesc("xdpnet_xdp_frames_total", "Frames seen by the steering program, by verdict.", []string{"interface", "verdict"}, nil)
 	epDropDesc      = prometheus.NewDesc("xdpnet_endpoint_drops_total", "Frames the netstack endpoint dropped.", []string{"interface", "dir"}, nil)
 )
 
 func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{framesInUseDesc, framesDesc, xskDesc, xskDropDesc, steerDesc, epDropDesc} {
+	for _, d := range []*prometheus.Desc{framesInUseDesc, framesDesc, xskDesc, xskKickDesc, xskDropDesc, steerDesc, epDropDesc} {
 		ch <- d
 	}
 }
@@ -271,7 +277,7 @@ func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, xi := range c.x.ifs {
 		var inUse, frames float64
-		var rx, tx, fillEmpty, ringFull, dropped float64
+		var rx, tx, kicks, fillEmpty, ringFull, dropped float64
 		for _, p := range xi.ports {
 			fs := p.Pool().Stats()
 			inUse += float64(fs.InUse)
@@ -279,6 +285,7 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 			if s, err := p.Stats(); err == nil {
 				rx += float64(s.RxPackets)
 				tx += float64(s.TxPackets)
+				kicks += float64(s.TxKicks)
 				fillEmpty += float64(s.Kernel.RxFillRingEmptyDescs)
 				ringFull += float64(s.Kernel.RxRingFull)
 				dropped += float64(s.Kernel.RxDropped)
@@ -288,6 +295,7 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(framesDesc, prometheus.GaugeValue, frames, xi.name)
 		ch <- prometheus.MustNewConstMetric(xskDesc, prometheus.CounterValue, rx, xi.name, "rx")
 		ch <- prometheus.MustNewConstMetric(xskDesc, prometheus.CounterValue, tx, xi.name, "tx")
+		ch <- prometheus.MustNewConstMetric(xskKickDesc, prometheus.CounterValue, kicks, xi.name)
 		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, fillEmpty, xi.name, "fill_ring_empty")
 		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, ringFull, xi.name, "rx_ring_full")
 		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, dropped, xi.name, "rx_dropped")
