@@ -64,6 +64,12 @@ type Interface struct {
 	// ZeroCopy is "on", "off" or "auto" (try, fall back to copy mode).
 	// Default "auto".
 	ZeroCopy string `yaml:"zero_copy"`
+	// NTuple is "on", "off" or "auto": whether the engine installs ethtool
+	// n-tuple rules (package nic/ntuple) steering UDP and TCP to each of
+	// Addresses to the dedicated Queues at start, and removes them on
+	// Close. "auto" runs on without them when the driver has no flow
+	// steering (veth); "on" makes that a start error. Default "auto".
+	NTuple string `yaml:"ntuple"`
 	// Addresses are owned by the netstack (not the kernel), with prefix.
 	Addresses []string `yaml:"addresses"`
 	// Gateway is an optional default route via this interface.
@@ -321,6 +327,7 @@ func (c *Config) setDefaults() {
 		it := &c.Interfaces[i]
 		def(&it.XDPMode, "auto")
 		def(&it.ZeroCopy, "auto")
+		def(&it.NTuple, "auto")
 	}
 	for i := range c.Frontends {
 		f := &c.Frontends[i]
@@ -408,6 +415,7 @@ func (c *Config) Validate() error {
 		queues += len(it.Queues)
 		oneOf(p+".xdp_mode", it.XDPMode, "native", "generic", "auto")
 		oneOf(p+".zero_copy", it.ZeroCopy, "on", "off", "auto")
+		oneOf(p+".ntuple", it.NTuple, "on", "off", "auto")
 		if it.BusyPoll < 0 || it.BusyPoll.D() > 10*time.Millisecond {
 			bad(p+".busy_poll", "%v is outside 0..10ms", it.BusyPoll.D())
 		}

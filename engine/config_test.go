@@ -56,7 +56,7 @@ func TestParseConfigGood(t *testing.T) {
 	if c.Backends[1].Timeouts.Connect.D() != 500*time.Millisecond {
 		t.Errorf("connect timeout %v", c.Backends[1].Timeouts.Connect.D())
 	}
-	if c.Interfaces[0].XDPMode != "auto" || c.Buffers.Frames != 8192 {
+	if c.Interfaces[0].XDPMode != "auto" || c.Interfaces[0].NTuple != "auto" || c.Buffers.Frames != 8192 {
 		t.Errorf("defaults: %+v %+v", c.Interfaces[0], c.Buffers)
 	}
 	if got := c.Frontends[0].addr.String(); got != "198.18.1.1:80" {
@@ -83,6 +83,7 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"reuse policy", strings.Replace(goodConfig, "policy: aggressive", "policy: sometimes", 1), "backends[0].reuse.policy"},
 		{"workers vs queues", goodConfig + "workers: 2\n", "workers: 2 workers but 3 dedicated queues"},
 		{"busy poll", strings.Replace(goodConfig, "xdp_mode: native", "xdp_mode: native\n    busy_poll: 1s", 1), "interfaces[1].busy_poll: 1s is outside 0..10ms"},
+		{"ntuple", strings.Replace(goodConfig, "xdp_mode: native", "xdp_mode: native\n    ntuple: yes", 1), `interfaces[1].ntuple: "yes" is not one of on, off, auto`},
 		{"weight", strings.Replace(goodConfig, "weight: 3", "weight: 300", 1), "backends[0].servers[0].weight"},
 		{"empty", "", "empty file"},
 		{"two documents", goodConfig + "---\nadmin: off\n", "more than one YAML document"},
