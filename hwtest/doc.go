@@ -8,8 +8,9 @@
 // sockets bind to every queue, in zero-copy mode on a NIC; frames for the
 // engine's address arrive on the queue they were sent to (veth) or that an
 // ntuple rule steers them to (NIC, with XDPNET_HW_ADDR and an external
-// sender); ntuple rules are installed and removed. See README.md for
-// running them on a server.
+// sender); ntuple rules are installed and removed, directly and by the
+// engine started with `ntuple: on`. See README.md for running them on a
+// server.
 package hwtest
 
 import (

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/bpf"
+	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/internal/benchsuite"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
@@ -439,6 +441,80 @@ func TestNtupleRules(t *testing.T) {
 		return
 	}
 	privtest.SkipIfNotSupported(t, err)
+}
+
+// TestEngineNtuple: the engine, started on the target's queues with
+// `ntuple: on` (native XDP and zero-copy on a NIC), installs a rule per
+// address and protocol and removes exactly those on Close. On veth, which
+// has no flow steering, the start fails with an error wrapping
+// ErrNotSupported.
+func TestEngineNtuple(t *testing.T) {
+	tg := newTarget(t)
+	addr := tg.addr
+	if !addr.IsValid() {
+		addr = netip.MustParseAddr("198.18.1.1") // benchmark range: rules only, no traffic
+	}
+	xdpMode, zeroCopy := "auto", "auto"
+	if tg.real {
+		xdpMode, zeroCopy = "native", "on"
+	}
+	queues := make([]string, len(tg.queues))
+	for i, q := range tg.queues {
+		queues[i] = fmt.Sprint(q)
+	}
+	cfg, err := engine.ParseConfig(fmt.Appendf(nil, `
+dataplane: xdp
+admin: "off"
+interfaces:
+  - {name: %s, queues: [%s], xdp_mode: %s, zero_copy: %q, ntuple: %q, addresses: [%s]}
+frontends: [{name: web, listen: %q, protocol: http, backend: b}]
+backends: [{name: b, servers: [{address: "198.18.2.10:4433"}]}]
+`, tg.ifname, strings.Join(queues, ", "), xdpMode, zeroCopy, "on", netip.PrefixFrom(addr, addr.BitLen()), netip.AddrPortFrom(addr, 80)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		t.Helper()
+		var n int
+		err := tg.do(func() (err error) { n, err = ntuple.Count(tg.ifname); return err })
+		privtest.SkipIfNotSupported(t, err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var before int
+	if tg.real {
+		before = count()
+	}
+	x, err := engine.NewXDPNet(cfg, engine.XDPOptions{Do: tg.do, Log: quiet})
+	if !tg.real {
+		if err == nil {
+			x.Close()
+			t.Fatal("ntuple: on started on veth, which has no flow steering")
+		}
+		if !errors.Is(err, bpf.ErrNotSupported) || !strings.Contains(err.Error(), "ntuple") {
+			t.Fatalf("ntuple: on on veth: got %v, want an ntuple error wrapping ErrNotSupported", err)
+		}
+		skipOnVeth(t, "engine ntuple: veth has no flow steering (checked: the start fails with an error wrapping ErrNotSupported)")
+		return
+	}
+	privtest.SkipIfNotSupported(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var during int
+	countErr := tg.do(func() (err error) { during, err = ntuple.Count(tg.ifname); return err })
+	if err := x.Close(); err != nil { // before any Fatal: the rules must go
+		t.Errorf("close: %v", err)
+	}
+	if countErr != nil {
+		t.Fatal(countErr)
+	}
+	if after := count(); during != before+2 || after != before {
+		t.Errorf("rules on %s: %d before the engine, %d while it runs (want %d: UDP and TCP to %s), %d after Close (want %d)",
+			tg.ifname, before, during, before+2, addr, after, before)
+	}
 }
 
 func TestFromEnv(t *testing.T) {

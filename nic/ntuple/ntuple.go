@@ -113,6 +113,16 @@ func Get(ifname string, loc uint32) (Rule, error) {
 	return decode(buf)
 }
 
+// Count returns how many classification rules ifname holds, whoever
+// installed them (what `ethtool -n` counts).
+func Count(ifname string) (int, error) {
+	buf := encodeLoc(unix.ETHTOOL_GRXCLSRLCNT, 0)
+	if err := ethtool(ifname, buf); err != nil {
+		return 0, fmt.Errorf("ntuple: count rules on %s: %w", ifname, wrapErrno(err))
+	}
+	return int(binary.NativeEndian.Uint32(buf[offRuleCnt:])), nil
+}
+
 func wrapErrno(err error) error {
 	if errors.Is(err, unix.EOPNOTSUPP) {
 		return fmt.Errorf("%w (no flow steering: %w)", err, bpf.ErrNotSupported)
@@ -123,8 +133,9 @@ func wrapErrno(err error) error {
 // Layout of struct ethtool_rxnfc and struct ethtool_rx_flow_spec
 // (<linux/ethtool.h>, checked with offsetof on x86-64 and arm64).
 const (
-	rxnfcSize = 192
-	offFS     = 16 // ethtool_rxnfc.fs
+	rxnfcSize  = 192
+	offFS      = 16  // ethtool_rxnfc.fs
+	offRuleCnt = 184 // ethtool_rxnfc.rule_cnt
 	// Within ethtool_rx_flow_spec:
 	offFlowType   = 0
 	offHU         = 4  // h_u: the values

@@ -108,6 +108,9 @@ func TestVethNotSupported(t *testing.T) {
 		if _, err := Get(l.ClientLink.Name, 0); !errors.Is(err, bpf.ErrNotSupported) {
 			return err
 		}
+		if _, err := Count(l.ClientLink.Name); !errors.Is(err, bpf.ErrNotSupported) {
+			return err
+		}
 		return nil
 	})
 	if err != nil {
