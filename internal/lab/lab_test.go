@@ -3,6 +3,7 @@ package lab
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/xdpnet/xdpnet/internal/privtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -280,6 +282,34 @@ func TestDoPanics(t *testing.T) {
 	// The namespace still works after the panic.
 	if err := l.Engine.Do(func() error { return nil }); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Do racing with Close either runs inside the namespace or fails with
+// net.ErrClosed; it never enters a closed handle (run under -race).
+func TestDoRacesClose(t *testing.T) {
+	privtest.RequireRoot(t)
+	l, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 8)
+	for range cap(errc) {
+		go func() {
+			var err error
+			for err == nil {
+				err = l.Client.Do(func() error { return nil })
+			}
+			errc <- err
+		}()
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range cap(errc) {
+		if err := <-errc; !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Do after Close: %v, want net.ErrClosed", err)
+		}
 	}
 }
 

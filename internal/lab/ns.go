@@ -3,6 +3,7 @@ package lab
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,7 +30,10 @@ type NS struct {
 	// Name is the namespace's name under /run/netns (for `ip netns exec`).
 	Name string
 
-	handle netns.NsHandle
+	// handleMu lets close invalidate handle while Do calls that race with
+	// it (a test tearing down under load) enter it or fail cleanly.
+	handleMu sync.RWMutex
+	handle   netns.NsHandle
 
 	mu     sync.Mutex
 	procs  []*exec.Cmd // started by Start; killed by close
@@ -64,7 +68,7 @@ func (n *NS) Do(fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		if err := netns.Set(n.handle); err != nil {
+		if err := n.enter(); err != nil {
 			runtime.UnlockOSThread()
 			done <- result{err: fmt.Errorf("lab: enter netns %s: %w", n.Name, err)}
 			return
@@ -158,6 +162,17 @@ func onFreshThread(fn func() error) error {
 // close kills the processes Start started that still run, releases the
 // handle and removes the namespace's name. The kernel frees the namespace,
 // and the veth pairs in it, once no process, thread or socket uses it.
+// enter moves the calling, locked thread into the namespace; after close it
+// fails with an error wrapping net.ErrClosed.
+func (n *NS) enter() error {
+	n.handleMu.RLock()
+	defer n.handleMu.RUnlock()
+	if !n.handle.IsOpen() {
+		return fmt.Errorf("lab: netns %s closed: %w", n.Name, net.ErrClosed)
+	}
+	return netns.Set(n.handle)
+}
+
 func (n *NS) close() error {
 	n.mu.Lock()
 	if n.closed {
@@ -176,9 +191,11 @@ func (n *NS) close() error {
 		}
 	}
 	var errs []error
+	n.handleMu.Lock()
 	if err := n.handle.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("lab: close netns %s handle: %w", n.Name, err))
 	}
+	n.handleMu.Unlock()
 	if err := deleteNamed(n.Name); err != nil {
 		errs = append(errs, err)
 	}
