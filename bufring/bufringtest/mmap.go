@@ -1,4 +1,3 @@
-// Package bufringtest provides test helpers for code built on bufring.
 package bufringtest
 
 import (

@@ -1,13 +1,3 @@
-// Command benchsuite runs xdpnet's benchmark suite and writes its results:
-// a JSON results file, a generated section of BENCH.md and PNG plots.
-//
-//	go run ./cmd/benchsuite -out bench/results/2026-11-21.json -md BENCH.md
-//	go run ./cmd/benchsuite -short   # seconds per figure: the CI smoke run
-//
-// It runs every Go benchmark of the module (one top-level benchmark at a
-// time, each bounded by -timeout), pairs implementations with their
-// same-run baselines, then the RFC 2544 throughput searches (root only: they
-// build a veth lab) and draws the figures.
 package main
 
 import (

@@ -1,8 +1,3 @@
-// Package privtest decides whether a privileged test may run.
-//
-// Outside CI a test that needs root or a kernel feature skips with a message
-// saying why. Under CI=true the same test fails instead: CI runs as root on a
-// kernel with AF_XDP, so a skip there would hide a broken test.
 package privtest
 
 import (

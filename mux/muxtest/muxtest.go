@@ -1,7 +1,3 @@
-// Package muxtest provides an in-memory fake of mux.Conn whose stream credit,
-// death, MAX_STREAMS raises and ping results are scripted by the test, and a
-// manual clock. It lets reuse/ and engine/ be tested without sockets and
-// without sleeping.
 package muxtest
 
 import (
