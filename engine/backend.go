@@ -197,6 +197,29 @@ func (rt *backendRT) close() {
 // usable reports whether server i may take new work.
 func (rt *backendRT) usable(i int) bool { return rt.servers[i].up.Load() }
 
+// pickForAttempt chooses the server for attempt n (0 first) of a request or
+// tunnel: a usable one not excluded by an earlier failure; when every usable
+// server was tried, any usable one, rather than fail while retries remain
+// (HAProxy retries the same server when redispatch has nowhere else to go).
+// It counts retries and redispatches; false means no server is usable.
+func (rt *backendRT) pickForAttempt(attempt int, key []byte, excluded []bool) (int, bool) {
+	m := rt.eng.metrics
+	if attempt > 0 {
+		m.retries.WithLabelValues(rt.cfg.Name).Inc()
+	}
+	si, ok := rt.bal.pick(key, func(i int) bool { return rt.usable(i) && !excluded[i] })
+	if !ok {
+		clear(excluded)
+		if si, ok = rt.bal.pick(key, rt.usable); !ok {
+			return 0, false
+		}
+	}
+	if attempt > 0 && *rt.cfg.Redisp {
+		m.redispatches.WithLabelValues(rt.cfg.Name).Inc()
+	}
+	return si, true
+}
+
 // connectFailed is passive health: Fall connect failures in a row take the
 // server out (HAProxy's observe layer4 with on-error mark-down and
 // error-limit Fall); active checks bring it back after Rise successes. One

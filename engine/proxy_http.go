@@ -172,22 +172,10 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 	excluded := make([]bool, len(rt.servers))
 	var lastErr error
 	for attempt := 0; attempt <= *cfg.Retries; attempt++ {
-		if attempt > 0 {
-			e.metrics.retries.WithLabelValues(cfg.Name).Inc()
-		}
-		si, ok := rt.bal.pick(key, func(i int) bool { return rt.usable(i) && !excluded[i] })
+		si, ok := rt.pickForAttempt(attempt, key, excluded)
 		if !ok {
-			// Every usable server was tried: allow them again rather than
-			// fail while retries remain (HAProxy retries the same server
-			// when redispatch has nowhere else to go).
-			clear(excluded)
-			if si, ok = rt.bal.pick(key, rt.usable); !ok {
-				lastErr = ErrNoServer
-				break
-			}
-		}
-		if attempt > 0 && *cfg.Redisp {
-			e.metrics.redispatches.WithLabelValues(cfg.Name).Inc()
+			lastErr = ErrNoServer
+			break
 		}
 		srv := rt.servers[si]
 		if body != nil {

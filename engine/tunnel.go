@@ -37,19 +37,10 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 		err error
 	)
 	for attempt := 0; attempt <= *cfg.Retries && !l.Valid(); attempt++ {
-		if attempt > 0 {
-			e.metrics.retries.WithLabelValues(cfg.Name).Inc()
-		}
-		si, ok := rt.bal.pick(key, func(i int) bool { return rt.usable(i) && !excluded[i] })
+		si, ok := rt.pickForAttempt(attempt, key, excluded)
 		if !ok {
-			clear(excluded)
-			if si, ok = rt.bal.pick(key, rt.usable); !ok {
-				err = ErrNoServer
-				break
-			}
-		}
-		if attempt > 0 && *cfg.Redisp {
-			e.metrics.redispatches.WithLabelValues(cfg.Name).Inc()
+			err = ErrNoServer
+			break
 		}
 		srv = rt.servers[si]
 		ctx, cancel := context.WithTimeout(withWorker(context.Background(), worker), max(cfg.Timeouts.Connect.D(), time.Millisecond))

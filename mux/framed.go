@@ -917,16 +917,7 @@ func (c *FramedConn) Shutdown(ctx context.Context) error {
 	if s != nil && first {
 		s.sendCtrl(outFrame{hdr: frameHeader{typ: frameGoAway}})
 	}
-	if idle != nil {
-		select {
-		case <-idle:
-		case <-ctx.Done():
-			c.closeWith(fmt.Errorf("mux: shutdown: %w", ctx.Err()))
-			return ctx.Err()
-		}
-	}
-	c.closeWith(ErrGoingAway)
-	return nil
+	return finishShutdown(ctx, idle, c.closeWith)
 }
 
 // Close closes at once; open streams fail with an error wrapping

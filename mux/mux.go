@@ -111,3 +111,19 @@ type Stream interface {
 	// ID is the stream id on the wire (RFC 9000 section 2.1 for QUIC).
 	ID() uint64
 }
+
+// finishShutdown ends a graceful Shutdown once no stream is left: it waits
+// for idle (nil when already idle), then closes with ErrGoingAway; if ctx
+// ends first it closes hard and returns ctx's error. Both Conn kinds share it.
+func finishShutdown(ctx context.Context, idle <-chan struct{}, closeWith func(error)) error {
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			closeWith(fmt.Errorf("mux: shutdown: %w", context.Cause(ctx)))
+			return ctx.Err()
+		}
+	}
+	closeWith(ErrGoingAway)
+	return nil
+}

@@ -320,16 +320,7 @@ func (c *QUICConn) Shutdown(ctx context.Context) error {
 		idle = c.idle
 	}
 	c.mu.Unlock()
-	if idle != nil {
-		select {
-		case <-idle:
-		case <-ctx.Done():
-			c.closeWith(fmt.Errorf("mux: shutdown: %w", context.Cause(ctx)))
-			return ctx.Err()
-		}
-	}
-	c.closeWith(ErrGoingAway)
-	return nil
+	return finishShutdown(ctx, idle, c.closeWith)
 }
 
 // Close closes the connection at once (a CONNECTION_CLOSE with the ALPN's
