@@ -24,7 +24,9 @@ type Conditions struct {
 	Commit    string    `json:"commit,omitempty"`
 	Short     bool      `json:"short"`
 	BenchTime string    `json:"benchtime"`
-	Count     int       `json:"count"`
+	// BenchTimeFor lists the benchmarks run with a fixed count instead.
+	BenchTimeFor map[string]string `json:"benchtime_for,omitempty"`
+	Count        int               `json:"count"`
 	// LoadAvg is /proc/loadavg's 1-minute figure at the start: other work
 	// on the machine.
 	LoadAvg float64 `json:"loadavg_1m"`

@@ -139,6 +139,13 @@ func (r *Report) Markdown(plotDir string) string {
 		"The machine is shared and noisy: compare figures only with the baseline beside them, measured in the same run.\n\n",
 		c.Start.Format("2006-01-02 15:04 UTC"), mode, c.Commit, c.Cores, c.CPUModel, c.Kernel, c.GoVersion,
 		c.BenchTime, c.Count, c.LoadAvg, c.StealPct)
+	if len(c.BenchTimeFor) > 0 {
+		var fixed []string
+		for _, name := range slices.Sorted(maps.Keys(c.BenchTimeFor)) {
+			fixed = append(fixed, fmt.Sprintf("%s %s", name, c.BenchTimeFor[name]))
+		}
+		fmt.Fprintf(&b, "Benchmarks that build a lab per round run a fixed count instead: %s.\n\n", strings.Join(fixed, ", "))
+	}
 
 	if len(r.Comparisons) > 0 {
 		b.WriteString("### Implementations against their same-run baselines\n\n")

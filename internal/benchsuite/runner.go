@@ -30,6 +30,11 @@ type RunConfig struct {
 	Short bool
 	// BenchTime is -test.benchtime ("1s", "100x").
 	BenchTime string
+	// BenchTimeFor overrides BenchTime for the named top-level benchmarks.
+	// A benchmark that builds a lab for every b.N round gets a fixed count,
+	// so the testing package's ramp-up does not rebuild it several times
+	// per run and overrun Timeout.
+	BenchTimeFor map[string]string
 	// Count is -test.count: repeated runs give the spread.
 	Count int
 	// Timeout bounds one top-level benchmark (all its sub-benchmarks and
@@ -55,6 +60,13 @@ func (c RunConfig) withDefaults() RunConfig {
 		c.Timeout = 10 * time.Minute
 	}
 	return c
+}
+
+func (c RunConfig) benchTime(benchmark string) string {
+	if t, ok := c.BenchTimeFor[benchmark]; ok {
+		return t
+	}
+	return c.BenchTime
 }
 
 // Package is a Go package with benchmarks.
@@ -182,7 +194,7 @@ func runBinary(ctx context.Context, cfg RunConfig, bin string, p Package, name s
 	args := []string{
 		"-test.run=^$",
 		"-test.bench=^" + regexp.QuoteMeta(name) + "$",
-		"-test.benchtime=" + cfg.BenchTime,
+		"-test.benchtime=" + cfg.benchTime(name),
 		"-test.count=" + fmt.Sprint(cfg.Count),
 		"-test.benchmem",
 		"-test.v", // prints skips and their reasons

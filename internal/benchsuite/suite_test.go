@@ -28,8 +28,10 @@ func TestRunFixture(t *testing.T) {
 			Packages:  []string{"./internal/benchsuite/testdata/fixture"},
 			Short:     true,
 			BenchTime: "20ms",
-			Timeout:   time.Minute,
-			Progress:  NewProgress(&progress),
+			// A fixed count no ramp-up would land on.
+			BenchTimeFor: map[string]string{"BenchmarkCopy": "7777x"},
+			Timeout:      time.Minute,
+			Progress:     NewProgress(&progress),
 		},
 		RFC2544:    true,
 		FrameSizes: []int{64, 512, 1518},
@@ -61,6 +63,11 @@ func TestRunFixture(t *testing.T) {
 		case "BenchmarkCopy":
 			if r.Error != "" || r.CPU <= 0 || r.Wall <= 0 {
 				t.Errorf("copy run: %+v", r)
+			}
+			for _, res := range r.Results {
+				if res.N != 7777 {
+					t.Errorf("%s ran %d iterations, want the fixed 7777", res.Name, res.N)
+				}
 			}
 		}
 	}
