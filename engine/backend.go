@@ -58,7 +58,8 @@ type backendRT struct {
 	use sync.RWMutex
 
 	// trMu guards the per-worker QUIC transports (one UDP socket per
-	// worker and address family) and the live connections per server,
+	// worker and address family, or per worker and server on stacks that
+	// implement serverConnector) and the live connections per server,
 	// which shutdownSessions closes when a server goes down.
 	trMu   sync.Mutex
 	trs    map[trKey]*mux.QUICTransport
@@ -72,6 +73,7 @@ type backendRT struct {
 type trKey struct {
 	worker int
 	v6     bool
+	server netip.AddrPort // zero for a socket shared by every server
 }
 
 type workerKey struct{}
@@ -334,10 +336,15 @@ func (rt *backendRT) check(ctx context.Context, srv *server, conn **bconn) error
 	return nil
 }
 
-// transport returns worker w's QUIC transport towards dst's address family,
-// opening its UDP socket on first use.
-func (rt *backendRT) transport(w int, dst netip.Addr) (*mux.QUICTransport, error) {
-	k := trKey{worker: w, v6: dst.Is6() && !dst.Is4In6()}
+// transport returns worker w's QUIC transport towards dst (shared by the
+// servers of dst's address family unless the stack connects a socket per
+// server), opening its UDP socket on first use.
+func (rt *backendRT) transport(w int, dst netip.AddrPort) (*mux.QUICTransport, error) {
+	k := trKey{worker: w, v6: dst.Addr().Is6() && !dst.Addr().Is4In6()}
+	sc, perServer := rt.eng.net.(serverConnector)
+	if perServer {
+		k.server = dst
+	}
 	rt.trMu.Lock()
 	defer rt.trMu.Unlock()
 	if rt.closed {
@@ -346,12 +353,18 @@ func (rt *backendRT) transport(w int, dst netip.Addr) (*mux.QUICTransport, error
 	if tr := rt.trs[k]; tr != nil {
 		return tr, nil
 	}
-	pc, err := rt.eng.net.BackendPacketConn(w, dst)
+	var pc net.PacketConn
+	var err error
+	if perServer {
+		pc, err = sc.BackendConnFor(w, dst)
+	} else {
+		pc, err = rt.eng.net.BackendPacketConn(w, dst.Addr())
+	}
 	if err != nil {
 		return nil, err
 	}
 	cfg := rt.muxCfg
-	cfg.InitialPacketSize = quicPacketSize(rt.eng.net, dst)
+	cfg.InitialPacketSize = quicPacketSize(rt.eng.net, dst.Addr())
 	tr := mux.NewQUICTransport(pc, cfg)
 	rt.trs[k] = tr
 	return tr, nil
@@ -392,7 +405,7 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 // dial opens a QUIC connection to srv on worker w's socket, with an HTTP/3
 // client session on it for h3 backends.
 func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, error) {
-	tr, err := rt.transport(w, srv.addr.Addr())
+	tr, err := rt.transport(w, srv.addr)
 	if err != nil {
 		return nil, err
 	}

@@ -623,7 +623,7 @@ func isEngineFamily(n string) bool {
 	case "xdpnet_requests_total", "xdpnet_request_duration_seconds", "xdpnet_client_connections",
 		"xdpnet_tunnels_total", "xdpnet_backend_requests_total", "xdpnet_backend_connections_opened_total",
 		"xdpnet_backend_connect_errors_total", "xdpnet_backend_connections_open", "xdpnet_reuse_attaches_total",
-		"xdpnet_reuse_misses_total", "xdpnet_reuse_takeovers_total", "xdpnet_reuse_connections",
+		"xdpnet_reuse_misses_total", "xdpnet_reuse_takeovers_total", "xdpnet_reuse_retries_total", "xdpnet_reuse_connections",
 		"xdpnet_retries_total", "xdpnet_redispatches_total", "xdpnet_server_up", "xdpnet_info":
 		return true
 	}

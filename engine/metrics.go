@@ -92,12 +92,14 @@ var (
 		"Attaches that had to dial a new connection.", []string{"backend"}, nil)
 	reuseTakeoversDesc = prometheus.NewDesc("xdpnet_reuse_takeovers_total",
 		"Attaches served by an idle connection taken from another worker.", []string{"backend"}, nil)
+	reuseRetriesDesc = prometheus.NewDesc("xdpnet_reuse_retries_total",
+		"Requests sent again on a fresh connection after their reused connection died under them (reuse.Worker.Retry).", []string{"backend"}, nil)
 	reuseConnsDesc = prometheus.NewDesc("xdpnet_reuse_connections",
 		"Pooled backend connections by tree.", []string{"backend", "tree"}, nil)
 )
 
 func (c reuseCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{reuseAttachesDesc, reuseMissesDesc, reuseTakeoversDesc, reuseConnsDesc} {
+	for _, d := range []*prometheus.Desc{reuseAttachesDesc, reuseMissesDesc, reuseTakeoversDesc, reuseRetriesDesc, reuseConnsDesc} {
 		ch <- d
 	}
 }
@@ -107,6 +109,7 @@ func (c reuseCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(reuseAttachesDesc, prometheus.CounterValue, float64(st.Attaches), name)
 		ch <- prometheus.MustNewConstMetric(reuseMissesDesc, prometheus.CounterValue, float64(st.Misses), name)
 		ch <- prometheus.MustNewConstMetric(reuseTakeoversDesc, prometheus.CounterValue, float64(st.Takeovers), name)
+		ch <- prometheus.MustNewConstMetric(reuseRetriesDesc, prometheus.CounterValue, float64(st.Retries), name)
 		for tree, n := range map[string]int{"idle": st.Idle, "safe": st.Safe, "avail": st.Avail, "private": st.Private} {
 			ch <- prometheus.MustNewConstMetric(reuseConnsDesc, prometheus.GaugeValue, float64(n), name, tree)
 		}

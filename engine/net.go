@@ -33,6 +33,18 @@ type Net interface {
 	Close() error
 }
 
+// serverConnector is implemented by stacks on which a UDP socket connected
+// to one backend server is cheaper than a shared unconnected one: on the
+// netstack an unconnected socket's WriteTo resolves the route for every
+// datagram, a connected one reuses the route it resolved at connect time.
+// The engine then keeps one QUIC transport per worker and server instead of
+// one per worker and address family.
+type serverConnector interface {
+	// BackendConnFor opens worker w's UDP socket connected to server, as
+	// the net.PacketConn quic-go needs (see mux.ConnectedPacketConn).
+	BackendConnFor(w int, server netip.AddrPort) (net.PacketConn, error)
+}
+
 // packetSizer is implemented by stacks on which quic-go cannot discover the
 // path MTU (netstack sockets cannot set the DF bit): QUIC connections then
 // start, and stay, at the size it returns for a destination (0: quic-go's

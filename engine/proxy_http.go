@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/xdpnet/xdpnet/reuse"
 )
 
@@ -178,11 +180,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 			break
 		}
 		srv := rt.servers[si]
-		if body != nil {
-			out.Body = io.NopCloser(bytes.NewReader(body))
-			out.ContentLength = int64(len(body))
-		}
-		status, stage, err := h.attempt(w, r, out, rt, si, sess)
+		status, stage, err := h.attempt(w, r, out, body, replayable, rt, si, sess)
 		if err == nil {
 			return status, "ok"
 		}
@@ -231,22 +229,32 @@ func protoVia(r *http.Request) string {
 	return "1.1"
 }
 
-// attempt sends out to server si once. On success the response has been
-// copied to w. It returns the response status (once there is one) and how
-// far it got.
-func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, rt *backendRT, si int, sess *session) (int, attemptStage, error) {
+// attempt sends out to server si. On success the response has been copied
+// to w. It returns the response status (once there is one) and how far it
+// got. body, when not nil, is the request body to send (again).
+//
+// A request that fails on a reused connection because that connection
+// died (a server that restarted or forgot it while it sat idle) is sent
+// once more on a freshly dialed connection to the same server through
+// reuse.Worker.Retry, when that is safe: nothing was sent, or the method is
+// idempotent and the body can be replayed. This is HAProxy's retry-on
+// conn-failure/empty-response on a reused connection; it does not count
+// against the backend's retries, which are for the server's own failures.
+func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rt *backendRT, si int, sess *session) (int, attemptStage, error) {
 	srv := rt.servers[si]
-	ctx := withWorker(r.Context(), sess.worker)
-	if d := rt.cfg.Timeouts.Connect.D(); d > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
+	connectCtx := func() (context.Context, context.CancelFunc) {
+		ctx := withWorker(r.Context(), sess.worker)
+		if d := rt.cfg.Timeouts.Connect.D(); d > 0 {
+			return context.WithTimeout(ctx, d)
+		}
+		return ctx, func() {}
 	}
+	ctx, cancelConnect := connectCtx()
 	l, err := rt.attach(ctx, sess.worker, si, sess.reuseSession(rt))
+	cancelConnect()
 	if err != nil {
 		return 0, stageConnect, err
 	}
-	c := l.Conn().(*bconn)
 	srv.inflight.Add(1)
 	defer srv.inflight.Add(-1)
 
@@ -265,15 +273,36 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, rt *bac
 		defer t.Stop()
 	}
 	var wrote atomic.Bool
+	// Once the request headers are out, the server may act on the request.
 	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
 		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
 	})
-	req := out.WithContext(rctx)
-	req.URL.Host = srv.addr.String()
-	if req.Body != nil && req.Body != http.NoBody {
-		req.Body = &sentBody{ReadCloser: req.Body, read: &wrote}
+	send := func(l reuse.Lease) (*http.Response, error) {
+		req := out.WithContext(rctx)
+		req.URL.Host = srv.addr.String()
+		if body != nil {
+			req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			req.Body = &sentBody{ReadCloser: req.Body, read: &wrote}
+		}
+		return l.Conn().(*bconn).h3.RoundTrip(req)
 	}
-	resp, err := c.h3.RoundTrip(req)
+	resp, err := send(l)
+	if err != nil && l.Reused() && !timedOut.Load() && r.Context().Err() == nil &&
+		connDied(l.Conn().(*bconn), err) && (!wrote.Load() || idempotent(r.Method) && replayable) {
+		ctx, cancelConnect := connectCtx()
+		nl, rerr := rt.pool.Worker(sess.worker).Retry(ctx, l, err)
+		cancelConnect()
+		if rerr != nil {
+			// The fresh dial failed: that one is the server's failure.
+			return 0, stageConnect, rerr
+		}
+		l = nl
+		wrote.Store(false)
+		resp, err = send(l)
+	}
 	if err != nil {
 		l.Done(err)
 		if timedOut.Load() {
@@ -299,6 +328,24 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, rt *bac
 	resp.Body.Close()
 	l.Done(err)
 	return resp.StatusCode, stageResponse, err
+}
+
+// connDied reports whether a request failed because its connection died,
+// as opposed to the server resetting just this request's stream: the
+// connection's error is set, or err is a connection-level QUIC error (the
+// stream errors can reach the request before the connection's close
+// reaches the mux).
+func connDied(c *bconn, err error) bool {
+	if c.Err() != nil {
+		return true
+	}
+	var (
+		reset *quic.StatelessResetError
+		idle  *quic.IdleTimeoutError
+		app   *quic.ApplicationError
+		tr    *quic.TransportError
+	)
+	return errors.As(err, &reset) || errors.As(err, &idle) || errors.As(err, &app) || errors.As(err, &tr)
 }
 
 // sentBody marks the request as (partly) sent on its first read.

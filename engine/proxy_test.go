@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/engine/origin"
@@ -530,4 +531,93 @@ func TestReusePolicyNever(t *testing.T) {
 		t.Errorf("%v backend connections for 3 client connections under policy never, want 3", got)
 	}
 	waitUntil(t, "private connections closed with their clients", func() bool { return e.Stats().BackendConnsOpen == 0 })
+}
+
+// A request whose reused backend connection died while idle (here: the
+// origin restarted on the same address and answers the old connection with
+// a stateless reset) is sent once more on a fresh connection if it is
+// idempotent (reuse.Worker.Retry); a POST is not replayed. Retries are off,
+// so only the stale-connection retry can save the GET.
+func TestProxyRetriesRequestOnDeadReusedConnection(t *testing.T) {
+	cert, roots := labCert(t)
+	key := &quic.StatelessResetKey{1, 2, 3}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().(*net.UDPAddr)
+	start := func(pc net.PacketConn) *origin.Server {
+		o := &origin.Server{Name: "o", StatelessResetKey: key}
+		go o.Serve(pc, cert)
+		t.Cleanup(func() { o.Close() })
+		return o
+	}
+	o := start(pc)
+	// restart kills the origin silently and starts a new one on its
+	// address, with the same reset key.
+	restart := func() {
+		o.Kill()
+		pc, err := net.ListenUDP("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o = start(pc)
+	}
+	e := loopEngine(t, roots, fmt.Sprintf(`dataplane: kernel
+admin: "127.0.0.1:0"
+frontends:
+  - {name: fe, listen: "127.0.0.1:0", protocol: http, backend: be}
+backends:
+  - name: be
+    protocol: h3
+    retries: 0
+    health_check: {enabled: false}
+    timeouts: {connect: 2s, request: 5s}
+    servers:
+      - {name: o, address: %q}
+`, addr.String()))
+	url := "http://" + e.FrontendAddr("fe").String()
+	// One client connection: one session, so requests after its first
+	// one may take the pooled idle connection.
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1}}
+	defer c.CloseIdleConnections()
+	do := func(method, path, body string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := do("GET", "/", ""); s != 200 {
+		t.Fatalf("first GET: status %d", s)
+	}
+
+	restart()
+	if s := do("GET", "/", ""); s != 200 {
+		t.Errorf("GET on the dead reused connection: status %d, want 200 after a retry", s)
+	}
+	if n := o.Stats().Requests; n != 1 {
+		t.Errorf("restarted origin served %d requests, want 1", n)
+	}
+	if r := e.Stats().Reuse.Retries; r != 1 {
+		t.Errorf("reuse retries %d, want 1", r)
+	}
+
+	restart()
+	if s := do("POST", "/echo", "once"); s != http.StatusBadGateway {
+		t.Errorf("POST on the dead reused connection: status %d, want 502 (not replayed)", s)
+	}
+	if n := o.Stats().Requests; n != 0 {
+		t.Errorf("restarted origin served %d requests, want 0: the POST was replayed", n)
+	}
+	if r := e.Stats().Reuse.Retries; r != 1 {
+		t.Errorf("reuse retries %d, want still 1", r)
+	}
+	if s := do("POST", "/echo", "again"); s != 200 {
+		t.Errorf("POST after the failure: status %d", s)
+	}
 }

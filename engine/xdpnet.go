@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xdpnet/xdpnet/bpf"
+	"github.com/xdpnet/xdpnet/mux"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
 )
@@ -47,7 +48,10 @@ type xdpIf struct {
 	flows flowRules   // n-tuple rules installed at start, removed by Close
 }
 
-var _ Net = (*XDPNet)(nil)
+var (
+	_ Net             = (*XDPNet)(nil)
+	_ serverConnector = (*XDPNet)(nil)
+)
 
 // NewXDPNet opens every dedicated queue of cfg.Interfaces. On error it
 // releases what it opened.
@@ -182,6 +186,26 @@ func (x *XDPNet) BackendPacketConn(_ int, backend netip.Addr) (net.PacketConn, e
 		return nil, fmt.Errorf("xdp: no interface address on a route to %s", backend)
 	}
 	return x.st.ListenUDP(netip.AddrPortFrom(src, 0))
+}
+
+// BackendConnFor implements serverConnector: a netstack UDP socket on an
+// ephemeral port of the engine address that routes to server, connected to
+// server.
+func (x *XDPNet) BackendConnFor(_ int, server netip.AddrPort) (net.PacketConn, error) {
+	src, ok := x.sourceFor(server.Addr())
+	if !ok {
+		return nil, fmt.Errorf("xdp: no interface address on a route to %s", server.Addr())
+	}
+	c, err := x.st.DialUDP(netip.AddrPortFrom(src, 0), server)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := mux.ConnectedPacketConn(c)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return pc, nil
 }
 
 // sourceFor picks the engine address on the subnet of dst, else the first

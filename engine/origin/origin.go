@@ -39,11 +39,18 @@ type Server struct {
 	DialTarget func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Log receives errors; nil discards them.
 	Log *slog.Logger
+	// StatelessResetKey, when set, lets the origin answer packets of
+	// connections it does not know with a stateless reset (RFC 9000
+	// section 10.3). An origin restarted on the same address with the
+	// same key tells its old peers at once that their connections are
+	// gone, instead of leaving them to time out.
+	StatelessResetKey *quic.StatelessResetKey
 
 	conns, requests, streams atomic.Int64
 
 	mu       sync.Mutex
 	pc       net.PacketConn
+	tr       *quic.Transport
 	ln       *quic.Listener
 	h3       *http3.Server
 	live     map[*quic.Conn]struct{}
@@ -59,12 +66,14 @@ func (s *Server) Stats() Stats {
 // Serve accepts connections on pc until Close or Shutdown. It takes
 // ownership of pc. cert is the server's certificate.
 func (s *Server) Serve(pc net.PacketConn, cert tls.Certificate) error {
-	ln, err := quic.Listen(pc, mux.ServerTLS(cert, mux.ALPNH3, mux.ALPNRaw), &quic.Config{
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: s.StatelessResetKey}
+	ln, err := tr.Listen(mux.ServerTLS(cert, mux.ALPNH3, mux.ALPNRaw), &quic.Config{
 		MaxIncomingStreams: 1000,
 		MaxIdleTimeout:     60 * time.Second,
 		Allow0RTT:          false,
 	})
 	if err != nil {
+		tr.Close()
 		pc.Close()
 		return fmt.Errorf("origin: listen: %w", err)
 	}
@@ -73,12 +82,14 @@ func (s *Server) Serve(pc net.PacketConn, cert tls.Certificate) error {
 	if s.shutdown {
 		s.mu.Unlock()
 		ln.Close()
+		tr.Close()
 		pc.Close()
 		return net.ErrClosed
 	}
-	s.pc, s.ln, s.h3, s.live = pc, ln, h3, map[*quic.Conn]struct{}{}
+	s.pc, s.tr, s.ln, s.h3, s.live = pc, tr, ln, h3, map[*quic.Conn]struct{}{}
 	s.mu.Unlock()
 	defer pc.Close()
+	defer tr.Close()
 	for {
 		c, err := ln.Accept(context.Background())
 		if err != nil {
@@ -244,7 +255,7 @@ func (s *Server) handler() http.Handler {
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.shutdown = true
-	ln, h3 := s.ln, s.h3
+	tr, ln, h3 := s.tr, s.ln, s.h3
 	var conns []*quic.Conn
 	for c := range s.live {
 		conns = append(conns, c)
@@ -263,6 +274,9 @@ func (s *Server) Close() error {
 		h3.Close()
 	}
 	s.wg.Wait()
+	if tr != nil {
+		tr.Close()
+	}
 	return nil
 }
 
