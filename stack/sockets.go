@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -89,24 +90,28 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (n
 }
 
 // ListenUDP opens a UDP socket bound to addr (zero or unspecified address:
-// every address, dual-stack; port 0: a free port). WriteTo takes a
-// *net.UDPAddr.
+// every address, dual-stack; port 0: a free port). It is a *UDPConn;
+// WriteTo takes a *net.UDPAddr.
 func (s *Stack) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
 	if s.isClosed() {
 		return nil, opErr("listen", "udp", addr, ErrClosed)
 	}
 	fa, proto := fullAddr(addr)
-	c, err := gonet.DialUDP(s.ns, &fa, nil, proto)
+	c, err := s.newUDPConn(proto, &fa, nil)
 	if err != nil {
-		return nil, opErr("listen", "udp", addr, unwrapOp(err))
+		return nil, opErr("listen", "udp", addr, err)
 	}
-	return &udpConn{UDPConn: c, s: s}, nil
+	return c, nil
 }
 
-// DialUDP opens a UDP socket connected to raddr.
+// DialUDP opens a UDP socket connected to raddr, from laddr (zero fields:
+// chosen by the stack). It is a *UDPConn.
 func (s *Stack) DialUDP(laddr, raddr netip.AddrPort) (net.Conn, error) {
 	if s.isClosed() {
 		return nil, opErr("dial", "udp", raddr, ErrClosed)
+	}
+	if !raddr.Addr().IsValid() || raddr.Port() == 0 {
+		return nil, opErr("dial", "udp", raddr, errors.New("invalid remote address"))
 	}
 	rfa, proto := fullAddr(raddr)
 	var lp *tcpip.FullAddress
@@ -114,11 +119,11 @@ func (s *Stack) DialUDP(laddr, raddr netip.AddrPort) (net.Conn, error) {
 		lfa, _ := fullAddr(laddr)
 		lp = &lfa
 	}
-	c, err := gonet.DialUDP(s.ns, lp, &rfa, proto)
+	c, err := s.newUDPConn(proto, lp, &rfa)
 	if err != nil {
-		return nil, opErr("dial", "udp", raddr, unwrapOp(err))
+		return nil, opErr("dial", "udp", raddr, err)
 	}
-	return &udpConn{UDPConn: c, s: s}, nil
+	return c, nil
 }
 
 func opErr(op, network string, addr netip.AddrPort, err error) error {
@@ -148,6 +153,10 @@ func tcpipErr(e tcpip.Error) error {
 		return fmt.Errorf("%s: %w", e, net.ErrClosed)
 	case *tcpip.ErrPortInUse:
 		return fmt.Errorf("%s: %w", e, errAddrInUse)
+	case *tcpip.ErrConnectionRefused:
+		// An ICMP port unreachable on a connected socket, as ECONNREFUSED
+		// from a kernel one.
+		return fmt.Errorf("%s: %w", e, syscall.ECONNREFUSED)
 	}
 	return errors.New(e.String())
 }
@@ -220,62 +229,4 @@ func (c *tcpConn) Close() error {
 		return &net.OpError{Op: "close", Net: "tcp", Err: net.ErrClosed}
 	}
 	return c.TCPConn.Close()
-}
-
-// udpConn reports net.ErrClosed after a local Close (gonet reports io.EOF,
-// which quic-go would take for a peer's doing) and refuses non-UDP
-// addresses with an error instead of a panic.
-type udpConn struct {
-	*gonet.UDPConn
-	s      *Stack
-	closed atomic.Bool
-}
-
-func (c *udpConn) isClosed() bool { return c.closed.Load() || c.s.isClosed() }
-
-var (
-	_ net.PacketConn = (*udpConn)(nil)
-	_ net.Conn       = (*udpConn)(nil)
-)
-
-func (c *udpConn) closedErr(op string) error {
-	return &net.OpError{Op: op, Net: "udp", Source: c.LocalAddr(), Err: net.ErrClosed}
-}
-
-func (c *udpConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	n, a, err := c.UDPConn.ReadFrom(b)
-	if err != nil && c.isClosed() {
-		return n, a, c.closedErr("read")
-	}
-	return n, a, err
-}
-
-func (c *udpConn) Read(b []byte) (int, error) {
-	n, _, err := c.ReadFrom(b)
-	return n, err
-}
-
-func (c *udpConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if c.isClosed() {
-		return 0, c.closedErr("write")
-	}
-	ua, ok := addr.(*net.UDPAddr)
-	if !ok {
-		return 0, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Addr: addr, Err: fmt.Errorf("address type %T is not *net.UDPAddr", addr)}
-	}
-	return c.UDPConn.WriteTo(b, ua)
-}
-
-func (c *udpConn) Write(b []byte) (int, error) {
-	if c.isClosed() {
-		return 0, c.closedErr("write")
-	}
-	return c.UDPConn.Write(b)
-}
-
-func (c *udpConn) Close() error {
-	if c.closed.Swap(true) {
-		return c.closedErr("close")
-	}
-	return c.UDPConn.Close()
 }
