@@ -99,6 +99,7 @@ type Endpoint struct {
 	mtu      uint32
 	maxFrame int
 	queues   []*queue
+	flows    *flowTable // nil with a single queue; see FlowQueue
 
 	closed atomic.Bool
 	wg     sync.WaitGroup // the receive goroutines
@@ -175,6 +176,9 @@ func newEndpoint(ports []Port, opts EndpointOptions) (*Endpoint, error) {
 	}
 	for i, p := range ports {
 		e.queues = append(e.queues, newQueue(e, i, p))
+	}
+	if len(ports) > 1 {
+		e.flows = newFlowTable()
 	}
 	return e, nil
 }

@@ -208,3 +208,75 @@ func TestXDPTransfer(t *testing.T) {
 		})
 	}
 }
+
+// TestFlowQueue checks, on a two-queue endpoint, that FlowQueue names the
+// queue each accepted connection's packets arrived on, for both families.
+func TestFlowQueue(t *testing.T) {
+	r := stacktest.NewXDPPair(t, stacktest.XDPOptions{Queues: 2})
+	for _, addr := range []netip.Addr{stacktest.AddrA4, stacktest.AddrA6} {
+		l, err := r.A.ListenTCP(netip.AddrPortFrom(addr, 7))
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted := make(chan net.Conn)
+		go func() {
+			defer close(accepted)
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c
+			}
+		}()
+		rxFrames := func() (f [2]uint64) {
+			for i, q := range r.EPA.Stats() {
+				f[i] = q.RXFrames
+			}
+			return f
+		}
+		var seen [2]int
+		for i := 0; i < 64 && (seen[0] == 0 || seen[1] == 0); i++ {
+			before := rxFrames()
+			c, err := r.B.DialTCP(testCtx(t), netip.AddrPortFrom(addr, 7))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := <-accepted
+			// Every segment of the client's flow leaves on the client's
+			// queue of that flow and arrives on the same queue here; the
+			// first connection also carries neighbour resolution.
+			after := rxFrames()
+			want := -1
+			switch {
+			case after[0] > before[0] && after[1] == before[1]:
+				want = 0
+			case after[1] > before[1] && after[0] == before[0]:
+				want = 1
+			}
+			la := sc.LocalAddr().(*net.TCPAddr).AddrPort()
+			ra := sc.RemoteAddr().(*net.TCPAddr).AddrPort()
+			q, ok := r.EPA.FlowQueue(la, ra)
+			switch {
+			case !ok:
+				t.Errorf("%v -> %v: FlowQueue found nothing", ra, la)
+			case want >= 0 && q != want:
+				t.Errorf("%v -> %v: FlowQueue = %d, the segments arrived on queue %d", ra, la, q, want)
+			case want >= 0:
+				seen[q]++
+			}
+			if _, ok := r.EPA.FlowQueue(ra, la); ok {
+				t.Errorf("%v -> %v: the reversed flow was found", ra, la)
+			}
+			c.Close()
+			sc.Close()
+		}
+		if seen[0] == 0 || seen[1] == 0 {
+			t.Errorf("%v: connections per queue %v: want both queues used", addr, seen)
+		}
+		l.Close()
+		for range accepted {
+		}
+	}
+	checkFramesHome(t, r)
+}

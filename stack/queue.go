@@ -167,6 +167,9 @@ func (q *queue) deliverOne(v *buffer.View) {
 			q.ctr.rxUnverified.Add(1)
 		}
 	}
+	if e.flows != nil && typ == tcpip.PacketHost {
+		e.flows.noteSYN(proto, b[header.EthernetMinimumSize:], q.idx)
+	}
 	pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 	pkt.LinkHeader().Consume(header.EthernetMinimumSize) // length checked in deliver
 	pkt.NetworkProtocolNumber = proto
