@@ -67,14 +67,31 @@ func newBenchEnv(b *testing.B, impl string) *benchEnv {
 			close: func() {}, stats: func() string { return "" },
 		}
 	case "xdpnet":
-		e := newLabEngine(b, lo, stack.EndpointOptions{}, stack.Options{})
+		var eo stack.EndpointOptions
+		if path := os.Getenv("XDPNET_BENCH_PCAP"); path != "" {
+			// Debugging aid: every frame of the run, for a packet trace.
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { f.Close() })
+			if eo.Capture, err = stack.NewCapture(f, 128); err != nil {
+				b.Fatal(err)
+			}
+		}
+		e := newLabEngine(b, lo, eo, stack.Options{})
 		return &benchEnv{
 			l: e.l, lk: e.lk, addr: e.lk.EngineV4,
 			listen: func(ap netip.AddrPort) (net.Listener, error) { return e.s.ListenTCP(ap) },
 			close:  func() {},
 			stats: func() string {
 				tcp := e.s.Netstack().Stats().TCP
-				return fmt.Sprintf("endpoint %+v; netstack retransmits %d", stack.Total(e.ep.Stats()), tcp.Retransmits.Value())
+				var ps []string
+				for _, p := range e.ports {
+					st, _ := p.Stats()
+					ps = append(ps, fmt.Sprintf("%+v", st))
+				}
+				return fmt.Sprintf("endpoint %+v; ports %v; netstack retransmits %d", stack.Total(e.ep.Stats()), ps, tcp.Retransmits.Value())
 			},
 		}
 	case "gvisor-xdp":
@@ -289,7 +306,7 @@ func BenchmarkTCPConnRate(b *testing.B) {
 			for _, a := range env.lk.PeerV4() {
 				srcs = append(srcs, a.String())
 			}
-			var rate, wall float64
+			var rate, wall, conns, clientCPU float64
 			var cpu time.Duration
 			b.ResetTimer()
 			for range b.N {
@@ -310,11 +327,19 @@ func BenchmarkTCPConnRate(b *testing.B) {
 					b.Errorf("%d failed connections of %d: %s", r.Errors, r.Count+r.Errors, r.FirstError)
 				}
 				rate += float64(r.Count) / r.Seconds
+				conns += float64(r.Count)
+				clientCPU += r.CPUSeconds
 			}
 			b.StopTimer()
 			cps := rate / float64(b.N)
 			b.ReportMetric(cps, "conn/s")
 			b.ReportMetric(cpu.Seconds()/wall, "engine-cores")
+			if conns > 0 {
+				// CPU per connection moves less with the shared machine's
+				// load than the rate does.
+				b.ReportMetric(cpu.Seconds()/conns*1e6, "engine-us/conn")
+				b.ReportMetric(clientCPU/conns*1e6, "client-us/conn")
+			}
 			recordAndCompare(b, "connrate", impl, cps, "conn/s")
 			b.Logf("%s: %s", impl, env.stats())
 		})
@@ -390,6 +415,7 @@ type goClientResult struct {
 	Count, Errors int64
 	Bytes         int64
 	Seconds       float64
+	CPUSeconds    float64 // the client process's user+system CPU
 	FirstError    string
 }
 
@@ -504,6 +530,7 @@ func goClientMain(cfgJSON string) int {
 		return 2
 	}
 	r.Seconds = time.Since(start).Seconds()
+	r.CPUSeconds = cpuTime().Seconds()
 	_ = json.NewEncoder(os.Stdout).Encode(r)
 	return 0
 }

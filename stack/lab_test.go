@@ -35,6 +35,7 @@ type labEngine struct {
 	nic   *stack.NIC
 	steer *bpf.Steering
 	pools []interface{ CheckConservation() error }
+	ports []*nic.Port
 }
 
 // newLabEngine builds a lab and a stack on its client link with one port per
@@ -63,6 +64,7 @@ func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so sta
 				return err
 			}
 			ports = append(ports, p)
+			e.ports = append(e.ports, p)
 			e.pools = append(e.pools, p.Pool())
 		}
 		return nil
