@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/mux"
@@ -27,6 +28,8 @@ type server struct {
 	name   string
 	addr   netip.AddrPort
 	weight int
+	// requests is its xdpnet_backend_requests_total series.
+	requests prometheus.Counter
 
 	// inflight counts requests and tunnels on this server over all
 	// workers (read by leastconn).
@@ -113,7 +116,8 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		KeepAlive: cfg.Timeouts.Idle.D() / 3,
 	}
 	for _, s := range cfg.Servers {
-		srv := &server{name: s.Name, addr: s.addr, weight: s.Weight}
+		srv := &server{name: s.Name, addr: s.addr, weight: s.Weight,
+			requests: e.metrics.backendRequests.WithLabelValues(cfg.Name, s.Name)}
 		srv.up.Store(true)
 		rt.servers = append(rt.servers, srv)
 		rt.byName[s.Name] = srv

@@ -444,4 +444,9 @@ func TestLabTwoQueues(t *testing.T) {
 	if failed, err := get(t, c, env.FrontendURL("http")+"/bytes/1000", 400, 8); failed > 0 {
 		t.Fatalf("%d failed: %v", failed, err)
 	}
+	// Every client connection went to the worker of the RX queue its SYN
+	// arrived on (the endpoint's flow table), none by address hash.
+	if s := env.Engine.Stats(); s.PicksByQueue == 0 || s.PicksByHash != 0 {
+		t.Errorf("workers picked by RX queue for %v connections, by hash for %v; want all by queue", s.PicksByQueue, s.PicksByHash)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -166,7 +167,8 @@ func (e *Engine) applyLocked(cfg *Config) error {
 			newFrontends[k] = old
 			continue
 		}
-		fe := &frontendRT{cfg: f, eng: e, drainCh: make(chan struct{})}
+		fe := &frontendRT{cfg: f, eng: e, drainCh: make(chan struct{}),
+			latency: e.metrics.latency.WithLabelValues(f.Name)}
 		fe.backend.Store(newBackends[f.Backend])
 		if err := fe.start(); err != nil {
 			for _, o := range opened {
@@ -273,14 +275,43 @@ func (e *Engine) closeRest() {
 	}
 }
 
-// pickWorker maps a client connection to a worker by its address, so that a
-// client's connections share a worker's backend pool.
-func (e *Engine) pickWorker(remote net.Addr) int {
+// pickWorker chooses the worker serving a client connection: for TCP on a
+// stack that can tell (connWorker), the worker of the RX queue the
+// connection arrived on, so that its packets and its requests stay on one
+// worker's queue, buffers and backend pool; otherwise (QUIC clients, the
+// kernel stack, a SYN the stack forgot) one chosen by a hash of the
+// client's address, so that a client's connections share a worker's pool.
+func (e *Engine) pickWorker(local, remote net.Addr, tcp bool) int {
 	n := e.workers
 	if n == 1 {
 		return 0
 	}
+	if cw, ok := e.net.(connWorker); ok && tcp {
+		la, lok := addrPort(local)
+		ra, rok := addrPort(remote)
+		if lok && rok {
+			if w, ok := cw.WorkerFor(la, ra); ok && w >= 0 && w < n {
+				e.metrics.workerPicks.WithLabelValues("rx_queue").Inc()
+				return w
+			}
+		}
+	}
+	e.metrics.workerPicks.WithLabelValues("hash").Inc()
 	return int(maphash.String(workerSeed, remote.String()) % uint64(n))
+}
+
+// addrPort converts a socket address to a netip.AddrPort.
+func addrPort(a net.Addr) (netip.AddrPort, bool) {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort(), true
+	case *net.UDPAddr:
+		return a.AddrPort(), true
+	case nil:
+		return netip.AddrPort{}, false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	return ap, err == nil
 }
 
 var workerSeed = maphash.MakeSeed()
@@ -312,6 +343,8 @@ func (e *Engine) StackName() string { return e.net.Name() }
 type frontendRT struct {
 	cfg Frontend
 	eng *Engine
+	// latency is its xdpnet_request_duration_seconds series.
+	latency prometheus.Observer
 
 	// backend is swapped by reloads; backendMu makes a request's use of
 	// a backend visible to retire (readers hold it shared).
@@ -358,8 +391,8 @@ func (fe *frontendRT) swapBackend(rt *backendRT) { fe.backend.Store(rt) }
 
 func (fe *frontendRT) start() error {
 	e := fe.eng
-	newSession := func(remote net.Addr) *session {
-		s := &session{worker: e.pickWorker(remote)}
+	newSession := func(local, remote net.Addr, tcp bool) *session {
+		s := &session{worker: e.pickWorker(local, remote, tcp)}
 		if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
 			s.remote = ap.Addr().Unmap()
 		}
@@ -385,7 +418,7 @@ func (fe *frontendRT) start() error {
 			MaxHeaderBytes:    fe.cfg.MaxHeaderBytes,
 			ErrorLog:          log,
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-				s := newSession(c.RemoteAddr())
+				s := newSession(c.LocalAddr(), c.RemoteAddr(), true)
 				fe.sessions.Store(c, s)
 				return context.WithValue(ctx, sessionKey{}, s)
 			},
@@ -424,7 +457,7 @@ func (fe *frontendRT) start() error {
 				InitialPacketSize:    quicPacketSize(e.net, fe.cfg.addr.Addr()),
 			},
 			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
-				s := newSession(c.RemoteAddr())
+				s := newSession(c.LocalAddr(), c.RemoteAddr(), false)
 				context.AfterFunc(c.Context(), s.close)
 				return context.WithValue(ctx, sessionKey{}, s)
 			},
@@ -466,7 +499,7 @@ func (fe *frontendRT) acceptTunnels() {
 		conns.Inc()
 		fe.tunnels.Go(func() {
 			defer conns.Dec()
-			fe.serveTunnel(c, e.pickWorker(c.RemoteAddr()))
+			fe.serveTunnel(c, e.pickWorker(c.LocalAddr(), c.RemoteAddr(), true))
 		})
 	}
 }
@@ -512,21 +545,25 @@ func (rt *backendRT) retire() {
 
 // Stats is a summary of the engine's counters (the admin /stats document).
 type Stats struct {
-	Stack              string        `json:"stack"`
-	Workers            int           `json:"workers"`
-	Uptime             time.Duration `json:"uptime_ns"`
-	Requests           float64       `json:"requests"`
-	RequestsOK         float64       `json:"requests_ok"`
-	RequestsFailed     float64       `json:"requests_failed"`
-	Tunnels            float64       `json:"tunnels"`
-	Retries            float64       `json:"retries"`
-	Redispatches       float64       `json:"redispatches"`
-	BackendRequests    float64       `json:"backend_requests"`
-	BackendConnsOpened float64       `json:"backend_connections_opened"`
-	BackendConnsOpen   float64       `json:"backend_connections_open"`
-	ConnectErrors      float64       `json:"connect_errors"`
-	ServersUp          int           `json:"servers_up"`
-	Servers            int           `json:"servers"`
+	Stack          string        `json:"stack"`
+	Workers        int           `json:"workers"`
+	Uptime         time.Duration `json:"uptime_ns"`
+	Requests       float64       `json:"requests"`
+	RequestsOK     float64       `json:"requests_ok"`
+	RequestsFailed float64       `json:"requests_failed"`
+	Tunnels        float64       `json:"tunnels"`
+	Retries        float64       `json:"retries"`
+	Redispatches   float64       `json:"redispatches"`
+	// PicksByQueue and PicksByHash count client connections given to the
+	// worker of their RX queue, and to one chosen by address hash.
+	PicksByQueue       float64 `json:"worker_picks_rx_queue"`
+	PicksByHash        float64 `json:"worker_picks_hash"`
+	BackendRequests    float64 `json:"backend_requests"`
+	BackendConnsOpened float64 `json:"backend_connections_opened"`
+	BackendConnsOpen   float64 `json:"backend_connections_open"`
+	ConnectErrors      float64 `json:"connect_errors"`
+	ServersUp          int     `json:"servers_up"`
+	Servers            int     `json:"servers"`
 	// Reuse sums the backend pools' statistics (current backends only).
 	Reuse reuse.Stats `json:"reuse"`
 	// Net holds the data plane's own series (frames in use, XDP counters),
@@ -547,6 +584,8 @@ func (e *Engine) Stats() Stats {
 		Tunnels:            sum(fams, "xdpnet_tunnels_total", nil),
 		Retries:            sum(fams, "xdpnet_retries_total", nil),
 		Redispatches:       sum(fams, "xdpnet_redispatches_total", nil),
+		PicksByQueue:       sum(fams, "xdpnet_worker_picks_total", map[string]string{"by": "rx_queue"}),
+		PicksByHash:        sum(fams, "xdpnet_worker_picks_total", map[string]string{"by": "hash"}),
 		BackendRequests:    sum(fams, "xdpnet_backend_requests_total", nil),
 		BackendConnsOpened: sum(fams, "xdpnet_backend_connections_opened_total", nil),
 		BackendConnsOpen:   sum(fams, "xdpnet_backend_connections_open", nil),
@@ -624,7 +663,8 @@ func isEngineFamily(n string) bool {
 		"xdpnet_tunnels_total", "xdpnet_backend_requests_total", "xdpnet_backend_connections_opened_total",
 		"xdpnet_backend_connect_errors_total", "xdpnet_backend_connections_open", "xdpnet_reuse_attaches_total",
 		"xdpnet_reuse_misses_total", "xdpnet_reuse_takeovers_total", "xdpnet_reuse_retries_total", "xdpnet_reuse_connections",
-		"xdpnet_retries_total", "xdpnet_redispatches_total", "xdpnet_server_up", "xdpnet_info":
+		"xdpnet_retries_total", "xdpnet_redispatches_total", "xdpnet_server_up", "xdpnet_info",
+		"xdpnet_worker_picks_total":
 		return true
 	}
 	return false

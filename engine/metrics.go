@@ -24,6 +24,7 @@ type metrics struct {
 	retries         *prometheus.CounterVec // backend
 	redispatches    *prometheus.CounterVec // backend
 	serverUp        *prometheus.GaugeVec   // backend, server
+	workerPicks     *prometheus.CounterVec // by
 	info            *prometheus.GaugeVec   // stack
 }
 
@@ -66,12 +67,15 @@ func newMetrics(stack string) *metrics {
 	m.serverUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "xdpnet_server_up", Help: "1 if the server takes traffic, 0 if health checks took it out.",
 	}, []string{"backend", "server"})
+	m.workerPicks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_worker_picks_total", Help: "Client connections given to a worker, by how it was chosen: rx_queue (the queue the connection arrived on) or hash (of the client address).",
+	}, []string{"by"})
 	m.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "xdpnet_info", Help: "Always 1; the stack label says which network stack the data plane runs on.",
 	}, []string{"stack"})
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.clientConns, m.tunnels,
 		m.backendRequests, m.connsOpened, m.connectErrors, m.connsOpen, m.retries,
-		m.redispatches, m.serverUp, m.info,
+		m.redispatches, m.serverUp, m.workerPicks, m.info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

@@ -45,6 +45,14 @@ type serverConnector interface {
 	BackendConnFor(w int, server netip.AddrPort) (net.PacketConn, error)
 }
 
+// connWorker is implemented by stacks that know which worker's queue
+// carries a TCP connection's packets (XDPNet: the RX queue its SYN arrived
+// on). Without it, or when it cannot tell, the engine spreads connections
+// over the workers by a hash of the client's address.
+type connWorker interface {
+	WorkerFor(local, remote netip.AddrPort) (worker int, ok bool)
+}
+
 // packetSizer is implemented by stacks on which quic-go cannot discover the
 // path MTU (netstack sockets cannot set the DF bit): QUIC connections then
 // start, and stay, at the size it returns for a destination (0: quic-go's

@@ -114,7 +114,7 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	code, result := h.forward(w, r, rt, sess)
 	e.metrics.requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
-	e.metrics.latency.WithLabelValues(fe.cfg.Name).Observe(time.Since(start).Seconds())
+	fe.latency.Observe(time.Since(start).Seconds())
 }
 
 func statusClass(code int) string {
@@ -242,16 +242,10 @@ func protoVia(r *http.Request) string {
 // against the backend's retries, which are for the server's own failures.
 func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rt *backendRT, si int, sess *session) (int, attemptStage, error) {
 	srv := rt.servers[si]
-	connectCtx := func() (context.Context, context.CancelFunc) {
-		ctx := withWorker(r.Context(), sess.worker)
-		if d := rt.cfg.Timeouts.Connect.D(); d > 0 {
-			return context.WithTimeout(ctx, d)
-		}
-		return ctx, func() {}
-	}
-	ctx, cancelConnect := connectCtx()
+	// The pool waits for nothing but a dial, which applies the connect
+	// timeout itself (backendRT.dial).
+	ctx := withWorker(r.Context(), sess.worker)
 	l, err := rt.attach(ctx, sess.worker, si, sess.reuseSession(rt))
-	cancelConnect()
 	if err != nil {
 		return 0, stageConnect, err
 	}
@@ -292,9 +286,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	resp, err := send(l)
 	if err != nil && l.Reused() && !timedOut.Load() && r.Context().Err() == nil &&
 		connDied(l.Conn().(*bconn), err) && (!wrote.Load() || idempotent(r.Method) && replayable) {
-		ctx, cancelConnect := connectCtx()
 		nl, rerr := rt.pool.Worker(sess.worker).Retry(ctx, l, err)
-		cancelConnect()
 		if rerr != nil {
 			// The fresh dial failed: that one is the server's failure.
 			return 0, stageConnect, rerr
@@ -315,7 +307,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		return 0, stageSent, err
 	}
 	gotHeaders.Store(true)
-	h.fe.eng.metrics.backendRequests.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+	srv.requests.Inc()
 	defer resp.Body.Close()
 
 	hdr := w.Header()

@@ -62,7 +62,7 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 	}
 	srv.inflight.Add(1)
 	defer srv.inflight.Add(-1)
-	e.metrics.backendRequests.WithLabelValues(cfg.Name, srv.name).Inc()
+	srv.requests.Inc()
 
 	err = splice(c, l.Stream(), fe.cfg.Timeouts.Idle.D(), fe.drainCh)
 	l.Done(err)

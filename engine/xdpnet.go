@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -46,11 +47,28 @@ type xdpIf struct {
 	ep    *stack.Endpoint
 	ports []*nic.Port // owned by ep; kept for their statistics
 	flows flowRules   // n-tuple rules installed at start, removed by Close
+
+	// addrs are the engine's addresses on the interface; its queues are
+	// served by workers firstWorker .. firstWorker+queues-1, in the order
+	// of the configuration's queues (the endpoint's queue indexes).
+	addrs       []netip.Addr
+	firstWorker int
+	queues      int
+	// fq tells the RX queue of a TCP flow's SYN: the endpoint (a fake
+	// in unit tests).
+	fq flowQueuer
+}
+
+// flowQueuer is stack.Endpoint.FlowQueue: the index of the RX queue a TCP
+// connection's SYN arrived on, if the endpoint still remembers it.
+type flowQueuer interface {
+	FlowQueue(local, remote netip.AddrPort) (queue int, ok bool)
 }
 
 var (
 	_ Net             = (*XDPNet)(nil)
 	_ serverConnector = (*XDPNet)(nil)
+	_ connWorker      = (*XDPNet)(nil)
 )
 
 // NewXDPNet opens every dedicated queue of cfg.Interfaces. On error it
@@ -147,6 +165,7 @@ func (x *XDPNet) openIf(it *Interface, buf *Buffers, opts XDPOptions) error {
 		return fmt.Errorf("add NIC: %w", err)
 	}
 	xi.ep = ep
+	xi.fq = ep
 	for _, p := range it.addrs {
 		if err := n.AddAddress(p); err != nil {
 			return fmt.Errorf("address %s: %w", p, err)
@@ -160,6 +179,10 @@ func (x *XDPNet) openIf(it *Interface, buf *Buffers, opts XDPOptions) error {
 	if xi.flows, err = installFlowRules(it, opts.Do, x.log); err != nil {
 		return err
 	}
+	for _, p := range it.addrs {
+		xi.addrs = append(xi.addrs, p.Addr())
+	}
+	xi.firstWorker, xi.queues = x.workers, len(it.Queues)
 	x.workers += len(it.Queues)
 	x.log.Info("AF_XDP interface ready", "interface", it.Name, "queues", it.Queues,
 		"xdp_mode", xi.steer.Mode().String(), "mtu", mtu)
@@ -171,6 +194,31 @@ func (x *XDPNet) Name() string { return "xdp+netstack" }
 
 // Workers implements Net: one per dedicated queue.
 func (x *XDPNet) Workers() int { return max(1, x.workers) }
+
+// WorkerFor implements connWorker: the worker of the dedicated queue on
+// which the SYN of the TCP connection local <- remote arrived, so that the
+// connection's requests are served by the worker whose queue carries its
+// packets. false when the interface owning local cannot tell (its flow
+// table forgot the SYN).
+func (x *XDPNet) WorkerFor(local, remote netip.AddrPort) (int, bool) {
+	la := local.Addr().Unmap()
+	local = netip.AddrPortFrom(la, local.Port())
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	for _, xi := range x.ifs {
+		if !slices.Contains(xi.addrs, la) {
+			continue
+		}
+		if xi.fq == nil {
+			return 0, false
+		}
+		q, ok := xi.fq.FlowQueue(local, remote)
+		if !ok || q < 0 || q >= xi.queues {
+			return 0, false
+		}
+		return xi.firstWorker + q, true
+	}
+	return 0, false
+}
 
 // ListenTCP implements Net.
 func (x *XDPNet) ListenTCP(addr netip.AddrPort) (net.Listener, error) { return x.st.ListenTCP(addr) }
