@@ -19,6 +19,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
@@ -87,6 +88,12 @@ func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so sta
 		// Experiment: the endpoint without AddXDPNIC's queueing discipline.
 		if e.ep, err = stack.NewEndpoint(ports, eo); err == nil {
 			e.nic, err = e.s.AddNIC(e.ep, stack.NICOptions{Name: e.lk.Name})
+		}
+	} else if os.Getenv("XDPNET_FIFOQDISC") != "" {
+		// Experiment: gVisor's fifo queueing discipline (one goroutine
+		// per queue) instead of AddXDPNIC's default.
+		if e.ep, err = stack.NewEndpoint(ports, eo); err == nil {
+			e.nic, err = e.s.AddNIC(e.ep, stack.NICOptions{Name: e.lk.Name, QDisc: fifo.New(e.ep, e.ep.Queues(), 1000)})
 		}
 	} else {
 		e.nic, e.ep, err = e.s.AddXDPNIC(ports, eo, stack.NICOptions{Name: e.lk.Name})
@@ -315,6 +322,8 @@ func TestLabConcurrentConnections(t *testing.T) {
 	}
 }
 
+var echoBufs = sync.Pool{New: func() any { return new([2048]byte) }}
+
 func echoServe(t testing.TB, l net.Listener) {
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
@@ -332,7 +341,12 @@ func echoServe(t testing.TB, l net.Listener) {
 				defer wg.Done()
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-				_, _ = io.Copy(c, c)
+				// A pooled 2 KiB buffer: io.Copy's own 32 KiB one per
+				// connection made the benchmark process's garbage
+				// collector the largest cost of a connection-rate run.
+				buf := echoBufs.Get().(*[2048]byte)
+				defer echoBufs.Put(buf)
+				_, _ = io.CopyBuffer(c, c, buf[:])
 			}()
 		}
 	}()
