@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 )
@@ -20,26 +25,66 @@ import (
 // in the lab's client namespace through the engine to two HTTP/3 origins:
 // impl=xdpnet on the AF_XDP netstack, impl=baseline through the same proxy
 // logic on the kernel's stack (net/http frontend, quic-go HTTP/3 to the same
-// origins), same topology, same run; impl=xdpnet-busypoll50us spins 50 µs on
-// each RX ring before sleeping. Metrics: req/s, p50 and p99 latency,
-// backend connections opened per 1,000 requests after warm-up, and the
-// reuse pool's reuse ratio.
+// origins), same topology, same run. Variants of xdpnet, for same-run
+// A/B of the engine's choices: busypoll50us spins 50 µs on each RX ring
+// before sleeping; sharedsocket gives each worker one unconnected backend
+// UDP socket instead of one connected socket per server; hashworkers
+// spreads client connections over workers by address hash instead of by
+// the RX queue they arrived on. Metrics: req/s, CPU time of the process per
+// request, p50 and p99 latency, backend connections opened per 1,000
+// requests after warm-up, and the reuse pool's reuse ratio.
 func BenchmarkProxy(b *testing.B) {
 	for _, conns := range []int{16} {
 		for _, impl := range []struct {
 			name, stack string
-			busyPoll    time.Duration
-		}{{"xdpnet", "xdp", 0}, {"xdpnet-busypoll50us", "xdp", 50 * time.Microsecond}, {"baseline", "kernel", 0}} {
+			opts        enginelab.Options
+		}{
+			{"xdpnet", "xdp", enginelab.Options{}},
+			{"xdpnet-busypoll50us", "xdp", enginelab.Options{BusyPoll: 50 * time.Microsecond}},
+			{"xdpnet-sharedsocket", "xdp", enginelab.Options{WrapNet: func(n engine.Net) engine.Net { return sharedSocketNet{n.(*engine.XDPNet)} }}},
+			{"xdpnet-hashworkers", "xdp", enginelab.Options{WrapNet: func(n engine.Net) engine.Net { return hashWorkersNet{sharedSocketNet{n.(*engine.XDPNet)}} }}},
+			{"baseline", "kernel", enginelab.Options{}},
+		} {
 			b.Run(fmt.Sprintf("conns=%d/impl=%s", conns, impl.name), func(b *testing.B) {
-				benchProxy(b, impl.stack, impl.busyPoll, conns)
+				opts := impl.opts
+				opts.Stack = impl.stack
+				benchProxy(b, opts, conns)
 			})
 		}
 	}
 }
 
-func benchProxy(b *testing.B, stack string, busyPoll time.Duration, conns int) {
+// sharedSocketNet is XDPNet without BackendConnFor: the engine opens one
+// unconnected backend UDP socket per worker and address family.
+type sharedSocketNet struct{ x *engine.XDPNet }
+
+func (n sharedSocketNet) Name() string                                     { return n.x.Name() }
+func (n sharedSocketNet) Workers() int                                     { return n.x.Workers() }
+func (n sharedSocketNet) ListenTCP(a netip.AddrPort) (net.Listener, error) { return n.x.ListenTCP(a) }
+func (n sharedSocketNet) ListenUDP(a netip.AddrPort) (net.PacketConn, error) {
+	return n.x.ListenUDP(a)
+}
+func (n sharedSocketNet) BackendPacketConn(w int, a netip.Addr) (net.PacketConn, error) {
+	return n.x.BackendPacketConn(w, a)
+}
+func (n sharedSocketNet) Collector() prometheus.Collector           { return n.x.Collector() }
+func (n sharedSocketNet) Close() error                              { return n.x.Close() }
+func (n sharedSocketNet) QUICPacketSize(dst netip.Addr) uint16      { return n.x.QUICPacketSize(dst) }
+func (n sharedSocketNet) WorkerFor(l, r netip.AddrPort) (int, bool) { return n.x.WorkerFor(l, r) }
+
+// hashWorkersNet is XDPNet without WorkerFor: client connections go to
+// workers by a hash of the client's address.
+type hashWorkersNet struct{ sharedSocketNet }
+
+func (n hashWorkersNet) WorkerFor(netip.AddrPort, netip.AddrPort) (int, bool) { return 0, false }
+func (n hashWorkersNet) BackendConnFor(w int, a netip.AddrPort) (net.PacketConn, error) {
+	return n.x.BackendConnFor(w, a)
+}
+
+func benchProxy(b *testing.B, opts enginelab.Options, conns int) {
 	privtest.RequireRoot(b)
-	env, err := enginelab.Start(enginelab.Options{Stack: stack, Admin: "127.0.0.1:0", BusyPoll: busyPoll})
+	opts.Admin = "127.0.0.1:0"
+	env, err := enginelab.Start(opts)
 	privtest.SkipIfNotSupported(b, err)
 	defer env.Close()
 	c := env.HTTPClient(conns, false)

@@ -43,6 +43,10 @@ type Options struct {
 	RawTarget string
 	// BusyPoll sets every interface's busy_poll (xdp only).
 	BusyPoll time.Duration
+	// WrapNet, when set, wraps the network stack the engine is given
+	// (the Env's Net stays the stack itself), e.g. to hide an optional
+	// capability of the stack in a benchmark of what it buys.
+	WrapNet func(engine.Net) engine.Net
 	// Log receives the engine's logs; nil discards them.
 	Log *slog.Logger
 }
@@ -200,7 +204,11 @@ func Start(opts Options) (_ *Env, err error) {
 		}
 		env.Net = x
 	}
-	e, err := engine.New(cfg, engine.Options{Net: env.Net, Log: opts.Log, BackendRootCAs: roots})
+	n := env.Net
+	if opts.WrapNet != nil {
+		n = opts.WrapNet(n)
+	}
+	e, err := engine.New(cfg, engine.Options{Net: n, Log: opts.Log, BackendRootCAs: roots})
 	if err != nil {
 		return nil, err
 	}
