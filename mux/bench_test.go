@@ -42,7 +42,16 @@ type benchSide struct {
 	// useMux runs the client on mux.QUICConn, else on bare quic-go;
 	// rawServer keeps the server on bare quic-go even with useMux.
 	useMux, rawServer bool
+	// packetSize is the client's Config.InitialPacketSize. quic-go finds
+	// the path MTU itself only on kernel sockets; on the netstack it is set
+	// from the link's MTU, as the engine does.
+	packetSize uint16
 }
+
+// netstackPacketSize is the largest QUIC packet quic-go sends (1500-byte
+// Ethernet MTU minus IPv6 and UDP headers), where its path MTU discovery
+// ends on the kernel sockets of the baseline.
+const netstackPacketSize = 1452
 
 func kernelSide(b *testing.B, plain bool) benchSide {
 	cli, srv := packetPair(b)
@@ -69,7 +78,7 @@ func netstackSide(b *testing.B) benchSide {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return benchSide{cli: cli, srv: srv}
+	return benchSide{cli: cli, srv: srv, packetSize: netstackPacketSize}
 }
 
 type benchImpl struct {
@@ -203,8 +212,10 @@ func newBenchEnv(b *testing.B, side benchSide) *benchEnv {
 			}
 		})
 	}
+	cliConf := benchQUICConfig
+	cliConf.InitialPacketSize = side.packetSize
 	if side.useMux {
-		tr := NewQUICTransport(side.cli, benchQUICConfig)
+		tr := NewQUICTransport(side.cli, cliConf)
 		b.Cleanup(func() { tr.Close() })
 		return &benchEnv{dial: func(ctx context.Context) (benchConn, error) {
 			c, err := tr.Dial(ctx, raddr, cliTLS)
@@ -216,8 +227,10 @@ func newBenchEnv(b *testing.B, side benchSide) *benchEnv {
 	}
 	ctr := &quic.Transport{Conn: side.cli}
 	b.Cleanup(func() { ctr.Close(); side.cli.Close() })
+	cliQConf := cliConf.quicConfig()
+	cliQConf.Tracer = nil
 	return &benchEnv{dial: func(ctx context.Context) (benchConn, error) {
-		c, err := ctr.Dial(ctx, raddr, cliTLS.Clone(), qconf)
+		c, err := ctr.Dial(ctx, raddr, cliTLS.Clone(), cliQConf)
 		if err != nil {
 			return nil, err
 		}

@@ -229,7 +229,7 @@ func (e *labEnv) netstackSide(b *testing.B, useMux bool) benchSide {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return benchSide{cli: cli, srv: srv, useMux: useMux, rawServer: true}
+	return benchSide{cli: cli, srv: srv, useMux: useMux, rawServer: true, packetSize: netstackPacketSize}
 }
 
 // BenchmarkLabQUICStreams and its siblings are BenchmarkQUICStreams and

@@ -23,13 +23,12 @@ func ConnectedPacketConn(c net.Conn) (net.PacketConn, error) {
 	if raddr == nil {
 		return nil, fmt.Errorf("mux: %T is not connected", c)
 	}
-	return &connectedPacketConn{c: c, raddr: raddr, rstr: raddr.String()}, nil
+	return &connectedPacketConn{c: c, raddr: raddr}, nil
 }
 
 type connectedPacketConn struct {
 	c     net.Conn
 	raddr net.Addr
-	rstr  string
 }
 
 var _ net.PacketConn = (*connectedPacketConn)(nil)
@@ -42,11 +41,22 @@ func (p *connectedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // WriteTo sends to the connected peer; quic-go sends nowhere else on a
 // client connection.
 func (p *connectedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	if addr != p.raddr && addr.String() != p.rstr {
+	if addr != p.raddr && !sameAddr(addr, p.raddr) {
 		return 0, &net.OpError{Op: "write", Net: "udp", Source: p.c.LocalAddr(), Addr: addr,
-			Err: fmt.Errorf("socket is connected to %s", p.rstr)}
+			Err: fmt.Errorf("socket is connected to %s", p.raddr)}
 	}
 	return p.c.Write(b)
+}
+
+// sameAddr compares without allocating for UDP addresses: quic-go passes
+// the address it was dialed with, often not the socket's own *net.UDPAddr.
+func sameAddr(a, b net.Addr) bool {
+	ua, ok := a.(*net.UDPAddr)
+	ub, ok2 := b.(*net.UDPAddr)
+	if ok && ok2 && ua != nil && ub != nil {
+		return ua.Port == ub.Port && ua.IP.Equal(ub.IP) && ua.Zone == ub.Zone
+	}
+	return a != nil && b != nil && a.String() == b.String()
 }
 
 func (p *connectedPacketConn) Close() error                       { return p.c.Close() }

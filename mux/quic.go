@@ -41,8 +41,9 @@ type Config struct {
 	// path MTU discovery on kernel sockets that can set the DF bit; on a
 	// netstack socket the packets would stay at 1280 bytes for the whole
 	// connection. Set this to the path MTU minus the IP and UDP headers
-	// (1452 for IPv4 on a 1500-byte link, 1432 for IPv6) when the link's MTU is
-	// known. 0 means quic-go's default.
+	// (28 bytes for IPv4, 48 for IPv6) when the link's MTU is known;
+	// quic-go caps it at 1452, which a 1500-byte link allows for both. 0
+	// means quic-go's default.
 	InitialPacketSize uint16
 	// MaxStreamReceiveWindow and MaxConnectionReceiveWindow bound the flow
 	// control windows (RFC 9000 section 4); 0 means quic-go's defaults.
