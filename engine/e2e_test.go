@@ -300,6 +300,44 @@ func TestLabBackendKilled(t *testing.T) {
 	}
 }
 
+// An origin restarted between requests leaves the engine's pooled
+// connections to it dead without a word; the first requests on them get a
+// stateless reset and are sent again on fresh connections (reuse.Worker.
+// Retry), with backend retries off so that nothing else can save them.
+func TestLabRetryAfterOriginRestart(t *testing.T) {
+	// Health checks off: on a loaded machine their 400 ms timeout can
+	// take a server out, which is not what this test is about.
+	cfg := strings.Replace(engine.DemoConfig, "    balance: roundrobin\n", "    balance: roundrobin\n    retries: 0\n", 1)
+	cfg = strings.Replace(cfg, "    health_check: {interval: 500ms, timeout: 400ms, path: /healthz, rise: 2, fall: 2}\n", "    health_check: {enabled: false}\n", 1)
+	if strings.Count(cfg, "retries: 0") != 1 || strings.Count(cfg, "enabled: false") != 1 {
+		t.Fatal("demo config changed: cannot set the origins backend's retries and health checks")
+	}
+	for _, stack := range stacks {
+		t.Run(stack, func(t *testing.T) {
+			env := startLab(t, stack, enginelab.Options{Config: cfg})
+			c := env.HTTPClient(4, false)
+			defer c.CloseIdleConnections()
+			url := env.FrontendURL("http") + "/bytes/1000"
+			if failed, err := get(t, c, url, 40, 4); failed > 0 {
+				t.Fatalf("warm-up: %d failed: %v", failed, err)
+			}
+			for i := range env.Origins {
+				if err := env.RestartOrigin(i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if failed, err := get(t, c, url, 40, 4); failed > 0 {
+				t.Fatalf("%d of 40 requests failed after the origins restarted: %v", failed, err)
+			}
+			st := env.Engine.Stats()
+			if st.Reuse.Retries == 0 || st.Retries != 0 {
+				t.Errorf("reuse retries %d, backend retries %v; want some reuse retries and no backend retries", st.Reuse.Retries, st.Retries)
+			}
+			t.Logf("reuse retries %d, connections opened %v", st.Reuse.Retries, st.BackendConnsOpened)
+		})
+	}
+}
+
 // SIGTERM semantics on the lab: a drain during load lets every request in
 // flight complete.
 func TestLabDrainDuringLoad(t *testing.T) {

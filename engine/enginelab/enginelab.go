@@ -2,6 +2,7 @@ package enginelab
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -62,6 +63,9 @@ type Env struct {
 	OriginAddrs []netip.AddrPort
 
 	certDir   string // the h3 frontends' lab certificates
+	cert      tls.Certificate
+	resetKey  quic.StatelessResetKey
+	newOrigin func(i int) *origin.Server
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -170,8 +174,16 @@ func Start(opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	for i, ap := range addrs {
-		o := &origin.Server{Name: fmt.Sprintf("origin-%c", 'a'+i), Log: opts.Log, RawTarget: opts.RawTarget,
+	env.cert = cert
+	// Origins answer packets of connections they do not know with a
+	// stateless reset, so that one restarted by RestartOrigin tells the
+	// engine's pooled connections at once that they are gone.
+	if _, err := rand.Read(env.resetKey[:]); err != nil {
+		return nil, err
+	}
+	env.newOrigin = func(i int) *origin.Server {
+		return &origin.Server{Name: fmt.Sprintf("origin-%c", 'a'+i), Log: opts.Log, RawTarget: opts.RawTarget,
+			StatelessResetKey: &env.resetKey,
 			DialTarget: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 				err = l.Backend.Do(func() error {
 					var d net.Dialer
@@ -180,14 +192,12 @@ func Start(opts Options) (_ *Env, err error) {
 				})
 				return c, err
 			}}
-		var pc net.PacketConn
-		if err := l.Backend.Do(func() (err error) {
-			pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
-			return err
-		}); err != nil {
-			return nil, fmt.Errorf("origin %s: %w", ap, err)
+	}
+	for i := range addrs {
+		o, err := env.startOrigin(i)
+		if err != nil {
+			return nil, err
 		}
-		go o.Serve(pc, cert)
 		env.Origins = append(env.Origins, o)
 	}
 
@@ -217,6 +227,35 @@ func Start(opts Options) (_ *Env, err error) {
 	}
 	env.Engine = e
 	return env, nil
+}
+
+// startOrigin starts origin i on its address in the backend namespace.
+func (e *Env) startOrigin(i int) (*origin.Server, error) {
+	ap := e.OriginAddrs[i]
+	var pc net.PacketConn
+	if err := e.Lab.Backend.Do(func() (err error) {
+		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(ap))
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("origin %s: %w", ap, err)
+	}
+	o := e.newOrigin(i)
+	go o.Serve(pc, e.cert)
+	return o, nil
+}
+
+// RestartOrigin kills origin i as a crash would (its peers get no
+// CONNECTION_CLOSE) and starts a new one on the same address, which
+// answers the old connections' packets with stateless resets. Not safe
+// for concurrent use with itself or Close.
+func (e *Env) RestartOrigin(i int) error {
+	e.Origins[i].Kill()
+	o, err := e.startOrigin(i)
+	if err != nil {
+		return err
+	}
+	e.Origins[i] = o
+	return nil
 }
 
 // kernelAddrs gives the engine namespace's kernel the engine's .1 and ::1
