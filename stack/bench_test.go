@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -198,7 +199,14 @@ func recordAndCompare(b *testing.B, bench, impl string, v float64, unit string) 
 	}
 }
 
-var benchImpls = []string{"kernel", "gvisor-xdp", "xdpnet"}
+var benchImpls = func() []string {
+	// XDPNET_BENCH_IMPLS (comma-separated) runs a subset, e.g. one
+	// server alone under the CPU profiler.
+	if s := os.Getenv("XDPNET_BENCH_IMPLS"); s != "" {
+		return strings.Split(s, ",")
+	}
+	return []string{"kernel", "gvisor-xdp", "xdpnet"}
+}()
 
 func benchSeconds() int {
 	if s, err := strconv.Atoi(os.Getenv("XDPNET_BENCH_SECONDS")); err == nil && s > 0 {
