@@ -27,6 +27,7 @@ var ErrNoServer = errors.New("no usable server")
 type server struct {
 	name   string
 	addr   netip.AddrPort
+	host   string // addr as a URL host
 	weight int
 	// requests is its xdpnet_backend_requests_total series.
 	requests prometheus.Counter
@@ -116,7 +117,7 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		KeepAlive: cfg.Timeouts.Idle.D() / 3,
 	}
 	for _, s := range cfg.Servers {
-		srv := &server{name: s.Name, addr: s.addr, weight: s.Weight,
+		srv := &server{name: s.Name, addr: s.addr, host: s.addr.String(), weight: s.Weight,
 			requests: e.metrics.backendRequests.WithLabelValues(cfg.Name, s.Name)}
 		srv.up.Store(true)
 		rt.servers = append(rt.servers, srv)

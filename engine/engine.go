@@ -372,13 +372,14 @@ func (fe *frontendRT) addr() net.Addr {
 	return nil
 }
 
-// lockBackend returns the current backend, marked in use until unlock.
-func (fe *frontendRT) lockBackend() (*backendRT, func()) {
+// lockBackend returns the current backend, marked in use until the caller
+// calls its use.RUnlock.
+func (fe *frontendRT) lockBackend() *backendRT {
 	for {
 		rt := fe.backend.Load()
 		if rt.use.TryRLock() {
 			if fe.backend.Load() == rt {
-				return rt, rt.use.RUnlock
+				return rt
 			}
 			rt.use.RUnlock()
 		}

@@ -104,8 +104,8 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	e.inflight.Add(1)
 	defer e.inflight.Done()
-	rt, unlock := fe.lockBackend()
-	defer unlock()
+	rt := fe.lockBackend()
+	defer rt.use.RUnlock()
 	sess := sessionFrom(r.Context())
 	if sess == nil { // not reached through a frontend's ConnContext
 		sess = &session{}
@@ -274,7 +274,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	})
 	send := func(l reuse.Lease) (*http.Response, error) {
 		req := out.WithContext(rctx)
-		req.URL.Host = srv.addr.String()
+		req.URL.Host = srv.host
 		if body != nil {
 			req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		}

@@ -20,8 +20,8 @@ import (
 func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 	e := fe.eng
 	defer c.Close()
-	rt, unlock := fe.lockBackend()
-	defer unlock()
+	rt := fe.lockBackend()
+	defer rt.use.RUnlock()
 	cfg := rt.cfg
 
 	var key []byte
