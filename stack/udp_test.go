@@ -326,6 +326,46 @@ func TestUDPWriteBlocksOnFullSendBuffer(t *testing.T) {
 	}
 }
 
+// fullQdisc is a NIC queue that is always full.
+type fullQdisc struct{}
+
+func (fullQdisc) WritePacket(*gstack.PacketBuffer) tcpip.Error { return &tcpip.ErrNoBufferSpace{} }
+func (fullQdisc) Close()                                       {}
+
+// TestUDPFullNICQueueDrops: a datagram the NIC's queue refuses is dropped
+// and counted, not a write error, as Linux does without IP_RECVERR (gVisor's
+// datagram endpoint maps it). quic-go closes the connection on a write
+// error, and with quic-go's 4 MiB send buffer one socket can outrun the
+// 1000-packet queue.
+func TestUDPFullNICQueueDrops(t *testing.T) {
+	s, err := stack.New(stack.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l := &holdLink{Endpoint: channel.New(1, 1500, "")}
+	n, err := s.AddNIC(l, stack.NICOptions{QDisc: fullQdisc{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.AddAddress(netip.MustParsePrefix("198.18.1.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.DialUDP(netip.AddrPort{}, netip.MustParseAddrPort("198.18.1.2:9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 3 {
+		if m, err := c.Write([]byte("dropped")); err != nil || m != 7 {
+			t.Fatalf("write to a full NIC queue: %d, %v", m, err)
+		}
+	}
+	if got := s.Netstack().NICInfo()[n.ID()].Stats.TxPacketsDroppedNoBufferSpace.Value(); got != 3 {
+		t.Fatalf("%d drops counted, want 3", got)
+	}
+}
+
 func TestUDPReadBuffer(t *testing.T) {
 	srv, cli := udpPair(t)
 	uc := srv.(*stack.UDPConn)
