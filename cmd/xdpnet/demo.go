@@ -370,6 +370,7 @@ func printSummary(w io.Writer, rs []*runResult, o demoOpts) {
 	})
 	row("reuse ratio (pool)", func(r *runResult) string { return fmt.Sprintf("%.4f", r.stats.Reuse.ReuseRatio()) })
 	row("retries", func(r *runResult) string { return fmt.Sprintf("%.0f", r.stats.Retries) })
+	row("retries on dead reused conns", func(r *runResult) string { return fmt.Sprintf("%d", r.stats.Reuse.Retries) })
 	row("UMEM frames in use (peak / total)", func(r *runResult) string {
 		if r.stats.Net == nil {
 			return "n/a (kernel)"
