@@ -3,8 +3,10 @@ package nic
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -61,8 +63,17 @@ type Port struct {
 	frameMask uint64 // FrameSize-1
 	zeroCopy  bool
 	fallback  string
-	fd        int // the socket, for poll and statistics
-	wakeFD    int // eventfd Wake writes to interrupt Wait
+	fd        int // the socket, for statistics and kicks
+
+	// pollFile is a non-blocking duplicate of fd registered with the Go
+	// runtime's poller: Wait parks its goroutine there (no OS thread held
+	// in poll(2)), and Wake and Close interrupt it through its read
+	// deadline. release is its one closer, after every Wait has returned
+	// and before the socket itself closes; the socket outlives it.
+	pollFile *os.File
+	pollConn syscall.RawConn
+	// wake is set by Wake (and Close) and consumed by Wait.
+	wake atomic.Bool
 
 	closed atomic.Bool
 	// life is held shared by Wait, Wake and Stats while they use the file
@@ -103,7 +114,7 @@ func Open(cfg Config) (_ *Port, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Port{cfg: cfg, umem: umem, frameMask: uint64(cfg.FrameSize - 1), fd: -1, wakeFD: -1}
+	p := &Port{cfg: cfg, umem: umem, frameMask: uint64(cfg.FrameSize - 1), fd: -1}
 	defer func() {
 		if err != nil {
 			p.release()
@@ -129,9 +140,8 @@ func Open(cfg Config) (_ *Port, err error) {
 	// kernels lack the option, which only costs extra kicks.
 	_ = unix.SetsockoptInt(p.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, cfg.TXSize)
 
-	p.wakeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("nic: eventfd: %w", err)
+	if err := p.openPoll(); err != nil {
+		return nil, err
 	}
 	p.rxMu.Lock()
 	err = p.refillLocked(true)
@@ -490,8 +500,10 @@ func (p *Port) Frame(d Desc) []byte {
 
 // Wait blocks until the RX ring holds descriptors, Wake is called, timeout
 // passes (negative: no limit) or the port is closed. With Config.BusyPoll it
-// first spins on the RX ring for that long. It reports whether the RX ring
-// is non-empty; spurious returns are possible, so loop on Receive.
+// first spins on the RX ring for that long, then parks the goroutine in the
+// Go runtime's poller (no OS thread is held while it sleeps). It reports
+// whether the RX ring is non-empty; spurious returns are possible, so loop
+// on Receive. Concurrent Waits park one at a time; Wake ends the one parked.
 func (p *Port) Wait(timeout time.Duration) (bool, error) {
 	p.life.RLock()
 	defer p.life.RUnlock()
@@ -529,46 +541,7 @@ func (p *Port) Wait(timeout time.Duration) (bool, error) {
 		}
 	}
 	p.ctr.pollSleeps.Add(1)
-	fds := [2]unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}, {Fd: int32(p.wakeFD), Events: unix.POLLIN}}
-	for {
-		// An unbound socket (its device went away) never polls ready, so
-		// an unbounded wait sleeps in slices and looks at the socket's
-		// pending error between them, off the hot path.
-		slice := timeout
-		if timeout < 0 || timeout > deviceCheck {
-			slice = deviceCheck
-		}
-		t := unix.NsecToTimespec(slice.Nanoseconds())
-		n, err := unix.Ppoll(fds[:], &t, nil)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("nic: poll: %w", err)
-		}
-		if n > 0 {
-			break
-		}
-		if errno, err := unix.GetsockoptInt(p.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && errno != 0 {
-			return false, p.errnoError(unix.Errno(errno))
-		}
-		if timeout >= 0 {
-			if timeout -= slice; timeout <= 0 {
-				return p.rxReady(), nil
-			}
-		}
-		if p.closed.Load() {
-			return false, ErrClosed
-		}
-	}
-	if fds[1].Revents&unix.POLLIN != 0 {
-		var buf [8]byte
-		_, _ = unix.Read(p.wakeFD, buf[:])
-	}
-	if fds[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-		return false, p.socketError()
-	}
-	return fds[0].Revents&unix.POLLIN != 0 || p.rxReady(), nil
+	return p.sleep(timeout)
 }
 
 // deviceCheck bounds how long Wait sleeps before it checks whether the
@@ -612,11 +585,6 @@ func (p *Port) Wake() {
 	}
 }
 
-func (p *Port) signal() {
-	one := [8]byte{1}
-	_, _ = unix.Write(p.wakeFD, one[:])
-}
-
 // Close removes the socket from the XSKMAP, releases the socket and its
 // rings, closes the pool and unmaps the UMEM. It waits for calls in progress
 // and wakes a Wait. Close is idempotent; later calls return nil.
@@ -624,7 +592,7 @@ func (p *Port) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	p.signal() // end a Wait sleeping in poll(2) so Close can take life
+	p.signal() // end a Wait parked in the poller so Close can take life
 	p.life.Lock()
 	defer p.life.Unlock()
 	p.rxMu.Lock()
@@ -645,13 +613,14 @@ func (p *Port) Close() error {
 // (rings unmapped, descriptor closed) before the UMEM it pins.
 func (p *Port) release() error {
 	var errs []error
+	if p.pollFile != nil {
+		// Only a duplicate: the socket stays open until sock.close.
+		errs = append(errs, p.pollFile.Close())
+		p.pollFile, p.pollConn = nil, nil
+	}
 	if p.sock != nil {
 		errs = append(errs, p.sock.close())
 		p.sock = nil
-	}
-	if p.wakeFD >= 0 {
-		errs = append(errs, unix.Close(p.wakeFD))
-		p.wakeFD = -1
 	}
 	if p.pool != nil {
 		p.rxCache.Close()

@@ -102,7 +102,7 @@ func newFakePortConfig(t *testing.T, cfg Config, start uint32) (*Port, *fakeKern
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Port{cfg: cfg, umem: umem, pool: pool, frameMask: uint64(cfg.FrameSize - 1), fd: -1, wakeFD: -1,
+	p := &Port{cfg: cfg, umem: umem, pool: pool, frameMask: uint64(cfg.FrameSize - 1), fd: -1,
 		fill: &addrRing{mk(0, cfg.FillSize), k.fill}, rx: &descRing{mk(1, cfg.RXSize), k.rx},
 		tx: &descRing{mk(2, cfg.TXSize), k.tx}, comp: &addrRing{mk(3, cfg.CompSize), k.comp}}
 	p.rxCache = pool.NewCache("rx")
