@@ -31,7 +31,8 @@ import (
 //
 //   - impl=baseline: asavie/xdp's Socket driven as its README shows
 //     (Fill(GetDescs(NumFreeFillSlots())), Poll, Receive, Transmit);
-//   - impl=xdpnet: a Port, sleeping in poll(2) when idle, like the baseline;
+//   - impl=xdpnet: a Port, parked in the runtime poller when idle (the
+//     baseline sleeps in poll(2));
 //   - impl=xdpnet-busypoll: a Port spinning 50 µs before it sleeps.
 //
 // One op is one generated frame. Metrics: gen-pps (the generator's rate),

@@ -100,8 +100,8 @@ type Config struct {
 	// kicks the kernel, and RX refills never do. For comparisons only.
 	NoNeedWakeup bool
 
-	// BusyPoll is how long Wait spins on the RX ring before it sleeps in
-	// poll(2). Zero sleeps at once, which costs a wake-up per batch but no
+	// BusyPoll is how long Wait spins on the RX ring before it parks in the
+	// runtime poller. Zero sleeps at once, which costs a wake-up per batch but no
 	// idle CPU; a few tens of microseconds trade a core for latency.
 	BusyPoll time.Duration
 

@@ -17,7 +17,8 @@
 //	... copy(port.Frame(descs[i]), pkt); descs[i].Len = uint32(len(pkt)) ...
 //	n, err = port.Transmit(descs[:k]) // one kick per batch, if the kernel wants it
 //
-// and Wait sleeps in poll(2), optionally after busy-polling the RX ring.
+// and Wait parks the goroutine in the Go runtime's poller (no OS thread
+// blocked), optionally after busy-polling the RX ring.
 //
 // Reception and transmission share the UMEM's frames. Frames lent to the
 // kernel for reception come back only as packets arrive, so the port lends

@@ -20,7 +20,7 @@ type Stats struct {
 
 	InvalidRelease uint64 // descriptors Release refused: no frame of this port
 
-	PollSleeps   uint64 // Waits that slept in poll(2)
+	PollSleeps   uint64 // Waits that slept (parked in the runtime poller)
 	BusyPollHits uint64 // Waits the busy-poll spin satisfied
 
 	BindRetries      uint64 // binds retried because the queue was still busy
