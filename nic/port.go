@@ -545,8 +545,9 @@ func (p *Port) Wait(timeout time.Duration) (bool, error) {
 }
 
 // deviceCheck bounds how long Wait sleeps before it checks whether the
-// socket's device went away.
-const deviceCheck = time.Second
+// socket's device went away. A variable so that a test can make a lost
+// wakeup a hang rather than a one-second stall.
+var deviceCheck = time.Second
 
 // rxReady reports whether the RX ring holds descriptors. It reads only the
 // shared words, so it needs no lock.
