@@ -9,24 +9,27 @@ import (
 )
 
 // The transmit ACK filter drops a pure TCP ACK when a later packet of the
-// same flow in the same send batch acknowledges at least as much with at
-// least as large a window, so the peer learns nothing less: it is the
-// conservative mode of CAKE's ACK filter (sch_cake), confined to one
-// WritePackets batch on one queue, where netstack queued both packets
-// before either left. Every frame not sent saves a UMEM copy and, on veth,
-// the kernel peer's receive path run inside our kick.
+// same flow in the same send batch, one that carries data or a FIN and so
+// is sent anyway, acknowledges at least as much with at least as large a
+// window: the peer learns nothing less. It is CAKE's conservative ACK filter
+// (sch_cake) narrowed to piggybacking within one WritePackets batch on one
+// queue, where netstack queued both packets before either left; every frame
+// not sent saves a UMEM copy and, on veth, the kernel peer's receive path
+// run inside our kick. Pure ACKs never replace each other, so a receiver's
+// ACK clock is never thinned (thinning it made bulk transfers burstier:
+// bench/stack-ackfilter.md).
 //
 // What is kept, always: anything that is not TCP with only the ACK flag and
 // no payload (SYN, FIN, RST, URG, PSH, ECE and CWR carry more than an
 // acknowledgement); ACKs with options other than timestamps (SACK blocks
 // say what arrived out of order); and a pure ACK followed by another pure
 // ACK with the same ack number, which may be a duplicate-ACK train that
-// drives the peer's fast retransmit (RFC 5681 section 3.2). A later segment
-// with data and the same ack number does supersede an earlier pure ACK:
-// segments with data never count as duplicate ACKs, so the only signal lost
-// is a duplicate ACK of a peer that did not negotiate SACK, in a batch that
-// also carries our data; the peer then falls back to its timers, no data is
-// lost.
+// drives the peer's fast retransmit (RFC 5681 section 3.2). A data segment
+// with the same ack number does replace an earlier pure ACK: segments with
+// data never count as duplicate ACKs, so the one signal that can go is a
+// single duplicate ACK of a peer that did not negotiate SACK, in a batch
+// that also carries our data; the peer then falls back to its timers, and
+// no data is lost.
 
 // ackFilterWindow bounds how far the filter looks ahead: a batch is
 // filtered in windows of this many packets (one bit each in a mask).
@@ -61,6 +64,9 @@ type ackInfo struct {
 	// acks: the ACK flag is set and neither SYN nor RST is, so the packet
 	// may supersede an earlier pure ACK.
 	acks bool
+	// data: the packet carries payload or a FIN, so it is sent anyway
+	// and an earlier pure ACK can ride on it.
+	data bool
 	pure bool // only the ACK flag, no payload, no options but timestamps
 }
 
@@ -99,6 +105,7 @@ func parseACK(pkt *gstack.PacketBuffer) (a ackInfo, ok bool) {
 	a.ack = binary.BigEndian.Uint32(th[8:12])
 	a.win = binary.BigEndian.Uint16(th[14:16])
 	a.acks = flags&header.TCPFlagAck != 0 && flags&(header.TCPFlagSyn|header.TCPFlagRst) == 0
+	a.data = pkt.Data().Size() > 0 || flags&header.TCPFlagFin != 0
 	a.pure = flags == header.TCPFlagAck && off == len(th) && pkt.Data().Size() == 0 &&
 		onlyTimestamps(th[header.TCPMinimumSize:off])
 	return a, true
@@ -144,10 +151,9 @@ func (a *ackInfo) slot() int {
 // supersedes reports whether sending later instead of both loses the peer
 // nothing that a (an earlier pure ACK of the same flow) told it.
 func (later *ackInfo) supersedes(a *ackInfo) bool {
-	return later.acks &&
+	return later.acks && later.data &&
 		int32(later.ack-a.ack) >= 0 &&
-		later.win >= a.win &&
-		!(later.pure && later.ack == a.ack) // duplicate ACKs: keep each
+		later.win >= a.win
 }
 
 // ackFilterMask returns a bit per packet of pkts (at most ackFilterWindow)

@@ -88,6 +88,8 @@ func TestACKFilterMask(t *testing.T) {
 	flags := func(f header.TCPFlags) mod { return func(s *tcpSeg) { s.flags = f } }
 	data := func(n int) mod { return func(s *tcpSeg) { s.payload = n } }
 	opts := func(o []byte) mod { return func(s *tcpSeg) { s.opts = o } }
+	// dat: a data segment acking n.
+	dat := func(n uint32) []mod { return []mod{ack(n), flags(flagPA), data(1)} }
 	for _, v6 := range []bool{false, true} {
 		fam := "v4"
 		if v6 {
@@ -99,34 +101,36 @@ func TestACKFilterMask(t *testing.T) {
 			want uint64
 		}{
 			{"ack-then-echo-data", []tcpSeg{with(v6), with(v6, flags(flagPA), data(1))}, 0b01},
-			{"ack-then-higher-ack", []tcpSeg{with(v6), with(v6, ack(200))}, 0b01},
+			{"ack-then-higher-data", []tcpSeg{with(v6), with(v6, dat(200)...)}, 0b01},
 			{"ack-then-fin-ack", []tcpSeg{with(v6), with(v6, flags(flagA|header.TCPFlagFin), ack(101))}, 0b01},
-			{"ack-wraps", []tcpSeg{with(v6, ack(0xffffff00)), with(v6, ack(0x10))}, 0b01},
-			{"three-acks", []tcpSeg{with(v6), with(v6, ack(150)), with(v6, ack(200))}, 0b011},
-			{"no-timestamps", []tcpSeg{with(v6, opts(nil)), with(v6, ack(200), opts(nil))}, 0b01},
+			{"ack-wraps", []tcpSeg{with(v6, ack(0xffffff00)), with(v6, dat(0x10)...)}, 0b01},
+			{"three", []tcpSeg{with(v6), with(v6, ack(150)), with(v6, dat(200)...)}, 0b011},
+			{"no-timestamps", []tcpSeg{with(v6, opts(nil)), with(v6, append(dat(200), opts(nil))...)}, 0b01},
+			// Pure ACKs are never thinned by later pure ACKs: the
+			// sender's ACK clock stays whole.
+			{"ack-then-higher-ack", []tcpSeg{with(v6), with(v6, ack(200))}, 0},
 			{"dup-ack-train", []tcpSeg{with(v6), with(v6), with(v6)}, 0},
 			{"dup-ack-then-window-update", []tcpSeg{with(v6), with(v6, win(600))}, 0},
-			{"sack-ack", []tcpSeg{with(v6, opts(sackOpt)), with(v6, ack(200))}, 0},
-			{"later-lower-ack", []tcpSeg{with(v6, ack(200)), with(v6, ack(100), flags(flagPA), data(1))}, 0},
-			{"later-smaller-window", []tcpSeg{with(v6), with(v6, ack(200), win(400))}, 0},
-			{"other-port", []tcpSeg{with(v6), with(v6, ack(200), func(s *tcpSeg) { s.dport++ })}, 0},
-			{"other-address", []tcpSeg{with(v6), with(v6, ack(200), func(s *tcpSeg) { s.dst = 3 })}, 0},
-			{"other-family", []tcpSeg{with(v6), with(!v6, ack(200))}, 0},
-			{"later-rst", []tcpSeg{with(v6), with(v6, ack(200), flags(flagA|header.TCPFlagRst))}, 0},
-			{"later-no-ack-flag", []tcpSeg{with(v6), with(v6, ack(200), flags(header.TCPFlagRst))}, 0},
-			{"fin-never-dropped", []tcpSeg{with(v6, flags(flagA|header.TCPFlagFin)), with(v6, ack(200))}, 0},
-			{"rst-never-dropped", []tcpSeg{with(v6, flags(flagA|header.TCPFlagRst)), with(v6, ack(200))}, 0},
-			{"psh-ack-no-data-kept", []tcpSeg{with(v6, flags(flagPA)), with(v6, ack(200))}, 0},
-			{"ece-kept", []tcpSeg{with(v6, flags(flagA|header.TCPFlagEce)), with(v6, ack(200))}, 0},
-			{"data-never-dropped", []tcpSeg{with(v6, data(10)), with(v6, ack(200))}, 0},
-			// The nearest later packet of the flow decides: here a
-			// kept duplicate sits between the first ACK and the
-			// higher one.
-			{"dup-then-higher", []tcpSeg{with(v6), with(v6), with(v6, ack(200))}, 0b010},
+			{"sack-ack", []tcpSeg{with(v6, opts(sackOpt)), with(v6, dat(200)...)}, 0},
+			{"later-lower-ack", []tcpSeg{with(v6, ack(200)), with(v6, dat(100)...)}, 0},
+			{"later-smaller-window", []tcpSeg{with(v6), with(v6, append(dat(200), win(400))...)}, 0},
+			{"other-port", []tcpSeg{with(v6), with(v6, append(dat(200), func(s *tcpSeg) { s.dport++ })...)}, 0},
+			{"other-address", []tcpSeg{with(v6), with(v6, append(dat(200), func(s *tcpSeg) { s.dst = 3 })...)}, 0},
+			{"other-family", []tcpSeg{with(v6), with(!v6, dat(200)...)}, 0},
+			{"later-rst", []tcpSeg{with(v6), with(v6, append(dat(200), flags(flagA|header.TCPFlagRst))...)}, 0},
+			{"later-no-ack-flag", []tcpSeg{with(v6), with(v6, append(dat(200), flags(header.TCPFlagPsh))...)}, 0},
+			{"fin-never-dropped", []tcpSeg{with(v6, flags(flagA|header.TCPFlagFin)), with(v6, dat(200)...)}, 0},
+			{"rst-never-dropped", []tcpSeg{with(v6, flags(flagA|header.TCPFlagRst)), with(v6, dat(200)...)}, 0},
+			{"psh-ack-no-data-kept", []tcpSeg{with(v6, flags(flagPA)), with(v6, dat(200)...)}, 0},
+			{"ece-kept", []tcpSeg{with(v6, flags(flagA|header.TCPFlagEce)), with(v6, dat(200)...)}, 0},
+			{"data-never-dropped", []tcpSeg{with(v6, data(10)), with(v6, dat(200)...)}, 0},
+			// A duplicate ACK between the first ACK and the data
+			// keeps the first: the pair is a duplicate-ACK train.
+			{"dup-then-data", []tcpSeg{with(v6), with(v6), with(v6, dat(200)...)}, 0b010},
 			// Two flows interleaved: each filtered on its own.
 			{"interleaved", []tcpSeg{
 				with(v6), with(v6, func(s *tcpSeg) { s.sport = 1 }),
-				with(v6, ack(200)), with(v6, func(s *tcpSeg) { s.sport = 1 }, ack(300), data(5)),
+				with(v6, dat(200)...), with(v6, append(dat(300), func(s *tcpSeg) { s.sport = 1 })...),
 			}, 0b0011},
 		} {
 			t.Run(fam+"/"+tc.name, func(t *testing.T) {
@@ -144,7 +148,7 @@ func TestACKFilterMask(t *testing.T) {
 
 // TestACKFilterNeverDropsMore feeds random batches of a few flows and
 // checks every dropped packet is a pure ACK superseded by the flow's next
-// kept packet and not followed by a duplicate of itself, and that nothing
+// kept packet, which carries data or a FIN, and is not followed by a duplicate of itself, and that nothing
 // else goes.
 func TestACKFilterNeverDropsMore(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -190,6 +194,7 @@ func TestACKFilterNeverDropsMore(t *testing.T) {
 			}
 			want := pure && next != nil &&
 				next.flags&flagA != 0 && next.flags&(header.TCPFlagSyn|header.TCPFlagRst) == 0 &&
+				(next.payload > 0 || next.flags&header.TCPFlagFin != 0) &&
 				int32(next.ack-s.ack) >= 0 && next.win >= s.win &&
 				!isDup(next, &s) && !isDup(imm, &s)
 			if isDropped && !want {
