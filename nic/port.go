@@ -637,7 +637,8 @@ func (p *Port) release() error {
 }
 
 // FD returns the socket's file descriptor (e.g. for an XSKMAP the caller
-// manages itself). It stays owned by the port.
+// manages itself). It stays owned by the port, and is non-blocking (Wait
+// polls a duplicate of it through the Go runtime).
 func (p *Port) FD() int { return p.fd }
 
 // Ifindex returns the interface index the port is bound to.
