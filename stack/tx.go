@@ -84,33 +84,18 @@ func (q *queue) write(pkts []*gstack.PacketBuffer) (int, tcpip.Error) {
 		return 0, &tcpip.ErrClosedForSend{}
 	}
 	w := txWork{q: q}
-	written, filtered := 0, 0
-	filter := len(pkts) > 1 && ackFilterOn.Load()
-	for start := 0; start < len(pkts); start += ackFilterWindow {
-		win := pkts[start:min(start+ackFilterWindow, len(pkts))]
-		var drop uint64
-		if filter {
-			drop = ackFilterMask(win)
-		}
-		for i, pkt := range win {
-			if drop&(1<<uint(i)) != 0 {
-				filtered++ // superseded: as good as sent
-				continue
-			}
-			if w.add(pkt) {
-				written++
-			}
+	written := 0
+	for _, pkt := range pkts {
+		if w.add(pkt) {
+			written++
 		}
 	}
 	w.flush()
 	q.ctr.txPackets.Add(uint64(written))
-	if filtered > 0 {
-		acksFiltered.Add(uint64(filtered))
-	}
 	if w.dropped {
-		return written + filtered, &tcpip.ErrNoBufferSpace{}
+		return written, &tcpip.ErrNoBufferSpace{}
 	}
-	return written + filtered, nil
+	return written, nil
 }
 
 // txWork is one write call on a queue, run with the queue's txMu held.
