@@ -74,8 +74,8 @@ type Interface struct {
 	Addresses []string `yaml:"addresses"`
 	// Gateway is an optional default route via this interface.
 	Gateway string `yaml:"gateway"`
-	// BusyPoll is how long a queue spins on its RX ring before sleeping
-	// in poll(2): lower latency for a core per queue. Default 0 (sleep at
+	// BusyPoll is how long a queue spins on its RX ring before parking
+	// in the runtime poller: lower latency for a core per queue. Default 0 (sleep at
 	// once); worth it only with cores to spare: on a 2-core machine 50µs
 	// won 3 of 6 proxy benchmark rounds against 0 (bench/engine.md), the
 	// spin taking the CPU the other goroutines of the request need.

@@ -305,7 +305,7 @@ func BenchmarkTCPBulk(b *testing.B) {
 // xdpnet, kernel, ...) after a warm-up turn each: on a shared machine the
 // load drifts over seconds, and taking the servers' runs one after the other
 // made the same-run ratio swing by 2x. Each sub-benchmark reports its
-// totals over its turns; the servers idle (blocked in poll(2)) while another
+// totals over its turns; the servers idle (waiting for packets) while another
 // one is measured.
 func BenchmarkTCPConnRate(b *testing.B) {
 	privtest.RequireRoot(b)

@@ -36,9 +36,9 @@
 // back in its pool (bufring's conservation check holds).
 //
 // The receive goroutines sleep in the port's Wait, which busy-polls the RX
-// ring for nic.Config.BusyPoll before poll(2): set it (tens of microseconds)
-// on ports that carry traffic, since poll alone loses packets to wake-up
-// delay at high rates.
+// ring for nic.Config.BusyPoll before it parks in the Go runtime's poller:
+// set it (tens of microseconds) on ports that carry traffic, since sleeping
+// alone loses packets to wake-up delay at high rates.
 //
 // # Checksums
 //

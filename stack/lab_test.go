@@ -109,7 +109,7 @@ func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so sta
 	return e
 }
 
-// labBusyPoll is how long the ports spin before sleeping in poll(2):
+// labBusyPoll is how long the ports spin before parking in the runtime poller:
 // XDPNET_BUSYPOLL (a duration) or 20µs.
 func labBusyPoll() time.Duration {
 	if d, err := time.ParseDuration(os.Getenv("XDPNET_BUSYPOLL")); err == nil {

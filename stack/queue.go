@@ -85,8 +85,8 @@ func (q *queue) rxLoop(d gstack.NetworkDispatcher, stop <-chan struct{}) {
 		if n == len(q.rxDescs) {
 			continue // more may be waiting
 		}
-		// The port busy-polls (nic.Config.BusyPoll) before it sleeps in
-		// poll(2); Close wakes it.
+		// The port busy-polls (nic.Config.BusyPoll) before it parks in
+		// the runtime poller; Close wakes it.
 		if _, err := q.port.Wait(-1); err != nil {
 			if errors.Is(err, nic.ErrClosed) {
 				return

@@ -23,7 +23,7 @@ import (
 // veth (the live-frames generator of package bpf where it can be paced, an
 // AF_XDP socket otherwise: see newLabSource), so every frame crosses the
 // veth pair into the engine namespace exactly as a peer's frame would:
-//   - nic.Port receive-and-recycle, sleeping in poll(2) when idle;
+//   - nic.Port receive-and-recycle, parked in the runtime poller when idle;
 //   - the same with 50 µs of busy polling before it sleeps;
 //   - the baseline: a kernel UDP socket in the engine namespace reading
 //     with recvmmsg (the path the engine takes traffic away from);
