@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -208,6 +209,16 @@ var benchImpls = func() []string {
 	return []string{"kernel", "gvisor-xdp", "xdpnet"}
 }()
 
+// testCount is -test.count.
+func testCount() int {
+	if f := flag.Lookup("test.count"); f != nil {
+		if n, err := strconv.Atoi(f.Value.String()); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 1
+}
+
 func benchSeconds() int {
 	if s, err := strconv.Atoi(os.Getenv("XDPNET_BENCH_SECONDS")); err == nil && s > 0 {
 		return s
@@ -304,9 +315,11 @@ func BenchmarkTCPBulk(b *testing.B) {
 // measured seconds are taken in turns of one second (kernel, gvisor-xdp,
 // xdpnet, kernel, ...) after a warm-up turn each: on a shared machine the
 // load drifts over seconds, and taking the servers' runs one after the other
-// made the same-run ratio swing by 2x. Each sub-benchmark reports its
-// totals over its turns; the servers idle (waiting for packets) while another
-// one is measured.
+// made the same-run ratio swing by 2x. The top-level benchmark measures one
+// round of turns per -test.count, and each run of a sub-benchmark reports
+// the next round's totals, so -count repeats the measurement, not its
+// report. The servers idle (waiting for packets) while another one is
+// measured.
 func BenchmarkTCPConnRate(b *testing.B) {
 	privtest.RequireRoot(b)
 	secs := benchSeconds()
@@ -316,11 +329,17 @@ func BenchmarkTCPConnRate(b *testing.B) {
 		firstErr                              string
 	}
 	type server struct {
-		env  *benchEnv
-		dst  string
-		srcs []string
-		t    tally
+		env    *benchEnv
+		dst    string
+		srcs   []string
+		rounds []tally
+		// reported is the round the last sub-benchmark run reported, and
+		// lastB that run's B: the testing package starts every -count
+		// repetition on a new B and may call it several times.
+		reported int
+		lastB    *testing.B
 	}
+	rounds := testCount()
 	servers := make([]*server, len(benchImpls))
 	for i, impl := range benchImpls {
 		env := newBenchEnv(b, impl)
@@ -329,13 +348,13 @@ func BenchmarkTCPConnRate(b *testing.B) {
 			b.Fatal(err)
 		}
 		echoServe(b, ln)
-		sv := &server{env: env, dst: netip.AddrPortFrom(env.addr, 7).String()}
+		sv := &server{env: env, dst: netip.AddrPortFrom(env.addr, 7).String(), rounds: make([]tally, rounds), reported: -1}
 		for _, a := range env.lk.PeerV4() {
 			sv.srcs = append(sv.srcs, a.String())
 		}
 		servers[i] = sv
 	}
-	for turn := range secs + 1 {
+	for turn := range rounds*secs + 1 {
 		for i, sv := range servers {
 			c0, t0 := cpuTime(), time.Now()
 			out, err := runGoClient(b, sv.env.l.Client, 1, goClient{
@@ -352,7 +371,7 @@ func BenchmarkTCPConnRate(b *testing.B) {
 			if turn == 0 {
 				continue // warm-up: neighbour resolution, first allocations
 			}
-			t := &sv.t
+			t := &sv.rounds[(turn-1)/secs]
 			t.conns += float64(r.Count)
 			t.errs += float64(r.Errors)
 			t.seconds += r.Seconds
@@ -367,7 +386,11 @@ func BenchmarkTCPConnRate(b *testing.B) {
 	for i, impl := range benchImpls {
 		sv := servers[i]
 		b.Run("impl="+impl, func(b *testing.B) {
-			t := sv.t
+			if b != sv.lastB {
+				sv.lastB = b
+				sv.reported = min(sv.reported+1, rounds-1)
+			}
+			t := sv.rounds[sv.reported]
 			if t.errs > t.conns/100 {
 				b.Errorf("%.0f failed connections of %.0f: %s", t.errs, t.conns+t.errs, t.firstErr)
 			}
@@ -381,7 +404,8 @@ func BenchmarkTCPConnRate(b *testing.B) {
 			// load than the rate does.
 			b.ReportMetric(t.cpu.Seconds()/t.conns*1e6, "engine-us/conn")
 			b.ReportMetric(t.clientCPU/t.conns*1e6, "client-us/conn")
-			recordAndCompare(b, "connrate", impl, cps, "conn/s")
+			// Ratios within the round: its turns interleaved the servers.
+			recordAndCompare(b, fmt.Sprintf("connrate-round%d", sv.reported), impl, cps, "conn/s")
 			b.Logf("%s: %.0f connections in %d turns; %s", impl, t.conns, secs, sv.env.stats())
 		})
 	}
