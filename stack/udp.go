@@ -21,9 +21,9 @@ import (
 // It is made for one packet per call at a high rate, which is how quic-go
 // drives any socket that is not a kernel *net.UDPConn: each direction keeps
 // one waiter entry registered for the socket's life (gonet registers one per
-// blocking call), a read allocates nothing (the peer's *net.UDPAddr is
-// cached), a write allocates nothing beyond the packet, and deadlines arm
-// one reusable timer per direction only when set. SetReadBuffer and
+// blocking call), a read reuses the peer's cached *net.UDPAddr, a write
+// reuses a pooled request, and deadlines arm one reusable timer per
+// direction only when set. SetReadBuffer and
 // SetWriteBuffer size the socket's buffers (SO_RCVBUF/SO_SNDBUF), within
 // the stack's limits; quic-go calls them when present.
 //
@@ -205,6 +205,16 @@ func (c *UDPConn) blocked(d *udpDir) error {
 	return nil
 }
 
+// wait sleeps until d's next wake-up unless the socket is closed or d's
+// deadline passed, before or meanwhile; a nil error means try again.
+func (c *UDPConn) wait(d *udpDir) error {
+	if err := c.blocked(d); err != nil {
+		return err
+	}
+	<-d.wake
+	return c.blocked(d)
+}
+
 // ReadFrom reads one datagram into b (the excess of a longer one is lost)
 // and returns the sender's address, a shared *net.UDPAddr.
 func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
@@ -231,11 +241,7 @@ func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			}
 			return 0, nil, c.opError("read", nil, err)
 		}
-		if err := c.blocked(&c.rd); err != nil {
-			return 0, nil, c.opError("read", nil, err)
-		}
-		<-c.rd.wake
-		if err := c.blocked(&c.rd); err != nil {
+		if err := c.wait(&c.rd); err != nil {
 			return 0, nil, c.opError("read", nil, err)
 		}
 	}
@@ -322,11 +328,7 @@ func (c *UDPConn) write(b []byte, to *net.UDPAddr) (int, error) {
 			if _, ok := terr.(*tcpip.ErrWouldBlock); !ok {
 				break
 			}
-			if err := c.blocked(&c.wr); err != nil {
-				return 0, c.opError("write", addr, err)
-			}
-			<-c.wr.wake
-			if err := c.blocked(&c.wr); err != nil {
+			if err := c.wait(&c.wr); err != nil {
 				return 0, c.opError("write", addr, err)
 			}
 		}
