@@ -20,6 +20,7 @@ type QueueStats struct {
 	TXGSOPackets   uint64 // GSO segments cut into frames
 	TXGSOSegments  uint64 // frames those were cut into
 	TXKicks        uint64 // Transmit calls
+	TXUDPFast      uint64 // datagrams connected UDP sockets wrote straight into frames (counted in TXPackets too)
 	TXWaits        uint64 // sends that had to wait for frames or ring room
 	TXDropNoFrame  uint64 // frames dropped: no free UMEM frame within TXWait
 	TXDropRingFull uint64 // frames dropped: TX ring full for TXWait
@@ -54,6 +55,7 @@ func (s *QueueStats) add(o QueueStats) {
 	s.TXGSOPackets += o.TXGSOPackets
 	s.TXGSOSegments += o.TXGSOSegments
 	s.TXKicks += o.TXKicks
+	s.TXUDPFast += o.TXUDPFast
 	s.TXWaits += o.TXWaits
 	s.TXDropNoFrame += o.TXDropNoFrame
 	s.TXDropRingFull += o.TXDropRingFull
@@ -71,7 +73,7 @@ type counters struct {
 	rxErrors                                                   atomic.Uint64
 
 	txPackets, txFrames, txBytes, txGSOPackets, txGSOSegments atomic.Uint64
-	txKicks, txWaits                                          atomic.Uint64
+	txKicks, txWaits, txUDPFast                               atomic.Uint64
 	txDropNoFrame, txDropRingFull, txDropLinkDown             atomic.Uint64
 	txDropTooBig, txDropError, txErrors                       atomic.Uint64
 }
@@ -85,7 +87,7 @@ func (c *counters) load() QueueStats {
 
 		TXPackets: c.txPackets.Load(), TXFrames: c.txFrames.Load(), TXBytes: c.txBytes.Load(),
 		TXGSOPackets: c.txGSOPackets.Load(), TXGSOSegments: c.txGSOSegments.Load(),
-		TXKicks: c.txKicks.Load(), TXWaits: c.txWaits.Load(),
+		TXKicks: c.txKicks.Load(), TXWaits: c.txWaits.Load(), TXUDPFast: c.txUDPFast.Load(),
 		TXDropNoFrame: c.txDropNoFrame.Load(), TXDropRingFull: c.txDropRingFull.Load(),
 		TXDropLinkDown: c.txDropLinkDown.Load(), TXDropTooBig: c.txDropTooBig.Load(),
 		TXDropError: c.txDropError.Load(), TXErrors: c.txErrors.Load(),

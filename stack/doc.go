@@ -35,6 +35,17 @@
 // is lost. Close drains the TX rings and closes the ports, so every frame is
 // back in its pool (bufring's conservation check holds).
 //
+// Connected UDP sockets (DialUDP) write their datagrams straight into UMEM
+// frames from a header template of their route, skipping netstack's packet
+// buffers, routing and the qdisc; a per-queue kicker goroutine puts what
+// gathered on the TX ring with one kick. The frames are the ones netstack
+// would build (a test compares them byte for byte); datagrams that need
+// fragmenting, or that are sent before the next hop is resolved, still go
+// through netstack. It exists for quic-go, which writes one datagram per call
+// on any socket that is not a kernel one. See udpFastPath for what it
+// mirrors and what it does not (EndpointOptions.DisableUDPFastPath turns it
+// off).
+//
 // The receive goroutines sleep in the port's Wait, which busy-polls the RX
 // ring for nic.Config.BusyPoll before it parks in the Go runtime's poller:
 // set it (tens of microseconds) on ports that carry traffic, since sleeping
@@ -46,7 +57,8 @@
 // endpoint, before GRO (a merged segment no longer matches its checksum), so
 // the endpoint claims RX checksum offload to netstack; set
 // EndpointOptions.TrustRXChecksum only when the NIC verified them. Sent
-// checksums are computed by netstack, and by the endpoint for GSO segments.
+// checksums are computed by netstack, and by the endpoint for GSO segments
+// and fast-path UDP datagrams.
 //
 // Frames a Linux peer sends over veth carry unfinished TCP and UDP checksums
 // (CHECKSUM_PARTIAL) while the peer's TX checksum offload is on, and AF_XDP

@@ -69,6 +69,11 @@ type EndpointOptions struct {
 	// transmissions (default 1s).
 	DrainTimeout time.Duration
 
+	// DisableUDPFastPath sends connected UDP sockets' datagrams through
+	// the netstack (a packet buffer and the qdisc per datagram) instead of
+	// writing them straight into frames (see Stack.DialUDP).
+	DisableUDPFastPath bool
+
 	// Capture, if set, records every frame received and sent.
 	Capture *Capture
 }

@@ -28,6 +28,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+func (s *syncBuffer) bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
 // TestCapture records a transfer and checks that the pcap stream holds one
 // well-formed record per frame the endpoint received or sent.
 func TestCapture(t *testing.T) {

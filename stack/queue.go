@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -38,9 +39,27 @@ type queue struct {
 	// +checklocks:txMu
 	txDescs []nic.Desc // frames allocated, being filled or waiting to go
 	// +checklocks:txMu
-	txLinkDown bool // the last kick found the link down: drop, don't wait
-	// +checklocks:txMu
 	txClosed bool
+	// txLinkDown: the last kick found the link down, so sends drop at once
+	// instead of waiting for ring room.
+	txLinkDown atomic.Bool
+
+	// Frames of the UDP fast path (udpfast.go) wait in fastPending until
+	// the queue's kicker, a goroutine the sender that finds none running
+	// starts, puts all that gathered meanwhile on the TX ring with one
+	// Transmit; it exits when a round finds nothing pending.
+	fastMu sync.Mutex
+	// +checklocks:fastMu
+	fastPending []nic.Desc
+	// +checklocks:fastMu
+	fastSpare []nic.Desc // the kicker's last batch, reused
+	// +checklocks:fastMu
+	fastKicking bool
+	// +checklocks:fastMu
+	fastClosed bool
+	// +checklocks:fastMu
+	fastAlloc  [1]nic.Desc // Alloc's argument, here so that it does not escape per call
+	fastKicker sync.WaitGroup
 }
 
 func newQueue(e *Endpoint, idx int, p Port) *queue {
@@ -186,6 +205,7 @@ func (q *queue) close(timeout time.Duration) error {
 	q.txMu.Lock()
 	q.txClosed = true
 	q.txMu.Unlock()
+	q.closeFast()
 	var drainErr error
 	deadline := time.Now().Add(timeout)
 	for {

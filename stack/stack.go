@@ -227,6 +227,19 @@ func (s *Stack) NICs() []*NIC {
 	return append([]*NIC(nil), s.nics...)
 }
 
+// xdpEndpoint returns the Endpoint of NIC id, nil if it has none.
+func (s *Stack) xdpEndpoint(id tcpip.NICID) *Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.nics {
+		if n.id == id {
+			e, _ := n.ep.(*Endpoint)
+			return e
+		}
+	}
+	return nil
+}
+
 // ID returns the NIC's netstack ID.
 func (n *NIC) ID() tcpip.NICID { return n.id }
 

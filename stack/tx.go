@@ -56,6 +56,17 @@ func (e *Endpoint) pick(pkt *gstack.PacketBuffer) int {
 }
 
 func flowHash(pkt *gstack.PacketBuffer) uint32 {
+	return hashFlow(pkt.NetworkProtocolNumber, pkt.NetworkHeader().Slice(), pkt.TransportHeader().Slice())
+}
+
+// pickFlow returns the queue of a flow that netstack's packets with these
+// IP and transport headers take.
+func (e *Endpoint) pickFlow(proto tcpip.NetworkProtocolNumber, nh, th []byte) int {
+	return int(hashFlow(proto, nh, th) % uint32(len(e.queues)))
+}
+
+// hashFlow hashes a packet's addresses and ports (FNV-1a).
+func hashFlow(proto tcpip.NetworkProtocolNumber, nh, th []byte) uint32 {
 	const prime = 16777619
 	h := uint32(2166136261)
 	mix := func(b []byte) {
@@ -63,14 +74,13 @@ func flowHash(pkt *gstack.PacketBuffer) uint32 {
 			h = (h ^ uint32(c)) * prime
 		}
 	}
-	nh := pkt.NetworkHeader().Slice()
 	switch {
-	case pkt.NetworkProtocolNumber == header.IPv4ProtocolNumber && len(nh) >= header.IPv4MinimumSize:
+	case proto == header.IPv4ProtocolNumber && len(nh) >= header.IPv4MinimumSize:
 		mix(nh[12:20])
-	case pkt.NetworkProtocolNumber == header.IPv6ProtocolNumber && len(nh) >= header.IPv6MinimumSize:
+	case proto == header.IPv6ProtocolNumber && len(nh) >= header.IPv6MinimumSize:
 		mix(nh[8:40])
 	}
-	if th := pkt.TransportHeader().Slice(); len(th) >= 4 {
+	if len(th) >= 4 {
 		mix(th[:4])
 	}
 	return h
@@ -108,7 +118,7 @@ type txWork struct {
 // mayWait reports whether the call may keep waiting for frames or ring
 // room: not past TXWait, and the link is not known to be down.
 func (w *txWork) mayWait() bool {
-	if w.q.txLinkDown {
+	if w.q.txLinkDown.Load() {
 		return false
 	}
 	now := time.Now()
@@ -188,13 +198,16 @@ func (w *txWork) alloc(n int) bool {
 	return true
 }
 
-// flush puts the pending frames on the TX ring (one kick), waiting for ring
-// room within the call's budget; frames that cannot go are released and
-// counted.
+// flush sends the frames pending in the queue's scratch.
 func (w *txWork) flush() {
+	w.send(w.q.txDescs)
+	w.q.txDescs = w.q.txDescs[:0]
+}
+
+// send puts frames on the TX ring (one kick), waiting for ring room within
+// the call's budget; frames that cannot go are released and counted.
+func (w *txWork) send(pending []nic.Desc) {
 	q := w.q
-	pending := q.txDescs
-	defer func() { q.txDescs = q.txDescs[:0] }()
 	for len(pending) > 0 {
 		k, err := q.port.Transmit(pending)
 		q.ctr.txKicks.Add(1)
@@ -205,13 +218,13 @@ func (w *txWork) flush() {
 		pending = pending[k:]
 		switch {
 		case err == nil:
-			q.txLinkDown = false
+			q.txLinkDown.Store(false)
 			continue
 		case errors.Is(err, nic.ErrLinkDown):
 			// Frames on the ring leave when the link is back; new ones
 			// would only fill the ring, so drop at once until a kick
 			// succeeds again.
-			q.txLinkDown = true
+			q.txLinkDown.Store(true)
 			if len(pending) > 0 {
 				q.ctr.txDropLinkDown.Add(uint64(len(pending)))
 			}
@@ -339,4 +352,81 @@ func (q *queue) segment(pkt *gstack.PacketBuffer, descs []nic.Desc, mss int) {
 		q.e.opts.Capture.write(f[:n])
 	}
 	q.ctr.txGSOSegments.Add(uint64(len(descs)))
+}
+
+// writeFrame sends one frame that build writes into a free UMEM frame
+// (returning its length) by way of the queue's kicker, so that frames sent
+// one per call leave in batches; it is the UDP fast path's link write. It
+// reports whether the frame was queued: when no frame comes free within
+// TXWait, or the link is down, the frame is dropped and counted. It fails,
+// with ErrEndpointClosed, only once the endpoint is closing.
+func (q *queue) writeFrame(build func(f []byte) int) (bool, error) {
+	var w txWork
+	w.q = q
+	q.fastMu.Lock()
+	for {
+		if q.fastClosed {
+			q.fastMu.Unlock()
+			return false, ErrEndpointClosed
+		}
+		if q.port.Alloc(q.fastAlloc[:]) == 1 {
+			break
+		}
+		// Frames come back as the kernel completes sends, some of them
+		// perhaps pending here: let the kicker run, then reap.
+		q.fastMu.Unlock()
+		if !w.mayWait() {
+			q.ctr.txDropNoFrame.Add(1)
+			return false, nil
+		}
+		runtime.Gosched()
+		q.port.Complete()
+		q.fastMu.Lock()
+	}
+	d := q.fastAlloc[0]
+	f := q.port.Frame(d)
+	n := build(f)
+	d.Len = uint32(n)
+	q.e.opts.Capture.write(f[:n])
+	q.fastPending = append(q.fastPending, d)
+	q.ctr.txPackets.Add(1)
+	q.ctr.txUDPFast.Add(1)
+	if !q.fastKicking {
+		q.fastKicking = true
+		q.fastKicker.Add(1)
+		go q.kick()
+	}
+	q.fastMu.Unlock()
+	return true, nil
+}
+
+// kick is the queue's kicker goroutine: it transmits what writeFrame queued
+// until a round finds nothing.
+func (q *queue) kick() {
+	defer q.fastKicker.Done()
+	for {
+		q.fastMu.Lock()
+		batch := q.fastPending
+		if len(batch) == 0 {
+			q.fastKicking = false
+			q.fastMu.Unlock()
+			return
+		}
+		q.fastPending = q.fastSpare
+		q.fastMu.Unlock()
+		w := txWork{q: q}
+		w.send(batch)
+		q.fastMu.Lock()
+		q.fastSpare = batch[:0]
+		q.fastMu.Unlock()
+	}
+}
+
+// closeFast refuses further fast-path frames and waits for the kicker to
+// send those already queued.
+func (q *queue) closeFast() {
+	q.fastMu.Lock()
+	q.fastClosed = true
+	q.fastMu.Unlock()
+	q.fastKicker.Wait()
 }

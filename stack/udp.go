@@ -35,7 +35,9 @@ type UDPConn struct {
 	wq    waiter.Queue
 	laddr *net.UDPAddr
 	// raddr is the connected peer; nil for an unconnected socket.
-	raddr  *net.UDPAddr
+	raddr *net.UDPAddr
+	// fast sends a connected socket's datagrams; nil when unconnected.
+	fast   *udpFastPath
 	closed atomic.Bool
 
 	rd, wr udpDir
@@ -166,13 +168,16 @@ func (s *Stack) newUDPConn(proto tcpip.NetworkProtocolNumber, laddr, raddr *tcpi
 			ep.Close()
 			return nil, tcpipErr(terr)
 		}
-		ra, _ := ep.GetRemoteAddress()
-		c.raddr = udpAddr(ra.Addr, ra.Port)
 	} else {
 		c.peers = make(map[udpPeer]*net.UDPAddr)
 	}
 	la, _ := ep.GetLocalAddress()
 	c.laddr = udpAddr(la.Addr, la.Port)
+	if raddr != nil {
+		ra, _ := ep.GetRemoteAddress()
+		c.raddr = udpAddr(ra.Addr, ra.Port)
+		c.fast = newUDPFastPath(s, ep, proto, la, ra)
+	}
 	c.rd.init(&c.wq, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr)
 	c.wr.init(&c.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr)
 	return c, nil
@@ -301,6 +306,9 @@ func (c *UDPConn) write(b []byte, to *net.UDPAddr) (int, error) {
 	}
 	if err := c.blocked(&c.wr); err != nil {
 		return 0, c.opError("write", addr, err)
+	}
+	if to == nil && c.fast != nil && c.fast.write(b) {
+		return len(b), nil
 	}
 	req := writeReqs.Get().(*writeReq)
 	defer func() { req.r.Reset(nil); writeReqs.Put(req) }()
