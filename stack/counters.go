@@ -13,6 +13,7 @@ type QueueStats struct {
 	RXDropChecksum    uint64 // frames with a wrong IP, TCP, UDP or ICMP checksum
 	RXUnverified      uint64 // frames whose transport checksum could not be checked here
 	RXErrors          uint64 // receive or wait errors from the port
+	RXUDPFast         uint64 // datagrams handed straight to connected UDP sockets (counted in RXFrames too)
 
 	TXPackets      uint64 // netstack packets sent (a GSO segment counts once)
 	TXFrames       uint64 // frames put on the TX ring
@@ -49,6 +50,7 @@ func (s *QueueStats) add(o QueueStats) {
 	s.RXDropChecksum += o.RXDropChecksum
 	s.RXUnverified += o.RXUnverified
 	s.RXErrors += o.RXErrors
+	s.RXUDPFast += o.RXUDPFast
 	s.TXPackets += o.TXPackets
 	s.TXFrames += o.TXFrames
 	s.TXBytes += o.TXBytes
@@ -70,7 +72,7 @@ func (s *QueueStats) add(o QueueStats) {
 type counters struct {
 	rxFrames, rxBytes, rxBatches                               atomic.Uint64
 	rxDropShort, rxDropOtherHost, rxDropChecksum, rxUnverified atomic.Uint64
-	rxErrors                                                   atomic.Uint64
+	rxErrors, rxUDPFast                                        atomic.Uint64
 
 	txPackets, txFrames, txBytes, txGSOPackets, txGSOSegments atomic.Uint64
 	txKicks, txWaits, txUDPFast                               atomic.Uint64
@@ -83,7 +85,7 @@ func (c *counters) load() QueueStats {
 		RXFrames: c.rxFrames.Load(), RXBytes: c.rxBytes.Load(), RXBatches: c.rxBatches.Load(),
 		RXDropShort: c.rxDropShort.Load(), RXDropOtherHost: c.rxDropOtherHost.Load(),
 		RXDropChecksum: c.rxDropChecksum.Load(), RXUnverified: c.rxUnverified.Load(),
-		RXErrors: c.rxErrors.Load(),
+		RXErrors: c.rxErrors.Load(), RXUDPFast: c.rxUDPFast.Load(),
 
 		TXPackets: c.txPackets.Load(), TXFrames: c.txFrames.Load(), TXBytes: c.txBytes.Load(),
 		TXGSOPackets: c.txGSOPackets.Load(), TXGSOSegments: c.txGSOSegments.Load(),

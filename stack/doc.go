@@ -35,16 +35,19 @@
 // is lost. Close drains the TX rings and closes the ports, so every frame is
 // back in its pool (bufring's conservation check holds).
 //
-// Connected UDP sockets (DialUDP) write their datagrams straight into UMEM
-// frames from a header template of their route, skipping netstack's packet
-// buffers, routing and the qdisc; a per-queue kicker goroutine puts what
-// gathered on the TX ring with one kick. The frames are the ones netstack
-// would build (a test compares them byte for byte); datagrams that need
-// fragmenting, or that are sent before the next hop is resolved, still go
-// through netstack. It exists for quic-go, which writes one datagram per call
-// on any socket that is not a kernel one. See udpFastPath for what it
-// mirrors and what it does not (EndpointOptions.DisableUDPFastPath turns it
-// off).
+// Connected UDP sockets (DialUDP) skip netstack in both directions when their
+// route leaves by an Endpoint. They write their datagrams straight into UMEM
+// frames from a header template of their route, and a per-queue kicker
+// goroutine puts what gathered on the TX ring with one kick; the frames are
+// the ones netstack would build (a test compares them byte for byte). The
+// receive goroutines hand datagrams of a connected socket's exact flow
+// (unfragmented, no IP options or IPv6 extension headers, checksums
+// verified) straight to the socket's own bounded queue. Datagrams that need
+// fragmenting, that are sent before the next hop is resolved, or that arrive
+// otherwise still go through netstack. It exists for quic-go, which writes
+// and reads one datagram per call on any socket that is not a kernel one.
+// udpFastPath and udpFastRX say what they mirror of netstack and what they do
+// not; EndpointOptions.DisableUDPFastPath turns both off.
 //
 // The receive goroutines sleep in the port's Wait, which busy-polls the RX
 // ring for nic.Config.BusyPoll before it parks in the Go runtime's poller:

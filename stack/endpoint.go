@@ -69,9 +69,10 @@ type EndpointOptions struct {
 	// transmissions (default 1s).
 	DrainTimeout time.Duration
 
-	// DisableUDPFastPath sends connected UDP sockets' datagrams through
-	// the netstack (a packet buffer and the qdisc per datagram) instead of
-	// writing them straight into frames (see Stack.DialUDP).
+	// DisableUDPFastPath sends and receives connected UDP sockets'
+	// datagrams through the netstack (a packet buffer, routing and the
+	// qdisc per datagram) instead of straight between frames and the
+	// socket (see the package doc).
 	DisableUDPFastPath bool
 
 	// Capture, if set, records every frame received and sent.
@@ -108,6 +109,11 @@ type Endpoint struct {
 
 	closed atomic.Bool
 	wg     sync.WaitGroup // the receive goroutines
+
+	// udp demultiplexes received datagrams to connected sockets' fast
+	// receive queues (udpfast.go); udpMu serialises its replacement.
+	udp   atomic.Pointer[udpDemux]
+	udpMu sync.Mutex
 
 	mu sync.RWMutex
 	// +checklocks:mu

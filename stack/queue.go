@@ -186,8 +186,15 @@ func (q *queue) deliverOne(v *buffer.View) {
 			q.ctr.rxUnverified.Add(1)
 		}
 	}
-	if e.flows != nil && typ == tcpip.PacketHost {
-		e.flows.noteSYN(proto, b[header.EthernetMinimumSize:], q.idx)
+	if typ == tcpip.PacketHost {
+		if e.flows != nil {
+			e.flows.noteSYN(proto, b[header.EthernetMinimumSize:], q.idx)
+		}
+		if e.deliverUDP(proto, b[header.EthernetMinimumSize:], len(b)) {
+			q.ctr.rxUDPFast.Add(1)
+			v.Release()
+			return
+		}
 	}
 	pkt := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
 	pkt.LinkHeader().Consume(header.EthernetMinimumSize) // length checked in deliver

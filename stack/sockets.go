@@ -106,7 +106,7 @@ func (s *Stack) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
 
 // DialUDP opens a UDP socket connected to raddr, from laddr (zero fields:
 // chosen by the stack). It is a *UDPConn. When its route leaves by an
-// Endpoint, its datagrams to raddr skip netstack's send path (see the
+// Endpoint, its datagrams skip netstack's send and receive paths (see the
 // package doc).
 func (s *Stack) DialUDP(laddr, raddr netip.AddrPort) (net.Conn, error) {
 	if s.isClosed() {

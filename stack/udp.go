@@ -36,8 +36,10 @@ type UDPConn struct {
 	laddr *net.UDPAddr
 	// raddr is the connected peer; nil for an unconnected socket.
 	raddr *net.UDPAddr
-	// fast sends a connected socket's datagrams; nil when unconnected.
+	// fast sends a connected socket's datagrams and fastRX receives
+	// them (see udpfast.go); nil when unconnected.
 	fast   *udpFastPath
+	fastRX *udpFastRX
 	closed atomic.Bool
 
 	rd, wr udpDir
@@ -173,13 +175,14 @@ func (s *Stack) newUDPConn(proto tcpip.NetworkProtocolNumber, laddr, raddr *tcpi
 	}
 	la, _ := ep.GetLocalAddress()
 	c.laddr = udpAddr(la.Addr, la.Port)
+	c.rd.init(&c.wq, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr)
+	c.wr.init(&c.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr)
 	if raddr != nil {
 		ra, _ := ep.GetRemoteAddress()
 		c.raddr = udpAddr(ra.Addr, ra.Port)
 		c.fast = newUDPFastPath(s, ep, proto, la, ra)
+		c.fastRX = s.newUDPFastRX(ep, c.rd.wake, la, ra)
 	}
-	c.rd.init(&c.wq, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr)
-	c.wr.init(&c.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr)
 	return c, nil
 }
 
@@ -231,6 +234,11 @@ func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	opts := tcpip.ReadOptions{NeedRemoteAddr: c.raddr == nil}
 	defer func() { c.dst = nil }()
 	for {
+		if c.fastRX != nil {
+			if n, ok := c.fastRX.pop(b); ok {
+				return n, c.raddr, nil
+			}
+		}
 		c.dst = b
 		res, terr := c.ep.Read(&c.dst, opts)
 		if terr == nil {
@@ -415,6 +423,9 @@ func (c *UDPConn) Close() error {
 		return c.opError("close", nil, net.ErrClosed)
 	}
 	c.ep.Close()
+	if c.fastRX != nil {
+		c.s.unregisterUDPFastRX(c.fastRX)
+	}
 	c.wq.EventUnregister(&c.rd.entry)
 	c.wq.EventUnregister(&c.wr.entry)
 	c.rd.dl.stop()

@@ -1,6 +1,8 @@
 package stack
 
 import (
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -136,19 +138,28 @@ func (f *udpFastPath) resolve() *fastRoute {
 	// (starting resolution, or re-confirming a stale entry); once an
 	// unresolved next hop resolves, the next write rebuilds the template.
 	// The callback runs before ResolvedFields returns when the address is
-	// known, later (from the netstack) when resolution completes.
+	// known, later (from the netstack) when resolution completes, which
+	// may be before ResolvedFields returns too.
+	var mu sync.Mutex
 	var linkAddr tcpip.LinkAddress
-	var returned atomic.Bool
+	returned := false
 	terr = rt.ResolvedFields(func(res gstack.ResolvedFieldsResult) {
+		mu.Lock()
+		defer mu.Unlock()
 		switch {
 		case res.Err != nil:
-		case !returned.Load():
+		case !returned:
 			linkAddr = res.RouteInfo.RemoteLinkAddress
 		default:
 			f.refreshAt.Store(0)
 		}
 	})
-	returned.Store(true)
+	mu.Lock()
+	returned = true
+	mu.Unlock()
+	if _, ok := terr.(*tcpip.ErrWouldBlock); ok && linkAddr != "" {
+		terr = nil // resolved meanwhile
+	}
 	if terr != nil || len(linkAddr) != header.EthernetAddressSize {
 		return nil
 	}
@@ -248,4 +259,239 @@ func (r *fastRoute) build(fr, payload []byte) int {
 	}
 	u.SetChecksum(xsum)
 	return n
+}
+
+// udpFlow names a connected socket's datagrams as they arrive: to local
+// from remote.
+type udpFlow struct {
+	local, remote tcpip.Address
+	lport, rport  uint16
+}
+
+// udpFastRX is a connected socket's receive queue for datagrams the
+// Endpoint hands it straight from received frames (Endpoint.deliverUDP),
+// skipping netstack's IP and UDP receive path. Only unfragmented datagrams
+// of the socket's exact flow without IP options or IPv6 extension headers
+// come this way, after the endpoint verified their checksums; anything else
+// (fragments, ICMP errors) still goes through netstack, and the socket reads
+// both. The queue holds copies of the payloads, bounded as netstack bounds
+// its own queue: a datagram is dropped (counted in UDP's
+// ReceiveBufferErrors) when the queued bytes reach the socket's receive
+// buffer size.
+type udpFastRX struct {
+	flow udpFlow
+	ops  *tcpip.SocketOptions
+	wake chan struct{} // the socket's read wake-up
+
+	mu sync.Mutex
+	// +checklocks:mu
+	queue []*[]byte
+	// +checklocks:mu
+	head int
+	// +checklocks:mu
+	bytes int
+	// +checklocks:mu
+	closed bool
+
+	received   []*tcpip.StatCounter // the netstack's received-packet counters
+	overflows  []*tcpip.StatCounter
+	nicPackets *tcpip.StatCounter
+	nicBytes   *tcpip.StatCounter
+}
+
+// rxBufs holds payload copies; frames are at most a UMEM frame, so one size
+// fits all.
+var rxBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// push queues a copy of payload (frameLen is the whole frame's length, for
+// the NIC's byte counter). It runs on the Endpoint's receive goroutine.
+func (r *udpFastRX) push(payload []byte, frameLen int) {
+	r.nicPackets.Increment()
+	r.nicBytes.IncrementBy(uint64(frameLen))
+	r.mu.Lock()
+	if r.closed || r.bytes >= int(r.ops.GetReceiveBufferSize()) {
+		r.mu.Unlock()
+		for _, c := range r.overflows {
+			c.Increment()
+		}
+		return
+	}
+	bp := rxBufs.Get().(*[]byte)
+	*bp = append((*bp)[:0], payload...)
+	r.queue = append(r.queue, bp)
+	r.bytes += len(payload)
+	r.mu.Unlock()
+	for _, c := range r.received {
+		c.Increment()
+	}
+	notify(r.wake)
+}
+
+// pop moves the oldest datagram into b (the excess of a longer one is
+// lost, as with any UDP read) and reports its length, or false if none is
+// queued.
+func (r *udpFastRX) pop(b []byte) (int, bool) {
+	r.mu.Lock()
+	if r.head == len(r.queue) {
+		r.mu.Unlock()
+		return 0, false
+	}
+	bp := r.queue[r.head]
+	r.queue[r.head] = nil
+	r.head++
+	if r.head == len(r.queue) {
+		r.queue, r.head = r.queue[:0], 0
+	}
+	r.bytes -= len(*bp)
+	r.mu.Unlock()
+	n := copy(b, *bp)
+	rxBufs.Put(bp)
+	return n, true
+}
+
+// close drops what is queued and refuses more.
+func (r *udpFastRX) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for i := r.head; i < len(r.queue); i++ {
+		rxBufs.Put(r.queue[i])
+		r.queue[i] = nil
+	}
+	r.queue, r.head, r.bytes = nil, 0, 0
+}
+
+// newUDPFastRX registers a connected socket's receive queue with every
+// Endpoint of s that has the fast path on; the caller unregisters it
+// (unregisterUDP) when the socket closes. It returns nil when no Endpoint
+// takes it.
+func (s *Stack) newUDPFastRX(ep tcpip.Endpoint, wake chan struct{}, local, remote tcpip.FullAddress) *udpFastRX {
+	st := s.ns.Stats()
+	r := &udpFastRX{
+		flow:      udpFlow{local: local.Addr, remote: remote.Addr, lport: local.Port, rport: remote.Port},
+		ops:       ep.SocketOptions(),
+		wake:      wake,
+		received:  []*tcpip.StatCounter{st.IP.PacketsReceived, st.IP.ValidPacketsReceived, st.IP.PacketsDelivered, st.UDP.PacketsReceived},
+		overflows: []*tcpip.StatCounter{st.IP.PacketsReceived, st.IP.ValidPacketsReceived, st.IP.PacketsDelivered, st.UDP.ReceiveBufferErrors},
+	}
+	if es, ok := ep.Stats().(*tcpip.TransportEndpointStats); ok {
+		r.received = append(r.received, &es.PacketsReceived)
+		r.overflows = append(r.overflows, &es.ReceiveErrors.ReceiveBufferOverflow)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	info := s.ns.NICInfo()
+	registered := false
+	for _, n := range s.nics {
+		e, ok := n.ep.(*Endpoint)
+		if !ok || e.opts.DisableUDPFastPath {
+			continue
+		}
+		// One socket is on one NIC's flow in practice; the NIC counters
+		// are those of the last Endpoint that takes it.
+		r.nicPackets, r.nicBytes = info[n.id].Stats.Rx.Packets, info[n.id].Stats.Rx.Bytes
+		e.registerUDP(r)
+		registered = true
+	}
+	if !registered {
+		return nil
+	}
+	return r
+}
+
+// unregister removes r from every Endpoint of s and drops what it holds.
+func (s *Stack) unregisterUDPFastRX(r *udpFastRX) {
+	s.mu.Lock()
+	for _, n := range s.nics {
+		if e, ok := n.ep.(*Endpoint); ok {
+			e.unregisterUDP(r)
+		}
+	}
+	s.mu.Unlock()
+	r.close()
+}
+
+// udpDemux is an Endpoint's table of fast receive queues, replaced whole on
+// change so that the receive goroutines read it without a lock.
+type udpDemux map[udpFlow]*udpFastRX
+
+func (e *Endpoint) registerUDP(r *udpFastRX) {
+	e.udpMu.Lock()
+	defer e.udpMu.Unlock()
+	m := maps.Clone(e.udpSocks())
+	if m == nil {
+		m = make(udpDemux, 1)
+	}
+	m[r.flow] = r
+	e.udp.Store(&m)
+}
+
+func (e *Endpoint) unregisterUDP(r *udpFastRX) {
+	e.udpMu.Lock()
+	defer e.udpMu.Unlock()
+	old := e.udpSocks()
+	if old[r.flow] != r {
+		return
+	}
+	m := maps.Clone(old)
+	delete(m, r.flow)
+	e.udp.Store(&m)
+}
+
+// udpSocks returns the current table (nil before the first socket).
+func (e *Endpoint) udpSocks() udpDemux {
+	if p := e.udp.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// deliverUDP hands a received frame's datagram (ip is the frame from the IP
+// header on, its checksums verified) to a connected socket's fast receive
+// queue, if it is one of theirs; false means netstack takes the frame.
+func (e *Endpoint) deliverUDP(proto tcpip.NetworkProtocolNumber, ip []byte, frameLen int) bool {
+	m := e.udpSocks()
+	if len(m) == 0 {
+		return false
+	}
+	var f udpFlow
+	var l4 []byte
+	switch proto {
+	case header.IPv4ProtocolNumber:
+		if len(ip) < header.IPv4MinimumSize {
+			return false
+		}
+		h := header.IPv4(ip)
+		tot := int(h.TotalLength())
+		if h.HeaderLength() != header.IPv4MinimumSize || h.Protocol() != uint8(udp.ProtocolNumber) || h.More() || h.FragmentOffset() != 0 || tot > len(ip) || tot < header.IPv4MinimumSize+header.UDPMinimumSize {
+			return false
+		}
+		f.local, f.remote = h.DestinationAddress(), h.SourceAddress()
+		l4 = ip[header.IPv4MinimumSize:tot]
+	case header.IPv6ProtocolNumber:
+		if len(ip) < header.IPv6MinimumSize {
+			return false
+		}
+		h := header.IPv6(ip)
+		tot := header.IPv6MinimumSize + int(h.PayloadLength())
+		if h.NextHeader() != uint8(udp.ProtocolNumber) || tot > len(ip) || tot < header.IPv6MinimumSize+header.UDPMinimumSize {
+			return false
+		}
+		f.local, f.remote = h.DestinationAddress(), h.SourceAddress()
+		l4 = ip[header.IPv6MinimumSize:tot]
+	default:
+		return false
+	}
+	u := header.UDP(l4)
+	f.lport, f.rport = u.DestinationPort(), u.SourcePort()
+	r, ok := m[f]
+	if !ok {
+		return false
+	}
+	n := int(u.Length())
+	if n < header.UDPMinimumSize || n > len(l4) || proto == header.IPv6ProtocolNumber && u.Checksum() == 0 {
+		return false // netstack counts it as malformed
+	}
+	r.push(l4[header.UDPMinimumSize:n], frameLen)
+	return true
 }
