@@ -338,10 +338,11 @@ var (
 	xskDropDesc     = prometheus.NewDesc("xdpnet_xsk_drops_total", "Kernel XDP_STATISTICS drops per reason.", []string{"interface", "reason"}, nil)
 	steerDesc       = prometheus.NewDesc("xdpnet_xdp_frames_total", "Frames seen by the steering program, by verdict.", []string{"interface", "verdict"}, nil)
 	epDropDesc      = prometheus.NewDesc("xdpnet_endpoint_drops_total", "Frames the netstack endpoint dropped.", []string{"interface", "dir"}, nil)
+	epUDPFastDesc   = prometheus.NewDesc("xdpnet_endpoint_udp_fast_datagrams_total", "Datagrams of connected UDP sockets (backend QUIC) moved between frames and socket without the netstack.", []string{"interface", "dir"}, nil)
 )
 
 func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{framesInUseDesc, framesDesc, xskDesc, xskKickDesc, xskDropDesc, steerDesc, epDropDesc} {
+	for _, d := range []*prometheus.Desc{framesInUseDesc, framesDesc, xskDesc, xskKickDesc, xskDropDesc, steerDesc, epDropDesc, epUDPFastDesc} {
 		ch <- d
 	}
 }
@@ -382,6 +383,8 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 			t := stack.Total(xi.ep.Stats())
 			ch <- prometheus.MustNewConstMetric(epDropDesc, prometheus.CounterValue, float64(t.RXDrops()), xi.name, "rx")
 			ch <- prometheus.MustNewConstMetric(epDropDesc, prometheus.CounterValue, float64(t.TXDrops()), xi.name, "tx")
+			ch <- prometheus.MustNewConstMetric(epUDPFastDesc, prometheus.CounterValue, float64(t.RXUDPFast), xi.name, "rx")
+			ch <- prometheus.MustNewConstMetric(epUDPFastDesc, prometheus.CounterValue, float64(t.TXUDPFast), xi.name, "tx")
 		}
 	}
 }
