@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -316,24 +318,97 @@ func benchStreams(b *testing.B, impls []benchImpl) {
 				b.Fatal(err)
 			}
 			defer c.close()
-			const parallel = 64
 			measure(b, impl.name, "streams/s", float64(b.N), func() {
-				var wg sync.WaitGroup
-				var failed sync.Once
-				for w := range parallel {
-					wg.Go(func() {
-						for i := w; i < b.N; i += parallel {
-							if err := request(ctx, c, []byte{'q'}); err != nil {
-								failed.Do(func() { b.Error(err) })
-								return
-							}
-						}
-					})
+				if err := runStreams(ctx, c, b.N); err != nil {
+					b.Error(err)
 				}
-				wg.Wait()
 			})
 		})
 	}
+}
+
+// runStreams makes n requests on c, 64 in parallel, and returns the first
+// error.
+func runStreams(ctx context.Context, c benchConn, n int) error {
+	const parallel = 64
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for w := range parallel {
+		wg.Go(func() {
+			for i := w; i < n; i += parallel {
+				if err := request(ctx, c, []byte{'q'}); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// BenchmarkQUICStreamsMuxCost isolates what mux adds per stream, which the
+// sequential sub-benchmarks of BenchmarkQUICStreams cannot resolve on a
+// shared machine: a mux.QUICConn client and a bare quic-go client, each on
+// its own connected netstack socket to a bare quic-go server, run
+// alternately in rounds of b.N streams within one process, so both see the
+// same load, heap and warm-up. See benchMuxCost.
+func BenchmarkQUICStreamsMuxCost(b *testing.B) {
+	benchMuxCost(b, func(b *testing.B, useMux bool) benchSide {
+		s := netstackSide(b)
+		s.useMux, s.rawServer = useMux, true
+		return s
+	})
+}
+
+// benchMuxCost runs the rounds of a MuxCost benchmark. It reports, per
+// client, the median over the rounds of the process's CPU time per stream
+// (bare-cpu-ns/op, mux-cpu-ns/op) and the process's heap allocations per
+// stream (bare-allocs/op, mux-allocs/op, over all rounds); mux-cpu-ratio
+// is bare over mux (1: mux costs nothing). ns/op is suppressed: each client
+// runs rounds*b.N streams.
+func benchMuxCost(b *testing.B, side func(b *testing.B, useMux bool) benchSide) {
+	const rounds = 6
+	ctx := benchCtx(b)
+	var conns [2]benchConn // bare, mux
+	for i, useMux := range []bool{false, true} {
+		c, err := newBenchEnv(b, side(b, useMux)).dial(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.close()
+		conns[i] = c
+	}
+	var cpu [2][]float64
+	var allocs [2]uint64
+	var ms runtime.MemStats
+	b.ResetTimer()
+	for r := range rounds {
+		for k := range conns {
+			i := (k + r) % len(conns) // alternate which client goes first
+			runtime.ReadMemStats(&ms)
+			mallocs, cpu0 := ms.Mallocs, cpuTime()
+			if err := runStreams(ctx, conns[i], b.N); err != nil {
+				b.Fatal(err)
+			}
+			cpu[i] = append(cpu[i], float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N))
+			runtime.ReadMemStats(&ms)
+			allocs[i] += ms.Mallocs - mallocs
+		}
+	}
+	b.StopTimer()
+	median := func(v []float64) float64 {
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	bare, mux := median(cpu[0]), median(cpu[1])
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(bare, "bare-cpu-ns/op")
+	b.ReportMetric(mux, "mux-cpu-ns/op")
+	b.ReportMetric(bare/mux, "mux-cpu-ratio")
+	b.ReportMetric(float64(allocs[0])/float64(rounds*b.N), "bare-allocs/op")
+	b.ReportMetric(float64(allocs[1])/float64(rounds*b.N), "mux-allocs/op")
 }
 
 // BenchmarkQUICHandshakes: a new connection per iteration (handshake and

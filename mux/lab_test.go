@@ -232,6 +232,14 @@ func (e *labEnv) netstackSide(b *testing.B, useMux bool) benchSide {
 	return benchSide{cli: cli, srv: srv, useMux: useMux, rawServer: true, packetSize: netstackPacketSize}
 }
 
+// BenchmarkLabQUICStreamsMuxCost is BenchmarkQUICStreamsMuxCost over the
+// lab: both clients on the engine netstack over AF_XDP, the server on the
+// backend namespace's kernel (root only).
+func BenchmarkLabQUICStreamsMuxCost(b *testing.B) {
+	e := newLabEnv(b)
+	benchMuxCost(b, e.netstackSide)
+}
+
 // BenchmarkLabQUICStreams and its siblings are BenchmarkQUICStreams and
 // siblings over the lab (root only).
 func BenchmarkLabQUICStreams(b *testing.B)    { benchStreams(b, labImpls(b)) }
