@@ -111,9 +111,10 @@ type Endpoint struct {
 	wg     sync.WaitGroup // the receive goroutines
 
 	// udp demultiplexes received datagrams to connected sockets' fast
-	// receive queues (udpfast.go); udpMu serialises its replacement.
-	udp   atomic.Pointer[udpDemux]
-	udpMu sync.Mutex
+	// receive queues (udpfast.go): udpFlow -> *udpFastRX. udpSocks counts
+	// them, so that frames skip the lookup while there are none.
+	udp      sync.Map
+	udpSocks atomic.Int64
 
 	mu sync.RWMutex
 	// +checklocks:mu

@@ -15,7 +15,8 @@ import (
 // socket (counted), and every drop releases the datagram's share of the
 // send buffer: writes keep completing, none blocks for good, and once the
 // fault is gone datagrams arrive again. Closing the stack afterwards gives
-// every frame back.
+// every frame back. Both send paths: netstack's (send buffer, qdisc) and the
+// fast path, whose drops the kicker counts after the writes returned.
 func TestUDPSendBufferDrainsThroughTXFaults(t *testing.T) {
 	writes := 400 // over two send buffers' worth
 	if raceEnabled {
@@ -32,74 +33,78 @@ func TestUDPSendBufferDrainsThroughTXFaults(t *testing.T) {
 		}},
 		{"link-down", func(r *stacktest.XDPResult, on bool) { r.SetUp(!on) }},
 	} {
-		t.Run(fault.name, func(t *testing.T) {
-			r := stacktest.NewXDPPair(t, stacktest.XDPOptions{Queues: 2})
-			srv, err := r.B.ListenUDP(netip.AddrPortFrom(stacktest.AddrB4, 4433))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Close()
-			cli, err := r.A.DialUDP(netip.AddrPortFrom(stacktest.AddrA4, 0), netip.AddrPortFrom(stacktest.AddrB4, 4433))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cli.Close()
-			// received reads until a datagram starting with tag
-			// arrives.
-			received := func(tag []byte) {
-				t.Helper()
-				buf := make([]byte, 2048)
-				srv.SetReadDeadline(time.Now().Add(10 * time.Second))
-				for {
-					n, _, err := srv.ReadFrom(buf)
-					if err != nil {
-						t.Fatalf("waiting for %q: %v", tag, err)
+		for _, path := range []string{"netstack", "fastpath"} {
+			t.Run(fault.name+"/"+path, func(t *testing.T) {
+				r := stacktest.NewXDPPair(t, stacktest.XDPOptions{Queues: 2, A: stack.EndpointOptions{DisableUDPFastPath: path == "netstack"}})
+				srv, err := r.B.ListenUDP(netip.AddrPortFrom(stacktest.AddrB4, 4433))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer srv.Close()
+				cli, err := r.A.DialUDP(netip.AddrPortFrom(stacktest.AddrA4, 0), netip.AddrPortFrom(stacktest.AddrB4, 4433))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cli.Close()
+				// received reads until a datagram starting with tag
+				// arrives.
+				received := func(tag []byte) {
+					t.Helper()
+					buf := make([]byte, 2048)
+					srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+					for {
+						n, _, err := srv.ReadFrom(buf)
+						if err != nil {
+							t.Fatalf("waiting for %q: %v", tag, err)
+						}
+						if bytes.HasPrefix(buf[:n], tag) {
+							return
+						}
 					}
-					if bytes.HasPrefix(buf[:n], tag) {
-						return
+				}
+				write := func(tag []byte, i int) {
+					t.Helper()
+					b := make([]byte, 1200)
+					copy(b, tag)
+					// Far beyond the TX wait of every batch in the send
+					// buffer: only a buffer that never drains reaches it.
+					cli.SetWriteDeadline(time.Now().Add(10 * time.Second))
+					if _, err := cli.Write(b); err != nil {
+						t.Fatalf("write %d %q: %v", i, tag, err)
 					}
 				}
-			}
-			write := func(tag []byte, i int) {
-				t.Helper()
-				b := make([]byte, 1200)
-				copy(b, tag)
-				// Far beyond the TX wait of every batch in the send
-				// buffer: only a buffer that never drains reaches it.
-				cli.SetWriteDeadline(time.Now().Add(10 * time.Second))
-				if _, err := cli.Write(b); err != nil {
-					t.Fatalf("write %d %q: %v", i, tag, err)
-				}
-			}
-			// Resolve the peer's MAC first: with the link down, ARP
-			// would fail and the socket report it, not the fault.
-			write([]byte("before"), 0)
-			received([]byte("before"))
+				// Resolve the peer's MAC first: with the link down, ARP
+				// would fail and the socket report it, not the fault.
+				write([]byte("before"), 0)
+				received([]byte("before"))
 
-			before := stack.Total(r.EPA.Stats())
-			fault.set(r, true)
-			for i := range writes {
-				write([]byte("during"), i)
-			}
-			during := stack.Total(r.EPA.Stats())
-			fault.set(r, false)
-			if drops := during.TXDrops() - before.TXDrops(); drops == 0 {
-				t.Errorf("no TX drops counted during the fault: %+v", during)
-			}
-			for i := range 10 {
-				write([]byte("after"), i)
-			}
-			received([]byte("after"))
-
-			r.A.Close()
-			if err := r.EPA.CloseErr(); err != nil {
-				t.Error(err)
-			}
-			for i, w := range r.Wires {
-				if err := w.A.Pool().CheckConservation(); err != nil {
-					t.Errorf("queue %d: %v", i, err)
+				before := stack.Total(r.EPA.Stats())
+				fault.set(r, true)
+				for i := range writes {
+					write([]byte("during"), i)
 				}
-			}
-		})
+				waitFor(t, "TX drops during the fault", func() bool {
+					return stack.Total(r.EPA.Stats()).TXDrops() > before.TXDrops()
+				})
+				fault.set(r, false)
+				if fast := stack.Total(r.EPA.Stats()).TXUDPFast; (path == "fastpath") != (fast > 0) {
+					t.Errorf("%s: %d datagrams took the fast path", path, fast)
+				}
+				for i := range 10 {
+					write([]byte("after"), i)
+				}
+				received([]byte("after"))
+
+				r.A.Close()
+				if err := r.EPA.CloseErr(); err != nil {
+					t.Error(err)
+				}
+				for i, w := range r.Wires {
+					if err := w.A.Pool().CheckConservation(); err != nil {
+						t.Errorf("queue %d: %v", i, err)
+					}
+				}
+			})
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -411,47 +410,23 @@ func (s *Stack) unregisterUDPFastRX(r *udpFastRX) {
 	r.close()
 }
 
-// udpDemux is an Endpoint's table of fast receive queues, replaced whole on
-// change so that the receive goroutines read it without a lock.
-type udpDemux map[udpFlow]*udpFastRX
-
 func (e *Endpoint) registerUDP(r *udpFastRX) {
-	e.udpMu.Lock()
-	defer e.udpMu.Unlock()
-	m := maps.Clone(e.udpSocks())
-	if m == nil {
-		m = make(udpDemux, 1)
+	if _, loaded := e.udp.Swap(r.flow, r); !loaded {
+		e.udpSocks.Add(1)
 	}
-	m[r.flow] = r
-	e.udp.Store(&m)
 }
 
 func (e *Endpoint) unregisterUDP(r *udpFastRX) {
-	e.udpMu.Lock()
-	defer e.udpMu.Unlock()
-	old := e.udpSocks()
-	if old[r.flow] != r {
-		return
+	if e.udp.CompareAndDelete(r.flow, r) {
+		e.udpSocks.Add(-1)
 	}
-	m := maps.Clone(old)
-	delete(m, r.flow)
-	e.udp.Store(&m)
-}
-
-// udpSocks returns the current table (nil before the first socket).
-func (e *Endpoint) udpSocks() udpDemux {
-	if p := e.udp.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // deliverUDP hands a received frame's datagram (ip is the frame from the IP
 // header on, its checksums verified) to a connected socket's fast receive
 // queue, if it is one of theirs; false means netstack takes the frame.
 func (e *Endpoint) deliverUDP(proto tcpip.NetworkProtocolNumber, ip []byte, frameLen int) bool {
-	m := e.udpSocks()
-	if len(m) == 0 {
+	if e.udpSocks.Load() == 0 {
 		return false
 	}
 	var f udpFlow
@@ -484,10 +459,11 @@ func (e *Endpoint) deliverUDP(proto tcpip.NetworkProtocolNumber, ip []byte, fram
 	}
 	u := header.UDP(l4)
 	f.lport, f.rport = u.DestinationPort(), u.SourcePort()
-	r, ok := m[f]
+	v, ok := e.udp.Load(f)
 	if !ok {
 		return false
 	}
+	r := v.(*udpFastRX)
 	n := int(u.Length())
 	if n < header.UDPMinimumSize || n > len(l4) || proto == header.IPv6ProtocolNumber && u.Checksum() == 0 {
 		return false // netstack counts it as malformed

@@ -224,14 +224,11 @@ func TestUDPFastPathNeighbourChange(t *testing.T) {
 	}
 }
 
-// waitFor polls cond for up to 10s.
+// waitFor fails the test unless cond holds within eventually's bound.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
+	if !eventually(cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
