@@ -196,6 +196,23 @@ func TestQUICCreditExhaustedThenRaised(t *testing.T) {
 	}
 }
 
+// TestQUICTraceOneRecorder: the connection's trace, which quic-go's HTTP/3
+// layer finds through QlogTrace, gives no recorder beyond the connection's
+// own, and the connection's credit stays tracked.
+func TestQUICTraceOneRecorder(t *testing.T) {
+	cli, _ := quicPair(t, ALPNRaw, Config{MaxIncomingStreams: 7}, Config{})
+	tr := cli.QUIC().QlogTrace()
+	if tr == nil {
+		t.Fatal("connection without a trace")
+	}
+	if r := tr.AddProducer(); r != nil {
+		t.Fatalf("a later producer got recorder %T", r)
+	}
+	if got := cli.AvailStreams(); got != 7 {
+		t.Fatalf("AvailStreams = %d, want 7", got)
+	}
+}
+
 // waitFor polls cond until it holds; it fails the test after 10s. It is for
 // conditions reached through real sockets, where synctest cannot help.
 func waitFor(t testing.TB, what string, cond func() bool) {

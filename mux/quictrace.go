@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
@@ -29,12 +30,28 @@ func traceFromContext(ctx context.Context, _ bool, _ quic.ConnectionID) qlogwrit
 	if c == nil {
 		return nil
 	}
-	return (*connTrace)(c)
+	return &connTrace{c: c}
 }
 
-type connTrace QUICConn
+// connTrace is the trace of one quic-go connection (a dial that switches
+// QUIC version makes a new one). It hands the recorder to its first
+// producer only: quic-go's connection, which asks while it is being made.
+// Later producers are quic-go's HTTP/3 layer (HTTP3Client, or an
+// http3.Server on QUIC()), which finds the trace through
+// quic.Conn.QlogTrace and, given a recorder, would build an event for every
+// HTTP/3 frame it writes or parses, header fields included; QUICConn needs
+// none of them, and without a recorder HTTP/3 builds none.
+type connTrace struct {
+	c      *QUICConn
+	handed atomic.Bool
+}
 
-func (t *connTrace) AddProducer() qlogwriter.Recorder { return (*connRecorder)(t) }
+func (t *connTrace) AddProducer() qlogwriter.Recorder {
+	if t.handed.Swap(true) {
+		return nil
+	}
+	return (*connRecorder)(t.c)
+}
 
 // connRecorder is called on quic-go's connection goroutine: it must be
 // quick and must not block.
