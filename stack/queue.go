@@ -190,8 +190,10 @@ func (q *queue) deliverOne(v *buffer.View) {
 		if e.flows != nil {
 			e.flows.noteSYN(proto, b[header.EthernetMinimumSize:], q.idx)
 		}
-		if e.deliverUDP(proto, b[header.EthernetMinimumSize:], len(b)) {
+		if sock, payload, from := e.lookupUDP(proto, b[header.EthernetMinimumSize:]); sock != nil {
+			// Counted first: whoever sees the datagram sees it counted.
 			q.ctr.rxUDPFast.Add(1)
+			sock.push(payload, from, len(b))
 			v.Release()
 			return
 		}

@@ -91,7 +91,8 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (n
 
 // ListenUDP opens a UDP socket bound to addr (zero or unspecified address:
 // every address, dual-stack; port 0: a free port). It is a *UDPConn;
-// WriteTo takes a *net.UDPAddr.
+// WriteTo takes a *net.UDPAddr. Bound to a unicast address, it receives
+// straight from an Endpoint's frames (see the package doc).
 func (s *Stack) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
 	if s.isClosed() {
 		return nil, opErr("listen", "udp", addr, ErrClosed)

@@ -36,8 +36,9 @@ type UDPConn struct {
 	laddr *net.UDPAddr
 	// raddr is the connected peer; nil for an unconnected socket.
 	raddr *net.UDPAddr
-	// fast sends a connected socket's datagrams and fastRX receives
-	// them (see udpfast.go); nil when unconnected.
+	// fast sends a connected socket's datagrams (nil when unconnected);
+	// fastRX receives a connected or address-bound socket's (nil
+	// otherwise). See udpfast.go.
 	fast   *udpFastPath
 	fastRX *udpFastRX
 	closed atomic.Bool
@@ -177,12 +178,13 @@ func (s *Stack) newUDPConn(proto tcpip.NetworkProtocolNumber, laddr, raddr *tcpi
 	c.laddr = udpAddr(la.Addr, la.Port)
 	c.rd.init(&c.wq, waiter.ReadableEvents|waiter.EventHUp|waiter.EventErr)
 	c.wr.init(&c.wq, waiter.WritableEvents|waiter.EventHUp|waiter.EventErr)
+	var ra tcpip.FullAddress
 	if raddr != nil {
-		ra, _ := ep.GetRemoteAddress()
+		ra, _ = ep.GetRemoteAddress()
 		c.raddr = udpAddr(ra.Addr, ra.Port)
 		c.fast = newUDPFastPath(s, ep, proto, la, ra)
-		c.fastRX = s.newUDPFastRX(ep, c.rd.wake, la, ra)
 	}
+	c.fastRX = s.newUDPFastRX(ep, c.rd.wake, la, ra)
 	return c, nil
 }
 
@@ -235,8 +237,11 @@ func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	defer func() { c.dst = nil }()
 	for {
 		if c.fastRX != nil {
-			if n, ok := c.fastRX.pop(b); ok {
-				return n, c.raddr, nil
+			if n, from, ok := c.fastRX.pop(b); ok {
+				if c.raddr != nil {
+					return n, c.raddr, nil
+				}
+				return n, c.peer(tcpip.FullAddress{Addr: from.addr, Port: from.port}), nil
 			}
 		}
 		c.dst = b

@@ -260,18 +260,20 @@ func (r *fastRoute) build(fr, payload []byte) int {
 	return n
 }
 
-// udpFlow names a connected socket's datagrams as they arrive: to local
-// from remote.
+// udpFlow names a socket's datagrams as they arrive: to local from remote
+// (a listening socket's has a zero remote).
 type udpFlow struct {
 	local, remote tcpip.Address
 	lport, rport  uint16
 }
 
-// udpFastRX is a connected socket's receive queue for datagrams the
-// Endpoint hands it straight from received frames (Endpoint.deliverUDP),
-// skipping netstack's IP and UDP receive path. Only unfragmented datagrams
-// of the socket's exact flow without IP options or IPv6 extension headers
-// come this way, after the endpoint verified their checksums; anything else
+// udpFastRX is a socket's receive queue for datagrams the Endpoint hands it
+// straight from received frames (Endpoint.lookupUDP), skipping netstack's
+// IP and UDP receive path: a connected socket's, or a listening socket's
+// bound to one unicast address (wildcard sockets stay with netstack, which
+// knows their dual-stack rules). Only unfragmented datagrams of the
+// socket's flow (for a connected socket, from its peer) without IP options
+// or IPv6 extension headers come this way, after the endpoint verified their checksums; anything else
 // (fragments, ICMP errors) still goes through netstack, and the socket reads
 // both. The queue holds copies of the payloads, bounded as netstack bounds
 // its own queue: a datagram is dropped (counted in UDP's
@@ -284,7 +286,7 @@ type udpFastRX struct {
 
 	mu sync.Mutex
 	// +checklocks:mu
-	queue []*[]byte
+	queue []*rxDatagram
 	// +checklocks:mu
 	head int
 	// +checklocks:mu
@@ -298,13 +300,20 @@ type udpFastRX struct {
 	nicBytes   *tcpip.StatCounter
 }
 
-// rxBufs holds payload copies; frames are at most a UMEM frame, so one size
-// fits all.
-var rxBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// rxDatagram is a queued datagram: a copy of its payload and its sender.
+type rxDatagram struct {
+	b    []byte
+	from udpPeer
+}
 
-// push queues a copy of payload (frameLen is the whole frame's length, for
-// the NIC's byte counter). It runs on the Endpoint's receive goroutine.
-func (r *udpFastRX) push(payload []byte, frameLen int) {
+// rxDatagrams are pooled; a payload is at most a UMEM frame, so one
+// capacity fits all.
+var rxDatagrams = sync.Pool{New: func() any { return &rxDatagram{b: make([]byte, 0, 4096)} }}
+
+// push queues a copy of payload from sender from (frameLen is the whole
+// frame's length, for the NIC's byte counter). It runs on the Endpoint's
+// receive goroutine.
+func (r *udpFastRX) push(payload []byte, from udpPeer, frameLen int) {
 	r.nicPackets.Increment()
 	r.nicBytes.IncrementBy(uint64(frameLen))
 	r.mu.Lock()
@@ -315,9 +324,10 @@ func (r *udpFastRX) push(payload []byte, frameLen int) {
 		}
 		return
 	}
-	bp := rxBufs.Get().(*[]byte)
-	*bp = append((*bp)[:0], payload...)
-	r.queue = append(r.queue, bp)
+	d := rxDatagrams.Get().(*rxDatagram)
+	d.b = append(d.b[:0], payload...)
+	d.from = from
+	r.queue = append(r.queue, d)
 	r.bytes += len(payload)
 	r.mu.Unlock()
 	for _, c := range r.received {
@@ -327,25 +337,25 @@ func (r *udpFastRX) push(payload []byte, frameLen int) {
 }
 
 // pop moves the oldest datagram into b (the excess of a longer one is
-// lost, as with any UDP read) and reports its length, or false if none is
-// queued.
-func (r *udpFastRX) pop(b []byte) (int, bool) {
+// lost, as with any UDP read) and returns its length and sender, or false
+// if none is queued.
+func (r *udpFastRX) pop(b []byte) (int, udpPeer, bool) {
 	r.mu.Lock()
 	if r.head == len(r.queue) {
 		r.mu.Unlock()
-		return 0, false
+		return 0, udpPeer{}, false
 	}
-	bp := r.queue[r.head]
+	d := r.queue[r.head]
 	r.queue[r.head] = nil
 	r.head++
 	if r.head == len(r.queue) {
 		r.queue, r.head = r.queue[:0], 0
 	}
-	r.bytes -= len(*bp)
+	r.bytes -= len(d.b)
 	r.mu.Unlock()
-	n := copy(b, *bp)
-	rxBufs.Put(bp)
-	return n, true
+	n, from := copy(b, d.b), d.from
+	rxDatagrams.Put(d)
+	return n, from, true
 }
 
 // close drops what is queued and refuses more.
@@ -354,17 +364,21 @@ func (r *udpFastRX) close() {
 	defer r.mu.Unlock()
 	r.closed = true
 	for i := r.head; i < len(r.queue); i++ {
-		rxBufs.Put(r.queue[i])
+		rxDatagrams.Put(r.queue[i])
 		r.queue[i] = nil
 	}
 	r.queue, r.head, r.bytes = nil, 0, 0
 }
 
-// newUDPFastRX registers a connected socket's receive queue with every
-// Endpoint of s that has the fast path on; the caller unregisters it
-// (unregisterUDP) when the socket closes. It returns nil when no Endpoint
-// takes it.
+// newUDPFastRX registers a socket's receive queue with every Endpoint of s
+// that has the fast path on; remote is the connected peer, zero for a
+// listening socket. The caller unregisters it (unregisterUDPFastRX) when
+// the socket closes. It returns nil when no Endpoint takes it, or the
+// socket is bound to no single address.
 func (s *Stack) newUDPFastRX(ep tcpip.Endpoint, wake chan struct{}, local, remote tcpip.FullAddress) *udpFastRX {
+	if local.Addr.BitLen() == 0 || local.Addr.Unspecified() || local.Port == 0 {
+		return nil
+	}
 	st := s.ns.Stats()
 	r := &udpFastRX{
 		flow:      udpFlow{local: local.Addr, remote: remote.Addr, lport: local.Port, rport: remote.Port},
@@ -379,21 +393,25 @@ func (s *Stack) newUDPFastRX(ep tcpip.Endpoint, wake chan struct{}, local, remot
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	info := s.ns.NICInfo()
-	registered := false
+	var eps []*Endpoint
 	for _, n := range s.nics {
 		e, ok := n.ep.(*Endpoint)
 		if !ok || e.opts.DisableUDPFastPath {
 			continue
 		}
-		// One socket is on one NIC's flow in practice; the NIC counters
-		// are those of the last Endpoint that takes it.
-		r.nicPackets, r.nicBytes = info[n.id].Stats.Rx.Packets, info[n.id].Stats.Rx.Bytes
-		e.registerUDP(r)
-		registered = true
+		if eps == nil {
+			// A socket's flow is on one NIC in practice: the NIC
+			// counters are those of the first that takes it.
+			rx := s.ns.NICInfo()[n.id].Stats.Rx
+			r.nicPackets, r.nicBytes = rx.Packets, rx.Bytes
+		}
+		eps = append(eps, e)
 	}
-	if !registered {
+	if eps == nil {
 		return nil
+	}
+	for _, e := range eps {
+		e.registerUDP(r)
 	}
 	return r
 }
@@ -411,8 +429,9 @@ func (s *Stack) unregisterUDPFastRX(r *udpFastRX) {
 }
 
 func (e *Endpoint) registerUDP(r *udpFastRX) {
-	if _, loaded := e.udp.Swap(r.flow, r); !loaded {
-		e.udpSocks.Add(1)
+	e.udpSocks.Add(1) // first, so that no lookup skips the table meanwhile
+	if _, replaced := e.udp.Swap(r.flow, r); replaced {
+		e.udpSocks.Add(-1)
 	}
 }
 
@@ -422,52 +441,57 @@ func (e *Endpoint) unregisterUDP(r *udpFastRX) {
 	}
 }
 
-// deliverUDP hands a received frame's datagram (ip is the frame from the IP
-// header on, its checksums verified) to a connected socket's fast receive
-// queue, if it is one of theirs; false means netstack takes the frame.
-func (e *Endpoint) deliverUDP(proto tcpip.NetworkProtocolNumber, ip []byte, frameLen int) bool {
+// lookupUDP finds the fast receive queue of a received frame's datagram
+// (ip is the frame from the IP header on, its checksums verified) and
+// returns it with the payload and sender; nil means netstack takes the
+// frame.
+func (e *Endpoint) lookupUDP(proto tcpip.NetworkProtocolNumber, ip []byte) (*udpFastRX, []byte, udpPeer) {
 	if e.udpSocks.Load() == 0 {
-		return false
+		return nil, nil, udpPeer{}
 	}
 	var f udpFlow
 	var l4 []byte
 	switch proto {
 	case header.IPv4ProtocolNumber:
 		if len(ip) < header.IPv4MinimumSize {
-			return false
+			return nil, nil, udpPeer{}
 		}
 		h := header.IPv4(ip)
 		tot := int(h.TotalLength())
 		if h.HeaderLength() != header.IPv4MinimumSize || h.Protocol() != uint8(udp.ProtocolNumber) || h.More() || h.FragmentOffset() != 0 || tot > len(ip) || tot < header.IPv4MinimumSize+header.UDPMinimumSize {
-			return false
+			return nil, nil, udpPeer{}
 		}
 		f.local, f.remote = h.DestinationAddress(), h.SourceAddress()
 		l4 = ip[header.IPv4MinimumSize:tot]
 	case header.IPv6ProtocolNumber:
 		if len(ip) < header.IPv6MinimumSize {
-			return false
+			return nil, nil, udpPeer{}
 		}
 		h := header.IPv6(ip)
 		tot := header.IPv6MinimumSize + int(h.PayloadLength())
 		if h.NextHeader() != uint8(udp.ProtocolNumber) || tot > len(ip) || tot < header.IPv6MinimumSize+header.UDPMinimumSize {
-			return false
+			return nil, nil, udpPeer{}
 		}
 		f.local, f.remote = h.DestinationAddress(), h.SourceAddress()
 		l4 = ip[header.IPv6MinimumSize:tot]
 	default:
-		return false
+		return nil, nil, udpPeer{}
 	}
 	u := header.UDP(l4)
 	f.lport, f.rport = u.DestinationPort(), u.SourcePort()
+	from := udpPeer{f.remote, f.rport}
 	v, ok := e.udp.Load(f)
 	if !ok {
-		return false
+		// A listening socket's, then.
+		f.remote, f.rport = tcpip.Address{}, 0
+		if v, ok = e.udp.Load(f); !ok {
+			return nil, nil, udpPeer{}
+		}
 	}
 	r := v.(*udpFastRX)
 	n := int(u.Length())
 	if n < header.UDPMinimumSize || n > len(l4) || proto == header.IPv6ProtocolNumber && u.Checksum() == 0 {
-		return false // netstack counts it as malformed
+		return nil, nil, udpPeer{} // netstack counts it as malformed
 	}
-	r.push(l4[header.UDPMinimumSize:n], frameLen)
-	return true
+	return r, l4[header.UDPMinimumSize:n], from
 }

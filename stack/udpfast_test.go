@@ -435,3 +435,55 @@ func TestUDPFastPathReceiveBuffer(t *testing.T) {
 	}
 	p.echo(t, []byte("room again"))
 }
+
+// TestUDPFastPathListener: a socket bound to one address receives from any
+// sender on the fast path, and ReadFrom names each sender; a wildcard
+// socket stays with netstack.
+func TestUDPFastPathListener(t *testing.T) {
+	for _, wildcard := range []bool{false, true} {
+		t.Run(fmt.Sprintf("wildcard=%v", wildcard), func(t *testing.T) {
+			r := stacktest.NewXDPPair(t, stacktest.XDPOptions{})
+			bind := netip.AddrPortFrom(stacktest.AddrB4, 4433)
+			if wildcard {
+				bind = netip.AddrPortFrom(netip.Addr{}, 4433)
+			}
+			srv, err := r.B.ListenUDP(bind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			dst := netip.AddrPortFrom(stacktest.AddrB4, 4433)
+			var clis []net.Conn
+			for range 2 {
+				c, err := r.A.DialUDP(netip.AddrPort{}, dst)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				clis = append(clis, c)
+			}
+			buf := make([]byte, 2048)
+			srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+			for round := range 3 {
+				for i, c := range clis {
+					msg := fmt.Appendf(nil, "client %d round %d", i, round)
+					if _, err := c.Write(msg); err != nil {
+						t.Fatal(err)
+					}
+					n, from, err := srv.ReadFrom(buf)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(buf[:n], msg) || from.String() != c.LocalAddr().String() {
+						t.Fatalf("got %q from %v, want %q from %v", buf[:n], from, msg, c.LocalAddr())
+					}
+				}
+			}
+			// The first datagram of each client waited for ARP in A's
+			// netstack; all arrived at B as frames.
+			if fast := stack.Total(r.EPB.Stats()).RXUDPFast; wildcard && fast != 0 || !wildcard && fast != 6 {
+				t.Fatalf("wildcard=%v: %d of 6 datagrams received on the fast path", wildcard, fast)
+			}
+		})
+	}
+}
