@@ -36,12 +36,14 @@ type UDPConn struct {
 	laddr *net.UDPAddr
 	// raddr is the connected peer; nil for an unconnected socket.
 	raddr *net.UDPAddr
-	// fast sends a connected socket's datagrams (nil when unconnected);
-	// fastRX receives a connected or address-bound socket's (nil
-	// otherwise). See udpfast.go.
-	fast   *udpFastPath
-	fastRX *udpFastRX
-	closed atomic.Bool
+	// fast sends a connected socket's datagrams; fastPeers sends an
+	// unconnected socket's bound to one address, a path per destination;
+	// fastRX receives a connected or address-bound socket's. Nil when they
+	// do not apply. See udpfast.go.
+	fast      *udpFastPath
+	fastPeers *udpFastPeers
+	fastRX    *udpFastRX
+	closed    atomic.Bool
 
 	rd, wr udpDir
 
@@ -183,6 +185,8 @@ func (s *Stack) newUDPConn(proto tcpip.NetworkProtocolNumber, laddr, raddr *tcpi
 		ra, _ = ep.GetRemoteAddress()
 		c.raddr = udpAddr(ra.Addr, ra.Port)
 		c.fast = newUDPFastPath(s, ep, proto, la, ra)
+	} else if la.Addr.BitLen() > 0 && !la.Addr.Unspecified() {
+		c.fastPeers = &udpFastPeers{s: s, ep: ep, proto: proto, local: la}
 	}
 	c.fastRX = s.newUDPFastRX(ep, c.rd.wake, la, ra)
 	return c, nil
@@ -322,6 +326,11 @@ func (c *UDPConn) write(b []byte, to *net.UDPAddr) (int, error) {
 	}
 	if to == nil && c.fast != nil && c.fast.write(b) {
 		return len(b), nil
+	}
+	if to != nil && c.fastPeers != nil {
+		if f := c.fastPeers.path(to); f != nil && f.write(b) {
+			return len(b), nil
+		}
 	}
 	req := writeReqs.Get().(*writeReq)
 	defer func() { req.r.Reset(nil); writeReqs.Put(req) }()

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,8 +13,10 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
 
-// udpFastPath sends a connected UDP socket's datagrams straight into UMEM
-// frames of the Endpoint its route leaves by, skipping the netstack: no
+// udpFastPath sends a UDP socket's datagrams to one destination (a
+// connected socket's peer, or one of an address-bound socket's, see
+// udpFastPeers) straight into UMEM frames of the Endpoint its route leaves
+// by, skipping the netstack: no
 // packet buffer, no route lookup, no qdisc goroutine per datagram. quic-go
 // writes one datagram per call on any socket that is not a kernel
 // *net.UDPConn, and through the netstack each call cost more than the
@@ -54,6 +57,45 @@ type udpFastPath struct {
 	// ids numbers IPv4 datagrams sent without DF (RFC 6864 section 4.3
 	// wants their IDs unique); datagrams with DF carry ID 0.
 	ids atomic.Uint32
+}
+
+// udpFastPeers are the fast paths of an unconnected socket bound to one
+// address, one per destination, made on the first datagram to it. Past
+// maxCachedPeers destinations the cache starts over, as ReadFrom's address
+// cache does.
+type udpFastPeers struct {
+	s     *Stack
+	ep    tcpip.Endpoint
+	proto tcpip.NetworkProtocolNumber
+	local tcpip.FullAddress
+
+	paths sync.Map // udpPeer -> *udpFastPath
+	n     atomic.Int64
+}
+
+// path returns the fast path to to, nil if to is not of the socket's family.
+func (p *udpFastPeers) path(to *net.UDPAddr) *udpFastPath {
+	ip := to.IP
+	if p.proto == header.IPv4ProtocolNumber {
+		if ip = ip.To4(); ip == nil {
+			return nil
+		}
+	} else if len(ip) != net.IPv6len || ip.To4() != nil {
+		return nil
+	}
+	if to.Port <= 0 || to.Port > 0xffff {
+		return nil
+	}
+	k := udpPeer{tcpip.AddrFromSlice(ip), uint16(to.Port)}
+	if f, ok := p.paths.Load(k); ok {
+		return f.(*udpFastPath)
+	}
+	if p.n.Add(1) > maxCachedPeers {
+		p.paths.Clear()
+		p.n.Store(1)
+	}
+	f, _ := p.paths.LoadOrStore(k, newUDPFastPath(p.s, p.ep, p.proto, p.local, tcpip.FullAddress{Addr: k.addr, Port: k.port}))
+	return f.(*udpFastPath)
 }
 
 // fastRouteRefresh is how long a header template is used before it is

@@ -274,17 +274,18 @@ func TestUDPFastPathConcurrentWritersAndClose(t *testing.T) {
 	}
 }
 
-// BenchmarkUDPFastPath compares a connected socket's sends through the
-// netstack (impl=netstack, EndpointOptions.DisableUDPFastPath) with the
-// fast path (impl=fastpath) over the in-memory AF_XDP pair, in one run:
-// roundtrip sends 1200 bytes and waits for the answer (the server's answer
-// goes through the netstack either way); burst64 sends 64 datagrams, then
-// reads them at the server.
+// BenchmarkUDPFastPath compares UDP through the netstack (impl=netstack,
+// EndpointOptions.DisableUDPFastPath on both sides) with the fast paths
+// (impl=fastpath) over the in-memory AF_XDP pair, in one run: a connected
+// client, a server bound to one address. roundtrip sends 1200 bytes and
+// waits for the answer; burst64 sends 64 datagrams, then reads them at the
+// server.
 func BenchmarkUDPFastPath(b *testing.B) {
 	for _, mode := range []string{"roundtrip", "burst64"} {
 		for _, impl := range []string{"netstack", "fastpath"} {
 			b.Run("mode="+mode+"/impl="+impl, func(b *testing.B) {
-				r := stacktest.NewXDPPair(b, stacktest.XDPOptions{A: stack.EndpointOptions{DisableUDPFastPath: impl == "netstack"}})
+				off := stack.EndpointOptions{DisableUDPFastPath: impl == "netstack"}
+				r := stacktest.NewXDPPair(b, stacktest.XDPOptions{A: off, B: off})
 				dst := netip.AddrPortFrom(stacktest.AddrB4, 4433)
 				srv, err := r.B.ListenUDP(dst)
 				if err != nil {
@@ -437,8 +438,9 @@ func TestUDPFastPathReceiveBuffer(t *testing.T) {
 }
 
 // TestUDPFastPathListener: a socket bound to one address receives from any
-// sender on the fast path, and ReadFrom names each sender; a wildcard
-// socket stays with netstack.
+// sender on the fast path, ReadFrom names each sender, and its answers to
+// them leave on the fast path too (a path per destination); a wildcard
+// socket stays with netstack both ways.
 func TestUDPFastPathListener(t *testing.T) {
 	for _, wildcard := range []bool{false, true} {
 		t.Run(fmt.Sprintf("wildcard=%v", wildcard), func(t *testing.T) {
@@ -483,6 +485,24 @@ func TestUDPFastPathListener(t *testing.T) {
 			// netstack; all arrived at B as frames.
 			if fast := stack.Total(r.EPB.Stats()).RXUDPFast; wildcard && fast != 0 || !wildcard && fast != 6 {
 				t.Fatalf("wildcard=%v: %d of 6 datagrams received on the fast path", wildcard, fast)
+			}
+			// B learnt A's address from A's ARP request: its answers
+			// need no resolution.
+			for round := range 3 {
+				for i, c := range clis {
+					msg := fmt.Appendf(nil, "answer %d to client %d", round, i)
+					if _, err := srv.WriteTo(msg, c.LocalAddr()); err != nil {
+						t.Fatal(err)
+					}
+					c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					n, err := c.Read(buf)
+					if err != nil || !bytes.Equal(buf[:n], msg) {
+						t.Fatalf("client %d read %q, %v; want %q", i, buf[:n], err, msg)
+					}
+				}
+			}
+			if fast := stack.Total(r.EPB.Stats()).TXUDPFast; wildcard && fast != 0 || !wildcard && fast != 6 {
+				t.Fatalf("wildcard=%v: %d of 6 answers sent on the fast path", wildcard, fast)
 			}
 		})
 	}
