@@ -14,11 +14,24 @@ import (
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
 
-// frame builds an Ethernet frame from b's MAC... to a's, carrying a TCP
-// segment from AddrB4:40000 to AddrA4:port with payload, with correct
+// tcpFrame builds an Ethernet frame from B's MAC to dstMAC carrying a TCP
+// SYN from AddrB4:40000 to AddrA4:port with payload, with correct
 // checksums; mutate edits it afterwards.
 func tcpFrame(dstMAC []byte, port uint16, payload []byte, mutate func(f []byte)) []byte {
-	f := make([]byte, header.EthernetMinimumSize+header.IPv4MinimumSize+header.TCPMinimumSize+len(payload))
+	return ipv4Frame(dstMAC, header.TCPProtocolNumber, port, payload, mutate)
+}
+
+// udpFrame is tcpFrame with a UDP datagram.
+func udpFrame(dstMAC []byte, port uint16, payload []byte, mutate func(f []byte)) []byte {
+	return ipv4Frame(dstMAC, header.UDPProtocolNumber, port, payload, mutate)
+}
+
+func ipv4Frame(dstMAC []byte, proto tcpip.TransportProtocolNumber, port uint16, payload []byte, mutate func(f []byte)) []byte {
+	l4Len := header.TCPMinimumSize
+	if proto == header.UDPProtocolNumber {
+		l4Len = header.UDPMinimumSize
+	}
+	f := make([]byte, header.EthernetMinimumSize+header.IPv4MinimumSize+l4Len+len(payload))
 	header.Ethernet(f).Encode(&header.EthernetFields{
 		SrcAddr: tcpip.LinkAddress(stacktest.MACB), DstAddr: tcpip.LinkAddress(dstMAC), Type: header.IPv4ProtocolNumber,
 	})
@@ -26,14 +39,21 @@ func tcpFrame(dstMAC []byte, port uint16, payload []byte, mutate func(f []byte))
 	src, dst := tcpip.AddrFrom4(stacktest.AddrB4.As4()), tcpip.AddrFrom4(stacktest.AddrA4.As4())
 	ip.Encode(&header.IPv4Fields{
 		TotalLength: uint16(len(f) - header.EthernetMinimumSize), TTL: 64,
-		Protocol: uint8(header.TCPProtocolNumber), SrcAddr: src, DstAddr: dst,
+		Protocol: uint8(proto), SrcAddr: src, DstAddr: dst,
 	})
 	ip.SetChecksum(^ip.CalculateChecksum())
-	tcp := header.TCP(ip[header.IPv4MinimumSize:])
-	tcp.Encode(&header.TCPFields{SrcPort: 40000, DstPort: port, SeqNum: 1, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn, WindowSize: 65535})
-	copy(tcp[header.TCPMinimumSize:], payload)
-	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(tcp)))
-	tcp.SetChecksum(^checksum.Checksum(tcp, xsum))
+	l4 := ip[header.IPv4MinimumSize:]
+	copy(l4[l4Len:], payload)
+	xsum := header.PseudoHeaderChecksum(proto, src, dst, uint16(len(l4)))
+	if proto == header.UDPProtocolNumber {
+		u := header.UDP(l4)
+		u.Encode(&header.UDPFields{SrcPort: 40000, DstPort: port, Length: uint16(len(l4))})
+		u.SetChecksum(^checksum.Checksum(u, xsum))
+	} else {
+		tcp := header.TCP(l4)
+		tcp.Encode(&header.TCPFields{SrcPort: 40000, DstPort: port, SeqNum: 1, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn, WindowSize: 65535})
+		tcp.SetChecksum(^checksum.Checksum(tcp, xsum))
+	}
 	if mutate != nil {
 		mutate(f)
 	}
@@ -117,6 +137,32 @@ func TestMalformedFramesCounted(t *testing.T) {
 			t.Errorf("%s: netstack's malformed counter went %d -> %d", tc.name, before, malformed())
 		}
 	}
+	// A datagram for a socket on the UDP fast path whose UDP length does
+	// not fit is left to netstack, which counts it; a good one arrives.
+	sock, err := in.r.A.ListenUDP(netip.AddrPortFrom(stacktest.AddrA4, 5353))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	for _, udpLen := range []uint16{4, 200} {
+		bad := ns.Stats().UDP.MalformedPacketsReceived.Value()
+		in.inject(udpFrame(macA, 5353, []byte("bad"), func(f []byte) {
+			u := header.UDP(f[header.EthernetMinimumSize+header.IPv4MinimumSize:])
+			u.SetLength(udpLen)
+			u.SetChecksum(0) // none: the length, not the checksum, is wrong
+		}))
+		if !eventually(func() bool { return ns.Stats().UDP.MalformedPacketsReceived.Value() > bad }) {
+			t.Errorf("UDP length %d: not counted as malformed", udpLen)
+		}
+	}
+	fast := stack.Total(in.r.EPA.Stats()).RXUDPFast
+	in.inject(udpFrame(macA, 5353, []byte("good"), nil))
+	buf := make([]byte, 64)
+	sock.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, _, err := sock.ReadFrom(buf); err != nil || string(buf[:n]) != "good" || stack.Total(in.r.EPA.Stats()).RXUDPFast != fast+1 {
+		t.Errorf("good datagram: %q, %v; fast path took %d", buf[:n], err, stack.Total(in.r.EPA.Stats()).RXUDPFast-fast)
+	}
+
 	// A valid SYN to a closed port is answered, so the path still works.
 	rst := ns.Stats().TCP.ResetsSent.Value()
 	in.inject(tcpFrame(macA, 81, nil, nil))
@@ -151,7 +197,15 @@ func FuzzEndpointRX(f *testing.F) {
 		copy(b, macA)
 		f.Add(b)
 	}
+	f.Add(udpFrame(macA, 5353, []byte("hello"), nil))
+	f.Add(udpFrame(macA, 5353, []byte("hello"), func(b []byte) { b[len(b)-9] = 0xff })) // UDP length beyond the frame
 	in := newInjector(f)
+	// A socket on the UDP fast path, so that its parsing is fuzzed too.
+	sock, err := in.r.A.ListenUDP(netip.AddrPortFrom(stacktest.AddrA4, 5353))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer sock.Close()
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		in.t = t
 		in.inject(frame)
