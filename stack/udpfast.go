@@ -16,14 +16,13 @@ import (
 // udpFastPath sends a UDP socket's datagrams to one destination (a
 // connected socket's peer, or one of an address-bound socket's, see
 // udpFastPeers) straight into UMEM frames of the Endpoint its route leaves
-// by, skipping the netstack: no
-// packet buffer, no route lookup, no qdisc goroutine per datagram. quic-go
-// writes one datagram per call on any socket that is not a kernel
-// *net.UDPConn, and through the netstack each call cost more than the
-// encryption of the packet it carried.
+// by, skipping the netstack: no packet buffer, no route lookup, no qdisc
+// goroutine per datagram. quic-go writes one datagram per call on any
+// socket that is not a kernel *net.UDPConn, and through the netstack each
+// call cost more than the encryption of the packet it carried.
 //
 // The frames are the ones the netstack would build: the headers come from a
-// template made from the connected route and the socket's options (TTL or
+// template made from the route and the socket's options (TTL or
 // hop limit, TOS or traffic class, DF from the PMTU discovery setting with
 // IPv4 ID 0, as netstack does for DF datagrams), the lengths and checksums
 // are filled in per datagram. The template is rebuilt every
@@ -120,7 +119,7 @@ type fastRoute struct {
 	nicBytes *tcpip.StatCounter
 }
 
-// newUDPFastPath returns the fast path of a connected socket.
+// newUDPFastPath returns the fast path from local to remote of socket ep.
 func newUDPFastPath(s *Stack, ep tcpip.Endpoint, proto tcpip.NetworkProtocolNumber, local, remote tcpip.FullAddress) *udpFastPath {
 	return &udpFastPath{s: s, ep: ep, local: local.Addr, remote: remote.Addr, lport: local.Port, rport: remote.Port, proto: proto}
 }
