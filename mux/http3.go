@@ -65,31 +65,18 @@ func (h *HTTP3Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := h.c.reserve(ctx); err != nil {
 		return nil, err
 	}
-	// rctx is cancelled by ctx only after the headers went out.
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	var stop func() bool
-	var wrote atomic.Bool
-	var mu sync.Mutex
-	trace := httptrace.ContextClientTrace(ctx)
-	ours := &httptrace.ClientTrace{WroteHeaders: func() {
-		wrote.Store(true)
-		mu.Lock()
-		stop = context.AfterFunc(ctx, cancel)
-		mu.Unlock()
-		if trace != nil && trace.WroteHeaders != nil {
-			trace.WroteHeaders()
-		}
-	}}
-	rctx = httptrace.WithClientTrace(rctx, ours)
+	r := &h3Request{c: h.c, ctx: ctx}
+	// rctx is cancelled by ctx only after the headers went out. It keeps
+	// ctx's values: WithClientTrace composes the caller's trace hooks, if
+	// any, with ours.
+	var rctx context.Context
+	rctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	r.trace.WroteHeaders = r.wroteHeaders
+	rctx = httptrace.WithClientTrace(rctx, &r.trace)
 	rsp, err := h.cc.RoundTrip(req.WithContext(rctx))
 	if err != nil {
-		mu.Lock()
-		if stop != nil {
-			stop()
-		}
-		mu.Unlock()
-		cancel()
-		if !wrote.Load() && h.c.Err() == nil {
+		r.detach()
+		if !r.wrote.Load() && h.c.Err() == nil {
 			// A GOAWAY: the stream may or may not exist, so the count is
 			// unknown; no new streams go on this connection anyway.
 			h.c.markGoingAway()
@@ -101,16 +88,62 @@ func (h *HTTP3Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("mux: http3 request: %w", err)
 	}
 	rsp.Request = req
-	rsp.Body = &h3Body{ReadCloser: rsp.Body, done: func() {
-		mu.Lock()
-		if stop != nil {
-			stop()
-		}
-		mu.Unlock()
-		cancel()
-		h.c.streamEnded(true)
-	}}
+	r.body = rsp.Body
+	rsp.Body = r
 	return rsp, nil
+}
+
+// h3Request is one RoundTrip in flight; it is also its response's Body, so
+// that the stream's credit returns once that body ends.
+type h3Request struct {
+	c   *QUICConn
+	ctx context.Context // the caller's
+	// cancel ends the context quic-go sees.
+	cancel context.CancelFunc
+	trace  httptrace.ClientTrace
+	wrote  atomic.Bool
+	mu     sync.Mutex
+	// stop unhooks cancel from ctx; set once the headers went out.
+	stop func() bool
+	body io.ReadCloser
+	once sync.Once
+}
+
+func (r *h3Request) wroteHeaders() {
+	r.wrote.Store(true)
+	r.mu.Lock()
+	r.stop = context.AfterFunc(r.ctx, r.cancel)
+	r.mu.Unlock()
+}
+
+// detach unhooks and cancels the context quic-go saw.
+func (r *h3Request) detach() {
+	r.mu.Lock()
+	if r.stop != nil {
+		r.stop()
+	}
+	r.mu.Unlock()
+	r.cancel()
+}
+
+// done runs once, when the response body ends.
+func (r *h3Request) done() {
+	r.detach()
+	r.c.streamEnded(true)
+}
+
+func (r *h3Request) Read(p []byte) (int, error) {
+	n, err := r.body.Read(p)
+	if err != nil {
+		r.once.Do(r.done)
+	}
+	return n, err
+}
+
+func (r *h3Request) Close() error {
+	err := r.body.Close()
+	r.once.Do(r.done)
+	return err
 }
 
 // Close closes the HTTP/3 session and its connection.
@@ -147,25 +180,4 @@ func validMethod(m string) bool {
 		}
 	}
 	return true
-}
-
-// h3Body reports the end of a response body once.
-type h3Body struct {
-	io.ReadCloser
-	once sync.Once
-	done func()
-}
-
-func (b *h3Body) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil {
-		b.once.Do(b.done)
-	}
-	return n, err
-}
-
-func (b *h3Body) Close() error {
-	err := b.ReadCloser.Close()
-	b.once.Do(b.done)
-	return err
 }

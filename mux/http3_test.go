@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,6 +217,38 @@ func TestHTTP3Client(t *testing.T) {
 	}
 	if c.AvailStreams() != 2 {
 		t.Fatal("a refused request took credit")
+	}
+}
+
+// TestHTTP3ClientCallerTrace: the caller's httptrace hooks run once each;
+// RoundTrip adds its own WroteHeaders hook to them.
+func TestHTTP3ClientCallerTrace(t *testing.T) {
+	checkGoroutines(t)
+	h := h3Pair(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wrote, first atomic.Int32
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders:         func() { wrote.Add(1) },
+		GotFirstResponseByte: func() { first.Add(1) },
+	})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://backend.lab/", nil)
+	rsp, err := h.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	if err != nil || string(body) != "ok" {
+		t.Fatalf("body %q, %v", body, err)
+	}
+	if wrote.Load() != 1 || first.Load() != 1 {
+		t.Fatalf("caller's hooks ran WroteHeaders %d, GotFirstResponseByte %d times, want 1 each", wrote.Load(), first.Load())
+	}
+	if c := h.Conn(); c.UsedStreams() != 0 {
+		t.Fatalf("UsedStreams = %d after the body ended", c.UsedStreams())
 	}
 }
 
