@@ -3,9 +3,11 @@ package mux
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,16 +127,30 @@ func TestHTTP3GoAway(t *testing.T) {
 
 func TestHTTP3Client(t *testing.T) {
 	checkGoroutines(t)
-	release := make(chan struct{})
+	// Each held request waits for its own release: with one channel for
+	// both, the second handler could take the first release, and the
+	// first response, which the test reads, never ended.
+	release := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	start := time.Now()
+	var hellos atomic.Int32 // requests the server's /hello handler saw
 	mux := http.NewServeMux()
-	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { hellos.Add(1); io.WriteString(w, "hello") })
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
-	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/hold/{n}", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "held")
 		w.(http.Flusher).Flush()
-		<-release
+		if n, err := strconv.Atoi(r.PathValue("n")); err == nil && n >= 0 && n < len(release) {
+			<-release[n]
+		}
 	})
 	h := h3Pair(t, Config{MaxIncomingStreams: 2}, mux)
+	// Registered after the server's cleanup, so it runs first: a failed
+	// test unblocks the held handlers instead of hanging in Server.Close.
+	t.Cleanup(func() {
+		for _, r := range release {
+			close(r)
+		}
+	})
 	c := h.Conn()
 	w := newCreditWatcher()
 	c.SetWatcher(w)
@@ -171,8 +187,8 @@ func TestHTTP3Client(t *testing.T) {
 	// Exact credit: two held requests use the peer's whole limit.
 	waitFor(t, "credit back", func() bool { return c.AvailStreams() == 2 })
 	var held []*http.Response
-	for range 2 {
-		rsp, err := get(ctx, "/hold")
+	for n := range 2 {
+		rsp, err := get(ctx, fmt.Sprintf("/hold/%d", n))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +204,7 @@ func TestHTTP3Client(t *testing.T) {
 		t.Fatalf("request without credit: %v, want ErrNoCredit", err)
 	}
 	before := w.credit.Load()
-	release <- struct{}{}
+	release[0] <- struct{}{}
 	body, _ = io.ReadAll(held[0].Body)
 	held[0].Body.Close()
 	if string(body) != "held" {
@@ -198,13 +214,16 @@ func TestHTTP3Client(t *testing.T) {
 	if c.AvailStreams() != 1 || c.UsedStreams() != 1 {
 		t.Fatalf("avail %d used %d after one request ended", c.AvailStreams(), c.UsedStreams())
 	}
+	seen, st0 := hellos.Load(), c.QUIC().ConnectionStats()
 	rsp, err = get(ctx, "/hello")
 	if err != nil {
-		t.Fatal(err)
+		st := c.QUIC().ConnectionStats()
+		t.Fatalf("GET /hello with credit back: %v, %v into the test; the server's handler ran %d times for it; avail %d used %d; client sent %d packets and received %d meanwhile",
+			err, time.Since(start), hellos.Load()-seen, c.AvailStreams(), c.UsedStreams(), st.PacketsSent-st0.PacketsSent, st.PacketsReceived-st0.PacketsReceived)
 	}
 	io.Copy(io.Discard, rsp.Body)
 	rsp.Body.Close()
-	release <- struct{}{}
+	release[1] <- struct{}{}
 	io.Copy(io.Discard, held[1].Body)
 	held[1].Body.Close()
 	waitFor(t, "all credit back", func() bool { return c.AvailStreams() == 2 && c.UsedStreams() == 0 })
