@@ -224,6 +224,12 @@ func TestFramedPeerDisappearsAndReconnect(t *testing.T) {
 	c := dialFramed(t, dial, FramedConfig{ReconnectBackoff: time.Millisecond, MaxReconnectBackoff: 10 * time.Millisecond, MaxReconnects: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// drop closes the connections the server has accepted: make sure it
+	// has this one (the kernel completes a dial before the server's Accept
+	// returns; dropping nothing left the streams below waiting for good).
+	if err := roundTrip(ctx, c, []byte("before the drop")); err != nil {
+		t.Fatal(err)
+	}
 	// Streams mid-transfer when the peer goes away.
 	var streams []Stream
 	for range 10 {
