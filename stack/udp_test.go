@@ -417,6 +417,17 @@ func TestUDPConcurrent(t *testing.T) {
 	srv, cli := udpPair(t)
 	uc := srv.(*stack.UDPConn)
 	uc.SetReadBuffer(4 << 20)
+	// Resolve the peer first: netstack holds at most 256 datagrams while
+	// ARP runs and drops the rest, which left the reader below waiting for
+	// good (a CI run hung). A lost datagram now fails at the deadline.
+	buf := make([]byte, 64)
+	srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := cli.Write([]byte("resolve")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := srv.ReadFrom(buf); err != nil {
+		t.Fatal(err)
+	}
 	const writers, each = 4, 200
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -430,7 +441,6 @@ func TestUDPConcurrent(t *testing.T) {
 		})
 	}
 	seen := make(map[[2]byte]bool)
-	buf := make([]byte, 64)
 	for len(seen) < writers*each {
 		n, _, err := srv.ReadFrom(buf)
 		if err != nil || n != 2 {
