@@ -219,8 +219,9 @@ func TestKilledHolderReleasesEverything(t *testing.T) {
 		t.Fatalf("child said %q: no maps", line)
 	}
 	if err := l.Engine.Do(func() error {
-		if n, err := xdpSockets(); err != nil || n != 1 {
-			return fmt.Errorf("%d AF_XDP sockets while the child holds one (%v)", n, err)
+		// One port: its RX socket and its TX socket.
+		if n, err := xdpSockets(); err != nil || n != 2 {
+			return fmt.Errorf("%d AF_XDP sockets while the child holds one port (%v)", n, err)
 		}
 		return nil
 	}); err != nil {

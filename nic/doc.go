@@ -1,8 +1,14 @@
-// Package nic drives one AF_XDP socket per (interface, queue): a Port.
+// Package nic drives one (interface, queue) through AF_XDP: a Port.
 //
 // A Port owns a UMEM (anonymous memory cut into Config.FrameSize frames), a
-// bufring.FramePool over it, and a socket bound to one queue with its four
-// rings (fill, RX, TX, completion) mapped into the process. The XDP program
+// bufring.FramePool over it, and two sockets bound to one queue with their
+// four rings mapped into the process: the receive socket registers the UMEM
+// and has the fill, RX and completion rings, the transmit socket shares its
+// UMEM (XDP_SHARED_UMEM) and has the TX ring. In copy mode the kernel
+// transmits from a socket's TX ring whenever that socket is polled, under
+// the socket's mutex; with one socket, the poller Wait parks in would
+// contend with Transmit's kick for that mutex and spin on it while the kick
+// runs. The transmit socket is never polled. The XDP program
 // of package bpf steers the queue's frames for the engine's addresses to the
 // socket through its XSKMAP (Config.Map); everything else goes on to the
 // kernel.

@@ -27,8 +27,8 @@ type Desc struct {
 // batch is the size of the scratch arrays the port moves addresses in.
 const batch = 256
 
-// Port is one AF_XDP socket bound to one (interface, queue), with its own
-// UMEM and a bufring.FramePool over it.
+// Port is a receive and a transmit AF_XDP socket bound to one (interface,
+// queue), with their own UMEM and a bufring.FramePool over it.
 //
 // Frame ownership:
 //   - Receive hands the caller the frames of the descriptors it returns. The
@@ -97,9 +97,21 @@ type Port struct {
 	comp    *addrRing
 	txCache *bufring.Cache
 	txAddrs [batch]uint64
+	// txRetry kicks again, txRetryDelay later, when a kick left
+	// descriptors on the TX ring without progress (completion ring full,
+	// device busy, link down): the transmit socket is never polled, so
+	// nothing else would send them before the next Transmit. The delay
+	// doubles while kicks stay stuck.
+	txRetry      *time.Timer
+	txRetryArmed bool
+	txRetryDelay time.Duration
 
-	sock *xsk // owned by Close; the rings above point into it
-	ctr  counters
+	// sock owns the UMEM and has the fill, RX and completion rings; txSock
+	// shares its UMEM and has the TX ring, so that polling sock never
+	// transmits (see doc.go). Both are owned by Close; the rings above
+	// point into them.
+	sock, txSock *xsk
+	ctr          counters
 }
 
 // Open creates the UMEM and the socket for cfg, binds it, fills the fill ring
@@ -134,11 +146,11 @@ func Open(cfg Config) (_ *Port, err error) {
 		return nil, err
 	}
 	p.fd = p.sock.fd
-	p.fill, p.rx, p.tx, p.comp = &p.sock.fill, &p.sock.rx, &p.sock.tx, &p.sock.comp
+	p.fill, p.rx, p.tx, p.comp = &p.sock.fill, &p.sock.rx, &p.txSock.tx, &p.sock.comp
 	// In copy mode each sendto transmits at most a small budget (32 by
 	// default) and returns EAGAIN; let one kick take a whole TX ring. Older
 	// kernels lack the option, which only costs extra kicks.
-	_ = unix.SetsockoptInt(p.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, cfg.TXSize)
+	_ = unix.SetsockoptInt(p.txSock.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, cfg.TXSize)
 
 	if err := p.openPoll(); err != nil {
 		return nil, err
@@ -166,7 +178,7 @@ func (p *Port) bind() error {
 	if !cfg.NoNeedWakeup {
 		flags |= unix.XDP_USE_NEED_WAKEUP
 	}
-	sizes := ringSizes{uint32(cfg.FillSize), uint32(cfg.CompSize), uint32(cfg.RXSize), uint32(cfg.TXSize)}
+	sizes := ringSizes{fill: uint32(cfg.FillSize), comp: uint32(cfg.CompSize), rx: uint32(cfg.RXSize)}
 	try := func(mode uint16) (*xsk, error) {
 		deadline := time.Now().Add(cfg.BindRetry)
 		backoff := time.Millisecond
@@ -218,7 +230,18 @@ func (p *Port) bind() error {
 		s.close()
 		return err
 	}
-	p.sock = s
+	t, err := newXSK(nil, 0, 0, ringSizes{tx: uint32(cfg.TXSize)})
+	if err == nil {
+		if err = t.bindShared(cfg.Ifindex, cfg.Queue, s); err != nil {
+			t.close()
+			err = fmt.Errorf("nic: bind TX socket to ifindex %d queue %d: %w", cfg.Ifindex, cfg.Queue, err)
+		}
+	}
+	if err != nil {
+		s.close()
+		return err
+	}
+	p.sock, p.txSock = s, t
 	return nil
 }
 
@@ -389,8 +412,10 @@ func (p *Port) Alloc(descs []Desc) int {
 // owns those frames from then on. Descriptors not placed stay the caller's:
 // the error is then ErrRingFull, unless a kick failed. A kick that finds the
 // link down returns an error wrapping ErrLinkDown and ENETDOWN; the placed
-// descriptors leave once the link is back. Transmit(nil) only reaps
-// completions and kicks out what is still on the ring.
+// descriptors leave once the link is back: while a kick leaves descriptors
+// on the ring, the port kicks again on its own, backing off from 50µs to
+// 10ms (Stats.TxKickRetries). Transmit(nil) only reaps completions and
+// kicks out what is still on the ring.
 func (p *Port) Transmit(descs []Desc) (int, error) {
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
@@ -431,26 +456,63 @@ func (p *Port) kickTXLocked() error {
 		}
 		before := t.cached
 		p.ctr.txKicks.Add(1)
-		switch errno := p.sock.kickTX(); errno {
+		switch errno := p.txSock.kickTX(); errno {
 		case 0:
+			p.txRetryDelay = 0
 			return nil
 		case unix.EAGAIN, unix.EBUSY, unix.EINTR:
 			// The kernel stopped early: its budget ran out, the completion
-			// ring is full, or the device queue is busy. Retry only if it
-			// moved, after freeing completion slots.
+			// ring is full, or the device queue is busy. Kick again now
+			// only if it moved, after freeing completion slots.
 			p.reapLocked()
 			if t.loadConsumer() == before {
 				p.ctr.txKickBusy.Add(1)
+				p.armTXRetryLocked()
 				return nil
 			}
 		case unix.ENETDOWN:
 			p.ctr.linkDown.Add(1)
+			p.armTXRetryLocked()
 			return fmt.Errorf("nic: tx: %w: %w", ErrLinkDown, errno)
 		default:
 			p.ctr.txKickErrors.Add(1)
 			return fmt.Errorf("nic: tx kick: %w", errno)
 		}
 	}
+}
+
+const (
+	txRetryFirst = 50 * time.Microsecond
+	txRetryMax   = 10 * time.Millisecond
+)
+
+// armTXRetryLocked makes txRetry kick the TX ring later, unless it is
+// armed already. Called with txMu held.
+func (p *Port) armTXRetryLocked() {
+	if p.txRetryArmed {
+		return
+	}
+	p.txRetryArmed = true
+	p.txRetryDelay = min(max(2*p.txRetryDelay, txRetryFirst), txRetryMax)
+	if p.txRetry == nil {
+		p.txRetry = time.AfterFunc(p.txRetryDelay, p.retryTX)
+		return
+	}
+	p.txRetry.Reset(p.txRetryDelay)
+}
+
+// retryTX is txRetry's function: it kicks the TX ring, which arms it again
+// while the ring stays stuck. Kick errors are counted in Stats.
+func (p *Port) retryTX() {
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+	p.txRetryArmed = false
+	if p.closed.Load() {
+		return
+	}
+	p.ctr.txKickRetries.Add(1)
+	p.reapLocked()
+	_ = p.kickTXLocked()
 }
 
 // Complete reaps the completion ring, returning transmitted frames to the
@@ -600,6 +662,9 @@ func (p *Port) Close() error {
 	defer p.rxMu.Unlock()
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
+	if p.txRetry != nil {
+		p.txRetry.Stop()
+	}
 	var errs []error
 	if p.cfg.Map != nil {
 		if err := p.cfg.Map.DeleteSocket(p.cfg.Queue); err != nil {
@@ -619,6 +684,10 @@ func (p *Port) release() error {
 		errs = append(errs, p.pollFile.Close())
 		p.pollFile, p.pollConn = nil, nil
 	}
+	if p.txSock != nil {
+		errs = append(errs, p.txSock.close())
+		p.txSock = nil
+	}
 	if p.sock != nil {
 		errs = append(errs, p.sock.close())
 		p.sock = nil
@@ -636,7 +705,7 @@ func (p *Port) release() error {
 	return errors.Join(errs...)
 }
 
-// FD returns the socket's file descriptor (e.g. for an XSKMAP the caller
+// FD returns the receive socket's file descriptor (e.g. for an XSKMAP the caller
 // manages itself). It stays owned by the port, and is non-blocking (Wait
 // polls a duplicate of it through the Go runtime).
 func (p *Port) FD() int { return p.fd }

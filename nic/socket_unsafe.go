@@ -8,7 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// xsk is one AF_XDP socket with its four rings mapped. It is released by
+// xsk is one AF_XDP socket with the rings it was made with mapped (views of
+// the others stay zero). It is released by
 // close, which unmaps the rings before closing the descriptor: a ring mapping
 // holds a reference on the socket file, so a socket whose rings stay mapped is
 // never released and keeps its queue (and its pinned UMEM) busy. asavie/xdp
@@ -23,7 +24,8 @@ type xsk struct {
 	maps [][]byte
 }
 
-// ringSizes are the four ring sizes in descriptors (powers of two).
+// ringSizes are the ring sizes in descriptors (powers of two); a zero size
+// leaves that ring out.
 type ringSizes struct{ fill, comp, rx, tx uint32 }
 
 // mapUMEM returns anonymous, populated memory for a UMEM of size bytes. It is
@@ -37,8 +39,10 @@ func mapUMEM(size int) ([]byte, error) {
 	return mem, nil
 }
 
-// newXSK creates an AF_XDP socket over mem, sets up and maps its rings. It
-// does not bind: see bind.
+// newXSK creates an AF_XDP socket, sets up and maps the rings sizes asks
+// for. With mem it registers mem as the socket's UMEM; without, the socket
+// can only be bound to share another's (bindShared) and must ask for
+// neither fill nor completion ring. It does not bind: see bind.
 func newXSK(mem []byte, frameSize, headroom uint32, sizes ringSizes) (s *xsk, err error) {
 	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -54,14 +58,16 @@ func newXSK(mem []byte, frameSize, headroom uint32, sizes ringSizes) (s *xsk, er
 		}
 	}()
 
-	reg := unix.XDPUmemReg{
-		Addr:     uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem)))),
-		Len:      uint64(len(mem)),
-		Size:     frameSize,
-		Headroom: headroom,
-	}
-	if err := setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
-		return nil, fmt.Errorf("nic: XDP_UMEM_REG: %w", err)
+	if mem != nil {
+		reg := unix.XDPUmemReg{
+			Addr:     uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem)))),
+			Len:      uint64(len(mem)),
+			Size:     frameSize,
+			Headroom: headroom,
+		}
+		if err := setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+			return nil, fmt.Errorf("nic: XDP_UMEM_REG: %w", err)
+		}
 	}
 	for _, o := range []struct {
 		opt  int
@@ -73,6 +79,9 @@ func newXSK(mem []byte, frameSize, headroom uint32, sizes ringSizes) (s *xsk, er
 		{unix.XDP_RX_RING, sizes.rx, "XDP_RX_RING"},
 		{unix.XDP_TX_RING, sizes.tx, "XDP_TX_RING"},
 	} {
+		if o.size == 0 {
+			continue
+		}
 		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, o.opt, int(o.size)); err != nil {
 			return nil, fmt.Errorf("nic: %s %d: %w", o.name, o.size, err)
 		}
@@ -94,36 +103,53 @@ func newXSK(mem []byte, frameSize, headroom uint32, sizes ringSizes) (s *xsk, er
 		s.maps = append(s.maps, m)
 		return unsafe.Pointer(unsafe.SliceData(m)), nil
 	}
-	base, err := mapRing(unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, sizes.fill, 8)
-	if err != nil {
-		return nil, fmt.Errorf("nic: mmap fill ring: %w", err)
+	// A fresh socket's rings start at zero, but each view reads its
+	// indices anyway so the cached ones are right by construction.
+	if sizes.fill != 0 {
+		base, err := mapRing(unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, sizes.fill, 8)
+		if err != nil {
+			return nil, fmt.Errorf("nic: mmap fill ring: %w", err)
+		}
+		s.fill = addrRing{ringAt(base, off.Fr.Producer, off.Fr.Consumer, off.Fr.Flags, sizes.fill), addrSlots(base, off.Fr.Desc, sizes.fill)}
+		s.fill.local, s.fill.cached = s.fill.loadProducer(), s.fill.loadConsumer()
 	}
-	s.fill = addrRing{ringAt(base, off.Fr.Producer, off.Fr.Consumer, off.Fr.Flags, sizes.fill), addrSlots(base, off.Fr.Desc, sizes.fill)}
-	if base, err = mapRing(unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, sizes.comp, 8); err != nil {
-		return nil, fmt.Errorf("nic: mmap completion ring: %w", err)
+	if sizes.comp != 0 {
+		base, err := mapRing(unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, sizes.comp, 8)
+		if err != nil {
+			return nil, fmt.Errorf("nic: mmap completion ring: %w", err)
+		}
+		s.comp = addrRing{ringAt(base, off.Cr.Producer, off.Cr.Consumer, off.Cr.Flags, sizes.comp), addrSlots(base, off.Cr.Desc, sizes.comp)}
+		s.comp.local, s.comp.cached = s.comp.loadConsumer(), s.comp.loadProducer()
 	}
-	s.comp = addrRing{ringAt(base, off.Cr.Producer, off.Cr.Consumer, off.Cr.Flags, sizes.comp), addrSlots(base, off.Cr.Desc, sizes.comp)}
-	if base, err = mapRing(unix.XDP_PGOFF_RX_RING, off.Rx, sizes.rx, unsafe.Sizeof(Desc{})); err != nil {
-		return nil, fmt.Errorf("nic: mmap rx ring: %w", err)
+	if sizes.rx != 0 {
+		base, err := mapRing(unix.XDP_PGOFF_RX_RING, off.Rx, sizes.rx, unsafe.Sizeof(Desc{}))
+		if err != nil {
+			return nil, fmt.Errorf("nic: mmap rx ring: %w", err)
+		}
+		s.rx = descRing{ringAt(base, off.Rx.Producer, off.Rx.Consumer, off.Rx.Flags, sizes.rx), descSlots(base, off.Rx.Desc, sizes.rx)}
+		s.rx.local, s.rx.cached = s.rx.loadConsumer(), s.rx.loadProducer()
 	}
-	s.rx = descRing{ringAt(base, off.Rx.Producer, off.Rx.Consumer, off.Rx.Flags, sizes.rx), descSlots(base, off.Rx.Desc, sizes.rx)}
-	if base, err = mapRing(unix.XDP_PGOFF_TX_RING, off.Tx, sizes.tx, unsafe.Sizeof(Desc{})); err != nil {
-		return nil, fmt.Errorf("nic: mmap tx ring: %w", err)
+	if sizes.tx != 0 {
+		base, err := mapRing(unix.XDP_PGOFF_TX_RING, off.Tx, sizes.tx, unsafe.Sizeof(Desc{}))
+		if err != nil {
+			return nil, fmt.Errorf("nic: mmap tx ring: %w", err)
+		}
+		s.tx = descRing{ringAt(base, off.Tx.Producer, off.Tx.Consumer, off.Tx.Flags, sizes.tx), descSlots(base, off.Tx.Desc, sizes.tx)}
+		s.tx.local, s.tx.cached = s.tx.loadProducer(), s.tx.loadConsumer()
 	}
-	s.tx = descRing{ringAt(base, off.Tx.Producer, off.Tx.Consumer, off.Tx.Flags, sizes.tx), descSlots(base, off.Tx.Desc, sizes.tx)}
-
-	// A fresh socket's rings start at zero, but read them anyway so the
-	// cached indices are right by construction.
-	s.fill.local, s.fill.cached = s.fill.loadProducer(), s.fill.loadConsumer()
-	s.tx.local, s.tx.cached = s.tx.loadProducer(), s.tx.loadConsumer()
-	s.rx.local, s.rx.cached = s.rx.loadConsumer(), s.rx.loadProducer()
-	s.comp.local, s.comp.cached = s.comp.loadConsumer(), s.comp.loadProducer()
 	return s, nil
 }
 
 // bind binds the socket to (ifindex, queue) with the XDP_* bind flags.
 func (s *xsk) bind(ifindex, queue int, flags uint16) error {
 	return unix.Bind(s.fd, &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(ifindex), QueueID: uint32(queue)})
+}
+
+// bindShared binds the socket to the queue owner is bound to, sharing
+// owner's UMEM and its fill and completion rings (XDP_SHARED_UMEM; the
+// mode and the need_wakeup setting are owner's).
+func (s *xsk) bindShared(ifindex, queue int, owner *xsk) error {
+	return unix.Bind(s.fd, &unix.SockaddrXDP{Flags: unix.XDP_SHARED_UMEM, Ifindex: uint32(ifindex), QueueID: uint32(queue), SharedUmemFD: uint32(owner.fd)})
 }
 
 // zeroCopy reports whether the bound socket runs in zero-copy mode.

@@ -13,6 +13,7 @@ type Stats struct {
 	TxAllocShort  uint64 // Alloc calls that found fewer free frames than asked
 	TxKicks       uint64 // sendto wakeups issued for the TX ring
 	TxKickBusy    uint64 // kicks the kernel answered EAGAIN/EBUSY without progress
+	TxKickRetries uint64 // kicks the port made on its own, after a kick left frames on the TX ring
 	TxKickErrors  uint64 // kicks that failed otherwise (ENXIO, ENOBUFS, ...)
 	LinkDown      uint64 // kicks that found the link down (ENETDOWN)
 	FillKicks     uint64 // recvfrom wakeups issued for the fill ring
@@ -52,7 +53,7 @@ type counters struct {
 	txRingFull, txKicks, txKickBusy, txKickErrors       atomic.Uint64
 	linkDown, fillKicks, fillPoolEmpty, invalidRelease  atomic.Uint64
 	pollSleeps, busyPollHits, bindRetries, txAllocShort atomic.Uint64
-	zeroCopyFallback                                    atomic.Uint64
+	zeroCopyFallback, txKickRetries                     atomic.Uint64
 }
 
 // Stats returns the port's counters. It fails only when the kernel's
@@ -65,14 +66,20 @@ func (p *Port) Stats() (Stats, error) {
 	if p.closed.Load() {
 		return s, ErrClosed
 	}
-	k, err := p.sock.statistics()
+	// The receive side's figures are the RX socket's (the fill ring's,
+	// which both sockets share, too); the transmit side's the TX socket's.
+	rx, err := p.sock.statistics()
+	if err != nil {
+		return s, err
+	}
+	tx, err := p.txSock.statistics()
 	if err != nil {
 		return s, err
 	}
 	s.Kernel = KernelStats{
-		RxDropped: k.Rx_dropped, RxInvalidDescs: k.Rx_invalid_descs, TxInvalidDescs: k.Tx_invalid_descs,
-		RxRingFull: k.Rx_ring_full, RxFillRingEmptyDescs: k.Rx_fill_ring_empty_descs,
-		TxRingEmptyDescs: k.Tx_ring_empty_descs,
+		RxDropped: rx.Rx_dropped, RxInvalidDescs: rx.Rx_invalid_descs, TxInvalidDescs: tx.Tx_invalid_descs,
+		RxRingFull: rx.Rx_ring_full, RxFillRingEmptyDescs: rx.Rx_fill_ring_empty_descs,
+		TxRingEmptyDescs: tx.Tx_ring_empty_descs,
 	}
 	return s, nil
 }
@@ -85,7 +92,7 @@ func (p *Port) ownStats() Stats {
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		TxCompleted: c.txCompleted.Load(), TxRingFull: c.txRingFull.Load(),
 		TxAllocShort: c.txAllocShort.Load(),
-		TxKicks:      c.txKicks.Load(), TxKickBusy: c.txKickBusy.Load(),
+		TxKicks:      c.txKicks.Load(), TxKickBusy: c.txKickBusy.Load(), TxKickRetries: c.txKickRetries.Load(),
 		TxKickErrors: c.txKickErrors.Load(), LinkDown: c.linkDown.Load(),
 		FillKicks: c.fillKicks.Load(), FillPoolEmpty: c.fillPoolEmpty.Load(),
 		InvalidRelease: c.invalidRelease.Load(),
