@@ -42,8 +42,10 @@ type plainPacketConn struct{ net.PacketConn }
 type benchSide struct {
 	cli, srv net.PacketConn
 	// useMux runs the client on mux.QUICConn, else on bare quic-go;
-	// rawServer keeps the server on bare quic-go even with useMux.
-	useMux, rawServer bool
+	// rawServer keeps the server on bare quic-go even with useMux;
+	// muxSocket gives bare quic-go the socket QUICTransport makes of cli
+	// (see segmentingPacketConn), mux's I/O path without its connections.
+	useMux, rawServer, muxSocket bool
 	// packetSize is the client's Config.InitialPacketSize. quic-go finds
 	// the path MTU itself only on kernel sockets; on the netstack it is set
 	// from the link's MTU, as the engine does.
@@ -230,6 +232,11 @@ func newBenchEnv(b *testing.B, side benchSide) *benchEnv {
 	ctr := &quic.Transport{Conn: side.cli}
 	b.Cleanup(func() { ctr.Close(); side.cli.Close() })
 	cliQConf := cliConf.quicConfig()
+	if side.muxSocket {
+		t := NewQUICTransport(side.cli, cliConf)
+		b.Cleanup(func() { t.Close() })
+		ctr, cliQConf = t.tr, t.quicConfig()
+	}
 	cliQConf.Tracer = nil
 	return &benchEnv{dial: func(ctx context.Context) (benchConn, error) {
 		c, err := ctr.Dial(ctx, raddr, cliTLS.Clone(), cliQConf)

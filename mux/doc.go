@@ -21,9 +21,13 @@
 // accounting.
 //
 // quic-go uses batched reads (recvmmsg), GSO and large socket buffers only
-// on kernel UDP sockets; on the netstack it reads and writes one datagram
-// per call and cannot run path MTU discovery (Config.InitialPacketSize
-// makes up for the latter). bench_test.go measures what that costs.
+// on kernel UDP sockets; on any other socket it queues every datagram to
+// its send goroutine on its own. QUICTransport presents a netstack socket
+// to quic-go as one with UDP GSO (segmentingPacketConn), so quic-go hands
+// over a burst of packets per call, cut into datagrams here; reads stay one
+// datagram per call, and path MTU discovery stays off
+// (Config.InitialPacketSize makes up for it). bench_test.go and
+// lab_test.go measure what each path costs.
 //
 // # Framed virtual connections
 //

@@ -159,6 +159,7 @@ func TestOverAFXDP(t *testing.T) {
 		fn   func(*testing.T)
 	}{
 		{"QUICStreamEcho", TestQUICStreamEcho},
+		{"QUICBatchedSends", TestQUICBatchedSends},
 		{"QUICCreditExhaustedThenRaised", TestQUICCreditExhaustedThenRaised},
 		{"QUICManyStreams", TestQUICManyStreams},
 		{"QUICShutdownDrains", TestQUICShutdownDrains},
@@ -211,9 +212,16 @@ func labImpls(b *testing.B) []benchImpl {
 			return benchSide{cli: e.kernelEnginePacket(b), srv: e.backendPacket(b)}
 		}},
 		{"xdpnet", func(b *testing.B) benchSide { return e.netstackSide(b, true) }},
-		// quicgo-afxdp is bare quic-go on the same netstack socket: what
-		// the netstack and AF_XDP cost without mux.
+		// quicgo-afxdp is bare quic-go on the same netstack socket, one
+		// datagram per call: what the netstack and AF_XDP cost without mux.
 		{"quicgo-afxdp", func(b *testing.B) benchSide { return e.netstackSide(b, false) }},
+		// quicgo-afxdp-gso is bare quic-go on the socket mux makes of it
+		// (batched sends): what mux's connection layer costs on its own.
+		{"quicgo-afxdp-gso", func(b *testing.B) benchSide {
+			s := e.netstackSide(b, false)
+			s.muxSocket = true
+			return s
+		}},
 	}
 }
 

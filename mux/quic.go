@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,7 @@ func (cfg Config) quicConfig() *quic.Config {
 type QUICTransport struct {
 	tr      *quic.Transport
 	pc      net.PacketConn
+	seg     *segmentingPacketConn // wraps pc unless pc is a kernel socket
 	cfg     Config
 	dropped atomic.Uint64
 
@@ -94,16 +96,33 @@ type QUICTransport struct {
 }
 
 // NewQUICTransport takes ownership of pc: Close closes it. A socket that is
-// not a kernel UDP socket (quic-go batches I/O only on those) gets its
-// writes bounded in time, see boundedPacketConn.
+// not a kernel UDP socket (the netstack's) gets its writes bounded in time
+// (see boundedPacketConn) and quic-go's batched send path (see
+// segmentingPacketConn); if the process is out of file descriptors for the
+// latter's placeholder socket, quic-go sends one datagram per call instead.
 func NewQUICTransport(pc net.PacketConn, cfg Config) *QUICTransport {
 	t := &QUICTransport{pc: pc, cfg: cfg}
 	qpc := pc
 	if _, kernel := pc.(quic.OOBCapablePacketConn); !kernel {
-		qpc = &boundedPacketConn{PacketConn: pc, dropped: &t.dropped}
+		b := &boundedPacketConn{PacketConn: pc, dropped: &t.dropped}
+		qpc = b
+		if s, err := newSegmentingPacketConn(b); err == nil {
+			qpc, t.seg = s, s
+		}
 	}
 	t.tr = &quic.Transport{Conn: qpc}
 	return t
+}
+
+// quicConfig is cfg's quic-go configuration for this transport's socket.
+// quic-go runs path MTU discovery (RFC 8899) where the socket claims the DF
+// bit, as segmentingPacketConn's placeholder does for the netstack socket:
+// turn it off there, as quic-go does by itself on any other non-kernel
+// socket (Config.InitialPacketSize sets the size instead).
+func (t *QUICTransport) quicConfig() *quic.Config {
+	qc := t.cfg.quicConfig()
+	qc.DisablePathMTUDiscovery = t.seg != nil
+	return qc
 }
 
 // WriteDrops counts datagrams dropped because the socket's send buffer
@@ -125,7 +144,7 @@ func (t *QUICTransport) dial(ctx context.Context, raddr net.Addr, tlsConf *tls.C
 	if owned {
 		c.owned = t
 	}
-	qc, err := t.tr.Dial(context.WithValue(ctx, traceKey{}, c), raddr, tlsConf, t.cfg.quicConfig())
+	qc, err := t.tr.Dial(context.WithValue(ctx, traceKey{}, c), raddr, tlsConf, t.quicConfig())
 	if err != nil {
 		return nil, fmt.Errorf("mux: quic dial %s: %w", raddr, err)
 	}
@@ -145,9 +164,9 @@ func (t *QUICTransport) Listen(tlsConf *tls.Config) (*QUICListener, error) {
 	var ln quicListener
 	var err error
 	if t.cfg.Allow0RTT {
-		ln, err = t.tr.ListenEarly(tlsConf, t.cfg.quicConfig())
+		ln, err = t.tr.ListenEarly(tlsConf, t.quicConfig())
 	} else {
-		ln, err = t.tr.Listen(tlsConf, t.cfg.quicConfig())
+		ln, err = t.tr.Listen(tlsConf, t.quicConfig())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("mux: quic listen: %w", err)
@@ -162,7 +181,11 @@ func (t *QUICTransport) LocalAddr() net.Addr { return t.pc.LocalAddr() }
 func (t *QUICTransport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closeErr = t.tr.Close()
-		if err := t.pc.Close(); err != nil && t.closeErr == nil && !errors.Is(err, net.ErrClosed) {
+		var pc io.Closer = t.pc
+		if t.seg != nil {
+			pc = t.seg
+		}
+		if err := pc.Close(); err != nil && t.closeErr == nil && !errors.Is(err, net.ErrClosed) {
 			t.closeErr = err
 		}
 	})

@@ -48,6 +48,7 @@ func TestOverNetstack(t *testing.T) {
 		fn   func(*testing.T)
 	}{
 		{"QUICStreamEcho", TestQUICStreamEcho},
+		{"QUICBatchedSends", TestQUICBatchedSends},
 		{"QUICCreditExhaustedThenRaised", TestQUICCreditExhaustedThenRaised},
 		{"QUICManyStreams", TestQUICManyStreams},
 		{"QUICShutdownDrains", TestQUICShutdownDrains},
