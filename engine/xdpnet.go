@@ -335,6 +335,7 @@ var (
 	framesDesc      = prometheus.NewDesc("xdpnet_umem_frames", "UMEM frames per interface.", []string{"interface"}, nil)
 	xskDesc         = prometheus.NewDesc("xdpnet_xsk_packets_total", "AF_XDP socket counters.", []string{"interface", "dir"}, nil)
 	xskKickDesc     = prometheus.NewDesc("xdpnet_xsk_tx_kicks_total", "sendto(2) wake-ups issued for the TX rings; per TX packet, it shows how well sends are batched.", []string{"interface"}, nil)
+	xskRetryDesc    = prometheus.NewDesc("xdpnet_xsk_tx_kick_retries_total", "TX kicks the ports made on their own because a kick left frames on the TX ring (completion ring full, device busy, link down).", []string{"interface"}, nil)
 	xskDropDesc     = prometheus.NewDesc("xdpnet_xsk_drops_total", "Kernel XDP_STATISTICS drops per reason.", []string{"interface", "reason"}, nil)
 	steerDesc       = prometheus.NewDesc("xdpnet_xdp_frames_total", "Frames seen by the steering program, by verdict.", []string{"interface", "verdict"}, nil)
 	epDropDesc      = prometheus.NewDesc("xdpnet_endpoint_drops_total", "Frames the netstack endpoint dropped.", []string{"interface", "dir"}, nil)
@@ -342,7 +343,7 @@ var (
 )
 
 func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{framesInUseDesc, framesDesc, xskDesc, xskKickDesc, xskDropDesc, steerDesc, epDropDesc, epUDPFastDesc} {
+	for _, d := range []*prometheus.Desc{framesInUseDesc, framesDesc, xskDesc, xskKickDesc, xskRetryDesc, xskDropDesc, steerDesc, epDropDesc, epUDPFastDesc} {
 		ch <- d
 	}
 }
@@ -350,7 +351,7 @@ func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, xi := range c.x.ifs {
 		var inUse, frames float64
-		var rx, tx, kicks, fillEmpty, ringFull, dropped float64
+		var rx, tx, kicks, retries, fillEmpty, ringFull, dropped float64
 		for _, p := range xi.ports {
 			fs := p.Pool().Stats()
 			inUse += float64(fs.InUse)
@@ -359,6 +360,7 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 				rx += float64(s.RxPackets)
 				tx += float64(s.TxPackets)
 				kicks += float64(s.TxKicks)
+				retries += float64(s.TxKickRetries)
 				fillEmpty += float64(s.Kernel.RxFillRingEmptyDescs)
 				ringFull += float64(s.Kernel.RxRingFull)
 				dropped += float64(s.Kernel.RxDropped)
@@ -369,6 +371,7 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(xskDesc, prometheus.CounterValue, rx, xi.name, "rx")
 		ch <- prometheus.MustNewConstMetric(xskDesc, prometheus.CounterValue, tx, xi.name, "tx")
 		ch <- prometheus.MustNewConstMetric(xskKickDesc, prometheus.CounterValue, kicks, xi.name)
+		ch <- prometheus.MustNewConstMetric(xskRetryDesc, prometheus.CounterValue, retries, xi.name)
 		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, fillEmpty, xi.name, "fill_ring_empty")
 		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, ringFull, xi.name, "rx_ring_full")
 		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, dropped, xi.name, "rx_dropped")

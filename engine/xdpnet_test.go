@@ -35,6 +35,7 @@ func TestXDPNetTXKicks(t *testing.T) {
 	}
 	tx := map[string]float64{}
 	kicks := map[string]float64{}
+	retries := map[string]bool{}
 	fast := map[string]float64{} // by direction, over all interfaces
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
@@ -47,6 +48,8 @@ func TestXDPNetTXKicks(t *testing.T) {
 				tx[labels["interface"]] = m.GetCounter().GetValue()
 			case mf.GetName() == "xdpnet_xsk_tx_kicks_total":
 				kicks[labels["interface"]] = m.GetCounter().GetValue()
+			case mf.GetName() == "xdpnet_xsk_tx_kick_retries_total":
+				retries[labels["interface"]] = true
 			case mf.GetName() == "xdpnet_endpoint_udp_fast_datagrams_total":
 				fast[labels["dir"]] += m.GetCounter().GetValue()
 			}
@@ -59,6 +62,9 @@ func TestXDPNetTXKicks(t *testing.T) {
 		k, ok := kicks[name]
 		if !ok || n == 0 || k == 0 || k > n {
 			t.Errorf("interface %s: %v TX kicks (exported %v) for %v TX packets; want 0 < kicks <= packets", name, k, ok, n)
+		}
+		if !retries[name] {
+			t.Errorf("interface %s: no TX kick retry counter exported", name)
 		}
 		t.Logf("interface %s: %.0f TX packets, %.0f kicks (%.2f per packet)", name, n, k, k/n)
 	}
