@@ -111,7 +111,17 @@ func TestQUICStreamEcho(t *testing.T) {
 	if cli.UsedStreams() != 1 {
 		t.Fatalf("UsedStreams = %d, want 1", cli.UsedStreams())
 	}
-	msg := bytes.Repeat([]byte("xdpnet"), 10000)
+	echoThrough(t, s, bytes.Repeat([]byte("xdpnet"), 10000))
+	waitFor(t, "stream ends", func() bool { return cli.UsedStreams() == 0 })
+	if err := cli.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}
+
+// echoThrough writes msg on s, closes its write side, and checks that the
+// peer (echoStreams) sends msg back whole.
+func echoThrough(t *testing.T, s Stream, msg []byte) {
+	t.Helper()
 	go func() {
 		s.Write(msg)
 		s.CloseWrite()
@@ -121,11 +131,7 @@ func TestQUICStreamEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, msg) {
-		t.Fatalf("echo returned %d bytes, want %d", len(got), len(msg))
-	}
-	waitFor(t, "stream ends", func() bool { return cli.UsedStreams() == 0 })
-	if err := cli.Ping(ctx); err != nil {
-		t.Fatalf("Ping: %v", err)
+		t.Fatalf("echo returned %d bytes, want the %d sent", len(got), len(msg))
 	}
 }
 

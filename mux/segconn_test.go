@@ -6,9 +6,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,7 +96,7 @@ func TestSegmentingWriteMsgUDP(t *testing.T) {
 		for _, w := range rec.writes {
 			sizes = append(sizes, len(w))
 		}
-		if !slicesEqual(sizes, tc.sizes) || !bytes.Equal(bytes.Join(rec.writes, nil), b) {
+		if !slices.Equal(sizes, tc.sizes) || !bytes.Equal(bytes.Join(rec.writes, nil), b) {
 			t.Errorf("%s: wrote datagrams of %v, want %v, in order", tc.name, sizes, tc.sizes)
 		}
 	}
@@ -106,18 +106,6 @@ func TestSegmentingWriteMsgUDP(t *testing.T) {
 	if err := p.probe.Close(); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("placeholder socket still open after Close: %v", err)
 	}
-}
-
-func slicesEqual(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestQUICBatchedSends: on a socket that is not the kernel's, quic-go hands
@@ -137,17 +125,7 @@ func TestQUICBatchedSends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		s.Write(msg)
-		s.CloseWrite()
-	}()
-	got, err := io.ReadAll(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, msg) {
-		t.Fatalf("echo returned %d bytes, not the %d sent", len(got), len(msg))
-	}
+	echoThrough(t, s, msg)
 	calls, datagrams := seg.calls.Load(), seg.datagrams.Load()
 	if datagrams <= calls {
 		t.Fatalf("%d datagrams in %d calls: quic-go did not batch", datagrams, calls)
