@@ -91,7 +91,7 @@ type Port struct {
 	// exceeds cfg.FillFrames.
 	rxLent uint32
 
-	// txMu guards the TX and completion rings and txCache.
+	// txMu guards the TX and completion rings, txCache and the TX retry.
 	txMu    sync.Mutex
 	tx      *descRing
 	comp    *addrRing
@@ -114,10 +114,11 @@ type Port struct {
 	ctr          counters
 }
 
-// Open creates the UMEM and the socket for cfg, binds it, fills the fill ring
-// and, if cfg.Map is set, puts the socket in the XSKMAP. It must run in the
-// network namespace of the interface (the calling thread's namespace, e.g.
-// inside lab.NS.Do); the port works from any thread afterwards.
+// Open creates the UMEM and the sockets for cfg, binds them, fills the fill
+// ring and, if cfg.Map is set, puts the receive socket in the XSKMAP. It
+// must run in the network namespace of the interface (the calling thread's
+// namespace, e.g. inside lab.NS.Do); the port works from any thread
+// afterwards.
 func Open(cfg Config) (_ *Port, err error) {
 	if err := cfg.normalize(unix.Getpagesize()); err != nil {
 		return nil, err
