@@ -28,7 +28,11 @@ import (
 // control message's size and writes them in order. quic-go reads through
 // ReadBatch, one datagram per call. ECN marks that quic-go asks for in
 // control messages are not applied: its ECN validation (RFC 9000 section
-// 13.4.2) sees no ECN counts come back and stops marking.
+// 13.4.2) sees no ECN counts come back and stops marking. quic-go also
+// sizes the placeholder's socket buffers (the netstack socket's are set
+// through SetReadBuffer and SetWriteBuffer as before); without
+// CAP_NET_ADMIN it cannot raise them past the kernel's rmem_max and logs
+// once per process that it failed to, which is about the placeholder only.
 type segmentingPacketConn struct {
 	*boundedPacketConn
 	probe *os.File
