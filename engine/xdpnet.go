@@ -339,7 +339,7 @@ var (
 	xskDropDesc     = prometheus.NewDesc("xdpnet_xsk_drops_total", "Kernel XDP_STATISTICS drops per reason.", []string{"interface", "reason"}, nil)
 	steerDesc       = prometheus.NewDesc("xdpnet_xdp_frames_total", "Frames seen by the steering program, by verdict.", []string{"interface", "verdict"}, nil)
 	epDropDesc      = prometheus.NewDesc("xdpnet_endpoint_drops_total", "Frames the netstack endpoint dropped.", []string{"interface", "dir"}, nil)
-	epUDPFastDesc   = prometheus.NewDesc("xdpnet_endpoint_udp_fast_datagrams_total", "Datagrams of connected UDP sockets (backend QUIC) moved between frames and socket without the netstack.", []string{"interface", "dir"}, nil)
+	epUDPFastDesc   = prometheus.NewDesc("xdpnet_endpoint_udp_fast_datagrams_total", "Datagrams of connected or address-bound UDP sockets (backend QUIC, HTTP/3 frontends) moved between frames and socket without the netstack.", []string{"interface", "dir"}, nil)
 )
 
 func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {

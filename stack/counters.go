@@ -13,7 +13,7 @@ type QueueStats struct {
 	RXDropChecksum    uint64 // frames with a wrong IP, TCP, UDP or ICMP checksum
 	RXUnverified      uint64 // frames whose transport checksum could not be checked here
 	RXErrors          uint64 // receive or wait errors from the port
-	RXUDPFast         uint64 // datagrams handed straight to connected UDP sockets (counted in RXFrames too)
+	RXUDPFast         uint64 // datagrams handed straight to connected or address-bound UDP sockets (counted in RXFrames too)
 
 	TXPackets      uint64 // netstack packets sent (a GSO segment counts once)
 	TXFrames       uint64 // frames put on the TX ring
@@ -21,7 +21,7 @@ type QueueStats struct {
 	TXGSOPackets   uint64 // GSO segments cut into frames
 	TXGSOSegments  uint64 // frames those were cut into
 	TXKicks        uint64 // Transmit calls
-	TXUDPFast      uint64 // datagrams connected UDP sockets wrote straight into frames (counted in TXPackets too)
+	TXUDPFast      uint64 // datagrams connected or address-bound UDP sockets wrote straight into frames (counted in TXPackets too)
 	TXWaits        uint64 // sends that had to wait for frames or ring room
 	TXDropNoFrame  uint64 // frames dropped: no free UMEM frame within TXWait
 	TXDropRingFull uint64 // frames dropped: TX ring full for TXWait

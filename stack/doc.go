@@ -36,19 +36,18 @@
 // back in its pool (bufring's conservation check holds).
 //
 // UDP sockets skip netstack where they can when their traffic crosses an
-// Endpoint. A connected socket (DialUDP) writes its datagrams straight into
-// UMEM frames from a header template of its route, and a per-queue kicker
+// Endpoint. A connected socket (DialUDP), or one bound to a unicast address
+// (ListenUDP, then per destination), writes its datagrams straight into
+// UMEM frames from a header template of the route, and a per-queue kicker
 // goroutine puts what gathered on the TX ring with one kick; the frames are
 // the ones netstack would build (a test compares them byte for byte). The
-// receive goroutines hand a datagram for a connected socket's flow, or for a
-// socket bound to one address (ListenUDP on a unicast address), straight to
+// receive goroutines hand a datagram for such a socket's flow straight to
 // that socket's bounded queue when it is unfragmented, carries no IP options
 // or IPv6 extension headers and its checksums were verified. Datagrams that
 // need fragmenting, that are sent before the next hop is resolved, that
-// wildcard sockets send or receive, that unconnected sockets send, or that
-// arrive otherwise still go through netstack. It exists for quic-go, which
-// writes and reads one datagram per call on any socket that is not a kernel
-// one. udpFastPath and udpFastRX say what they mirror of netstack and what
+// wildcard sockets send or receive, or that arrive otherwise still go
+// through netstack. It exists for quic-go, which writes and reads one
+// datagram per call on any socket that is not a kernel one. udpFastPath and udpFastRX say what they mirror of netstack and what
 // they do not; EndpointOptions.DisableUDPFastPath turns both off.
 //
 // The receive goroutines sleep in the port's Wait, which busy-polls the RX

@@ -69,8 +69,8 @@ type EndpointOptions struct {
 	// transmissions (default 1s).
 	DrainTimeout time.Duration
 
-	// DisableUDPFastPath sends and receives connected UDP sockets'
-	// datagrams through the netstack (a packet buffer, routing and the
+	// DisableUDPFastPath sends and receives connected and address-bound
+	// UDP sockets' datagrams through the netstack (a packet buffer, routing and the
 	// qdisc per datagram) instead of straight between frames and the
 	// socket (see the package doc).
 	DisableUDPFastPath bool
@@ -110,8 +110,8 @@ type Endpoint struct {
 	closed atomic.Bool
 	wg     sync.WaitGroup // the receive goroutines
 
-	// udp demultiplexes received datagrams to connected sockets' fast
-	// receive queues (udpfast.go): udpFlow -> *udpFastRX. udpSocks counts
+	// udp demultiplexes received datagrams to connected and address-bound
+	// sockets' fast receive queues (udpfast.go): udpFlow -> *udpFastRX. udpSocks counts
 	// them, so that frames skip the lookup while there are none.
 	udp      sync.Map
 	udpSocks atomic.Int64
