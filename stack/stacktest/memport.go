@@ -13,9 +13,9 @@ import (
 
 // MemConfig sizes the ports of a MemWire. Zero fields take the defaults.
 type MemConfig struct {
-	Frames    int // UMEM frames per port (default 8192, as nic.Port)
+	Frames    int // UMEM frames per port (default 16384, as nic.Port)
 	FrameSize int // default 2048
-	RXRing    int // RX ring slots (default 2048, as nic.Port): frames beyond are dropped
+	RXRing    int // RX ring slots (default 4096, as nic.Port): frames beyond are dropped
 	TXRing    int // most descriptors one Transmit takes (default 2048)
 }
 
@@ -33,13 +33,13 @@ type MemWire struct {
 // NewMemWire returns two joined ports.
 func NewMemWire(cfg MemConfig) (*MemWire, error) {
 	if cfg.Frames == 0 {
-		cfg.Frames = 8192
+		cfg.Frames = 16384
 	}
 	if cfg.FrameSize == 0 {
 		cfg.FrameSize = 2048
 	}
 	if cfg.RXRing == 0 {
-		cfg.RXRing = 2048
+		cfg.RXRing = 4096
 	}
 	if cfg.TXRing == 0 {
 		cfg.TXRing = 2048
