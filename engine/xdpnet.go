@@ -184,8 +184,10 @@ func (x *XDPNet) openIf(it *Interface, buf *Buffers, opts XDPOptions) error {
 	}
 	xi.firstWorker, xi.queues = x.workers, len(it.Queues)
 	x.workers += len(it.Queues)
+	// Ports of one interface bind alike, so the first speaks for all.
 	x.log.Info("AF_XDP interface ready", "interface", it.Name, "queues", it.Queues,
-		"xdp_mode", xi.steer.Mode().String(), "mtu", mtu)
+		"xdp_mode", xi.steer.Mode().String(), "mtu", mtu,
+		"zerocopy", xi.ports[0].ZeroCopy(), "tx_checksum_offload", xi.ports[0].TxChecksumOffload())
 	return nil
 }
 

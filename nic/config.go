@@ -99,6 +99,10 @@ type Config struct {
 	// NoNeedWakeup binds without XDP_USE_NEED_WAKEUP: every Transmit then
 	// kicks the kernel, and RX refills never do. For comparisons only.
 	NoNeedWakeup bool
+	// NoTxChecksum registers the UMEM without TX metadata, so TxChecksum
+	// always reports false and callers compute checksums themselves. For
+	// comparisons only.
+	NoTxChecksum bool
 
 	// BusyPoll is how long Wait spins on the RX ring before it parks in the
 	// runtime poller. Zero sleeps at once, which costs a wake-up per batch but no

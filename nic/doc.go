@@ -75,6 +75,16 @@
 // sends a batch, and Transmit kicks again while the kernel answers EAGAIN
 // and makes progress.
 //
+// Checksum offload: where the kernel has AF_XDP TX metadata (6.11 and
+// later), the UMEM reserves 24 bytes of it before every packet sent (Alloc's
+// frames start TxHeadroom bytes in), and TxChecksum asks for a packet's TCP
+// or UDP checksum to be finished on the way out. In copy mode the kernel
+// marks the skb CHECKSUM_PARTIAL, as it does its own sockets' packets: the
+// device finishes the sum, or the kernel does in software for a device
+// without checksum offload, and a veth hands it to the receiver unfinished,
+// which trusts it as it trusts the kernel's own. Zero-copy drivers differ
+// in which TX metadata they implement, so the port offers no offload there.
+//
 // Statistics: Stats combines the port's own counters with the kernel's
 // XDP_STATISTICS (rx_dropped, rx_ring_full, rx_fill_ring_empty_descs, invalid
 // descriptors, tx_ring_empty_descs).

@@ -23,6 +23,10 @@ var (
 	// every descriptor; the ones not taken still belong to the caller.
 	ErrRingFull = errors.New("nic: tx ring full")
 
+	// ErrBadDesc is wrapped by Transmit's error for a descriptor the kernel
+	// would refuse; it and those after it stay the caller's.
+	ErrBadDesc = errors.New("nic: bad tx descriptor")
+
 	// ErrNotSupported is bpf.ErrNotSupported: wrapped by errors that report
 	// a kernel or driver feature as absent (AF_XDP itself, forced zero-copy).
 	ErrNotSupported = bpf.ErrNotSupported

@@ -15,9 +15,9 @@ import (
 )
 
 // Desc is an AF_XDP descriptor (struct xdp_desc): the UMEM address of a
-// frame's first byte, its length, and options (unused: no multi-buffer).
-// Descriptors are values; the frame they name is owned by whoever the API
-// below says.
+// packet's first byte, its length, and options (XDP_TX_METADATA once
+// TxChecksum asked for an offload; no multi-buffer). Descriptors are
+// values; the frame they name is owned by whoever the API below says.
 type Desc struct {
 	Addr    uint64
 	Len     uint32
@@ -62,8 +62,13 @@ type Port struct {
 	pool      *bufring.FramePool
 	frameMask uint64 // FrameSize-1
 	zeroCopy  bool
-	fallback  string
-	fd        int // the socket, for statistics and kicks
+	// txMeta is the TX metadata the UMEM reserves before each packet sent
+	// (txMetadataLen, or 0 without): Alloc's frames start that far in.
+	txMeta uint64
+	// txChecksum says TxChecksum offers the kernel's checksum offload.
+	txChecksum bool
+	fallback   string
+	fd         int // the socket, for statistics and kicks
 
 	// pollFile is a non-blocking duplicate of fd registered with the Go
 	// runtime's poller: Wait parks its goroutine there (no OS thread held
@@ -128,6 +133,9 @@ func Open(cfg Config) (_ *Port, err error) {
 		return nil, err
 	}
 	p := &Port{cfg: cfg, umem: umem, frameMask: uint64(cfg.FrameSize - 1), fd: -1}
+	if !cfg.NoTxChecksum {
+		p.txMeta = txMetadataLen
+	}
 	defer func() {
 		if err != nil {
 			p.release()
@@ -184,7 +192,14 @@ func (p *Port) bind() error {
 		deadline := time.Now().Add(cfg.BindRetry)
 		backoff := time.Millisecond
 		for attempt := 1; ; attempt++ {
-			s, err := newXSK(p.umem, uint32(cfg.FrameSize), 0, sizes)
+			s, err := newXSK(p.umem, uint32(cfg.FrameSize), uint32(p.txMeta), sizes)
+			if err != nil && p.txMeta != 0 && errors.Is(err, unix.EINVAL) {
+				// Kernels before 6.11 know no TX metadata: without it,
+				// checksums are computed before transmission.
+				cfg.Logger.Info("nic: no AF_XDP TX metadata, checksum offload off", "ifindex", cfg.Ifindex, "queue", cfg.Queue, "reason", err)
+				p.txMeta = 0
+				s, err = newXSK(p.umem, uint32(cfg.FrameSize), 0, sizes)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -231,6 +246,10 @@ func (p *Port) bind() error {
 		s.close()
 		return err
 	}
+	// A zero-copy driver without the kernel's TX metadata operations
+	// ignores checksum requests, and nothing here asks the driver which
+	// it has (netdev netlink's xsk-features): offload in copy mode only.
+	p.txChecksum = p.txMeta != 0 && !p.zeroCopy
 	t, err := newXSK(nil, 0, 0, ringSizes{tx: uint32(cfg.TXSize)})
 	if err == nil {
 		if err = t.bindShared(cfg.Ifindex, cfg.Queue, s); err != nil {
@@ -381,9 +400,10 @@ func (p *Port) Release(descs []Desc) {
 // Alloc fills descs with free frames to build packets in and returns how
 // many it got; fewer than len(descs) (counted in Stats.TxAllocShort) means
 // the pool, outside what reception may hold (see Port), is short until
-// transmissions complete or callers release frames. Each Desc has Len set to
-// the frame size: write the packet into Frame(d), set d.Len to its length,
-// and pass d to Transmit, or give it back with Release.
+// transmissions complete or callers release frames. Each Desc starts
+// TxHeadroom bytes into its frame and has Len set to the rest of it: write
+// the packet into Frame(d), set d.Len to its length, and pass d to
+// Transmit, or give it back with Release.
 func (p *Port) Alloc(descs []Desc) int {
 	p.txMu.Lock()
 	defer p.txMu.Unlock()
@@ -398,7 +418,7 @@ func (p *Port) Alloc(descs []Desc) int {
 			break
 		}
 		for i, a := range p.txAddrs[:got] {
-			descs[total+i] = Desc{Addr: a, Len: uint32(p.cfg.FrameSize)}
+			descs[total+i] = Desc{Addr: a + p.txMeta, Len: uint32(uint64(p.cfg.FrameSize) - p.txMeta)}
 		}
 		total += got
 	}
@@ -411,7 +431,9 @@ func (p *Port) Alloc(descs []Desc) int {
 // Transmit places descriptors on the TX ring and, when the kernel asks for
 // it (need_wakeup), kicks it once. It returns how many it placed; the port
 // owns those frames from then on. Descriptors not placed stay the caller's:
-// the error is then ErrRingFull, unless a kick failed. A kick that finds the
+// the error is then ErrRingFull, or ErrBadDesc for a packet that starts
+// less than TxHeadroom bytes into its frame (the kernel would drop it and
+// never complete the frame), unless a kick failed. A kick that finds the
 // link down returns an error wrapping ErrLinkDown and ENETDOWN; the placed
 // descriptors leave once the link is back: while a kick leaves descriptors
 // on the ring, the port kicks again on its own, backing off from 50µs to
@@ -427,8 +449,14 @@ func (p *Port) Transmit(descs []Desc) (int, error) {
 	t := p.tx
 	n := t.prodReserve(uint32(min(len(descs), 1<<31)))
 	var bytes uint64
+	var bad error
 	for i := range n {
 		d := descs[i]
+		if d.Addr&p.frameMask < p.txMeta {
+			bad = fmt.Errorf("nic: transmit: packet %d bytes into its frame, want %d: %w", d.Addr&p.frameMask, p.txMeta, ErrBadDesc)
+			n = i
+			break
+		}
 		t.slots[(t.local+i)&t.mask] = d
 		bytes += uint64(d.Len)
 	}
@@ -439,7 +467,9 @@ func (p *Port) Transmit(descs []Desc) (int, error) {
 		p.ctr.txBytes.Add(bytes)
 	}
 	err := p.kickTXLocked()
-	if err == nil && int(n) < len(descs) {
+	if err == nil && bad != nil {
+		err = bad
+	} else if err == nil && int(n) < len(descs) {
 		p.ctr.txRingFull.Add(uint64(len(descs) - int(n)))
 		err = ErrRingFull
 	}
@@ -719,6 +749,11 @@ func (p *Port) Queue() int { return p.cfg.Queue }
 
 // ZeroCopy reports whether the socket runs in zero-copy mode.
 func (p *Port) ZeroCopy() bool { return p.zeroCopy }
+
+// TxHeadroom is how far into its frame a packet to transmit must start: the
+// room for its TX metadata. Alloc's descriptors start there; received ones
+// start further in.
+func (p *Port) TxHeadroom() int { return int(p.txMeta) }
 
 // FallbackReason says why ZeroCopyAuto fell back to copy mode, or "" if it
 // did not.

@@ -40,10 +40,12 @@ func mapUMEM(size int) ([]byte, error) {
 }
 
 // newXSK creates an AF_XDP socket, sets up and maps the rings sizes asks
-// for. With mem it registers mem as the socket's UMEM; without, the socket
-// can only be bound to share another's (bindShared) and must ask for
+// for. With mem it registers mem as the socket's UMEM, reserving txMeta
+// bytes of TX metadata before every transmitted packet if txMeta is not
+// zero (kernels before 6.11 refuse that with EINVAL); without mem, the
+// socket can only be bound to share another's (bindShared) and must ask for
 // neither fill nor completion ring. It does not bind: see bind.
-func newXSK(mem []byte, frameSize, headroom uint32, sizes ringSizes) (s *xsk, err error) {
+func newXSK(mem []byte, frameSize, txMeta uint32, sizes ringSizes) (s *xsk, err error) {
 	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.EAFNOSUPPORT) {
@@ -60,10 +62,13 @@ func newXSK(mem []byte, frameSize, headroom uint32, sizes ringSizes) (s *xsk, er
 
 	if mem != nil {
 		reg := unix.XDPUmemReg{
-			Addr:     uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem)))),
-			Len:      uint64(len(mem)),
-			Size:     frameSize,
-			Headroom: headroom,
+			Addr: uint64(uintptr(unsafe.Pointer(unsafe.SliceData(mem)))),
+			Len:  uint64(len(mem)),
+			Size: frameSize,
+		}
+		if txMeta != 0 {
+			reg.Flags |= unix.XDP_UMEM_TX_METADATA_LEN
+			reg.Tx_metadata_len = txMeta
 		}
 		if err := setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
 			return nil, fmt.Errorf("nic: XDP_UMEM_REG: %w", err)

@@ -1,6 +1,8 @@
 package stack
 
 import (
+	"encoding/binary"
+
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -103,11 +105,20 @@ func verifyTransport(tp tcpip.TransportProtocolNumber, src, dst tcpip.Address, s
 	return csumGood
 }
 
-// finishTCPChecksum computes the TCP checksum of seg (TCP header and
-// payload) in place.
-func finishTCPChecksum(seg []byte, src, dst tcpip.Address) {
-	tcp := header.TCP(seg)
-	tcp.SetChecksum(0)
-	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(len(seg)))
-	tcp.SetChecksum(^checksum.Checksum(seg, xsum))
+// udpChecksumOffset is where the checksum sits in a UDP header (RFC 768).
+const udpChecksumOffset = 6
+
+// FinishChecksum finishes a transport checksum begun as the kernel's
+// CHECKSUM_PARTIAL: seg is the TCP or UDP header and payload, its checksum
+// field (at offset) holds the sum of the pseudo-header, and becomes the ones'
+// complement of the sum of seg. A zero result goes as 0xffff, the same
+// number in ones' complement, as RFC 768 requires of UDP. It is what a NIC
+// does for a nic.Port.TxChecksum request, and what package stack does
+// where the port offers none.
+func FinishChecksum(seg []byte, offset int) {
+	xsum := ^checksum.Checksum(seg, 0)
+	if xsum == 0 {
+		xsum = 0xffff
+	}
+	binary.BigEndian.PutUint16(seg[offset:], xsum)
 }

@@ -61,8 +61,11 @@
 // endpoint, before GRO (a merged segment no longer matches its checksum), so
 // the endpoint claims RX checksum offload to netstack; set
 // EndpointOptions.TrustRXChecksum only when the NIC verified them. Sent
-// checksums are computed by netstack, and by the endpoint for GSO segments
-// and fast-path UDP datagrams.
+// checksums are computed by netstack, except those of GSO segments and
+// fast-path UDP datagrams: the endpoint writes the pseudo-header sum and
+// asks the port to finish them (checksum offload, nic.Port.TxChecksum),
+// or finishes them itself where the port cannot (FinishChecksum). Capture
+// sees such frames before the port finishes them, as tcpdump does on Linux.
 //
 // Frames a Linux peer sends over veth carry unfinished TCP and UDP checksums
 // (CHECKSUM_PARTIAL) while the peer's TX checksum offload is on, and AF_XDP

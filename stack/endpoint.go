@@ -3,6 +3,7 @@ package stack
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,11 @@ type Port interface {
 	Transmit(descs []nic.Desc) (int, error)
 	Complete() int
 	Frame(d nic.Desc) []byte
+	TxChecksum(d *nic.Desc, start, offset int) bool
 	Wait(timeout time.Duration) (bool, error)
 	Wake()
 	FrameSize() int
+	TxHeadroom() int
 	Stats() (nic.Stats, error)
 	Close() error
 }
@@ -170,12 +173,13 @@ func newEndpoint(ports []Port, opts EndpointOptions) (*Endpoint, error) {
 	if opts.GSOMaxSize > defaultGSOMaxSize {
 		return nil, fmt.Errorf("stack: GSO max size %d above %d", opts.GSOMaxSize, defaultGSOMaxSize)
 	}
-	maxFrame := ports[0].FrameSize()
+	maxFrame := math.MaxInt
 	for i, p := range ports {
 		if p == nil {
 			return nil, fmt.Errorf("stack: port %d is nil", i)
 		}
-		maxFrame = min(maxFrame, p.FrameSize())
+		// What a frame holds after the room for its TX metadata.
+		maxFrame = min(maxFrame, p.FrameSize()-p.TxHeadroom())
 	}
 	if int(opts.MTU)+header.EthernetMinimumSize > maxFrame || opts.MTU < header.IPv6MinimumMTU {
 		return nil, fmt.Errorf("stack: MTU %d: want %d..%d for %d-byte frames", opts.MTU, header.IPv6MinimumMTU, maxFrame-header.EthernetMinimumSize, maxFrame)

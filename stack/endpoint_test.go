@@ -148,15 +148,19 @@ func TestXDPTransfer(t *testing.T) {
 		addr   netip.Addr
 		queues int
 		noOff  bool
+		txCsum bool // the ports finish GSO segments' checksums
 	}{
-		{"v4", stacktest.AddrA4, 1, false},
-		{"v6", stacktest.AddrA6, 1, false},
-		{"v4-2queues", stacktest.AddrA4, 2, false},
-		{"v4-no-gro-gso", stacktest.AddrA4, 1, true},
+		{"v4", stacktest.AddrA4, 1, false, false},
+		{"v6", stacktest.AddrA6, 1, false, false},
+		{"v4-2queues", stacktest.AddrA4, 2, false, false},
+		{"v4-no-gro-gso", stacktest.AddrA4, 1, true, false},
+		{"v4-tx-checksum", stacktest.AddrA4, 1, false, true},
+		{"v6-tx-checksum", stacktest.AddrA6, 1, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := stack.EndpointOptions{DisableGRO: tc.noOff, DisableGSO: tc.noOff}
-			r := stacktest.NewXDPPair(t, stacktest.XDPOptions{Queues: tc.queues, A: o, B: o})
+			mem := stacktest.MemConfig{TxChecksum: tc.txCsum}
+			r := stacktest.NewXDPPair(t, stacktest.XDPOptions{Queues: tc.queues, Mem: mem, A: o, B: o})
 			l, err := r.A.ListenTCP(netip.AddrPortFrom(tc.addr, 5201))
 			if err != nil {
 				t.Fatal(err)
@@ -196,6 +200,11 @@ func TestXDPTransfer(t *testing.T) {
 			}
 			if ta.RXDrops()+tb.RXDrops() != 0 {
 				t.Errorf("rx drops: a %d b %d", ta.RXDrops(), tb.RXDrops())
+			}
+			for i, w := range r.Wires {
+				if fa, fb := w.A.ChecksumsFinished(), w.B.ChecksumsFinished(); tc.txCsum != (fa > 0 && fb > 0) {
+					t.Errorf("wire %d: ports finished %d and %d checksums, offload %v", i, fa, fb, tc.txCsum)
+				}
 			}
 			// GRO: netstack saw fewer packets than frames arrived.
 			if !tc.noOff {

@@ -297,8 +297,8 @@ func (c *payloadCursor) read(dst []byte) int {
 // segment cuts a TCP packet that netstack built for GSO (one header, a
 // payload of many MSS, a partial checksum) into frames, as a NIC's TSO
 // would: each frame gets the headers with its own IP length (and IPv4 ID and
-// header checksum), sequence number and TCP checksum. FIN and PSH stay on
-// the last frame only, CWR on the first only.
+// header checksum), sequence number and TCP checksum (see finishChecksum).
+// FIN and PSH stay on the last frame only, CWR on the first only.
 func (q *queue) segment(pkt *gstack.PacketBuffer, descs []nic.Desc, mss int) {
 	link := pkt.LinkHeader().Slice()
 	nh := pkt.NetworkHeader().Slice()
@@ -346,21 +346,35 @@ func (q *queue) segment(pkt *gstack.PacketBuffer, descs []nic.Desc, mss int) {
 			flags &^= header.TCPFlagCwr
 		}
 		tcp.SetFlags(uint8(flags))
-		finishTCPChecksum(f[l2+l3:l2+l3+l4+segLen], src, dst)
+		tcp.SetChecksum(header.PseudoHeaderChecksum(header.TCPProtocolNumber, src, dst, uint16(l4+segLen)))
 		n := l2 + l3 + l4 + segLen
 		descs[i].Len = uint32(n)
+		q.finishChecksum(&descs[i], f[:n], l2+l3, header.TCPChecksumOffset)
 		q.e.opts.Capture.write(f[:n])
 	}
 	q.ctr.txGSOSegments.Add(uint64(len(descs)))
 }
 
+// finishChecksum has the checksum of the TCP or UDP segment at
+// f[start:] finished, its field at start+offset holding the pseudo-header
+// sum: by the port on transmission where it offers that (checksum offload,
+// nic.Port.TxChecksum), here otherwise. d names f and has its length set.
+// Packet captures see the frame before the port finishes it, as on Linux.
+func (q *queue) finishChecksum(d *nic.Desc, f []byte, start, offset int) {
+	if !q.port.TxChecksum(d, start, offset) {
+		FinishChecksum(f[start:], offset)
+	}
+}
+
 // writeFrame sends one frame that build writes into a free UMEM frame
 // (returning its length) by way of the queue's kicker, so that frames sent
-// one per call leave in batches; it is the UDP fast path's link write. It
-// reports whether the frame was queued: when no frame comes free within
-// TXWait, or the link is down, the frame is dropped and counted. It fails,
-// with ErrEndpointClosed, only once the endpoint is closing.
-func (q *queue) writeFrame(build func(f []byte) int) (bool, error) {
+// one per call leave in batches; it is the UDP fast path's link write. If
+// csumStart is not negative, the frame's UDP header starts there with the
+// pseudo-header sum in its checksum (see finishChecksum). It reports whether
+// the frame was queued: when no frame comes free within TXWait, or the link
+// is down, the frame is dropped and counted. It fails, with
+// ErrEndpointClosed, only once the endpoint is closing.
+func (q *queue) writeFrame(build func(f []byte) int, csumStart int) (bool, error) {
 	var w txWork
 	w.q = q
 	q.fastMu.Lock()
@@ -387,6 +401,9 @@ func (q *queue) writeFrame(build func(f []byte) int) (bool, error) {
 	f := q.port.Frame(d)
 	n := build(f)
 	d.Len = uint32(n)
+	if csumStart >= 0 {
+		q.finishChecksum(&d, f[:n], csumStart, udpChecksumOffset)
+	}
 	q.e.opts.Capture.write(f[:n])
 	q.fastPending = append(q.fastPending, d)
 	q.ctr.txPackets.Add(1)

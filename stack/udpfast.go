@@ -106,13 +106,15 @@ var fastEpoch = time.Now()
 // fastRoute is a header template: Ethernet, IP and UDP headers with every
 // per-datagram field zero.
 type fastRoute struct {
-	q          *queue
-	hdr        [header.EthernetMinimumSize + header.IPv6MinimumSize + header.UDPMinimumSize]byte
-	hdrLen     int
-	v4, df     bool
-	ids        *atomic.Uint32
-	noChecksum bool   // IPv4 with SO_NO_CHECK
-	pseudo     uint16 // pseudo-header checksum without the length
+	q      *queue
+	hdr    [header.EthernetMinimumSize + header.IPv6MinimumSize + header.UDPMinimumSize]byte
+	hdrLen int
+	v4, df bool
+	ids    *atomic.Uint32
+	pseudo uint16 // pseudo-header checksum without the length
+	// csumStart is the UDP header's offset in the frame, or -1 for IPv4
+	// with SO_NO_CHECK (no checksum sent).
+	csumStart  int
 	maxPayload int
 
 	sent     []*tcpip.StatCounter // the netstack's sent-packet counters
@@ -137,7 +139,7 @@ func (f *udpFastPath) write(b []byte) (sent bool) {
 		return false
 	}
 	n := 0
-	if _, err := r.q.writeFrame(func(fr []byte) int { n = r.build(fr, b); return n }); err != nil {
+	if _, err := r.q.writeFrame(func(fr []byte) int { n = r.build(fr, b); return n }, r.csumStart); err != nil {
 		// The endpoint is closing: the netstack reports it.
 		f.route.CompareAndSwap(r, nil)
 		return false
@@ -216,12 +218,15 @@ func (f *udpFastPath) resolve() *fastRoute {
 		}
 		header.IPv4(ip).Encode(&fields)
 		header.IPv4(ip).SetChecksum(0)
-		r.noChecksum = f.ep.SocketOptions().GetNoChecksum()
 	} else {
 		header.IPv6(ip).Encode(&header.IPv6Fields{TrafficClass: tos, TransportProtocol: udp.ProtocolNumber, HopLimit: ttl, SrcAddr: f.local, DstAddr: f.remote})
 	}
 	header.UDP(ip[ipLen:]).Encode(&header.UDPFields{SrcPort: f.lport, DstPort: f.rport})
 	r.hdrLen = header.EthernetMinimumSize + ipLen + header.UDPMinimumSize
+	r.csumStart = r.hdrLen - header.UDPMinimumSize
+	if r.v4 && f.ep.SocketOptions().GetNoChecksum() {
+		r.csumStart = -1
+	}
 	r.pseudo = header.PseudoHeaderChecksum(udp.ProtocolNumber, f.local, f.remote, 0)
 	// The route's MTU is what fits after the IP header.
 	r.maxPayload = int(min(rt.MTU(), e.mtu-uint32(ipLen))) - header.UDPMinimumSize
@@ -269,7 +274,8 @@ func (f *udpFastPath) ipOptions(rt *gstack.Route) (ttl, tos uint8, df bool) {
 	return ttl, tos, df
 }
 
-// build writes the frame of payload into fr and returns its length.
+// build writes the frame of payload into fr and returns its length. The
+// UDP checksum field gets the pseudo-header sum, for writeFrame to finish.
 func (r *fastRoute) build(fr, payload []byte) int {
 	copy(fr, r.hdr[:r.hdrLen])
 	n := r.hdrLen + copy(fr[r.hdrLen:], payload)
@@ -287,17 +293,9 @@ func (r *fastRoute) build(fr, payload []byte) int {
 	} else {
 		header.IPv6(ip).SetPayloadLength(udpLen)
 	}
-	if r.noChecksum {
-		return n
+	if r.csumStart >= 0 {
+		u.SetChecksum(checksum.Combine(r.pseudo, udpLen))
 	}
-	// As netstack's UDP does (RFC 768: a zero sum goes as all ones).
-	xsum := checksum.Combine(r.pseudo, udpLen)
-	xsum = checksum.Checksum(u[header.UDPMinimumSize:], xsum)
-	xsum = u.CalculateChecksum(xsum)
-	if xsum != 0xffff {
-		xsum = ^xsum
-	}
-	u.SetChecksum(xsum)
 	return n
 }
 

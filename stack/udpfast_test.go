@@ -30,13 +30,18 @@ type fastPair struct {
 }
 
 func newFastPair(t *testing.T, v6, disable bool) *fastPair {
+	return newFastPairMem(t, v6, disable, stacktest.MemConfig{})
+}
+
+// newFastPairMem is newFastPair over ports configured by mem.
+func newFastPairMem(t *testing.T, v6, disable bool, mem stacktest.MemConfig) *fastPair {
 	t.Helper()
 	p := &fastPair{buf: new(syncBuffer)}
 	var err error
 	if p.capt, err = stack.NewCapture(p.buf, 4096); err != nil {
 		t.Fatal(err)
 	}
-	p.r = stacktest.NewXDPPair(t, stacktest.XDPOptions{A: stack.EndpointOptions{Capture: p.capt, DisableUDPFastPath: disable}})
+	p.r = stacktest.NewXDPPair(t, stacktest.XDPOptions{Mem: mem, A: stack.EndpointOptions{Capture: p.capt, DisableUDPFastPath: disable}})
 	src, dst := netip.AddrPortFrom(stacktest.AddrA4, 5000), netip.AddrPortFrom(stacktest.AddrB4, 4433)
 	if v6 {
 		src, dst = netip.AddrPortFrom(stacktest.AddrA6, 5000), netip.AddrPortFrom(stacktest.AddrB6, 4433)
@@ -146,6 +151,46 @@ func TestUDPFastPathFramesMatchNetstack(t *testing.T) {
 			for i := range frames[0] {
 				if !bytes.Equal(frames[0][i], frames[1][i]) {
 					t.Errorf("datagram %d:\nnetstack  % x\nfast path % x", i, frames[0][i][:min(len(frames[0][i]), 64)], frames[1][i][:min(len(frames[1][i]), 64)])
+				}
+			}
+		})
+	}
+}
+
+// TestUDPFastPathChecksumOffload: where the port offers checksum offload,
+// fast-path frames leave with the pseudo-header sum in their UDP checksum,
+// as the capture shows, and the port finishes it: B verifies every checksum
+// and drops none.
+func TestUDPFastPathChecksumOffload(t *testing.T) {
+	payloads := [][]byte{{}, []byte("odd length"), bytes.Repeat([]byte{0xff}, 1000), make([]byte, 1452)}
+	for _, v6 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("v6=%v", v6), func(t *testing.T) {
+			p := newFastPairMem(t, v6, false, stacktest.MemConfig{TxChecksum: true})
+			p.roundTrip(t, []byte("resolve"))
+			port := p.r.Wires[0].A
+			before, fastBefore := port.ChecksumsFinished(), p.fast()
+			for _, b := range payloads {
+				p.roundTrip(t, b)
+			}
+			if fin, fast := port.ChecksumsFinished()-before, p.fast()-fastBefore; fast != uint64(len(payloads)) || fin != fast {
+				t.Errorf("%d fast-path datagrams, %d checksums finished by the port; want %d each", fast, fin, len(payloads))
+			}
+			if drops := stack.Total(p.r.EPB.Stats()).RXDropChecksum; drops != 0 {
+				t.Errorf("B dropped %d frames for bad checksums", drops)
+			}
+			frames := p.udpFrames(t)
+			for i, f := range frames[len(frames)-len(payloads):] {
+				var src, dst tcpip.Address
+				var u header.UDP
+				if v6 {
+					ip := header.IPv6(f[header.EthernetMinimumSize:])
+					src, dst, u = ip.SourceAddress(), ip.DestinationAddress(), header.UDP(ip.Payload())
+				} else {
+					ip := header.IPv4(f[header.EthernetMinimumSize:])
+					src, dst, u = ip.SourceAddress(), ip.DestinationAddress(), header.UDP(ip.Payload())
+				}
+				if want := header.PseudoHeaderChecksum(header.UDPProtocolNumber, src, dst, u.Length()); u.Checksum() != want {
+					t.Errorf("datagram %d: captured UDP checksum %#04x, want the pseudo-header sum %#04x", i, u.Checksum(), want)
 				}
 			}
 		})

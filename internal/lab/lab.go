@@ -71,6 +71,11 @@ type Options struct {
 	// EngineGRO switches GRO on for the engine-side veths, for the same reason,
 	// when no XDP program is attached there.
 	EngineGRO bool
+	// EngineNoTxChecksum switches TX checksum offload off on the
+	// engine-side veths: the kernel then finishes the checksums of packets
+	// sent as CHECKSUM_PARTIAL before they cross the veth, and the peer
+	// verifies them, where by default it trusts them unfinished.
+	EngineNoTxChecksum bool
 	// MTU of every veth; 0 means 1500. Native XDP on a veth refuses an
 	// MTU whose frames do not fit in a page with XDP headroom (about 3.5 kB
 	// with 4 kB pages).
@@ -335,6 +340,11 @@ func (l *Lab) buildSide(eh *netlink.Handle, s side, opts Options) (Link, error) 
 	}
 	if opts.EngineGRO {
 		if err := l.Engine.Do(func() error { return setFeature(s.engineIf, unix.ETHTOOL_SGRO, true) }); err != nil {
+			return Link{}, err
+		}
+	}
+	if opts.EngineNoTxChecksum {
+		if err := l.Engine.Do(func() error { return setFeature(s.engineIf, unix.ETHTOOL_STXCSUM, false) }); err != nil {
 			return Link{}, err
 		}
 	}

@@ -240,7 +240,7 @@ func TestMultiQueue(t *testing.T) {
 
 // TestOffloadSwitches reads back the TX checksum and GRO settings.
 func TestOffloadSwitches(t *testing.T) {
-	for _, o := range []Options{{}, {PeerTxChecksum: true, PeerGRO: true, EngineGRO: true}} {
+	for _, o := range []Options{{}, {PeerTxChecksum: true, PeerGRO: true, EngineGRO: true, EngineNoTxChecksum: true}} {
 		l := NewT(t, o)
 		for _, c := range []struct {
 			ns   *NS
@@ -253,6 +253,8 @@ func TestOffloadSwitches(t *testing.T) {
 			{l.Client, PeerIf, unix.ETHTOOL_GGRO, o.PeerGRO},
 			{l.Engine, EngineClientIf, unix.ETHTOOL_GGRO, o.EngineGRO},
 			{l.Engine, EngineBackendIf, unix.ETHTOOL_GGRO, o.EngineGRO},
+			{l.Engine, EngineClientIf, unix.ETHTOOL_GTXCSUM, !o.EngineNoTxChecksum},
+			{l.Engine, EngineBackendIf, unix.ETHTOOL_GTXCSUM, !o.EngineNoTxChecksum},
 		} {
 			var got bool
 			if err := c.ns.Do(func() (err error) { got, err = getFeature(c.dev, c.cmd); return err }); err != nil {

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xdpnet/xdpnet/bufring"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
@@ -17,6 +19,9 @@ type MemConfig struct {
 	FrameSize int // default 2048
 	RXRing    int // RX ring slots (default 4096, as nic.Port): frames beyond are dropped
 	TXRing    int // most descriptors one Transmit takes (default 2048)
+	// TxChecksum offers checksum offload (TxChecksum): Transmit finishes
+	// requested checksums, as a NIC does, before the peer sees the frame.
+	TxChecksum bool
 }
 
 // MemWire is two in-memory AF_XDP ports joined back to back: what one
@@ -84,6 +89,12 @@ type MemPort struct {
 	closed bool
 	// +checklocks:mu
 	st nic.Stats
+	// +checklocks:mu
+	checksums uint64
+
+	// csum holds each frame's TxChecksum request (start, offset): written
+	// by the frame's owner, read by Transmit once the frame is handed over.
+	csum [][2]int
 }
 
 var _ stack.Port = (*MemPort)(nil)
@@ -100,6 +111,7 @@ func newMemPort(w *MemWire, name string, cfg MemConfig) (*MemPort, error) {
 		name: name, cfg: cfg, wire: w, region: region, pool: pool,
 		cache:  pool.NewCache("memport " + name),
 		notify: make(chan struct{}, 1), done: make(chan struct{}),
+		csum: make([][2]int, cfg.Frames),
 	}, nil
 }
 
@@ -168,15 +180,22 @@ func (p *MemPort) Transmit(descs []nic.Desc) (int, error) {
 		return 0, nic.ErrRingFull
 	}
 	n := min(len(descs), p.cfg.TXRing)
-	var bytes uint64
+	var bytes, checksums uint64
 	for _, d := range descs[:n] {
-		p.peer.inject(p.Frame(d))
+		f := p.Frame(d)
+		if d.Options&unix.XDP_TX_METADATA != 0 {
+			req := p.csum[d.Addr/uint64(p.cfg.FrameSize)]
+			stack.FinishChecksum(f[req[0]:], req[1])
+			checksums++
+		}
+		p.peer.inject(f)
 		bytes += uint64(d.Len)
 	}
 	p.mu.Lock()
 	for _, d := range descs[:n] {
-		p.cache.Put(d.Addr)
+		p.cache.Put(d.Addr &^ uint64(p.cfg.FrameSize-1))
 	}
+	p.checksums += checksums
 	p.st.TxPackets += uint64(n)
 	p.st.TxBytes += bytes
 	p.st.TxCompleted += uint64(n)
@@ -216,6 +235,29 @@ func (p *MemPort) inject(frame []byte) {
 func (p *MemPort) Inject(frame []byte) {
 	p.inject(frame[:min(len(frame), p.cfg.FrameSize)])
 }
+
+// TxChecksum implements stack.Port: with MemConfig.TxChecksum, Transmit
+// finishes the checksum.
+func (p *MemPort) TxChecksum(d *nic.Desc, start, offset int) bool {
+	if !p.cfg.TxChecksum || start < 0 || offset < 0 || start+offset+2 > int(d.Len) {
+		return false
+	}
+	p.csum[d.Addr/uint64(p.cfg.FrameSize)] = [2]int{start, offset}
+	d.Options |= unix.XDP_TX_METADATA
+	return true
+}
+
+// ChecksumsFinished reports how many checksums Transmit finished for
+// TxChecksum requests.
+func (p *MemPort) ChecksumsFinished() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.checksums
+}
+
+// TxHeadroom implements stack.Port: the port keeps no TX metadata in
+// frames.
+func (p *MemPort) TxHeadroom() int { return 0 }
 
 // Complete implements stack.Port; transmissions complete inside Transmit.
 func (p *MemPort) Complete() int { return 0 }
