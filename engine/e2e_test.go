@@ -270,7 +270,9 @@ func TestLabIperf3(t *testing.T) {
 }
 
 // A backend that crashes mid-load (its socket vanishes, no goodbye):
-// idempotent requests are retried on the other server, none fails.
+// idempotent requests are retried on the other server, and none fails
+// except a response that was already under way (its headers sent) when the
+// backend died, which the engine counts as aborted.
 func TestLabBackendKilled(t *testing.T) {
 	for _, stack := range stacks {
 		t.Run(stack, func(t *testing.T) {
@@ -289,13 +291,15 @@ func TestLabBackendKilled(t *testing.T) {
 			for env.Origins[1].Stats().Requests < 150 && time.Now().Before(deadline) {
 				time.Sleep(2 * time.Millisecond)
 			}
+			aborted := env.Engine.Stats().RequestsAborted
 			env.Origins[1].Kill()
 			wg.Wait()
-			if failed > 0 {
-				t.Fatalf("%d requests failed after a backend was killed: %v", failed, first)
-			}
 			st := env.Engine.Stats()
-			t.Logf("retries %v, redispatches %v, servers up %d/%d", st.Retries, st.Redispatches, st.ServersUp, st.Servers)
+			aborted = st.RequestsAborted - aborted
+			if float64(failed) > aborted {
+				t.Fatalf("%d requests failed after a backend was killed, %v of them mid-response: %v", failed, aborted, first)
+			}
+			t.Logf("retries %v, redispatches %v, aborted mid-response %v, servers up %d/%d", st.Retries, st.Redispatches, aborted, st.ServersUp, st.Servers)
 		})
 	}
 }

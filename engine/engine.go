@@ -552,9 +552,12 @@ type Stats struct {
 	Requests       float64       `json:"requests"`
 	RequestsOK     float64       `json:"requests_ok"`
 	RequestsFailed float64       `json:"requests_failed"`
-	Tunnels        float64       `json:"tunnels"`
-	Retries        float64       `json:"retries"`
-	Redispatches   float64       `json:"redispatches"`
+	// RequestsAborted counts responses that broke off after their headers
+	// went out (the backend died mid-response): no proxy can retry those.
+	RequestsAborted float64 `json:"requests_aborted"`
+	Tunnels         float64 `json:"tunnels"`
+	Retries         float64 `json:"retries"`
+	Redispatches    float64 `json:"redispatches"`
 	// PicksByQueue and PicksByHash count client connections given to the
 	// worker of their RX queue, and to one chosen by address hash.
 	PicksByQueue       float64 `json:"worker_picks_rx_queue"`
@@ -582,6 +585,7 @@ func (e *Engine) Stats() Stats {
 		Uptime:             time.Since(e.started),
 		Requests:           sum(fams, "xdpnet_requests_total", nil),
 		RequestsOK:         sum(fams, "xdpnet_requests_total", map[string]string{"result": "ok"}),
+		RequestsAborted:    sum(fams, "xdpnet_requests_total", map[string]string{"result": "aborted"}),
 		Tunnels:            sum(fams, "xdpnet_tunnels_total", nil),
 		Retries:            sum(fams, "xdpnet_retries_total", nil),
 		Redispatches:       sum(fams, "xdpnet_redispatches_total", nil),
