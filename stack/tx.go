@@ -397,15 +397,17 @@ func (q *queue) writeFrame(build func(f []byte) int, csumStart int) (bool, error
 		q.port.Complete()
 		q.fastMu.Lock()
 	}
-	d := q.fastAlloc[0]
-	f := q.port.Frame(d)
+	// In place: a local's address passed through the Port interface
+	// would move it to the heap, once per datagram.
+	d := &q.fastAlloc[0]
+	f := q.port.Frame(*d)
 	n := build(f)
 	d.Len = uint32(n)
 	if csumStart >= 0 {
-		q.finishChecksum(&d, f[:n], csumStart, udpChecksumOffset)
+		q.finishChecksum(d, f[:n], csumStart, udpChecksumOffset)
 	}
 	q.e.opts.Capture.write(f[:n])
-	q.fastPending = append(q.fastPending, d)
+	q.fastPending = append(q.fastPending, *d)
 	q.ctr.txPackets.Add(1)
 	q.ctr.txUDPFast.Add(1)
 	if !q.fastKicking {

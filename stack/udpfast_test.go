@@ -197,6 +197,46 @@ func TestUDPFastPathChecksumOffload(t *testing.T) {
 	}
 }
 
+// TestUDPFastPathAllocations: the fast path allocates nothing per datagram
+// on its way through the sender's endpoint and the receiver's, with and
+// without checksum offload.
+func TestUDPFastPathAllocations(t *testing.T) {
+	if raceEnabled {
+		// The race detector's instrumentation moves values to the heap;
+		// make test runs this test again without it.
+		t.Skip("allocation counts are meaningful without -race only")
+	}
+	for _, offload := range []bool{false, true} {
+		t.Run(fmt.Sprintf("offload=%v", offload), func(t *testing.T) {
+			p := newFastPairMem(t, false, false, stacktest.MemConfig{TxChecksum: offload})
+			p.roundTrip(t, []byte("resolve"))
+			const burst = 64
+			msg, buf := make([]byte, 1200), make([]byte, 2048)
+			p.srv.SetReadDeadline(time.Now().Add(time.Minute))
+			before := p.fast()
+			allocs := testing.AllocsPerRun(20, func() {
+				for range burst {
+					if _, err := p.cli.Write(msg); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for range burst {
+					if _, _, err := p.srv.ReadFrom(buf); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			if fast := p.fast() - before; fast < 20*burst {
+				t.Fatalf("%d datagrams took the fast path, want at least %d", fast, 20*burst)
+			}
+			// The reader's net.Addr may cost one per burst.
+			if allocs > 2 {
+				t.Errorf("%.1f allocations per burst of %d datagrams, want at most 2", allocs, burst)
+			}
+		})
+	}
+}
+
 // TestUDPFastPathOversize: a datagram that needs fragmenting goes through
 // the netstack, which fragments it.
 func TestUDPFastPathOversize(t *testing.T) {
