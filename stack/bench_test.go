@@ -27,6 +27,7 @@ import (
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
+	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
 )
 
@@ -68,7 +69,12 @@ func newBenchEnv(b *testing.B, impl string) *benchEnv {
 			},
 			close: func() {}, stats: func() string { return "" },
 		}
-	case "xdpnet":
+	case "xdpnet", "xdpnet-softcsum":
+		var tune []func(*nic.Config)
+		if impl == "xdpnet-softcsum" {
+			// Checksums computed in Go, as without AF_XDP TX metadata.
+			tune = append(tune, func(c *nic.Config) { c.NoTxChecksum = true })
+		}
 		var eo stack.EndpointOptions
 		if path := os.Getenv("XDPNET_BENCH_PCAP"); path != "" {
 			// Debugging aid: every frame of the run, for a packet trace.
@@ -81,7 +87,7 @@ func newBenchEnv(b *testing.B, impl string) *benchEnv {
 				b.Fatal(err)
 			}
 		}
-		e := newLabEngine(b, lo, eo, stack.Options{})
+		e := newLabEngine(b, lo, eo, stack.Options{}, tune...)
 		return &benchEnv{
 			l: e.l, lk: e.lk, addr: e.lk.EngineV4,
 			listen: func(ap netip.AddrPort) (net.Listener, error) { return e.s.ListenTCP(ap) },
@@ -448,6 +454,77 @@ func newSinkServer(l net.Listener) *sinkServer {
 
 func (s *sinkServer) Close() { s.l.Close(); s.wg.Wait() }
 
+// sourceServer writes to every connection it accepts until the peer goes.
+type sourceServer struct {
+	l  net.Listener
+	wg sync.WaitGroup
+}
+
+func newSourceServer(l net.Listener) *sourceServer {
+	s := &sourceServer{l: l}
+	s.wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Go(func() {
+				defer c.Close()
+				buf := make([]byte, 256<<10)
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return s
+}
+
+func (s *sourceServer) Close() { s.l.Close(); s.wg.Wait() }
+
+// BenchmarkTCPDownload: one Go client in the client namespace reads from a
+// netstack server that writes as fast as it can, so the stack's send path
+// (GSO segments cut into frames) does the work: with the ports' TX checksum
+// offload (impl=xdpnet) and with checksums summed in Go (xdpnet-softcsum),
+// in turns, one per b.N round. engine-cpu-s/GB is the test process's CPU
+// (the server side) per gigabyte received by the client.
+func BenchmarkTCPDownload(b *testing.B) {
+	privtest.RequireRoot(b)
+	secs := benchSeconds()
+	for _, impl := range []string{"xdpnet", "xdpnet-softcsum"} {
+		b.Run("impl="+impl, func(b *testing.B) {
+			env := newBenchEnv(b, impl)
+			ln, err := env.listen(netip.AddrPortFrom(env.addr, 5201))
+			if err != nil {
+				b.Fatal(err)
+			}
+			src := newSourceServer(ln)
+			defer src.Close()
+			var bytes, secsRun float64
+			var cpu time.Duration
+			for range b.N {
+				c0 := cpuTime()
+				out, err := runGoClient(b, env.l.Client, secs, goClient{Mode: "download", Dst: netip.AddrPortFrom(env.addr, 5201).String(), Seconds: secs})
+				cpu += cpuTime() - c0
+				if err != nil {
+					b.Fatalf("%v: %s", err, out)
+				}
+				var r goClientResult
+				if err := json.Unmarshal(out, &r); err != nil {
+					b.Fatalf("client output: %v: %s", err, out)
+				}
+				bytes += float64(r.Bytes)
+				secsRun += r.Seconds
+			}
+			b.ReportMetric(8*bytes/secsRun/1e9, "Gbit/s")
+			b.ReportMetric(cpu.Seconds()/(bytes/1e9), "engine-cpu-s/GB")
+			b.Logf("%s: %s", impl, env.stats())
+		})
+	}
+}
+
 // runInNS runs a command in ns, bounded by timeout (killed by PID), and
 // returns its standard output.
 func runInNS(b testing.TB, ns *lab.NS, timeout time.Duration, name string, args ...string) ([]byte, error) {
@@ -469,7 +546,7 @@ func runInNS(b testing.TB, ns *lab.NS, timeout time.Duration, name string, args 
 // goClient configures this test binary re-executed as a load client (see
 // TestMain).
 type goClient struct {
-	Mode     string   // "bulk" or "connrate"
+	Mode     string   // "bulk", "download" or "connrate"
 	Dst      string   // server address
 	Seconds  int      // run time
 	Parallel int      // connrate: concurrent loops
@@ -542,6 +619,26 @@ func goClientMain(cfgJSON string) int {
 		for time.Now().Before(deadline) {
 			n, err := c.Write(buf)
 			r.Bytes += int64(n)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+		c.Close()
+	case "download":
+		c, err := net.DialTimeout("tcp", cfg.Dst, 10*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		_ = c.SetReadDeadline(deadline)
+		buf := make([]byte, 256<<10)
+		for {
+			n, err := c.Read(buf)
+			r.Bytes += int64(n)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 1

@@ -40,8 +40,9 @@ type labEngine struct {
 }
 
 // newLabEngine builds a lab and a stack on its client link with one port per
-// queue; everything is closed when t ends.
-func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so stack.Options) *labEngine {
+// queue, each port's nic.Config edited by the tune functions; everything is
+// closed when t ends.
+func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so stack.Options, tune ...func(*nic.Config)) *labEngine {
 	t.Helper()
 	l := lab.NewT(t, lo)
 	e := &labEngine{l: l, lk: l.ClientLink}
@@ -57,10 +58,14 @@ func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so sta
 			return err
 		}
 		for q := range max(e.lk.Queues, 1) {
-			p, err := nic.Open(nic.Config{
+			cfg := nic.Config{
 				Ifindex: e.lk.Index, Queue: q, Map: e.steer,
 				ZeroCopy: nic.ZeroCopyOff, BusyPoll: labBusyPoll(),
-			})
+			}
+			for _, f := range tune {
+				f(&cfg)
+			}
+			p, err := nic.Open(cfg)
 			if err != nil {
 				return err
 			}
