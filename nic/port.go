@@ -64,11 +64,9 @@ type Port struct {
 	zeroCopy  bool
 	// txMeta is the TX metadata the UMEM reserves before each packet sent
 	// (txMetadataLen, or 0 without): Alloc's frames start that far in.
-	txMeta uint64
-	// txChecksum says TxChecksum offers the kernel's checksum offload.
-	txChecksum bool
-	fallback   string
-	fd         int // the socket, for statistics and kicks
+	txMeta   uint64
+	fallback string
+	fd       int // the socket, for statistics and kicks
 
 	// pollFile is a non-blocking duplicate of fd registered with the Go
 	// runtime's poller: Wait parks its goroutine there (no OS thread held
@@ -246,10 +244,6 @@ func (p *Port) bind() error {
 		s.close()
 		return err
 	}
-	// A zero-copy driver without the kernel's TX metadata operations
-	// ignores checksum requests, and nothing here asks the driver which
-	// it has (netdev netlink's xsk-features): offload in copy mode only.
-	p.txChecksum = p.txMeta != 0 && !p.zeroCopy
 	t, err := newXSK(nil, 0, 0, ringSizes{tx: uint32(cfg.TXSize)})
 	if err == nil {
 		if err = t.bindShared(cfg.Ifindex, cfg.Queue, s); err != nil {

@@ -47,10 +47,8 @@ func ringAt(base unsafe.Pointer, producer, consumer, flags uint64, size uint32) 
 	}
 }
 
-func addrSlots(base unsafe.Pointer, desc uint64, size uint32) []uint64 {
-	return unsafe.Slice((*uint64)(unsafe.Add(base, desc)), size)
-}
-
-func descSlots(base unsafe.Pointer, desc uint64, size uint32) []Desc {
-	return unsafe.Slice((*Desc)(unsafe.Add(base, desc)), size)
+// slotsAt is the slot array of a ring mapped at base: size entries of T
+// (UMEM addresses or descriptors) at the kernel's desc offset.
+func slotsAt[T uint64 | Desc](base unsafe.Pointer, desc uint64, size uint32) []T {
+	return unsafe.Slice((*T)(unsafe.Add(base, desc)), size)
 }

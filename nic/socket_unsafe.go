@@ -99,50 +99,51 @@ func newXSK(mem []byte, frameSize, txMeta uint32, sizes ringSizes) (s *xsk, err 
 		return nil, fmt.Errorf("nic: XDP_MMAP_OFFSETS: %w", errno)
 	}
 
-	mapRing := func(pgoff int64, o unix.XDPRingOffset, size uint32, slot uintptr) (unsafe.Pointer, error) {
-		m, err := unix.Mmap(fd, pgoff, int(o.Desc)+int(size)*int(slot),
-			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
-		if err != nil {
+	// The process produces into the fill and TX rings and consumes the
+	// completion and RX rings.
+	if sizes.fill != 0 {
+		if s.fill.ring, s.fill.slots, err = mapRing[uint64](s, "fill", unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, sizes.fill, true); err != nil {
 			return nil, err
 		}
-		s.maps = append(s.maps, m)
-		return unsafe.Pointer(unsafe.SliceData(m)), nil
-	}
-	// A fresh socket's rings start at zero, but each view reads its
-	// indices anyway so the cached ones are right by construction.
-	if sizes.fill != 0 {
-		base, err := mapRing(unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr, sizes.fill, 8)
-		if err != nil {
-			return nil, fmt.Errorf("nic: mmap fill ring: %w", err)
-		}
-		s.fill = addrRing{ringAt(base, off.Fr.Producer, off.Fr.Consumer, off.Fr.Flags, sizes.fill), addrSlots(base, off.Fr.Desc, sizes.fill)}
-		s.fill.local, s.fill.cached = s.fill.loadProducer(), s.fill.loadConsumer()
 	}
 	if sizes.comp != 0 {
-		base, err := mapRing(unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, sizes.comp, 8)
-		if err != nil {
-			return nil, fmt.Errorf("nic: mmap completion ring: %w", err)
+		if s.comp.ring, s.comp.slots, err = mapRing[uint64](s, "completion", unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr, sizes.comp, false); err != nil {
+			return nil, err
 		}
-		s.comp = addrRing{ringAt(base, off.Cr.Producer, off.Cr.Consumer, off.Cr.Flags, sizes.comp), addrSlots(base, off.Cr.Desc, sizes.comp)}
-		s.comp.local, s.comp.cached = s.comp.loadConsumer(), s.comp.loadProducer()
 	}
 	if sizes.rx != 0 {
-		base, err := mapRing(unix.XDP_PGOFF_RX_RING, off.Rx, sizes.rx, unsafe.Sizeof(Desc{}))
-		if err != nil {
-			return nil, fmt.Errorf("nic: mmap rx ring: %w", err)
+		if s.rx.ring, s.rx.slots, err = mapRing[Desc](s, "rx", unix.XDP_PGOFF_RX_RING, off.Rx, sizes.rx, false); err != nil {
+			return nil, err
 		}
-		s.rx = descRing{ringAt(base, off.Rx.Producer, off.Rx.Consumer, off.Rx.Flags, sizes.rx), descSlots(base, off.Rx.Desc, sizes.rx)}
-		s.rx.local, s.rx.cached = s.rx.loadConsumer(), s.rx.loadProducer()
 	}
 	if sizes.tx != 0 {
-		base, err := mapRing(unix.XDP_PGOFF_TX_RING, off.Tx, sizes.tx, unsafe.Sizeof(Desc{}))
-		if err != nil {
-			return nil, fmt.Errorf("nic: mmap tx ring: %w", err)
+		if s.tx.ring, s.tx.slots, err = mapRing[Desc](s, "tx", unix.XDP_PGOFF_TX_RING, off.Tx, sizes.tx, true); err != nil {
+			return nil, err
 		}
-		s.tx = descRing{ringAt(base, off.Tx.Producer, off.Tx.Consumer, off.Tx.Flags, sizes.tx), descSlots(base, off.Tx.Desc, sizes.tx)}
-		s.tx.local, s.tx.cached = s.tx.loadProducer(), s.tx.loadConsumer()
 	}
 	return s, nil
+}
+
+// mapRing maps one of s's rings, size entries of T, and returns its index
+// view and slots. A fresh socket's indices start at zero, but the view
+// reads them anyway so the cached ones are right by construction: the
+// producer's own index is local for a ring the process produces into, the
+// consumer's for one it consumes.
+func mapRing[T uint64 | Desc](s *xsk, name string, pgoff int64, o unix.XDPRingOffset, size uint32, produce bool) (ring, []T, error) {
+	m, err := unix.Mmap(s.fd, pgoff, int(o.Desc)+int(size)*int(unsafe.Sizeof(*new(T))),
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return ring{}, nil, fmt.Errorf("nic: mmap %s ring: %w", name, err)
+	}
+	s.maps = append(s.maps, m)
+	base := unsafe.Pointer(unsafe.SliceData(m))
+	r := ringAt(base, o.Producer, o.Consumer, o.Flags, size)
+	if produce {
+		r.local, r.cached = r.loadProducer(), r.loadConsumer()
+	} else {
+		r.local, r.cached = r.loadConsumer(), r.loadProducer()
+	}
+	return r, slotsAt[T](base, o.Desc, size), nil
 }
 
 // bind binds the socket to (ifindex, queue) with the XDP_* bind flags.

@@ -30,7 +30,7 @@ const txMetadataLen = 24
 // which trusts it, as it trusts the kernel's own UDP and TCP), others get
 // it computed in software before it leaves.
 func (p *Port) TxChecksum(d *Desc, start, offset int) bool {
-	if !p.txChecksum || start < 0 || offset < 0 || start > math.MaxUint16 || offset > math.MaxUint16 ||
+	if !p.TxChecksumOffload() || start < 0 || offset < 0 || start > math.MaxUint16 || offset > math.MaxUint16 ||
 		uint64(start)+uint64(offset)+2 > uint64(d.Len) || d.Addr&p.frameMask < p.txMeta ||
 		d.Addr+uint64(d.Len) > uint64(len(p.umem)) {
 		return false
@@ -46,6 +46,8 @@ func (p *Port) TxChecksum(d *Desc, start, offset int) bool {
 
 // TxChecksumOffload reports whether TxChecksum offers checksum offload: in
 // copy mode on kernels with AF_XDP TX metadata (6.11 and later) unless
-// Config.NoTxChecksum. Zero-copy drivers differ in what they implement and
-// the port does not ask, so it offers none there.
-func (p *Port) TxChecksumOffload() bool { return p.txChecksum }
+// Config.NoTxChecksum. A zero-copy driver without the kernel's TX metadata
+// operations ignores checksum requests, and the port does not ask the
+// driver which it has (netdev netlink's xsk-features), so it offers none
+// there.
+func (p *Port) TxChecksumOffload() bool { return p.txMeta != 0 && !p.zeroCopy }
