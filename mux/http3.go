@@ -14,7 +14,8 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// ErrNotH3 is returned by NewHTTP3Client for a connection whose ALPN is not h3.
+// ErrNotH3 is returned by NewHTTP3Client for a connection that is not an
+// HTTP/3 client connection (its ALPN is not h3, or it is a server's).
 var ErrNotH3 = errors.New("mux: connection did not negotiate h3")
 
 // HTTP3Client sends HTTP/3 requests (RFC 9114) on one chosen QUICConn:
@@ -34,8 +35,8 @@ var _ http.RoundTripper = (*HTTP3Client)(nil)
 // streams) on c, which must have negotiated ALPNH3. tr configures it (nil:
 // defaults); only its HTTP/3 settings are used, never its dialing.
 func NewHTTP3Client(c *QUICConn, tr *http3.Transport) (*HTTP3Client, error) {
-	if alpn := c.ALPN(); alpn != ALPNH3 {
-		return nil, fmt.Errorf("%w (negotiated %q)", ErrNotH3, alpn)
+	if alpn := c.ALPN(); alpn != ALPNH3 || !c.events {
+		return nil, fmt.Errorf("%w (negotiated %q, client side %v)", ErrNotH3, alpn, c.isClient)
 	}
 	if tr == nil {
 		tr = &http3.Transport{}
@@ -62,7 +63,7 @@ func (h *HTTP3Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	ctx := req.Context()
-	if err := h.c.reserve(ctx); err != nil {
+	if _, err := h.c.reserve(ctx); err != nil {
 		return nil, err
 	}
 	r := &h3Request{c: h.c, ctx: ctx}

@@ -100,8 +100,8 @@ func TestQUICStreamEcho(t *testing.T) {
 	if cli.Kind() != KindQUIC || cli.ALPN() != ALPNRaw || !cli.Alive() {
 		t.Fatalf("kind %v alpn %q alive %v", cli.Kind(), cli.ALPN(), cli.Alive())
 	}
-	if got := cli.AvailStreams(); got != 100 {
-		t.Fatalf("AvailStreams = %d, want the peer's default limit 100", got)
+	if got := cli.AvailStreams(); got != defaultReadyStreams {
+		t.Fatalf("AvailStreams = %d, want the default ready streams %d (the peer allows 100)", got, defaultReadyStreams)
 	}
 	ctx := context.Background()
 	s, err := cli.OpenStream(ctx)
@@ -172,6 +172,7 @@ func TestQUICCreditExhaustedThenRaised(t *testing.T) {
 	if got := cli.AvailStreams(); got != 0 {
 		t.Fatalf("AvailStreams = %d after using the credit, want 0", got)
 	}
+	notified := w.credit.Load()
 	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
 	_, err := cli.OpenStream(short)
 	cancelShort()
@@ -188,7 +189,7 @@ func TestQUICCreditExhaustedThenRaised(t *testing.T) {
 	io.ReadAll(ss)
 	ss.Close()
 	io.ReadAll(streams[0])
-	waitFor(t, "credit notification", func() bool { return w.credit.Load() > 0 })
+	waitFor(t, "credit notification", func() bool { return w.credit.Load() > notified })
 	if got := cli.AvailStreams(); got != 1 {
 		t.Fatalf("AvailStreams = %d after MAX_STREAMS, want 1", got)
 	}
@@ -202,11 +203,126 @@ func TestQUICCreditExhaustedThenRaised(t *testing.T) {
 	}
 }
 
-// TestQUICTraceOneRecorder: the connection's trace, which quic-go's HTTP/3
-// layer finds through QlogTrace, gives no recorder beyond the connection's
-// own, and the connection's credit stays tracked.
+// TestQUICReadyStreams: with a peer that allows more streams than
+// ReadyStreams, AvailStreams counts the ready ones, the filler tops them up
+// after each take until the credit runs out, and streams are handed out
+// lowest id first (RFC 9000 section 3.2: the peer opens lower ids
+// implicitly).
+func TestQUICReadyStreams(t *testing.T) {
+	checkGoroutines(t)
+	const ready, limit = 4, 10
+	cli, srv := quicPair(t, ALPNRaw, Config{MaxIncomingStreams: limit}, Config{ReadyStreams: ready})
+	w := newCreditWatcher()
+	cli.SetWatcher(w)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if got := cli.AvailStreams(); got != ready {
+		t.Fatalf("AvailStreams = %d, want ReadyStreams %d", got, ready)
+	}
+	var streams []Stream
+	open := func(n int) {
+		t.Helper()
+		for range n {
+			s, err := cli.OpenStream(ctx)
+			if err != nil {
+				t.Fatalf("stream %d: %v", len(streams), err)
+			}
+			if want := uint64(4 * len(streams)); s.ID() != want {
+				t.Fatalf("stream %d has id %d, want %d", len(streams), s.ID(), want)
+			}
+			streams = append(streams, s)
+		}
+	}
+	open(ready)
+	waitFor(t, "ready streams topped up", func() bool { return cli.AvailStreams() == ready })
+	open(ready)
+	waitFor(t, "the last of the credit ready", func() bool { return cli.AvailStreams() == limit-2*ready })
+	open(limit - 2*ready)
+	if got := cli.AvailStreams(); got != 0 {
+		t.Fatalf("AvailStreams = %d with the credit used up", got)
+	}
+	notified := w.credit.Load()
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err := cli.OpenStream(short)
+	cancelShort()
+	if !errors.Is(err, ErrNoCredit) {
+		t.Fatalf("OpenStream without credit: %v, want ErrNoCredit", err)
+	}
+	// Only the first stream reaches the peer (a stream exists for it from
+	// its first frame); once it is finished both ways, quic-go raises
+	// MAX_STREAMS by one.
+	streams[0].Write([]byte("x"))
+	streams[0].CloseWrite()
+	ss, err := srv.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(ss)
+	ss.Close()
+	io.ReadAll(streams[0])
+	waitFor(t, "credit notification", func() bool { return w.credit.Load() > notified })
+	if got := cli.AvailStreams(); got != 1 {
+		t.Fatalf("AvailStreams = %d after MAX_STREAMS, want 1", got)
+	}
+	for _, s := range streams[1:] {
+		s.Close()
+	}
+}
+
+// TestQUICPingRaw: on a raw-ALPN connection Ping's answer is the peer's
+// STOP_SENDING. A quic-go peer that runs StopUniStreams answers; one that
+// never accepts unidirectional streams does not, and Ping ends with its
+// context.
+func TestQUICPingRaw(t *testing.T) {
+	checkGoroutines(t)
+	for _, answers := range []bool{true, false} {
+		t.Run(fmt.Sprintf("answers=%v", answers), func(t *testing.T) {
+			cpc, spc := packetPair(t)
+			cert, pool := labCert()
+			str := &quic.Transport{Conn: spc}
+			defer str.Close()
+			ln, err := str.Listen(ServerTLS(cert, ALPNRaw), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cli, err := DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw), Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cli.Close()
+			qc, err := ln.Accept(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if answers {
+				go StopUniStreams(qc)
+			}
+			short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancelShort()
+			err = cli.Ping(short)
+			if answers && err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+			if !answers && !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Ping to a peer that never answers: %v, want the deadline", err)
+			}
+		})
+	}
+}
+
+// TestQUICTraceOneRecorder: an HTTP/3 client connection's trace, which
+// quic-go's HTTP/3 layer finds through QlogTrace, gives no recorder beyond
+// the connection's own, and the connection's credit stays tracked. Raw and
+// server connections have no trace at all.
 func TestQUICTraceOneRecorder(t *testing.T) {
-	cli, _ := quicPair(t, ALPNRaw, Config{MaxIncomingStreams: 7}, Config{})
+	raw, srv := quicPair(t, ALPNRaw, Config{}, Config{})
+	if raw.QUIC().QlogTrace() != nil || srv.QUIC().QlogTrace() != nil {
+		t.Fatal("a raw-ALPN connection has a qlog trace")
+	}
+	cli, _ := quicPair(t, ALPNH3, Config{MaxIncomingStreams: 7}, Config{})
 	tr := cli.QUIC().QlogTrace()
 	if tr == nil {
 		t.Fatal("connection without a trace")
@@ -267,7 +383,7 @@ func TestQUICManyStreams(t *testing.T) {
 	if testing.Short() {
 		n = 1000
 	}
-	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
+	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{ReadyStreams: 100})
 	echoStreams(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

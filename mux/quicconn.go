@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,16 +18,35 @@ import (
 // QUICConn is a QUIC connection (RFC 9000) behind the Conn interface, client
 // or server side.
 //
-// Stream credit is exact. quic-go keeps the peer's stream limit private, so
-// QUICConn learns it from quic-go's event stream: the peer's
-// initial_max_streams_bidi transport parameter (RFC 9000 section 18.2) and
-// every MAX_STREAMS frame (section 19.11), which quic-go reports after it
-// applied them. Every bidirectional stream this side opens goes through
-// OpenStream (or HTTP3Client), which takes one unit of credit under a mutex
-// before quic-go opens the stream, so AvailStreams = limit - opened is never
-// more than quic-go would allow and OpenStream never meets quic-go's
-// StreamLimitReachedError. Opening streams on the quic.Conn returned by
-// QUIC() bypasses this accounting.
+// Stream credit is exact: AvailStreams never counts a stream that quic-go
+// would refuse, so OpenStream never meets quic-go's StreamLimitReachedError.
+// quic-go keeps the peer's stream limit (RFC 9000 section 4.6) private, and
+// QUICConn follows it in one of two ways:
+//
+//   - Ready streams, for every connection but an HTTP/3 client's. A filler
+//     goroutine keeps up to Config.ReadyStreams bidirectional streams opened
+//     ahead in quic-go, within the peer's credit, and OpenStream hands out
+//     the oldest. AvailStreams counts them: it is the peer's remaining
+//     credit, up to ReadyStreams, and for a few microseconds after a burst
+//     of opens it can be lower while the filler catches up. When the credit
+//     is used up the filler waits in quic-go's OpenStreamSync, which returns
+//     once a MAX_STREAMS frame (section 19.11) raised the limit. A stream
+//     opened ahead costs nothing on the wire: the peer learns of it from its
+//     first frame, and streams go out lowest id first, as section 3.2 expects.
+//     The filler starts at the first AvailStreams or OpenStream call.
+//   - Credit events, for HTTP/3 client connections, whose request streams
+//     quic-go's HTTP/3 layer opens itself. QUICConn installs a qlog recorder
+//     and reads the peer's initial_max_streams_bidi transport parameter
+//     (section 18.2) and every MAX_STREAMS frame from quic-go's events, which
+//     quic-go records after it applied them; HTTP3Client takes one unit of
+//     credit under a mutex before each request. The recorder costs CPU:
+//     quic-go builds an event for every packet once one is installed, which
+//     is why raw connections do without (bench/mux.md).
+//
+// Opening streams on the quic.Conn returned by QUIC() bypasses this
+// accounting: on an HTTP/3 client connection it breaks it; elsewhere it
+// takes credit from the ready streams and leaves unused lower stream ids
+// that the peer then opens implicitly.
 type QUICConn struct {
 	isClient bool
 	qc       *quic.Conn
@@ -41,6 +61,14 @@ type QUICConn struct {
 	// started is set once the handshake completed and start ran: events
 	// before that only set the initial limit.
 	started atomic.Bool
+	// events: credit comes from the qlog recorder (an HTTP/3 client),
+	// else from ready streams.
+	events bool
+	// readyTarget is Config.ReadyStreams; fillOnce starts the filler, and
+	// refill wakes it after a ready stream was taken.
+	readyTarget int
+	fillOnce    sync.Once
+	refill      chan struct{}
 
 	// pings and pingActive are fed by the event recorder (see Ping).
 	pingActive atomic.Int32
@@ -49,8 +77,13 @@ type QUICConn struct {
 
 	mu sync.Mutex
 	// limit is the peer's cumulative limit on bidirectional streams this
-	// side may open; opened counts those opened (or reserved) so far.
+	// side may open, as far as QUICConn knows it (with ready streams: the
+	// streams opened so far plus the ready ones); opened counts those
+	// handed out (or reserved) so far.
 	limit, opened int64
+	// ready are the streams quic-go opened ahead, lowest id first; they
+	// belong to the connection until reserve hands one out.
+	ready []*quic.Stream
 	// used counts streams opened here and not finished in both directions;
 	// accepted the same for streams the peer opened.
 	used, accepted int
@@ -72,11 +105,14 @@ type watcherRef struct{ w Watcher }
 // expected. It is returned instead of quic-go's StreamLimitReachedError.
 var ErrStreamLimit = errors.New("mux: stream credit accounting out of step with quic-go")
 
-func newQUICConn(isClient bool) *QUICConn {
+func newQUICConn(isClient, events bool, cfg Config) *QUICConn {
 	return &QUICConn{
-		isClient: isClient,
-		done:     make(chan struct{}),
-		credit:   make(chan struct{}),
+		isClient:    isClient,
+		events:      events,
+		readyTarget: cmp.Or(cfg.ReadyStreams, defaultReadyStreams),
+		refill:      make(chan struct{}, 1),
+		done:        make(chan struct{}),
+		credit:      make(chan struct{}),
 	}
 }
 
@@ -92,19 +128,7 @@ func (c *QUICConn) start(qc *quic.Conn) {
 	if alpn != ALPNH3 {
 		// HTTP/3 handles its own unidirectional streams; on raw
 		// connections they only carry the peer's pings.
-		go c.discardUniStreams()
-	}
-}
-
-// discardUniStreams drains the peer's unidirectional streams (its pings) so
-// their credit returns to the peer. It ends when the connection dies.
-func (c *QUICConn) discardUniStreams() {
-	for {
-		s, err := c.qc.AcceptUniStream(context.Background())
-		if err != nil {
-			return
-		}
-		s.CancelRead(quic.StreamErrorCode(c.noError))
+		go StopUniStreams(qc)
 	}
 }
 
@@ -124,6 +148,9 @@ func (c *QUICConn) die() {
 		close(c.idle)
 		c.idle = nil
 	}
+	// The ready streams died with the connection.
+	clear(c.ready)
+	c.ready = nil
 	c.mu.Unlock()
 	close(c.done)
 	if c.owned != nil {
@@ -141,7 +168,7 @@ func (c *QUICConn) die() {
 	}
 }
 
-// raiseLimit records the peer's new cumulative stream limit.
+// raiseLimit records the peer's new cumulative stream limit (credit events).
 func (c *QUICConn) raiseLimit(n int64) {
 	c.mu.Lock()
 	if n <= c.limit || c.err != nil {
@@ -149,6 +176,26 @@ func (c *QUICConn) raiseLimit(n int64) {
 		return
 	}
 	c.limit = n
+	c.creditRaisedUnlock()
+}
+
+// addReady hands streams the filler opened to the connection. It reports
+// false, leaving them to die with it, once the connection is dead.
+func (c *QUICConn) addReady(streams []*quic.Stream) bool {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return false
+	}
+	c.ready = append(c.ready, streams...)
+	c.limit += int64(len(streams))
+	c.creditRaisedUnlock()
+	return true
+}
+
+// creditRaisedUnlock wakes credit waiters and the watcher after limit rose;
+// it releases c.mu, which the caller holds.
+func (c *QUICConn) creditRaisedUnlock() {
 	close(c.credit)
 	c.credit = make(chan struct{})
 	notify := !c.goingAway
@@ -160,37 +207,114 @@ func (c *QUICConn) raiseLimit(n int64) {
 	}
 }
 
+// startReady starts the filler of a ready-streams connection, once: it
+// tops up synchronously, so that AvailStreams counts the credit at once,
+// then keeps topping up in the background.
+func (c *QUICConn) startReady() {
+	if c.events {
+		return
+	}
+	c.fillOnce.Do(func() {
+		c.topUp()
+		go c.fill()
+	})
+}
+
+// topUp opens streams without waiting until readyTarget are ready or the
+// peer's credit is used up; it reports whether the credit ran out first.
+// Only startReady and the filler call it, one at a time, so stream ids
+// enter c.ready in order.
+func (c *QUICConn) topUp() (short bool) {
+	c.mu.Lock()
+	need := c.readyTarget - len(c.ready)
+	c.mu.Unlock()
+	if need <= 0 {
+		return false
+	}
+	streams := make([]*quic.Stream, 0, need)
+	for range need {
+		s, err := c.qc.OpenStream()
+		if err != nil {
+			// StreamLimitReachedError, or the connection is closing
+			// (the filler's OpenStreamSync then fails and it ends).
+			short = true
+			break
+		}
+		streams = append(streams, s)
+	}
+	if len(streams) > 0 {
+		c.addReady(streams)
+	}
+	return short
+}
+
+// fill is the filler goroutine of a ready-streams connection: it tops up
+// after every take and, when the peer's credit is used up, waits in quic-go
+// for a MAX_STREAMS frame. It ends when the connection dies.
+func (c *QUICConn) fill() {
+	ctx := c.qc.Context()
+	for {
+		if c.topUp() {
+			s, err := c.qc.OpenStreamSync(ctx)
+			if err != nil || !c.addReady([]*quic.Stream{s}) {
+				return
+			}
+			continue
+		}
+		select {
+		case <-c.refill:
+		case <-c.done:
+			return
+		}
+	}
+}
+
 // reserve takes one unit of stream credit, waiting for the peer to grant
-// more until ctx ends.
-func (c *QUICConn) reserve(ctx context.Context) error {
+// more until ctx ends. On a ready-streams connection it returns the stream
+// that credit opened; the caller owns it.
+func (c *QUICConn) reserve(ctx context.Context) (*quic.Stream, error) {
+	c.startReady()
 	for {
 		c.mu.Lock()
 		switch {
 		case c.err != nil:
 			err := c.err
 			c.mu.Unlock()
-			return err
+			return nil, err
 		case c.goingAway:
 			c.mu.Unlock()
-			return ErrGoingAway
+			return nil, ErrGoingAway
 		case c.opened < c.limit:
 			c.opened++
 			c.used++
+			var s *quic.Stream
+			if !c.events {
+				s = c.ready[0]
+				n := copy(c.ready, c.ready[1:])
+				c.ready[n] = nil
+				c.ready = c.ready[:n]
+			}
 			c.mu.Unlock()
-			return nil
+			if s != nil {
+				select {
+				case c.refill <- struct{}{}:
+				default: // a wake-up is pending already
+				}
+			}
+			return s, nil
 		}
 		wake := c.credit
 		c.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", ErrNoCredit, context.Cause(ctx))
+			return nil, fmt.Errorf("%w: %w", ErrNoCredit, context.Cause(ctx))
 		}
 	}
 }
 
-// unreserve gives back a unit of credit that reserve took but quic-go did
-// not use (the open failed).
+// unreserve gives back a unit of credit that reserve took on a
+// credit-events connection but quic-go did not use (the open failed).
 func (c *QUICConn) unreserve() {
 	c.mu.Lock()
 	c.opened--
@@ -225,23 +349,27 @@ func (c *QUICConn) streamEnded(local bool) {
 
 // OpenStream opens a bidirectional stream; see Conn.
 func (c *QUICConn) OpenStream(ctx context.Context) (Stream, error) {
-	if err := c.reserve(ctx); err != nil {
+	s, err := c.reserve(ctx)
+	if err != nil {
 		return nil, err
 	}
-	// With credit reserved quic-go has room: OpenStreamSync returns at once.
-	// It only waits when our event arrived before quic-go applied the
-	// frame, which it never does (events are recorded after handling).
-	s, err := c.qc.OpenStreamSync(ctx)
-	if err != nil {
-		c.unreserve()
-		var limitErr quic.StreamLimitReachedError
-		if errors.As(err, &limitErr) {
-			return nil, fmt.Errorf("%w: %w", ErrStreamLimit, err)
+	if s == nil {
+		// Credit events: with credit reserved quic-go has room, so
+		// OpenStreamSync returns at once. It only waits if our event
+		// arrived before quic-go applied the frame, which it never does
+		// (events are recorded after handling).
+		s, err = c.qc.OpenStreamSync(ctx)
+		if err != nil {
+			c.unreserve()
+			var limitErr quic.StreamLimitReachedError
+			if errors.As(err, &limitErr) {
+				return nil, fmt.Errorf("%w: %w", ErrStreamLimit, err)
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: %w", ErrNoCredit, context.Cause(ctx))
+			}
+			return nil, fmt.Errorf("mux: open stream: %w", err)
 		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNoCredit, context.Cause(ctx))
-		}
-		return nil, fmt.Errorf("mux: open stream: %w", err)
 	}
 	return &quicStream{s: s, c: c, local: true}, nil
 }
@@ -259,8 +387,10 @@ func (c *QUICConn) AcceptStream(ctx context.Context) (Stream, error) {
 	return &quicStream{s: s, c: c}, nil
 }
 
-// AvailStreams is the number of streams OpenStream opens without waiting.
+// AvailStreams is the number of streams OpenStream opens without waiting
+// (see QUICConn for how far that is the peer's credit).
 func (c *QUICConn) AvailStreams() int {
+	c.startReady()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil || c.goingAway {

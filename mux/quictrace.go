@@ -13,8 +13,9 @@ import (
 )
 
 // quic-go reports transport parameters and frames as qlog events; they are
-// the only place where it exposes the peer's stream limit. QUICConn installs
-// a recorder that reads the few events it needs and drops the rest.
+// the only place where it exposes the peer's stream limit. An HTTP/3 client
+// QUICConn installs a recorder that reads the few events it needs and drops
+// the rest (see QUICConn).
 
 // traceKey carries the *QUICConn a connection's events belong to, in the
 // context quic-go hands to Config.Tracer.
@@ -27,7 +28,7 @@ const bidiStreamType = 1
 
 func traceFromContext(ctx context.Context, _ bool, _ quic.ConnectionID) qlogwriter.Trace {
 	c, _ := ctx.Value(traceKey{}).(*QUICConn)
-	if c == nil {
+	if c == nil || !c.events {
 		return nil
 	}
 	return &connTrace{c: c}
@@ -134,11 +135,15 @@ func (c *QUICConn) pingAcked(ack *qlog.AckFrame) {
 	c.pings = keep
 }
 
-// Ping proves the peer alive: it sends an ack-eliciting packet (a short
-// unidirectional stream of a reserved type that HTTP/3 peers ignore, RFC
-// 9114 section 6.2.3) and returns once the peer acknowledged that packet.
-// quic-go has no public PING frame; this costs one unidirectional stream of
-// the peer's credit, which returns as soon as the peer discards it.
+// Ping proves the peer alive with a round trip. quic-go has no public PING
+// frame, so Ping opens a unidirectional stream of a reserved type that
+// HTTP/3 peers ignore (RFC 9114 section 6.2.3), sends the type, and returns
+// at the first answer: the peer stopping the stream (STOP_SENDING, RFC 9000
+// section 3.5), which raw-ALPN peers do for every unidirectional stream and
+// quic-go's HTTP/3 for every unknown type, or, on an HTTP/3 client
+// connection, the ACK of a packet that carried the stream (section 13.2),
+// which the credit-event recorder sees. The stream is reset at the end, so
+// its credit returns to the peer either way.
 func (c *QUICConn) Ping(ctx context.Context) error {
 	if err := c.Err(); err != nil {
 		return err
@@ -147,34 +152,56 @@ func (c *QUICConn) Ping(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("mux: ping: %w", err)
 	}
-	p := &pendingPing{stream: s.StreamID(), done: make(chan struct{})}
-	c.pingMu.Lock()
-	c.pings = append(c.pings, p)
-	c.pingMu.Unlock()
-	c.pingActive.Add(1)
-	_, err = s.Write([]byte{pingStreamType})
-	if err == nil {
-		err = s.Close()
+	defer s.CancelWrite(quic.StreamErrorCode(c.noError))
+	var acked chan struct{} // stays nil without a recorder
+	if c.events {
+		p := &pendingPing{stream: s.StreamID(), done: make(chan struct{})}
+		c.pingMu.Lock()
+		c.pings = append(c.pings, p)
+		c.pingMu.Unlock()
+		c.pingActive.Add(1)
+		defer c.dropPing(p)
+		acked = p.done
 	}
-	if err != nil {
-		c.dropPing(p)
-		var serr *quic.StreamError
-		if errors.As(err, &serr) && serr.Remote || errors.As(context.Cause(s.Context()), &serr) && serr.Remote {
-			// The peer read the stream type and stopped the stream
-			// (STOP_SENDING): it answered, so it is alive.
+	if _, err := s.Write([]byte{pingStreamType}); err != nil {
+		if stoppedByPeer(err) {
 			return nil
 		}
 		return fmt.Errorf("mux: ping: %w", err)
 	}
 	select {
-	case <-p.done:
-		if err := c.Err(); err != nil {
-			return err
+	case <-acked:
+		// die finishes pending pings too.
+		return c.Err()
+	case <-s.Context().Done():
+		if err := context.Cause(s.Context()); !stoppedByPeer(err) {
+			return fmt.Errorf("mux: ping: %w", err)
 		}
 		return nil
 	case <-ctx.Done():
-		c.dropPing(p)
 		return fmt.Errorf("mux: ping: %w", context.Cause(ctx))
+	}
+}
+
+// stoppedByPeer reports whether err is the peer's STOP_SENDING: it read the
+// stream and answered.
+func stoppedByPeer(err error) bool {
+	var serr *quic.StreamError
+	return errors.As(err, &serr) && serr.Remote
+}
+
+// StopUniStreams answers the peer's pings on a raw-ALPN connection: it stops
+// (STOP_SENDING, error code 0) every unidirectional stream the peer opens,
+// which is all a raw-ALPN peer does with them, until the connection ends.
+// QUICConn runs it on its own raw connections; a raw-ALPN server built on
+// quic-go directly runs it beside its stream accept loop.
+func StopUniStreams(qc *quic.Conn) {
+	for {
+		s, err := qc.AcceptUniStream(context.Background())
+		if err != nil {
+			return
+		}
+		s.CancelRead(0)
 	}
 }
 

@@ -134,6 +134,7 @@ func (s *Server) serveConn(c *quic.Conn) {
 func (s *Server) serveRaw(c *quic.Conn) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	wg.Go(func() { mux.StopUniStreams(c) })
 	for {
 		str, err := c.AcceptStream(context.Background())
 		if err != nil {
