@@ -204,10 +204,10 @@ func TestQUICCreditExhaustedThenRaised(t *testing.T) {
 }
 
 // TestQUICReadyStreams: with a peer that allows more streams than
-// ReadyStreams, AvailStreams counts the ready ones, the filler tops them up
-// after each take until the credit runs out, and streams are handed out
-// lowest id first (RFC 9000 section 3.2: the peer opens lower ids
-// implicitly).
+// ReadyStreams, AvailStreams opens that many ahead and counts them, until
+// the credit runs out, and streams are handed out lowest id first (RFC 9000
+// section 3.2: the peer opens lower ids implicitly). OpenStream needs no
+// AvailStreams call before it.
 func TestQUICReadyStreams(t *testing.T) {
 	checkGoroutines(t)
 	const ready, limit = 4, 10
@@ -233,11 +233,15 @@ func TestQUICReadyStreams(t *testing.T) {
 			streams = append(streams, s)
 		}
 	}
+	open(ready + 1)
+	if got := cli.AvailStreams(); got != ready {
+		t.Fatalf("AvailStreams = %d after opening %d, want %d", got, ready+1, ready)
+	}
 	open(ready)
-	waitFor(t, "ready streams topped up", func() bool { return cli.AvailStreams() == ready })
-	open(ready)
-	waitFor(t, "the last of the credit ready", func() bool { return cli.AvailStreams() == limit-2*ready })
-	open(limit - 2*ready)
+	if got := cli.AvailStreams(); got != limit-2*ready-1 {
+		t.Fatalf("AvailStreams = %d, want the last %d of the credit", got, limit-2*ready-1)
+	}
+	open(limit - 2*ready - 1)
 	if got := cli.AvailStreams(); got != 0 {
 		t.Fatalf("AvailStreams = %d with the credit used up", got)
 	}

@@ -23,17 +23,18 @@ import (
 // quic-go keeps the peer's stream limit (RFC 9000 section 4.6) private, and
 // QUICConn follows it in one of two ways:
 //
-//   - Ready streams, for every connection but an HTTP/3 client's. A filler
-//     goroutine keeps up to Config.ReadyStreams bidirectional streams opened
-//     ahead in quic-go, within the peer's credit, and OpenStream hands out
-//     the oldest. AvailStreams counts them: it is the peer's remaining
-//     credit, up to ReadyStreams, and for a few microseconds after a burst
-//     of opens it can be lower while the filler catches up. When the credit
-//     is used up the filler waits in quic-go's OpenStreamSync, which returns
-//     once a MAX_STREAMS frame (section 19.11) raised the limit. A stream
-//     opened ahead costs nothing on the wire: the peer learns of it from its
-//     first frame, and streams go out lowest id first, as section 3.2 expects.
-//     The filler starts at the first AvailStreams or OpenStream call.
+//   - Ready streams, for every connection but an HTTP/3 client's.
+//     OpenStream takes a stream opened ahead if there is one, else asks
+//     quic-go for one without waiting (OpenStream). AvailStreams opens up to
+//     Config.ReadyStreams streams ahead and counts them, so it is the peer's
+//     remaining credit up to ReadyStreams, and every stream it counts exists.
+//     Once quic-go refuses a stream for lack of credit, a goroutine waits in
+//     quic-go's OpenStreamSync, which returns when a MAX_STREAMS frame
+//     (section 19.11) raised the limit, and the stream it got is the first
+//     handed out after. A stream opened ahead costs memory, about 1.6 KB,
+//     and nothing on the wire: the peer learns of it from its first frame.
+//     All opens are serialised and streams are handed out lowest id first,
+//     so the peer never opens an unused one implicitly (section 3.2).
 //   - Credit events, for HTTP/3 client connections, whose request streams
 //     quic-go's HTTP/3 layer opens itself. QUICConn installs a qlog recorder
 //     and reads the peer's initial_max_streams_bidi transport parameter
@@ -64,11 +65,18 @@ type QUICConn struct {
 	// events: credit comes from the qlog recorder (an HTTP/3 client),
 	// else from ready streams.
 	events bool
-	// readyTarget is Config.ReadyStreams; fillOnce starts the filler, and
-	// refill wakes it after a ready stream was taken.
+	// readyTarget is Config.ReadyStreams. waitOnce starts waitForCredit,
+	// and exhausted wakes it.
 	readyTarget int
-	fillOnce    sync.Once
-	refill      chan struct{}
+	waitOnce    sync.Once
+	exhausted   chan struct{}
+
+	// openMu serialises opening streams ahead and handing them out, so that
+	// stream ids are used in order. It is taken before mu.
+	openMu sync.Mutex
+	// short is set when quic-go refused a stream for lack of credit, until
+	// waitForCredit got one.
+	short bool
 
 	// pings and pingActive are fed by the event recorder (see Ping).
 	pingActive atomic.Int32
@@ -77,12 +85,12 @@ type QUICConn struct {
 
 	mu sync.Mutex
 	// limit is the peer's cumulative limit on bidirectional streams this
-	// side may open, as far as QUICConn knows it (with ready streams: the
-	// streams opened so far plus the ready ones); opened counts those
-	// handed out (or reserved) so far.
+	// side may open (credit events); opened counts those opened (or
+	// reserved) so far.
 	limit, opened int64
-	// ready are the streams quic-go opened ahead, lowest id first; they
-	// belong to the connection until reserve hands one out.
+	// ready are the streams quic-go opened ahead, lowest id first (ready
+	// streams); they belong to the connection until reserve hands one out.
+	// Appended to with openMu held.
 	ready []*quic.Stream
 	// used counts streams opened here and not finished in both directions;
 	// accepted the same for streams the peer opened.
@@ -110,7 +118,7 @@ func newQUICConn(isClient, events bool, cfg Config) *QUICConn {
 		isClient:    isClient,
 		events:      events,
 		readyTarget: cmp.Or(cfg.ReadyStreams, defaultReadyStreams),
-		refill:      make(chan struct{}, 1),
+		exhausted:   make(chan struct{}, 1),
 		done:        make(chan struct{}),
 		credit:      make(chan struct{}),
 	}
@@ -179,22 +187,8 @@ func (c *QUICConn) raiseLimit(n int64) {
 	c.creditRaisedUnlock()
 }
 
-// addReady hands streams the filler opened to the connection. It reports
-// false, leaving them to die with it, once the connection is dead.
-func (c *QUICConn) addReady(streams []*quic.Stream) bool {
-	c.mu.Lock()
-	if c.err != nil {
-		c.mu.Unlock()
-		return false
-	}
-	c.ready = append(c.ready, streams...)
-	c.limit += int64(len(streams))
-	c.creditRaisedUnlock()
-	return true
-}
-
-// creditRaisedUnlock wakes credit waiters and the watcher after limit rose;
-// it releases c.mu, which the caller holds.
+// creditRaisedUnlock wakes credit waiters and the watcher after credit
+// came back; it releases c.mu, which the caller holds.
 func (c *QUICConn) creditRaisedUnlock() {
 	close(c.credit)
 	c.credit = make(chan struct{})
@@ -207,110 +201,138 @@ func (c *QUICConn) creditRaisedUnlock() {
 	}
 }
 
-// startReady starts the filler of a ready-streams connection, once: it
-// tops up synchronously, so that AvailStreams counts the credit at once,
-// then keeps topping up in the background.
-func (c *QUICConn) startReady() {
-	if c.events {
-		return
+// usableLocked is why no stream can be opened now, or nil; c.mu is held.
+func (c *QUICConn) usableLocked() error {
+	switch {
+	case c.err != nil:
+		return c.err
+	case c.goingAway:
+		return ErrGoingAway
 	}
-	c.fillOnce.Do(func() {
-		c.topUp()
-		go c.fill()
-	})
+	return nil
 }
 
-// topUp opens streams without waiting until readyTarget are ready or the
-// peer's credit is used up; it reports whether the credit ran out first.
-// Only startReady and the filler call it, one at a time, so stream ids
-// enter c.ready in order.
-func (c *QUICConn) topUp() (short bool) {
-	c.mu.Lock()
-	need := c.readyTarget - len(c.ready)
-	c.mu.Unlock()
-	if need <= 0 {
-		return false
-	}
-	streams := make([]*quic.Stream, 0, need)
-	for range need {
+// openAheadLocked asks quic-go for up to n streams without waiting and
+// appends them to c.ready. When quic-go refuses one for lack of credit it
+// marks the connection short and wakes waitForCredit; it stops at any other
+// error too (the connection is closing). c.openMu is held.
+func (c *QUICConn) openAheadLocked(n int) {
+	for range n {
 		s, err := c.qc.OpenStream()
 		if err != nil {
-			// StreamLimitReachedError, or the connection is closing
-			// (the filler's OpenStreamSync then fails and it ends).
-			short = true
-			break
+			var limitErr *quic.StreamLimitReachedError
+			if errors.As(err, &limitErr) {
+				c.short = true
+				c.waitOnce.Do(func() { go c.waitForCredit() })
+				select {
+				case c.exhausted <- struct{}{}:
+				default: // waitForCredit is awake already
+				}
+			}
+			return
 		}
-		streams = append(streams, s)
+		c.mu.Lock()
+		if c.err == nil {
+			c.ready = append(c.ready, s)
+		}
+		c.mu.Unlock()
 	}
-	if len(streams) > 0 {
-		c.addReady(streams)
-	}
-	return short
 }
 
-// fill is the filler goroutine of a ready-streams connection: it tops up
-// after every take and, when the peer's credit is used up, waits in quic-go
-// for a MAX_STREAMS frame. It ends when the connection dies.
-func (c *QUICConn) fill() {
-	ctx := c.qc.Context()
+// waitForCredit runs once the peer's credit first ran out, until the
+// connection dies: each time it ran out, it waits in quic-go for a
+// MAX_STREAMS frame and hands the stream that frame allowed to c.ready.
+func (c *QUICConn) waitForCredit() {
 	for {
-		if c.topUp() {
-			s, err := c.qc.OpenStreamSync(ctx)
-			if err != nil || !c.addReady([]*quic.Stream{s}) {
-				return
-			}
-			continue
-		}
 		select {
-		case <-c.refill:
+		case <-c.exhausted:
 		case <-c.done:
 			return
 		}
+		s, err := c.qc.OpenStreamSync(c.qc.Context())
+		if err != nil {
+			return
+		}
+		c.openMu.Lock()
+		c.short = false
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			c.openMu.Unlock()
+			return
+		}
+		c.ready = append(c.ready, s)
+		c.openMu.Unlock()
+		c.creditRaisedUnlock()
 	}
 }
 
 // reserve takes one unit of stream credit, waiting for the peer to grant
-// more until ctx ends. On a ready-streams connection it returns the stream
-// that credit opened; the caller owns it.
+// more until ctx ends. With ready streams it returns the stream that credit
+// opened, which the caller owns; with credit events it returns nil and the
+// caller opens the stream.
 func (c *QUICConn) reserve(ctx context.Context) (*quic.Stream, error) {
-	c.startReady()
 	for {
-		c.mu.Lock()
-		switch {
-		case c.err != nil:
-			err := c.err
-			c.mu.Unlock()
-			return nil, err
-		case c.goingAway:
-			c.mu.Unlock()
-			return nil, ErrGoingAway
-		case c.opened < c.limit:
-			c.opened++
-			c.used++
-			var s *quic.Stream
-			if !c.events {
-				s = c.ready[0]
-				n := copy(c.ready, c.ready[1:])
-				c.ready[n] = nil
-				c.ready = c.ready[:n]
-			}
-			c.mu.Unlock()
-			if s != nil {
-				select {
-				case c.refill <- struct{}{}:
-				default: // a wake-up is pending already
-				}
-			}
-			return s, nil
+		var s *quic.Stream
+		var wake chan struct{}
+		var err error
+		if c.events {
+			wake, err = c.takeCredit()
+		} else {
+			s, wake, err = c.takeReady()
 		}
-		wake := c.credit
-		c.mu.Unlock()
+		if wake == nil || err != nil {
+			return s, err
+		}
 		select {
 		case <-wake:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %w", ErrNoCredit, context.Cause(ctx))
 		}
 	}
+}
+
+// takeCredit takes a unit of credit (credit events), or returns the channel
+// closed when more comes.
+func (c *QUICConn) takeCredit() (wake chan struct{}, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.usableLocked(); err != nil {
+		return nil, err
+	}
+	if c.opened < c.limit {
+		c.opened++
+		c.used++
+		return nil, nil
+	}
+	return c.credit, nil
+}
+
+// takeReady hands out the oldest ready stream, opening one if none is
+// ready and the credit allows, or returns the channel closed when more
+// credit comes.
+func (c *QUICConn) takeReady() (s *quic.Stream, wake chan struct{}, err error) {
+	c.openMu.Lock()
+	defer c.openMu.Unlock()
+	c.mu.Lock()
+	if len(c.ready) == 0 && !c.short && c.usableLocked() == nil {
+		c.mu.Unlock()
+		c.openAheadLocked(1)
+		c.mu.Lock()
+	}
+	defer c.mu.Unlock()
+	if err := c.usableLocked(); err != nil {
+		return nil, nil, err
+	}
+	if len(c.ready) == 0 {
+		return nil, c.credit, nil
+	}
+	s = c.ready[0]
+	n := copy(c.ready, c.ready[1:])
+	c.ready[n] = nil
+	c.ready = c.ready[:n]
+	c.used++
+	return s, nil, nil
 }
 
 // unreserve gives back a unit of credit that reserve took on a
@@ -361,7 +383,7 @@ func (c *QUICConn) OpenStream(ctx context.Context) (Stream, error) {
 		s, err = c.qc.OpenStreamSync(ctx)
 		if err != nil {
 			c.unreserve()
-			var limitErr quic.StreamLimitReachedError
+			var limitErr *quic.StreamLimitReachedError
 			if errors.As(err, &limitErr) {
 				return nil, fmt.Errorf("%w: %w", ErrStreamLimit, err)
 			}
@@ -387,16 +409,36 @@ func (c *QUICConn) AcceptStream(ctx context.Context) (Stream, error) {
 	return &quicStream{s: s, c: c}, nil
 }
 
-// AvailStreams is the number of streams OpenStream opens without waiting
-// (see QUICConn for how far that is the peer's credit).
+// AvailStreams is the number of streams OpenStream opens without waiting.
+// With ready streams it first opens up to Config.ReadyStreams ahead (see
+// QUICConn).
 func (c *QUICConn) AvailStreams() int {
-	c.startReady()
+	if c.events {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.usableLocked() != nil {
+			return 0
+		}
+		return int(c.limit - c.opened)
+	}
+	c.openMu.Lock()
+	defer c.openMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil || c.goingAway {
+	need := c.readyTarget - len(c.ready)
+	ok := c.usableLocked() == nil
+	c.mu.Unlock()
+	if !ok {
 		return 0
 	}
-	return int(c.limit - c.opened)
+	if need > 0 && !c.short {
+		c.openAheadLocked(need)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.usableLocked() != nil {
+		return 0
+	}
+	return len(c.ready)
 }
 
 // UsedStreams is the number of streams opened here and not finished.
