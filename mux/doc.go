@@ -14,11 +14,15 @@
 // socket through ConnectedPacketConn: on the netstack it saves a route
 // lookup per datagram.
 //
-// QUICConn keeps stream credit exact, which quic-go does not expose: it
-// reads the peer's stream limit from quic-go's event stream (transport
-// parameters and MAX_STREAMS frames) and reserves credit before each open.
-// HTTP3Client sends HTTP/3 requests on one chosen QUICConn within the same
-// accounting.
+// QUICConn keeps stream credit exact, which quic-go does not expose. Raw
+// and server connections count streams quic-go has already opened within
+// the peer's limit (ready streams, Config.ReadyStreams) and wait in quic-go
+// for MAX_STREAMS when it is used up. HTTP/3 client connections, whose
+// streams quic-go's HTTP/3 layer opens, read the limit from quic-go's event
+// stream (transport parameters and MAX_STREAMS frames) and reserve credit
+// before each request; HTTP3Client sends HTTP/3 requests on one chosen
+// QUICConn within that accounting. The event stream costs CPU on every
+// packet, so only those connections have one.
 //
 // quic-go uses batched reads (recvmmsg), GSO and large socket buffers only
 // on kernel UDP sockets; on any other socket it queues every datagram to

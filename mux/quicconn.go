@@ -526,9 +526,10 @@ func (c *QUICConn) ALPN() string { return c.qc.ConnectionState().TLS.NegotiatedP
 
 // QUIC is the underlying quic-go connection, for serving HTTP/3 on a
 // server-side connection (http3.Server.ServeQUICConn) and for statistics.
-// Opening bidirectional streams on it bypasses the credit accounting. Its
-// QlogTrace is QUICConn's credit tracker, which gives no recorder to
-// further producers (see connTrace).
+// Opening bidirectional streams on it bypasses the credit accounting (see
+// QUICConn). On an HTTP/3 client connection its QlogTrace is QUICConn's
+// credit tracker, which gives no recorder to further producers (see
+// connTrace); other connections have none.
 func (c *QUICConn) QUIC() *quic.Conn { return c.qc }
 
 // quicStream is a bidirectional QUIC stream with net.Conn half-close
