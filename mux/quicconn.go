@@ -97,8 +97,9 @@ type QUICConn struct {
 	used, accepted int
 	goingAway      bool
 	err            error
-	// credit is closed (and replaced) whenever limit rises or the
-	// connection dies, to wake OpenStream callers waiting for credit.
+	// credit is closed (and replaced) whenever credit comes back (limit
+	// rose, or waitForCredit got a stream) or the connection dies, to wake
+	// OpenStream callers waiting for credit.
 	credit chan struct{}
 	// idle is non-nil during Shutdown and closed when the last stream ends.
 	idle chan struct{}
@@ -108,8 +109,8 @@ var _ Conn = (*QUICConn)(nil)
 
 type watcherRef struct{ w Watcher }
 
-// ErrStreamLimit reports that the peer let this side open more streams than
-// its limit allowed, or the reverse: a broken accounting invariant, never
+// ErrStreamLimit reports that quic-go refused a stream that the credit
+// events said the peer allowed: a broken accounting invariant, never
 // expected. It is returned instead of quic-go's StreamLimitReachedError.
 var ErrStreamLimit = errors.New("mux: stream credit accounting out of step with quic-go")
 
