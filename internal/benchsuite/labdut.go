@@ -390,6 +390,10 @@ func (d *nicDUT) closeParts() error {
 	return errors.Join(append(errs, d.src.close())...)
 }
 
+// dutReadBuffer is the receive buffer of the DUTs' sockets: as large as
+// net.core.rmem_max lets an unprivileged reader have.
+const dutReadBuffer = 4 << 20
+
 // openKernelUDPDUT is the baseline: no XDP program, GRO on the
 // engine-side veth (so it has NAPI and accepts the generator's frames), a
 // kernel address there and a UDP socket reading with recvmmsg.
@@ -407,8 +411,7 @@ func openKernelUDPDUT(ctx context.Context) (Offerer, func() error, error) {
 			return err
 		}
 		d.pc = conn
-		// As large as net.core.rmem_max lets an unprivileged reader have.
-		return conn.SetReadBuffer(4 << 20)
+		return conn.SetReadBuffer(dutReadBuffer)
 	})
 	if err != nil {
 		return d.fail(err)
