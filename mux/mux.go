@@ -48,7 +48,8 @@ var (
 // The stream accounting follows HAProxy's mux operations avail_streams and
 // used_streams: AvailStreams is the number of streams that OpenStream can open
 // now without waiting for the peer (for QUIC, the peer's MAX_STREAMS limit,
-// RFC 9000 section 4.6, minus the streams opened so far), and UsedStreams the
+// RFC 9000 section 4.6, minus the streams opened so far; on raw-ALPN
+// connections at most Config.ReadyStreams of it), and UsedStreams the
 // number of streams open on this side. A caller that saw AvailStreams() > 0
 // and calls OpenStream before anyone else takes that credit gets a stream, never
 // a stream-limit error.
