@@ -373,6 +373,10 @@ func TestQUICShutdownDrains(t *testing.T) {
 	cli.SetWatcher(w)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Streams opened ahead are not in use: Shutdown does not wait for them.
+	if cli.AvailStreams() != defaultReadyStreams {
+		t.Fatalf("AvailStreams = %d, want %d ready", cli.AvailStreams(), defaultReadyStreams)
+	}
 	s, err := cli.OpenStream(ctx)
 	if err != nil {
 		t.Fatal(err)
