@@ -223,6 +223,25 @@ func TestQUICCreditExhaustedThenRaised(t *testing.T) {
 	}
 }
 
+// TestQUICPeerGrantsNoStreams: a peer that allows no bidirectional streams
+// (MAX_STREAMS 0) leaves AvailStreams at 0 and OpenStream waiting until its
+// context ends; the goroutine waiting for credit ends with the connection.
+func TestQUICPeerGrantsNoStreams(t *testing.T) {
+	checkGoroutines(t)
+	cli, _ := quicPair(t, ALPNRaw, Config{MaxIncomingStreams: -1}, Config{})
+	if got := cli.AvailStreams(); got != 0 {
+		t.Fatalf("AvailStreams = %d, want 0", got)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := cli.OpenStream(short); !errors.Is(err, ErrNoCredit) {
+		t.Fatalf("OpenStream: %v, want ErrNoCredit", err)
+	}
+	if err := cli.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping needs no bidirectional credit: %v", err)
+	}
+}
+
 // TestQUICPingRaw: on a raw-ALPN connection Ping's answer is the peer's
 // STOP_SENDING. A quic-go peer that runs StopUniStreams answers; one that
 // never accepts unidirectional streams does not, and Ping ends with its
