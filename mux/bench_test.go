@@ -489,3 +489,15 @@ func benchBulk(b *testing.B, impls []benchImpl) {
 		})
 	}
 }
+
+// BenchmarkQUICReadyStream is what one stream opened ahead costs (see
+// Config.ReadyStreams): AvailStreams opens b.N of them in one call, streams
+// quic-go holds that have sent nothing yet.
+func BenchmarkQUICReadyStream(b *testing.B) {
+	cli, _ := quicPair(b, ALPNRaw, Config{MaxIncomingStreams: int64(b.N)}, Config{ReadyStreams: b.N})
+	b.ReportAllocs()
+	b.ResetTimer()
+	if got := cli.AvailStreams(); got != b.N {
+		b.Fatalf("AvailStreams = %d, want %d", got, b.N)
+	}
+}

@@ -26,11 +26,12 @@ type labEnv struct {
 	server netip.Addr
 }
 
-// newLabEnv builds the lab (root only: it skips, or fails under CI,
-// otherwise) and the engine netstack; all is torn down when t ends.
-func newLabEnv(t testing.TB) *labEnv {
+// newLabEnv builds the lab with opts (root only: it skips, or fails under
+// CI, otherwise) and the engine netstack; all is torn down when t ends.
+func newLabEnv(t testing.TB, opts lab.Options) *labEnv {
 	t.Helper()
-	l := lab.NewT(t, lab.Options{EngineKernelAddrs: true})
+	opts.EngineKernelAddrs = true
+	l := lab.NewT(t, opts)
 	lk := l.BackendLink
 	e := &labEnv{l: l, engine: lk.EngineV4, server: lk.PeerV4()[0]}
 	var steer *bpf.Steering
@@ -152,7 +153,7 @@ func (e *labEnv) useLab(t *testing.T) {
 // TestOverAFXDP runs the socket-level tests with the engine's netstack on
 // AF_XDP against quic-go and TCP peers on the kernel in a lab namespace.
 func TestOverAFXDP(t *testing.T) {
-	e := newLabEnv(t)
+	e := newLabEnv(t, lab.Options{})
 	e.useLab(t)
 	for _, tc := range []struct {
 		name string
@@ -186,7 +187,7 @@ func TestOverAFXDP(t *testing.T) {
 // TestLabLinkDown: the engine's QUIC connection to a backend dies of idle
 // timeout when the link goes down, and says so.
 func TestLabLinkDown(t *testing.T) {
-	e := newLabEnv(t)
+	e := newLabEnv(t, lab.Options{})
 	e.useLab(t)
 	cli, _ := quicPair(t, ALPNRaw, Config{}, Config{IdleTimeout: 500 * time.Millisecond, KeepAlive: -1})
 	w := newCreditWatcher()
@@ -205,8 +206,8 @@ func TestLabLinkDown(t *testing.T) {
 // backend namespace's kernel UDP, over the same veth: quic-go on the engine
 // namespace's kernel UDP (baseline) and mux on the engine netstack over
 // AF_XDP (xdpnet).
-func labImpls(b *testing.B) []benchImpl {
-	e := newLabEnv(b)
+func labImpls(b *testing.B, opts lab.Options) []benchImpl {
+	e := newLabEnv(b, opts)
 	return []benchImpl{
 		{"baseline", func(b *testing.B) benchSide {
 			return benchSide{cli: e.kernelEnginePacket(b), srv: e.backendPacket(b)}
@@ -244,12 +245,23 @@ func (e *labEnv) netstackSide(b *testing.B, useMux bool) benchSide {
 // lab: both clients on the engine netstack over AF_XDP, the server on the
 // backend namespace's kernel (root only).
 func BenchmarkLabQUICStreamsMuxCost(b *testing.B) {
-	e := newLabEnv(b)
+	e := newLabEnv(b, lab.Options{})
 	benchMuxCost(b, e.netstackSide)
 }
 
 // BenchmarkLabQUICStreams and its siblings are BenchmarkQUICStreams and
 // siblings over the lab (root only).
-func BenchmarkLabQUICStreams(b *testing.B)    { benchStreams(b, labImpls(b)) }
-func BenchmarkLabQUICHandshakes(b *testing.B) { benchHandshakes(b, labImpls(b)) }
-func BenchmarkLabQUICBulk(b *testing.B)       { benchBulk(b, labImpls(b)) }
+func BenchmarkLabQUICStreams(b *testing.B)    { benchStreams(b, labImpls(b, lab.Options{})) }
+func BenchmarkLabQUICHandshakes(b *testing.B) { benchHandshakes(b, labImpls(b, lab.Options{})) }
+func BenchmarkLabQUICBulk(b *testing.B)       { benchBulk(b, labImpls(b, lab.Options{})) }
+
+// BenchmarkLabQUICBulkPeerGRO is BenchmarkLabQUICBulk, baseline and
+// xdpnet only (labImpls' first two), with GRO on the backend's veth, as a
+// server's NIC has it (a veth's default is off): the backend's kernel then
+// coalesces the AF_XDP client's datagrams before its socket, as it
+// receives the baseline's GSO sends whole. No target is set on this
+// topology; it shows what the per-frame skbs of copy-mode AF_XDP cost the
+// receiver.
+func BenchmarkLabQUICBulkPeerGRO(b *testing.B) {
+	benchBulk(b, labImpls(b, lab.Options{PeerGRO: true})[:2])
+}

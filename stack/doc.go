@@ -47,8 +47,9 @@
 // need fragmenting, that are sent before the next hop is resolved, that
 // wildcard sockets send or receive, or that arrive otherwise still go
 // through netstack. It exists for quic-go, which writes and reads one
-// datagram per call on any socket that is not a kernel one. udpFastPath and udpFastRX say what they mirror of netstack and what
-// they do not; EndpointOptions.DisableUDPFastPath turns both off.
+// datagram per call on any socket that is not a kernel one. udpFastPath
+// and udpFastRX say what they mirror of netstack and what they do not;
+// EndpointOptions.DisableUDPFastPath turns both off.
 //
 // The receive goroutines sleep in the port's Wait, which busy-polls the RX
 // ring for nic.Config.BusyPoll before it parks in the Go runtime's poller:

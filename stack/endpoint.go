@@ -73,9 +73,9 @@ type EndpointOptions struct {
 	DrainTimeout time.Duration
 
 	// DisableUDPFastPath sends and receives connected and address-bound
-	// UDP sockets' datagrams through the netstack (a packet buffer, routing and the
-	// qdisc per datagram) instead of straight between frames and the
-	// socket (see the package doc).
+	// UDP sockets' datagrams through the netstack (a packet buffer,
+	// routing and the qdisc per datagram) instead of straight between
+	// frames and the socket (see the package doc).
 	DisableUDPFastPath bool
 
 	// Capture, if set, records every frame received and sent.
@@ -113,9 +113,10 @@ type Endpoint struct {
 	closed atomic.Bool
 	wg     sync.WaitGroup // the receive goroutines
 
-	// udp demultiplexes received datagrams to connected and address-bound
-	// sockets' fast receive queues (udpfast.go): udpFlow -> *udpFastRX. udpSocks counts
-	// them, so that frames skip the lookup while there are none.
+	// udp demultiplexes received datagrams to connected and
+	// address-bound sockets' fast receive queues (udpfast.go): udpFlow ->
+	// *udpFastRX. udpSocks counts them, so that frames skip the lookup
+	// while there are none.
 	udp      sync.Map
 	udpSocks atomic.Int64
 

@@ -49,10 +49,11 @@ type DUT struct {
 // labBenchTimes are the full-mode counts of the benchmarks that build a lab
 // for every b.N round (the counts bench/<package>.md documents).
 var labBenchTimes = map[string]string{
-	"BenchmarkProxy":             "4000x",
-	"BenchmarkLabQUICStreams":    "10000x",
-	"BenchmarkLabQUICHandshakes": "2000x",
-	"BenchmarkLabQUICBulk":       "2000x",
+	"BenchmarkProxy":              "4000x",
+	"BenchmarkLabQUICStreams":     "10000x",
+	"BenchmarkLabQUICHandshakes":  "2000x",
+	"BenchmarkLabQUICBulk":        "2000x",
+	"BenchmarkLabQUICBulkPeerGRO": "2000x",
 }
 
 // WithDefaults fills in the short or full defaults.
