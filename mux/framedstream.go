@@ -403,6 +403,13 @@ func (st *framedStream) opErr(op string, err error) error {
 	return &net.OpError{Op: op, Net: "framed", Source: st.LocalAddr(), Addr: st.RemoteAddr(), Err: err}
 }
 
+// Reset aborts both directions (a RESET frame with resetCancel); blocked
+// reads and writes return ErrStreamReset.
+func (st *framedStream) Reset() error {
+	st.resetLocal(resetCancel, fmt.Errorf("%w: reset by this side", ErrStreamReset))
+	return nil
+}
+
 func (st *framedStream) ID() uint64           { return uint64(st.id) }
 func (st *framedStream) LocalAddr() net.Addr  { return st.s.nc.LocalAddr() }
 func (st *framedStream) RemoteAddr() net.Addr { return st.s.nc.RemoteAddr() }

@@ -111,6 +111,13 @@ type Stream interface {
 	CloseWrite() error
 	// ID is the stream id on the wire (RFC 9000 section 2.1 for QUIC).
 	ID() uint64
+	// Reset abandons both directions at once: data not yet delivered is
+	// discarded and the peer learns the stream was cut, not finished (QUIC
+	// RESET_STREAM and STOP_SENDING, RFC 9000 sections 3.2 and 3.5), so a
+	// truncated transfer never looks complete. Unlike Close it may be
+	// called while another goroutine is blocked in Read or Write: both
+	// return an error at once.
+	Reset() error
 }
 
 // finishShutdown ends a graceful Shutdown once no stream is left: it waits

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -108,6 +109,39 @@ type boundedPacketConn struct {
 	// until one succeeds.
 	stuck   atomic.Bool
 	dropped *atomic.Uint64
+	// unreachable counts ICMP errors passed over by ReadFrom.
+	unreachable *atomic.Uint64
+	// readErr is the error that ended reading, which quic-go takes as the
+	// end of the transport.
+	readErr atomic.Pointer[error]
+}
+
+// ReadFrom passes over the errors an ICMP message leaves on a connected
+// socket (port, host or network unreachable, RFC 1122 section 4.1.3.3):
+// quic-go ends a transport, and every connection on it, on the first read
+// error it does not deem temporary, and one origin restarting must not
+// take the socket down with it. The dial or connection that needed the
+// peer still fails, by its own timeout. Any other error is kept for Err.
+func (p *boundedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := p.PacketConn.ReadFrom(b)
+		if err == nil {
+			return n, addr, nil
+		}
+		if isUnreachable(err) {
+			p.unreachable.Add(1)
+			continue
+		}
+		p.readErr.CompareAndSwap(nil, &err)
+		return n, addr, err
+	}
+}
+
+// isUnreachable reports an error a UDP socket returns after an ICMP
+// destination-unreachable message.
+func isUnreachable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTDOWN)
 }
 
 func (p *boundedPacketConn) WriteTo(b []byte, addr net.Addr) (int, error) {

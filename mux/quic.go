@@ -99,9 +99,14 @@ type QUICTransport struct {
 	seg     *segmentingPacketConn // wraps pc unless pc is a kernel socket
 	cfg     Config
 	dropped atomic.Uint64
+	// unreachable counts ICMP errors the socket reported (see
+	// boundedPacketConn.ReadFrom).
+	unreachable atomic.Uint64
+	bounded     *boundedPacketConn
 
 	closeOnce sync.Once
 	closeErr  error
+	closed    atomic.Bool
 }
 
 // NewQUICTransport takes ownership of pc: Close closes it. A socket that is
@@ -113,8 +118,8 @@ func NewQUICTransport(pc net.PacketConn, cfg Config) *QUICTransport {
 	t := &QUICTransport{pc: pc, cfg: cfg}
 	qpc := pc
 	if _, kernel := pc.(quic.OOBCapablePacketConn); !kernel {
-		b := &boundedPacketConn{PacketConn: pc, dropped: &t.dropped}
-		qpc = b
+		b := &boundedPacketConn{PacketConn: pc, dropped: &t.dropped, unreachable: &t.unreachable}
+		qpc, t.bounded = b, b
 		if s, err := newSegmentingPacketConn(b); err == nil {
 			qpc, t.seg = s, s
 		}
@@ -137,6 +142,26 @@ func (t *QUICTransport) quicConfig() *quic.Config {
 // WriteDrops counts datagrams dropped because the socket's send buffer
 // stayed full for a second (see boundedPacketConn).
 func (t *QUICTransport) WriteDrops() uint64 { return t.dropped.Load() }
+
+// Unreachable counts ICMP destination-unreachable errors the socket
+// reported and the transport passed over (only sockets that report them:
+// connected netstack ones).
+func (t *QUICTransport) Unreachable() uint64 { return t.unreachable.Load() }
+
+// Err is nil while the transport can carry connections; after Close, or
+// once its socket failed for good, it says why, and the transport must be
+// replaced: quic-go ends a transport on a read error.
+func (t *QUICTransport) Err() error {
+	if t.closed.Load() {
+		return net.ErrClosed
+	}
+	if t.bounded != nil {
+		if err := t.bounded.readErr.Load(); err != nil {
+			return fmt.Errorf("mux: quic transport socket: %w", *err)
+		}
+	}
+	return nil
+}
 
 // Dial opens a client connection to raddr and completes the handshake.
 // tlsConf must name one ALPN (ALPNH3 or ALPNRaw, see ClientTLS).
@@ -189,6 +214,7 @@ func (t *QUICTransport) LocalAddr() net.Addr { return t.pc.LocalAddr() }
 // Close closes every connection of the transport and its socket.
 func (t *QUICTransport) Close() error {
 	t.closeOnce.Do(func() {
+		t.closed.Store(true)
 		t.closeErr = t.tr.Close()
 		var pc io.Closer = t.pc
 		if t.seg != nil {

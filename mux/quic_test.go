@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/quic-go/quic-go"
@@ -710,4 +711,118 @@ func TestQUICBlockedSocketDoesNotHang(t *testing.T) {
 	waitFor(t, "a datagram to be dropped", func() bool { return cli.owned.WriteDrops() > 0 })
 	cli.Close()
 	<-cli.Done()
+}
+
+// errConn is a socket whose next read returns a given error, as a
+// connected UDP socket does after an ICMP message.
+type errConn struct {
+	net.PacketConn
+	next atomic.Pointer[error]
+}
+
+func (c *errConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	if err := c.next.Swap(nil); err != nil {
+		return 0, nil, *err
+	}
+	return c.PacketConn.ReadFrom(b)
+}
+
+// TestQUICTransportSurvivesUnreachable: an ICMP error on the socket (an
+// origin restarting, a closed port) must not end the transport, whose
+// later dials would all fail at once; a socket that fails for good makes
+// Err say the transport must be replaced.
+func TestQUICTransportSurvivesUnreachable(t *testing.T) {
+	checkGoroutines(t)
+	kpc, spc := packetPair(t)
+	cpc := &errConn{PacketConn: kpc}
+	cert, pool := labCert()
+	ln, err := ListenQUIC(spc, ServerTLS(cert), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() {
+		for {
+			c, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			echoStreams(t, c)
+		}
+	}()
+	tr := NewQUICTransport(cpc, Config{})
+	defer tr.Close()
+	for _, e := range []error{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
+		err := error(&net.OpError{Op: "read", Net: "udp", Err: e})
+		cpc.next.Store(&err)
+		c, err := tr.Dial(ctx, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw))
+		if err != nil {
+			t.Fatalf("dial after %v: %v", e, err)
+		}
+		if err := roundTrip(ctx, c, []byte("after an ICMP error")); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	if got := tr.Unreachable(); got != 3 {
+		t.Errorf("Unreachable = %d, want 3", got)
+	}
+	if err := tr.Err(); err != nil {
+		t.Fatalf("Err after ICMP errors = %v, want nil", err)
+	}
+	fatal := error(&net.OpError{Op: "read", Net: "udp", Err: syscall.EBADF})
+	cpc.next.Store(&fatal)
+	// The read loop picks the error up with the next datagram.
+	c, err := tr.Dial(ctx, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw))
+	if err == nil {
+		c.Close()
+	}
+	waitFor(t, "Err to report the failed socket", func() bool { return errors.Is(tr.Err(), syscall.EBADF) })
+	tr.Close()
+	if !errors.Is(tr.Err(), net.ErrClosed) {
+		t.Errorf("Err after Close = %v, want net.ErrClosed", tr.Err())
+	}
+}
+
+// TestQUICStreamResetUnblocksWrite: Reset from another goroutine ends a
+// Write blocked on a peer that stopped reading, and the peer sees a reset,
+// not a clean end of stream.
+func TestQUICStreamResetUnblocksWrite(t *testing.T) {
+	checkGoroutines(t)
+	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{MaxStreamReceiveWindow: 64 << 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := cli.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := s.Write(make([]byte, 16<<20)) // far beyond any window: blocks
+		wrote <- err
+	}()
+	ss, err := srv.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Fatal("blocked Write returned no error after Reset")
+		}
+	case <-ctx.Done():
+		t.Fatal("Write still blocked after Reset")
+	}
+	_, err = io.ReadAll(ss)
+	var serr *quic.StreamError
+	if !errors.As(err, &serr) || serr.ErrorCode != RawCancelCode {
+		t.Fatalf("peer read %v, want a StreamError with RawCancelCode", err)
+	}
+	ss.Close()
+	waitFor(t, "stream to end", func() bool { return cli.UsedStreams() == 0 })
 }

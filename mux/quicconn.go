@@ -54,6 +54,9 @@ type QUICConn struct {
 	// noError is the application error code meaning "no error" for the
 	// negotiated ALPN: H3_NO_ERROR (RFC 9114 section 8.1) or 0.
 	noError quic.ApplicationErrorCode
+	// cancelCode resets a stream cut short (Stream.Reset):
+	// H3_REQUEST_CANCELLED or RawCancelCode.
+	cancelCode quic.ApplicationErrorCode
 	// owned is the transport made by DialQUIC, closed when the connection
 	// dies; nil for connections of a shared transport or a listener.
 	owned   *QUICTransport
@@ -130,7 +133,9 @@ func (c *QUICConn) start(qc *quic.Conn) {
 	c.qc = qc
 	alpn := qc.ConnectionState().TLS.NegotiatedProtocol
 	if alpn == ALPNH3 {
-		c.noError = 0x100
+		c.noError, c.cancelCode = 0x100, 0x10c
+	} else {
+		c.cancelCode = RawCancelCode
 	}
 	c.started.Store(true)
 	context.AfterFunc(qc.Context(), c.die)
@@ -609,6 +614,17 @@ func (s *quicStream) Close() error {
 	s.finishWrite()
 	s.finishRead()
 	return err
+}
+
+// Reset cancels both directions with the connection's cancel code
+// (H3_REQUEST_CANCELLED on HTTP/3, RFC 9114 section 8.1). quic-go's
+// CancelWrite and CancelRead unblock a concurrent Write and Read.
+func (s *quicStream) Reset() error {
+	s.s.CancelWrite(quic.StreamErrorCode(s.c.cancelCode))
+	s.s.CancelRead(quic.StreamErrorCode(s.c.cancelCode))
+	s.finishWrite()
+	s.finishRead()
+	return nil
 }
 
 func (s *quicStream) ID() uint64                         { return uint64(s.s.StreamID()) }

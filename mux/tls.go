@@ -28,6 +28,11 @@ const (
 	ALPNRaw = "xdpnet-raw/1"
 )
 
+// RawCancelCode is the application error code with which a raw-ALPN stream
+// is reset (Stream.Reset): the tunnelled TCP connection was cut, and the
+// far end should reset its TCP side rather than close it cleanly.
+const RawCancelCode = 1
+
 // ErrBadCertificate reports a certificate or key file that cannot be used.
 var ErrBadCertificate = errors.New("mux: bad certificate")
 

@@ -437,6 +437,15 @@ func (s *Stream) Close() error {
 	return nil
 }
 
+// Reset implements mux.Stream: as Close, and idempotent (a fake has no
+// wire to tell finished from cut).
+func (s *Stream) Reset() error {
+	if err := s.Close(); err != nil && !errors.Is(err, ErrStreamClosed) {
+		return err
+	}
+	return nil
+}
+
 // ID implements mux.Stream.
 func (s *Stream) ID() uint64 { return s.id }
 
