@@ -356,7 +356,16 @@ func (rt *backendRT) transport(w int, dst netip.AddrPort) (*mux.QUICTransport, e
 		return nil, net.ErrClosed
 	}
 	if tr := rt.trs[k]; tr != nil {
-		return tr, nil
+		err := tr.Err()
+		if err == nil {
+			return tr, nil
+		}
+		// Never hand out a dead transport: every dial on it would fail
+		// at once. Its connections died with it.
+		rt.log.Warn("backend socket failed; opening a new one", "worker", w, "dst", dst, "err", err)
+		rt.eng.metrics.socketsReplaced.WithLabelValues(rt.cfg.Name).Inc()
+		delete(rt.trs, k)
+		tr.Close()
 	}
 	var pc net.PacketConn
 	var err error

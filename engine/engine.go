@@ -47,8 +47,10 @@ type Engine struct {
 	workers int // one per dedicated queue (xdp) or per core (kernel)
 	started time.Time
 
-	// inflight counts HTTP requests in progress (drain waits for them).
-	inflight sync.WaitGroup
+	// inflight counts HTTP requests in progress (drain waits for them);
+	// inflightN is its count, for what a drain's deadline cuts.
+	inflight  sync.WaitGroup
+	inflightN atomic.Int64
 
 	mu        sync.Mutex
 	cfg       *Config
@@ -167,8 +169,8 @@ func (e *Engine) applyLocked(cfg *Config) error {
 			newFrontends[k] = old
 			continue
 		}
-		fe := &frontendRT{cfg: f, eng: e, drainCh: make(chan struct{}),
-			latency: e.metrics.latency.WithLabelValues(f.Name)}
+		fe := &frontendRT{cfg: f, eng: e, latency: e.metrics.latency.WithLabelValues(f.Name)}
+		fe.cutCtx, fe.cut = context.WithCancel(context.Background())
 		fe.backend.Store(newBackends[f.Backend])
 		if err := fe.start(); err != nil {
 			for _, o := range opened {
@@ -238,8 +240,13 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		n := e.inflightN.Load()
+		e.metrics.drainCut.Add(float64(n))
+		e.log.Warn("drain deadline passed; cutting requests in flight", "requests", n)
 		err = fmt.Errorf("drain: %w", ctx.Err())
 	}
+	// Closing the backends ends what is left: requests still waiting on a
+	// backend fail at once, so the caller can exit now.
 	e.closeRest()
 	return err
 }
@@ -358,8 +365,11 @@ type frontendRT struct {
 	// session, so that the session closes with the connection.
 	sessions sync.Map // net.Conn -> *session
 	tunnels  sync.WaitGroup
-	drainCh  chan struct{} // closed when the drain deadline passes
-	once     sync.Once
+	// cutCtx ends when the drain deadline passes (cut): tunnels still
+	// open or still connecting end with it.
+	cutCtx context.Context
+	cut    context.CancelFunc
+	once   sync.Once
 }
 
 func (fe *frontendRT) addr() net.Addr {
@@ -509,7 +519,7 @@ func (fe *frontendRT) acceptTunnels() {
 // when ctx ends it cuts what is left.
 func (fe *frontendRT) shutdown(ctx context.Context) {
 	fe.once.Do(func() {
-		cut := func() { close(fe.drainCh) }
+		cut := fe.cut
 		switch {
 		case fe.hs != nil:
 			if err := fe.hs.Shutdown(ctx); err != nil {
@@ -669,7 +679,8 @@ func isEngineFamily(n string) bool {
 		"xdpnet_backend_connect_errors_total", "xdpnet_backend_connections_open", "xdpnet_reuse_attaches_total",
 		"xdpnet_reuse_misses_total", "xdpnet_reuse_takeovers_total", "xdpnet_reuse_retries_total", "xdpnet_reuse_connections",
 		"xdpnet_retries_total", "xdpnet_redispatches_total", "xdpnet_server_up", "xdpnet_info",
-		"xdpnet_worker_picks_total":
+		"xdpnet_worker_picks_total", "xdpnet_backend_sockets_replaced_total", "xdpnet_backend_failures_total", "xdpnet_drain_cut_requests_total",
+		"xdpnet_reuse_queued_total", "xdpnet_reuse_queue_timeouts_total":
 		return true
 	}
 	return false

@@ -21,6 +21,9 @@ type metrics struct {
 	connsOpened     *prometheus.CounterVec   // backend, server
 	connectErrors   *prometheus.CounterVec   // backend, server
 	connsOpen       prometheus.Gauge
+	socketsReplaced *prometheus.CounterVec // backend
+	failures        *prometheus.CounterVec // backend, reason
+	drainCut        prometheus.Counter
 	retries         *prometheus.CounterVec // backend
 	redispatches    *prometheus.CounterVec // backend
 	serverUp        *prometheus.GaugeVec   // backend, server
@@ -44,7 +47,7 @@ func newMetrics(stack string) *metrics {
 		Name: "xdpnet_client_connections", Help: "Open client connections per frontend.",
 	}, []string{"frontend"})
 	m.tunnels = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "xdpnet_tunnels_total", Help: "TCP connections tunnelled as raw streams, by result.",
+		Name: "xdpnet_tunnels_total", Help: "TCP connections tunnelled as raw streams, by result: ok, failed (no stream opened), reset (either side failed), idle (cut by the idle timeout), cut (still open at the drain deadline).",
 	}, []string{"frontend", "result"})
 	m.backendRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "xdpnet_backend_requests_total", Help: "Requests and tunnels that reached a backend server (response headers or an open stream).",
@@ -57,6 +60,15 @@ func newMetrics(stack string) *metrics {
 	}, []string{"backend", "server"})
 	m.connsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "xdpnet_backend_connections_open", Help: "Backend QUIC connections open now.",
+	})
+	m.socketsReplaced = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_backend_sockets_replaced_total", Help: "Backend UDP sockets found failed for good and replaced by a new one.",
+	}, []string{"backend"})
+	m.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_backend_failures_total", Help: "Requests and tunnels the gateway answered with an error of its own (502, 503, 504 or a refused tunnel), by reason.",
+	}, []string{"backend", "reason"})
+	m.drainCut = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "xdpnet_drain_cut_requests_total", Help: "HTTP requests still in flight when a drain's deadline passed, cut (tunnels cut count in xdpnet_tunnels_total{result=\"cut\"}).",
 	})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "xdpnet_retries_total", Help: "Backend attempts after the first, per backend.",
@@ -74,7 +86,7 @@ func newMetrics(stack string) *metrics {
 		Name: "xdpnet_info", Help: "Always 1; the stack label says which network stack the data plane runs on.",
 	}, []string{"stack"})
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.clientConns, m.tunnels,
-		m.backendRequests, m.connsOpened, m.connectErrors, m.connsOpen, m.retries,
+		m.backendRequests, m.connsOpened, m.connectErrors, m.connsOpen, m.socketsReplaced, m.failures, m.drainCut, m.retries,
 		m.redispatches, m.serverUp, m.workerPicks, m.info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

@@ -103,7 +103,11 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e := fe.eng
 	start := time.Now()
 	e.inflight.Add(1)
-	defer e.inflight.Done()
+	e.inflightN.Add(1)
+	defer func() {
+		e.inflightN.Add(-1)
+		e.inflight.Done()
+	}()
 	rt := fe.lockBackend()
 	defer rt.use.RUnlock()
 	sess := sessionFrom(r.Context())

@@ -43,7 +43,7 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 			break
 		}
 		srv = rt.servers[si]
-		ctx, cancel := context.WithTimeout(withWorker(context.Background(), worker), max(cfg.Timeouts.Connect.D(), time.Millisecond))
+		ctx, cancel := context.WithTimeout(withWorker(fe.cutCtx, worker), max(cfg.Timeouts.Connect.D(), time.Millisecond))
 		l, err = rt.attach(ctx, worker, si, sess.reuseSession(rt))
 		cancel()
 		if err != nil {
@@ -64,10 +64,15 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 	defer srv.inflight.Add(-1)
 	srv.requests.Inc()
 
-	err = splice(c, l.Stream(), fe.cfg.Timeouts.Idle.D(), fe.drainCh)
+	err = splice(c, l.Stream(), fe.cfg.Timeouts.Idle.D(), fe.cutCtx.Done())
 	l.Done(err)
 	result := "ok"
-	if err != nil {
+	switch {
+	case errors.Is(err, errTunnelIdle):
+		result = "idle"
+	case errors.Is(err, errTunnelCut):
+		result = "cut"
+	case err != nil:
 		result = "reset"
 	}
 	e.metrics.tunnels.WithLabelValues(fe.cfg.Name, result).Inc()
@@ -80,8 +85,17 @@ var errTunnelIdle = errors.New("tunnel idle timeout")
 var errTunnelCut = errors.New("tunnel cut by drain deadline")
 
 // splice copies both ways until both directions end, half-closing each side
-// as its source ends. It returns the first failure, or nil. An idle timeout
-// (no byte either way) ends the tunnel.
+// as its source ends (TCP FIN <-> QUIC FIN). It returns the first failure,
+// or nil.
+//
+// A failure in either direction, the idle timeout (no byte either way, so
+// also a peer that stopped reading: the other side's writes block and
+// nothing moves) or the drain deadline aborts both sides at once: the
+// stream is reset (the server learns the tunnel was cut, never a clean
+// end of a truncated transfer) and the client connection closed. Both are
+// safe while the copying goroutines are blocked in Read or Write on them,
+// which Close of a QUIC stream is not; the two copies never close what the
+// other is using. splice returns only once both copies ended.
 func splice(c net.Conn, str mux.Stream, idle time.Duration, drain <-chan struct{}) error {
 	var last atomic.Int64
 	touch := func() { last.Store(time.Now().UnixNano()) }
@@ -90,27 +104,29 @@ func splice(c net.Conn, str mux.Stream, idle time.Duration, drain <-chan struct{
 		mu    sync.Mutex
 		first error
 	)
-	fail := func(err error) {
+	var abortOnce sync.Once
+	abort := func(err error) {
 		mu.Lock()
 		if first == nil {
 			first = err
 		}
 		mu.Unlock()
+		abortOnce.Do(func() {
+			str.Reset()
+			c.Close()
+		})
 	}
 	var wg sync.WaitGroup
-	done := make(chan struct{})
 	wg.Go(func() { // client -> server
 		if _, err := io.Copy(str, &touchReader{r: c, touch: touch}); err != nil {
-			fail(err)
-			str.Close()
+			abort(err)
 			return
 		}
 		str.CloseWrite() // FIN: the client is done sending
 	})
 	wg.Go(func() { // server -> client
 		if _, err := io.Copy(c, &touchReader{r: str, touch: touch}); err != nil {
-			fail(err)
-			c.Close()
+			abort(err)
 			return
 		}
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {
@@ -119,6 +135,7 @@ func splice(c net.Conn, str mux.Stream, idle time.Duration, drain <-chan struct{
 			c.Close()
 		}
 	})
+	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 
 	var tick <-chan time.Time
@@ -128,7 +145,6 @@ func splice(c net.Conn, str mux.Stream, idle time.Duration, drain <-chan struct{
 		tick = t.C
 	}
 	for {
-		var why error
 		select {
 		case <-done:
 			return first
@@ -136,13 +152,10 @@ func splice(c net.Conn, str mux.Stream, idle time.Duration, drain <-chan struct{
 			if time.Since(time.Unix(0, last.Load())) < idle {
 				continue
 			}
-			why = errTunnelIdle
+			abort(errTunnelIdle)
 		case <-drain:
-			why = errTunnelCut
+			abort(errTunnelCut)
 		}
-		fail(why)
-		c.Close()
-		str.Close()
 		<-done
 		return first
 	}
