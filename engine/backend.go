@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -39,6 +40,54 @@ type server struct {
 	// connectFails counts connect failures in a row (any worker); a
 	// successful dial resets it.
 	connectFails atomic.Int32
+	// downByTraffic: passive health took the server out, so one passing
+	// check brings it back (the failures were seen, not suspected).
+	downByTraffic atomic.Bool
+
+	// bmu guards the dial backoff, shared by every worker.
+	bmu       sync.Mutex
+	dialFails int       // failed dials in a row
+	nextDial  time.Time // no dial before this
+}
+
+// errUnreachable is a dial cut short by an ICMP destination-unreachable
+// message on the server's socket (a closed port: the origin is down or
+// restarting).
+var errUnreachable = errors.New("server unreachable (ICMP)")
+
+// errBackoff is a dial not attempted: the server failed its last dials and
+// the caller could not wait out the backoff.
+var errBackoff = errors.New("server in reconnect backoff")
+
+// backoffLeft is how long dials to srv must still wait.
+func (srv *server) backoffLeft(now time.Time) time.Duration {
+	srv.bmu.Lock()
+	defer srv.bmu.Unlock()
+	return srv.nextDial.Sub(now)
+}
+
+// dialFailed pushes the next dial back: min doubled per failure in a row,
+// capped at max, with jitter (half to all of it) so that workers and
+// gateways do not dial in step.
+func (srv *server) dialFailed(now time.Time, min, max time.Duration) {
+	srv.bmu.Lock()
+	defer srv.bmu.Unlock()
+	srv.dialFails++
+	d := max
+	if shift := srv.dialFails - 1; shift < 30 && min<<shift < max {
+		d = min << shift
+	}
+	if d > 0 {
+		d = d/2 + rand.N(d/2+1)
+	}
+	srv.nextDial = now.Add(d)
+}
+
+// dialOK clears the backoff: the server answers.
+func (srv *server) dialOK() {
+	srv.bmu.Lock()
+	srv.dialFails, srv.nextDial = 0, time.Time{}
+	srv.bmu.Unlock()
 }
 
 // backendRT is a configured backend at run time: its servers, balancer and
@@ -143,6 +192,8 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		MaxIdlePerServer:  cfg.Reuse.MaxIdle,
 		MaxConnsPerServer: cfg.Reuse.MaxConns,
 		MaxStreams:        cfg.Reuse.MaxStreams,
+		MaxDialsPerServer: cfg.Reuse.MaxDials,
+		QueueTimeout:      cfg.Timeouts.Queue.D(),
 		MaxIdleAge:        maxIdleAge(cfg.Timeouts.Idle.D()),
 	})
 	if err != nil {
@@ -214,7 +265,15 @@ func (rt *backendRT) pickForAttempt(attempt int, key []byte, excluded []bool) (i
 	if attempt > 0 {
 		m.retries.WithLabelValues(rt.cfg.Name).Inc()
 	}
-	si, ok := rt.bal.pick(key, func(i int) bool { return rt.usable(i) && !excluded[i] })
+	// Prefer a server that is not backing off after failed dials; if all
+	// are, one of them will be dialled once its backoff ends.
+	now := time.Now()
+	si, ok := rt.bal.pick(key, func(i int) bool {
+		return rt.usable(i) && !excluded[i] && rt.servers[i].backoffLeft(now) <= 0
+	})
+	if !ok {
+		si, ok = rt.bal.pick(key, func(i int) bool { return rt.usable(i) && !excluded[i] })
+	}
 	if !ok {
 		clear(excluded)
 		if si, ok = rt.bal.pick(key, rt.usable); !ok {
@@ -229,22 +288,43 @@ func (rt *backendRT) pickForAttempt(attempt int, key []byte, excluded []bool) (i
 
 // connectFailed is passive health: Fall connect failures in a row take the
 // server out (HAProxy's observe layer4 with on-error mark-down and
-// error-limit Fall); active checks bring it back after Rise successes. One
-// slow handshake on a loaded machine must not drop every connection to a
-// healthy server, so a single failure only counts.
+// error-limit Fall); active checks bring it back, after one success since
+// the failures were seen (Rise applies to servers the checks took out).
+// One slow handshake on a loaded machine must not drop every connection
+// to a healthy server, so a single failure only counts.
+//
+// Only failures the server caused count (serverCaused): refused (ICMP
+// unreachable, QUIC CONNECTION_REFUSED, a stateless reset), a handshake
+// that failed or ran out its own connect timeout. What the gateway did
+// itself does not: a request that waited in the queue and gave up, a
+// connection limit, the reconnect backoff, a client that went away, a
+// pool closed by a reload.
 func (rt *backendRT) connectFailed(srv *server, err error) {
-	if int(srv.connectFails.Add(1)) >= rt.cfg.Health.Fall {
-		rt.markDown(srv, "connect failed", err)
+	if !serverCaused(err) {
+		return
 	}
+	if int(srv.connectFails.Add(1)) >= rt.cfg.Health.Fall {
+		rt.markDown(srv, "connect failed", err, true)
+	}
+}
+
+// serverCaused reports whether a failed attach says the server is at fault
+// (see connectFailed).
+func serverCaused(err error) bool {
+	return !errors.Is(err, reuse.ErrTooManyConns) && !errors.Is(err, reuse.ErrQueueTimeout) &&
+		!errors.Is(err, reuse.ErrPoolClosed) && !errors.Is(err, reuse.ErrServerDraining) &&
+		!errors.Is(err, errBackoff) && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed)
 }
 
 // markDown takes srv out of balancing and closes its connections. Without
 // active checks nothing would bring it back, so then the server stays in.
-func (rt *backendRT) markDown(srv *server, why string, err error) {
+// byTraffic says passive health decided it.
+func (rt *backendRT) markDown(srv *server, why string, err error, byTraffic bool) {
 	if !*rt.cfg.Health.Enabled {
 		return
 	}
 	if srv.up.CompareAndSwap(true, false) {
+		srv.downByTraffic.Store(byTraffic)
 		rt.log.Warn("server down", "server", srv.name, "why", why, "err", err)
 		rt.eng.metrics.serverUp.WithLabelValues(rt.cfg.Name, srv.name).Set(0)
 		rt.shutdownSessions(srv)
@@ -298,13 +378,15 @@ func (rt *backendRT) healthLoop(ctx context.Context, srv *server) {
 				conn = nil
 			}
 			if fails >= hc.Fall {
-				rt.markDown(srv, "health check", err)
+				rt.markDown(srv, "health check", err, false)
 			}
 			continue
 		}
 		fails = 0
 		oks++
-		if oks >= hc.Rise && srv.up.CompareAndSwap(false, true) {
+		srv.dialOK() // it answers: dial it again at once
+		if (oks >= hc.Rise || srv.downByTraffic.Load()) && srv.up.CompareAndSwap(false, true) {
+			srv.connectFails.Store(0)
 			rt.log.Info("server up (health check)", "server", srv.name)
 			rt.eng.metrics.serverUp.WithLabelValues(rt.cfg.Name, srv.name).Set(1)
 		}
@@ -391,12 +473,19 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 	if srv == nil {
 		return nil, fmt.Errorf("pool asked for unknown server %q", p.Server)
 	}
+	if err := rt.waitBackoff(ctx, srv); err != nil {
+		return nil, err
+	}
 	c, err := rt.dial(ctx, w, srv)
 	m := rt.eng.metrics
 	if err != nil {
 		m.connectErrors.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+		if serverCaused(err) {
+			srv.dialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
+		}
 		return nil, err
 	}
+	srv.dialOK()
 	srv.connectFails.Store(0)
 	m.connsOpened.WithLabelValues(rt.cfg.Name, srv.name).Inc()
 	m.connsOpen.Inc()
@@ -416,8 +505,30 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 	return c, nil
 }
 
+// waitBackoff waits until srv may be dialled again, or fails with
+// errBackoff at once if ctx would end first.
+func (rt *backendRT) waitBackoff(ctx context.Context, srv *server) error {
+	left := srv.backoffLeft(time.Now())
+	if left <= 0 {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < left {
+		return fmt.Errorf("%s: %w", srv.name, errBackoff)
+	}
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
 // dial opens a QUIC connection to srv on worker w's socket, with an HTTP/3
-// client session on it for h3 backends.
+// client session on it for h3 backends. On a socket of srv's own (the
+// netstack's connected sockets), an ICMP unreachable ends the dial at once
+// with errUnreachable.
 func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, error) {
 	tr, err := rt.transport(w, srv.addr)
 	if err != nil {
@@ -428,6 +539,21 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
+	if _, perServer := rt.eng.net.(serverConnector); perServer {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		unreachable := tr.UnreachableNotify()
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() { // ends with the dial
+			select {
+			case <-unreachable:
+				cancel(errUnreachable)
+			case <-stop:
+			}
+		}()
+	}
 	sni := rt.cfg.TLS.ServerName
 	if sni == "" {
 		sni = srv.addr.Addr().String()
@@ -436,6 +562,9 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 	tlsConf.InsecureSkipVerify = rt.cfg.TLS.InsecureSkipVerify
 	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(srv.addr), tlsConf)
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errUnreachable) {
+			err = cause
+		}
 		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
 	}
 	c := &bconn{QUICConn: qc}

@@ -176,6 +176,11 @@ type ReuseConfig struct {
 	MaxIdle int `yaml:"max_idle"` // default 4
 	// MaxConns bounds connections per server per worker (0: unlimited).
 	MaxConns int `yaml:"max_conns"`
+	// MaxDials bounds the handshakes in flight per server and worker
+	// (default 2): a request that finds no free stream waits for a dial in
+	// flight or for returning credit (timeouts.queue) rather than start
+	// another one. See package reuse.
+	MaxDials int `yaml:"max_dials"`
 	// MaxStreams bounds concurrent streams per connection; default 100
 	// (keep it at or below the servers' stream limit).
 	MaxStreams int `yaml:"max_streams"`
@@ -204,6 +209,16 @@ type BackTimeout struct {
 	Connect Duration `yaml:"connect"` // QUIC handshake, default 2s
 	Idle    Duration `yaml:"idle"`    // idle pooled connection, default 30s
 	Request Duration `yaml:"request"` // whole request incl. response headers, default 30s
+	// Queue bounds the wait of a request for a free stream or a dial slot
+	// (HAProxy's timeout queue); then 503. Default 2s.
+	Queue Duration `yaml:"queue"`
+	// BackoffMin and BackoffMax bound the wait before a server is dialled
+	// again after failed dials: it doubles per failure from BackoffMin up
+	// to BackoffMax, with jitter (half to all of it), and a success resets
+	// it. Defaults 50ms and 500ms, so a server is dialled again within a
+	// second of coming back.
+	BackoffMin Duration `yaml:"backoff_min"`
+	BackoffMax Duration `yaml:"backoff_max"`
 }
 
 // Duration is a time.Duration read from a Go duration string.
@@ -347,6 +362,7 @@ func (c *Config) setDefaults() {
 		def(&b.Reuse.Policy, ReuseSafe)
 		defInt(&b.Reuse.MaxIdle, 4)
 		defInt(&b.Reuse.MaxStreams, 100)
+		defInt(&b.Reuse.MaxDials, 2)
 		if b.Retries == nil {
 			b.Retries = new(2)
 		}
@@ -364,6 +380,9 @@ func (c *Config) setDefaults() {
 		defDur(&b.Timeouts.Connect, 2*time.Second)
 		defDur(&b.Timeouts.Idle, 30*time.Second)
 		defDur(&b.Timeouts.Request, 30*time.Second)
+		defDur(&b.Timeouts.Queue, 2*time.Second)
+		defDur(&b.Timeouts.BackoffMin, 50*time.Millisecond)
+		defDur(&b.Timeouts.BackoffMax, 500*time.Millisecond)
 		for j := range b.Servers {
 			defInt(&b.Servers[j].Weight, 1)
 		}
@@ -513,6 +532,9 @@ func (c *Config) Validate() error {
 		if b.Reuse.MaxConns < 0 {
 			bad(p+".reuse.max_conns", "must not be negative")
 		}
+		if b.Reuse.MaxDials < 1 {
+			bad(p+".reuse.max_dials", "must be at least 1")
+		}
 		if b.Reuse.MaxStreams < 1 {
 			bad(p+".reuse.max_streams", "must be at least 1")
 		}
@@ -540,10 +562,14 @@ func (c *Config) Validate() error {
 		for _, t := range []struct {
 			n string
 			d Duration
-		}{{"connect", b.Timeouts.Connect}, {"idle", b.Timeouts.Idle}, {"request", b.Timeouts.Request}} {
+		}{{"connect", b.Timeouts.Connect}, {"idle", b.Timeouts.Idle}, {"request", b.Timeouts.Request},
+			{"queue", b.Timeouts.Queue}, {"backoff_min", b.Timeouts.BackoffMin}, {"backoff_max", b.Timeouts.BackoffMax}} {
 			if t.d < 0 {
 				bad(p+".timeouts."+t.n, "must not be negative")
 			}
+		}
+		if b.Timeouts.BackoffMin > b.Timeouts.BackoffMax {
+			bad(p+".timeouts.backoff_min", "%v is above backoff_max (%v)", b.Timeouts.BackoffMin.D(), b.Timeouts.BackoffMax.D())
 		}
 		if len(b.Servers) == 0 {
 			bad(p+".servers", "at least one server is needed")

@@ -147,6 +147,11 @@ func (e *Engine) applyLocked(cfg *Config) error {
 	var created []*backendRT
 	for _, b := range cfg.Backends {
 		if old := e.backends[b.Name]; old != nil && reflect.DeepEqual(old.cfg, b) {
+			// A reload is also the operator's "try again now": servers
+			// backing off after failed dials are dialled at once.
+			for _, srv := range old.servers {
+				srv.dialOK()
+			}
 			newBackends[b.Name] = old
 			continue
 		}

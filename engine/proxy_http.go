@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -176,7 +177,10 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 		key = hashKey(cfg.HashKey, r, sess)
 	}
 	excluded := make([]bool, len(rt.servers))
-	var lastErr error
+	var (
+		lastErr error
+		lastSrv *server
+	)
 	for attempt := 0; attempt <= *cfg.Retries; attempt++ {
 		si, ok := rt.pickForAttempt(attempt, key, excluded)
 		if !ok {
@@ -193,7 +197,8 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 			// Headers are out: the body broke off; nothing more to do.
 			return status, "aborted"
 		}
-		if stage == stageConnect && isConnectFailure(err) && r.Context().Err() == nil {
+		lastSrv = srv
+		if stage == stageConnect && r.Context().Err() == nil {
 			rt.connectFailed(srv, err)
 		}
 		// A server too slow to answer is not asked again, nor is another
@@ -209,16 +214,53 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 	if r.Context().Err() != nil {
 		return 499, "client_gone"
 	}
-	code := http.StatusBadGateway
-	switch {
-	case errors.Is(lastErr, ErrNoServer), errors.Is(lastErr, reuse.ErrTooManyConns):
-		code = http.StatusServiceUnavailable
-	case errors.Is(lastErr, errRequestTimeout):
-		code = http.StatusGatewayTimeout
+	f := classify(lastErr)
+	hop := cfg.Name
+	if lastSrv != nil {
+		hop += "/" + lastSrv.name
 	}
-	e.log.Debug("request failed", "frontend", h.fe.cfg.Name, "backend", cfg.Name, "err", lastErr)
-	http.Error(w, http.StatusText(code), code)
-	return code, "failed"
+	e.metrics.failures.WithLabelValues(cfg.Name, f.reason).Inc()
+	e.log.Info("request failed", "frontend", h.fe.cfg.Name, "backend", cfg.Name, "next_hop", hop,
+		"status", f.status, "reason", f.reason, "err", lastErr)
+	// RFC 9209: the proxy names itself, the error type and the next hop.
+	w.Header().Set("Proxy-Status", fmt.Sprintf("xdpnet; error=%s; next-hop=%q; details=%q", f.proxyStatus, hop, f.reason))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(f.status)
+	fmt.Fprintf(w, "%d %s: backend %s: %s\n", f.status, http.StatusText(f.status), hop, f.reason)
+	return f.status, "failed"
+}
+
+// failure is how the gateway answers a request it could not get served.
+type failure struct {
+	status      int
+	reason      string // short, for the body, logs and metrics
+	proxyStatus string // RFC 9209 section 2.3 error type
+}
+
+// classify maps the last attempt's error to the answer.
+func classify(err error) failure {
+	var (
+		idle *quic.IdleTimeoutError
+		hs   *quic.HandshakeTimeoutError
+	)
+	switch {
+	case errors.Is(err, ErrNoServer):
+		return failure{http.StatusServiceUnavailable, "no healthy server", "destination_unavailable"}
+	case errors.Is(err, reuse.ErrQueueTimeout):
+		return failure{http.StatusServiceUnavailable, "queue timeout", "connection_limit_reached"}
+	case errors.Is(err, reuse.ErrTooManyConns):
+		return failure{http.StatusServiceUnavailable, "connection limit", "connection_limit_reached"}
+	case errors.Is(err, errBackoff):
+		return failure{http.StatusServiceUnavailable, "server in reconnect backoff", "destination_unavailable"}
+	case errors.Is(err, errRequestTimeout):
+		return failure{http.StatusGatewayTimeout, "response timeout", "http_response_timeout"}
+	case errors.Is(err, errUnreachable):
+		return failure{http.StatusBadGateway, "connection refused", "connection_refused"}
+	case errors.As(err, &hs), errors.As(err, &idle), errors.Is(err, context.DeadlineExceeded):
+		return failure{http.StatusGatewayTimeout, "connect timeout", "connection_timeout"}
+	}
+	return failure{http.StatusBadGateway, "backend error", "proxy_internal_error"}
 }
 
 var errRequestTimeout = errors.New("backend request timeout")
@@ -382,13 +424,6 @@ func copyBody(w http.ResponseWriter, body io.Reader, stream bool) error {
 			return err
 		}
 	}
-}
-
-// isConnectFailure tells a failed connection attempt (which says the server
-// may be down) from local refusals such as the per-server connection limit.
-func isConnectFailure(err error) bool {
-	return !errors.Is(err, reuse.ErrTooManyConns) && !errors.Is(err, reuse.ErrPoolClosed) &&
-		!errors.Is(err, reuse.ErrServerDraining) && !errors.Is(err, context.Canceled)
 }
 
 // hashKey returns the bytes hash balancing hashes for r.

@@ -47,17 +47,17 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 		l, err = rt.attach(ctx, worker, si, sess.reuseSession(rt))
 		cancel()
 		if err != nil {
-			if isConnectFailure(err) {
-				rt.connectFailed(srv, err)
-			}
+			rt.connectFailed(srv, err)
 			if *cfg.Redisp {
 				excluded[si] = true
 			}
 		}
 	}
 	if !l.Valid() {
+		f := classify(err)
 		e.metrics.tunnels.WithLabelValues(fe.cfg.Name, "failed").Inc()
-		e.log.Debug("tunnel failed", "frontend", fe.cfg.Name, "err", err)
+		e.metrics.failures.WithLabelValues(cfg.Name, f.reason).Inc()
+		e.log.Info("tunnel refused", "frontend", fe.cfg.Name, "backend", cfg.Name, "reason", f.reason, "err", err)
 		return
 	}
 	srv.inflight.Add(1)

@@ -109,8 +109,10 @@ type boundedPacketConn struct {
 	// until one succeeds.
 	stuck   atomic.Bool
 	dropped *atomic.Uint64
-	// unreachable counts ICMP errors passed over by ReadFrom.
+	// unreachable counts ICMP errors passed over by ReadFrom; notify is
+	// called after each.
 	unreachable *atomic.Uint64
+	notify      func()
 	// readErr is the error that ended reading, which quic-go takes as the
 	// end of the transport.
 	readErr atomic.Pointer[error]
@@ -130,6 +132,7 @@ func (p *boundedPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		}
 		if isUnreachable(err) {
 			p.unreachable.Add(1)
+			p.notify()
 			continue
 		}
 		p.readErr.CompareAndSwap(nil, &err)

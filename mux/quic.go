@@ -103,6 +103,9 @@ type QUICTransport struct {
 	// boundedPacketConn.ReadFrom).
 	unreachable atomic.Uint64
 	bounded     *boundedPacketConn
+	// unreachMu guards unreachCh, closed and replaced at each ICMP error.
+	unreachMu sync.Mutex
+	unreachCh chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -115,10 +118,10 @@ type QUICTransport struct {
 // segmentingPacketConn); if the process is out of file descriptors for the
 // latter's placeholder socket, quic-go sends one datagram per call instead.
 func NewQUICTransport(pc net.PacketConn, cfg Config) *QUICTransport {
-	t := &QUICTransport{pc: pc, cfg: cfg}
+	t := &QUICTransport{pc: pc, cfg: cfg, unreachCh: make(chan struct{})}
 	qpc := pc
 	if _, kernel := pc.(quic.OOBCapablePacketConn); !kernel {
-		b := &boundedPacketConn{PacketConn: pc, dropped: &t.dropped, unreachable: &t.unreachable}
+		b := &boundedPacketConn{PacketConn: pc, dropped: &t.dropped, unreachable: &t.unreachable, notify: t.signalUnreachable}
 		qpc, t.bounded = b, b
 		if s, err := newSegmentingPacketConn(b); err == nil {
 			qpc, t.seg = s, s
@@ -147,6 +150,23 @@ func (t *QUICTransport) WriteDrops() uint64 { return t.dropped.Load() }
 // reported and the transport passed over (only sockets that report them:
 // connected netstack ones).
 func (t *QUICTransport) Unreachable() uint64 { return t.unreachable.Load() }
+
+// UnreachableNotify returns a channel closed at the next ICMP error the
+// socket reports. On a socket connected to one server, that server (or the
+// path to it) refused or dropped a packet: a dial in flight to it can give
+// up at once instead of waiting out its handshake timeout.
+func (t *QUICTransport) UnreachableNotify() <-chan struct{} {
+	t.unreachMu.Lock()
+	defer t.unreachMu.Unlock()
+	return t.unreachCh
+}
+
+func (t *QUICTransport) signalUnreachable() {
+	t.unreachMu.Lock()
+	close(t.unreachCh)
+	t.unreachCh = make(chan struct{})
+	t.unreachMu.Unlock()
+}
 
 // Err is nil while the transport can carry connections; after Close, or
 // once its socket failed for good, it says why, and the transport must be

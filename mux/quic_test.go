@@ -754,6 +754,7 @@ func TestQUICTransportSurvivesUnreachable(t *testing.T) {
 	}()
 	tr := NewQUICTransport(cpc, Config{})
 	defer tr.Close()
+	notified := tr.UnreachableNotify()
 	for _, e := range []error{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
 		err := error(&net.OpError{Op: "read", Net: "udp", Err: e})
 		cpc.next.Store(&err)
@@ -768,6 +769,11 @@ func TestQUICTransportSurvivesUnreachable(t *testing.T) {
 	}
 	if got := tr.Unreachable(); got != 3 {
 		t.Errorf("Unreachable = %d, want 3", got)
+	}
+	select {
+	case <-notified:
+	default:
+		t.Error("UnreachableNotify's channel not closed by the ICMP errors")
 	}
 	if err := tr.Err(); err != nil {
 		t.Fatalf("Err after ICMP errors = %v, want nil", err)

@@ -120,6 +120,17 @@ type Config struct {
 	ProbeInterval time.Duration
 	// ProbeTimeout bounds one ping (default 2s).
 	ProbeTimeout time.Duration
+	// MaxDialsPerServer bounds the handshakes one worker has in flight per
+	// server (default 2). An Attach that finds no stream credit waits for
+	// an in-flight dial whose expected streams are not yet spoken for, or
+	// for credit to come back, rather than dial beyond it: a burst of
+	// requests must not become a burst of handshakes (a dial storm that
+	// overloads the origins and then looks like their failure).
+	MaxDialsPerServer int
+	// QueueTimeout bounds how long an Attach waits for stream credit or a
+	// dial slot (default 2s; the caller's context may end it sooner). It
+	// then fails with ErrQueueTimeout. HAProxy's timeout queue.
+	QueueTimeout time.Duration
 	// MaxStreams bounds the leases one connection carries at once (0: as
 	// many as the peer's stream credit allows). Set it to spread requests
 	// over more connections than the servers' stream limits would.
@@ -168,6 +179,15 @@ func (c *Config) setDefaults() error {
 	if c.MaxConnsPerServer > 0 && c.PoolLowConn > c.MaxConnsPerServer {
 		return fmt.Errorf("reuse: config: PoolLowConn %d above MaxConnsPerServer %d", c.PoolLowConn, c.MaxConnsPerServer)
 	}
+	if c.MaxDialsPerServer < 0 || c.QueueTimeout < 0 {
+		return errors.New("reuse: config: negative dial limit or queue timeout")
+	}
+	if c.MaxDialsPerServer == 0 {
+		c.MaxDialsPerServer = 2
+	}
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = 2 * time.Second
+	}
 	if c.PurgeDelay == 0 {
 		c.PurgeDelay = 5 * time.Second
 	}
@@ -199,8 +219,14 @@ var (
 	// ErrServerDraining is returned by Attach for a server being drained.
 	ErrServerDraining = errors.New("reuse: server draining")
 	// ErrTooManyConns is returned by Attach when no connection can take the
-	// request and the worker already has MaxConnsPerServer connections.
+	// request and the worker already has MaxConnsPerServer connections
+	// (after waiting QueueTimeout for credit: it wraps ErrQueueTimeout
+	// then).
 	ErrTooManyConns = errors.New("reuse: too many connections to server")
+	// ErrQueueTimeout is returned by Attach when no stream credit and no
+	// dial slot came within Config.QueueTimeout: the gateway's own
+	// saturation, not a failure of the server.
+	ErrQueueTimeout = errors.New("reuse: no stream within the queue timeout")
 	// ErrNotRetryable is returned by Retry for a lease whose connection was
 	// fresh: its failure says something about the server, not about a
 	// connection that went stale while idle.

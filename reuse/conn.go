@@ -71,7 +71,15 @@ func (p *pconn) notify(ev uint32) {
 	if p.pending.Or(ev|evQueued)&evQueued != 0 {
 		return // already queued; the owner will see ev
 	}
-	p.owner.Load().inboxPush(p)
+	w := p.owner.Load()
+	w.inboxPush(p)
+	if w.waiting.Load() > 0 {
+		// A waiter drains the inbox, which wakes those the event serves.
+		select {
+		case w.poke <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // credit returns how many leases p can take now without any opener waiting
@@ -153,6 +161,35 @@ type wserver struct {
 	// success); no warm-up dial starts before worker time warmAfter.
 	warmBackoff time.Duration
 	warmAfter   int64
+	// waiters are the Attach calls waiting for credit or a dial slot,
+	// oldest first; each is woken once, through its channel, and removed.
+	waiters []chan struct{}
+	// dialFails counts failed dials; dialErr is the last one's error. A
+	// waiter that counted on a dial which then failed gets that error
+	// instead of dialing again itself.
+	dialFails uint64
+	dialErr   error
+}
+
+// wakeLocked wakes up to n waiters of ws, oldest first (n < 0: all).
+func (ws *wserver) wakeLocked(n int) {
+	if n < 0 || n > len(ws.waiters) {
+		n = len(ws.waiters)
+	}
+	for _, ch := range ws.waiters[:n] {
+		ch <- struct{}{} // capacity 1, and each is woken once
+	}
+	ws.waiters = ws.waiters[n:]
+}
+
+// forgetLocked removes a waiter that stopped waiting without being woken.
+func (ws *wserver) forgetLocked(ch chan struct{}) {
+	for i, c := range ws.waiters {
+		if c == ch {
+			ws.waiters = append(ws.waiters[:i], ws.waiters[i+1:]...)
+			return
+		}
+	}
 }
 
 // server is the pool-wide state of one server.

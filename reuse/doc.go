@@ -41,8 +41,18 @@
 // it is closed gracefully); with streams left and credit it goes to avail; a
 // dead connection is released. When the peer raises its stream limit (a QUIC
 // MAX_STREAMS frame) a connection that was full re-enters avail at once,
-// which HAProxy leaves as a TODO. When no connection has credit, Attach dials
-// another one rather than waiting for credit.
+// which HAProxy leaves as a TODO.
+//
+// When no connection has credit, Attach dials another one only if it is
+// needed and allowed (Envoy's connection pools count the same way): the
+// requests already waiting outnumber the streams the dials in flight are
+// expected to bring (Config.MaxStreams each, or 100), and fewer than
+// Config.MaxDialsPerServer dials are in flight. Otherwise it waits, oldest
+// first, for a stream's credit, a dial or the peer's MAX_STREAMS, at most
+// Config.QueueTimeout (ErrQueueTimeout). A burst of requests therefore
+// opens as many connections as it needs streams, a few at a time, never
+// one per request; and when a dial fails, the requests that waited for it
+// get its error instead of each trying the server again.
 //
 // Worker.AttachConn serves callers whose protocol opens its own streams (an
 // HTTP/3 client sends each request on a stream it opens): it chooses the

@@ -50,6 +50,7 @@ func New(cfg Config) (*Pool, error) {
 			id:      i,
 			buckets: make(map[uint64]*bucket),
 			servers: make(map[*server]*wserver),
+			poke:    make(chan struct{}, 1),
 		}
 	}
 	return p, nil
@@ -92,6 +93,7 @@ func (p *Pool) Drain(ctx context.Context, server string) error {
 		w.mu.Lock()
 		w.drainInboxLocked()
 		if ws := w.servers[srv]; ws != nil {
+			ws.wakeLocked(-1) // waiters return ErrServerDraining
 			for pc := ws.all.head; pc != nil; {
 				next := ws.all.next(pc)
 				conns = append(conns, pc.c)
@@ -148,6 +150,7 @@ func (p *Pool) Close() error {
 		w.mu.Lock()
 		w.drainInboxLocked()
 		for _, ws := range w.servers {
+			ws.wakeLocked(-1) // waiters return ErrPoolClosed
 			for pc := ws.all.head; pc != nil; {
 				next := ws.all.next(pc)
 				w.place(pc)

@@ -488,11 +488,15 @@ func TestMaxReuse(t *testing.T) {
 }
 
 func TestMaxConnsPerServer(t *testing.T) {
-	e := newEnv(t, reuse.Config{MaxConnsPerServer: 1})
+	e := newEnv(t, reuse.Config{MaxConnsPerServer: 1, QueueTimeout: 20 * time.Millisecond})
 	e.opts = muxtest.Options{MaxStreams: 1}
 	l := e.attach(0, params("s1"), nil)
-	if _, err := e.pool.Worker(0).Attach(context.Background(), params("s1"), nil); !errors.Is(err, reuse.ErrTooManyConns) {
-		t.Fatalf("err %v, want ErrTooManyConns", err)
+	_, err := e.pool.Worker(0).Attach(context.Background(), params("s1"), nil)
+	if !errors.Is(err, reuse.ErrTooManyConns) || !errors.Is(err, reuse.ErrQueueTimeout) {
+		t.Fatalf("err %v, want ErrTooManyConns after ErrQueueTimeout", err)
+	}
+	if st := e.pool.Stats(); st.QueueTimeouts != 1 {
+		t.Fatalf("QueueTimeouts = %d, want 1", st.QueueTimeouts)
 	}
 	l.Done(nil)
 }

@@ -20,6 +20,10 @@ type Stats struct {
 	Released     uint64 // dead connections released
 	Retries      uint64
 	Collisions   uint64 // buckets created whose hash was already used by other Params
+	// Queued counts waits of an Attach for credit or a dial slot (one
+	// Attach may wait more than once); QueueTimeouts those that gave up.
+	Queued        uint64
+	QueueTimeouts uint64
 	// Pool-wide only (zero in a worker's Stats):
 	StaleDone     uint64 // Lease.Done calls on a lease already done (ignored)
 	ProbeFailures uint64 // liveness pings that failed (the connection was closed)
@@ -65,6 +69,8 @@ func (s *Stats) add(o Stats) {
 	s.Released += o.Released
 	s.Retries += o.Retries
 	s.Collisions += o.Collisions
+	s.Queued += o.Queued
+	s.QueueTimeouts += o.QueueTimeouts
 	s.Conns += o.Conns
 	s.Idle += o.Idle
 	s.Safe += o.Safe

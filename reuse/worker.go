@@ -2,9 +2,11 @@ package reuse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/xdpnet/xdpnet/mux"
 )
@@ -17,6 +19,10 @@ type Worker struct {
 	pool  *Pool
 	id    int
 	inbox atomic.Pointer[pconn] // lock-free stack of connections with pending watcher events
+	// waiting counts Attach calls waiting for credit or a dial slot; while
+	// it is not zero, a watcher event pokes one of them to drain the inbox.
+	waiting atomic.Int32
+	poke    chan struct{}
 
 	// mu guards the fields below and the fields of the pconns this worker owns.
 	mu        sync.Mutex
@@ -98,6 +104,14 @@ func (w *Worker) Retry(ctx context.Context, failed Lease, cause error) (Lease, e
 
 // attach serves Attach (open: the pool opens the lease's stream) and
 // AttachConn (the caller does), and Retry.
+//
+// With no connection to take, it dials only if that is needed and allowed:
+// requests already waiting do not outnumber the streams the dials in flight
+// are expected to bring, and fewer than MaxDialsPerServer are in flight.
+// Otherwise it waits, oldest first, for a lease's credit, a dial or a peer's
+// MAX_STREAMS, at most QueueTimeout. A waiter that counted on a dial that
+// failed fails with that dial's error rather than try the server again
+// itself. A Retry dials a fresh connection without waiting.
 func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, retry, open bool) (Lease, error) {
 	pool := w.pool
 	if pool.closed.Load() {
@@ -106,16 +120,12 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 	if s != nil && s.w != w {
 		return Lease{}, ErrForeignSession
 	}
+	cfg := &pool.cfg
 	w.mu.Lock()
 	w.drainInboxLocked()
 	b := w.bucketLocked(h, prm)
 	ws := b.ws
 	ws.last = b
-	if ws.srv.draining.Load() {
-		w.mu.Unlock()
-		return Lease{}, ErrServerDraining
-	}
-	cfg := &pool.cfg
 	first := !cfg.RetryableFirst
 	if s != nil {
 		first = first && s.reqs == 0
@@ -123,32 +133,89 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 			s.reqs++
 		}
 	}
-	if !retry {
-		if s != nil {
-			if l, ok := w.tryPrivate(ctx, s, b, open); ok {
+	var (
+		timer     *time.Timer
+		waited    bool
+		failsSeen = ws.dialFails
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if pool.closed.Load() {
+			w.mu.Unlock()
+			return Lease{}, ErrPoolClosed
+		}
+		if ws.srv.draining.Load() {
+			w.mu.Unlock()
+			return Lease{}, ErrServerDraining
+		}
+		if !retry {
+			if l, ok := w.tryAll(ctx, b, s, first, open); ok {
 				w.mu.Unlock()
 				return l, nil
 			}
-		}
-		if cfg.Policy != PolicyNever {
-			if l, ok := w.tryShared(ctx, b, s, first, open); ok {
+			if waited && ws.dialFails != failsSeen {
+				err := ws.dialErr
 				w.mu.Unlock()
-				return l, nil
-			}
-			if ws.conns >= cfg.PoolLowConn && (cfg.MaxConnsPerServer == 0 || ws.conns < cfg.MaxConnsPerServer) {
-				if l, ok := w.tryTakeover(ctx, b, s, first, open); ok {
-					w.mu.Unlock()
-					return l, nil
-				}
+				return Lease{}, fmt.Errorf("reuse: dial %s (waited for): %w", prm.Server, err)
 			}
 		}
-	}
-	if cfg.MaxConnsPerServer > 0 && ws.conns >= cfg.MaxConnsPerServer {
+		atMax := cfg.MaxConnsPerServer > 0 && ws.conns >= cfg.MaxConnsPerServer
+		expected := 0
+		if cfg.Policy != PolicyNever { // else every dial is some session's own
+			expected = ws.dialing * expectedStreams(cfg)
+		}
+		if retry && !atMax || !atMax && len(ws.waiters) >= expected && ws.dialing < cfg.MaxDialsPerServer {
+			break
+		}
+		// Wait for credit, a dial, or a slot.
+		if timer == nil {
+			timer = time.NewTimer(cfg.QueueTimeout)
+		}
+		ch := make(chan struct{}, 1)
+		ws.waiters = append(ws.waiters, ch)
+		w.waiting.Add(1)
+		w.st.Queued++
 		w.mu.Unlock()
-		return Lease{}, ErrTooManyConns
+		var err error
+		select {
+		case <-ch:
+		case <-w.poke:
+		case <-timer.C:
+			err = ErrQueueTimeout
+			if atMax {
+				err = fmt.Errorf("%w: %w", ErrQueueTimeout, ErrTooManyConns)
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+			if atMax {
+				err = fmt.Errorf("%w, waiting for a slot: %w", ErrTooManyConns, err)
+			}
+		}
+		w.waiting.Add(-1)
+		w.mu.Lock()
+		ws.forgetLocked(ch)
+		w.drainInboxLocked()
+		if err != nil {
+			if errors.Is(err, ErrQueueTimeout) {
+				w.st.QueueTimeouts++
+			}
+			// A wake meant for this waiter goes to the next one.
+			select {
+			case <-ch:
+				ws.wakeLocked(1)
+			default:
+			}
+			w.mu.Unlock()
+			return Lease{}, err
+		}
+		waited = true
 	}
 	// Dial without the lock; the reservation keeps ws and b alive and
-	// counts against MaxConnsPerServer.
+	// counts against MaxConnsPerServer and MaxDialsPerServer.
 	ws.conns++
 	ws.dialing++
 	b.conns++
@@ -167,6 +234,9 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 		ws.conns--
 		b.conns--
 		w.st.DialErrors++
+		ws.dialFails++
+		ws.dialErr = err
+		ws.wakeLocked(-1) // those counting on this dial learn it failed
 		return Lease{}, fmt.Errorf("reuse: dial %s: %w", prm.Server, err)
 	}
 	p := w.adoptLocked(c, b)
@@ -180,12 +250,17 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 	if pool.closed.Load() || ws.srv.draining.Load() {
 		p.retired = true
 		w.place(p)
+		ws.wakeLocked(-1)
 		if pool.closed.Load() {
 			return Lease{}, ErrPoolClosed
 		}
 		return Lease{}, ErrServerDraining
 	}
 	l, err := w.openLocked(ctx, p, s, &w.st.Misses, 0, open)
+	// Whatever credit the new connection has left serves the waiters, and
+	// one more learns that a dial slot freed up, in case the waiters
+	// still outnumber what the dials in flight will bring.
+	ws.wakeLocked(p.credit(cfg) + 1)
 	if err != nil {
 		return Lease{}, fmt.Errorf("reuse: open stream on new connection to %s: %w", prm.Server, err)
 	}
@@ -193,6 +268,38 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 		w.st.Retries++
 	}
 	return l, nil
+}
+
+// expectedStreams is how many leases a connection being dialed is counted
+// on to take: MaxStreams, or 100, the least stream limit HTTP/3 servers
+// should grant (RFC 9114 section 6.1).
+func expectedStreams(cfg *Config) int {
+	if cfg.MaxStreams > 0 {
+		return cfg.MaxStreams
+	}
+	return 100
+}
+
+// tryAll looks for a connection to take, in order: the session's private
+// ones, the shared trees, another worker's idle ones.
+func (w *Worker) tryAll(ctx context.Context, b *bucket, s *Session, first, open bool) (Lease, bool) {
+	cfg := &w.pool.cfg
+	if s != nil {
+		if l, ok := w.tryPrivate(ctx, s, b, open); ok {
+			return l, true
+		}
+	}
+	if cfg.Policy == PolicyNever {
+		return Lease{}, false
+	}
+	if l, ok := w.tryShared(ctx, b, s, first, open); ok {
+		return l, true
+	}
+	ws := b.ws
+	if ws.conns >= cfg.PoolLowConn && (cfg.MaxConnsPerServer == 0 || ws.conns < cfg.MaxConnsPerServer) {
+		return w.tryTakeover(ctx, b, s, first, open)
+	}
+	return Lease{}, false
 }
 
 // tryPrivate looks for a usable private connection of s for b.
@@ -403,6 +510,7 @@ func (w *Worker) detachLocked(p *pconn, err error, credit bool) {
 		p.b.ws.used--
 	}
 	w.place(p)
+	p.b.ws.wakeLocked(1) // one stream's credit, or a connection slot, came back
 }
 
 // place puts p where its state says it belongs (the detach logic of HAProxy's
@@ -611,6 +719,8 @@ func (w *Worker) drainInboxLocked() {
 			if ev&evCredit != 0 && was != inAvail && p.tree == inAvail && p.leases > 0 {
 				w.st.Reinsertions++
 			}
+			// Credit returned, or a dead connection freed a slot.
+			p.b.ws.wakeLocked(max(1, p.credit(&w.pool.cfg)))
 		}
 		p = next
 	}

@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/engine/origin"
+)
+
+// freeUDPAddr returns a loopback UDP address nobody listens on.
+func freeUDPAddr(t *testing.T) *net.UDPAddr {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := pc.LocalAddr().(*net.UDPAddr)
+	pc.Close()
+	return a
+}
+
+// TestOriginStartsAfterEngine: a server whose origin is not there yet fails
+// requests with a 502/503 that names the backend and the reason, and is
+// used as soon as it starts.
+func TestOriginStartsAfterEngine(t *testing.T) {
+	cert, roots := labCert(t)
+	addr := freeUDPAddr(t)
+	os := []testOrigin{{Server: &origin.Server{Name: "late"}, Addr: addr}}
+	e := loopEngine(t, roots, baseConfig("http", os, ""))
+	url := "http://" + e.FrontendAddr("fe").String() + "/"
+	c := &http.Client{Timeout: 10 * time.Second}
+
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusGatewayTimeout && resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("request to a missing origin: %d, want a 5xx of the gateway's", resp.StatusCode)
+	}
+	ps := resp.Header.Get("Proxy-Status")
+	if !strings.HasPrefix(ps, "xdpnet; error=") || !strings.Contains(ps, `next-hop="be`) {
+		t.Errorf("Proxy-Status %q does not name the proxy, the error and the backend", ps)
+	}
+	if !strings.Contains(string(body), "backend be") {
+		t.Errorf("error body %q does not name the backend", body)
+	}
+
+	pc, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &origin.Server{Name: "late"}
+	go s.Serve(pc, cert)
+	t.Cleanup(func() { s.Close() })
+	started := time.Now()
+	waitUntil(t, "the late origin to serve", func() bool {
+		resp, err := c.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	t.Logf("late origin served %v after it started", time.Since(started).Round(time.Millisecond))
+}
+
+// TestBurstDialsWhatItNeeds: a burst of concurrent requests on a cold
+// backend opens about as many connections as the burst needs streams at
+// max_streams each per worker, not one per request, and fails none.
+func TestBurstDialsWhatItNeeds(t *testing.T) {
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 1, "")
+	cfg := baseConfig("http", os, "    reuse: {policy: aggressive, max_streams: 50, max_idle: 2}\n")
+	// The checks' 500ms timeout is about the machine under this load and
+	// the race detector, not the dials counted here.
+	cfg = replaceOnce(t, cfg, "health_check: {interval: 500ms, timeout: 500ms, rise: 1, fall: 2}", "health_check: {enabled: false}")
+	e := loopEngine(t, roots, cfg)
+	url := "http://" + e.FrontendAddr("fe").String() + "/bytes/1024"
+	const conc = 200
+	tr := &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed []string
+		start  = make(chan struct{})
+	)
+	for range conc {
+		wg.Go(func() {
+			<-start
+			for range 4 {
+				resp, err := c.Get(url)
+				if err != nil {
+					mu.Lock()
+					failed = append(failed, err.Error())
+					mu.Unlock()
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					mu.Lock()
+					failed = append(failed, fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("Proxy-Status")))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d of %d requests failed, first: %s", len(failed), conc*4, failed[0])
+	}
+	opened := counterValue(t, e, "xdpnet_backend_connections_opened_total", nil)
+	// 200 streams at 50 each: 4 connections per worker (2 workers), and
+	// a few more where a burst outran the credit of the dials in flight.
+	limit := float64(2 * (conc/50 + 2))
+	t.Logf("%d requests, %v backend connections opened (limit %v)", conc*4, opened, limit)
+	if opened > limit {
+		t.Fatalf("%v backend connections opened for %d concurrent requests, want at most %v", opened, conc, limit)
+	}
+}
