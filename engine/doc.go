@@ -19,6 +19,31 @@
 // after a request timeout. Active health checks and failed connects take a
 // server out and close its connections; checks bring it back.
 //
+// Backend faults. A server is dialled by at most reuse.max_dials handshakes
+// per worker at once; requests that find no free stream wait (timeouts.queue)
+// for a dial in flight or for credit, never start a dial each. Failed dials
+// push the server's next dial back (timeouts.backoff_min doubling up to
+// backoff_max, jittered), so a restarted or late origin is dialled again
+// within about a second of answering; a passing health check or a reload
+// (SIGHUP) clears the backoff. An ICMP unreachable on the server's socket
+// ends a dial at once and never the socket: a socket that fails for good is
+// replaced, never kept. Passive health counts only failures the server
+// caused: refused (ICMP unreachable, QUIC CONNECTION_REFUSED, stateless
+// reset), handshake failures and handshakes that ran out their own connect
+// timeout; health_check.fall of them in a row take it out, and one passing
+// check brings it back. The gateway's own refusals never count: a request
+// that gave up in the queue, a connection limit, the backoff, a client that
+// went away. Requests the gateway cannot serve get 502, 503 or 504 with an
+// RFC 9209 Proxy-Status header (error type, next-hop backend/server), a
+// one-line body with the reason, a log line and
+// xdpnet_backend_failures_total{reason}.
+//
+// Tunnels: a failure on either side, the frontend idle timeout (no byte
+// either way, which is also what a peer that stopped reading looks like)
+// or the drain deadline resets the backend stream and closes the client
+// connection. Shutdown returns at its deadline whatever is in flight;
+// what it cuts is counted.
+//
 // Configuration is YAML ([LoadConfig]); demo.yaml ([DemoConfig]) is a
 // commented example. Engine.Reload applies a new configuration without
 // dropping client connections; Engine.Shutdown drains. The admin address

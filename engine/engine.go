@@ -614,7 +614,7 @@ func (e *Engine) Stats() Stats {
 	s.RequestsFailed = s.Requests - s.RequestsOK
 	e.mu.Lock()
 	for _, rt := range e.backends {
-		add(&s.Reuse, rt.pool.Stats())
+		s.Reuse.Add(rt.pool.Stats())
 		for _, srv := range rt.servers {
 			s.Servers++
 			if srv.up.Load() {
@@ -653,28 +653,6 @@ func (e *Engine) reuseStats() map[string]reuse.Stats {
 		out[name] = rt.pool.Stats()
 	}
 	return out
-}
-
-// add sums the counters and gauges of b into a.
-func add(a *reuse.Stats, b reuse.Stats) {
-	a.Attaches += b.Attaches
-	a.HitPrivate += b.HitPrivate
-	a.HitAvail += b.HitAvail
-	a.HitSafe += b.HitSafe
-	a.HitIdle += b.HitIdle
-	a.Takeovers += b.Takeovers
-	a.Misses += b.Misses
-	a.Dials += b.Dials
-	a.DialErrors += b.DialErrors
-	a.OpenErrors += b.OpenErrors
-	a.Evictions += b.Evictions
-	a.Retries += b.Retries
-	a.Conns += b.Conns
-	a.Idle += b.Idle
-	a.Safe += b.Safe
-	a.Avail += b.Avail
-	a.Private += b.Private
-	a.Leases += b.Leases
 }
 
 func isEngineFamily(n string) bool {

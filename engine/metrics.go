@@ -110,12 +110,17 @@ var (
 		"Attaches served by an idle connection taken from another worker.", []string{"backend"}, nil)
 	reuseRetriesDesc = prometheus.NewDesc("xdpnet_reuse_retries_total",
 		"Requests sent again on a fresh connection after their reused connection died under them (reuse.Worker.Retry).", []string{"backend"}, nil)
+	reuseQueuedDesc = prometheus.NewDesc("xdpnet_reuse_queued_total",
+		"Waits of a request for stream credit or a dial slot (reuse.max_dials, reuse.max_conns).", []string{"backend"}, nil)
+	reuseQueueTimeoutsDesc = prometheus.NewDesc("xdpnet_reuse_queue_timeouts_total",
+		"Requests that waited timeouts.queue for a stream and got 503.", []string{"backend"}, nil)
 	reuseConnsDesc = prometheus.NewDesc("xdpnet_reuse_connections",
 		"Pooled backend connections by tree.", []string{"backend", "tree"}, nil)
 )
 
 func (c reuseCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{reuseAttachesDesc, reuseMissesDesc, reuseTakeoversDesc, reuseRetriesDesc, reuseConnsDesc} {
+	for _, d := range []*prometheus.Desc{reuseAttachesDesc, reuseMissesDesc, reuseTakeoversDesc, reuseRetriesDesc,
+		reuseQueuedDesc, reuseQueueTimeoutsDesc, reuseConnsDesc} {
 		ch <- d
 	}
 }
@@ -126,6 +131,8 @@ func (c reuseCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(reuseMissesDesc, prometheus.CounterValue, float64(st.Misses), name)
 		ch <- prometheus.MustNewConstMetric(reuseTakeoversDesc, prometheus.CounterValue, float64(st.Takeovers), name)
 		ch <- prometheus.MustNewConstMetric(reuseRetriesDesc, prometheus.CounterValue, float64(st.Retries), name)
+		ch <- prometheus.MustNewConstMetric(reuseQueuedDesc, prometheus.CounterValue, float64(st.Queued), name)
+		ch <- prometheus.MustNewConstMetric(reuseQueueTimeoutsDesc, prometheus.CounterValue, float64(st.QueueTimeouts), name)
 		for tree, n := range map[string]int{"idle": st.Idle, "safe": st.Safe, "avail": st.Avail, "private": st.Private} {
 			ch <- prometheus.MustNewConstMetric(reuseConnsDesc, prometheus.GaugeValue, float64(n), name, tree)
 		}

@@ -183,7 +183,7 @@ func (p *Pool) Run(ctx context.Context, interval time.Duration) {
 func (p *Pool) Stats() Stats {
 	var s Stats
 	for _, w := range p.workers {
-		s.add(w.Stats())
+		s.Add(w.Stats())
 	}
 	s.StaleDone = p.staleDone.Load()
 	s.ProbeFailures = p.probeFailures.Load()

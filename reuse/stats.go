@@ -53,7 +53,9 @@ func (s Stats) RequestsPerConn() float64 {
 	return float64(s.Attaches) / float64(s.Dials)
 }
 
-func (s *Stats) add(o Stats) {
+// Add adds o's counters and gauges to s (the pool-wide StaleDone and
+// ProbeFailures too, for sums over pools).
+func (s *Stats) Add(o Stats) {
 	s.Attaches += o.Attaches
 	s.HitPrivate += o.HitPrivate
 	s.HitAvail += o.HitAvail
@@ -69,6 +71,8 @@ func (s *Stats) add(o Stats) {
 	s.Released += o.Released
 	s.Retries += o.Retries
 	s.Collisions += o.Collisions
+	s.StaleDone += o.StaleDone
+	s.ProbeFailures += o.ProbeFailures
 	s.Queued += o.Queued
 	s.QueueTimeouts += o.QueueTimeouts
 	s.Conns += o.Conns
