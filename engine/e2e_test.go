@@ -342,6 +342,55 @@ func TestLabRetryAfterOriginRestart(t *testing.T) {
 	}
 }
 
+// An origin down for a while (its port closed: the engine's dials get
+// ICMP port unreachable on the server's own netstack socket) and then back
+// is used again within a poll of coming back; the other server carries
+// the idempotent requests meanwhile, so none fails.
+func TestLabOriginDownThenBack(t *testing.T) {
+	for _, stack := range stacks {
+		t.Run(stack, func(t *testing.T) {
+			env := startLab(t, stack, enginelab.Options{})
+			c := env.HTTPClient(4, false)
+			defer c.CloseIdleConnections()
+			url := env.FrontendURL("http") + "/bytes/1000"
+			if failed, err := get(t, c, url, 40, 4); failed > 0 {
+				t.Fatalf("warm-up: %d failed: %v", failed, err)
+			}
+			env.StopOrigin(1)
+			if failed, err := get(t, c, url, 200, 4); failed > 0 {
+				t.Fatalf("%d of 200 requests failed with one origin down: %v", failed, err)
+			}
+			name := env.Config.Backends[0].Servers[1].Name
+			if err := env.StartOrigin(1); err != nil {
+				t.Fatal(err)
+			}
+			back := time.Now()
+			deadline := back.Add(15 * time.Second)
+			for {
+				resp, err := c.Get(url)
+				if err != nil {
+					t.Fatalf("request while the origin came back: %v", err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("request while the origin came back: %s (%s)", resp.Status, resp.Header.Get("Proxy-Status"))
+				}
+				if resp.Header.Get("X-Origin") == name {
+					break
+				}
+				if time.Now().After(deadline) {
+					st := env.Engine.Stats()
+					t.Fatalf("origin back for 15s and never proxied to (servers up %d/%d, connect errors %v)", st.ServersUp, st.Servers, st.ConnectErrors)
+				}
+				time.Sleep(5 * time.Millisecond) // pacing the poll, not an assertion
+			}
+			st := env.Engine.Stats()
+			t.Logf("origin served again %v after it started; connect errors %v, retries %v", time.Since(back).Round(time.Millisecond), st.ConnectErrors, st.Retries)
+		})
+	}
+}
+
 // SIGTERM semantics on the lab: a drain during load lets every request in
 // flight complete.
 func TestLabDrainDuringLoad(t *testing.T) {

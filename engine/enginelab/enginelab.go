@@ -249,7 +249,17 @@ func (e *Env) startOrigin(i int) (*origin.Server, error) {
 // answers the old connections' packets with stateless resets. Not safe
 // for concurrent use with itself or Close.
 func (e *Env) RestartOrigin(i int) error {
-	e.Origins[i].Kill()
+	e.StopOrigin(i)
+	return e.StartOrigin(i)
+}
+
+// StopOrigin kills origin i as a crash would and leaves its address closed:
+// the engine's packets to it get ICMP port unreachable. StartOrigin brings
+// it back. Not safe for concurrent use with RestartOrigin or Close.
+func (e *Env) StopOrigin(i int) { e.Origins[i].Kill() }
+
+// StartOrigin starts a new origin i on its address after StopOrigin.
+func (e *Env) StartOrigin(i int) error {
 	o, err := e.startOrigin(i)
 	if err != nil {
 		return err
