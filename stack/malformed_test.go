@@ -103,8 +103,8 @@ func TestMalformedFramesCounted(t *testing.T) {
 		{"empty", nil, func(b, a stack.QueueStats) bool { return a.RXDropShort == b.RXDropShort+1 }},
 		{"short", []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, func(b, a stack.QueueStats) bool { return a.RXDropShort == b.RXDropShort+1 }},
 		{"other-host", tcpFrame([]byte{0x02, 9, 9, 9, 9, 9}, 80, nil, nil), func(b, a stack.QueueStats) bool { return a.RXDropOtherHost == b.RXDropOtherHost+1 }},
-		{"bad-tcp-checksum", tcpFrame(macA, 80, []byte("x"), func(f []byte) { f[len(f)-1] ^= 0xff }), func(b, a stack.QueueStats) bool { return a.RXDropChecksum == b.RXDropChecksum+1 }},
-		{"bad-ip-checksum", tcpFrame(macA, 80, nil, func(f []byte) { f[header.EthernetMinimumSize+8]-- }), func(b, a stack.QueueStats) bool { return a.RXDropChecksum == b.RXDropChecksum+1 }},
+		{"bad-tcp-checksum", tcpFrame(macA, 80, []byte("x"), func(f []byte) { f[len(f)-1] ^= 0xff }), func(b, a stack.QueueStats) bool { return a.RXDropChecksumTCP == b.RXDropChecksumTCP+1 }},
+		{"bad-ip-checksum", tcpFrame(macA, 80, nil, func(f []byte) { f[header.EthernetMinimumSize+8]-- }), func(b, a stack.QueueStats) bool { return a.RXDropChecksumIPv4 == b.RXDropChecksumIPv4+1 }},
 	} {
 		before := stack.Total(in.r.EPA.Stats())
 		in.inject(tc.frame)
