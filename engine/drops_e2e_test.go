@@ -74,14 +74,16 @@ func dropKey(b stacktest.Batch) string {
 	}
 }
 
-// dropTotals sums a scrape by dropKey; per-queue endpoint drops are also
-// kept by queue ("...@q").
+// dropTotals sums a scrape by dropKey; per-queue endpoint drops and XDP
+// verdicts are also kept by queue ("...@q").
 func dropTotals(ss []sample) map[string]float64 {
 	m := map[string]float64{}
 	for _, s := range ss {
 		switch s.name {
 		case "xdpnet_xdp_frames_total":
-			m[s.name+"/"+s.labels["verdict"]] += s.value
+			k := s.name + "/" + s.labels["verdict"]
+			m[k] += s.value
+			m[k+"@"+s.labels["queue"]] += s.value
 		case "xdpnet_endpoint_drops_total":
 			k := s.name + "/" + s.labels["dir"] + "/" + s.labels["reason"]
 			m[k] += s.value
@@ -193,7 +195,7 @@ func TestXDPNetMalformedDropsCounted(t *testing.T) {
 			}
 		}
 		perQueue := ""
-		if b.Endpoint {
+		if b.Endpoint || b.XDPMalformed {
 			perQueue = fmt.Sprintf(" (queue 0 +%v, queue 1 +%v)", after[key+"@0"]-before[key+"@0"], after[key+"@1"]-before[key+"@1"])
 		}
 		t.Logf("%-45s %3d frames: %s +%v%s; also %v", b.Name, len(b.Frames), key, got, perQueue, also)

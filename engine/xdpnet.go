@@ -345,7 +345,7 @@ var (
 	xskKickDesc     = prometheus.NewDesc("xdpnet_xsk_tx_kicks_total", "sendto(2) wake-ups issued for the TX rings; per TX packet, it shows how well sends are batched.", []string{"interface"}, nil)
 	xskRetryDesc    = prometheus.NewDesc("xdpnet_xsk_tx_kick_retries_total", "TX kicks the ports made on their own because a kick left frames on the TX ring (completion ring full, device busy, link down).", []string{"interface"}, nil)
 	xskDropDesc     = prometheus.NewDesc("xdpnet_xsk_drops_total", "Frames and descriptors the kernel dropped at an AF_XDP socket (XDP_STATISTICS), per queue and reason: fill_ring_empty, rx_ring_full, rx_dropped, rx_invalid_descs, tx_invalid_descs.", []string{"interface", "queue", "reason"}, nil)
-	steerDesc       = prometheus.NewDesc("xdpnet_xdp_frames_total", "Frames seen by the steering program, by verdict; it drops none: no_socket and malformed frames go to the kernel.", []string{"interface", "verdict"}, nil)
+	steerDesc       = prometheus.NewDesc("xdpnet_xdp_frames_total", "Frames seen by the steering program, per RX queue (dedicated or not; \"other\": above the highest dedicated one) and verdict. It drops none: no_socket and malformed frames go to the kernel.", []string{"interface", "queue", "verdict"}, nil)
 	epDropDesc      = prometheus.NewDesc("xdpnet_endpoint_drops_total", "Frames the netstack endpoint dropped before or after netstack, per queue, direction and reason (see stack.QueueStats.Drops).", []string{"interface", "queue", "dir", "reason"}, nil)
 	epUDPFastDesc   = prometheus.NewDesc("xdpnet_endpoint_udp_fast_datagrams_total", "Datagrams of connected or address-bound UDP sockets (backend QUIC, HTTP/3 frontends) moved between frames and socket without the netstack.", []string{"interface", "dir"}, nil)
 	nsDropDesc      = prometheus.NewDesc("xdpnet_netstack_drops_total", "Packets netstack dropped, stack-wide (netstack counts per stack, not per interface or queue), by direction and reason (see stack.Stack.Drops).", []string{"dir", "reason"}, nil)
@@ -391,10 +391,17 @@ func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(xskKickDesc, kicks, xi.name)
 		counter(xskRetryDesc, retries, xi.name)
 		if xi.steer != nil {
-			if s, err := xi.steer.Counters(); err == nil {
-				for v, n := range map[string]uint64{"redirected": s.Redirected, "passed": s.Passed, "no_socket": s.NoSocket, "malformed": s.Malformed} {
-					counter(steerDesc, n, xi.name, v)
+			if qs, other, err := xi.steer.QueueCounters(); err == nil {
+				steer := func(q string, s bpf.Counters) {
+					counter(steerDesc, s.Redirected, xi.name, q, "redirected")
+					counter(steerDesc, s.Passed, xi.name, q, "passed")
+					counter(steerDesc, s.NoSocket, xi.name, q, "no_socket")
+					counter(steerDesc, s.Malformed, xi.name, q, "malformed")
 				}
+				for q, s := range qs {
+					steer(strconv.Itoa(q), s)
+				}
+				steer("other", other)
 			}
 		}
 		if xi.ep != nil {
