@@ -8,7 +8,9 @@
 // addresses, ARP whose target protocol address is one of its IPv4 addresses,
 // and IPv6 neighbour solicitations (RFC 4861 section 4.3) whose target is one
 // of its IPv6 addresses, also when sent to the solicited-node multicast group.
-// Every frame is counted exactly once in one of the per-CPU counters.
+// Every frame is counted exactly once in one of the per-CPU counters of the
+// queue it arrived on (counters), or, past the queues the map was sized for,
+// in other_queue_counters.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -50,12 +52,21 @@ struct {
 	__type(value, __u8);
 } addrs SEC(".maps");
 
+// Counter c of queue q is at q * COUNTER_MAX + c.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 64 * COUNTER_MAX); // resized at load time
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+// Frames of queues beyond those of counters.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, COUNTER_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
-} counters SEC(".maps");
+} other_queue_counters SEC(".maps");
 
 // ARP for IPv4 over Ethernet (RFC 826).
 struct arp_eth {
@@ -81,9 +92,12 @@ struct nd_solicit {
 
 #define ICMPV6_NEIGHBOUR_SOLICITATION 135
 
-static __always_inline int count(__u32 counter, int action)
+static __always_inline int count(struct xdp_md *ctx, __u32 counter, int action)
 {
-	__u64 *v = bpf_map_lookup_elem(&counters, &counter);
+	__u32 key = ctx->rx_queue_index * COUNTER_MAX + counter;
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+	if (!v)
+		v = bpf_map_lookup_elem(&other_queue_counters, &counter);
 	if (v)
 		*v += 1;
 	return action;
@@ -110,7 +124,7 @@ static __always_inline int to_socket(struct xdp_md *ctx)
 	// With no socket in the queue's slot, bpf_redirect_map returns the
 	// lower bits of its flags: XDP_PASS.
 	int act = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
-	return count(act == XDP_REDIRECT ? COUNTER_REDIRECTED : COUNTER_NO_SOCKET, act);
+	return count(ctx, act == XDP_REDIRECT ? COUNTER_REDIRECTED : COUNTER_NO_SOCKET, act);
 }
 
 SEC("xdp")
@@ -121,13 +135,13 @@ int xdpnet_steer(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > end)
-		return count(COUNTER_MALFORMED, XDP_PASS);
+		return count(ctx, COUNTER_MALFORMED, XDP_PASS);
 
 	switch (eth->h_proto) {
 	case bpf_htons(ETH_P_IP): {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
-			return count(COUNTER_MALFORMED, XDP_PASS);
+			return count(ctx, COUNTER_MALFORMED, XDP_PASS);
 		if (is_engine_v4(&ip->daddr))
 			return to_socket(ctx);
 		break;
@@ -135,7 +149,7 @@ int xdpnet_steer(struct xdp_md *ctx)
 	case bpf_htons(ETH_P_ARP): {
 		struct arp_eth *arp = (void *)(eth + 1);
 		if ((void *)(arp + 1) > end)
-			return count(COUNTER_MALFORMED, XDP_PASS);
+			return count(ctx, COUNTER_MALFORMED, XDP_PASS);
 		if (arp->htype == bpf_htons(1) && arp->ptype == bpf_htons(ETH_P_IP) &&
 		    arp->hlen == 6 && arp->plen == 4 && is_engine_v4(arp->tpa))
 			return to_socket(ctx);
@@ -144,7 +158,7 @@ int xdpnet_steer(struct xdp_md *ctx)
 	case bpf_htons(ETH_P_IPV6): {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > end || ip6->version != 6)
-			return count(COUNTER_MALFORMED, XDP_PASS);
+			return count(ctx, COUNTER_MALFORMED, XDP_PASS);
 		if (is_engine_v6(&ip6->daddr))
 			return to_socket(ctx);
 		// A solicitation for an engine address is sent to its
@@ -152,18 +166,18 @@ int xdpnet_steer(struct xdp_md *ctx)
 		if (ip6->daddr.in6_u.u6_addr8[0] == 0xff && ip6->nexthdr == IPPROTO_ICMPV6) {
 			struct nd_solicit *ns = (void *)(ip6 + 1);
 			if ((void *)&ns->checksum > end)
-				return count(COUNTER_MALFORMED, XDP_PASS);
+				return count(ctx, COUNTER_MALFORMED, XDP_PASS);
 			if (ns->type != ICMPV6_NEIGHBOUR_SOLICITATION)
 				break;
 			if ((void *)(ns + 1) > end)
-				return count(COUNTER_MALFORMED, XDP_PASS);
+				return count(ctx, COUNTER_MALFORMED, XDP_PASS);
 			if (is_engine_v6(ns->target))
 				return to_socket(ctx);
 		}
 		break;
 	}
 	}
-	return count(COUNTER_PASSED, XDP_PASS);
+	return count(ctx, COUNTER_PASSED, XDP_PASS);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -24,10 +24,11 @@ type steerAddrKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	steerMapAddrs        = "addrs"
-	steerMapCounters     = "counters"
-	steerMapXsks         = "xsks"
-	steerProgXdpnetSteer = "xdpnet_steer"
+	steerMapAddrs              = "addrs"
+	steerMapCounters           = "counters"
+	steerMapOtherQueueCounters = "other_queue_counters"
+	steerMapXsks               = "xsks"
+	steerProgXdpnetSteer       = "xdpnet_steer"
 )
 
 // loadSteer returns the embedded CollectionSpec for steer.
@@ -79,9 +80,10 @@ type steerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type steerMapSpecs struct {
-	Addrs    *ebpf.MapSpec `ebpf:"addrs"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Xsks     *ebpf.MapSpec `ebpf:"xsks"`
+	Addrs              *ebpf.MapSpec `ebpf:"addrs"`
+	Counters           *ebpf.MapSpec `ebpf:"counters"`
+	OtherQueueCounters *ebpf.MapSpec `ebpf:"other_queue_counters"`
+	Xsks               *ebpf.MapSpec `ebpf:"xsks"`
 }
 
 // steerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -110,15 +112,17 @@ func (o *steerObjects) Close() error {
 //
 // It can be passed to loadSteerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type steerMaps struct {
-	Addrs    *ebpf.Map `ebpf:"addrs"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Xsks     *ebpf.Map `ebpf:"xsks"`
+	Addrs              *ebpf.Map `ebpf:"addrs"`
+	Counters           *ebpf.Map `ebpf:"counters"`
+	OtherQueueCounters *ebpf.Map `ebpf:"other_queue_counters"`
+	Xsks               *ebpf.Map `ebpf:"xsks"`
 }
 
 func (m *steerMaps) Close() error {
 	return _SteerClose(
 		m.Addrs,
 		m.Counters,
+		m.OtherQueueCounters,
 		m.Xsks,
 	)
 }

@@ -43,7 +43,8 @@ func (m Mode) String() string {
 }
 
 // Counters are the steering program's frame counters, summed over CPUs.
-// Every frame the program sees is counted in exactly one of them.
+// Every frame the program sees is counted in exactly one of them, under the
+// queue it arrived on (see QueueCounters).
 type Counters struct {
 	// Redirected frames were addressed to the engine and handed to the
 	// AF_XDP socket of their queue. A full RX ring still drops them later;
@@ -118,6 +119,7 @@ func LoadSteering(opts SteeringOptions) (*Steering, error) {
 	}
 	spec.Maps[steerMapXsks].MaxEntries = uint32(opts.Queues)
 	spec.Maps[steerMapAddrs].MaxEntries = uint32(opts.MaxAddrs)
+	spec.Maps[steerMapCounters].MaxEntries = uint32(opts.Queues * numCounters)
 	s := &Steering{queues: opts.Queues}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, fmt.Errorf("bpf: load steering: %w", err)
@@ -272,20 +274,56 @@ func (s *Steering) Addrs() ([]netip.Addr, error) {
 	return out, nil
 }
 
-// Counters sums the per-CPU frame counters.
+// Counters sums the per-CPU frame counters over all queues.
 func (s *Steering) Counters() (Counters, error) {
-	var c Counters
+	qs, other, err := s.QueueCounters()
+	if err != nil {
+		return Counters{}, err
+	}
+	for _, q := range qs {
+		other.add(q)
+	}
+	return other, nil
+}
+
+// QueueCounters returns the frame counters of each queue the program has
+// XSKMAP slots for (SteeringOptions.Queues), indexed by queue, dedicated
+// to the engine or not, and in other those of frames that arrived on
+// higher queues.
+func (s *Steering) QueueCounters() (queues []Counters, other Counters, err error) {
+	queues = make([]Counters, s.queues)
+	for q := range queues {
+		if err := readCounters(s.objs.Counters, uint32(q*numCounters), &queues[q]); err != nil {
+			return nil, Counters{}, fmt.Errorf("bpf: read steering counters of queue %d: %w", q, err)
+		}
+	}
+	if err := readCounters(s.objs.OtherQueueCounters, 0, &other); err != nil {
+		return nil, Counters{}, fmt.Errorf("bpf: read steering counters of other queues: %w", err)
+	}
+	return queues, other, nil
+}
+
+// readCounters sums the per-CPU values of the numCounters entries of m
+// from first into c.
+func readCounters(m *ebpf.Map, first uint32, c *Counters) error {
 	dst := []*uint64{&c.Redirected, &c.Passed, &c.NoSocket, &c.Malformed}
+	var perCPU []uint64
 	for i := range uint32(numCounters) {
-		var perCPU []uint64
-		if err := s.objs.Counters.Lookup(i, &perCPU); err != nil {
-			return Counters{}, fmt.Errorf("bpf: read steering counter %d: %w", i, err)
+		if err := m.Lookup(first+i, &perCPU); err != nil {
+			return err
 		}
 		for _, v := range perCPU {
 			*dst[i] += v
 		}
 	}
-	return c, nil
+	return nil
+}
+
+func (c *Counters) add(o Counters) {
+	c.Redirected += o.Redirected
+	c.Passed += o.Passed
+	c.NoSocket += o.NoSocket
+	c.Malformed += o.Malformed
 }
 
 // Close detaches the program and releases it and its maps. The kernel frees

@@ -656,3 +656,49 @@ func TestNativeUnsupported(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSteeringQueueCounters runs frames through BPF_PROG_RUN on each queue
+// of a two-queue veth with a program sized for one: queue 0's frames are
+// counted under queue 0, queue 1's under the other queues, and Counters
+// adds both.
+func TestSteeringQueueCounters(t *testing.T) {
+	l := lab.NewT(t, lab.Options{Queues: 2})
+	link := l.ClientLink
+	err := l.Engine.Do(func() error {
+		s, err := LoadSteering(SteeringOptions{Queues: 1})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		bad := mustUDP(t, link, link.PeerV4()[0], link.EngineV4, 64)[:14+19]
+		passed := mustUDP(t, link, link.PeerV4()[0], link.PeerV4()[0], 64)
+		for _, c := range []struct {
+			queue  uint32
+			frame  []byte
+			copies int
+		}{{0, bad, 3}, {1, bad, 2}, {0, passed, 1}, {1, passed, 4}} {
+			for range c.copies {
+				if _, err := s.objs.XdpnetSteer.Run(&ebpf.RunOptions{
+					Data:    c.frame,
+					Context: xdpMD{DataEnd: uint32(len(c.frame)), IngressIfindex: uint32(link.Index), RxQueueIndex: c.queue},
+				}); err != nil {
+					return fmt.Errorf("queue %d: %w", c.queue, err)
+				}
+			}
+		}
+		qs, other, err := s.QueueCounters()
+		if err != nil {
+			return err
+		}
+		if len(qs) != 1 || qs[0] != (Counters{Malformed: 3, Passed: 1}) || other != (Counters{Malformed: 2, Passed: 4}) {
+			t.Errorf("queue counters %+v, other queues %+v; want [{Malformed 3 Passed 1}], {Malformed 2 Passed 4}", qs, other)
+		}
+		if all, err := s.Counters(); err != nil || all != (Counters{Malformed: 5, Passed: 5}) {
+			t.Errorf("Counters: %+v, %v; want 5 malformed, 5 passed", all, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -585,9 +585,9 @@ type Stats struct {
 	Servers            int     `json:"servers"`
 	// Reuse sums the backend pools' statistics (current backends only).
 	Reuse reuse.Stats `json:"reuse"`
-	// Net holds the data plane's own series (frames in use, XDP counters),
-	// summed over interfaces, keyed name{label=value}; empty on the kernel
-	// stack.
+	// Net holds the data plane's own series (frames in use, XDP counters,
+	// drops), summed over interfaces and queues, keyed name{label=value};
+	// empty on the kernel stack.
 	Net map[string]float64 `json:"net,omitempty"`
 }
 
@@ -630,11 +630,12 @@ func (e *Engine) Stats() Stats {
 			if !strings.HasPrefix(n, "xdpnet_") || isEngineFamily(n) {
 				continue
 			}
-			// Summed over interfaces, split by the other labels.
+			// Summed over interfaces and queues, split by the other
+			// labels.
 			for _, m := range f.GetMetric() {
 				key := n
 				for _, lp := range m.GetLabel() {
-					if lp.GetName() != "interface" {
+					if lp.GetName() != "interface" && lp.GetName() != "queue" {
 						key += "{" + lp.GetName() + "=" + lp.GetValue() + "}"
 					}
 				}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -54,6 +55,9 @@ type xdpIf struct {
 	addrs       []netip.Addr
 	firstWorker int
 	queues      int
+	// queueIDs are the NIC's ids of the dedicated queues, by endpoint
+	// queue index: the queue label of the per-queue metrics.
+	queueIDs []int
 	// fq tells the RX queue of a TCP flow's SYN: the endpoint (a fake
 	// in unit tests).
 	fq flowQueuer
@@ -183,6 +187,7 @@ func (x *XDPNet) openIf(it *Interface, buf *Buffers, opts XDPOptions) error {
 		xi.addrs = append(xi.addrs, p.Addr())
 	}
 	xi.firstWorker, xi.queues = x.workers, len(it.Queues)
+	xi.queueIDs = slices.Clone(it.Queues)
 	x.workers += len(it.Queues)
 	// Ports of one interface bind alike, so the first speaks for all.
 	x.log.Info("AF_XDP interface ready", "interface", it.Name, "queues", it.Queues,
@@ -301,8 +306,9 @@ func (x *XDPNet) QUICPacketSize(dst netip.Addr) uint16 {
 	return 0
 }
 
-// Collector implements Net: frames in use, port and kernel XDP counters and
-// the steering program's counters.
+// Collector implements Net: frames in use, port and kernel XDP counters,
+// the steering program's counters, and every drop counter by reason: the
+// AF_XDP sockets' and the endpoint's per queue, netstack's stack-wide.
 func (x *XDPNet) Collector() prometheus.Collector { return xdpCollector{x} }
 
 // Close implements Net. The stack closes the endpoints (it stops their
@@ -338,58 +344,90 @@ var (
 	xskDesc         = prometheus.NewDesc("xdpnet_xsk_packets_total", "AF_XDP socket counters.", []string{"interface", "dir"}, nil)
 	xskKickDesc     = prometheus.NewDesc("xdpnet_xsk_tx_kicks_total", "sendto(2) wake-ups issued for the TX rings; per TX packet, it shows how well sends are batched.", []string{"interface"}, nil)
 	xskRetryDesc    = prometheus.NewDesc("xdpnet_xsk_tx_kick_retries_total", "TX kicks the ports made on their own because a kick left frames on the TX ring (completion ring full, device busy, link down).", []string{"interface"}, nil)
-	xskDropDesc     = prometheus.NewDesc("xdpnet_xsk_drops_total", "Kernel XDP_STATISTICS drops per reason.", []string{"interface", "reason"}, nil)
-	steerDesc       = prometheus.NewDesc("xdpnet_xdp_frames_total", "Frames seen by the steering program, by verdict.", []string{"interface", "verdict"}, nil)
-	epDropDesc      = prometheus.NewDesc("xdpnet_endpoint_drops_total", "Frames the netstack endpoint dropped.", []string{"interface", "dir"}, nil)
+	xskDropDesc     = prometheus.NewDesc("xdpnet_xsk_drops_total", "Frames and descriptors the kernel dropped at an AF_XDP socket (XDP_STATISTICS), per queue and reason: fill_ring_empty, rx_ring_full, rx_dropped, rx_invalid_descs, tx_invalid_descs.", []string{"interface", "queue", "reason"}, nil)
+	steerDesc       = prometheus.NewDesc("xdpnet_xdp_frames_total", "Frames seen by the steering program, per RX queue (dedicated or not; \"other\": above the highest dedicated one) and verdict. It drops none: no_socket and malformed frames go to the kernel.", []string{"interface", "queue", "verdict"}, nil)
+	epDropDesc      = prometheus.NewDesc("xdpnet_endpoint_drops_total", "Frames the netstack endpoint dropped before or after netstack, per queue, direction and reason (see stack.QueueStats.Drops).", []string{"interface", "queue", "dir", "reason"}, nil)
 	epUDPFastDesc   = prometheus.NewDesc("xdpnet_endpoint_udp_fast_datagrams_total", "Datagrams of connected or address-bound UDP sockets (backend QUIC, HTTP/3 frontends) moved between frames and socket without the netstack.", []string{"interface", "dir"}, nil)
+	nsDropDesc      = prometheus.NewDesc("xdpnet_netstack_drops_total", "Packets netstack dropped, stack-wide (netstack counts per stack, not per interface or queue), by direction and reason (see stack.Stack.Drops).", []string{"dir", "reason"}, nil)
 )
 
 func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{framesInUseDesc, framesDesc, xskDesc, xskKickDesc, xskRetryDesc, xskDropDesc, steerDesc, epDropDesc, epUDPFastDesc} {
+	for _, d := range []*prometheus.Desc{framesInUseDesc, framesDesc, xskDesc, xskKickDesc, xskRetryDesc, xskDropDesc, steerDesc, epDropDesc, epUDPFastDesc, nsDropDesc} {
 		ch <- d
 	}
 }
 
 func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
 	for _, xi := range c.x.ifs {
 		var inUse, frames float64
-		var rx, tx, kicks, retries, fillEmpty, ringFull, dropped float64
-		for _, p := range xi.ports {
+		var rx, tx, kicks, retries uint64
+		for i, p := range xi.ports {
 			fs := p.Pool().Stats()
 			inUse += float64(fs.InUse)
 			frames += float64(fs.Frames)
-			if s, err := p.Stats(); err == nil {
-				rx += float64(s.RxPackets)
-				tx += float64(s.TxPackets)
-				kicks += float64(s.TxKicks)
-				retries += float64(s.TxKickRetries)
-				fillEmpty += float64(s.Kernel.RxFillRingEmptyDescs)
-				ringFull += float64(s.Kernel.RxRingFull)
-				dropped += float64(s.Kernel.RxDropped)
+			s, err := p.Stats()
+			if err != nil {
+				continue
 			}
+			rx += s.RxPackets
+			tx += s.TxPackets
+			kicks += s.TxKicks
+			retries += s.TxKickRetries
+			q := xi.queueLabel(i)
+			k := s.Kernel
+			counter(xskDropDesc, k.RxFillRingEmptyDescs, xi.name, q, "fill_ring_empty")
+			counter(xskDropDesc, k.RxRingFull, xi.name, q, "rx_ring_full")
+			counter(xskDropDesc, k.RxDropped, xi.name, q, "rx_dropped")
+			counter(xskDropDesc, k.RxInvalidDescs, xi.name, q, "rx_invalid_descs")
+			counter(xskDropDesc, k.TxInvalidDescs, xi.name, q, "tx_invalid_descs")
 		}
 		ch <- prometheus.MustNewConstMetric(framesInUseDesc, prometheus.GaugeValue, inUse, xi.name)
 		ch <- prometheus.MustNewConstMetric(framesDesc, prometheus.GaugeValue, frames, xi.name)
-		ch <- prometheus.MustNewConstMetric(xskDesc, prometheus.CounterValue, rx, xi.name, "rx")
-		ch <- prometheus.MustNewConstMetric(xskDesc, prometheus.CounterValue, tx, xi.name, "tx")
-		ch <- prometheus.MustNewConstMetric(xskKickDesc, prometheus.CounterValue, kicks, xi.name)
-		ch <- prometheus.MustNewConstMetric(xskRetryDesc, prometheus.CounterValue, retries, xi.name)
-		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, fillEmpty, xi.name, "fill_ring_empty")
-		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, ringFull, xi.name, "rx_ring_full")
-		ch <- prometheus.MustNewConstMetric(xskDropDesc, prometheus.CounterValue, dropped, xi.name, "rx_dropped")
+		counter(xskDesc, rx, xi.name, "rx")
+		counter(xskDesc, tx, xi.name, "tx")
+		counter(xskKickDesc, kicks, xi.name)
+		counter(xskRetryDesc, retries, xi.name)
 		if xi.steer != nil {
-			if s, err := xi.steer.Counters(); err == nil {
-				for v, n := range map[string]uint64{"redirected": s.Redirected, "passed": s.Passed, "no_socket": s.NoSocket, "malformed": s.Malformed} {
-					ch <- prometheus.MustNewConstMetric(steerDesc, prometheus.CounterValue, float64(n), xi.name, v)
+			if qs, other, err := xi.steer.QueueCounters(); err == nil {
+				steer := func(q string, s bpf.Counters) {
+					counter(steerDesc, s.Redirected, xi.name, q, "redirected")
+					counter(steerDesc, s.Passed, xi.name, q, "passed")
+					counter(steerDesc, s.NoSocket, xi.name, q, "no_socket")
+					counter(steerDesc, s.Malformed, xi.name, q, "malformed")
 				}
+				for q, s := range qs {
+					steer(strconv.Itoa(q), s)
+				}
+				steer("other", other)
 			}
 		}
 		if xi.ep != nil {
-			t := stack.Total(xi.ep.Stats())
-			ch <- prometheus.MustNewConstMetric(epDropDesc, prometheus.CounterValue, float64(t.RXDrops()), xi.name, "rx")
-			ch <- prometheus.MustNewConstMetric(epDropDesc, prometheus.CounterValue, float64(t.TXDrops()), xi.name, "tx")
-			ch <- prometheus.MustNewConstMetric(epUDPFastDesc, prometheus.CounterValue, float64(t.RXUDPFast), xi.name, "rx")
-			ch <- prometheus.MustNewConstMetric(epUDPFastDesc, prometheus.CounterValue, float64(t.TXUDPFast), xi.name, "tx")
+			qs := xi.ep.Stats()
+			for i, st := range qs {
+				q := xi.queueLabel(i)
+				for _, d := range st.Drops() {
+					counter(epDropDesc, d.Count, xi.name, q, d.Dir, d.Reason)
+				}
+			}
+			t := stack.Total(qs)
+			counter(epUDPFastDesc, t.RXUDPFast, xi.name, "rx")
+			counter(epUDPFastDesc, t.TXUDPFast, xi.name, "tx")
 		}
 	}
+	if c.x.st != nil {
+		for _, d := range c.x.st.Drops() {
+			counter(nsDropDesc, d.Count, d.Dir, d.Reason)
+		}
+	}
+}
+
+// queueLabel is the queue label of endpoint queue i: the NIC's queue id.
+func (xi *xdpIf) queueLabel(i int) string {
+	if i < len(xi.queueIDs) {
+		return strconv.Itoa(xi.queueIDs[i])
+	}
+	return strconv.Itoa(i)
 }

@@ -13,10 +13,24 @@ type csumVerdict uint8
 
 const (
 	csumGood       csumVerdict = iota // every checksum present was verified
-	csumBad                           // a checksum is wrong: drop
 	csumUnverified                    // the transport checksum cannot be checked here
 	csumMalformed                     // too broken to check: netstack drops it and counts it
+	// The checksum of one layer is wrong: drop. One verdict per layer, so
+	// that the drop is counted by reason.
+	csumBadIPv4
+	csumBadTCP
+	csumBadUDP
+	csumBadICMP
 )
+
+// numBadChecksums is the number of csumBad verdicts.
+const numBadChecksums = int(csumBadICMP-csumBadIPv4) + 1
+
+// badChecksumIndex numbers the csumBad verdicts from 0, for counters.
+func badChecksumIndex(v csumVerdict) int { return int(v - csumBadIPv4) }
+
+// bad reports whether v says a checksum is wrong.
+func (v csumVerdict) bad() bool { return v >= csumBadIPv4 }
 
 // verifyChecksums checks the IPv4 header checksum and the TCP, UDP, ICMPv4
 // or ICMPv6 checksum of one network packet (b starts at the IP header).
@@ -40,7 +54,7 @@ func verifyChecksums(proto tcpip.NetworkProtocolNumber, b []byte) csumVerdict {
 			return csumMalformed
 		}
 		if !ip.IsChecksumValid() {
-			return csumBad
+			return csumBadIPv4
 		}
 		if ip.FragmentOffset() != 0 || ip.Flags()&header.IPv4FlagMoreFragments != 0 {
 			return csumUnverified
@@ -63,14 +77,15 @@ func verifyChecksums(proto tcpip.NetworkProtocolNumber, b []byte) csumVerdict {
 
 func verifyTransport(tp tcpip.TransportProtocolNumber, src, dst tcpip.Address, seg []byte, v6 bool) csumVerdict {
 	var min int
+	bad := csumBadTCP
 	switch tp {
 	case header.TCPProtocolNumber:
 		min = header.TCPMinimumSize
 	case header.UDPProtocolNumber:
-		min = header.UDPMinimumSize
+		min, bad = header.UDPMinimumSize, csumBadUDP
 		if len(seg) >= min && header.UDP(seg).Checksum() == 0 {
 			if v6 {
-				return csumBad // RFC 8200 section 8.1: mandatory over IPv6
+				return csumBadUDP // RFC 8200 section 8.1: mandatory over IPv6
 			}
 			return csumGood // RFC 768: no checksum sent
 		}
@@ -82,11 +97,11 @@ func verifyTransport(tp tcpip.TransportProtocolNumber, src, dst tcpip.Address, s
 			return csumMalformed
 		}
 		if checksum.Checksum(seg, 0) != 0xffff {
-			return csumBad
+			return csumBadICMP
 		}
 		return csumGood
 	case header.ICMPv6ProtocolNumber:
-		min = header.ICMPv6MinimumSize
+		min, bad = header.ICMPv6MinimumSize, csumBadICMP
 	default:
 		if v6 {
 			// An extension header (or an unknown protocol): the transport
@@ -100,7 +115,7 @@ func verifyTransport(tp tcpip.TransportProtocolNumber, src, dst tcpip.Address, s
 	}
 	xsum := header.PseudoHeaderChecksum(tp, src, dst, uint16(len(seg)))
 	if checksum.Checksum(seg, xsum) != 0xffff {
-		return csumBad
+		return bad
 	}
 	return csumGood
 }

@@ -70,10 +70,10 @@
 //
 // Frames a Linux peer sends over veth carry unfinished TCP and UDP checksums
 // (CHECKSUM_PARTIAL) while the peer's TX checksum offload is on, and AF_XDP
-// does not finish them: the endpoint drops them as bad (RXDropChecksum). The
-// lab (internal/lab) therefore turns the peers' TX checksum offload off
-// (ethtool -K <peer> tx off); do the same on any veth peer, or, in a lab
-// only, set TrustRXChecksum.
+// does not finish them: the endpoint drops them as bad (RXDropChecksumTCP,
+// RXDropChecksumUDP). The lab (internal/lab) therefore turns the peers' TX
+// checksum offload off (ethtool -K <peer> tx off); do the same on any veth
+// peer, or, in a lab only, set TrustRXChecksum.
 //
 // # Capture
 //

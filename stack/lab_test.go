@@ -204,7 +204,7 @@ func TestLabTCPTransfer(t *testing.T) {
 			el := time.Since(start)
 			t.Logf("%d MiB each way in %v: %.2f Gbit/s total", size>>20, el, float64(2*size)*8/el.Seconds()/1e9)
 			e.logStats(t)
-			if d := stack.Total(e.ep.Stats()).RXDropChecksum; d != 0 {
+			if d := stack.Total(e.ep.Stats()).RXDropChecksum(); d != 0 {
 				t.Errorf("%d frames with bad checksums from a peer with TX checksum offload off", d)
 			}
 		})

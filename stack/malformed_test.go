@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/xdpnet/xdpnet/internal/pktgen"
 	"github.com/xdpnet/xdpnet/stack"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
@@ -27,32 +27,13 @@ func udpFrame(dstMAC []byte, port uint16, payload []byte, mutate func(f []byte))
 }
 
 func ipv4Frame(dstMAC []byte, proto tcpip.TransportProtocolNumber, port uint16, payload []byte, mutate func(f []byte)) []byte {
-	l4Len := header.TCPMinimumSize
-	if proto == header.UDPProtocolNumber {
-		l4Len = header.UDPMinimumSize
-	}
-	f := make([]byte, header.EthernetMinimumSize+header.IPv4MinimumSize+l4Len+len(payload))
-	header.Ethernet(f).Encode(&header.EthernetFields{
-		SrcAddr: tcpip.LinkAddress(stacktest.MACB), DstAddr: tcpip.LinkAddress(dstMAC), Type: header.IPv4ProtocolNumber,
+	f, err := pktgen.BuildIPv4(pktgen.IPv4{
+		SrcMAC: stacktest.MACB, DstMAC: dstMAC,
+		Src: netip.AddrPortFrom(stacktest.AddrB4, 40000), Dst: netip.AddrPortFrom(stacktest.AddrA4, port),
+		Proto: uint8(proto), TCPFlags: pktgen.TCPSyn, Seq: 1, Payload: payload,
 	})
-	ip := header.IPv4(f[header.EthernetMinimumSize:])
-	src, dst := tcpip.AddrFrom4(stacktest.AddrB4.As4()), tcpip.AddrFrom4(stacktest.AddrA4.As4())
-	ip.Encode(&header.IPv4Fields{
-		TotalLength: uint16(len(f) - header.EthernetMinimumSize), TTL: 64,
-		Protocol: uint8(proto), SrcAddr: src, DstAddr: dst,
-	})
-	ip.SetChecksum(^ip.CalculateChecksum())
-	l4 := ip[header.IPv4MinimumSize:]
-	copy(l4[l4Len:], payload)
-	xsum := header.PseudoHeaderChecksum(proto, src, dst, uint16(len(l4)))
-	if proto == header.UDPProtocolNumber {
-		u := header.UDP(l4)
-		u.Encode(&header.UDPFields{SrcPort: 40000, DstPort: port, Length: uint16(len(l4))})
-		u.SetChecksum(^checksum.Checksum(u, xsum))
-	} else {
-		tcp := header.TCP(l4)
-		tcp.Encode(&header.TCPFields{SrcPort: 40000, DstPort: port, SeqNum: 1, DataOffset: header.TCPMinimumSize, Flags: header.TCPFlagSyn, WindowSize: 65535})
-		tcp.SetChecksum(^checksum.Checksum(tcp, xsum))
+	if err != nil {
+		panic(err) // the arguments are the tests' own
 	}
 	if mutate != nil {
 		mutate(f)
@@ -103,8 +84,8 @@ func TestMalformedFramesCounted(t *testing.T) {
 		{"empty", nil, func(b, a stack.QueueStats) bool { return a.RXDropShort == b.RXDropShort+1 }},
 		{"short", []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, func(b, a stack.QueueStats) bool { return a.RXDropShort == b.RXDropShort+1 }},
 		{"other-host", tcpFrame([]byte{0x02, 9, 9, 9, 9, 9}, 80, nil, nil), func(b, a stack.QueueStats) bool { return a.RXDropOtherHost == b.RXDropOtherHost+1 }},
-		{"bad-tcp-checksum", tcpFrame(macA, 80, []byte("x"), func(f []byte) { f[len(f)-1] ^= 0xff }), func(b, a stack.QueueStats) bool { return a.RXDropChecksum == b.RXDropChecksum+1 }},
-		{"bad-ip-checksum", tcpFrame(macA, 80, nil, func(f []byte) { f[header.EthernetMinimumSize+8]-- }), func(b, a stack.QueueStats) bool { return a.RXDropChecksum == b.RXDropChecksum+1 }},
+		{"bad-tcp-checksum", tcpFrame(macA, 80, []byte("x"), func(f []byte) { f[len(f)-1] ^= 0xff }), func(b, a stack.QueueStats) bool { return a.RXDropChecksumTCP == b.RXDropChecksumTCP+1 }},
+		{"bad-ip-checksum", tcpFrame(macA, 80, nil, func(f []byte) { f[header.EthernetMinimumSize+8]-- }), func(b, a stack.QueueStats) bool { return a.RXDropChecksumIPv4 == b.RXDropChecksumIPv4+1 }},
 	} {
 		before := stack.Total(in.r.EPA.Stats())
 		in.inject(tc.frame)

@@ -177,12 +177,12 @@ func (q *queue) deliverOne(v *buffer.View) {
 	}
 	proto := eth.Type()
 	if !e.opts.TrustRXChecksum {
-		switch verifyChecksums(proto, b[header.EthernetMinimumSize:]) {
-		case csumBad:
-			q.ctr.rxDropChecksum.Add(1)
+		switch cv := verifyChecksums(proto, b[header.EthernetMinimumSize:]); {
+		case cv.bad():
+			q.ctr.rxDropChecksum[badChecksumIndex(cv)].Add(1)
 			v.Release()
 			return
-		case csumUnverified:
+		case cv == csumUnverified:
 			q.ctr.rxUnverified.Add(1)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/link/qdisc/fifo"
@@ -111,6 +112,10 @@ type Stack struct {
 	ns      *gstack.Stack
 	backlog int
 
+	// tcpNoEndpoint counts segments for no TCP endpoint, which netstack
+	// answers without counting (see Drops).
+	tcpNoEndpoint atomic.Uint64
+
 	mu sync.Mutex
 	// +checklocks:mu
 	nics []*NIC
@@ -143,6 +148,7 @@ func New(opts Options) (*Stack, error) {
 		t.ListenBacklog = defaultListenBacklog
 	}
 	s := &Stack{ns: ns, backlog: t.ListenBacklog}
+	ns.SetTransportProtocolHandler(tcp.ProtocolNumber, s.countTCPNoEndpoint)
 
 	sack := tcpip.TCPSACKEnabled(!t.DisableSACK)
 	cc := tcpip.CongestionControlOption(t.CongestionControl)

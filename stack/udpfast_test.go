@@ -175,7 +175,7 @@ func TestUDPFastPathChecksumOffload(t *testing.T) {
 			if fin, fast := port.ChecksumsFinished()-before, p.fast()-fastBefore; fast != uint64(len(payloads)) || fin != fast {
 				t.Errorf("%d fast-path datagrams, %d checksums finished by the port; want %d each", fast, fin, len(payloads))
 			}
-			if drops := stack.Total(p.r.EPB.Stats()).RXDropChecksum; drops != 0 {
+			if drops := stack.Total(p.r.EPB.Stats()).RXDropChecksum(); drops != 0 {
 				t.Errorf("B dropped %d frames for bad checksums", drops)
 			}
 			frames := p.udpFrames(t)

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/xdpnet/xdpnet/internal/pktgen"
 )
 
 // Test frames are Ethernet / IPv4 / UDP with correct checksums, padded to
@@ -53,7 +55,7 @@ func (f Flow) Frame(size int) ([]byte, error) {
 	src, dst := f.Src.As4(), f.Dst.As4()
 	copy(ip[12:16], src[:])
 	copy(ip[16:20], dst[:])
-	binary.BigEndian.PutUint16(ip[10:], checksum(ip[:ipv4Len], 0))
+	binary.BigEndian.PutUint16(ip[10:], pktgen.Checksum(ip[:ipv4Len], 0))
 	udp := ip[ipv4Len:]
 	binary.BigEndian.PutUint16(udp[0:], f.SrcPort)
 	binary.BigEndian.PutUint16(udp[2:], f.DstPort)
@@ -100,24 +102,9 @@ func setUDPChecksum(b []byte) {
 		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
 	}
 	sum += 17 + uint32(len(udp))
-	c := checksum(udp, sum)
+	c := pktgen.Checksum(udp, sum)
 	if c == 0 {
 		c = 0xffff // RFC 768: zero means "no checksum"
 	}
 	binary.BigEndian.PutUint16(udp[6:], c)
-}
-
-// checksum is the Internet checksum (RFC 1071) of b, starting from sum.
-func checksum(b []byte, sum uint32) uint16 {
-	for len(b) >= 2 {
-		sum += uint32(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
 }

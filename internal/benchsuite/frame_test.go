@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/xdpnet/xdpnet/internal/pktgen"
 )
 
 var testFlow = Flow{
@@ -24,7 +26,7 @@ func TestFrame(t *testing.T) {
 		if len(f) != size-FCSLen {
 			t.Errorf("size %d: %d bytes", size, len(f))
 		}
-		if checksum(f[ethLen:ethLen+ipv4Len], 0) != 0 {
+		if pktgen.Checksum(f[ethLen:ethLen+ipv4Len], 0) != 0 {
 			t.Errorf("size %d: bad IPv4 header checksum", size)
 		}
 		if !udpChecksumOK(f) {
@@ -64,7 +66,7 @@ func udpChecksumOK(f []byte) bool {
 		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
 	}
 	sum += 17 + uint32(len(udp))
-	return checksum(udp, sum) == 0
+	return pktgen.Checksum(udp, sum) == 0
 }
 
 // countingSender counts what pace asks it to send.

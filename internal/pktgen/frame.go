@@ -102,7 +102,7 @@ func BuildUDP(f UDPFrame) ([]byte, error) {
 		s, d := src.As4(), dst.As4()
 		copy(ip[12:16], s[:])
 		copy(ip[16:20], d[:])
-		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip[:ipv4Len], 0)))
+		binary.BigEndian.PutUint16(ip[10:], Checksum(ip[:ipv4Len], 0))
 	}
 	binary.BigEndian.PutUint16(udp[0:], f.Src.Port())
 	binary.BigEndian.PutUint16(udp[2:], f.Dst.Port())
@@ -171,7 +171,7 @@ func transportChecksum(ip []byte, v6 bool, proto byte, l4 []byte) uint16 {
 		s = sum(ip[12:20], 0)
 	}
 	s += uint32(proto) + uint32(len(l4))
-	c := ^fold(sum(l4, s))
+	c := Checksum(l4, s)
 	if c == 0 && proto == 17 {
 		return 0xffff // zero means "no checksum" in UDP
 	}
