@@ -106,9 +106,13 @@ type backendRT struct {
 	alpn    string
 	muxCfg  mux.Config
 
-	// use is held shared by every request and tunnel on this backend;
-	// retire takes it exclusively to wait for them after a reload.
-	use sync.RWMutex
+	// users counts the requests and tunnels using the backend
+	// (acquireBackend, release); once retiring is set, the last release
+	// closes idle, for which retire waits.
+	users    atomic.Int64
+	retiring atomic.Bool
+	idle     chan struct{}
+	idleOnce sync.Once
 
 	// trMu guards the per-worker QUIC transports (one UDP socket per
 	// worker and address family, or per worker and server on stacks that
@@ -141,6 +145,7 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		cfg: cfg, eng: e, log: e.log.With("backend", cfg.Name),
 		byName: map[string]*server{},
 		trs:    map[trKey]*mux.QUICTransport{},
+		idle:   make(chan struct{}),
 		live:   map[*server]map[*bconn]struct{}{},
 	}
 	rt.alpn, rt.roots = mux.ALPNH3, e.opts.BackendRootCAs

@@ -59,6 +59,12 @@ type Engine struct {
 	admin     *http.Server
 	adminAddr net.Addr
 	closed    bool
+
+	// life ends when the engine closes: frontends and backends a reload
+	// removed stop draining then. retiring joins their goroutines.
+	life     context.Context
+	endLife  context.CancelFunc
+	retiring sync.WaitGroup
 }
 
 // New builds an engine for cfg (already validated) on opts.Net. Start
@@ -78,6 +84,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		backends:  map[string]*backendRT{},
 		frontends: map[string]*frontendRT{},
 	}
+	e.life, e.endLife = context.WithCancel(context.Background())
 	e.metrics.reg.MustRegister(reuseCollector{stats: e.reuseStats})
 	if c := opts.Net.Collector(); c != nil {
 		if err := e.metrics.reg.Register(c); err != nil {
@@ -205,14 +212,16 @@ func (e *Engine) applyLocked(cfg *Config) error {
 			}
 		}
 	}
+	// What the reload removed drains in the background, until the
+	// engine closes at the latest (closeRest waits for it).
 	for k, fe := range e.frontends {
 		if newFrontends[k] != fe {
-			go fe.shutdown(context.Background())
+			e.retiring.Go(func() { fe.shutdown(e.life) })
 		}
 	}
 	for name, rt := range e.backends {
 		if newBackends[name] != rt {
-			go rt.retire()
+			e.retiring.Go(func() { rt.retire(e.life) })
 		}
 	}
 	e.frontends, e.backends = newFrontends, newBackends
@@ -272,6 +281,8 @@ func (e *Engine) Close() error {
 }
 
 func (e *Engine) closeRest() {
+	e.endLife()
+	e.retiring.Wait()
 	e.mu.Lock()
 	bes := e.backends
 	e.backends = map[string]*backendRT{}
@@ -387,19 +398,24 @@ func (fe *frontendRT) addr() net.Addr {
 	return nil
 }
 
-// lockBackend returns the current backend, marked in use until the caller
-// calls its use.RUnlock.
-func (fe *frontendRT) lockBackend() *backendRT {
+// acquireBackend returns the current backend, counted in use until the
+// caller calls its release. A backend a reload swapped out is skipped for
+// its successor, so retirement only waits for work that started before.
+func (fe *frontendRT) acquireBackend() *backendRT {
 	for {
 		rt := fe.backend.Load()
-		if rt.use.TryRLock() {
-			if fe.backend.Load() == rt {
-				return rt
-			}
-			rt.use.RUnlock()
+		rt.users.Add(1)
+		if !rt.retiring.Load() || fe.backend.Load() == rt {
+			return rt
 		}
-		// rt is being retired (a reload swapped it): load the new one.
-		time.Sleep(time.Millisecond)
+		rt.release()
+	}
+}
+
+// release ends one use of rt (see acquireBackend).
+func (rt *backendRT) release() {
+	if rt.users.Add(-1) == 0 && rt.retiring.Load() {
+		rt.idleOnce.Do(func() { close(rt.idle) })
 	}
 }
 
@@ -551,10 +567,17 @@ func (fe *frontendRT) shutdown(ctx context.Context) {
 	})
 }
 
-// retire waits until no request uses rt any more, then closes it.
-func (rt *backendRT) retire() {
-	rt.use.Lock()
-	defer rt.use.Unlock()
+// retire waits until no request uses rt any more, or ctx ends (the
+// engine is closing), then closes it.
+func (rt *backendRT) retire(ctx context.Context) {
+	rt.retiring.Store(true)
+	if rt.users.Load() == 0 {
+		rt.idleOnce.Do(func() { close(rt.idle) })
+	}
+	select {
+	case <-rt.idle:
+	case <-ctx.Done():
+	}
 	rt.close()
 	rt.log.Info("backend retired after reload")
 }

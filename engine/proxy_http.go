@@ -109,8 +109,8 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.inflightN.Add(-1)
 		e.inflight.Done()
 	}()
-	rt := fe.lockBackend()
-	defer rt.use.RUnlock()
+	rt := fe.acquireBackend()
+	defer rt.release()
 	sess := sessionFrom(r.Context())
 	if sess == nil { // not reached through a frontend's ConnContext
 		sess = &session{}

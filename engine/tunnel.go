@@ -20,8 +20,8 @@ import (
 func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 	e := fe.eng
 	defer c.Close()
-	rt := fe.lockBackend()
-	defer rt.use.RUnlock()
+	rt := fe.acquireBackend()
+	defer rt.release()
 	cfg := rt.cfg
 
 	var key []byte
