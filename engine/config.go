@@ -164,7 +164,11 @@ type Backend struct {
 type Server struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"` // ip:port of its QUIC listener
-	Weight  int    `yaml:"weight"`  // default 1; 0 is invalid
+	// Weight is the server's share of new requests and tunnels, 0..256;
+	// default 1. 0 drains the server, as in HAProxy: it takes no new
+	// work, keeps what it has, stays known and health-checked; a backend
+	// whose servers all have weight 0 answers 503 (no usable server).
+	Weight *int `yaml:"weight"`
 
 	addr netip.AddrPort
 }
@@ -384,7 +388,9 @@ func (c *Config) setDefaults() {
 		defDur(&b.Timeouts.BackoffMin, 50*time.Millisecond)
 		defDur(&b.Timeouts.BackoffMax, 500*time.Millisecond)
 		for j := range b.Servers {
-			defInt(&b.Servers[j].Weight, 1)
+			if b.Servers[j].Weight == nil {
+				b.Servers[j].Weight = new(1)
+			}
 		}
 	}
 }
@@ -599,8 +605,8 @@ func (c *Config) Validate() error {
 				addrs[ap] = true
 				s.addr = ap
 			}
-			if s.Weight < 1 || s.Weight > 256 {
-				bad(sp+".weight", "%d is outside 1..256", s.Weight)
+			if *s.Weight < 0 || *s.Weight > 256 {
+				bad(sp+".weight", "%d is outside 0..256", *s.Weight)
 			}
 		}
 	}

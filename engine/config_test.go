@@ -47,7 +47,7 @@ func TestParseConfigGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := c.Backends[0]
-	if b.Servers[1].Name != "198.18.2.11:4433" || b.Servers[1].Weight != 1 {
+	if b.Servers[1].Name != "198.18.2.11:4433" || *b.Servers[1].Weight != 1 {
 		t.Errorf("server defaults: %+v", b.Servers[1])
 	}
 	if *b.Retries != 2 || !*b.Redisp || b.Timeouts.Connect.D() != 2*time.Second {
@@ -61,6 +61,17 @@ func TestParseConfigGood(t *testing.T) {
 	}
 	if got := c.Frontends[0].addr.String(); got != "198.18.1.1:80" {
 		t.Errorf("frontend addr %s", got)
+	}
+}
+
+// weight: 0 is kept (the server is drained); an unset weight is 1.
+func TestParseConfigWeightZeroDrains(t *testing.T) {
+	c, err := ParseConfig([]byte(strings.Replace(goodConfig, "weight: 3", "weight: 0", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w0, w1 := *c.Backends[0].Servers[0].Weight, *c.Backends[0].Servers[1].Weight; w0 != 0 || w1 != 1 {
+		t.Errorf("weights %d, %d; want 0 (explicit) and 1 (default)", w0, w1)
 	}
 }
 
@@ -84,7 +95,8 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"workers vs queues", goodConfig + "workers: 2\n", "workers: 2 workers but 3 dedicated queues"},
 		{"busy poll", strings.Replace(goodConfig, "xdp_mode: native", "xdp_mode: native\n    busy_poll: 1s", 1), "interfaces[1].busy_poll: 1s is outside 0..10ms"},
 		{"ntuple", strings.Replace(goodConfig, "xdp_mode: native", "xdp_mode: native\n    ntuple: yes", 1), `interfaces[1].ntuple: "yes" is not one of on, off, auto`},
-		{"weight", strings.Replace(goodConfig, "weight: 3", "weight: 300", 1), "backends[0].servers[0].weight"},
+		{"weight", strings.Replace(goodConfig, "weight: 3", "weight: 300", 1), "backends[0].servers[0].weight: 300 is outside 0..256"},
+		{"negative weight", strings.Replace(goodConfig, "weight: 3", "weight: -1", 1), "backends[0].servers[0].weight: -1 is outside 0..256"},
 		{"empty", "", "empty file"},
 		{"two documents", goodConfig + "---\nadmin: off\n", "more than one YAML document"},
 	} {

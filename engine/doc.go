@@ -44,6 +44,9 @@
 // connection. Shutdown returns at its deadline whatever is in flight;
 // what it cuts is counted.
 //
+// A server of weight 0 is drained: the balancers skip it, its health checks
+// go on, and a backend whose servers all have weight 0 answers 503.
+//
 // Configuration is YAML ([LoadConfig]); demo.yaml ([DemoConfig]) is a
 // commented example. Engine.Reload applies a new configuration without
 // dropping client connections; Engine.Shutdown drains. The admin address
