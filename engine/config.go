@@ -31,12 +31,17 @@ type Config struct {
 	// Admin is the address of the admin HTTP endpoint (metrics, health,
 	// stats). It is always a kernel socket, never a data-plane port.
 	// Default 127.0.0.1:9900; "off" disables it.
-	Admin      string      `yaml:"admin"`
-	Log        LogConfig   `yaml:"log"`
-	Buffers    Buffers     `yaml:"buffers"`
-	Interfaces []Interface `yaml:"interfaces"`
-	Frontends  []Frontend  `yaml:"frontends"`
-	Backends   []Backend   `yaml:"backends"`
+	Admin string `yaml:"admin"`
+	// AdminPublic allows an Admin address that is not loopback (0.0.0.0,
+	// a LAN address): the endpoint has no authentication and /stats and
+	// /metrics describe the whole gateway, so exposing it is an explicit
+	// choice, logged as a warning at start. Default false.
+	AdminPublic bool        `yaml:"admin_public"`
+	Log         LogConfig   `yaml:"log"`
+	Buffers     Buffers     `yaml:"buffers"`
+	Interfaces  []Interface `yaml:"interfaces"`
+	Frontends   []Frontend  `yaml:"frontends"`
+	Backends    []Backend   `yaml:"backends"`
 }
 
 // LogConfig sets the slog handler.
@@ -509,6 +514,8 @@ func (c *Config) Validate() error {
 			bad("admin", "%q is not ip:port (or \"off\")", c.Admin)
 		case owned[ap.Addr()]:
 			bad("admin", "%s is a data-plane address; the admin endpoint lives on a kernel address such as 127.0.0.1", ap.Addr())
+		case !ap.Addr().IsLoopback() && !c.AdminPublic:
+			bad("admin", "%s is not a loopback address: the admin endpoint has no authentication; set admin_public: true to expose it", ap.Addr())
 		}
 	}
 

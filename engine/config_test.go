@@ -75,6 +75,25 @@ func TestParseConfigWeightZeroDrains(t *testing.T) {
 	}
 }
 
+// A non-loopback admin address needs admin_public: true.
+func TestParseConfigAdminPublic(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:9900", "192.0.2.1:9900", "[::]:9900"} {
+		text := strings.Replace(goodConfig, "admin: 127.0.0.1:9900", "admin: \""+addr+"\"", 1)
+		_, err := ParseConfig([]byte(text))
+		if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "admin: ") || !strings.Contains(err.Error(), "admin_public: true") {
+			t.Errorf("admin %s without admin_public: error %v, want one naming admin and admin_public", addr, err)
+		}
+		if _, err := ParseConfig([]byte(text + "admin_public: true\n")); err != nil {
+			t.Errorf("admin %s with admin_public: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:9900", "[::1]:9900", "127.0.0.2:0", "off"} {
+		if _, err := ParseConfig([]byte(strings.Replace(goodConfig, "admin: 127.0.0.1:9900", "admin: \""+addr+"\"", 1))); err != nil {
+			t.Errorf("admin %s: %v", addr, err)
+		}
+	}
+}
+
 func TestParseConfigErrorsNameTheField(t *testing.T) {
 	for _, tc := range []struct {
 		name, edit, want string

@@ -51,7 +51,8 @@
 // commented example. Engine.Reload applies a new configuration without
 // dropping client connections; Engine.Shutdown drains. The admin address
 // serves /metrics (Prometheus), /stats (JSON, read by `xdpnet stats`) and
-// /healthz on a kernel socket.
+// /healthz on a kernel socket, to GET and HEAD only (405 otherwise); an
+// address that is not loopback needs admin_public: true.
 //
 // Subpackages: origin is the lab's HTTP/3 and raw-stream origin server;
 // enginelab runs the engine on internal/lab's veth topology for the

@@ -671,7 +671,9 @@ func isEngineFamily(n string) bool {
 }
 
 // startAdminLocked serves /metrics (Prometheus), /stats (JSON) and
-// /healthz on a kernel socket.
+// /healthz on a kernel socket. They are read-only: the "GET " patterns make
+// the mux answer any other method than GET and HEAD with 405 and
+// "Allow: GET, HEAD", so that nothing mistakes them for an API that acts.
 func (e *Engine) startAdminLocked() error {
 	if e.cfg.Admin == "off" {
 		return nil
@@ -680,13 +682,18 @@ func (e *Engine) startAdminLocked() error {
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
+	if ap, ok := addrPort(ln.Addr()); ok && !ap.Addr().IsLoopback() {
+		// Validate let it through only with admin_public: true.
+		e.log.Warn("admin endpoint on a non-loopback address (admin_public: true): anyone who reaches it reads /metrics and /stats, without authentication",
+			"addr", ln.Addr())
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(e.Stats())
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	e.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	e.adminAddr = ln.Addr()
 	go e.admin.Serve(ln)
