@@ -62,6 +62,10 @@ func TestParseConfigGood(t *testing.T) {
 	if got := c.Frontends[0].addr.String(); got != "198.18.1.1:80" {
 		t.Errorf("frontend addr %s", got)
 	}
+	if f := c.Frontends[0]; f.Timeouts.Body.D() != 30*time.Second || f.MaxConnections != 0 || c.MaxConnections != 100000 || c.AdminPublic {
+		t.Errorf("limit defaults: body %v, frontend max_connections %d, engine max_connections %d, admin_public %v",
+			f.Timeouts.Body.D(), f.MaxConnections, c.MaxConnections, c.AdminPublic)
+	}
 }
 
 // weight: 0 is kept (the server is drained); an unset weight is 1.
@@ -116,6 +120,9 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"ntuple", strings.Replace(goodConfig, "xdp_mode: native", "xdp_mode: native\n    ntuple: yes", 1), `interfaces[1].ntuple: "yes" is not one of on, off, auto`},
 		{"weight", strings.Replace(goodConfig, "weight: 3", "weight: 300", 1), "backends[0].servers[0].weight: 300 is outside 0..256"},
 		{"negative weight", strings.Replace(goodConfig, "weight: 3", "weight: -1", 1), "backends[0].servers[0].weight: -1 is outside 0..256"},
+		{"body timeout", strings.Replace(goodConfig, "backend: origins}", "backend: origins, timeouts: {body: -1s}}", 1), "frontends[0].timeouts.body: must not be negative"},
+		{"frontend max_connections", strings.Replace(goodConfig, "backend: origins}", "backend: origins, max_connections: -1}", 1), "frontends[0].max_connections: must not be negative"},
+		{"engine max_connections", goodConfig + "max_connections: -5\n", "max_connections: -5 must be at least 1"},
 		{"empty", "", "empty file"},
 		{"two documents", goodConfig + "---\nadmin: off\n", "more than one YAML document"},
 	} {

@@ -51,6 +51,9 @@ type Engine struct {
 	// inflightN is its count, for what a drain's deadline cuts.
 	inflight  sync.WaitGroup
 	inflightN atomic.Int64
+	// conns counts client connections over all frontends against the
+	// configured max_connections.
+	conns connLimit
 
 	mu        sync.Mutex
 	cfg       *Config
@@ -86,6 +89,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	}
 	e.workers = max(1, opts.Net.Workers())
 	e.cfg = cfg
+	e.conns.max.Store(int64(cfg.MaxConnections))
 	return e, nil
 }
 
@@ -128,6 +132,7 @@ func (e *Engine) Reload(cfg *Config) error {
 		return err
 	}
 	e.cfg = cfg
+	e.conns.max.Store(int64(cfg.MaxConnections))
 	e.log.Info("configuration reloaded", "frontends", len(e.frontends), "backends", len(e.backends))
 	return nil
 }
@@ -177,6 +182,7 @@ func (e *Engine) applyLocked(cfg *Config) error {
 		fe := &frontendRT{cfg: f, eng: e, latency: e.metrics.latency.WithLabelValues(f.Name)}
 		fe.cutCtx, fe.cut = context.WithCancel(context.Background())
 		fe.backend.Store(newBackends[f.Backend])
+		fe.conns.max.Store(int64(f.MaxConnections))
 		if err := fe.start(); err != nil {
 			for _, o := range opened {
 				o.shutdown(context.Background())
@@ -362,10 +368,17 @@ type frontendRT struct {
 	// a backend visible to retire (readers hold it shared).
 	backend atomic.Pointer[backendRT]
 
-	ln net.Listener
-	pc net.PacketConn
-	hs *http.Server
-	h3 *http3.Server
+	// conns counts this frontend's client connections against its
+	// max_connections; each also holds a slot of the engine's.
+	conns       connLimit
+	quicRefused recentRefusals // h3
+
+	ln  net.Listener
+	pc  net.PacketConn
+	qtr *quic.Transport     // h3: the frontend's QUIC transport on pc
+	qln *quic.EarlyListener // h3: its listener
+	hs  *http.Server
+	h3  *http3.Server
 	// sessions maps an http frontend's client connections to their
 	// session, so that the session closes with the connection.
 	sessions sync.Map // net.Conn -> *session
@@ -444,13 +457,17 @@ func (fe *frontendRT) start() error {
 					conns.Inc()
 				case http.StateClosed, http.StateHijacked:
 					conns.Dec()
+					// Once per connection: the session was stored
+					// by ConnContext, right after limitListener
+					// admitted the connection.
 					if v, ok := fe.sessions.LoadAndDelete(c); ok {
 						v.(*session).close()
+						fe.leave()
 					}
 				}
 			},
 		}
-		go fe.hs.Serve(ln)
+		go fe.hs.Serve(limitListener{Listener: ln, fe: fe})
 	case ProtoH3:
 		pc, err := e.net.ListenUDP(fe.cfg.addr)
 		if err != nil {
@@ -461,24 +478,34 @@ func (fe *frontendRT) start() error {
 			pc.Close()
 			return err
 		}
-		fe.pc = pc
-		fe.h3 = &http3.Server{
-			Handler:        &httpProxy{fe: fe},
-			TLSConfig:      http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
-			IdleTimeout:    fe.cfg.Timeouts.Idle.D(),
-			MaxHeaderBytes: fe.cfg.MaxHeaderBytes,
-			QUICConfig: &quic.Config{
+		// Our own transport rather than http3.Server.Serve's, for its
+		// ConnContext: the connection limit refuses a QUIC connection
+		// there, before its handshake, with CONNECTION_REFUSED.
+		tr := &quic.Transport{Conn: pc, ConnContext: fe.quicConnContext}
+		qln, err := tr.ListenEarly(
+			http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
+			&quic.Config{
 				HandshakeIdleTimeout: fe.cfg.Timeouts.Header.D(),
 				MaxIdleTimeout:       fe.cfg.Timeouts.Idle.D(),
 				InitialPacketSize:    quicPacketSize(e.net, fe.cfg.addr.Addr()),
-			},
+			})
+		if err != nil {
+			tr.Close()
+			pc.Close()
+			return err
+		}
+		fe.pc, fe.qtr, fe.qln = pc, tr, qln
+		fe.h3 = &http3.Server{
+			Handler:        &httpProxy{fe: fe},
+			IdleTimeout:    fe.cfg.Timeouts.Idle.D(),
+			MaxHeaderBytes: fe.cfg.MaxHeaderBytes,
 			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 				s := newSession(c.LocalAddr(), c.RemoteAddr(), false)
 				context.AfterFunc(c.Context(), s.close)
 				return context.WithValue(ctx, sessionKey{}, s)
 			},
 		}
-		go fe.h3.Serve(pc)
+		go fe.h3.ServeListener(qln)
 	case ProtoTCP:
 		ln, err := e.net.ListenTCP(fe.cfg.addr)
 		if err != nil {
@@ -512,8 +539,15 @@ func (fe *frontendRT) acceptTunnels() {
 			}
 			return
 		}
+		if !fe.admit() {
+			// Over the limit: closed right after accept (see
+			// limitListener).
+			c.Close()
+			continue
+		}
 		conns.Inc()
 		fe.tunnels.Go(func() {
+			defer fe.leave()
 			defer conns.Dec()
 			fe.serveTunnel(c, e.pickWorker(c.LocalAddr(), c.RemoteAddr(), true))
 		})
@@ -531,9 +565,13 @@ func (fe *frontendRT) shutdown(ctx context.Context) {
 				fe.hs.Close()
 			}
 		case fe.h3 != nil:
+			// The listener is ours (ServeListener): close it first so
+			// that no handshake completes into a queue nobody accepts.
+			fe.qln.Close()
 			if err := fe.h3.Shutdown(ctx); err != nil {
 				fe.h3.Close()
 			}
+			fe.qtr.Close()
 			fe.pc.Close()
 		case fe.ln != nil:
 			fe.ln.Close()
@@ -581,8 +619,13 @@ type Stats struct {
 	BackendConnsOpened float64 `json:"backend_connections_opened"`
 	BackendConnsOpen   float64 `json:"backend_connections_open"`
 	ConnectErrors      float64 `json:"connect_errors"`
-	ServersUp          int     `json:"servers_up"`
-	Servers            int     `json:"servers"`
+	// ConnsRefused counts client connections refused by max_connections;
+	// ClientTimeouts requests cut because the client was too slow (a
+	// stalled request body).
+	ConnsRefused   float64 `json:"connections_refused"`
+	ClientTimeouts float64 `json:"client_timeouts"`
+	ServersUp      int     `json:"servers_up"`
+	Servers        int     `json:"servers"`
 	// Reuse sums the backend pools' statistics (current backends only).
 	Reuse reuse.Stats `json:"reuse"`
 	// Net holds the data plane's own series (frames in use, XDP counters,
@@ -610,6 +653,8 @@ func (e *Engine) Stats() Stats {
 		BackendConnsOpened: sum(fams, "xdpnet_backend_connections_opened_total", nil),
 		BackendConnsOpen:   sum(fams, "xdpnet_backend_connections_open", nil),
 		ConnectErrors:      sum(fams, "xdpnet_backend_connect_errors_total", nil),
+		ConnsRefused:       sum(fams, "xdpnet_connections_refused_total", nil),
+		ClientTimeouts:     sum(fams, "xdpnet_client_timeouts_total", nil),
 	}
 	s.RequestsFailed = s.Requests - s.RequestsOK
 	e.mu.Lock()
@@ -664,7 +709,7 @@ func isEngineFamily(n string) bool {
 		"xdpnet_reuse_misses_total", "xdpnet_reuse_takeovers_total", "xdpnet_reuse_retries_total", "xdpnet_reuse_connections",
 		"xdpnet_retries_total", "xdpnet_redispatches_total", "xdpnet_server_up", "xdpnet_info",
 		"xdpnet_worker_picks_total", "xdpnet_backend_sockets_replaced_total", "xdpnet_backend_failures_total", "xdpnet_drain_cut_requests_total",
-		"xdpnet_reuse_queued_total", "xdpnet_reuse_queue_timeouts_total":
+		"xdpnet_reuse_queued_total", "xdpnet_reuse_queue_timeouts_total", "xdpnet_connections_refused_total", "xdpnet_client_timeouts_total":
 		return true
 	}
 	return false
