@@ -171,7 +171,7 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		KeepAlive: cfg.Timeouts.Idle.D() / 3,
 	}
 	for _, s := range cfg.Servers {
-		srv := &server{name: s.Name, addr: s.addr, host: s.addr.String(), weight: s.Weight,
+		srv := &server{name: s.Name, addr: s.addr, host: s.addr.String(), weight: *s.Weight,
 			requests: e.metrics.backendRequests.WithLabelValues(cfg.Name, s.Name)}
 		srv.up.Store(true)
 		rt.servers = append(rt.servers, srv)

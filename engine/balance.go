@@ -14,7 +14,9 @@ type balancer interface {
 }
 
 // newBalancer builds the algorithm named by alg over servers (weights
-// already validated). inflight is read by leastconn.
+// already validated). inflight is read by leastconn. A server of weight 0
+// is drained: no algorithm picks it, so it takes no new work while its
+// health checks go on and a weight change by reload brings it back.
 func newBalancer(alg string, servers []*server) balancer {
 	switch alg {
 	case BalanceLeastConn:
@@ -27,7 +29,9 @@ func newBalancer(alg string, servers []*server) balancer {
 }
 
 // roundRobin is weighted round robin over a schedule in which server i
-// appears weight(i) times, interleaved so that equal weights alternate.
+// appears weight(i) times, interleaved so that equal weights alternate
+// (a drained server, weight 0, not at all; with every server drained the
+// schedule is empty and pick finds none).
 type roundRobin struct {
 	sched []int
 	next  atomic.Uint64
@@ -64,8 +68,9 @@ func (r *roundRobin) pick(_ []byte, usable func(int) bool) (int, bool) {
 }
 
 // leastConn picks the usable server with the fewest in-flight requests
-// relative to its weight; ties go to the lowest index after a rotating
-// start so that an idle backend still spreads load.
+// relative to its weight, skipping drained ones (weight 0); ties go to the
+// lowest index after a rotating start so that an idle backend still
+// spreads load.
 type leastConn struct {
 	servers []*server
 	rot     atomic.Uint64
@@ -77,10 +82,10 @@ func (l *leastConn) pick(_ []byte, usable func(int) bool) (int, bool) {
 	start := int(l.rot.Add(1) % uint64(n))
 	for k := range n {
 		i := (start + k) % n
-		if !usable(i) {
+		s := l.servers[i]
+		if s.weight == 0 || !usable(i) {
 			continue
 		}
-		s := l.servers[i]
 		load := float64(s.inflight.Load()) / float64(s.weight)
 		if best < 0 || load < bestLoad {
 			best, bestLoad = i, load
@@ -90,8 +95,9 @@ func (l *leastConn) pick(_ []byte, usable func(int) bool) (int, bool) {
 }
 
 // hashRing is consistent hashing: each server owns 100*weight points on a
-// ring of 64-bit hashes; a key goes to the first usable server clockwise
-// from its hash, so removing a server moves only the keys it owned.
+// ring of 64-bit hashes (a drained server, weight 0, none); a key goes to
+// the first usable server clockwise from its hash, so removing a server
+// moves only the keys it owned.
 type hashRing struct {
 	seed   maphash.Seed
 	points []ringPoint

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -102,5 +105,68 @@ func TestConsistentHash(t *testing.T) {
 		if i, _ := b2.pick(key, all); i != before[k] {
 			t.Fatalf("key %d maps to %d in a rebuilt ring, was %d", k, i, before[k])
 		}
+	}
+}
+
+// A drained server (weight 0) is never picked, by any algorithm; with every
+// server drained there is no pick at all.
+func TestBalancersSkipDrained(t *testing.T) {
+	for _, alg := range []string{BalanceRoundRobin, BalanceLeastConn, BalanceHash} {
+		t.Run(alg, func(t *testing.T) {
+			b := newBalancer(alg, servers(0, 2, 0, 1))
+			got := make([]int, 4)
+			for k := range 300 {
+				i, ok := b.pick(fmt.Appendf(nil, "key%d", k), all)
+				if !ok {
+					t.Fatal("no pick")
+				}
+				got[i]++
+			}
+			if got[0] != 0 || got[2] != 0 || got[1] == 0 || got[3] == 0 {
+				t.Errorf("picks %v: drained servers 0 and 2 picked, or live ones not", got)
+			}
+			if i, ok := newBalancer(alg, servers(0, 0)).pick([]byte("k"), all); ok {
+				t.Errorf("picked %d with every server drained", i)
+			}
+		})
+	}
+}
+
+// A server of weight 0 takes no requests but stays health-checked; with
+// every server at weight 0 the backend answers 503.
+func TestWeightZeroDrains(t *testing.T) {
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 2, "")
+	withWeights := func(w0, w1 string) string {
+		servers := fmt.Sprintf("      - {name: o0, address: %q%s}\n      - {name: o1, address: %q%s}\n", os[0].Addr, w0, os[1].Addr, w1)
+		return strings.Replace(baseConfig("http", os, ""), serverList(os), servers, 1)
+	}
+	e := loopEngine(t, roots, withWeights(", weight: 0", "")) // o1: the default weight
+	url := "http://" + e.FrontendAddr("fe").String() + "/"
+	get := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("X-Origin")
+	}
+	for range 20 {
+		if code, o := get(); code != 200 || o != "o1" {
+			t.Fatalf("status %d from %q, want 200 from o1 (o0 is drained)", code, o)
+		}
+	}
+	// Health checks are GET /healthz requests to the drained origin too.
+	waitUntil(t, "health checks of the drained server", func() bool { return os[0].Stats().Requests >= 2 })
+	if st := e.Stats(); st.Servers != 2 || st.ServersUp != 2 {
+		t.Errorf("servers %d, up %d; want the drained one known and up", st.Servers, st.ServersUp)
+	}
+
+	e = loopEngine(t, roots, withWeights(", weight: 0", ", weight: 0"))
+	url = "http://" + e.FrontendAddr("fe").String() + "/"
+	if code, _ := get(); code != http.StatusServiceUnavailable {
+		t.Errorf("every server drained: status %d, want 503", code)
 	}
 }

@@ -31,12 +31,26 @@ type Config struct {
 	// Admin is the address of the admin HTTP endpoint (metrics, health,
 	// stats). It is always a kernel socket, never a data-plane port.
 	// Default 127.0.0.1:9900; "off" disables it.
-	Admin      string      `yaml:"admin"`
-	Log        LogConfig   `yaml:"log"`
-	Buffers    Buffers     `yaml:"buffers"`
-	Interfaces []Interface `yaml:"interfaces"`
-	Frontends  []Frontend  `yaml:"frontends"`
-	Backends   []Backend   `yaml:"backends"`
+	Admin string `yaml:"admin"`
+	// AdminPublic allows an Admin address that is not loopback (0.0.0.0,
+	// a LAN address): the endpoint has no authentication and /stats and
+	// /metrics describe the whole gateway, so exposing it is an explicit
+	// choice, logged as a warning at start. Default false.
+	AdminPublic bool `yaml:"admin_public"`
+	// MaxConnections bounds the client connections (TCP connections of
+	// http and tcp frontends, QUIC connections of h3 frontends) open over
+	// all frontends at once. Above it a new TCP connection is closed
+	// right after accept (the data plane's listen backlog has already
+	// completed its handshake: it is not refused at SYN) and a new QUIC
+	// connection is refused with CONNECTION_REFUSED; each refusal is
+	// counted in xdpnet_connections_refused_total. Default 100000. A
+	// reload applies a new value to new connections.
+	MaxConnections int         `yaml:"max_connections"`
+	Log            LogConfig   `yaml:"log"`
+	Buffers        Buffers     `yaml:"buffers"`
+	Interfaces     []Interface `yaml:"interfaces"`
+	Frontends      []Frontend  `yaml:"frontends"`
+	Backends       []Backend   `yaml:"backends"`
 }
 
 // LogConfig sets the slog handler.
@@ -102,6 +116,10 @@ type Frontend struct {
 	Timeouts FrontTimeout `yaml:"timeouts"`
 	// MaxHeaderBytes bounds request headers (http); default 64 KiB.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxConnections bounds this frontend's client connections, within
+	// the engine's MaxConnections (refused the same way). Default 0: only
+	// the engine's limit applies.
+	MaxConnections int `yaml:"max_connections"`
 
 	addr netip.AddrPort
 }
@@ -113,6 +131,14 @@ type FrontTimeout struct {
 	Header Duration `yaml:"header"`
 	// Idle bounds an idle keep-alive connection or tunnel. Default 60s.
 	Idle Duration `yaml:"idle"`
+	// Body bounds the wait for each read of a request body (http and h3
+	// frontends): the time between two successive reads, as nginx's
+	// client_body_timeout, not the whole upload, so a large body at a
+	// steady rate is never cut while a client that stalls mid-body
+	// (slowhttptest -B) is. A cut request gets 408 if no response
+	// started and is counted in xdpnet_client_timeouts_total{reason="body"}.
+	// Default 30s.
+	Body Duration `yaml:"body"`
 }
 
 // ServerTLS is a certificate for an h3 frontend. Without files the engine
@@ -164,7 +190,11 @@ type Backend struct {
 type Server struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"` // ip:port of its QUIC listener
-	Weight  int    `yaml:"weight"`  // default 1; 0 is invalid
+	// Weight is the server's share of new requests and tunnels, 0..256;
+	// default 1. 0 drains the server, as in HAProxy: it takes no new
+	// work, keeps what it has, stays known and health-checked; a backend
+	// whose servers all have weight 0 answers 503 (no usable server).
+	Weight *int `yaml:"weight"`
 
 	addr netip.AddrPort
 }
@@ -334,6 +364,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.Dataplane, "xdp")
 	def(&c.Admin, "127.0.0.1:9900")
+	defInt(&c.MaxConnections, 100000)
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "text")
 	defInt(&c.Buffers.Frames, 8192)
@@ -350,6 +381,7 @@ func (c *Config) setDefaults() {
 		f := &c.Frontends[i]
 		defDur(&f.Timeouts.Header, 10*time.Second)
 		defDur(&f.Timeouts.Idle, 60*time.Second)
+		defDur(&f.Timeouts.Body, 30*time.Second)
 		defInt(&f.MaxHeaderBytes, 64<<10)
 	}
 	for i := range c.Backends {
@@ -384,7 +416,9 @@ func (c *Config) setDefaults() {
 		defDur(&b.Timeouts.BackoffMin, 50*time.Millisecond)
 		defDur(&b.Timeouts.BackoffMax, 500*time.Millisecond)
 		for j := range b.Servers {
-			defInt(&b.Servers[j].Weight, 1)
+			if b.Servers[j].Weight == nil {
+				b.Servers[j].Weight = new(1)
+			}
 		}
 	}
 }
@@ -406,6 +440,9 @@ func (c *Config) Validate() error {
 	oneOf("log.format", c.Log.Format, "text", "json")
 	if c.Workers < 0 {
 		bad("workers", "must not be negative")
+	}
+	if c.MaxConnections < 1 {
+		bad("max_connections", "%d must be at least 1", c.MaxConnections)
 	}
 
 	// Interfaces and the addresses the engine owns.
@@ -503,6 +540,8 @@ func (c *Config) Validate() error {
 			bad("admin", "%q is not ip:port (or \"off\")", c.Admin)
 		case owned[ap.Addr()]:
 			bad("admin", "%s is a data-plane address; the admin endpoint lives on a kernel address such as 127.0.0.1", ap.Addr())
+		case !ap.Addr().IsLoopback() && !c.AdminPublic:
+			bad("admin", "%s is not a loopback address: the admin endpoint has no authentication; set admin_public: true to expose it", ap.Addr())
 		}
 	}
 
@@ -599,8 +638,8 @@ func (c *Config) Validate() error {
 				addrs[ap] = true
 				s.addr = ap
 			}
-			if s.Weight < 1 || s.Weight > 256 {
-				bad(sp+".weight", "%d is outside 1..256", s.Weight)
+			if *s.Weight < 0 || *s.Weight > 256 {
+				bad(sp+".weight", "%d is outside 0..256", *s.Weight)
 			}
 		}
 	}
@@ -653,6 +692,12 @@ func (c *Config) Validate() error {
 		}
 		if f.Timeouts.Header < 0 || f.Timeouts.Idle < 0 {
 			bad(p+".timeouts", "must not be negative")
+		}
+		if f.Timeouts.Body < 0 {
+			bad(p+".timeouts.body", "must not be negative")
+		}
+		if f.MaxConnections < 0 {
+			bad(p+".max_connections", "must not be negative")
 		}
 		if f.MaxHeaderBytes < 1024 {
 			bad(p+".max_header_bytes", "%d is below 1024", f.MaxHeaderBytes)

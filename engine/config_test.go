@@ -47,7 +47,7 @@ func TestParseConfigGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := c.Backends[0]
-	if b.Servers[1].Name != "198.18.2.11:4433" || b.Servers[1].Weight != 1 {
+	if b.Servers[1].Name != "198.18.2.11:4433" || *b.Servers[1].Weight != 1 {
 		t.Errorf("server defaults: %+v", b.Servers[1])
 	}
 	if *b.Retries != 2 || !*b.Redisp || b.Timeouts.Connect.D() != 2*time.Second {
@@ -61,6 +61,40 @@ func TestParseConfigGood(t *testing.T) {
 	}
 	if got := c.Frontends[0].addr.String(); got != "198.18.1.1:80" {
 		t.Errorf("frontend addr %s", got)
+	}
+	if f := c.Frontends[0]; f.Timeouts.Body.D() != 30*time.Second || f.MaxConnections != 0 || c.MaxConnections != 100000 || c.AdminPublic {
+		t.Errorf("limit defaults: body %v, frontend max_connections %d, engine max_connections %d, admin_public %v",
+			f.Timeouts.Body.D(), f.MaxConnections, c.MaxConnections, c.AdminPublic)
+	}
+}
+
+// weight: 0 is kept (the server is drained); an unset weight is 1.
+func TestParseConfigWeightZeroDrains(t *testing.T) {
+	c, err := ParseConfig([]byte(strings.Replace(goodConfig, "weight: 3", "weight: 0", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w0, w1 := *c.Backends[0].Servers[0].Weight, *c.Backends[0].Servers[1].Weight; w0 != 0 || w1 != 1 {
+		t.Errorf("weights %d, %d; want 0 (explicit) and 1 (default)", w0, w1)
+	}
+}
+
+// A non-loopback admin address needs admin_public: true.
+func TestParseConfigAdminPublic(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:9900", "192.0.2.1:9900", "[::]:9900"} {
+		text := strings.Replace(goodConfig, "admin: 127.0.0.1:9900", "admin: \""+addr+"\"", 1)
+		_, err := ParseConfig([]byte(text))
+		if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "admin: ") || !strings.Contains(err.Error(), "admin_public: true") {
+			t.Errorf("admin %s without admin_public: error %v, want one naming admin and admin_public", addr, err)
+		}
+		if _, err := ParseConfig([]byte(text + "admin_public: true\n")); err != nil {
+			t.Errorf("admin %s with admin_public: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:9900", "[::1]:9900", "127.0.0.2:0", "off"} {
+		if _, err := ParseConfig([]byte(strings.Replace(goodConfig, "admin: 127.0.0.1:9900", "admin: \""+addr+"\"", 1))); err != nil {
+			t.Errorf("admin %s: %v", addr, err)
+		}
 	}
 }
 
@@ -84,7 +118,11 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"workers vs queues", goodConfig + "workers: 2\n", "workers: 2 workers but 3 dedicated queues"},
 		{"busy poll", strings.Replace(goodConfig, "xdp_mode: native", "xdp_mode: native\n    busy_poll: 1s", 1), "interfaces[1].busy_poll: 1s is outside 0..10ms"},
 		{"ntuple", strings.Replace(goodConfig, "xdp_mode: native", "xdp_mode: native\n    ntuple: yes", 1), `interfaces[1].ntuple: "yes" is not one of on, off, auto`},
-		{"weight", strings.Replace(goodConfig, "weight: 3", "weight: 300", 1), "backends[0].servers[0].weight"},
+		{"weight", strings.Replace(goodConfig, "weight: 3", "weight: 300", 1), "backends[0].servers[0].weight: 300 is outside 0..256"},
+		{"negative weight", strings.Replace(goodConfig, "weight: 3", "weight: -1", 1), "backends[0].servers[0].weight: -1 is outside 0..256"},
+		{"body timeout", strings.Replace(goodConfig, "backend: origins}", "backend: origins, timeouts: {body: -1s}}", 1), "frontends[0].timeouts.body: must not be negative"},
+		{"frontend max_connections", strings.Replace(goodConfig, "backend: origins}", "backend: origins, max_connections: -1}", 1), "frontends[0].max_connections: must not be negative"},
+		{"engine max_connections", goodConfig + "max_connections: -5\n", "max_connections: -5 must be at least 1"},
 		{"empty", "", "empty file"},
 		{"two documents", goodConfig + "---\nadmin: off\n", "more than one YAML document"},
 	} {

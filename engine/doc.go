@@ -44,11 +44,26 @@
 // connection. Shutdown returns at its deadline whatever is in flight;
 // what it cuts is counted.
 //
+// A server of weight 0 is drained: the balancers skip it, its health checks
+// go on, and a backend whose servers all have weight 0 answers 503.
+//
+// Client limits: a request body must keep coming (each read waits at most
+// the frontend's timeouts.body, else 408 and xdpnet_client_timeouts_total;
+// HTTP/1.1 and h2c through http.ResponseController.SetReadDeadline, HTTP/3
+// through its stream's read deadline). max_connections bounds client
+// connections per frontend and over the engine: TCP connections over it are
+// accepted and closed at once (the stack's listen backlog has answered the
+// SYN already: the client sees a connection that closes, not a refused
+// one), QUIC connections get CONNECTION_REFUSED before their handshake
+// (quic.Transport.ConnContext); xdpnet_connections_refused_total counts
+// both, by frontend and reason.
+//
 // Configuration is YAML ([LoadConfig]); demo.yaml ([DemoConfig]) is a
 // commented example. Engine.Reload applies a new configuration without
 // dropping client connections; Engine.Shutdown drains. The admin address
 // serves /metrics (Prometheus), /stats (JSON, read by `xdpnet stats`) and
-// /healthz on a kernel socket.
+// /healthz on a kernel socket, to GET and HEAD only (405 otherwise); an
+// address that is not loopback needs admin_public: true.
 //
 // Subpackages: origin is the lab's HTTP/3 and raw-stream origin server;
 // enginelab runs the engine on internal/lab's veth topology for the

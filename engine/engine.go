@@ -51,6 +51,9 @@ type Engine struct {
 	// inflightN is its count, for what a drain's deadline cuts.
 	inflight  sync.WaitGroup
 	inflightN atomic.Int64
+	// conns counts client connections over all frontends against the
+	// configured max_connections.
+	conns connLimit
 
 	mu        sync.Mutex
 	cfg       *Config
@@ -93,6 +96,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	}
 	e.workers = max(1, opts.Net.Workers())
 	e.cfg = cfg
+	e.conns.max.Store(int64(cfg.MaxConnections))
 	return e, nil
 }
 
@@ -135,6 +139,7 @@ func (e *Engine) Reload(cfg *Config) error {
 		return err
 	}
 	e.cfg = cfg
+	e.conns.max.Store(int64(cfg.MaxConnections))
 	e.log.Info("configuration reloaded", "frontends", len(e.frontends), "backends", len(e.backends))
 	return nil
 }
@@ -184,6 +189,7 @@ func (e *Engine) applyLocked(cfg *Config) error {
 		fe := &frontendRT{cfg: f, eng: e, latency: e.metrics.latency.WithLabelValues(f.Name)}
 		fe.cutCtx, fe.cut = context.WithCancel(context.Background())
 		fe.backend.Store(newBackends[f.Backend])
+		fe.conns.max.Store(int64(f.MaxConnections))
 		if err := fe.start(); err != nil {
 			for _, o := range opened {
 				o.shutdown(context.Background())
@@ -373,10 +379,17 @@ type frontendRT struct {
 	// a backend visible to retire (readers hold it shared).
 	backend atomic.Pointer[backendRT]
 
-	ln net.Listener
-	pc net.PacketConn
-	hs *http.Server
-	h3 *http3.Server
+	// conns counts this frontend's client connections against its
+	// max_connections; each also holds a slot of the engine's.
+	conns       connLimit
+	quicRefused recentRefusals // h3
+
+	ln  net.Listener
+	pc  net.PacketConn
+	qtr *quic.Transport     // h3: the frontend's QUIC transport on pc
+	qln *quic.EarlyListener // h3: its listener
+	hs  *http.Server
+	h3  *http3.Server
 	// sessions maps an http frontend's client connections to their
 	// session, so that the session closes with the connection.
 	sessions sync.Map // net.Conn -> *session
@@ -460,13 +473,17 @@ func (fe *frontendRT) start() error {
 					conns.Inc()
 				case http.StateClosed, http.StateHijacked:
 					conns.Dec()
+					// Once per connection: the session was stored
+					// by ConnContext, right after limitListener
+					// admitted the connection.
 					if v, ok := fe.sessions.LoadAndDelete(c); ok {
 						v.(*session).close()
+						fe.leave()
 					}
 				}
 			},
 		}
-		go fe.hs.Serve(ln)
+		go fe.hs.Serve(limitListener{Listener: ln, fe: fe})
 	case ProtoH3:
 		pc, err := e.net.ListenUDP(fe.cfg.addr)
 		if err != nil {
@@ -477,24 +494,34 @@ func (fe *frontendRT) start() error {
 			pc.Close()
 			return err
 		}
-		fe.pc = pc
-		fe.h3 = &http3.Server{
-			Handler:        &httpProxy{fe: fe},
-			TLSConfig:      http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
-			IdleTimeout:    fe.cfg.Timeouts.Idle.D(),
-			MaxHeaderBytes: fe.cfg.MaxHeaderBytes,
-			QUICConfig: &quic.Config{
+		// Our own transport rather than http3.Server.Serve's, for its
+		// ConnContext: the connection limit refuses a QUIC connection
+		// there, before its handshake, with CONNECTION_REFUSED.
+		tr := &quic.Transport{Conn: pc, ConnContext: fe.quicConnContext}
+		qln, err := tr.ListenEarly(
+			http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
+			&quic.Config{
 				HandshakeIdleTimeout: fe.cfg.Timeouts.Header.D(),
 				MaxIdleTimeout:       fe.cfg.Timeouts.Idle.D(),
 				InitialPacketSize:    quicPacketSize(e.net, fe.cfg.addr.Addr()),
-			},
+			})
+		if err != nil {
+			tr.Close()
+			pc.Close()
+			return err
+		}
+		fe.pc, fe.qtr, fe.qln = pc, tr, qln
+		fe.h3 = &http3.Server{
+			Handler:        &httpProxy{fe: fe},
+			IdleTimeout:    fe.cfg.Timeouts.Idle.D(),
+			MaxHeaderBytes: fe.cfg.MaxHeaderBytes,
 			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
 				s := newSession(c.LocalAddr(), c.RemoteAddr(), false)
 				context.AfterFunc(c.Context(), s.close)
 				return context.WithValue(ctx, sessionKey{}, s)
 			},
 		}
-		go fe.h3.Serve(pc)
+		go fe.h3.ServeListener(qln)
 	case ProtoTCP:
 		ln, err := e.net.ListenTCP(fe.cfg.addr)
 		if err != nil {
@@ -528,8 +555,15 @@ func (fe *frontendRT) acceptTunnels() {
 			}
 			return
 		}
+		if !fe.admit() {
+			// Over the limit: closed right after accept (see
+			// limitListener).
+			c.Close()
+			continue
+		}
 		conns.Inc()
 		fe.tunnels.Go(func() {
+			defer fe.leave()
 			defer conns.Dec()
 			fe.serveTunnel(c, e.pickWorker(c.LocalAddr(), c.RemoteAddr(), true))
 		})
@@ -547,9 +581,13 @@ func (fe *frontendRT) shutdown(ctx context.Context) {
 				fe.hs.Close()
 			}
 		case fe.h3 != nil:
+			// The listener is ours (ServeListener): close it first so
+			// that no handshake completes into a queue nobody accepts.
+			fe.qln.Close()
 			if err := fe.h3.Shutdown(ctx); err != nil {
 				fe.h3.Close()
 			}
+			fe.qtr.Close()
 			fe.pc.Close()
 		case fe.ln != nil:
 			fe.ln.Close()
@@ -604,8 +642,13 @@ type Stats struct {
 	BackendConnsOpened float64 `json:"backend_connections_opened"`
 	BackendConnsOpen   float64 `json:"backend_connections_open"`
 	ConnectErrors      float64 `json:"connect_errors"`
-	ServersUp          int     `json:"servers_up"`
-	Servers            int     `json:"servers"`
+	// ConnsRefused counts client connections refused by max_connections;
+	// ClientTimeouts requests cut because the client was too slow (a
+	// stalled request body).
+	ConnsRefused   float64 `json:"connections_refused"`
+	ClientTimeouts float64 `json:"client_timeouts"`
+	ServersUp      int     `json:"servers_up"`
+	Servers        int     `json:"servers"`
 	// Reuse sums the backend pools' statistics (current backends only).
 	Reuse reuse.Stats `json:"reuse"`
 	// Net holds the data plane's own series (frames in use, XDP counters,
@@ -633,6 +676,8 @@ func (e *Engine) Stats() Stats {
 		BackendConnsOpened: sum(fams, "xdpnet_backend_connections_opened_total", nil),
 		BackendConnsOpen:   sum(fams, "xdpnet_backend_connections_open", nil),
 		ConnectErrors:      sum(fams, "xdpnet_backend_connect_errors_total", nil),
+		ConnsRefused:       sum(fams, "xdpnet_connections_refused_total", nil),
+		ClientTimeouts:     sum(fams, "xdpnet_client_timeouts_total", nil),
 	}
 	s.RequestsFailed = s.Requests - s.RequestsOK
 	e.mu.Lock()
@@ -687,14 +732,16 @@ func isEngineFamily(n string) bool {
 		"xdpnet_reuse_misses_total", "xdpnet_reuse_takeovers_total", "xdpnet_reuse_retries_total", "xdpnet_reuse_connections",
 		"xdpnet_retries_total", "xdpnet_redispatches_total", "xdpnet_server_up", "xdpnet_info",
 		"xdpnet_worker_picks_total", "xdpnet_backend_sockets_replaced_total", "xdpnet_backend_failures_total", "xdpnet_drain_cut_requests_total",
-		"xdpnet_reuse_queued_total", "xdpnet_reuse_queue_timeouts_total":
+		"xdpnet_reuse_queued_total", "xdpnet_reuse_queue_timeouts_total", "xdpnet_connections_refused_total", "xdpnet_client_timeouts_total":
 		return true
 	}
 	return false
 }
 
 // startAdminLocked serves /metrics (Prometheus), /stats (JSON) and
-// /healthz on a kernel socket.
+// /healthz on a kernel socket. They are read-only: the "GET " patterns make
+// the mux answer any other method than GET and HEAD with 405 and
+// "Allow: GET, HEAD", so that nothing mistakes them for an API that acts.
 func (e *Engine) startAdminLocked() error {
 	if e.cfg.Admin == "off" {
 		return nil
@@ -703,13 +750,18 @@ func (e *Engine) startAdminLocked() error {
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
+	if ap, ok := addrPort(ln.Addr()); ok && !ap.Addr().IsLoopback() {
+		// Validate let it through only with admin_public: true.
+		e.log.Warn("admin endpoint on a non-loopback address (admin_public: true): anyone who reaches it reads /metrics and /stats, without authentication",
+			"addr", ln.Addr())
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(e.Stats())
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	e.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	e.adminAddr = ln.Addr()
 	go e.admin.Serve(ln)

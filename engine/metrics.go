@@ -16,6 +16,8 @@ type metrics struct {
 	requests        *prometheus.CounterVec   // frontend, class, result
 	latency         *prometheus.HistogramVec // frontend
 	clientConns     *prometheus.GaugeVec     // frontend
+	refused         *prometheus.CounterVec   // frontend, reason
+	clientTimeouts  *prometheus.CounterVec   // frontend, reason
 	tunnels         *prometheus.CounterVec   // frontend, result
 	backendRequests *prometheus.CounterVec   // backend, server
 	connsOpened     *prometheus.CounterVec   // backend, server
@@ -36,7 +38,7 @@ func newMetrics(stack string) *metrics {
 	f := func(c prometheus.Collector) { reg.MustRegister(c) }
 	m := &metrics{reg: reg}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "xdpnet_requests_total", Help: "HTTP requests answered by frontends, by status class and result (ok, failed, aborted, client_gone, bad_request).",
+		Name: "xdpnet_requests_total", Help: "HTTP requests answered by frontends, by status class and result (ok, failed, aborted, client_gone, bad_request, body_timeout).",
 	}, []string{"frontend", "class", "result"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "xdpnet_request_duration_seconds",
@@ -46,6 +48,12 @@ func newMetrics(stack string) *metrics {
 	m.clientConns = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "xdpnet_client_connections", Help: "Open client connections per frontend.",
 	}, []string{"frontend"})
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_connections_refused_total", Help: "Client connections refused by a connection limit, by reason: frontend_limit or engine_limit (max_connections). TCP ones are closed right after accept, QUIC ones get CONNECTION_REFUSED.",
+	}, []string{"frontend", "reason"})
+	m.clientTimeouts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_client_timeouts_total", Help: "Requests cut because the client was too slow, by reason: body (a request body read waited longer than timeouts.body).",
+	}, []string{"frontend", "reason"})
 	m.tunnels = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "xdpnet_tunnels_total", Help: "TCP connections tunnelled as raw streams, by result: ok, failed (no stream opened), reset (either side failed), idle (cut by the idle timeout), cut (still open at the drain deadline).",
 	}, []string{"frontend", "result"})
@@ -85,7 +93,7 @@ func newMetrics(stack string) *metrics {
 	m.info = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "xdpnet_info", Help: "Always 1; the stack label says which network stack the data plane runs on.",
 	}, []string{"stack"})
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.clientConns, m.tunnels,
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.clientConns, m.refused, m.clientTimeouts, m.tunnels,
 		m.backendRequests, m.connsOpened, m.connectErrors, m.connsOpen, m.socketsReplaced, m.failures, m.drainCut, m.retries,
 		m.redispatches, m.serverUp, m.workerPicks, m.info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {

@@ -155,14 +155,24 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 	}
 	out.Header.Add("Via", protoVia(r)+" xdpnet")
 
-	// Make the body replayable when it is small and known in size.
+	// Make the body replayable when it is small and known in size. A body
+	// is read under the frontend's body timeout (timedBody).
 	var body []byte
+	var tb *timedBody
 	replayable := true
+	noBody := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	if !noBody {
+		out, tb = h.timeBody(w, out)
+		defer tb.finish()
+	}
 	switch {
-	case r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0:
+	case noBody:
 		out.Body, out.ContentLength = http.NoBody, 0
 	case r.ContentLength > 0 && r.ContentLength <= maxReplayBody:
-		b, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength+1))
+		b, err := io.ReadAll(io.LimitReader(out.Body, r.ContentLength+1))
+		if tb.cut() {
+			return h.bodyTimedOut(w, r)
+		}
 		if err != nil || int64(len(b)) != r.ContentLength {
 			http.Error(w, "incomplete request body", http.StatusBadRequest)
 			return http.StatusBadRequest, "bad_request"
@@ -196,6 +206,10 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 		if stage == stageResponse {
 			// Headers are out: the body broke off; nothing more to do.
 			return status, "aborted"
+		}
+		if tb.cut() {
+			// The client stalled mid-body: not the server's fault.
+			return h.bodyTimedOut(w, r)
 		}
 		lastSrv = srv
 		if stage == stageConnect && r.Context().Err() == nil {
@@ -300,7 +314,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 
 	// The request timeout covers the wait for response headers; the body
 	// then streams for as long as the client reads it.
-	rctx, cancel := context.WithCancel(r.Context())
+	rctx, cancel := context.WithCancel(out.Context())
 	defer cancel()
 	var gotHeaders, timedOut atomic.Bool
 	if d := rt.cfg.Timeouts.Request.D(); d > 0 {

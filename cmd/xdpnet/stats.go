@@ -53,6 +53,7 @@ func printStats(w io.Writer, st engine.Stats) {
 	fmt.Fprintf(tw, "uptime\t%v\n", st.Uptime.Round(time.Second))
 	fmt.Fprintf(tw, "requests (ok / failed)\t%.0f / %.0f\n", st.RequestsOK, st.RequestsFailed)
 	fmt.Fprintf(tw, "tunnels\t%.0f\n", st.Tunnels)
+	fmt.Fprintf(tw, "client connections refused / requests cut (slow client)\t%.0f / %.0f\n", st.ConnsRefused, st.ClientTimeouts)
 	fmt.Fprintf(tw, "retries / redispatches\t%.0f / %.0f\n", st.Retries, st.Redispatches)
 	fmt.Fprintf(tw, "backend requests\t%.0f\n", st.BackendRequests)
 	fmt.Fprintf(tw, "backend connections opened / open\t%.0f / %.0f\n", st.BackendConnsOpened, st.BackendConnsOpen)

@@ -1,0 +1,236 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// connLimit counts open client connections against a ceiling. It is a
+// counter, not a semaphore: a connection over the limit is refused at once
+// rather than queued, since holding it would cost what the limit saves.
+type connLimit struct {
+	max atomic.Int64 // 0: no ceiling (a frontend that defers to the engine's)
+	n   atomic.Int64
+}
+
+// acquire takes a slot, or reports false when the limit is reached. It
+// compares and swaps rather than adding and backing off, so that a burst
+// of accepts at the limit does not refuse more than it must.
+func (l *connLimit) acquire() bool {
+	for {
+		n, m := l.n.Load(), l.max.Load()
+		if m > 0 && n >= m {
+			return false
+		}
+		if l.n.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (l *connLimit) release() { l.n.Add(-1) }
+
+// Refusal reasons of xdpnet_connections_refused_total.
+const (
+	refusedFrontend = "frontend_limit" // the frontend's max_connections
+	refusedEngine   = "engine_limit"   // the engine's max_connections
+)
+
+// admit takes a connection slot of the frontend and one of the engine, or
+// counts the refusal and returns false. Each admitted connection calls
+// leave once when it closes.
+func (fe *frontendRT) admit() bool {
+	reason := fe.tryAdmit()
+	if reason != "" {
+		fe.eng.metrics.refused.WithLabelValues(fe.cfg.Name, reason).Inc()
+	}
+	return reason == ""
+}
+
+// tryAdmit is admit without the count: it returns the refusal reason, or
+// "" with both slots taken.
+func (fe *frontendRT) tryAdmit() string {
+	if !fe.conns.acquire() {
+		return refusedFrontend
+	}
+	if !fe.eng.conns.acquire() {
+		fe.conns.release()
+		return refusedEngine
+	}
+	return ""
+}
+
+func (fe *frontendRT) leave() {
+	fe.conns.release()
+	fe.eng.conns.release()
+}
+
+// limitListener closes accepted TCP connections over the frontend's or the
+// engine's limit before the HTTP server sees them. The handshake is done
+// by then (the stack's listen backlog answers the SYN), so the client sees
+// its connection accepted and closed rather than refused. The admitted
+// ones leave when the server reports them closed (http.Server.ConnState).
+type limitListener struct {
+	net.Listener
+	fe *frontendRT
+}
+
+func (l limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.fe.admit() {
+			return c, nil
+		}
+		c.Close()
+	}
+}
+
+// errConnLimit refuses a QUIC connection over the limit: quic-go answers
+// its Initial with CONNECTION_REFUSED.
+var errConnLimit = errors.New("connection limit reached")
+
+// quicConnContext is the h3 frontend's quic.Transport.ConnContext: it
+// admits a new QUIC connection before its handshake, and leaves when the
+// connection (or its handshake) ends.
+func (fe *frontendRT) quicConnContext(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
+	if reason := fe.tryAdmit(); reason != "" {
+		if ap, _ := addrPort(ci.RemoteAddr); !fe.quicRefused.again(ap, time.Now()) {
+			fe.eng.metrics.refused.WithLabelValues(fe.cfg.Name, reason).Inc()
+		}
+		return nil, errConnLimit
+	}
+	context.AfterFunc(ctx, fe.leave)
+	return ctx, nil
+}
+
+// recentRefusals tells a refused QUIC connection attempt from the further
+// Initial packets of the same attempt. quic-go calls ConnContext, and
+// answers CONNECTION_REFUSED, for each Initial packet of a connection it
+// does not know, and one attempt often sends two (a ClientHello with a
+// post-quantum key share does not fit in one) or retransmits: counted per
+// packet, a refused attempt would count twice or more. It remembers the
+// last few refused client addresses for a second; an attempt from a
+// client address:port refused less than a second earlier is not counted.
+type recentRefusals struct {
+	mu   sync.Mutex
+	ring [16]struct {
+		addr netip.AddrPort
+		at   time.Time
+	}
+	next int
+}
+
+// again records a refusal of addr at now and reports whether addr was
+// already refused within the last second.
+func (r *recentRefusals) again(addr netip.AddrPort, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.ring {
+		if e.addr == addr && now.Sub(e.at) < time.Second {
+			return true
+		}
+	}
+	r.ring[r.next].addr, r.ring[r.next].at = addr, now
+	r.next = (r.next + 1) % len(r.ring)
+	return false
+}
+
+// errBodyTimeout is the error of a request body read that waited longer
+// than the frontend's timeouts.body.
+var errBodyTimeout = errors.New("request body timeout")
+
+// timedBody is a request body whose every Read must return within timeout
+// (nginx's client_body_timeout): before each Read it moves the client
+// stream's read deadline (http.ResponseController: the TCP connection for
+// HTTP/1.1, the stream for h2c and HTTP/3). A Read that hits the deadline
+// returns errBodyTimeout and cancels the request's backend attempt, which
+// would otherwise wait on a body that is not coming (on h2c and HTTP/3 the
+// request context stays alive). At the end of the body the deadline is
+// cleared: on HTTP/1.1 net/http then reads the connection in the
+// background to notice a client that goes away, and a deadline left behind
+// would cancel the request while the backend is still answering.
+type timedBody struct {
+	body    io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+	cancel  context.CancelCauseFunc // of the backend attempts' context
+
+	timedOut atomic.Bool
+	// done is set when the handler returns: the ResponseController must
+	// not be used after that, and the HTTP/3 client may still be reading
+	// the body in its own goroutine.
+	done atomic.Bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	if b.done.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	n, err := b.body.Read(p)
+	if err == nil {
+		return n, nil
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		b.timedOut.Store(true)
+		b.cancel(errBodyTimeout)
+		return n, errBodyTimeout
+	}
+	if !b.done.Load() {
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+func (b *timedBody) Close() error { return b.body.Close() }
+
+// timeBody returns out with its body (the client's) in a timedBody and a
+// context the timedBody cancels, and the timedBody; out and nil when the
+// frontend has no body timeout. The caller calls finish when its handler
+// returns.
+func (h *httpProxy) timeBody(w http.ResponseWriter, out *http.Request) (*http.Request, *timedBody) {
+	d := h.fe.cfg.Timeouts.Body.D()
+	if d <= 0 {
+		return out, nil
+	}
+	ctx, cancel := context.WithCancelCause(out.Context())
+	tb := &timedBody{body: out.Body, rc: http.NewResponseController(w), timeout: d, cancel: cancel}
+	out = out.WithContext(ctx)
+	out.Body = tb
+	return out, tb
+}
+
+// cut reports whether the body timed out (false for nil: no timeout).
+func (b *timedBody) cut() bool { return b != nil && b.timedOut.Load() }
+
+// finish marks the handler done (see done) and releases the context.
+func (b *timedBody) finish() {
+	if b != nil {
+		b.done.Store(true)
+		b.cancel(nil)
+	}
+}
+
+// bodyTimedOut answers a request whose body stalled: 408, with the
+// HTTP/1.1 connection closed after it (the rest of the body would be read
+// as the next request). It counts the cut.
+func (h *httpProxy) bodyTimedOut(w http.ResponseWriter, r *http.Request) (int, string) {
+	h.fe.eng.metrics.clientTimeouts.WithLabelValues(h.fe.cfg.Name, "body").Inc()
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+	http.Error(w, "request body timeout", http.StatusRequestTimeout)
+	return http.StatusRequestTimeout, "body_timeout"
+}
