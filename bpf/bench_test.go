@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 )
 
@@ -30,7 +31,7 @@ func BenchmarkLiveFrames(b *testing.B) {
 	for _, sink := range []string{"xdp-drop", "gro"} {
 		b.Run("sink="+sink, func(b *testing.B) {
 			privtest.RequireRoot(b)
-			l := lab.NewT(b, lab.Options{EngineGRO: sink == "gro"})
+			l := labtest.New(b, lab.Options{EngineGRO: sink == "gro"})
 			link := l.ClientLink
 			if sink == "xdp-drop" {
 				var d io.Closer

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 )
 
@@ -39,7 +40,7 @@ func TestUDPOffset(t *testing.T) {
 // UDP socket (port 5678, mustUDP's) with valid checksums (the kernel drops bad ones) and spread
 // over the configured source ports.
 func TestGeneratorLive(t *testing.T) {
-	l := lab.NewT(t, lab.Options{EngineKernelAddrs: true})
+	l := labtest.New(t, lab.Options{EngineKernelAddrs: true})
 	link := l.ClientLink
 	var (
 		s  *Steering
@@ -197,7 +198,7 @@ func TestGeneratorCancelAndClose(t *testing.T) {
 // kernel does when it re-runs an interrupted batch: only the budget is
 // sent, the rest dropped.
 func TestGeneratorBudget(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	link := l.ClientLink
 	var s *Steering
 	err := l.Engine.Do(func() error {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/pktgen"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 )
@@ -100,7 +101,7 @@ func runSteer(s *Steering, frame []byte, ifindex int) (uint32, error) {
 // BPF_PROG_RUN, first without and then with an AF_XDP socket on the queue,
 // and checks every verdict and that the counters move by exactly one.
 func TestSteeringVerdicts(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	link := l.ClientLink
 	err := l.Engine.Do(func() error {
 		s, err := LoadSteering(SteeringOptions{Queues: 4})
@@ -251,7 +252,7 @@ func TestSteeringAddrUpdates(t *testing.T) {
 // (which needs real ARP and neighbour discovery through the program) still
 // reaches a kernel socket.
 func TestSteeringLive(t *testing.T) {
-	l := lab.NewT(t, lab.Options{EngineKernelAddrs: true})
+	l := labtest.New(t, lab.Options{EngineKernelAddrs: true})
 	link := l.ClientLink
 	var (
 		s   *Steering
@@ -454,7 +455,7 @@ func objectIDs(s *Steering) (ebpf.ProgramID, []ebpf.MapID, error) {
 }
 
 func TestAttachModesAndClose(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	idx := l.ClientLink.Index
 	for _, mode := range []Mode{ModeAuto, ModeNative, ModeGeneric} {
 		t.Run(mode.String(), func(t *testing.T) {
@@ -528,7 +529,7 @@ func TestKilledProcessLeavesNoProgram(t *testing.T) {
 		attachChild(spec)
 		return
 	}
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	idx := l.ClientLink.Index
 	child := exec.Command(os.Args[0], "-test.run=^TestKilledProcessLeavesNoProgram$", "-test.timeout=60s")
 	child.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d", childEnv, l.Engine.Path(), idx))
@@ -600,7 +601,7 @@ func attachChild(spec string) {
 }
 
 func TestAttachDrop(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	idx := l.ClientLink.Index
 	var sink interface{ Close() error }
 	err := l.Engine.Do(func() error {
@@ -624,7 +625,7 @@ func TestAttachDrop(t *testing.T) {
 // a forced native attach fails with ErrNotSupported, ModeAuto falls back to
 // generic mode.
 func TestNativeUnsupported(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	err := l.Engine.Do(func() error {
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
@@ -662,7 +663,7 @@ func TestNativeUnsupported(t *testing.T) {
 // counted under queue 0, queue 1's under the other queues, and Counters
 // adds both.
 func TestSteeringQueueCounters(t *testing.T) {
-	l := lab.NewT(t, lab.Options{Queues: 2})
+	l := labtest.New(t, lab.Options{Queues: 2})
 	link := l.ClientLink
 	err := l.Engine.Do(func() error {
 		s, err := LoadSteering(SteeringOptions{Queues: 1})

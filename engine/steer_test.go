@@ -11,6 +11,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 	"github.com/xdpnet/xdpnet/nic/ntuple"
 )
@@ -46,7 +47,7 @@ func TestNTupleRulesPlan(t *testing.T) {
 // error wrapping bpf.ErrNotSupported.
 func TestNTupleOnVeth(t *testing.T) {
 	privtest.RequireRoot(t)
-	l := lab.NewT(t, lab.Options{Queues: 2})
+	l := labtest.New(t, lab.Options{Queues: 2})
 	for _, mode := range []string{"auto", "off", "on"} {
 		t.Run(mode, func(t *testing.T) {
 			cfg, err := ParseConfig(fmt.Appendf(nil, `

@@ -21,6 +21,7 @@ import (
 	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/internal/benchsuite"
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/nic/ntuple"
@@ -53,7 +54,7 @@ func newTarget(t *testing.T) *target {
 		t.Logf("running on NIC %s, queues %v", cfg.Iface, cfg.Queues)
 		return &target{real: true, ifname: cfg.Iface, ifindex: ifi.Index, queues: cfg.Queues, addr: cfg.Addr, wait: cfg.Wait}
 	}
-	l := lab.NewT(t, lab.Options{Queues: 2})
+	l := labtest.New(t, lab.Options{Queues: 2})
 	return &target{
 		ifname: l.ClientLink.Name, ifindex: l.ClientLink.Index, queues: []int{0, 1},
 		addr: l.ClientLink.EngineV4, wait: 5 * time.Second, lab: l,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
@@ -31,7 +32,7 @@ type labEnv struct {
 func newLabEnv(t testing.TB, opts lab.Options) *labEnv {
 	t.Helper()
 	opts.EngineKernelAddrs = true
-	l := lab.NewT(t, opts)
+	l := labtest.New(t, opts)
 	lk := l.BackendLink
 	e := &labEnv{l: l, engine: lk.EngineV4, server: lk.PeerV4()[0]}
 	var steer *bpf.Steering

@@ -19,6 +19,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 )
 
 // holder is what a port holds in the kernel besides memory: the steering
@@ -131,7 +132,7 @@ func checkReleased(t *testing.T, l *lab.Lab, lk lab.Link, h holder) {
 // TestCloseReleasesEverything: after Port.Close and Steering.Close no
 // program, map or socket is left, and the queue binds again.
 func TestCloseReleasesEverything(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	s, err := newSteering(l, lk)
 	if err != nil {
@@ -163,7 +164,7 @@ const childEnv = "NIC_TEST_HOLDER_IFINDEX"
 // port, kills it with SIGKILL, and checks that the kernel released the
 // program, its maps and the socket.
 func TestKilledHolderReleasesEverything(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPortHolderChild$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", childEnv, lk.Index))
@@ -298,7 +299,7 @@ func (r retrySignal) Handle(_ context.Context, rec slog.Record) error {
 // fail with EBUSY once its bounded retries run out, and an Open retrying
 // when the holder closes binds without error.
 func TestBindRetriesWhileQueueBusy(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	open := func(cfg Config) (p *Port, err error) {
 		cfg.Ifindex, cfg.ZeroCopy = lk.Index, ZeroCopyOff
@@ -356,7 +357,7 @@ func TestBindRetriesWhileQueueBusy(t *testing.T) {
 // TestOpenErrorsLeaveNothing: a queue the device does not have and invalid
 // configurations fail with errors, and the failed Opens leave no socket.
 func TestOpenErrorsLeaveNothing(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	err := l.Engine.Do(func() error {
 		for _, cfg := range []Config{

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 )
 
 // TestWaitLosesNoWakeup sends datagrams one at a time, each only after the
@@ -18,7 +19,7 @@ func TestWaitLosesNoWakeup(t *testing.T) {
 	deviceCheck = time.Hour
 	t.Cleanup(func() { deviceCheck = old })
 
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 )
 
 const (
@@ -208,7 +209,7 @@ func roundTrip(c *net.UDPConn, dst netip.AddrPort, payload []byte) error {
 // receive each exactly once and intact, and its echo (MAC, address and port
 // swap through TX) must reach the peer's socket intact.
 func TestEchoIntact(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
 	e := startEcho(p)
@@ -273,7 +274,7 @@ func TestEchoIntact(t *testing.T) {
 // again the same port sends it on its own, with no further Transmit, and
 // echoes new traffic, without reopening.
 func TestLinkDownUp(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
 	peer := netip.AddrPortFrom(lk.PeerV4()[0], 4242)
@@ -323,7 +324,7 @@ func TestLinkDownUp(t *testing.T) {
 // many source ports spread over both, and each port receives its share, no
 // frame twice and none lost.
 func TestTwoQueues(t *testing.T) {
-	l := lab.NewT(t, lab.Options{Queues: 2})
+	l := labtest.New(t, lab.Options{Queues: 2})
 	lk := l.ClientLink
 	s := steer(t, l, lk)
 	ports := []*Port{openPort(t, l, lk, s, 0, Config{}), openPort(t, l, lk, s, 1, Config{})}
@@ -361,7 +362,7 @@ func TestTwoQueues(t *testing.T) {
 // ErrNotSupported and leave nothing bound, and ZeroCopyAuto must fall back to
 // copy mode and say why.
 func TestZeroCopyForcedOnVeth(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	err := l.Engine.Do(func() error {
 		p, err := Open(Config{Ifindex: lk.Index, ZeroCopy: ZeroCopyForce})
@@ -392,7 +393,7 @@ func TestZeroCopyForcedOnVeth(t *testing.T) {
 // TestWaitWakeClose: Wait times out with nothing to do, returns early on
 // Wake, and Close ends a Wait in progress with ErrClosed afterwards.
 func TestWaitWakeClose(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	var p *Port
 	if err := l.Engine.Do(func() (err error) {
@@ -454,7 +455,7 @@ func TestWaitWakeClose(t *testing.T) {
 // port), while ARP requests and IPv6 neighbour solicitations for the
 // engine's addresses reach the port.
 func TestKernelTrafficAndNeighbours(t *testing.T) {
-	l := lab.NewT(t, lab.Options{EngineKernelAddrs: true})
+	l := labtest.New(t, lab.Options{EngineKernelAddrs: true})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
 	e := startEcho(p)
@@ -580,7 +581,7 @@ func neighbourSolicitation(mac net.HardwareAddr, src, target netip.Addr) []byte 
 // and Transmit must return errors (ENETDOWN, ENXIO) rather than hang or
 // panic, and Close must still release everything.
 func TestDeviceRemoved(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	s := steer(t, l, lk)
 	var p *Port
@@ -632,7 +633,7 @@ func TestConcurrentTransmitters(t *testing.T) {
 }
 
 func testConcurrentTransmitters(t *testing.T, cfg Config) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, steer(t, l, lk), 0, cfg)
 	e := startEcho(p)

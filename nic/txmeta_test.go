@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 )
 
 // unfinishUDP replaces the UDP checksum of a frame buildUDP wrote with the
@@ -36,7 +37,7 @@ func unfinishUDP(f []byte) int {
 // the same frames sent without it must be dropped, which shows the peer
 // really checked.
 func TestTxChecksumOffload(t *testing.T) {
-	l := lab.NewT(t, lab.Options{EngineNoTxChecksum: true})
+	l := labtest.New(t, lab.Options{EngineNoTxChecksum: true})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, nil, 0, Config{})
 	if !p.TxChecksumOffload() {
@@ -99,7 +100,7 @@ func TestTxChecksumOffload(t *testing.T) {
 // Transmit refuses a packet with no room for its metadata instead of
 // letting the kernel drop it and keep the frame.
 func TestTxChecksumRefused(t *testing.T) {
-	l := lab.NewT(t, lab.Options{})
+	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, nil, 0, Config{})
 	if !p.TxChecksumOffload() {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
@@ -60,7 +61,7 @@ func newBenchEnv(b *testing.B, impl string) *benchEnv {
 	lo := lab.Options{Clients: benchClients, EngineKernelAddrs: impl == "kernel"}
 	switch impl {
 	case "kernel":
-		l := lab.NewT(b, lo)
+		l := labtest.New(b, lo)
 		return &benchEnv{
 			l: l, lk: l.ClientLink, addr: l.ClientLink.KernelV4,
 			listen: func(ap netip.AddrPort) (ln net.Listener, err error) {
@@ -112,7 +113,7 @@ func newBenchEnv(b *testing.B, impl string) *benchEnv {
 // newGVisorXDPEnv puts netstack on gVisor's own AF_XDP endpoint, steered by
 // the same XDP program to its socket on queue 0.
 func newGVisorXDPEnv(b *testing.B, lo lab.Options) *benchEnv {
-	l := lab.NewT(b, lo)
+	l := labtest.New(b, lo)
 	lk := l.ClientLink
 	var steer *bpf.Steering
 	fd := -1

@@ -23,6 +23,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
 )
@@ -44,7 +45,7 @@ type labEngine struct {
 // closed when t ends.
 func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so stack.Options, tune ...func(*nic.Config)) *labEngine {
 	t.Helper()
-	l := lab.NewT(t, lo)
+	l := labtest.New(t, lo)
 	e := &labEngine{l: l, lk: l.ClientLink}
 	var ports []stack.Port
 	err := l.Engine.Do(func() error {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 )
 
@@ -41,7 +42,7 @@ func TestRefusals(t *testing.T) {
 // which a loaded machine does).
 func TestLabRuns(t *testing.T) {
 	privtest.RequireRoot(t)
-	l := lab.NewT(t, lab.Options{EngineGRO: true})
+	l := labtest.New(t, lab.Options{EngineGRO: true})
 	for _, args := range [][]string{
 		{"-lab", "-count", "5000", "-flows", "4", "-quiet"},
 		{"-lab", "-sink", "gro", "-count", "5000", "-dst", "2001:2:0:1::1", "-size", "1518", "-quiet"},

@@ -9,12 +9,9 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"testing"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/xdpnet/xdpnet/internal/privtest"
 )
 
 // The address plan of DESIGN.md.
@@ -150,24 +147,6 @@ func New(opts Options) (*Lab, error) {
 		return nil, errors.Join(err, l.Close())
 	}
 	return l, nil
-}
-
-// NewT builds a Lab for a privileged test: it skips (or, under CI, fails)
-// t unless running as root, fails t if the Lab cannot be built, and closes
-// the Lab when t ends.
-func NewT(t testing.TB, opts Options) *Lab {
-	t.Helper()
-	privtest.RequireRoot(t)
-	l, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
-	return l
 }
 
 // Close kills the processes started in the Lab's namespaces and removes the

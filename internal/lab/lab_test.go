@@ -1,4 +1,4 @@
-package lab
+package lab_test
 
 import (
 	"bufio"
@@ -15,20 +15,22 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 	"golang.org/x/sys/unix"
 )
 
 func TestOptionsNormalize(t *testing.T) {
-	var o Options
-	if err := o.normalize(); err != nil {
+	var o lab.Options
+	if err := o.Normalize(); err != nil {
 		t.Fatal(err)
 	}
 	if o.Queues != 1 || o.Clients != 1 || o.Servers != 1 || o.MTU != 1500 {
 		t.Fatalf("defaults: %+v", o)
 	}
-	for _, bad := range []Options{{Queues: -1}, {Queues: MaxQueues + 1}, {Servers: MaxServers + 1}, {Clients: -2}} {
-		if err := bad.normalize(); err == nil {
+	for _, bad := range []lab.Options{{Queues: -1}, {Queues: lab.MaxQueues + 1}, {Servers: lab.MaxServers + 1}, {Clients: -2}} {
+		if err := bad.Normalize(); err == nil {
 			t.Errorf("%+v: no error", bad)
 		}
 	}
@@ -36,7 +38,7 @@ func TestOptionsNormalize(t *testing.T) {
 
 func TestCreatorPID(t *testing.T) {
 	for name, want := range map[string]int{"xdpn-12-3-client": 12, "xdpn-7-1-engine": 7, "xdpn-x-1-a": 0, "other-1-1-a": 0, "xdpn-0-1-a": 0} {
-		pid, ok := creatorPID(name)
+		pid, ok := lab.CreatorPID(name)
 		if ok != (want != 0) || pid != want {
 			t.Errorf("%s: got %d %v, want %d", name, pid, ok, want)
 		}
@@ -44,7 +46,7 @@ func TestCreatorPID(t *testing.T) {
 }
 
 func TestAddressPlan(t *testing.T) {
-	l := NewT(t, Options{Clients: 2, Servers: 3, EngineKernelAddrs: true})
+	l := labtest.New(t, lab.Options{Clients: 2, Servers: 3, EngineKernelAddrs: true})
 	c, b := l.ClientLink, l.BackendLink
 	want := func(got []netip.Addr, s ...string) {
 		t.Helper()
@@ -57,9 +59,9 @@ func TestAddressPlan(t *testing.T) {
 	want(b.PeerV6(), "2001:2:0:2::10", "2001:2:0:2::11", "2001:2:0:2::12")
 	want([]netip.Addr{c.EngineV4, c.EngineV6, c.KernelV4, c.KernelV6, b.EngineV4, b.EngineV6},
 		"198.18.1.1", "2001:2:0:1::1", "198.18.1.254", "2001:2:0:1::fe", "198.18.2.1", "2001:2:0:2::1")
-	for _, n := range []*NS{l.Client, l.Engine, l.Backend} {
+	for _, n := range []*lab.NS{l.Client, l.Engine, l.Backend} {
 		if _, err := os.Stat(n.Path()); err != nil {
-			t.Errorf("namespace not visible under %s: %v", netnsDir, err)
+			t.Errorf("namespace not visible under %s: %v", lab.NetnsDir, err)
 		}
 	}
 }
@@ -71,7 +73,7 @@ func TestAddressPlan(t *testing.T) {
 func TestPeerRoutesThroughEngine(t *testing.T) {
 	for _, csum := range []bool{false, true} {
 		t.Run(fmt.Sprintf("peer-tx-csum=%v", csum), func(t *testing.T) {
-			l := NewT(t, Options{PeerTxChecksum: csum})
+			l := labtest.New(t, lab.Options{PeerTxChecksum: csum})
 			for i, dst := range l.BackendLink.PeerAddrs {
 				port := uint16(40000 + i)
 				frame := captureUDP(t, l, func() error {
@@ -99,7 +101,7 @@ func TestPeerRoutesThroughEngine(t *testing.T) {
 // captureUDP runs send and returns the first frame to UDP port seen on the
 // engine's client-side veth (other frames, such as IPv6 multicast
 // listener reports, are skipped). Reads are bounded by a 5 s timeout.
-func captureUDP(t *testing.T, l *Lab, send func() error, port uint16) []byte {
+func captureUDP(t *testing.T, l *lab.Lab, send func() error, port uint16) []byte {
 	t.Helper()
 	var fd int
 	err := l.Engine.Do(func() error {
@@ -184,7 +186,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // TestEngineKernelAddrs checks that the engine-ns kernel answers on its own
 // addresses, over IPv4 and IPv6 at once (no DAD wait).
 func TestEngineKernelAddrs(t *testing.T) {
-	l := NewT(t, Options{EngineKernelAddrs: true})
+	l := labtest.New(t, lab.Options{EngineKernelAddrs: true})
 	for _, a := range []netip.Addr{l.ClientLink.KernelV4, l.ClientLink.KernelV6} {
 		var srv *net.UDPConn
 		err := l.Engine.Do(func() error {
@@ -221,13 +223,13 @@ func TestEngineKernelAddrs(t *testing.T) {
 }
 
 func TestMultiQueue(t *testing.T) {
-	l := NewT(t, Options{Queues: 4})
-	h, err := netlink.NewHandleAt(l.Engine.handle)
+	l := labtest.New(t, lab.Options{Queues: 4})
+	h, err := netlink.NewHandleAt(l.Engine.Handle())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	for _, link := range []Link{l.ClientLink, l.BackendLink} {
+	for _, link := range []lab.Link{l.ClientLink, l.BackendLink} {
 		nl, err := h.LinkByIndex(link.Index)
 		if err != nil {
 			t.Fatal(err)
@@ -240,24 +242,24 @@ func TestMultiQueue(t *testing.T) {
 
 // TestOffloadSwitches reads back the TX checksum and GRO settings.
 func TestOffloadSwitches(t *testing.T) {
-	for _, o := range []Options{{}, {PeerTxChecksum: true, PeerGRO: true, EngineGRO: true, EngineNoTxChecksum: true}} {
-		l := NewT(t, o)
+	for _, o := range []lab.Options{{}, {PeerTxChecksum: true, PeerGRO: true, EngineGRO: true, EngineNoTxChecksum: true}} {
+		l := labtest.New(t, o)
 		for _, c := range []struct {
-			ns   *NS
+			ns   *lab.NS
 			dev  string
 			cmd  uint32
 			want bool
 		}{
-			{l.Client, PeerIf, unix.ETHTOOL_GTXCSUM, o.PeerTxChecksum},
-			{l.Backend, PeerIf, unix.ETHTOOL_GTXCSUM, o.PeerTxChecksum},
-			{l.Client, PeerIf, unix.ETHTOOL_GGRO, o.PeerGRO},
-			{l.Engine, EngineClientIf, unix.ETHTOOL_GGRO, o.EngineGRO},
-			{l.Engine, EngineBackendIf, unix.ETHTOOL_GGRO, o.EngineGRO},
-			{l.Engine, EngineClientIf, unix.ETHTOOL_GTXCSUM, !o.EngineNoTxChecksum},
-			{l.Engine, EngineBackendIf, unix.ETHTOOL_GTXCSUM, !o.EngineNoTxChecksum},
+			{l.Client, lab.PeerIf, unix.ETHTOOL_GTXCSUM, o.PeerTxChecksum},
+			{l.Backend, lab.PeerIf, unix.ETHTOOL_GTXCSUM, o.PeerTxChecksum},
+			{l.Client, lab.PeerIf, unix.ETHTOOL_GGRO, o.PeerGRO},
+			{l.Engine, lab.EngineClientIf, unix.ETHTOOL_GGRO, o.EngineGRO},
+			{l.Engine, lab.EngineBackendIf, unix.ETHTOOL_GGRO, o.EngineGRO},
+			{l.Engine, lab.EngineClientIf, unix.ETHTOOL_GTXCSUM, !o.EngineNoTxChecksum},
+			{l.Engine, lab.EngineBackendIf, unix.ETHTOOL_GTXCSUM, !o.EngineNoTxChecksum},
 		} {
 			var got bool
-			if err := c.ns.Do(func() (err error) { got, err = getFeature(c.dev, c.cmd); return err }); err != nil {
+			if err := c.ns.Do(func() (err error) { got, err = lab.GetFeature(c.dev, c.cmd); return err }); err != nil {
 				t.Fatal(err)
 			}
 			if got != c.want {
@@ -268,7 +270,7 @@ func TestOffloadSwitches(t *testing.T) {
 }
 
 func TestDoPanics(t *testing.T) {
-	l := NewT(t, Options{})
+	l := labtest.New(t, lab.Options{})
 	before, _ := os.Readlink("/proc/thread-self/ns/net")
 	func() {
 		defer func() {
@@ -291,7 +293,7 @@ func TestDoPanics(t *testing.T) {
 // net.ErrClosed; it never enters a closed handle (run under -race).
 func TestDoRacesClose(t *testing.T) {
 	privtest.RequireRoot(t)
-	l, err := New(Options{})
+	l, err := lab.New(lab.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,11 +318,11 @@ func TestDoRacesClose(t *testing.T) {
 }
 
 func TestSetLinkUp(t *testing.T) {
-	l := NewT(t, Options{})
+	l := labtest.New(t, lab.Options{})
 	operUp := func() bool {
 		var up bool
 		err := l.Client.Do(func() error {
-			nl, err := netlink.LinkByName(PeerIf)
+			nl, err := netlink.LinkByName(lab.PeerIf)
 			if err != nil {
 				return err
 			}
@@ -352,7 +354,7 @@ func TestSetLinkUp(t *testing.T) {
 // TestDoAndStart checks that Do and Start run in the namespace and that the
 // caller's thread is not left in it.
 func TestDoAndStart(t *testing.T) {
-	l := NewT(t, Options{})
+	l := labtest.New(t, lab.Options{})
 	var st unix.Stat_t
 	if err := unix.Stat(l.Client.Path(), &st); err != nil {
 		t.Fatal(err)
@@ -397,7 +399,7 @@ func TestDoAndStart(t *testing.T) {
 // TestCloseRemovesEverything checks that Close removes the namespaces and
 // kills processes started in them.
 func TestCloseRemovesEverything(t *testing.T) {
-	l := NewT(t, Options{})
+	l := labtest.New(t, lab.Options{})
 	cmd := exec.Command("/bin/sleep", "60")
 	if err := l.Backend.Start(cmd); err != nil {
 		t.Fatal(err)
@@ -408,7 +410,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 	if err := cmd.Wait(); err == nil {
 		t.Error("sleep survived Close")
 	}
-	for _, n := range []*NS{l.Client, l.Engine, l.Backend} {
+	for _, n := range []*lab.NS{l.Client, l.Engine, l.Backend} {
 		if _, err := os.Stat(n.Path()); !os.IsNotExist(err) {
 			t.Errorf("%s still there: %v", n.Path(), err)
 		}
@@ -421,7 +423,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 const childEnv = "XDPNET_LAB_CHILD"
 
 // TestLeftoversOfKilledRun re-executes the test binary as a child that builds
-// a Lab, starts a process in it and blocks; the test SIGKILLs the child: the
+// a lab.Lab, starts a process in it and blocks; the test SIGKILLs the child: the
 // process the child started dies with it, and the next New removes the
 // child's namespaces.
 func TestLeftoversOfKilledRun(t *testing.T) {
@@ -429,7 +431,7 @@ func TestLeftoversOfKilledRun(t *testing.T) {
 		leftoverChild()
 		return
 	}
-	_ = NewT(t, Options{}) // root check, and a lab of this process survives
+	_ = labtest.New(t, lab.Options{}) // root check, and a lab of this process survives
 	child := exec.Command(os.Args[0], "-test.run=^TestLeftoversOfKilledRun$", "-test.timeout=60s")
 	child.Env = append(os.Environ(), childEnv+"=1")
 	out, err := child.StdoutPipe()
@@ -456,11 +458,11 @@ func TestLeftoversOfKilledRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	child.Wait()
-	prefix := fmt.Sprintf("%s%d-", namePrefix, child.Process.Pid)
+	prefix := fmt.Sprintf("%s%d-", lab.NamePrefix, child.Process.Pid)
 	if names := namesWithPrefix(t, prefix); len(names) != 3 {
 		t.Fatalf("child's namespaces before cleanup: %v, want 3", names)
 	}
-	l2 := NewT(t, Options{})
+	l2 := labtest.New(t, lab.Options{})
 	if names := namesWithPrefix(t, prefix); len(names) != 0 {
 		t.Errorf("leftovers after New: %v", names)
 	}
@@ -488,7 +490,7 @@ func TestLeftoversOfKilledRun(t *testing.T) {
 }
 
 func leftoverChild() {
-	l, err := New(Options{})
+	l, err := lab.New(lab.Options{})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
@@ -505,7 +507,7 @@ func leftoverChild() {
 
 func namesWithPrefix(t *testing.T, prefix string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(netnsDir, prefix+"*"))
+	m, err := filepath.Glob(filepath.Join(lab.NetnsDir, prefix+"*"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 )
 
 func TestEncodeRoundTrip(t *testing.T) {
@@ -96,7 +97,7 @@ func TestEncodeRejects(t *testing.T) {
 // TestVethNotSupported checks the error a driver without flow steering
 // gives: it must wrap bpf.ErrNotSupported, and leave nothing installed.
 func TestVethNotSupported(t *testing.T) {
-	l := lab.NewT(t, lab.Options{Queues: 2})
+	l := labtest.New(t, lab.Options{Queues: 2})
 	err := l.Engine.Do(func() error {
 		rs, err := Install(l.ClientLink.Name, []Rule{{Proto: UDP, Dst: l.ClientLink.EngineV4, DstPort: 443, Queue: 1}})
 		if rs != nil {
