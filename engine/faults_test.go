@@ -1,0 +1,289 @@
+package engine_test
+
+// The fault suite of issue 17: third-party origins, clients and fault tools
+// in the veth lab, one scenario per observation 1-5 of the issue. Each
+// scenario logs its figures on a line starting with "FIGURES" (grep for
+// it): failed requests, max latency, time to recover. Recovery is measured
+// from the moment the origin answers again (checked directly, from its own
+// namespace) to the first request the engine serves after it.
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/engine/enginelab"
+	"github.com/xdpnet/xdpnet/internal/lab"
+)
+
+// recoverWithin bounds every wait for the engine to serve again. The issue
+// asks for 1 s; the bound is generous for a loaded 2-core machine running
+// tests in parallel under -race, and the measured time is logged.
+const recoverWithin = 10 * time.Second
+
+// faultLab is an engine in the lab with third-party origins at
+// 198.18.2.10:443, .11:443, ...
+type faultLab struct {
+	env     *enginelab.Env
+	files   originFiles
+	kinds   []originKind
+	addrs   []netip.AddrPort
+	origins []*proc // nil until started
+	state   []string
+}
+
+// faultOpts shape a faultLab.
+type faultOpts struct {
+	kinds []originKind // one origin per kind, in server order
+	// late starts no origin before the engine.
+	late bool
+	// Extra configuration (see faultConfig).
+	backend, frontends, top string
+}
+
+// startFaultLab builds the lab, starts the origins (unless late), then
+// the engine on the xdp data plane.
+func startFaultLab(t *testing.T, o faultOpts) *faultLab {
+	t.Helper()
+	f := &faultLab{kinds: o.kinds}
+	var hosts []string
+	for i, k := range o.kinds {
+		needTool(t, k.name)
+		f.addrs = append(f.addrs, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 2, byte(10 + i)}), 443))
+		hosts = append(hosts, f.addrs[i].Addr().String())
+		f.state = append(f.state, t.TempDir())
+	}
+	f.origins = make([]*proc, len(o.kinds))
+	f.files = newOriginFiles(t, hosts...)
+	cfg := faultConfig(f.files.cert, f.addrs, o.backend, o.frontends, o.top)
+	var started []*proc
+	env := startLab(t, "xdp", enginelab.Options{
+		Config:    cfg,
+		NoOrigins: true,
+		BeforeEngine: func(l *lab.Lab) error {
+			if o.late {
+				return nil
+			}
+			for i := range o.kinds {
+				p, err := launchOrigin(o.kinds[i], l.Backend, f.addrs[i], f.files, f.state[i])
+				if err == nil {
+					started = append(started, p)
+					f.origins[i] = p
+					_, err = originReady(l.Backend, f.addrs[i], p, 10*time.Second)
+				}
+				if err != nil {
+					for _, p := range started {
+						p.kill()
+					}
+					return err
+				}
+			}
+			return nil
+		},
+	})
+	f.env = env
+	// Registered after startLab's: runs before the lab goes.
+	t.Cleanup(func() {
+		for _, p := range started {
+			p.kill()
+		}
+	})
+	return f
+}
+
+// startOrigin (re)starts origin i and returns when it answers.
+func (f *faultLab) startOrigin(t *testing.T, i int) time.Time {
+	t.Helper()
+	p, err := launchOrigin(f.kinds[i], f.env.Lab.Backend, f.addrs[i], f.files, f.state[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.kill)
+	f.origins[i] = p
+	at, err := originReady(f.env.Lab.Backend, f.addrs[i], p, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return at
+}
+
+func (f *faultLab) url() string { return f.env.FrontendURL("http") + "/index.html" }
+
+// faultConfig is a fault scenario's engine configuration: the demo's
+// interfaces (IPv4 only), an http frontend at 198.18.1.1:8080 in front of
+// the h3 backend "origins" whose servers are addrs, verified against ca.
+// backend is extra YAML lines of the backend (indented four spaces),
+// frontend extra fields of the http frontend's flow map (", ..."), top
+// extra top-level lines.
+func faultConfig(ca string, addrs []netip.AddrPort, backend, frontend, top string) string {
+	var servers strings.Builder
+	for i, a := range addrs {
+		fmt.Fprintf(&servers, "      - {name: s%d, address: %q}\n", i, a)
+	}
+	return fmt.Sprintf(`dataplane: xdp
+admin: 127.0.0.1:0
+%sinterfaces:
+  - {name: veth-client, queues: [0], addresses: [198.18.1.1/24]}
+  - {name: veth-backend, queues: [0], addresses: [198.18.2.1/24]}
+frontends:
+  - {name: http, listen: "198.18.1.1:8080", protocol: http, backend: origins%s}
+backends:
+  - name: origins
+    protocol: h3
+    tls: {ca: %q}
+    health_check: {interval: 500ms, timeout: 400ms, path: /healthz, rise: 2, fall: 2}
+    timeouts: {connect: 1s, idle: 30s, request: 10s}
+%s    servers:
+%s`, top, frontend, ca, backend, servers.String())
+}
+
+// waitRequests waits (bounded) until the engine has answered n requests
+// of the load, so that a fault lands on a running load.
+func waitRequests(t *testing.T, env *enginelab.Env, n float64, load *proc) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for env.Engine.Stats().Requests < n {
+		if time.Now().After(deadline) || load.exited() {
+			load.kill()
+			t.Fatalf("the load did not reach %v requests in 10s (%v); %s:\n%s", n, env.Engine.Stats().Requests, load.name, load.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// recoveryCase is one way an origin stops answering and comes back.
+type recoveryCase struct {
+	name   string
+	origin originKind
+	// late: the origin starts only after the engine; its absence is the
+	// fault.
+	late bool
+	// fault makes the origin stop answering; repair makes it answer again
+	// and returns from when the engine's recovery counts.
+	fault  func(t *testing.T, f *faultLab)
+	repair func(t *testing.T, f *faultLab) time.Time
+}
+
+func killOrigin(t *testing.T, f *faultLab)              { f.origins[0].kill() }
+func restartOrigin(t *testing.T, f *faultLab) time.Time { return f.startOrigin(t, 0) }
+
+func signalOrigin(sig syscall.Signal) func(*testing.T, *faultLab) {
+	return func(t *testing.T, f *faultLab) { f.origins[0].signal(t, sig) }
+}
+
+// nftFault adds rule (for the origin's port) in the backend namespace;
+// its repair flushes it.
+func nftFault(rule func(port uint16) string) (fault func(*testing.T, *faultLab), repair func(*testing.T, *faultLab) time.Time) {
+	var tab *nftTable
+	fault = func(t *testing.T, f *faultLab) {
+		tab = newNFTTable(t, f.env.Lab.Backend)
+		tab.add(t, rule(f.addrs[0].Port()))
+	}
+	repair = func(t *testing.T, f *faultLab) time.Time {
+		tab.flush(t)
+		return time.Now()
+	}
+	return fault, repair
+}
+
+func setBackendLink(up bool) func(*testing.T, *faultLab) {
+	return func(t *testing.T, f *faultLab) {
+		if err := f.env.Lab.SetLinkUp(f.env.Lab.BackendLink, up); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Observation 1: a server whose origin restarts, starts late, answers with
+// ICMP unreachable, goes silent or loses its link serves again soon after
+// the origin answers, under load (wrk), with one server in the backend so
+// that nothing but recovery can serve.
+func TestFaultRecovery(t *testing.T) {
+	rejectFault, rejectRepair := nftFault(nftRejectUDP)
+	dropFault, dropRepair := nftFault(nftDropUDP)
+	cases := []recoveryCase{
+		{name: "kill-restart", origin: gtlsserver, fault: killOrigin, repair: restartOrigin},
+		{name: "kill-restart", origin: caddy, fault: killOrigin, repair: restartOrigin},
+		{name: "late-start", origin: gtlsserver, late: true,
+			fault: func(*testing.T, *faultLab) {}, repair: restartOrigin},
+		{name: "icmp-reject", origin: gtlsserver, fault: rejectFault, repair: rejectRepair},
+		{name: "blackhole", origin: gtlsserver, fault: dropFault, repair: dropRepair},
+		{name: "sigstop", origin: gtlsserver, fault: signalOrigin(syscall.SIGSTOP),
+			repair: func(t *testing.T, f *faultLab) time.Time {
+				signalOrigin(syscall.SIGCONT)(t, f)
+				return time.Now()
+			}},
+		{name: "link-down", origin: gtlsserver, fault: setBackendLink(false),
+			repair: func(t *testing.T, f *faultLab) time.Time {
+				setBackendLink(true)(t, f)
+				return time.Now()
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name+"/"+c.origin.name, func(t *testing.T) {
+			t.Parallel()
+			f := startFaultLab(t, faultOpts{kinds: []originKind{c.origin}, late: c.late})
+			url := f.url()
+			if !c.late {
+				if _, ok := waitServing(f.env, url, time.Now(), recoverWithin); !ok {
+					t.Fatal("the engine did not serve before the fault")
+				}
+			}
+			const loadFor = 8 * time.Second
+			load := startWrk(t, f.env, 8, loadFor, url)
+			if !c.late {
+				waitRequests(t, f.env, 50, load)
+			}
+			c.fault(t, f)
+			waitFailing(t, f.env, url, recoverWithin)
+			before := f.env.Engine.Stats()
+			since := c.repair(t, f)
+			took, ok := waitServing(f.env, url, since, recoverWithin)
+			out, _ := load.wait(t, loadFor+30*time.Second)
+			fig, err := parseWrk(out)
+			if err != nil {
+				t.Error(err)
+			}
+			st := f.env.Engine.Stats()
+			t.Logf("FIGURES recovery fault=%s origin=%s recovered=%v recover_ms=%d wrk: %v; backend conns opened %v, connect errors %v (%v after the repair), servers up %d/%d",
+				c.name, c.origin.name, ok, took.Milliseconds(), fig, st.BackendConnsOpened, st.ConnectErrors,
+				st.ConnectErrors-before.ConnectErrors, st.ServersUp, st.Servers)
+			if !ok {
+				t.Errorf("%s (%s): the engine did not serve again within %v of the origin answering", c.name, c.origin.name, recoverWithin)
+			}
+		})
+	}
+}
+
+// Observation 1, second half: idempotent GETs through two servers (caddy
+// and gtlsserver) while one is killed: none fails (retried on the other).
+func TestFaultKillOneOfTwo(t *testing.T) {
+	t.Parallel()
+	f := startFaultLab(t, faultOpts{kinds: []originKind{caddy, gtlsserver}})
+	url := f.url()
+	if _, ok := waitServing(f.env, url, time.Now(), recoverWithin); !ok {
+		t.Fatal("the engine did not serve")
+	}
+	const loadFor = 5 * time.Second
+	load := startWrk(t, f.env, 8, loadFor, url)
+	waitRequests(t, f.env, 200, load)
+	f.origins[1].kill()
+	killed := time.Now()
+	out, _ := load.wait(t, loadFor+30*time.Second)
+	fig, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := f.env.Engine.Stats()
+	t.Logf("FIGURES kill-one-of-two origins=caddy+gtlsserver killed=gtlsserver wrk: %v; load after the kill %v; retries %v, redispatches %v, aborted %v, servers up %d/%d",
+		fig, time.Since(killed).Round(time.Millisecond), st.Retries, st.Redispatches, st.RequestsAborted, st.ServersUp, st.Servers)
+	if fig.failed() > 0 {
+		t.Errorf("%d of %d idempotent GETs failed while one of two servers was killed; want 0", fig.failed(), fig.Requests)
+	}
+	if fig.Requests < 400 {
+		t.Errorf("only %d requests completed: the load did not run through the kill", fig.Requests)
+	}
+}
