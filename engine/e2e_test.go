@@ -51,8 +51,8 @@ func closeLab(t *testing.T, env *enginelab.Env) {
 		if err != nil {
 			t.Errorf("close: %v", err)
 		}
-	case <-time.After(20 * time.Second):
-		t.Errorf("engine close still running after 20s; removing the lab under it")
+	case <-time.After(10 * time.Second):
+		t.Errorf("engine close still running after 10s; removing the lab under it")
 		if err := env.Lab.Close(); err != nil {
 			t.Errorf("lab close: %v", err)
 		}

@@ -8,9 +8,13 @@ package engine_test
 // namespace) to the first request the engine serves after it.
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -140,6 +144,15 @@ backends:
 %s`, top, frontend, ca, backend, servers.String())
 }
 
+// figMs is d in milliseconds for a FIGURES line, -1 when what it
+// measures did not happen.
+func figMs(happened bool, d time.Duration) int64 {
+	if !happened {
+		return -1
+	}
+	return d.Milliseconds()
+}
+
 // waitRequests waits (bounded) until the engine has answered n requests
 // of the load, so that a fault lands on a running load.
 func waitRequests(t *testing.T, env *enginelab.Env, n float64, load *proc) {
@@ -249,7 +262,7 @@ func TestFaultRecovery(t *testing.T) {
 			}
 			st := f.env.Engine.Stats()
 			t.Logf("FIGURES recovery fault=%s origin=%s recovered=%v recover_ms=%d wrk: %v; backend conns opened %v, connect errors %v (%v after the repair), servers up %d/%d",
-				c.name, c.origin.name, ok, took.Milliseconds(), fig, st.BackendConnsOpened, st.ConnectErrors,
+				c.name, c.origin.name, ok, figMs(ok, took), fig, st.BackendConnsOpened, st.ConnectErrors,
 				st.ConnectErrors-before.ConnectErrors, st.ServersUp, st.Servers)
 			if !ok {
 				t.Errorf("%s (%s): the engine did not serve again within %v of the origin answering", c.name, c.origin.name, recoverWithin)
@@ -286,4 +299,257 @@ func TestFaultKillOneOfTwo(t *testing.T) {
 	if fig.Requests < 400 {
 		t.Errorf("only %d requests completed: the load did not run through the kill", fig.Requests)
 	}
+}
+
+// tunnelConfig is the configuration of the tunnel scenarios: a tcp
+// frontend with the given idle timeout in front of a raw backend of one
+// lab origin (enginelab's: raw streams need its ALPN), which splices each
+// stream to the backend namespace's TCP target.
+func tunnelConfig(idle time.Duration) string {
+	return fmt.Sprintf(`dataplane: xdp
+admin: 127.0.0.1:0
+interfaces:
+  - {name: veth-client, queues: [0], addresses: [198.18.1.1/24]}
+  - {name: veth-backend, queues: [0], addresses: [198.18.2.1/24]}
+frontends:
+  - {name: tcp, listen: "198.18.1.1:5201", protocol: tcp, backend: tunnel, timeouts: {idle: %s}}
+backends:
+  - name: tunnel
+    protocol: raw
+    servers:
+      - {name: origin-a, address: "198.18.2.10:4433"}
+`, idle)
+}
+
+// stallTargetAddr is where the tunnel scenarios' origin splices to.
+const stallTargetAddr = "198.18.2.10:5301"
+
+// Stall modes, sent by the client as a tunnel's first byte.
+const (
+	stallRead  = 'r' // the far end never reads again
+	stallWrite = 'w' // the far end writes without end and never reads
+)
+
+// stallEnd is how a 'w' connection of the stall target stopped writing:
+// stalled (no progress for 500 ms) or err (the tunnel closed it); last is
+// when its last byte went.
+type stallEnd struct {
+	stalled bool
+	err     error
+	last    time.Time
+}
+
+// startStallTarget runs the far end of the tunnel scenarios in the backend
+// namespace. Its sockets have a small receive buffer so that a tunnel
+// stalls after little data. ends receives how each 'w' connection stopped
+// writing.
+func startStallTarget(t *testing.T, ns *lab.NS) (ends <-chan stallEnd) {
+	t.Helper()
+	var ln net.Listener
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	if err := ns.Do(func() (err error) {
+		ln, err = lc.Listen(context.Background(), "tcp", stallTargetAddr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan stallEnd, 16)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { serveStall(c, ch) })
+		}
+	})
+	return ch
+}
+
+func serveStall(c net.Conn, ends chan<- stallEnd) {
+	mode := make([]byte, 1)
+	if _, err := io.ReadFull(c, mode); err != nil || mode[0] != stallWrite {
+		return // stallRead: hold the connection, read nothing, until cleanup
+	}
+	buf := make([]byte, 64<<10)
+	last := time.Now()
+	for {
+		c.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := c.Write(buf)
+		if n > 0 {
+			last = time.Now()
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if n > 0 {
+				continue
+			}
+			ends <- stallEnd{stalled: true, last: last}
+			return // stop writing; hold the connection until cleanup
+		}
+		if err != nil {
+			ends <- stallEnd{err: err, last: last}
+			return
+		}
+	}
+}
+
+// writeUntilStalled writes to c until a write makes no progress for
+// 500 ms (the tunnel's buffers are full) or fails (the engine cut the
+// tunnel first), bounded in bytes and time. It returns the bytes written,
+// when the last one went, and the write error if one ended it.
+func writeUntilStalled(t *testing.T, c net.Conn) (int64, time.Time, error) {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	var total int64
+	last := time.Now()
+	deadline := last.Add(15 * time.Second)
+	for total < 512<<20 && time.Now().Before(deadline) {
+		c.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+		n, err := c.Write(buf)
+		total += int64(n)
+		if n > 0 {
+			last = time.Now()
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if n == 0 {
+				return total, last, nil
+			}
+			continue
+		}
+		if err != nil {
+			return total, last, err
+		}
+	}
+	t.Fatalf("the tunnel took %d bytes in %v without stalling", total, time.Since(deadline.Add(-15*time.Second)))
+	return 0, time.Time{}, nil
+}
+
+// waitTunnelsEnded waits until the engine counted n finished tunnels (it
+// counts a tunnel once every goroutine of its splice returned) and
+// returns when, or false after limit.
+func waitTunnelsEnded(env *enginelab.Env, n float64, limit time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if env.Engine.Stats().Tunnels >= n {
+			return time.Now(), true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Time{}, false
+}
+
+// dialTunnel opens a client connection to the tcp frontend and sends the
+// stall mode.
+func dialTunnel(t *testing.T, env *enginelab.Env, mode byte) net.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := env.Dial(ctx, "tcp", strings.TrimPrefix(env.FrontendURL("tcp"), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write([]byte{mode}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Observation 2: a tunnel whose far end (or whose client) stops reading is
+// cut by the frontend idle timeout and every goroutine of it ends; a drain
+// with such a tunnel in flight returns within its deadline + 1 s.
+func TestFaultTunnelStall(t *testing.T) {
+	const idle = time.Second
+	t.Run("far-end-stops-reading", func(t *testing.T) {
+		t.Parallel()
+		env := startLab(t, "xdp", enginelab.Options{Config: tunnelConfig(idle), RawTarget: stallTargetAddr})
+		startStallTarget(t, env.Lab.Backend)
+		c := dialTunnel(t, env, stallRead)
+		n, last, werr := writeUntilStalled(t, c)
+		ended, ok := waitTunnelsEnded(env, 1, idle+recoverWithin)
+		// The client sees its connection end too.
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, rerr := io.Copy(io.Discard, c)
+		t.Logf("FIGURES tunnel-stall direction=client-to-far-end idle=%v bytes_before_stall=%d write_err=%v ended=%v cut_after_ms=%d client_read=%v",
+			idle, n, werr, ok, figMs(ok, ended.Sub(last)), rerr)
+		if !ok {
+			t.Errorf("a tunnel whose far end stopped reading was not ended within the idle timeout (%v) + %v", idle, recoverWithin)
+		}
+		if ne, isNet := rerr.(net.Error); isNet && ne.Timeout() {
+			t.Errorf("the client's connection of a stalled tunnel is still open after the idle timeout")
+		}
+	})
+	t.Run("client-stops-reading", func(t *testing.T) {
+		t.Parallel()
+		env := startLab(t, "xdp", enginelab.Options{Config: tunnelConfig(idle), RawTarget: stallTargetAddr})
+		ends := startStallTarget(t, env.Lab.Backend)
+		dialTunnel(t, env, stallWrite) // and never read
+		var end stallEnd
+		select {
+		case end = <-ends:
+		case <-time.After(15 * time.Second):
+			t.Fatal("the far end's writes neither stalled nor failed in 15s")
+		}
+		last := end.last
+		ended, ok := waitTunnelsEnded(env, 1, idle+recoverWithin)
+		t.Logf("FIGURES tunnel-stall direction=far-end-to-client idle=%v far_end_stalled=%v far_end_err=%v ended=%v cut_after_ms=%d",
+			idle, end.stalled, end.err, ok, figMs(ok, ended.Sub(last)))
+		if !ok {
+			t.Errorf("a tunnel whose client stopped reading was not ended within the idle timeout (%v) + %v", idle, recoverWithin)
+		}
+	})
+	t.Run("shutdown-with-stalled-tunnel", func(t *testing.T) {
+		t.Parallel()
+		// The idle timeout is long: only the drain deadline can end it.
+		env := startLab(t, "xdp", enginelab.Options{Config: tunnelConfig(time.Minute), RawTarget: stallTargetAddr})
+		startStallTarget(t, env.Lab.Backend)
+		c := dialTunnel(t, env, stallRead)
+		if _, _, err := writeUntilStalled(t, c); err != nil {
+			t.Fatalf("the tunnel failed before it stalled, with a 1 minute idle timeout: %v", err)
+		}
+		const drain = time.Second
+		ctx, cancel := context.WithTimeout(context.Background(), drain)
+		defer cancel()
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- env.Engine.Shutdown(ctx) }()
+		var err error
+		var took time.Duration
+		returned := false
+		select {
+		case err = <-done:
+			took, returned = time.Since(start), true
+		case <-time.After(drain + recoverWithin):
+		}
+		t.Logf("FIGURES shutdown-stalled-tunnel drain=%v returned=%v took_ms=%d err=%v", drain, returned, figMs(returned, took), err)
+		switch {
+		case !returned:
+			t.Errorf("Shutdown with a %v drain deadline and a stalled tunnel has not returned after %v", drain, drain+recoverWithin)
+		case took > drain+time.Second:
+			t.Errorf("Shutdown took %v; want at most the drain deadline %v + 1s", took, drain)
+		}
+	})
 }
