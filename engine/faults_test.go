@@ -13,6 +13,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -552,4 +556,155 @@ func TestFaultTunnelStall(t *testing.T) {
 			t.Errorf("Shutdown took %v; want at most the drain deadline %v + 1s", took, drain)
 		}
 	})
+}
+
+// Observation 3: many concurrent requests from churning clients against a
+// backend whose connections carry few streams and whose pool keeps few
+// idle ones must not turn into a dial storm: the backend connections
+// opened stay near what the concurrency needs, and no request gets a 5xx.
+func TestFaultDialStorm(t *testing.T) {
+	t.Parallel()
+	const (
+		clients, streams = 16, 32 // h2load -c -m
+		requests         = 8192   // h2load -n
+		maxStreams       = 50     // reuse.max_streams
+		servers          = 2      // gtlsserver origins
+		loadLimit        = 90 * time.Second
+	)
+	f := startFaultLab(t, faultOpts{
+		kinds:   []originKind{gtlsserver, gtlsserver},
+		backend: fmt.Sprintf("    reuse: {policy: aggressive, max_idle: 2, max_streams: %d}\n", maxStreams),
+	})
+	if _, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
+		t.Fatal("the engine did not serve")
+	}
+	before := f.env.Engine.Stats()
+	start := time.Now()
+	// http:// makes h2load speak h2c with prior knowledge.
+	out, err := runIn(t, f.env.StartClient, loadLimit, "h2load", "-n", strconv.Itoa(requests),
+		"-c", strconv.Itoa(clients), "-m", strconv.Itoa(streams), "-t", "1", "-T", "30", f.url())
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("h2load: %v\n%s", err, out)
+	}
+	fig, total, fivexx, err := parseH2load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := f.env.Engine.Stats()
+	opened := st.BackendConnsOpened - before.BackendConnsOpened
+	// Every worker may need enough connections to give each concurrent
+	// request a stream on every server: the most a pool that waits for
+	// credit instead of dialling should open (issue 17: servers x workers
+	// plus replacements; the issue saw 321-675).
+	need := (clients*streams + servers*maxStreams - 1) / (servers * maxStreams)
+	bound := float64(servers * st.Workers * need)
+	t.Logf("FIGURES dial-storm h2load -c%d -m%d -n%d: %v in %v; 5xx=%d; backend conns opened %v (%.1f per 1000 requests, bound %v = servers %d x workers %d x %d), connect errors %v, servers up %d/%d, reuse %+v",
+		clients, streams, requests, fig, took.Round(time.Millisecond), fivexx, opened, 1000*opened/float64(max(1, fig.Requests)), bound, servers, st.Workers, need,
+		st.ConnectErrors-before.ConnectErrors, st.ServersUp, st.Servers, st.Reuse)
+	if fig.failed() > 0 || fig.Requests != total {
+		t.Errorf("%d of %d requests answered 5xx (%d 4xx or 5xx), %d errored or timed out, %d done", fivexx, total, fig.Non2xx, fig.Errors, fig.Requests)
+	}
+	if opened > bound {
+		t.Errorf("%v backend connections opened for %d requests; want at most %v", opened, requests, bound)
+	}
+	if st.ServersUp != st.Servers {
+		t.Errorf("%d of %d healthy servers marked down by the load", st.Servers-st.ServersUp, st.Servers)
+	}
+}
+
+// slowFigures are slowhttptest's connection counts at the end of a run
+// (the last row of its -g CSV).
+type slowFigures struct {
+	seconds, closed, pending, connected int
+	available                           bool
+	rows                                int
+}
+
+// parseSlowCSV reads slowhttptest's statistics CSV ("Seconds,Closed,
+// Pending,Connected,Service Available").
+func parseSlowCSV(b []byte) (slowFigures, error) {
+	var f slowFigures
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "Seconds,Closed,Pending,Connected") {
+		return f, fmt.Errorf("unexpected slowhttptest CSV:\n%s", b)
+	}
+	last := strings.Split(lines[len(lines)-1], ",")
+	if len(last) < 5 {
+		return f, fmt.Errorf("short slowhttptest CSV row %q", lines[len(lines)-1])
+	}
+	n := func(s string) int { v, _ := strconv.Atoi(strings.TrimSpace(s)); return v }
+	f.seconds, f.closed, f.pending, f.connected = n(last[0]), n(last[1]), n(last[2]), n(last[3])
+	f.available = n(last[4]) != 0
+	f.rows = len(lines) - 1
+	return f, nil
+}
+
+// clientConns is the engine's open client connections on frontend.
+func clientConns(t *testing.T, env *enginelab.Env, frontend string) float64 {
+	t.Helper()
+	v, _ := metricSum(metricsText(t, env), regexp.MustCompile(`^xdpnet_client_connections$`), fmt.Sprintf(`frontend=%q`, frontend))
+	return v
+}
+
+// Observation 4: slow request bodies (slowhttptest -B) are cut by the
+// frontend's body timeout while legitimate clients (curl) keep succeeding.
+func TestFaultSlowBody(t *testing.T) {
+	t.Parallel()
+	const (
+		slowConns = 200
+		slowFor   = 8 // seconds (slowhttptest -l)
+		legit     = 100
+	)
+	needTool(t, "slowhttptest")
+	needTool(t, "curl")
+	// timeouts.body bounds the time a client may take to send a request
+	// body (issue 17, must have 5); slowhttptest sends a few bytes every
+	// 2 s, more slowly than any rate or per-read bound the key allows.
+	f := startFaultLab(t, faultOpts{kinds: []originKind{gtlsserver}, frontends: ", timeouts: {header: 5s, body: 1s}"})
+	url := f.url()
+	if _, ok := waitServing(f.env, url, time.Now(), recoverWithin); !ok {
+		t.Fatal("the engine did not serve")
+	}
+	stats := filepath.Join(t.TempDir(), "slow")
+	attack := startProc(t, f.env.Lab.Client, nil, "slowhttptest", "-B", "-c", strconv.Itoa(slowConns), "-r", "100",
+		"-i", "2", "-x", "10", "-s", "8192", "-l", strconv.Itoa(slowFor), "-p", "3", "-g", "-o", stats, "-u", url)
+	// The attack is under way once it holds connections.
+	deadline := time.Now().Add(recoverWithin)
+	peak := 0.0
+	for peak < slowConns/2 && time.Now().Before(deadline) && !attack.exited() {
+		peak = max(peak, clientConns(t, f.env, "http"))
+		time.Sleep(20 * time.Millisecond)
+	}
+	var failed int
+	var firstErr string
+	for range legit {
+		out, err := runIn(t, f.env.StartClient, 20*time.Second, "curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", url)
+		if err != nil || out != "200" {
+			failed++
+			if firstErr == "" {
+				firstErr = fmt.Sprintf("%q, %v", out, err)
+			}
+		}
+	}
+	out, _ := attack.wait(t, slowFor*time.Second+30*time.Second)
+	b, err := os.ReadFile(stats + ".csv")
+	if err != nil {
+		t.Fatalf("slowhttptest statistics: %v\n%s", err, out)
+	}
+	sf, err := parseSlowCSV(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("FIGURES slow-body slowhttptest -B -c%d -l%d: peak client conns %v, at the end closed=%d pending=%d connected=%d service_available=%v; curl %d of %d failed (first: %s)",
+		slowConns, slowFor, peak, sf.closed, sf.pending, sf.connected, sf.available, failed, legit, firstErr)
+	if failed*100 > legit {
+		t.Errorf("%d of %d legitimate requests failed during the attack; want at least 99%% success", failed, legit)
+	}
+	if sf.connected > slowConns/10 {
+		t.Errorf("%d of %d slow-body connections still connected after %ds with a 1s body timeout", sf.connected, slowConns, slowFor)
+	}
+	if sf.closed < slowConns*9/10 {
+		t.Errorf("only %d of %d slow-body connections were closed", sf.closed, slowConns)
+	}
 }

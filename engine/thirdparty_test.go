@@ -514,22 +514,23 @@ var (
 	h2loadTime   = regexp.MustCompile(`(?m)^time for request:\s+\S+\s+(\S+)`)
 )
 
-// parseH2load reads h2load's summary. Requests counts those done; Non2xx
-// the 5xx; Errors those failed, errored or timed out.
-func parseH2load(out string) (f loadFigures, total int, err error) {
+// parseH2load reads h2load's summary: Requests counts those done, Non2xx
+// the 4xx and 5xx (of which fivexx the 5xx), Errors those errored or
+// timed out; total is the number asked for.
+func parseH2load(out string) (f loadFigures, total, fivexx int, err error) {
 	m := h2loadReqs.FindStringSubmatch(out)
 	s := h2loadStatus.FindStringSubmatch(out)
 	if m == nil || s == nil {
-		return f, 0, fmt.Errorf("no request summary in h2load output:\n%s", out)
+		return f, 0, 0, fmt.Errorf("no request summary in h2load output:\n%s", out)
 	}
 	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
 	total, f.Requests = n(m[1]), n(m[2])
-	f.Errors = n(m[4]) + n(m[5]) + n(m[6])
-	f.Non2xx = n(s[4])
+	f.Errors = n(m[5]) + n(m[6])
+	f.Non2xx, fivexx = n(s[3])+n(s[4]), n(s[4])
 	if m := h2loadTime.FindStringSubmatch(out); m != nil {
 		f.MaxLatency = parseToolDuration(m[1])
 	}
-	return f, total, nil
+	return f, total, fivexx, nil
 }
 
 // metricsText is the engine's /metrics page.
@@ -552,10 +553,13 @@ func metricsText(t *testing.T, env *enginelab.Env) string {
 	return string(b)
 }
 
-// metricSum adds up the samples of every series whose name matches re.
-func metricSum(text string, re *regexp.Regexp) (float64, []string) {
+// metricSum adds up the samples of every series whose name matches re and
+// whose labels contain every one of labels (such as `frontend="http"`),
+// and returns them with the matching series.
+func metricSum(text string, re *regexp.Regexp, labels ...string) (float64, []string) {
 	var total float64
 	var names []string
+next:
 	for _, l := range strings.Split(text, "\n") {
 		if l == "" || l[0] == '#' {
 			continue
@@ -568,6 +572,11 @@ func metricSum(text string, re *regexp.Regexp) (float64, []string) {
 		base, _, _ := strings.Cut(name, "{")
 		if !re.MatchString(base) {
 			continue
+		}
+		for _, lb := range labels {
+			if !strings.Contains(name, lb) {
+				continue next
+			}
 		}
 		if v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64); err == nil {
 			total += v
