@@ -9,6 +9,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -49,7 +50,7 @@ type faultOpts struct {
 	// late starts no origin before the engine.
 	late bool
 	// Extra configuration (see faultConfig).
-	backend, frontends, top string
+	backend, frontend, moreFrontends, top string
 }
 
 // startFaultLab builds the lab, starts the origins (unless late), then
@@ -66,7 +67,7 @@ func startFaultLab(t *testing.T, o faultOpts) *faultLab {
 	}
 	f.origins = make([]*proc, len(o.kinds))
 	f.files = newOriginFiles(t, hosts...)
-	cfg := faultConfig(f.files.cert, f.addrs, o.backend, o.frontends, o.top)
+	cfg := faultConfig(f.files.cert, f.addrs, o.backend, o.frontend, o.moreFrontends, o.top)
 	var started []*proc
 	env := startLab(t, "xdp", enginelab.Options{
 		Config:    cfg,
@@ -124,9 +125,9 @@ func (f *faultLab) url() string { return f.env.FrontendURL("http") + "/index.htm
 // interfaces (IPv4 only), an http frontend at 198.18.1.1:8080 in front of
 // the h3 backend "origins" whose servers are addrs, verified against ca.
 // backend is extra YAML lines of the backend (indented four spaces),
-// frontend extra fields of the http frontend's flow map (", ..."), top
-// extra top-level lines.
-func faultConfig(ca string, addrs []netip.AddrPort, backend, frontend, top string) string {
+// frontend extra fields of the http frontend's flow map (", ..."),
+// moreFrontends extra frontend lines, top extra top-level lines.
+func faultConfig(ca string, addrs []netip.AddrPort, backend, frontend, moreFrontends, top string) string {
 	var servers strings.Builder
 	for i, a := range addrs {
 		fmt.Fprintf(&servers, "      - {name: s%d, address: %q}\n", i, a)
@@ -138,14 +139,14 @@ admin: 127.0.0.1:0
   - {name: veth-backend, queues: [0], addresses: [198.18.2.1/24]}
 frontends:
   - {name: http, listen: "198.18.1.1:8080", protocol: http, backend: origins%s}
-backends:
+%sbackends:
   - name: origins
     protocol: h3
     tls: {ca: %q}
     health_check: {interval: 500ms, timeout: 400ms, path: /healthz, rise: 2, fall: 2}
     timeouts: {connect: 1s, idle: 30s, request: 10s}
 %s    servers:
-%s`, top, frontend, ca, backend, servers.String())
+%s`, top, frontend, moreFrontends, ca, backend, servers.String())
 }
 
 // figMs is d in milliseconds for a FIGURES line, -1 when what it
@@ -661,7 +662,7 @@ func TestFaultSlowBody(t *testing.T) {
 	// timeouts.body bounds the time a client may take to send a request
 	// body (issue 17, must have 5); slowhttptest sends a few bytes every
 	// 2 s, more slowly than any rate or per-read bound the key allows.
-	f := startFaultLab(t, faultOpts{kinds: []originKind{gtlsserver}, frontends: ", timeouts: {header: 5s, body: 1s}"})
+	f := startFaultLab(t, faultOpts{kinds: []originKind{gtlsserver}, frontend: ", timeouts: {header: 5s, body: 1s}"})
 	url := f.url()
 	if _, ok := waitServing(f.env, url, time.Now(), recoverWithin); !ok {
 		t.Fatal("the engine did not serve")
@@ -706,5 +707,140 @@ func TestFaultSlowBody(t *testing.T) {
 	}
 	if sf.closed < slowConns*9/10 {
 		t.Errorf("only %d of %d slow-body connections were closed", sf.closed, slowConns)
+	}
+}
+
+// idleConns are client connections that send nothing, each watched by a
+// reader that notes when the engine ends it.
+type idleConns struct {
+	mu      sync.Mutex
+	conns   []net.Conn
+	refused int // dials that failed (RST at SYN, or no answer)
+	cut     int // connections the engine closed after accepting them
+	wg      sync.WaitGroup
+}
+
+// openIdle dials n connections to addr from the client namespace, 16 at
+// a time (a dial the engine leaves unanswered takes its 2 s timeout), and
+// keeps those that connect open and silent.
+func openIdle(t *testing.T, env *enginelab.Env, addr string, n int) *idleConns {
+	t.Helper()
+	ic := &idleConns{}
+	t.Cleanup(ic.close)
+	slots := make(chan struct{}, 16)
+	var dials sync.WaitGroup
+	for range n {
+		slots <- struct{}{}
+		dials.Go(func() {
+			defer func() { <-slots }()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			c, err := env.Dial(ctx, "tcp", addr)
+			cancel()
+			ic.mu.Lock()
+			defer ic.mu.Unlock()
+			if err != nil {
+				ic.refused++
+				return
+			}
+			ic.conns = append(ic.conns, c)
+			ic.wg.Go(func() { ic.watch(c) })
+		})
+	}
+	dials.Wait()
+	return ic
+}
+
+// watch notes when the engine closes c.
+func (ic *idleConns) watch(c net.Conn) {
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	_, err := c.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return // closed by ic.close
+	}
+	ic.mu.Lock()
+	ic.cut++
+	ic.mu.Unlock()
+}
+
+// counts returns the dials refused, the connections cut and those held.
+func (ic *idleConns) counts() (refused, cut, held int) {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	return ic.refused, ic.cut, len(ic.conns) - ic.cut
+}
+
+// waitRefused waits until at least n of the connections were refused or
+// cut, and returns the counts then (or at the deadline).
+func (ic *idleConns) waitRefused(n int, limit time.Duration) (refused, cut, held int) {
+	deadline := time.Now().Add(limit)
+	for {
+		refused, cut, held = ic.counts()
+		if refused+cut >= n || time.Now().After(deadline) {
+			return refused, cut, held
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (ic *idleConns) close() {
+	ic.mu.Lock()
+	for _, c := range ic.conns {
+		c.Close()
+	}
+	ic.mu.Unlock()
+	ic.wg.Wait()
+}
+
+// Observation 5: idle TCP connections beyond a frontend's max_connections,
+// and beyond the engine's, are refused (at SYN or right after accept) and
+// counted; once they go, the engine serves again.
+func TestFaultMaxConnections(t *testing.T) {
+	t.Parallel()
+	const (
+		feLimit     = 30 // frontends[http].max_connections
+		globalLimit = 60 // max_connections
+		toHTTP      = 80 // idle connections to the limited frontend
+		toOther     = 40 // then to the other, limited by what is left globally
+	)
+	// The header timeout is long enough not to end the idle connections
+	// itself.
+	f := startFaultLab(t, faultOpts{
+		kinds:         []originKind{gtlsserver},
+		top:           fmt.Sprintf("max_connections: %d\n", globalLimit),
+		frontend:      fmt.Sprintf(", max_connections: %d, timeouts: {header: 1m, idle: 1m}", feLimit),
+		moreFrontends: `  - {name: other, listen: "198.18.1.1:8081", protocol: http, backend: origins, timeouts: {header: 1m, idle: 1m}}` + "\n",
+	})
+	if _, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
+		t.Fatal("the engine did not serve")
+	}
+	host := func(fe string) string { return strings.TrimPrefix(f.env.FrontendURL(fe), "http://") }
+
+	a := openIdle(t, f.env, host("http"), toHTTP)
+	aRefused, aCut, aHeld := a.waitRefused(toHTTP-feLimit, recoverWithin)
+	b := openIdle(t, f.env, host("other"), toOther)
+	wantB := globalLimit - feLimit
+	bRefused, bCut, bHeld := b.waitRefused(toOther-wantB, recoverWithin)
+	counted, series := metricSum(metricsText(t, f.env), regexp.MustCompile(`^xdpnet_.*(refused|rejected|limit).*_total$`))
+	t.Logf("FIGURES max-connections frontend limit %d: %d idle conns -> held %d, refused at SYN %d, cut after accept %d; global limit %d: %d more to another frontend -> held %d, refused %d, cut %d; counted %v in %v",
+		feLimit, toHTTP, aHeld, aRefused, aCut, globalLimit, toOther, bHeld, bRefused, bCut, counted, series)
+	if aHeld != feLimit {
+		t.Errorf("frontend max_connections %d: %d of %d idle connections held; want %d", feLimit, aHeld, toHTTP, feLimit)
+	}
+	if bHeld != wantB {
+		t.Errorf("max_connections %d with %d held elsewhere: %d of %d idle connections held; want %d", globalLimit, aHeld, bHeld, toOther, wantB)
+	}
+	if excess := float64(aRefused + aCut + bRefused + bCut); counted < excess {
+		t.Errorf("%v refused connections counted in /metrics (%v); want at least the %v refused or cut", counted, series, excess)
+	}
+	// Room again once the idle connections go.
+	a.close()
+	b.close()
+	if took, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
+		t.Error("the engine did not serve again after the idle connections closed")
+	} else {
+		t.Logf("FIGURES max-connections served again %v after the idle connections closed", took.Round(time.Millisecond))
 	}
 }
