@@ -285,24 +285,26 @@ func TestFaultKillOneOfTwo(t *testing.T) {
 	if _, ok := waitServing(f.env, url, time.Now(), recoverWithin); !ok {
 		t.Fatal("the engine did not serve")
 	}
-	const loadFor = 5 * time.Second
+	const loadFor = 6 * time.Second
 	load := startWrk(t, f.env, 8, loadFor, url)
-	waitRequests(t, f.env, 200, load)
+	waitRequests(t, f.env, 50, load)
 	f.origins[1].kill()
 	killed := time.Now()
+	atKill := f.env.Engine.Stats().Requests
 	out, _ := load.wait(t, loadFor+30*time.Second)
 	fig, err := parseWrk(out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := f.env.Engine.Stats()
-	t.Logf("FIGURES kill-one-of-two origins=caddy+gtlsserver killed=gtlsserver wrk: %v; load after the kill %v; retries %v, redispatches %v, aborted %v, servers up %d/%d",
-		fig, time.Since(killed).Round(time.Millisecond), st.Retries, st.Redispatches, st.RequestsAborted, st.ServersUp, st.Servers)
+	after := st.Requests - atKill
+	t.Logf("FIGURES kill-one-of-two origins=caddy+gtlsserver killed=gtlsserver wrk: %v; %v requests in the %v after the kill; retries %v, redispatches %v, aborted %v, servers up %d/%d",
+		fig, after, time.Since(killed).Round(time.Millisecond), st.Retries, st.Redispatches, st.RequestsAborted, st.ServersUp, st.Servers)
 	if fig.failed() > 0 {
 		t.Errorf("%d of %d idempotent GETs failed while one of two servers was killed; want 0", fig.failed(), fig.Requests)
 	}
-	if fig.Requests < 400 {
-		t.Errorf("only %d requests completed: the load did not run through the kill", fig.Requests)
+	if after < 20 {
+		t.Errorf("only %v requests after the kill: the load did not run through it", after)
 	}
 }
 
@@ -563,8 +565,11 @@ func TestFaultTunnelStall(t *testing.T) {
 // backend whose connections carry few streams and whose pool keeps few
 // idle ones must not turn into a dial storm: the backend connections
 // opened stay near what the concurrency needs, and no request gets a 5xx.
+//
+// It runs alone (not parallel): its figures are about handshakes and
+// health-check timeouts, which other tests' load on a small machine would
+// distort.
 func TestFaultDialStorm(t *testing.T) {
-	t.Parallel()
 	const (
 		clients, streams = 16, 32 // h2load -c -m
 		requests         = 8192   // h2load -n

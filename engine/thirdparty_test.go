@@ -468,11 +468,11 @@ var (
 
 // startWrk starts wrk in the client namespace: one thread, conns
 // keep-alive connections, for d (whole seconds: wrk takes no smaller
-// unit), each request bounded by 2 s.
+// unit), each request bounded by 5 s (longer counts as an error).
 func startWrk(t *testing.T, env *enginelab.Env, conns int, d time.Duration, url string) *proc {
 	t.Helper()
 	return startProc(t, env.Lab.Client, nil, "wrk", "-t1", "-c", strconv.Itoa(conns),
-		"-d", fmt.Sprintf("%ds", int((d+time.Second-1)/time.Second)), "--timeout", "2s", url)
+		"-d", fmt.Sprintf("%ds", int((d+time.Second-1)/time.Second)), "--timeout", "5s", url)
 }
 
 // parseWrk reads wrk's summary.
