@@ -40,8 +40,9 @@ type faultLab struct {
 	files   originFiles
 	kinds   []originKind
 	addrs   []netip.AddrPort
-	origins []*proc // nil until started
-	state   []string
+	origins []*proc   // nil until started
+	state   []string  // the origins' scratch directories
+	nft     *nftTable // the fault's rules, if any
 }
 
 // faultOpts shape a faultLab.
@@ -192,16 +193,15 @@ func signalOrigin(sig syscall.Signal) func(*testing.T, *faultLab) {
 	return func(t *testing.T, f *faultLab) { f.origins[0].signal(t, sig) }
 }
 
-// nftFault adds rule (for the origin's port) in the backend namespace;
-// its repair flushes it.
+// nftFault adds rule (for the origin's port) in a table of the test's own
+// in the backend namespace; its repair flushes the rule.
 func nftFault(rule func(port uint16) string) (fault func(*testing.T, *faultLab), repair func(*testing.T, *faultLab) time.Time) {
-	var tab *nftTable
 	fault = func(t *testing.T, f *faultLab) {
-		tab = newNFTTable(t, f.env.Lab.Backend)
-		tab.add(t, rule(f.addrs[0].Port()))
+		f.nft = newNFTTable(t, f.env.Lab.Backend)
+		f.nft.add(t, rule(f.addrs[0].Port()))
 	}
 	repair = func(t *testing.T, f *faultLab) time.Time {
-		tab.flush(t)
+		f.nft.flush(t)
 		return time.Now()
 	}
 	return fault, repair
@@ -370,11 +370,15 @@ func startStallTarget(t *testing.T, ns *lab.NS) (ends <-chan stallEnd) {
 	}
 	ch := make(chan stallEnd, 16)
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
+	var (
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+	)
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
+		closed = true
 		for _, c := range conns {
 			c.Close()
 		}
@@ -388,9 +392,13 @@ func startStallTarget(t *testing.T, ns *lab.NS) (ends <-chan stallEnd) {
 				return
 			}
 			mu.Lock()
-			conns = append(conns, c)
+			if closed {
+				c.Close()
+			} else {
+				conns = append(conns, c)
+				wg.Go(func() { serveStall(c, ch) })
+			}
 			mu.Unlock()
-			wg.Go(func() { serveStall(c, ch) })
 		}
 	})
 	return ch
@@ -413,13 +421,21 @@ func serveStall(c net.Conn, ends chan<- stallEnd) {
 			if n > 0 {
 				continue
 			}
-			ends <- stallEnd{stalled: true, last: last}
+			report(ends, stallEnd{stalled: true, last: last})
 			return // stop writing; hold the connection until cleanup
 		}
 		if err != nil {
-			ends <- stallEnd{err: err, last: last}
+			report(ends, stallEnd{err: err, last: last})
 			return
 		}
+	}
+}
+
+// report sends e unless nobody listens any more (the channel is full).
+func report(ends chan<- stallEnd, e stallEnd) {
+	select {
+	case ends <- e:
+	default:
 	}
 }
 
