@@ -350,16 +350,16 @@ func probeGet(c *http.Client, url string, timeout time.Duration) error {
 	return nil
 }
 
-// waitServing starts a GET through the engine every 50 ms from since on,
-// each bounded by 3 s, and returns how long after since the first one
-// succeeded. Probes overlap, so that one stuck on a dead connection does
-// not delay the measure. It returns false if none succeeded within limit.
+// waitServing starts a GET through the engine every 50 ms, each bounded by
+// 3 s, and returns how long after since (the origin answering again) the
+// first one succeeded. Probes overlap, so that one stuck on a dead
+// connection does not delay the measure. It returns false if none
+// succeeded within limit.
 func waitServing(env *enginelab.Env, url string, since time.Time, limit time.Duration) (time.Duration, bool) {
 	c := env.HTTPClient(64, false)
 	defer c.CloseIdleConnections()
 	var first atomic.Int64 // UnixNano of the first success
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.Now().Add(limit)
