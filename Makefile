@@ -12,7 +12,11 @@ PKGS := ./...
 # so packages may run them in parallel; under CI=true they fail, never skip.
 TEST_TIMEOUT ?= 30m
 BENCH_TIME ?= 1s
-APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev iperf3 nghttp2-client curl iproute2 ethtool
+# The engine's fault suite (issue 17) starts third-party origins
+# (ngtcp2-server's gtlsserver, caddy), clients (h2load from nghttp2-client,
+# curl, wrk, slowhttptest) and fault tools (nftables, hping3) in the lab.
+APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev iperf3 nghttp2-client curl iproute2 ethtool \
+	ngtcp2-server caddy wrk slowhttptest nftables hping3
 DATE := $(shell date -u +%Y-%m-%d)
 
 .PHONY: help deps build generate lint test test-short bench bench-short demo clean

@@ -39,6 +39,15 @@ type Options struct {
 	Admin string
 	// Queues per veth (default 1): on xdp, one worker per queue per veth.
 	Queues int
+	// NoOrigins starts no origin: the caller runs its own servers on the
+	// configured addresses in the backend namespace (third-party origins
+	// such as gtlsserver or caddy), before or after the engine, and names
+	// their CA in the backends' tls.ca (or sets tls.insecure_skip_verify).
+	NoOrigins bool
+	// BeforeEngine, when set, runs once the lab (and the origins) are up
+	// and before the engine starts, e.g. to start third-party origins
+	// with NoOrigins; an error aborts Start.
+	BeforeEngine func(*lab.Lab) error
 	// RawTarget is the TCP address (in the backend namespace) every
 	// origin splices raw streams to, e.g. an iperf3 server; empty echoes.
 	RawTarget string
@@ -70,8 +79,8 @@ type Env struct {
 	closeErr  error
 }
 
-// Start builds the lab, starts one origin per configured server address and
-// starts the engine. On error everything is torn down.
+// Start builds the lab, starts one origin per configured server address
+// (unless Options.NoOrigins) and starts the engine. On error everything is torn down.
 func Start(opts Options) (_ *Env, err error) {
 	if opts.Stack == "" {
 		opts.Stack = "xdp"
@@ -194,11 +203,20 @@ func Start(opts Options) (_ *Env, err error) {
 			}}
 	}
 	for i := range addrs {
+		if opts.NoOrigins {
+			break // the caller's origins take these addresses
+		}
 		o, err := env.startOrigin(i)
 		if err != nil {
 			return nil, err
 		}
 		env.Origins = append(env.Origins, o)
+	}
+
+	if opts.BeforeEngine != nil {
+		if err := opts.BeforeEngine(l); err != nil {
+			return nil, err
+		}
 	}
 
 	switch opts.Stack {
