@@ -41,10 +41,11 @@ build: deps ## build every package and the commands into ./bin
 generate: deps ## regenerate the bpf2go output from bpf/*.c
 	$(GO) generate ./bpf/...
 
-lint: deps ## go vet, gofmt, staticcheck (pinned) and a generate-leaves-no-diff check
+lint: deps ## go vet, gofmt, staticcheck (pinned), no test code in the binary, and a generate-leaves-no-diff check
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) tool staticcheck $(PKGS)
+	@if $(GO) list -deps ./cmd/xdpnet | grep -qx testing; then echo "cmd/xdpnet links package testing"; exit 1; fi
 	$(MAKE) --no-print-directory generate
 	@git diff --exit-code --stat -- bpf/ || { echo "make generate changed committed files"; exit 1; }
 

@@ -123,6 +123,9 @@ type backendRT struct {
 	live   map[*server]map[*bconn]struct{}
 	closed bool
 
+	// ctx ends with close (stop): health checks, pool timers and the
+	// watchers of the servers' sockets, all joined by wg.
+	ctx  context.Context
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 }
@@ -148,6 +151,7 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		idle:   make(chan struct{}),
 		live:   map[*server]map[*bconn]struct{}{},
 	}
+	rt.ctx, rt.stop = context.WithCancel(context.Background())
 	rt.alpn, rt.roots = mux.ALPNH3, e.opts.BackendRootCAs
 	kind := mux.KindQUIC
 	if cfg.Protocol == BackendRaw {
@@ -228,8 +232,7 @@ func (rt *backendRT) attach(ctx context.Context, w, si int, s *reuse.Session) (r
 
 // start launches the pool's timers and the health checks.
 func (rt *backendRT) start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	rt.stop = cancel
+	ctx := rt.ctx
 	rt.wg.Go(func() { rt.pool.Run(ctx, 250*time.Millisecond) })
 	if !*rt.cfg.Health.Enabled {
 		return
@@ -242,16 +245,15 @@ func (rt *backendRT) start() {
 // close stops timers and health checks and closes every connection; the
 // caller has waited for the requests in flight.
 func (rt *backendRT) close() {
-	if rt.stop != nil {
-		rt.stop()
-	}
-	rt.wg.Wait()
-	rt.pool.Close()
+	rt.stop()
+	// No transport, and so no watcher, starts once closed is set.
 	rt.trMu.Lock()
 	rt.closed = true
 	trs := rt.trs
 	rt.trs = nil
 	rt.trMu.Unlock()
+	rt.wg.Wait()
+	rt.pool.Close()
 	for _, tr := range trs {
 		tr.Close()
 	}
@@ -468,7 +470,92 @@ func (rt *backendRT) transport(w int, dst netip.AddrPort) (*mux.QUICTransport, e
 	cfg.InitialPacketSize = quicPacketSize(rt.eng.net, dst.Addr())
 	tr := mux.NewQUICTransport(pc, cfg)
 	rt.trs[k] = tr
+	if perServer {
+		for _, srv := range rt.servers {
+			if srv.addr == dst {
+				rt.wg.Go(func() { rt.watchUnreachable(srv, tr) })
+			}
+		}
+	}
 	return tr, nil
+}
+
+// watchUnreachable probes srv's connections after each ICMP unreachable on
+// tr, a socket of srv's own, until tr or the backend closes.
+func (rt *backendRT) watchUnreachable(srv *server, tr *mux.QUICTransport) {
+	for {
+		select {
+		case <-tr.UnreachableNotify():
+		case <-tr.Done():
+			return
+		case <-rt.ctx.Done():
+			return
+		}
+		rt.probeConns(srv)
+	}
+}
+
+// probeConns pings every connection to srv for three probe timeouts of its
+// own RTT estimate (RFC 9002 section 6.2.1), at least 50ms and at most
+// health_check.timeout, and closes those that do not answer: after an
+// ICMP unreachable the
+// server process may be gone, and requests waiting on its connections
+// should fail now (and be retried elsewhere) rather than at their
+// timeout. A PING rather than trusting the ICMP message: it may be stale
+// or spoofed (RFC 9000 section 14.2.1), and a live peer answers. A round in
+// which some connections failed counts once for passive health and starts
+// the reconnect backoff; one in which all did takes the server out.
+func (rt *backendRT) probeConns(srv *server) {
+	rt.trMu.Lock()
+	var conns []*bconn
+	for c := range rt.live[srv] {
+		conns = append(conns, c)
+	}
+	rt.trMu.Unlock()
+	if len(conns) == 0 {
+		return
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		dead []*bconn
+	)
+	for _, c := range conns {
+		wg.Go(func() {
+			st := c.QUIC().ConnectionStats()
+			pto := st.SmoothedRTT + max(4*st.MeanDeviation, time.Millisecond)
+			ctx, cancel := context.WithTimeout(rt.ctx, min(max(3*pto, 50*time.Millisecond), rt.cfg.Health.Timeout.D()))
+			defer cancel()
+			if err := c.Ping(ctx); err != nil && rt.ctx.Err() == nil {
+				mu.Lock()
+				dead = append(dead, c)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(dead) == 0 {
+		return
+	}
+	rt.log.Info("closing backend connections that did not answer after an ICMP unreachable", "server", srv.name, "closed", len(dead), "probed", len(conns))
+	// Backoff and health first: the requests the closes fail must not
+	// redial the server (Worker.Retry) but go elsewhere.
+	srv.dialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
+	defer func() {
+		for _, c := range dead {
+			c.Close()
+		}
+	}()
+	if len(dead) < len(conns) {
+		rt.connectFailed(srv, errUnreachable)
+		return
+	}
+	// Every connection is dead and the port is closed: the process is
+	// gone. Dials would now wait out their connect timeout, since the
+	// kernel rate-limits the ICMP errors that could end them early
+	// (icmp_ratelimit), so take the server out at once (HAProxy's
+	// on-error mark-down); one passing check brings it back.
+	rt.markDown(srv, "connections dead after ICMP unreachable", errUnreachable, true)
 }
 
 // dialPooled is the pool's dialer: the worker comes from the context.

@@ -344,7 +344,11 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		return l.Conn().(*bconn).h3.RoundTrip(req)
 	}
 	resp, err := send(l)
+	// A server taken out or backing off meanwhile (its connections were
+	// found dead) is not dialled again for this request: the retry loop
+	// sends it elsewhere.
 	if err != nil && l.Reused() && !timedOut.Load() && r.Context().Err() == nil &&
+		rt.usable(si) && srv.backoffLeft(time.Now()) <= 0 &&
 		connDied(l.Conn().(*bconn), err) && (!wrote.Load() || idempotent(r.Method) && replayable) {
 		nl, rerr := rt.pool.Worker(sess.worker).Retry(ctx, l, err)
 		if rerr != nil {

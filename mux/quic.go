@@ -110,6 +110,7 @@ type QUICTransport struct {
 	closeOnce sync.Once
 	closeErr  error
 	closed    atomic.Bool
+	done      chan struct{} // closed by Close
 }
 
 // NewQUICTransport takes ownership of pc: Close closes it. A socket that is
@@ -118,7 +119,7 @@ type QUICTransport struct {
 // segmentingPacketConn); if the process is out of file descriptors for the
 // latter's placeholder socket, quic-go sends one datagram per call instead.
 func NewQUICTransport(pc net.PacketConn, cfg Config) *QUICTransport {
-	t := &QUICTransport{pc: pc, cfg: cfg, unreachCh: make(chan struct{})}
+	t := &QUICTransport{pc: pc, cfg: cfg, unreachCh: make(chan struct{}), done: make(chan struct{})}
 	qpc := pc
 	if _, kernel := pc.(quic.OOBCapablePacketConn); !kernel {
 		b := &boundedPacketConn{PacketConn: pc, dropped: &t.dropped, unreachable: &t.unreachable, notify: t.signalUnreachable}
@@ -167,6 +168,9 @@ func (t *QUICTransport) signalUnreachable() {
 	t.unreachCh = make(chan struct{})
 	t.unreachMu.Unlock()
 }
+
+// Done is closed by Close.
+func (t *QUICTransport) Done() <-chan struct{} { return t.done }
 
 // Err is nil while the transport can carry connections; after Close, or
 // once its socket failed for good, it says why, and the transport must be
@@ -235,6 +239,7 @@ func (t *QUICTransport) LocalAddr() net.Addr { return t.pc.LocalAddr() }
 func (t *QUICTransport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closed.Store(true)
+		close(t.done)
 		t.closeErr = t.tr.Close()
 		var pc io.Closer = t.pc
 		if t.seg != nil {
