@@ -111,6 +111,7 @@ func TestGeneratorLive(t *testing.T) {
 			dropEngine, dropKernel = d1-d0, txDropped(t, link.PeerIndex)-d1
 			return err
 		})
+		privtest.SkipIfForbidden(t, err)
 		privtest.SkipIfNotSupported(t, err)
 		if sentEngine != toEngine || sentKernel != toKernel {
 			t.Errorf("%v: generator ran %d and %d times, want %d and %d", fam.peer, sentEngine, sentKernel, toEngine, toKernel)
@@ -244,6 +245,7 @@ func TestGeneratorBudget(t *testing.T) {
 		runs = end - start
 		return err
 	})
+	privtest.SkipIfForbidden(t, err)
 	privtest.SkipIfNotSupported(t, err)
 	after, err := s.Counters()
 	if err != nil {

@@ -43,6 +43,12 @@ func TestRefusals(t *testing.T) {
 func TestLabRuns(t *testing.T) {
 	privtest.RequireRoot(t)
 	l := labtest.New(t, lab.Options{EngineGRO: true})
+	var forbidden []string
+	defer func() {
+		if len(forbidden) > 0 {
+			t.Skipf("the sandbox forbids live-frames BPF_PROG_RUN to root (EPERM); not run: %q", forbidden)
+		}
+	}()
 	for _, args := range [][]string{
 		{"-lab", "-count", "5000", "-flows", "4", "-quiet"},
 		{"-lab", "-sink", "gro", "-count", "5000", "-dst", "2001:2:0:1::1", "-size", "1518", "-quiet"},
@@ -51,6 +57,12 @@ func TestLabRuns(t *testing.T) {
 	} {
 		var out, errOut bytes.Buffer
 		if rc := run(args, &out, &errOut); rc != 0 {
+			if strings.Contains(errOut.String(), "run program: operation not permitted") {
+				// privtest.SkipIfForbidden's case, for one mode: the
+				// others still run.
+				forbidden = append(forbidden, strings.Join(args, " "))
+				continue
+			}
 			t.Errorf("%q: rc %d, stderr %s", args, rc, errOut.String())
 			continue
 		}

@@ -18,6 +18,7 @@ func TestLabDUTs(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			o, closeFn, err := d.Open(ctx)
+			privtest.SkipIfForbidden(t, err)
 			privtest.SkipIfNotSupported(t, err)
 			defer func() {
 				if err := closeFn(); err != nil {
@@ -30,6 +31,7 @@ func TestLabDUTs(t *testing.T) {
 				// must not turn this smoke test into a zero figure.
 				LossTolerance: 0.05,
 			})
+			privtest.SkipIfForbidden(t, err)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // InCI reports whether the tests run under CI (CI=true in the environment).
@@ -35,4 +36,14 @@ func SkipIfNotSupported(t testing.TB, err error) {
 		t.Skipf("feature not supported here: %v", err)
 	}
 	t.Fatal(err)
+}
+
+// SkipIfForbidden skips t, also under CI, when err says the sandbox
+// forbade an operation to root (EPERM); see the package documentation. Any
+// other non-nil error is left to the caller.
+func SkipIfForbidden(t testing.TB, err error) {
+	t.Helper()
+	if err != nil && errors.Is(err, unix.EPERM) {
+		t.Skipf("the sandbox forbids this to root (EPERM), not a kernel or code fault: %v", err)
+	}
 }
