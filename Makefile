@@ -19,7 +19,7 @@ APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev iperf3 nghttp2-client curl 
 	ngtcp2-server caddy wrk slowhttptest nftables hping3
 DATE := $(shell date -u +%Y-%m-%d)
 
-.PHONY: help deps build generate lint test test-short bench bench-short demo clean
+.PHONY: help deps build generate lint test test-short bench bench-short bench-faults demo clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,11 @@ bench: build ## run the benchmark suite (as root for the lab parts): bench/resul
 
 bench-short: ## the suite in short mode (seconds per figure); results to bench/results/<date>-short.json only
 	$(GO) run ./cmd/benchsuite -short -out bench/results/$(DATE)-short.json -md '' -plots ''
+
+bench-faults: deps ## run the issue 17 fault suite (third-party origins and clients, no -race) and keep its FIGURES lines in bench/faults-<date>.txt
+	@mkdir -p bench
+	@set -o pipefail; { echo "# make bench-faults at $$(git rev-parse --short HEAD), $$(date -u +%FT%TZ), load $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+		$(GO) test -count=1 -run 'TestFault|TestLabOriginDownThenBack' -v -timeout 20m ./engine/ | grep -E 'FIGURES|origin served again|^(--- |ok|FAIL)'; } | tee bench/faults-$(DATE).txt
 
 demo: build ## build the lab, run the engine on its embedded config under a bounded load
 	./bin/xdpnet demo
