@@ -195,8 +195,17 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		ReuseAggressive: reuse.PolicyAggressive, ReuseAlways: reuse.PolicyAlways,
 	}[cfg.Reuse.Policy]
 	pool, err := reuse.New(reuse.Config{
-		Workers:           e.workers,
-		Policy:            policy,
+		Workers: e.workers,
+		Policy:  policy,
+		// On HTTP/3 a session's first request is as safe on an established
+		// connection as a later one: the server says when it did not
+		// process a request (H3_REQUEST_REJECTED, a GOAWAY below its
+		// stream, RFC 9114 sections 4.1.1 and 5.2), and the engine
+		// retries exactly those on another connection, and anything
+		// idempotent that died with its reused connection (see
+		// httpProxy.attempt). Tunnels (raw) keep HAProxy's rule: their
+		// bytes cannot be replayed.
+		RetryableFirst:    rt.alpn == mux.ALPNH3,
 		Dial:              rt.dialPooled,
 		MaxIdlePerServer:  cfg.Reuse.MaxIdle,
 		MaxConnsPerServer: cfg.Reuse.MaxConns,

@@ -161,10 +161,17 @@ const (
 	BackendRaw = "raw" // raw QUIC streams (ALPN xdpnet-raw), one per TCP connection
 )
 
-// Reuse policies, after HAProxy's http-reuse.
+// Reuse policies, after HAProxy's http-reuse. HAProxy's safe keeps a
+// client's first request off idle connections because on HTTP/1 a request
+// sent as the server closes the connection may have been processed and
+// cannot be retried. HTTP/3 says which requests the server did not process
+// (H3_REQUEST_REJECTED, GOAWAY, RFC 9114 sections 4.1.1 and 5.2), and the
+// engine retries those on another connection, so on h3 backends safe lets
+// first requests use any established connection, as aggressive does; on raw
+// (tunnel) backends it keeps HAProxy's rule.
 const (
 	ReuseNever      = "never"      // a connection serves one client connection only
-	ReuseSafe       = "safe"       // first request of a client on a fresh or known-good connection
+	ReuseSafe       = "safe"       // h3: any established connection; raw: a tunnel's first stream only on a busy one
 	ReuseAggressive = "aggressive" // any request on any connection that already served a request
 	ReuseAlways     = "always"     // any request on any live connection
 )

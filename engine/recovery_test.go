@@ -129,3 +129,34 @@ func TestBurstDialsWhatItNeeds(t *testing.T) {
 		t.Fatalf("%v backend connections opened for %d concurrent requests, want at most %v", opened, conc, limit)
 	}
 }
+
+// TestSafeSharesFromTheFirstRequest: under the default policy (safe), fresh
+// client connections' first requests share the established HTTP/3 backend
+// connection instead of each dialling one (HAProxy's safe keeps them off
+// idle connections because HTTP/1 cannot tell an unprocessed request; HTTP/3
+// can, see RetryableFirst in newBackendRT).
+func TestSafeSharesFromTheFirstRequest(t *testing.T) {
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 1, "")
+	e := loopEngine(t, roots, baseConfig("http", os, ""))
+	url := "http://" + e.FrontendAddr("fe").String() + "/bytes/100"
+	const clients = 40
+	for i := range clients {
+		tr := &http.Transport{DisableKeepAlives: true} // a fresh client connection per request
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(url)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("client %d: %s", i, resp.Status)
+		}
+	}
+	// At most one connection per worker (2), plus the health check's own.
+	opened := counterValue(t, e, "xdpnet_backend_connections_opened_total", nil)
+	t.Logf("%d client connections, %v backend connections opened", clients, opened)
+	if opened > 2 {
+		t.Fatalf("%v backend connections for %d fresh client connections, want at most one per worker", opened, clients)
+	}
+}
