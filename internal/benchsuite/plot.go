@@ -3,6 +3,7 @@ package benchsuite
 import (
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -139,6 +140,18 @@ func (s figureSpec) save(path string) error {
 	return p.Save(20*vg.Centimeter, 13*vg.Centimeter, path)
 }
 
+// finite reports whether every point can be drawn: gonum's tick search
+// never ends on an axis whose range is NaN (a figure whose runs were all
+// skipped or failed).
+func finite(pts plotter.XYs) bool {
+	for _, p := range pts {
+		if math.IsNaN(p.X) || math.IsInf(p.X, 0) || math.IsNaN(p.Y) || math.IsInf(p.Y, 0) {
+			return false
+		}
+	}
+	return len(pts) > 0
+}
+
 // sweepParams are sub-benchmark parameters worth a curve, in preference
 // order: frame size first (throughput against frame size), then time
 // (ratios over time), then load.
@@ -156,6 +169,7 @@ var sweepParams = []string{"size", "frame", "framesize", "t", "time", "sec", "co
 func (r *Report) Plot(dir string) error {
 	var errs []string
 	add := func(name string, s figureSpec) {
+		s.lines = slices.DeleteFunc(s.lines, func(l line) bool { return !finite(l.pts) })
 		if len(s.lines) == 0 {
 			return
 		}
