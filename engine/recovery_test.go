@@ -153,10 +153,19 @@ func TestSafeSharesFromTheFirstRequest(t *testing.T) {
 			t.Fatalf("client %d: %s", i, resp.Status)
 		}
 	}
-	// At most one connection per worker (2), plus the health check's own.
+	// At most one connection per worker (2); the health check's own is not
+	// pooled.
 	opened := counterValue(t, e, "xdpnet_backend_connections_opened_total", nil)
-	t.Logf("%d client connections, %v backend connections opened", clients, opened)
+	st := e.Stats().Reuse
+	t.Logf("%d client connections, %v backend connections opened, %d takeovers", clients, opened, st.Takeovers)
 	if opened > 2 {
 		t.Fatalf("%v backend connections for %d fresh client connections, want at most one per worker", opened, clients)
+	}
+	// The client connections are spread over the 2 workers by a hash of
+	// their address (all on one: odds 2^-39). A worker without a
+	// connection of its own takes the other's idle one over instead of
+	// dialling: one connection and some takeovers, or two connections.
+	if opened == 1 && st.Takeovers == 0 {
+		t.Fatalf("one backend connection served both workers without a takeover: %+v", st)
 	}
 }
