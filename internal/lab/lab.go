@@ -129,9 +129,10 @@ func New(opts Options) (*Lab, error) {
 	if err := opts.normalize(); err != nil {
 		return nil, err
 	}
-	if _, err := removeLeftovers(); err != nil {
-		return nil, err
-	}
+	// Best effort: a leftover that cannot be removed (say, one covered by
+	// the bind mount `ip netns add` puts on /run/netns) cannot collide with
+	// this lab's names, which carry this process's pid.
+	removeLeftovers()
 	base := fmt.Sprintf("%s%d-%d-", namePrefix, os.Getpid(), seq.Add(1))
 	l := &Lab{}
 	var err error
