@@ -169,3 +169,36 @@ func TestSafeSharesFromTheFirstRequest(t *testing.T) {
 		t.Fatalf("one backend connection served both workers without a takeover: %+v", st)
 	}
 }
+
+// TestReloadClearsBackoff: SIGHUP (Engine.Reload) is the operator's "try
+// again now": a server backing off after failed dials is dialled at once.
+func TestReloadClearsBackoff(t *testing.T) {
+	_, roots := labCert(t)
+	os := []testOrigin{{Server: &origin.Server{Name: "gone"}, Addr: freeUDPAddr(t)}}
+	cfgText := baseConfig("http", os, "")
+	cfgText = replaceOnce(t, cfgText, "timeouts: {connect: 1s, request: 5s}", "timeouts: {connect: 1s, request: 5s, backoff_min: 1m, backoff_max: 1m}")
+	e := loopEngine(t, roots, cfgText)
+	srv := func() *server {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.backends["be"].servers[0]
+	}
+	before := srv()
+	before.dialFailed(time.Now(), time.Minute, time.Minute)
+	if before.backoffLeft(time.Now()) <= 0 {
+		t.Fatal("no backoff after a failed dial")
+	}
+	cfg, err := ParseConfig([]byte(cfgText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if srv() != before {
+		t.Fatal("the reload rebuilt an unchanged backend")
+	}
+	if left := before.backoffLeft(time.Now()); left > 0 {
+		t.Fatalf("backoff %v left after a reload", left)
+	}
+}
