@@ -55,6 +55,9 @@ type server struct {
 // restarting).
 var errUnreachable = errors.New("server unreachable (ICMP)")
 
+// errSilent is a connection that answered neither a request nor a PING.
+var errSilent = errors.New("server silent")
+
 // errBackoff is a dial not attempted: the server failed its last dials and
 // the caller could not wait out the backoff.
 var errBackoff = errors.New("server in reconnect backoff")
@@ -504,10 +507,49 @@ func (rt *backendRT) watchUnreachable(srv *server, tr *mux.QUICTransport) {
 	}
 }
 
-// probeConns pings every connection to srv for three probe timeouts of its
-// own RTT estimate (RFC 9002 section 6.2.1), at least 50ms and at most
-// health_check.timeout, and closes those that do not answer: after an
-// ICMP unreachable the
+// answers pings c for three probe timeouts of its own RTT estimate (RFC
+// 9002 section 6.2.1), at least 50ms and at most health_check.timeout. The
+// peer's QUIC stack answers however busy its application is. False only
+// if c failed to answer while the backend is open.
+func (rt *backendRT) answers(c *bconn) bool {
+	st := c.QUIC().ConnectionStats()
+	pto := st.SmoothedRTT + max(4*st.MeanDeviation, time.Millisecond)
+	ctx, cancel := context.WithTimeout(rt.ctx, min(max(3*pto, 50*time.Millisecond), rt.cfg.Health.Timeout.D()))
+	defer cancel()
+	return c.Ping(ctx) == nil || rt.ctx.Err() != nil
+}
+
+// suspect checks c, on which a request has waited timeouts.probe for its
+// response headers, in the background (once at a time per connection):
+// if c does not answer a PING (see answers), its server died or vanished
+// without a word (a SIGKILL behind a socket that reports no ICMP, a
+// blackhole), and c is closed so that its requests fail now and are
+// retried, instead of each waiting out the request timeout. Envoy's and
+// gRPC's HTTP/2 keepalive timeouts do the same for silent peers.
+func (rt *backendRT) suspect(srv *server, c *bconn) {
+	if !c.probing.CompareAndSwap(false, true) {
+		return
+	}
+	rt.trMu.Lock()
+	defer rt.trMu.Unlock()
+	if rt.closed {
+		return
+	}
+	rt.wg.Go(func() {
+		defer c.probing.Store(false)
+		if rt.answers(c) {
+			return
+		}
+		rt.eng.metrics.silentConns.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+		rt.log.Info("closing a backend connection that answered neither a request nor a PING", "server", srv.name)
+		srv.dialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
+		rt.connectFailed(srv, errSilent)
+		c.Close()
+	})
+}
+
+// probeConns pings every connection to srv (see answers) and closes those
+// that do not answer: after an ICMP unreachable the
 // server process may be gone, and requests waiting on its connections
 // should fail now (and be retried elsewhere) rather than at their
 // timeout. A PING rather than trusting the ICMP message: it may be stale
@@ -531,11 +573,7 @@ func (rt *backendRT) probeConns(srv *server) {
 	)
 	for _, c := range conns {
 		wg.Go(func() {
-			st := c.QUIC().ConnectionStats()
-			pto := st.SmoothedRTT + max(4*st.MeanDeviation, time.Millisecond)
-			ctx, cancel := context.WithTimeout(rt.ctx, min(max(3*pto, 50*time.Millisecond), rt.cfg.Health.Timeout.D()))
-			defer cancel()
-			if err := c.Ping(ctx); err != nil && rt.ctx.Err() == nil {
+			if !rt.answers(c) {
 				mu.Lock()
 				dead = append(dead, c)
 				mu.Unlock()
@@ -687,6 +725,8 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 type bconn struct {
 	*mux.QUICConn
 	h3 *mux.HTTP3Client
+	// probing: suspect is pinging the connection.
+	probing atomic.Bool
 }
 
 var _ mux.Conn = (*bconn)(nil)

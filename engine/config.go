@@ -246,6 +246,11 @@ type BackTimeout struct {
 	Connect Duration `yaml:"connect"` // QUIC handshake, default 2s
 	Idle    Duration `yaml:"idle"`    // idle pooled connection, default 30s
 	Request Duration `yaml:"request"` // whole request incl. response headers, default 30s
+	// Probe is how long a request waits for response headers before the
+	// engine PINGs its connection; one that does not answer is closed and
+	// its requests retried (see backendRT.suspect). Default 1s; it must
+	// stay below request.
+	Probe Duration `yaml:"probe"`
 	// Queue bounds the wait of a request for a free stream or a dial slot
 	// (HAProxy's timeout queue); then 503. Default 2s.
 	Queue Duration `yaml:"queue"`
@@ -420,6 +425,7 @@ func (c *Config) setDefaults() {
 		defDur(&b.Timeouts.Idle, 30*time.Second)
 		defDur(&b.Timeouts.Request, 30*time.Second)
 		defDur(&b.Timeouts.Queue, 2*time.Second)
+		defDur(&b.Timeouts.Probe, time.Second)
 		defDur(&b.Timeouts.BackoffMin, 50*time.Millisecond)
 		defDur(&b.Timeouts.BackoffMax, 500*time.Millisecond)
 		for j := range b.Servers {
@@ -609,10 +615,13 @@ func (c *Config) Validate() error {
 			n string
 			d Duration
 		}{{"connect", b.Timeouts.Connect}, {"idle", b.Timeouts.Idle}, {"request", b.Timeouts.Request},
-			{"queue", b.Timeouts.Queue}, {"backoff_min", b.Timeouts.BackoffMin}, {"backoff_max", b.Timeouts.BackoffMax}} {
+			{"queue", b.Timeouts.Queue}, {"probe", b.Timeouts.Probe}, {"backoff_min", b.Timeouts.BackoffMin}, {"backoff_max", b.Timeouts.BackoffMax}} {
 			if t.d < 0 {
 				bad(p+".timeouts."+t.n, "must not be negative")
 			}
+		}
+		if b.Timeouts.Request > 0 && b.Timeouts.Probe >= b.Timeouts.Request {
+			bad(p+".timeouts.probe", "%v must be below timeouts.request (%v)", b.Timeouts.Probe.D(), b.Timeouts.Request.D())
 		}
 		if b.Timeouts.BackoffMin > b.Timeouts.BackoffMax {
 			bad(p+".timeouts.backoff_min", "%v is above backoff_max (%v)", b.Timeouts.BackoffMin.D(), b.Timeouts.BackoffMax.D())

@@ -731,7 +731,7 @@ func isEngineFamily(n string) bool {
 		"xdpnet_backend_connect_errors_total", "xdpnet_backend_connections_open", "xdpnet_reuse_attaches_total",
 		"xdpnet_reuse_misses_total", "xdpnet_reuse_takeovers_total", "xdpnet_reuse_retries_total", "xdpnet_reuse_connections",
 		"xdpnet_retries_total", "xdpnet_redispatches_total", "xdpnet_server_up", "xdpnet_info",
-		"xdpnet_worker_picks_total", "xdpnet_backend_sockets_replaced_total", "xdpnet_backend_failures_total", "xdpnet_drain_cut_requests_total",
+		"xdpnet_worker_picks_total", "xdpnet_backend_sockets_replaced_total", "xdpnet_backend_silent_connections_total", "xdpnet_backend_failures_total", "xdpnet_drain_cut_requests_total",
 		"xdpnet_reuse_queued_total", "xdpnet_reuse_queue_timeouts_total", "xdpnet_connections_refused_total", "xdpnet_client_timeouts_total":
 		return true
 	}

@@ -24,6 +24,7 @@ type metrics struct {
 	connectErrors   *prometheus.CounterVec   // backend, server
 	connsOpen       prometheus.Gauge
 	socketsReplaced *prometheus.CounterVec // backend
+	silentConns     *prometheus.CounterVec // backend, server
 	failures        *prometheus.CounterVec // backend, reason
 	drainCut        prometheus.Counter
 	retries         *prometheus.CounterVec // backend
@@ -72,6 +73,9 @@ func newMetrics(stack string) *metrics {
 	m.socketsReplaced = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "xdpnet_backend_sockets_replaced_total", Help: "Backend UDP sockets found failed for good and replaced by a new one.",
 	}, []string{"backend"})
+	m.silentConns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpnet_backend_silent_connections_total", Help: "Backend connections closed because a request waited timeouts.probe for its response and the connection then answered no PING either.",
+	}, []string{"backend", "server"})
 	m.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "xdpnet_backend_failures_total", Help: "Requests and tunnels the gateway answered with an error of its own (502, 503, 504 or a refused tunnel), by reason.",
 	}, []string{"backend", "reason"})
@@ -94,7 +98,7 @@ func newMetrics(stack string) *metrics {
 		Name: "xdpnet_info", Help: "Always 1; the stack label says which network stack the data plane runs on.",
 	}, []string{"stack"})
 	for _, c := range []prometheus.Collector{m.requests, m.latency, m.clientConns, m.refused, m.clientTimeouts, m.tunnels,
-		m.backendRequests, m.connsOpened, m.connectErrors, m.connsOpen, m.socketsReplaced, m.failures, m.drainCut, m.retries,
+		m.backendRequests, m.connsOpened, m.connectErrors, m.connsOpen, m.socketsReplaced, m.silentConns, m.failures, m.drainCut, m.retries,
 		m.redispatches, m.serverUp, m.workerPicks, m.info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

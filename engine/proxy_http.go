@@ -326,6 +326,15 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		})
 		defer t.Stop()
 	}
+	var sentOn atomic.Pointer[bconn] // the connection the request waits on
+	if d := rt.cfg.Timeouts.Probe.D(); d > 0 {
+		t := time.AfterFunc(d, func() {
+			if c := sentOn.Load(); c != nil && !gotHeaders.Load() {
+				rt.suspect(srv, c)
+			}
+		})
+		defer t.Stop()
+	}
 	var wrote atomic.Bool
 	// Once the request headers are out, the server may act on the request.
 	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
@@ -341,7 +350,9 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		if req.Body != nil && req.Body != http.NoBody {
 			req.Body = &sentBody{ReadCloser: req.Body, read: &wrote}
 		}
-		return l.Conn().(*bconn).h3.RoundTrip(req)
+		c := l.Conn().(*bconn)
+		sentOn.Store(c)
+		return c.h3.RoundTrip(req)
 	}
 	resp, err := send(l)
 	// A server taken out or backing off meanwhile (its connections were

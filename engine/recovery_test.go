@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -200,5 +201,124 @@ func TestReloadClearsBackoff(t *testing.T) {
 	}
 	if left := before.backoffLeft(time.Now()); left > 0 {
 		t.Fatalf("backoff %v left after a reload", left)
+	}
+}
+
+// TestOriginGracefulShutdownLosesNothing: an origin that shuts down
+// gracefully (HTTP/3 GOAWAY, RFC 9114 section 5.2) under load: its
+// requests in flight finish, new ones go to the other server (none is
+// sent on the going-away connection), and no request fails, POSTs
+// included.
+func TestOriginGracefulShutdownLosesNothing(t *testing.T) {
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 2, "")
+	cfg := replaceOnce(t, baseConfig("http", os, ""), "health_check: {interval: 500ms, timeout: 500ms, rise: 1, fall: 2}", "health_check: {enabled: false}")
+	e := loopEngine(t, roots, cfg)
+	url := "http://" + e.FrontendAddr("fe").String()
+	c := &http.Client{Timeout: 10 * time.Second}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		failed  []string
+		stopped = make(chan struct{})
+	)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stopped:
+					if i > 20 {
+						return
+					}
+				default:
+				}
+				var resp *http.Response
+				var err error
+				if w%2 == 0 {
+					resp, err = c.Post(url+"/echo", "text/plain", strings.NewReader("not idempotent"))
+				} else {
+					resp, err = c.Get(url + "/sleep?d=20ms")
+				}
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("w%d %s (%s)", w, resp.Status, resp.Header.Get("Proxy-Status"))
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					failed = append(failed, err.Error())
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	waitUntil(t, "load on both origins", func() bool {
+		return os[0].Stats().Requests > 20 && os[1].Stats().Requests > 20
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := os[1].Shutdown(ctx); err != nil {
+		t.Errorf("origin shutdown: %v", err)
+	}
+	close(stopped)
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d requests failed across a graceful origin shutdown, first: %s", len(failed), failed[0])
+	}
+	t.Logf("origin served %d requests, the other %d", os[1].Stats().Requests, os[0].Stats().Requests)
+}
+
+// TestSilentOriginProbedAndClosed: an origin killed without a word (its
+// socket closed first, so no CONNECTION_CLOSE goes out, and the kernel
+// reports no ICMP on the engine's unconnected sockets) leaves requests
+// waiting on connections that will never answer. After timeouts.probe
+// the engine PINGs them, closes the silent ones and retries the
+// idempotent requests elsewhere, instead of answering 504 after the
+// request timeout.
+func TestSilentOriginProbedAndClosed(t *testing.T) {
+	cert, roots := labCert(t)
+	os := loopOrigins(t, cert, 2, "")
+	cfg := replaceOnce(t, baseConfig("http", os, ""), "health_check: {interval: 500ms, timeout: 500ms, rise: 1, fall: 2}",
+		"health_check: {enabled: false, timeout: 300ms}")
+	cfg = replaceOnce(t, cfg, "timeouts: {connect: 1s, request: 5s}", "timeouts: {connect: 1s, request: 5s, probe: 300ms}")
+	e := loopEngine(t, roots, cfg)
+	url := "http://" + e.FrontendAddr("fe").String() + "/sleep?d=200ms"
+	c := &http.Client{Timeout: 20 * time.Second}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed []string
+	)
+	for range 8 {
+		wg.Go(func() {
+			for range 6 {
+				resp, err := c.Get(url)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("%s (%s)", resp.Status, resp.Header.Get("Proxy-Status"))
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					failed = append(failed, err.Error())
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	waitUntil(t, "requests in flight on both origins", func() bool {
+		return os[0].Stats().Requests > 4 && os[1].Stats().Requests > 4
+	})
+	os[1].Kill()
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("%d requests failed after an origin died silently, first: %s", len(failed), failed[0])
+	}
+	if n := counterValue(t, e, "xdpnet_backend_silent_connections_total", nil); n == 0 {
+		t.Fatal("no silent connection counted")
 	}
 }

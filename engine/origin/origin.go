@@ -93,6 +93,10 @@ func (s *Server) Serve(pc net.PacketConn, cert tls.Certificate) error {
 	for {
 		c, err := ln.Accept(context.Background())
 		if err != nil {
+			// A graceful Shutdown lets the connections finish before the
+			// deferred transport close ends them (Close and Kill end them
+			// sooner).
+			s.wg.Wait()
 			if errors.Is(err, quic.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 				return net.ErrClosed
 			}
