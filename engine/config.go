@@ -248,8 +248,8 @@ type BackTimeout struct {
 	Request Duration `yaml:"request"` // whole request incl. response headers, default 30s
 	// Probe is how long a request waits for response headers before the
 	// engine PINGs its connection; one that does not answer is closed and
-	// its requests retried (see backendRT.suspect). Default 1s; it must
-	// stay below request.
+	// its requests retried (see backendRT.suspect). Default 1s, or half
+	// of request if that is less; it must stay below request.
 	Probe Duration `yaml:"probe"`
 	// Queue bounds the wait of a request for a free stream or a dial slot
 	// (HAProxy's timeout queue); then 503. Default 2s.
@@ -425,7 +425,11 @@ func (c *Config) setDefaults() {
 		defDur(&b.Timeouts.Idle, 30*time.Second)
 		defDur(&b.Timeouts.Request, 30*time.Second)
 		defDur(&b.Timeouts.Queue, 2*time.Second)
-		defDur(&b.Timeouts.Probe, time.Second)
+		probe := time.Second
+		if r := b.Timeouts.Request.D(); r > 0 {
+			probe = min(probe, r/2)
+		}
+		defDur(&b.Timeouts.Probe, probe)
 		defDur(&b.Timeouts.BackoffMin, 50*time.Millisecond)
 		defDur(&b.Timeouts.BackoffMax, 500*time.Millisecond)
 		for j := range b.Servers {
