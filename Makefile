@@ -49,8 +49,9 @@ lint: deps ## go vet, gofmt, staticcheck (pinned), no test code in the binary, a
 	$(MAKE) --no-print-directory generate
 	@git diff --exit-code --stat -- bpf/ || { echo "make generate changed committed files"; exit 1; }
 
-test: deps ## every test with -race and -shuffle, then the allocation tests without -race; privileged lab tests run when root
+test: deps ## every test with -race and -shuffle, the bufring debug-build tests, then the allocation tests without -race; privileged lab tests run when root
 	$(GO) test -race -shuffle on -timeout $(TEST_TIMEOUT) $(PKGS)
+	$(GO) test -race -shuffle on -tags bufring_debug -timeout $(TEST_TIMEOUT) ./bufring/...
 	$(GO) test -count=1 -run 'Alloc' -timeout $(TEST_TIMEOUT) $(PKGS)
 
 test-short: deps ## the same, -short (quick loop while developing)

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/mux"
@@ -31,7 +30,7 @@ type server struct {
 	host   string // addr as a URL host
 	weight int
 	// requests is its xdpnet_backend_requests_total series.
-	requests prometheus.Counter
+	requests *counter
 
 	// inflight counts requests and tunnels on this server over all
 	// workers (read by leastconn).

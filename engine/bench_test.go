@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
@@ -67,7 +65,7 @@ func (n sharedSocketNet) ListenUDP(a netip.AddrPort) (net.PacketConn, error) {
 func (n sharedSocketNet) BackendPacketConn(w int, a netip.Addr) (net.PacketConn, error) {
 	return n.x.BackendPacketConn(w, a)
 }
-func (n sharedSocketNet) Collector() prometheus.Collector           { return n.x.Collector() }
+func (n sharedSocketNet) DataPlaneStats() *engine.DataPlaneStats    { return n.x.DataPlaneStats() }
 func (n sharedSocketNet) Close() error                              { return n.x.Close() }
 func (n sharedSocketNet) QUICPacketSize(dst netip.Addr) uint16      { return n.x.QUICPacketSize(dst) }
 func (n sharedSocketNet) WorkerFor(l, r netip.AddrPort) (int, bool) { return n.x.WorkerFor(l, r) }

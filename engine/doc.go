@@ -63,7 +63,11 @@
 // dropping client connections; Engine.Shutdown drains. The admin address
 // serves /metrics (Prometheus), /stats (JSON, read by `xdpnet stats`) and
 // /healthz on a kernel socket, to GET and HEAD only (405 otherwise); an
-// address that is not loopback needs admin_public: true.
+// address that is not loopback needs admin_public: true. Both are made from
+// one typed snapshot per source ([EngineStats], [DataPlaneStats] with the
+// reuse, nic, bufring, bpf and stack types they hold): the code counts in
+// atomics, never in the Prometheus registry, and stats.go's tags say where
+// each field goes.
 //
 // Subpackages: origin is the lab's HTTP/3 and raw-stream origin server;
 // enginelab runs the engine on internal/lab's veth topology for the

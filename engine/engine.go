@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +23,6 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/mux"
-	"github.com/xdpnet/xdpnet/reuse"
 )
 
 // Options are the engine's run-time dependencies.
@@ -88,12 +86,7 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 		frontends: map[string]*frontendRT{},
 	}
 	e.life, e.endLife = context.WithCancel(context.Background())
-	e.metrics.reg.MustRegister(reuseCollector{stats: e.reuseStats})
-	if c := opts.Net.Collector(); c != nil {
-		if err := e.metrics.reg.Register(c); err != nil {
-			return nil, fmt.Errorf("engine: register %s collector: %w", opts.Net.Name(), err)
-		}
-	}
+	e.metrics.reg.MustRegister(snapshotCollector{snapshot: e.Stats})
 	e.workers = max(1, opts.Net.Workers())
 	e.cfg = cfg
 	e.conns.max.Store(int64(cfg.MaxConnections))
@@ -261,7 +254,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		n := e.inflightN.Load()
-		e.metrics.drainCut.Add(float64(n))
+		e.metrics.drainCut.Add(n)
 		e.log.Warn("drain deadline passed; cutting requests in flight", "requests", n)
 		err = fmt.Errorf("drain: %w", ctx.Err())
 	}
@@ -620,124 +613,6 @@ func (rt *backendRT) retire(ctx context.Context) {
 	rt.log.Info("backend retired after reload")
 }
 
-// Stats is a summary of the engine's counters (the admin /stats document).
-type Stats struct {
-	Stack          string        `json:"stack"`
-	Workers        int           `json:"workers"`
-	Uptime         time.Duration `json:"uptime_ns"`
-	Requests       float64       `json:"requests"`
-	RequestsOK     float64       `json:"requests_ok"`
-	RequestsFailed float64       `json:"requests_failed"`
-	// RequestsAborted counts responses that broke off after their headers
-	// went out (the backend died mid-response): no proxy can retry those.
-	RequestsAborted float64 `json:"requests_aborted"`
-	Tunnels         float64 `json:"tunnels"`
-	Retries         float64 `json:"retries"`
-	Redispatches    float64 `json:"redispatches"`
-	// PicksByQueue and PicksByHash count client connections given to the
-	// worker of their RX queue, and to one chosen by address hash.
-	PicksByQueue       float64 `json:"worker_picks_rx_queue"`
-	PicksByHash        float64 `json:"worker_picks_hash"`
-	BackendRequests    float64 `json:"backend_requests"`
-	BackendConnsOpened float64 `json:"backend_connections_opened"`
-	BackendConnsOpen   float64 `json:"backend_connections_open"`
-	ConnectErrors      float64 `json:"connect_errors"`
-	// ConnsRefused counts client connections refused by max_connections;
-	// ClientTimeouts requests cut because the client was too slow (a
-	// stalled request body).
-	ConnsRefused   float64 `json:"connections_refused"`
-	ClientTimeouts float64 `json:"client_timeouts"`
-	ServersUp      int     `json:"servers_up"`
-	Servers        int     `json:"servers"`
-	// Reuse sums the backend pools' statistics (current backends only).
-	Reuse reuse.Stats `json:"reuse"`
-	// Net holds the data plane's own series (frames in use, XDP counters,
-	// drops), summed over interfaces and queues, keyed name{label=value};
-	// empty on the kernel stack.
-	Net map[string]float64 `json:"net,omitempty"`
-}
-
-// Stats gathers the current counters.
-func (e *Engine) Stats() Stats {
-	fams, _ := e.metrics.reg.Gather()
-	s := Stats{
-		Stack:              e.net.Name(),
-		Workers:            e.workers,
-		Uptime:             time.Since(e.started),
-		Requests:           sum(fams, "xdpnet_requests_total", nil),
-		RequestsOK:         sum(fams, "xdpnet_requests_total", map[string]string{"result": "ok"}),
-		RequestsAborted:    sum(fams, "xdpnet_requests_total", map[string]string{"result": "aborted"}),
-		Tunnels:            sum(fams, "xdpnet_tunnels_total", nil),
-		Retries:            sum(fams, "xdpnet_retries_total", nil),
-		Redispatches:       sum(fams, "xdpnet_redispatches_total", nil),
-		PicksByQueue:       sum(fams, "xdpnet_worker_picks_total", map[string]string{"by": "rx_queue"}),
-		PicksByHash:        sum(fams, "xdpnet_worker_picks_total", map[string]string{"by": "hash"}),
-		BackendRequests:    sum(fams, "xdpnet_backend_requests_total", nil),
-		BackendConnsOpened: sum(fams, "xdpnet_backend_connections_opened_total", nil),
-		BackendConnsOpen:   sum(fams, "xdpnet_backend_connections_open", nil),
-		ConnectErrors:      sum(fams, "xdpnet_backend_connect_errors_total", nil),
-		ConnsRefused:       sum(fams, "xdpnet_connections_refused_total", nil),
-		ClientTimeouts:     sum(fams, "xdpnet_client_timeouts_total", nil),
-	}
-	s.RequestsFailed = s.Requests - s.RequestsOK
-	e.mu.Lock()
-	for _, rt := range e.backends {
-		s.Reuse.Add(rt.pool.Stats())
-		for _, srv := range rt.servers {
-			s.Servers++
-			if srv.up.Load() {
-				s.ServersUp++
-			}
-		}
-	}
-	e.mu.Unlock()
-	if c := e.net.Collector(); c != nil {
-		s.Net = map[string]float64{}
-		for _, f := range fams {
-			n := f.GetName()
-			if !strings.HasPrefix(n, "xdpnet_") || isEngineFamily(n) {
-				continue
-			}
-			// Summed over interfaces and queues, split by the other
-			// labels.
-			for _, m := range f.GetMetric() {
-				key := n
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() != "interface" && lp.GetName() != "queue" {
-						key += "{" + lp.GetName() + "=" + lp.GetValue() + "}"
-					}
-				}
-				s.Net[key] += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
-		}
-	}
-	return s
-}
-
-func (e *Engine) reuseStats() map[string]reuse.Stats {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := map[string]reuse.Stats{}
-	for name, rt := range e.backends {
-		out[name] = rt.pool.Stats()
-	}
-	return out
-}
-
-func isEngineFamily(n string) bool {
-	switch n {
-	case "xdpnet_requests_total", "xdpnet_request_duration_seconds", "xdpnet_client_connections",
-		"xdpnet_tunnels_total", "xdpnet_backend_requests_total", "xdpnet_backend_connections_opened_total",
-		"xdpnet_backend_connect_errors_total", "xdpnet_backend_connections_open", "xdpnet_reuse_attaches_total",
-		"xdpnet_reuse_misses_total", "xdpnet_reuse_takeovers_total", "xdpnet_reuse_retries_total", "xdpnet_reuse_connections",
-		"xdpnet_retries_total", "xdpnet_redispatches_total", "xdpnet_server_up", "xdpnet_info",
-		"xdpnet_worker_picks_total", "xdpnet_backend_sockets_replaced_total", "xdpnet_backend_silent_connections_total", "xdpnet_backend_failures_total", "xdpnet_drain_cut_requests_total",
-		"xdpnet_reuse_queued_total", "xdpnet_reuse_queue_timeouts_total", "xdpnet_connections_refused_total", "xdpnet_client_timeouts_total":
-		return true
-	}
-	return false
-}
-
 // startAdminLocked serves /metrics (Prometheus), /stats (JSON) and
 // /healthz on a kernel socket. They are read-only: the "GET " patterns make
 // the mux answer any other method than GET and HEAD with 405 and
@@ -757,13 +632,18 @@ func (e *Engine) startAdminLocked() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(e.Stats())
-	})
+	mux.Handle("GET /stats", statsHandler(e.Stats))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	e.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	e.adminAddr = ln.Addr()
 	go e.admin.Serve(ln)
 	return nil
+}
+
+// statsHandler serves the /stats document that snapshot takes.
+func statsHandler(snapshot func() Stats) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(snapshot())
+	})
 }

@@ -20,16 +20,6 @@ import (
 	"github.com/quic-go/quic-go/http3"
 )
 
-// counter is the value of one series of the engine's registry.
-func counter(t *testing.T, e *Engine, name string, labels map[string]string) float64 {
-	t.Helper()
-	fams, err := e.metrics.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sum(fams, name, labels)
-}
-
 // withFrontend adds YAML flow-map entries to the test frontend of baseConfig.
 func withFrontend(cfg, extra string) string {
 	return strings.Replace(cfg, "timeouts: {header: 2s, idle: 5s}}", "timeouts: {header: 2s, idle: 5s"+extra, 1)
@@ -45,7 +35,7 @@ func TestBodyTimeout(t *testing.T) {
 	httpEng := loopEngine(t, roots, withFrontend(baseConfig("http", os, ""), ", body: 300ms}}"))
 	h3Eng := loopEngine(t, roots, withFrontend(baseConfig("h3", os, ""), ", body: 300ms}}"))
 	cut := func(e *Engine) float64 {
-		return counter(t, e, "xdpnet_client_timeouts_total", map[string]string{"frontend": "fe", "reason": "body"})
+		return counterValue(t, e, "xdpnet_client_timeouts_total", map[string]string{"frontend": "fe", "reason": "body"})
 	}
 
 	// HTTP/1.1 on a raw connection: Content-Length n, half of it sent.
@@ -126,7 +116,7 @@ func TestBodyTimeout(t *testing.T) {
 		if got := cut(e) - before; got != 1 {
 			t.Errorf("body timeouts counted: %v, want 1", got)
 		}
-		if got := counter(t, e, "xdpnet_requests_total", map[string]string{"result": "body_timeout", "class": "4xx"}); got < 1 {
+		if got := counterValue(t, e, "xdpnet_requests_total", map[string]string{"result": "body_timeout", "class": "4xx"}); got < 1 {
 			t.Errorf("requests with result body_timeout: %v", got)
 		}
 	}
@@ -165,7 +155,7 @@ func TestConnectionLimits(t *testing.T) {
 				e := loopEngine(t, roots, cfg)
 				addr := e.FrontendAddr("fe").String()
 				refused := func() float64 {
-					return counter(t, e, "xdpnet_connections_refused_total", map[string]string{"frontend": "fe", "reason": reason})
+					return counterValue(t, e, "xdpnet_connections_refused_total", map[string]string{"frontend": "fe", "reason": reason})
 				}
 				// open makes a connection and proves it served; ok is
 				// false when the engine refused it.

@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Net is the network stack the proxy runs on. The same proxy logic runs on
@@ -25,9 +23,6 @@ type Net interface {
 	// BackendPacketConn opens worker w's UDP socket for its backend QUIC
 	// connections, with a local address able to reach backend.
 	BackendPacketConn(w int, backend netip.Addr) (net.PacketConn, error)
-	// Collector exposes the stack's own counters (frames in use, XDP
-	// counters); nil when it has none.
-	Collector() prometheus.Collector
 	// Close releases the stack (ports, programs). Sockets opened from it
 	// must be closed first.
 	Close() error
@@ -134,9 +129,6 @@ func (k *KernelNet) BackendPacketConn(_ int, backend netip.Addr) (pc net.PacketC
 	}
 	return pc, nil
 }
-
-// Collector implements Net.
-func (k *KernelNet) Collector() prometheus.Collector { return nil }
 
 // Close implements Net.
 func (k *KernelNet) Close() error { return nil }

@@ -447,7 +447,7 @@ func TestTimeoutsLimitsAndHealth(t *testing.T) {
 		}
 		// The requests are over: no lease, reserved credit or stream is
 		// left on any pooled connection.
-		if st := e.reuseStats()["be"]; st.Leases != 0 || st.OpenErrors != 0 || st.Attaches < 8 {
+		if st := e.Stats().Engine.Backends["be"].Reuse; st.Leases != 0 || st.OpenErrors != 0 || st.Attaches < 8 {
 			t.Errorf("reuse stats after the burst: %+v", st)
 		}
 		e.mu.Lock()

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // stallTarget is a TCP server behind the origins' raw streams that accepts
@@ -146,6 +148,27 @@ func counterValue(t testing.TB, e *Engine, name string, want map[string]string) 
 		t.Fatal(err)
 	}
 	return sum(fams, name, want)
+}
+
+// sum adds up every sample of the named counter or gauge family, optionally
+// only those whose labels match all of want.
+func sum(fams []*dto.MetricFamily, name string, want map[string]string) float64 {
+	var total float64
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			for k, v := range want {
+				if labels(m)[k] != v {
+					continue next
+				}
+			}
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
+		}
+	}
+	return total
 }
 
 // replaceOnce edits a test configuration, failing if old is not in it.

@@ -9,9 +9,8 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/xdpnet/xdpnet/bpf"
+	"github.com/xdpnet/xdpnet/bufring"
 	"github.com/xdpnet/xdpnet/mux"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
@@ -306,11 +305,6 @@ func (x *XDPNet) QUICPacketSize(dst netip.Addr) uint16 {
 	return 0
 }
 
-// Collector implements Net: frames in use, port and kernel XDP counters,
-// the steering program's counters, and every drop counter by reason: the
-// AF_XDP sockets' and the endpoint's per queue, netstack's stack-wide.
-func (x *XDPNet) Collector() prometheus.Collector { return xdpCollector{x} }
-
 // Close implements Net. The stack closes the endpoints (it stops their
 // receive goroutines before netstack's teardown, drains TX and closes the
 // ports); ports that never reached an endpoint are closed here.
@@ -336,92 +330,115 @@ func (x *XDPNet) Close() error {
 	return errors.Join(errs...)
 }
 
-type xdpCollector struct{ x *XDPNet }
-
-var (
-	framesInUseDesc = prometheus.NewDesc("xdpnet_umem_frames_in_use", "UMEM frames held outside the free rings (RX/TX rings, netstack, caches excluded).", []string{"interface"}, nil)
-	framesDesc      = prometheus.NewDesc("xdpnet_umem_frames", "UMEM frames per interface.", []string{"interface"}, nil)
-	xskDesc         = prometheus.NewDesc("xdpnet_xsk_packets_total", "AF_XDP socket counters.", []string{"interface", "dir"}, nil)
-	xskKickDesc     = prometheus.NewDesc("xdpnet_xsk_tx_kicks_total", "sendto(2) wake-ups issued for the TX rings; per TX packet, it shows how well sends are batched.", []string{"interface"}, nil)
-	xskRetryDesc    = prometheus.NewDesc("xdpnet_xsk_tx_kick_retries_total", "TX kicks the ports made on their own because a kick left frames on the TX ring (completion ring full, device busy, link down).", []string{"interface"}, nil)
-	xskDropDesc     = prometheus.NewDesc("xdpnet_xsk_drops_total", "Frames and descriptors the kernel dropped at an AF_XDP socket (XDP_STATISTICS), per queue and reason: fill_ring_empty, rx_ring_full, rx_dropped, rx_invalid_descs, tx_invalid_descs.", []string{"interface", "queue", "reason"}, nil)
-	steerDesc       = prometheus.NewDesc("xdpnet_xdp_frames_total", "Frames seen by the steering program, per RX queue (dedicated or not; \"other\": above the highest dedicated one) and verdict. It drops none: no_socket and malformed frames go to the kernel.", []string{"interface", "queue", "verdict"}, nil)
-	epDropDesc      = prometheus.NewDesc("xdpnet_endpoint_drops_total", "Frames the netstack endpoint dropped before or after netstack, per queue, direction and reason (see stack.QueueStats.Drops).", []string{"interface", "queue", "dir", "reason"}, nil)
-	epUDPFastDesc   = prometheus.NewDesc("xdpnet_endpoint_udp_fast_datagrams_total", "Datagrams of connected or address-bound UDP sockets (backend QUIC, HTTP/3 frontends) moved between frames and socket without the netstack.", []string{"interface", "dir"}, nil)
-	nsDropDesc      = prometheus.NewDesc("xdpnet_netstack_drops_total", "Packets netstack dropped, stack-wide (netstack counts per stack, not per interface or queue), by direction and reason (see stack.Stack.Drops).", []string{"dir", "reason"}, nil)
-)
-
-func (c xdpCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{framesInUseDesc, framesDesc, xskDesc, xskKickDesc, xskRetryDesc, xskDropDesc, steerDesc, epDropDesc, epUDPFastDesc, nsDropDesc} {
-		ch <- d
-	}
+// DataPlaneStats is the snapshot of the AF_XDP data plane's counters (the
+// net part of /stats; see Stats for the tags).
+type DataPlaneStats struct {
+	Interfaces map[string]*InterfaceStats `json:"interfaces" by:"interface"`
+	// NetstackDrops are netstack's drops by direction, then reason (see
+	// stack.Stack.Drops): stack-wide, as netstack counts them per stack,
+	// not per interface or queue.
+	NetstackDrops map[string]map[string]uint64 `json:"netstack_drops" metric:"xdpnet_netstack_drops_total" by:"dir,reason"`
 }
 
-func (c xdpCollector) Collect(ch chan<- prometheus.Metric) {
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	for _, xi := range c.x.ifs {
-		var inUse, frames float64
-		var rx, tx, kicks, retries uint64
-		for i, p := range xi.ports {
-			fs := p.Pool().Stats()
-			inUse += float64(fs.InUse)
-			frames += float64(fs.Frames)
-			s, err := p.Stats()
-			if err != nil {
-				continue
-			}
-			rx += s.RxPackets
-			tx += s.TxPackets
-			kicks += s.TxKicks
-			retries += s.TxKickRetries
-			q := xi.queueLabel(i)
-			k := s.Kernel
-			counter(xskDropDesc, k.RxFillRingEmptyDescs, xi.name, q, "fill_ring_empty")
-			counter(xskDropDesc, k.RxRingFull, xi.name, q, "rx_ring_full")
-			counter(xskDropDesc, k.RxDropped, xi.name, q, "rx_dropped")
-			counter(xskDropDesc, k.RxInvalidDescs, xi.name, q, "rx_invalid_descs")
-			counter(xskDropDesc, k.TxInvalidDescs, xi.name, q, "tx_invalid_descs")
+// InterfaceStats are the counters of one interface.
+type InterfaceStats struct {
+	// Queues are the dedicated queues, by the NIC's queue id.
+	Queues map[string]*QueueStats `json:"queues" by:"queue"`
+	// Steering are the steering program's counters per RX queue, dedicated
+	// or not; "other" counts the queues above the highest dedicated one.
+	Steering map[string]bpf.Counters `json:"steering" by:"queue"`
+}
+
+// QueueStats are the counters of one dedicated queue: its UMEM frame pool,
+// its AF_XDP port (with the kernel's XDP_STATISTICS) and its netstack
+// endpoint queue.
+type QueueStats struct {
+	UMEM     bufring.FrameStats `json:"umem"`
+	Port     nic.Stats          `json:"port"`
+	Endpoint stack.QueueStats   `json:"endpoint"`
+}
+
+var _ dataPlane = (*XDPNet)(nil)
+
+// DataPlaneStats takes the data plane's snapshot. A port whose kernel
+// statistics cannot be read (closing) still gives its own counters.
+func (x *XDPNet) DataPlaneStats() *DataPlaneStats {
+	s := &DataPlaneStats{Interfaces: map[string]*InterfaceStats{}, NetstackDrops: map[string]map[string]uint64{}}
+	for _, xi := range x.ifs {
+		is := &InterfaceStats{Queues: map[string]*QueueStats{}, Steering: map[string]bpf.Counters{}}
+		s.Interfaces[xi.name] = is
+		var eps []stack.QueueStats
+		if xi.ep != nil {
+			eps = xi.ep.Stats()
 		}
-		ch <- prometheus.MustNewConstMetric(framesInUseDesc, prometheus.GaugeValue, inUse, xi.name)
-		ch <- prometheus.MustNewConstMetric(framesDesc, prometheus.GaugeValue, frames, xi.name)
-		counter(xskDesc, rx, xi.name, "rx")
-		counter(xskDesc, tx, xi.name, "tx")
-		counter(xskKickDesc, kicks, xi.name)
-		counter(xskRetryDesc, retries, xi.name)
+		for i := range max(len(xi.ports), len(eps)) {
+			qs := &QueueStats{}
+			if i < len(xi.ports) {
+				qs.UMEM = xi.ports[i].Pool().Stats()
+				qs.Port, _ = xi.ports[i].Stats()
+			}
+			if i < len(eps) {
+				qs.Endpoint = eps[i]
+			}
+			is.Queues[xi.queueLabel(i)] = qs
+		}
 		if xi.steer != nil {
 			if qs, other, err := xi.steer.QueueCounters(); err == nil {
-				steer := func(q string, s bpf.Counters) {
-					counter(steerDesc, s.Redirected, xi.name, q, "redirected")
-					counter(steerDesc, s.Passed, xi.name, q, "passed")
-					counter(steerDesc, s.NoSocket, xi.name, q, "no_socket")
-					counter(steerDesc, s.Malformed, xi.name, q, "malformed")
+				for q, c := range qs {
+					is.Steering[strconv.Itoa(q)] = c
 				}
-				for q, s := range qs {
-					steer(strconv.Itoa(q), s)
-				}
-				steer("other", other)
+				is.Steering["other"] = other
 			}
 		}
-		if xi.ep != nil {
-			qs := xi.ep.Stats()
-			for i, st := range qs {
-				q := xi.queueLabel(i)
-				for _, d := range st.Drops() {
-					counter(epDropDesc, d.Count, xi.name, q, d.Dir, d.Reason)
-				}
+	}
+	if x.st != nil {
+		for _, d := range x.st.Drops() {
+			if s.NetstackDrops[d.Dir] == nil {
+				s.NetstackDrops[d.Dir] = map[string]uint64{}
 			}
-			t := stack.Total(qs)
-			counter(epUDPFastDesc, t.RXUDPFast, xi.name, "rx")
-			counter(epUDPFastDesc, t.TXUDPFast, xi.name, "tx")
+			s.NetstackDrops[d.Dir][d.Reason] = d.Count
 		}
 	}
-	if c.x.st != nil {
-		for _, d := range c.x.st.Drops() {
-			counter(nsDropDesc, d.Count, d.Dir, d.Reason)
+	return s
+}
+
+// DataPlaneTotals are the figures of a DataPlaneStats that `xdpnet stats`
+// and the demo show, summed over interfaces and queues.
+type DataPlaneTotals struct {
+	Frames, FramesInUse int64
+	// Redirected and Passed are the steering program's verdicts.
+	Redirected, Passed uint64
+	// RxPackets and TxPackets are the AF_XDP sockets'; KernelDrops the
+	// frames and descriptors the kernel dropped at them.
+	RxPackets, TxPackets, KernelDrops uint64
+	// EndpointDrops and NetstackDrops are the drops of every reason.
+	EndpointDrops, NetstackDrops uint64
+}
+
+// Totals sums s up.
+func (s *DataPlaneStats) Totals() DataPlaneTotals {
+	var t DataPlaneTotals
+	for _, is := range s.Interfaces {
+		for _, q := range is.Queues {
+			t.Frames += int64(q.UMEM.Frames)
+			t.FramesInUse += q.UMEM.InUse
+			t.RxPackets += q.Port.RxPackets
+			t.TxPackets += q.Port.TxPackets
+			k := q.Port.Kernel
+			t.KernelDrops += k.RxDropped + k.RxInvalidDescs + k.TxInvalidDescs + k.RxRingFull + k.RxFillRingEmptyDescs
+			t.EndpointDrops += q.Endpoint.RXDrops() + q.Endpoint.TXDrops()
+		}
+		for _, c := range is.Steering {
+			t.Redirected += c.Redirected
+			t.Passed += c.Passed
 		}
 	}
+	for _, byReason := range s.NetstackDrops {
+		for _, n := range byReason {
+			t.NetstackDrops += n
+		}
+	}
+	return t
 }
 
 // queueLabel is the queue label of endpoint queue i: the NIC's queue id.

@@ -67,7 +67,7 @@ func TestXDPCollectorDrops(t *testing.T) {
 	}
 
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(x.Collector())
+	reg.MustRegister(snapshotCollector{snapshot: func() Stats { return Stats{Net: x.DataPlaneStats()} }})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -107,15 +107,17 @@ func demoCmd(args []string, stdout, stderr io.Writer) error {
 
 // runResult is one load run through the engine on one stack.
 type runResult struct {
-	stack        string
-	ok, failed   int64
-	elapsed      time.Duration
-	lat          []time.Duration
-	firstErr     error
-	h3, tunnel   string
-	stats        engine.Stats
-	peakFrames   float64
-	framesTotal  float64
+	stack      string
+	ok, failed int64
+	elapsed    time.Duration
+	lat        []time.Duration
+	firstErr   error
+	h3, tunnel string
+	stats      engine.Stats
+	peakFrames int64
+	// net sums the data plane's snapshot at the end; nil on the kernel
+	// stack.
+	net          *engine.DataPlaneTotals
 	originReqs   int64
 	originConns  int64
 	shutdownErr  error
@@ -187,13 +189,13 @@ func demoRun(ctx context.Context, stack string, o demoOpts, log *slog.Logger, st
 	defer tick.Stop()
 	progress := func() {
 		st := env.Engine.Stats()
-		frames := st.Net["xdpnet_umem_frames_in_use"]
-		r.peakFrames = max(r.peakFrames, frames)
 		el := time.Since(start)
 		line := fmt.Sprintf("\r  %5.1fs  ok %7d  failed %4d  %7.0f req/s  backend conns opened %3.0f",
 			el.Seconds(), ok.Load(), failed.Load(), float64(ok.Load())/el.Seconds(), st.BackendConnsOpened)
 		if st.Net != nil {
-			line += fmt.Sprintf("  UMEM frames in use %5.0f", frames)
+			frames := st.Net.Totals().FramesInUse
+			r.peakFrames = max(r.peakFrames, frames)
+			line += fmt.Sprintf("  UMEM frames in use %5d", frames)
 		}
 		fmt.Fprint(stdout, line)
 	}
@@ -213,7 +215,10 @@ loop:
 
 	// Graceful drain, as on SIGTERM, with its own deadline.
 	r.stats = env.Engine.Stats()
-	r.framesTotal = r.stats.Net["xdpnet_umem_frames"]
+	if r.stats.Net != nil {
+		t := r.stats.Net.Totals()
+		r.net = &t
+	}
 	for _, og := range env.Origins {
 		s := og.Stats()
 		r.originReqs += s.Requests
@@ -371,36 +376,27 @@ func printSummary(w io.Writer, rs []*runResult, o demoOpts) {
 	row("reuse ratio (pool)", func(r *runResult) string { return fmt.Sprintf("%.4f", r.stats.Reuse.ReuseRatio()) })
 	row("retries", func(r *runResult) string { return fmt.Sprintf("%.0f", r.stats.Retries) })
 	row("retries on dead reused conns", func(r *runResult) string { return fmt.Sprintf("%d", r.stats.Reuse.Retries) })
-	row("UMEM frames in use (peak / total)", func(r *runResult) string {
-		if r.stats.Net == nil {
-			return "n/a (kernel)"
-		}
-		return fmt.Sprintf("%.0f / %.0f", r.peakFrames, r.framesTotal)
-	})
-	row("XDP redirected / passed to kernel", func(r *runResult) string {
-		if r.stats.Net == nil {
-			return "n/a (kernel)"
-		}
-		return fmt.Sprintf("%.0f / %.0f", r.stats.Net["xdpnet_xdp_frames_total{verdict=redirected}"], r.stats.Net["xdpnet_xdp_frames_total{verdict=passed}"])
-	})
-	row("AF_XDP rx / tx packets", func(r *runResult) string {
-		if r.stats.Net == nil {
-			return "n/a (kernel)"
-		}
-		return fmt.Sprintf("%.0f / %.0f", r.stats.Net["xdpnet_xsk_packets_total{dir=rx}"], r.stats.Net["xdpnet_xsk_packets_total{dir=tx}"])
-	})
-	row("AF_XDP kernel drops", func(r *runResult) string {
-		if r.stats.Net == nil {
-			return "n/a (kernel)"
-		}
-		var d float64
-		for k, v := range r.stats.Net {
-			if strings.HasPrefix(k, "xdpnet_xsk_drops_total") {
-				d += v
+	// net shows a figure of the data plane's, "n/a" on the kernel stack.
+	net := func(f func(r *runResult, t *engine.DataPlaneTotals) string) func(r *runResult) string {
+		return func(r *runResult) string {
+			if r.net == nil {
+				return "n/a (kernel)"
 			}
+			return f(r, r.net)
 		}
-		return fmt.Sprintf("%.0f", d)
-	})
+	}
+	row("UMEM frames in use (peak / total)", net(func(r *runResult, t *engine.DataPlaneTotals) string {
+		return fmt.Sprintf("%d / %d", r.peakFrames, t.Frames)
+	}))
+	row("XDP redirected / passed to kernel", net(func(_ *runResult, t *engine.DataPlaneTotals) string {
+		return fmt.Sprintf("%d / %d", t.Redirected, t.Passed)
+	}))
+	row("AF_XDP rx / tx packets", net(func(_ *runResult, t *engine.DataPlaneTotals) string {
+		return fmt.Sprintf("%d / %d", t.RxPackets, t.TxPackets)
+	}))
+	row("AF_XDP kernel drops", net(func(_ *runResult, t *engine.DataPlaneTotals) string {
+		return fmt.Sprintf("%d", t.KernelDrops)
+	}))
 	row("h3 frontend", func(r *runResult) string { return short(r.h3) })
 	row("tcp tunnels", func(r *runResult) string { return short(r.tunnel) })
 	row("graceful drain", func(r *runResult) string {

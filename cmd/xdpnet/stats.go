@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -59,13 +58,12 @@ func printStats(w io.Writer, st engine.Stats) {
 	fmt.Fprintf(tw, "backend connections opened / open\t%.0f / %.0f\n", st.BackendConnsOpened, st.BackendConnsOpen)
 	fmt.Fprintf(tw, "reuse ratio\t%.4f\n", st.Reuse.ReuseRatio())
 	fmt.Fprintf(tw, "servers up\t%d of %d\n", st.ServersUp, st.Servers)
-	keys := make([]string, 0, len(st.Net))
-	for k := range st.Net {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%.0f\n", k, st.Net[k])
+	if st.Net != nil {
+		t := st.Net.Totals()
+		fmt.Fprintf(tw, "UMEM frames in use / total\t%d / %d\n", t.FramesInUse, t.Frames)
+		fmt.Fprintf(tw, "XDP redirected / passed to kernel\t%d / %d\n", t.Redirected, t.Passed)
+		fmt.Fprintf(tw, "AF_XDP rx / tx packets\t%d / %d\n", t.RxPackets, t.TxPackets)
+		fmt.Fprintf(tw, "drops: AF_XDP kernel / endpoint / netstack\t%d / %d / %d\n", t.KernelDrops, t.EndpointDrops, t.NetstackDrops)
 	}
 	tw.Flush()
 }

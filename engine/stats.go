@@ -1,0 +1,249 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/xdpnet/xdpnet/reuse"
+)
+
+// Stats is the admin /stats document. Engine and Net are the snapshots of
+// the engine's and the data plane's counters; /metrics is made from the
+// same snapshots (statsmetrics.go), so every figure in one is in the other,
+// which TestStatsReachBothEndpoints checks field by field. The struct tags
+// say where each field goes: json its /stats key, metric its Prometheus
+// series (metric:"-": not on /metrics), by the labels that the keys of a
+// map give, outermost first.
+type Stats struct {
+	Stack   string        `json:"stack" metric:"-"` // xdpnet_info{stack}
+	Workers int           `json:"workers" metric:"-"`
+	Uptime  time.Duration `json:"uptime_ns" metric:"-"`
+	// Summary sums the snapshots for `xdpnet stats`, the demo and tests;
+	// its figures are all in the snapshots already.
+	Summary `metric:"-"`
+	Engine  EngineStats `json:"engine"`
+	// Net is the data plane's snapshot; nil on the kernel stack.
+	Net *DataPlaneStats `json:"net,omitempty"`
+}
+
+// Summary is the short form of the snapshots, under the /stats keys it has
+// always had.
+type Summary struct {
+	Requests       float64 `json:"requests"`
+	RequestsOK     float64 `json:"requests_ok"`
+	RequestsFailed float64 `json:"requests_failed"`
+	// RequestsAborted counts responses that broke off after their headers
+	// went out (the backend died mid-response): no proxy can retry those.
+	RequestsAborted float64 `json:"requests_aborted"`
+	Tunnels         float64 `json:"tunnels"`
+	Retries         float64 `json:"retries"`
+	Redispatches    float64 `json:"redispatches"`
+	// PicksByQueue and PicksByHash count client connections given to the
+	// worker of their RX queue, and to one chosen by address hash.
+	PicksByQueue       float64 `json:"worker_picks_rx_queue"`
+	PicksByHash        float64 `json:"worker_picks_hash"`
+	BackendRequests    float64 `json:"backend_requests"`
+	BackendConnsOpened float64 `json:"backend_connections_opened"`
+	BackendConnsOpen   float64 `json:"backend_connections_open"`
+	ConnectErrors      float64 `json:"connect_errors"`
+	// ConnsRefused counts client connections refused by max_connections;
+	// ClientTimeouts requests cut because the client was too slow (a
+	// stalled request body).
+	ConnsRefused   float64 `json:"connections_refused"`
+	ClientTimeouts float64 `json:"client_timeouts"`
+	// ServersUp and Servers count the servers of the current backends.
+	ServersUp int `json:"servers_up"`
+	Servers   int `json:"servers"`
+	// Reuse sums the backend pools' statistics (current backends only).
+	Reuse reuse.Stats `json:"reuse"`
+}
+
+// EngineStats is the snapshot of the engine's own counters. Frontends and
+// backends a reload removed stay in it with their last figures, as
+// Prometheus counters must not go back.
+type EngineStats struct {
+	Frontends map[string]*FrontendStats `json:"frontends" by:"frontend"`
+	Backends  map[string]*BackendStats  `json:"backends" by:"backend"`
+	// WorkerPicks counts client connections given to a worker, by how it
+	// was chosen: rx_queue (the queue the connection arrived on) or hash
+	// (of the client address).
+	WorkerPicks      map[string]uint64 `json:"worker_picks" metric:"xdpnet_worker_picks_total" by:"by"`
+	BackendConnsOpen int64             `json:"backend_connections_open" metric:"xdpnet_backend_connections_open"`
+	DrainCutRequests uint64            `json:"drain_cut_requests" metric:"xdpnet_drain_cut_requests_total"`
+}
+
+// FrontendStats are one frontend's counters.
+type FrontendStats struct {
+	// Requests are by result (ok, failed, aborted, client_gone,
+	// bad_request, body_timeout), then status class (2xx ...).
+	Requests          map[string]map[string]uint64 `json:"requests" metric:"xdpnet_requests_total" by:"result,class"`
+	ClientConnections int64                        `json:"client_connections" metric:"xdpnet_client_connections"`
+	// Refused are by reason: frontend_limit or engine_limit.
+	Refused map[string]uint64 `json:"connections_refused" metric:"xdpnet_connections_refused_total" by:"reason"`
+	// ClientTimeouts are by reason: body.
+	ClientTimeouts map[string]uint64 `json:"client_timeouts" metric:"xdpnet_client_timeouts_total" by:"reason"`
+	// Tunnels are by result: ok, failed, reset, idle, cut.
+	Tunnels map[string]uint64 `json:"tunnels" metric:"xdpnet_tunnels_total" by:"result"`
+}
+
+// BackendStats are one backend's counters.
+type BackendStats struct {
+	Servers         map[string]*ServerStats `json:"servers" by:"server"`
+	SocketsReplaced uint64                  `json:"sockets_replaced" metric:"xdpnet_backend_sockets_replaced_total"`
+	// Failures are by reason (see failure).
+	Failures     map[string]uint64 `json:"failures" metric:"xdpnet_backend_failures_total" by:"reason"`
+	Retries      uint64            `json:"retries" metric:"xdpnet_retries_total"`
+	Redispatches uint64            `json:"redispatches" metric:"xdpnet_redispatches_total"`
+	// Reuse is the backend's pool; nil once a reload removed the backend.
+	Reuse *reuse.Stats `json:"reuse,omitempty"`
+}
+
+// ServerStats are one backend server's counters.
+type ServerStats struct {
+	Requests          uint64 `json:"requests" metric:"xdpnet_backend_requests_total"`
+	ConnectionsOpened uint64 `json:"connections_opened" metric:"xdpnet_backend_connections_opened_total"`
+	ConnectErrors     uint64 `json:"connect_errors" metric:"xdpnet_backend_connect_errors_total"`
+	// SilentConnections were closed for answering neither a request nor
+	// a PING (backendRT.suspect).
+	SilentConnections uint64 `json:"silent_connections" metric:"xdpnet_backend_silent_connections_total"`
+	// Up is false while health checks have taken the server out.
+	Up bool `json:"up" metric:"xdpnet_server_up"`
+}
+
+// Stats takes the snapshots and sums them up.
+func (e *Engine) Stats() Stats {
+	s := Stats{Stack: e.net.Name(), Workers: e.workers, Uptime: time.Since(e.started), Engine: e.engineStats()}
+	if dp, ok := e.net.(dataPlane); ok {
+		s.Net = dp.DataPlaneStats()
+	}
+	s.Summary = s.Engine.summary()
+	e.mu.Lock()
+	for _, rt := range e.backends {
+		for _, srv := range rt.servers {
+			s.Servers++
+			if srv.up.Load() {
+				s.ServersUp++
+			}
+		}
+	}
+	e.mu.Unlock()
+	return s
+}
+
+// dataPlane is implemented by stacks with counters of their own (XDPNet).
+type dataPlane interface {
+	DataPlaneStats() *DataPlaneStats
+}
+
+// engineStats reads the live counters into a snapshot.
+func (e *Engine) engineStats() EngineStats {
+	m := e.metrics
+	s := EngineStats{
+		Frontends:        map[string]*FrontendStats{},
+		Backends:         map[string]*BackendStats{},
+		WorkerPicks:      map[string]uint64{},
+		BackendConnsOpen: m.connsOpen.v.Load(),
+		DrainCutRequests: uint64(m.drainCut.v.Load()),
+	}
+	fe := func(name string) *FrontendStats {
+		f := s.Frontends[name]
+		if f == nil {
+			f = &FrontendStats{Requests: map[string]map[string]uint64{}, Refused: map[string]uint64{},
+				ClientTimeouts: map[string]uint64{}, Tunnels: map[string]uint64{}}
+			s.Frontends[name] = f
+		}
+		return f
+	}
+	be := func(name string) *BackendStats {
+		b := s.Backends[name]
+		if b == nil {
+			b = &BackendStats{Servers: map[string]*ServerStats{}, Failures: map[string]uint64{}}
+			s.Backends[name] = b
+		}
+		return b
+	}
+	srv := func(k labelValues) *ServerStats {
+		b := be(k[0])
+		sv := b.Servers[k[1]]
+		if sv == nil {
+			sv = &ServerStats{}
+			b.Servers[k[1]] = sv
+		}
+		return sv
+	}
+	m.requests.each(func(k labelValues, n int64) {
+		r := fe(k[0]).Requests
+		if r[k[2]] == nil {
+			r[k[2]] = map[string]uint64{}
+		}
+		r[k[2]][k[1]] = uint64(n)
+	})
+	m.clientConns.each(func(k labelValues, n int64) { fe(k[0]).ClientConnections = n })
+	m.refused.each(func(k labelValues, n int64) { fe(k[0]).Refused[k[1]] = uint64(n) })
+	m.clientTimeouts.each(func(k labelValues, n int64) { fe(k[0]).ClientTimeouts[k[1]] = uint64(n) })
+	m.tunnels.each(func(k labelValues, n int64) { fe(k[0]).Tunnels[k[1]] = uint64(n) })
+	m.backendRequests.each(func(k labelValues, n int64) { srv(k).Requests = uint64(n) })
+	m.connsOpened.each(func(k labelValues, n int64) { srv(k).ConnectionsOpened = uint64(n) })
+	m.connectErrors.each(func(k labelValues, n int64) { srv(k).ConnectErrors = uint64(n) })
+	m.serverUp.each(func(k labelValues, n int64) { srv(k).Up = n != 0 })
+	m.silentConns.each(func(k labelValues, n int64) { srv(k).SilentConnections = uint64(n) })
+	m.socketsReplaced.each(func(k labelValues, n int64) { be(k[0]).SocketsReplaced = uint64(n) })
+	m.failures.each(func(k labelValues, n int64) { be(k[0]).Failures[k[1]] = uint64(n) })
+	m.retries.each(func(k labelValues, n int64) { be(k[0]).Retries = uint64(n) })
+	m.redispatches.each(func(k labelValues, n int64) { be(k[0]).Redispatches = uint64(n) })
+	m.workerPicks.each(func(k labelValues, n int64) { s.WorkerPicks[k[0]] = uint64(n) })
+	e.mu.Lock()
+	for name, rt := range e.backends {
+		st := rt.pool.Stats()
+		be(name).Reuse = &st
+	}
+	e.mu.Unlock()
+	return s
+}
+
+// summary adds up the snapshot over frontends, backends and servers (the
+// servers' count is the engine's business: see Stats).
+func (s *EngineStats) summary() Summary {
+	var u Summary
+	for _, f := range s.Frontends {
+		for result, byClass := range f.Requests {
+			for _, n := range byClass {
+				u.Requests += float64(n)
+				switch result {
+				case "ok":
+					u.RequestsOK += float64(n)
+				case "aborted":
+					u.RequestsAborted += float64(n)
+				}
+			}
+		}
+		u.Tunnels += total(f.Tunnels)
+		u.ConnsRefused += total(f.Refused)
+		u.ClientTimeouts += total(f.ClientTimeouts)
+	}
+	u.RequestsFailed = u.Requests - u.RequestsOK
+	for _, b := range s.Backends {
+		u.Retries += float64(b.Retries)
+		u.Redispatches += float64(b.Redispatches)
+		for _, sv := range b.Servers {
+			u.BackendRequests += float64(sv.Requests)
+			u.BackendConnsOpened += float64(sv.ConnectionsOpened)
+			u.ConnectErrors += float64(sv.ConnectErrors)
+		}
+		if b.Reuse != nil {
+			u.Reuse.Add(*b.Reuse)
+		}
+	}
+	u.PicksByQueue = float64(s.WorkerPicks["rx_queue"])
+	u.PicksByHash = float64(s.WorkerPicks["hash"])
+	u.BackendConnsOpen = float64(s.BackendConnsOpen)
+	return u
+}
+
+// total adds up the counters of a map.
+func total(m map[string]uint64) float64 {
+	var t float64
+	for _, n := range m {
+		t += float64(n)
+	}
+	return t
+}
