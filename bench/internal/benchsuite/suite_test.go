@@ -13,7 +13,12 @@ import (
 	"time"
 )
 
-const moduleRoot = "../.."
+// The suite's own module holds the fixture; the module it measures is the
+// parent directory's.
+const (
+	suiteRoot    = "../.."
+	measuredRoot = "../../.."
+)
 
 // TestRunFixture runs the whole pipeline on the fixture package (known
 // benchmark shapes, one skipped, one failing) and a fake RFC 2544 device:
@@ -25,7 +30,7 @@ func TestRunFixture(t *testing.T) {
 	base := &fakeDUT{capacity: func(size int) float64 { return 5e5 }, sourceMax: 3e6, latency: 80 * time.Microsecond}
 	cfg := Config{
 		Run: RunConfig{
-			Dir:       moduleRoot,
+			Dir:       suiteRoot,
 			Packages:  []string{"./internal/benchsuite/testdata/fixture"},
 			Short:     true,
 			BenchTime: "20ms",
@@ -106,7 +111,7 @@ func TestRunFixture(t *testing.T) {
 	if err := rep.Plot(plotDir); err != nil {
 		t.Fatal(err)
 	}
-	wantPlots := []string{"internal_benchsuite_testdata_fixture-BenchmarkCopy-by-size.png", "rfc2544-latency-cdf-64B.png",
+	wantPlots := []string{"bench_internal_benchsuite_testdata_fixture-BenchmarkCopy-by-size.png", "rfc2544-latency-cdf-64B.png",
 		"rfc2544-latency-cdf-1518B.png", "rfc2544-throughput.png", "series-backend_reuse_ratio.png"}
 	for _, name := range wantPlots {
 		f, err := os.Open(filepath.Join(plotDir, name))
@@ -153,7 +158,7 @@ func TestRunFixture(t *testing.T) {
 	for _, want := range []string{
 		"# Benchmarks\n\nHand-written intro.\n\n" + BeginMarker,
 		EndMarker + "\n\n## bufring\nhand-written\n",
-		"| internal/benchsuite/testdata/fixture | BenchmarkCopy impl=xdpnet vs baseline | size=64 | pps |",
+		"| bench/internal/benchsuite/testdata/fixture | BenchmarkCopy impl=xdpnet vs baseline | size=64 | pps |",
 		"### RFC 2544 throughput: fake port (device under test)",
 		"fixture BenchmarkSkipped: skip fixture_test.go:",
 		"asked to fail",
@@ -241,7 +246,7 @@ func TestSuiteShort(t *testing.T) {
 	var log bytes.Buffer
 	cfg := Config{
 		Run: RunConfig{
-			Dir:      moduleRoot,
+			Dir:      measuredRoot,
 			Short:    true,
 			Timeout:  45 * time.Second,
 			Progress: NewProgress(&log),

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/xdpnet/xdpnet/internal/benchsuite"
+	"github.com/xdpnet/xdpnet/bench/internal/benchsuite"
 )
 
 func main() {
