@@ -174,7 +174,9 @@ func (r *Report) Markdown(plotDir string) string {
 				fmtNum(cmp.Gain[cmp.Primary]), mdEscape(strings.Join(others, ", ")), cpu[cmp.Package+"\x00"+top])
 		}
 		b.WriteString("\nGain is how many times better the implementation is than its baseline on that metric " +
-			"(rates: impl/baseline; costs such as ns/op: baseline/impl). Values are medians over the runs, [min–max] when repeated.\n\n")
+			"(rates and shares that made it: impl/baseline; costs such as ns/op and shares lost: baseline/impl); " +
+			"a metric whose name does not say which way is better (pkts/wait) gets none. " +
+			"Values are medians over the runs, [min–max] when repeated.\n\n")
 	}
 
 	var unpaired []Figure
