@@ -152,6 +152,8 @@ func (r *Report) Markdown(plotDir string) string {
 		fmt.Fprintf(&b, "Benchmarks that build a lab per round run a fixed count instead: %s.\n\n", strings.Join(fixed, ", "))
 	}
 
+	targetsMarkdown(&b, issueTargets, r.Figures)
+
 	if len(r.Comparisons) > 0 {
 		b.WriteString("### Implementations against their same-run baselines\n\n")
 		b.WriteString("| package | benchmark | conditions | metric | impl | baseline | gain | other gains | CPU s (bench run) |\n")
@@ -229,9 +231,14 @@ func (r *Report) Markdown(plotDir string) string {
 			role = "baseline"
 		}
 		fmt.Fprintf(&b, "### RFC 2544 throughput: %s (%s)\n\n", run.DUT, role)
-		fmt.Fprintf(&b, "Zero-loss binary search (loss tolerance %g), %.2f s trials, each rate found confirmed by a %.2f s trial "+
-			"(at most %d, each %.0f%% lower than the last); conditions: %s.\n\n",
-			run.LossTolerance, run.TrialSeconds, run.ConfirmSeconds, run.Confirmations, 100*run.StepDown, paramString(run.Conditions))
+		confirm := fmt.Sprintf("each rate found confirmed by a %.2f s trial (at most %d, each %.0f%% lower than the last)",
+			run.ConfirmSeconds, run.Confirmations, 100*run.StepDown)
+		if run.ConfirmSeconds == 0 {
+			// A results file from before the suite confirmed its rates.
+			confirm = "no confirmation trial"
+		}
+		fmt.Fprintf(&b, "Zero-loss binary search (loss tolerance %g), %.2f s trials, %s; conditions: %s.\n\n",
+			run.LossTolerance, run.TrialSeconds, confirm, paramString(run.Conditions))
 		if run.Error != "" {
 			fmt.Fprintf(&b, "Error: %s\n\n", run.Error)
 		}
