@@ -250,9 +250,12 @@ func (r *Report) Markdown(plotDir string) string {
 				if s.SourceBound {
 					bound = "source"
 				}
-				rate := fmtNum(s.Rate)
+				rate, search := fmtNum(s.Rate), s.SearchRate
 				if s.Rate == 0 && s.SearchRate > 0 {
 					rate = "none confirmed"
+				}
+				if run.ConfirmSeconds == 0 {
+					search = s.Rate // unconfirmed: the search's rate is the figure
 				}
 				lat := "–"
 				if s.Latency.Samples > 0 {
@@ -262,7 +265,7 @@ func (r *Report) Markdown(plotDir string) string {
 					lat += fmt.Sprintf(", %.2g%% lost in this trial", 100*s.LatencyTrialLoss)
 				}
 				fmt.Fprintf(&b, "| %d | %s | %s | %s | %s | %s | %s | %s | %d |\n", s.FrameSize, rate, fmtNum(s.Mbps),
-					fmtNum(s.SearchRate), fmtNum(s.SourceMax), bound, lat, fmtNum(s.CPUPerMframe), len(s.Trials))
+					fmtNum(search), fmtNum(s.SourceMax), bound, lat, fmtNum(s.CPUPerMframe), len(s.Trials))
 			}
 			b.WriteString("\n")
 		}
