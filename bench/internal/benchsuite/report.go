@@ -216,7 +216,8 @@ func (r *Report) Markdown(plotDir string) string {
 			"then a longer confirmation trial at the rate found. The RFC asks 60 s for every trial; the search trials are shorter " +
 			"to keep the suite affordable, and a rate that passes them can still lose frames over a longer trial, " +
 			"so the throughput column is the rate a confirmation trial passed: a rate whose confirmation lost any frame is stepped down " +
-			"and confirmed again, a bounded number of times (lengths and bounds beside each table); \"search\" is the rate before confirmation. " +
+			"below the lower of that rate and the rate received in that trial, and confirmed again, a bounded number of times " +
+			"(lengths and bounds beside each table); \"none confirmed\" means no try passed; \"search\" is the rate before confirmation. " +
 			"\"bound by source\" means nothing was lost even at the source's maximum, so the figure is the source's, not the device's. " +
 			"Latency (section 26.2) comes from the same confirmation trial: a timestamped probe frame replaces a load frame every millisecond, " +
 			"and its frames count towards the loss like the others; " +
@@ -231,7 +232,7 @@ func (r *Report) Markdown(plotDir string) string {
 			role = "baseline"
 		}
 		fmt.Fprintf(&b, "### RFC 2544 throughput: %s (%s)\n\n", run.DUT, role)
-		confirm := fmt.Sprintf("each rate found confirmed by a %.2f s trial (at most %d, each %.0f%% lower than the last)",
+		confirm := fmt.Sprintf("each rate found confirmed by a %.2f s trial (at most %d, each %.0f%% below the last one's rate or received rate)",
 			run.ConfirmSeconds, run.Confirmations, 100*run.StepDown)
 		if run.ConfirmSeconds == 0 {
 			// A results file from before the suite confirmed its rates.

@@ -78,8 +78,9 @@ type SearchConfig struct {
 	// That trial also carries the latency probes. Zero: Trial.
 	Confirm time.Duration
 	// Confirmations bounds the confirmation trials per frame size: a rate
-	// whose confirmation lost frames is lowered by StepDown and confirmed
-	// again, at most this many times in all (default 3).
+	// whose confirmation lost frames is lowered to StepDown below the
+	// lower of that rate and the rate received in that trial, and
+	// confirmed again, at most this many times in all (default 3).
 	Confirmations int
 	// StepDown is the fraction a rate is lowered by after a failed
 	// confirmation (default 0.1: to 90%).
@@ -278,7 +279,7 @@ func searchSize(ctx context.Context, o Offerer, cfg SearchConfig, size int) (Siz
 		lo = hi
 	}
 	res.SearchRate = lo
-	for rate, n := lo, 0; rate > 0 && n < cfg.Confirmations; rate, n = rate*(1-cfg.StepDown), n+1 {
+	for rate, n := lo, 0; rate > 0 && n < cfg.Confirmations; n++ {
 		r, pass, err := trial(rate, true)
 		if err != nil {
 			return res, err
@@ -294,8 +295,14 @@ func searchSize(ctx context.Context, o Offerer, cfg SearchConfig, size int) (Siz
 			break
 		}
 		// Frames lost over the longer trial: the top of the range did
-		// not hold either.
+		// not hold either. The device kept up with at most the rate it
+		// received at, so the next try is StepDown below that when it is
+		// lower than the rate offered.
 		res.SourceBound = false
+		if r.Elapsed > 0 {
+			rate = min(rate, float64(r.Received)/r.Elapsed.Seconds())
+		}
+		rate *= 1 - cfg.StepDown
 	}
 	res.Mbps = res.Rate * float64(size) * 8 / 1e6
 	return res, nil

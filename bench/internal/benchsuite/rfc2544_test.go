@@ -192,11 +192,12 @@ func TestSearchConfirms(t *testing.T) {
 			confirms = append(confirms, tr)
 		}
 	}
-	// 100% and 90% of the search rate lose frames over 10 s, 81% does not.
-	if len(confirms) != 3 || confirms[0].Pass || confirms[1].Pass || !confirms[2].Pass || confirms[2].Elapsed != 10 {
+	// The search rate loses frames over 10 s; the device received 0.85e6
+	// frames/s there, and 10% below that passes.
+	if len(confirms) != 2 || confirms[0].Pass || !confirms[1].Pass || confirms[1].Elapsed != 10 {
 		t.Fatalf("confirmation trials: %+v", confirms)
 	}
-	if want := 0.81 * r.SearchRate; math.Abs(r.Rate-want) > 1 || r.Rate != confirms[2].Rate {
+	if want := 0.9 * 0.85e6; math.Abs(r.Rate-want) > 1 || r.Rate != confirms[1].Rate {
 		t.Errorf("rate %.0f, want %.0f (the confirmed one)", r.Rate, want)
 	}
 	if r.LatencyTrialLoss != 0 || r.Latency.Samples != 1 || r.Latency.P50us != 10 || r.SourceBound {
@@ -208,20 +209,36 @@ func TestSearchConfirms(t *testing.T) {
 }
 
 // TestSearchUnconfirmed: a device that passes at the source's maximum in
-// short trials but loses frames in every long one has no zero-loss rate:
-// bounded confirmations, then rate 0, not source-bound, the loss reported.
+// short trials but loses a frame in every long one has no zero-loss rate:
+// bounded confirmations, each StepDown lower, then rate 0, not
+// source-bound, the loss reported.
 func TestSearchUnconfirmed(t *testing.T) {
+	stalls := offerFunc(func(_ context.Context, t Trial) (TrialResult, error) {
+		rate := t.Rate
+		if rate <= 0 {
+			rate = 1e6
+		}
+		sent := uint64(rate * t.Duration.Seconds())
+		r := TrialResult{Sent: sent, Received: sent, Elapsed: t.Duration}
+		if t.Duration > time.Second {
+			r.Received--
+		}
+		return r, nil
+	})
 	cfg := SearchConfig{FrameSizes: []int{64}, Trial: time.Second, Confirm: 10 * time.Second, Confirmations: 4}
-	res, err := Search(context.Background(), longTrialLoss(1e9, 0, 1e6), cfg)
+	res, err := Search(context.Background(), stalls, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := res[0]
-	if r.Rate != 0 || r.SearchRate != 1e6 || r.SourceBound || r.Mbps != 0 || r.LatencyTrialLoss != 1 {
+	if r.Rate != 0 || r.SearchRate != 1e6 || r.SourceBound || r.Mbps != 0 || r.LatencyTrialLoss == 0 {
 		t.Errorf("got %+v; want no confirmed rate after a search that found the source's maximum", r)
 	}
 	if len(r.Trials) != 1+4 {
-		t.Errorf("%d trials, want the unlimited one and 4 confirmations", len(r.Trials))
+		t.Fatalf("%d trials, want the unlimited one and 4 confirmations", len(r.Trials))
+	}
+	if last := r.Trials[4].Rate; math.Abs(last-1e6*0.9*0.9*0.9) > 1 {
+		t.Errorf("last confirmation at %.0f, want three 10%% steps below 1e6", last)
 	}
 }
 

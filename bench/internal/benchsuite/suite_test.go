@@ -160,7 +160,7 @@ func TestRunFixture(t *testing.T) {
 		EndMarker + "\n\n## bufring\nhand-written\n",
 		"| bench/internal/benchsuite/testdata/fixture | BenchmarkCopy impl=xdpnet vs baseline | size=64 | pps |",
 		"### RFC 2544 throughput: fake port (device under test)",
-		"1.00 s trials, each rate found confirmed by a 1.00 s trial (at most 3, each 10% lower than the last)",
+		"1.00 s trials, each rate found confirmed by a 1.00 s trial (at most 3, each 10% below the last one's rate or received rate)",
 		"fixture BenchmarkSkipped: skip fixture_test.go:",
 		"asked to fail",
 		"![rfc2544-throughput](plots/rfc2544-throughput.png)",
