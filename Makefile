@@ -3,11 +3,17 @@
 # Everything the targets need is installed by `make deps`: Debian packages with
 # apt-get, Go modules and pinned tools (bpf2go, staticcheck) through the module
 # proxy via the `tool` block of go.mod.
+#
+# The benchmark suite is a module of its own in bench/ (it alone needs the
+# plotting libraries): the main module's ./... leaves it out, so every
+# target that builds, checks or tests code runs on both modules.
 
 SHELL := /bin/bash
 GO ?= go
 GOFLAGS ?=
 PKGS := ./...
+# The suite's module, run with `go -C`; it measures the main module.
+BENCH_GO := $(GO) -C bench
 # Privileged tests (root) build their own lab namespaces with unique names,
 # so packages may run them in parallel; under CI=true they fail, never skip.
 TEST_TIMEOUT ?= 30m
@@ -19,7 +25,7 @@ APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev iperf3 nghttp2-client curl 
 	ngtcp2-server caddy wrk slowhttptest nftables hping3
 DATE := $(shell date -u +%Y-%m-%d)
 
-.PHONY: help deps build generate lint test test-short bench bench-short bench-faults demo clean
+.PHONY: help deps build benchsuite generate lint test test-short bench bench-short bench-faults demo clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -33,18 +39,25 @@ deps: ## install system packages (apt-get) and Go modules the targets need
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	$(GO) mod download
+	$(BENCH_GO) mod download
 
-build: deps ## build every package and the commands into ./bin
+build: deps benchsuite ## build every package and the commands into ./bin
 	$(GO) build $(PKGS)
 	$(GO) build -o bin/ ./cmd/...
+
+benchsuite: ## build the suite's command into ./bin (from the bench module)
+	$(BENCH_GO) build -o ../bin/ ./cmd/benchsuite
 
 generate: deps ## regenerate the bpf2go output from bpf/*.c
 	$(GO) generate ./bpf/...
 
 lint: deps ## go vet, gofmt, staticcheck (pinned), no test code in the binary, and a generate-leaves-no-diff check
 	$(GO) vet $(PKGS)
+	$(BENCH_GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) tool staticcheck $(PKGS)
+# staticcheck for the bench module: the main module's pin, run on its packages.
+	cd bench && $$($(GO) -C .. tool -n staticcheck) ./...
 	@if $(GO) list -deps ./cmd/xdpnet | grep -qx testing; then echo "cmd/xdpnet links package testing"; exit 1; fi
 	$(MAKE) --no-print-directory generate
 	@git diff --exit-code --stat -- bpf/ || { echo "make generate changed committed files"; exit 1; }
@@ -52,16 +65,18 @@ lint: deps ## go vet, gofmt, staticcheck (pinned), no test code in the binary, a
 test: deps ## every test with -race and -shuffle, the bufring debug-build tests, then the allocation tests without -race; privileged lab tests run when root
 	$(GO) test -race -shuffle on -timeout $(TEST_TIMEOUT) $(PKGS)
 	$(GO) test -race -shuffle on -tags bufring_debug -timeout $(TEST_TIMEOUT) ./bufring/...
+	$(BENCH_GO) test -race -shuffle on -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -run 'Alloc' -timeout $(TEST_TIMEOUT) $(PKGS)
 
 test-short: deps ## the same, -short (quick loop while developing)
 	$(GO) test -short -race -timeout $(TEST_TIMEOUT) $(PKGS)
+	$(BENCH_GO) test -short -race -timeout $(TEST_TIMEOUT) ./...
 
 bench: build ## run the benchmark suite (as root for the lab parts): bench/results/<date>.json, BENCH.md, bench/plots
-	$(GO) run ./cmd/benchsuite -out bench/results/$(DATE).json -md BENCH.md -plots bench/plots -benchtime $(BENCH_TIME)
+	./bin/benchsuite -out bench/results/$(DATE).json -md BENCH.md -plots bench/plots -benchtime $(BENCH_TIME)
 
-bench-short: ## the suite in short mode (seconds per figure); results to bench/results/<date>-short.json only
-	$(GO) run ./cmd/benchsuite -short -out bench/results/$(DATE)-short.json -md '' -plots ''
+bench-short: benchsuite ## the suite in short mode (seconds per figure); results to bench/results/<date>-short.json only
+	./bin/benchsuite -short -out bench/results/$(DATE)-short.json -md '' -plots ''
 
 bench-faults: deps ## run the issue 17 fault suite (third-party origins and clients, no -race) and keep its FIGURES lines in bench/faults-<date>.txt
 	@mkdir -p bench

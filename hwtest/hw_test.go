@@ -19,9 +19,9 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/engine"
-	"github.com/xdpnet/xdpnet/internal/benchsuite"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/lab/labtest"
+	"github.com/xdpnet/xdpnet/internal/pktgen"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/nic/ntuple"
@@ -301,10 +301,12 @@ func waitCount(c *atomic.Uint64, want uint64, d time.Duration) uint64 {
 // queue q, through an AF_XDP socket bound there (copy mode).
 func sendBurst(l *lab.Lab, q, n int) error {
 	link := l.ClientLink
-	frame, err := benchsuite.Flow{
-		SrcMAC: link.PeerMAC, DstMAC: link.MAC, Src: link.PeerV4()[0], Dst: link.EngineV4,
-		SrcPort: uint16(40000 + q), DstPort: 9,
-	}.Frame(128)
+	frame, err := pktgen.BuildUDP(pktgen.UDPFrame{
+		SrcMAC: link.PeerMAC, DstMAC: link.MAC,
+		Src:  netip.AddrPortFrom(link.PeerV4()[0], uint16(40000+q)),
+		Dst:  netip.AddrPortFrom(link.EngineV4, 9),
+		Size: 128,
+	})
 	if err != nil {
 		return err
 	}

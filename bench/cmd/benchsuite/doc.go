@@ -1,8 +1,13 @@
 // Command benchsuite runs xdpnet's benchmark suite and writes its results:
 // a JSON results file, a generated section of BENCH.md and PNG plots.
 //
-//	go run ./cmd/benchsuite -out bench/results/2026-11-21.json -md BENCH.md
-//	go run ./cmd/benchsuite -short   # seconds per figure: the CI smoke run
+// It lives in the bench module, so the plotting libraries stay out of the
+// main module; it measures the module in its working directory, which
+// `make bench` sets to the repository root:
+//
+//	go -C bench build -o ../bin/ ./cmd/benchsuite
+//	./bin/benchsuite -out bench/results/2026-11-21.json -md BENCH.md
+//	./bin/benchsuite -short   # seconds per figure: the CI smoke run
 //
 // It runs every Go benchmark of the module (one top-level benchmark at a
 // time, each bounded by -timeout), pairs implementations with their
@@ -11,5 +16,5 @@
 //
 // It owns running and reporting; it must not know any package's internals:
 // it sees them only through their benchmarks' output, the lab and the
-// devices of internal/benchsuite.
+// devices of bench/internal/benchsuite.
 package main

@@ -169,13 +169,17 @@ func TestAggregateAndPair(t *testing.T) {
 	}
 }
 
-func TestHigherIsBetter(t *testing.T) {
-	for u, want := range map[string]bool{
-		"pps": true, "Gbit/s": true, "MB/s": true, "conns/s": true, "ratio": true, "reuse-ratio": true,
-		"x-chanpool": true, "ns/op": false, "cpu-ns/op": false, "B/op": false, "allocs/op": false, "p99-ns": false, "loss": false,
+func TestUnitDirection(t *testing.T) {
+	for u, want := range map[string]Direction{
+		"pps": Higher, "Gbit/s": Higher, "MB/s": Higher, "conns/s": Higher, "ratio": Higher, "reuse-ratio": Higher,
+		"x-chanpool": Higher, "mux-cpu-ratio": Higher, "echoed-%": Higher, "reuse-%": Higher, "cold-reuse-%": Higher,
+		"ns/op": Lower, "cpu-ns/op": Lower, "B/op": Lower, "allocs/op": Lower, "p99-ns": Lower, "p50-ms": Lower,
+		"loss": Lower, "drop-veth-%": Lower, "lost/sent": Lower, "client-retransmits": Lower, "engine-cores": Lower,
+		"cpu-us/req": Lower, "engine-cpu-s/GB": Lower, "cpu-vs-baseline": Lower,
+		"pkts/wait": Unknown, "kicks/pkt": Unknown, "takeover-%": Unknown, "req/conn": Unknown,
 	} {
-		if got := HigherIsBetter(u); got != want {
-			t.Errorf("HigherIsBetter(%q) = %v", u, got)
+		if got := UnitDirection(u); got != want {
+			t.Errorf("UnitDirection(%q) = %v, want %v", u, got, want)
 		}
 	}
 }

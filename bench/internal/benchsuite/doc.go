@@ -9,7 +9,8 @@
 // ring parameters encoded in sub-benchmark names, the CPU time each
 // benchmark cost). On top of that it runs an RFC 2544 (section 26.1)
 // zero-loss throughput search per frame size against anything that can offer
-// frames at a given rate (the Offerer interface), and draws PNG figures.
+// frames at a given rate (the Offerer interface), each rate found confirmed
+// by a longer trial that also measures latency, and draws PNG figures.
 //
 // Output: a JSON results file, a Markdown table spliced into BENCH.md
 // between the markers <!-- benchsuite:begin --> and <!-- benchsuite:end -->

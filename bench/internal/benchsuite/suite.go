@@ -21,8 +21,10 @@ type Config struct {
 	DUTs []DUT
 	// FrameSizes default to RFC2544FrameSizes.
 	FrameSizes []int
-	// Trial is the RFC 2544 trial duration.
+	// Trial is the duration of an RFC 2544 search trial, Confirm that of
+	// the trial that confirms each rate found (SearchConfig).
 	Trial         time.Duration
+	Confirm       time.Duration
 	LossTolerance float64
 	// Log receives a line per RFC 2544 trial (nil: dropped).
 	Log io.Writer
@@ -84,6 +86,16 @@ func (c Config) WithDefaults() Config {
 		c.Trial = time.Second
 		if short {
 			c.Trial = 100 * time.Millisecond
+		}
+	}
+	// RFC 2544's 60 s for every trial would take hours on the lab's two
+	// cores; 10 s per rate found is what a full run affords (about 5
+	// minutes more for the five devices and seven sizes, a step-down adds
+	// 10 s).
+	if c.Confirm <= 0 {
+		c.Confirm = 10 * time.Second
+		if short {
+			c.Confirm = time.Second
 		}
 	}
 	if len(c.FrameSizes) == 0 {
@@ -189,15 +201,17 @@ func runRFC2544(ctx context.Context, cfg Config, rep *Report) error {
 	sc := SearchConfig{
 		FrameSizes:    cfg.FrameSizes,
 		Trial:         cfg.Trial,
+		Confirm:       cfg.Confirm,
 		LossTolerance: cfg.LossTolerance,
-	}
+	}.withDefaults()
 	sc.MaxTrials, sc.Resolution = 10, 0.01
 	if cfg.Run.Short {
 		sc.MaxTrials, sc.Resolution = 6, 0.05
 	}
 	for _, d := range cfg.DUTs {
 		run := RFC2544Run{DUT: d.Name, Baseline: d.Baseline, Conditions: d.Conditions,
-			TrialSeconds: cfg.Trial.Seconds(), LossTolerance: cfg.LossTolerance}
+			TrialSeconds: sc.Trial.Seconds(), ConfirmSeconds: sc.Confirm.Seconds(),
+			Confirmations: sc.Confirmations, StepDown: sc.StepDown, LossTolerance: sc.LossTolerance}
 		if d.NeedsRoot && os.Geteuid() != 0 {
 			run.Error = "skipped: needs root to build the veth lab"
 			rep.RFC2544 = append(rep.RFC2544, run)
@@ -206,8 +220,8 @@ func runRFC2544(ctx context.Context, cfg Config, rep *Report) error {
 		}
 		sc.Progress = func(size int, t Trial, r TrialResult, pass bool) {
 			if cfg.Log != nil {
-				fmt.Fprintf(cfg.Log, "rfc2544 %s size=%d rate=%.0f sent=%d received=%d loss=%.4f%% pass=%v\n",
-					d.Name, size, t.Rate, r.Sent, r.Received, 100*r.Loss(), pass)
+				fmt.Fprintf(cfg.Log, "rfc2544 %s size=%d rate=%.0f duration=%v probes=%v sent=%d received=%d loss=%.4f%% pass=%v\n",
+					d.Name, size, t.Rate, t.Duration, t.Probes, r.Sent, r.Received, 100*r.Loss(), pass)
 			}
 			cfg.Run.Progress.Note(fmt.Sprintf("rfc2544 %s %dB %.0f fps", d.Name, size, t.Rate))
 		}

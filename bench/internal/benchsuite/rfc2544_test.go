@@ -72,7 +72,8 @@ func TestSearchFindsCapacity(t *testing.T) {
 			t.Errorf("size %d: source max %.0f", r.FrameSize, r.SourceMax)
 		}
 		if len(r.Trials) > cfg.MaxTrials+2 {
-			t.Errorf("size %d: %d trials, bound is %d", r.FrameSize, len(r.Trials), cfg.MaxTrials+2)
+			t.Errorf("size %d: %d trials, want at most %d (a device that loses nothing over long trials needs one confirmation)",
+				r.FrameSize, len(r.Trials), cfg.MaxTrials+2)
 		}
 		if last := r.Trials[len(r.Trials)-1]; !last.Pass || last.Rate != r.Rate {
 			t.Errorf("size %d: confirming trial %+v", r.FrameSize, last)
@@ -147,6 +148,97 @@ func TestSearchLossTolerance(t *testing.T) {
 	}
 	if res[0].Rate != 0 {
 		t.Errorf("zero loss: %+v", res[0])
+	}
+}
+
+// longTrialLoss is a device that keeps up with rates up to short in
+// trials of a second and up to long in longer ones (a noisy machine's
+// stalls show in long trials only); the source reaches sourceMax.
+func longTrialLoss(short, long, sourceMax float64) offerFunc {
+	return func(_ context.Context, t Trial) (TrialResult, error) {
+		rate := t.Rate
+		if rate <= 0 {
+			rate = sourceMax
+		}
+		capacity := short
+		if t.Duration > time.Second {
+			capacity = long
+		}
+		sec := t.Duration.Seconds()
+		sent := uint64(rate * sec)
+		r := TrialResult{Sent: sent, Received: min(sent, uint64(capacity*sec)), Elapsed: t.Duration, CPU: t.Duration}
+		if t.Probes {
+			r.Latency = []time.Duration{time.Duration(sec) * time.Microsecond}
+		}
+		return r, nil
+	}
+}
+
+// TestSearchConfirms: the rate 1 s trials find loses frames over 10 s; the
+// search steps it down until a 10 s trial loses nothing, and reports that.
+func TestSearchConfirms(t *testing.T) {
+	cfg := SearchConfig{FrameSizes: []int{64}, Trial: time.Second, Confirm: 10 * time.Second, Resolution: 0.001, MaxTrials: 30}
+	res, err := Search(context.Background(), longTrialLoss(1e6, 0.85e6, 2e6), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[0]
+	if r.SearchRate > 1e6 || r.SearchRate < 0.998e6 {
+		t.Fatalf("search rate %.0f, want about 1e6", r.SearchRate)
+	}
+	var confirms []TrialRecord
+	for _, tr := range r.Trials {
+		if tr.Confirm {
+			confirms = append(confirms, tr)
+		}
+	}
+	// The search rate loses frames over 10 s; the device received 0.85e6
+	// frames/s there, and 10% below that passes.
+	if len(confirms) != 2 || confirms[0].Pass || !confirms[1].Pass || confirms[1].Elapsed != 10 {
+		t.Fatalf("confirmation trials: %+v", confirms)
+	}
+	if want := 0.9 * 0.85e6; math.Abs(r.Rate-want) > 1 || r.Rate != confirms[1].Rate {
+		t.Errorf("rate %.0f, want %.0f (the confirmed one)", r.Rate, want)
+	}
+	if r.LatencyTrialLoss != 0 || r.Latency.Samples != 1 || r.Latency.P50us != 10 || r.SourceBound {
+		t.Errorf("latency and loss from the passing confirmation: %+v", r)
+	}
+	if math.Abs(r.Mbps-r.Rate*64*8/1e6) > 1e-6 {
+		t.Errorf("Mbit/s %f for rate %.0f", r.Mbps, r.Rate)
+	}
+}
+
+// TestSearchUnconfirmed: a device that passes at the source's maximum in
+// short trials but loses a frame in every long one has no zero-loss rate:
+// bounded confirmations, each StepDown lower, then rate 0, not
+// source-bound, the loss reported.
+func TestSearchUnconfirmed(t *testing.T) {
+	stalls := offerFunc(func(_ context.Context, t Trial) (TrialResult, error) {
+		rate := t.Rate
+		if rate <= 0 {
+			rate = 1e6
+		}
+		sent := uint64(rate * t.Duration.Seconds())
+		r := TrialResult{Sent: sent, Received: sent, Elapsed: t.Duration}
+		if t.Duration > time.Second {
+			r.Received--
+		}
+		return r, nil
+	})
+	cfg := SearchConfig{FrameSizes: []int{64}, Trial: time.Second, Confirm: 10 * time.Second, Confirmations: 4}
+	res, err := Search(context.Background(), stalls, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[0]
+	if r.Rate != 0 || r.SearchRate != 1e6 || r.SourceBound || r.Mbps != 0 || r.LatencyTrialLoss == 0 {
+		t.Errorf("got %+v; want no confirmed rate after a search that found the source's maximum", r)
+	}
+	if len(r.Trials) != 1+4 {
+		t.Fatalf("%d trials, want the unlimited one and 4 confirmations", len(r.Trials))
+	}
+	if last := r.Trials[4].Rate; math.Abs(last-1e6*0.9*0.9*0.9) > 1 {
+		t.Errorf("last confirmation at %.0f, want three 10%% steps below 1e6", last)
 	}
 }
 

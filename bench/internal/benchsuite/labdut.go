@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/nic"
@@ -159,18 +161,21 @@ func newLabSource(opts lab.Options, dst func(*lab.Lab) netip.Addr) (*labSource, 
 		return nil, errors.Join(err, s.close())
 	}
 	err = l.Client.Do(func() error {
-		cost := time.Duration(1<<63 - 1)
-		for range 2 {
-			start := time.Now()
-			if _, err := gen.Run(context.Background(), frame, link.PeerIndex, 2); err != nil {
-				return fmt.Errorf("pktgen: probe the live-frames generator: %w", err)
-			}
-			cost = min(cost, time.Since(start))
-		}
-		if cost <= maxGenCallCost {
+		var why string
+		cost, err := probeGenerator(gen, frame, link.PeerIndex)
+		switch {
+		case err == nil && cost <= maxGenCallCost:
 			s.send1 = genSender{gen, link.PeerIndex}
 			s.source = "bpf live-frames generator"
 			return nil
+		case err == nil:
+			why = fmt.Sprintf("live-frames generator costs %v per call here: cannot be paced", cost.Round(time.Millisecond))
+		case errors.Is(err, unix.EPERM):
+			// A sandbox may forbid live-frames BPF_PROG_RUN even to root;
+			// the AF_XDP source needs no such permission.
+			why = "live-frames generator forbidden here: EPERM"
+		default:
+			return fmt.Errorf("pktgen: probe the live-frames generator: %w", err)
 		}
 		s.tx, err = nic.Open(nic.Config{Ifindex: link.PeerIndex, Queue: 0, ZeroCopy: nic.ZeroCopyOff,
 			Logger: slog.New(slog.DiscardHandler)})
@@ -178,14 +183,27 @@ func newLabSource(opts lab.Options, dst func(*lab.Lab) netip.Addr) (*labSource, 
 			return fmt.Errorf("pktgen: AF_XDP source on %s: %w", link.PeerName, err)
 		}
 		s.send1 = &xskSender{port: s.tx, descs: make([]nic.Desc, 64)}
-		s.source = fmt.Sprintf("AF_XDP TX on the peer veth (live-frames generator costs %v per call here: cannot be paced)",
-			cost.Round(time.Millisecond))
+		s.source = "AF_XDP TX on the peer veth (" + why + ")"
 		return nil
 	})
 	if err != nil {
 		return nil, errors.Join(err, s.close())
 	}
 	return s, nil
+}
+
+// probeGenerator returns the cheapest of two live-frames generator calls;
+// it must run on a thread in the sending namespace.
+func probeGenerator(gen *bpf.Generator, frame []byte, ifindex int) (time.Duration, error) {
+	cost := time.Duration(1<<63 - 1)
+	for range 2 {
+		start := time.Now()
+		if _, err := gen.Run(context.Background(), frame, ifindex, 2); err != nil {
+			return 0, err
+		}
+		cost = min(cost, time.Since(start))
+	}
+	return cost, nil
 }
 
 // send runs one trial's sending on a thread in the client namespace and

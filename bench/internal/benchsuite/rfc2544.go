@@ -69,9 +69,22 @@ type Offerer interface {
 // SearchConfig bounds an RFC 2544 throughput search.
 type SearchConfig struct {
 	FrameSizes []int
-	// Trial is the duration of each trial (RFC 2544 asks for 60 s; the
-	// short mode uses a fraction of a second).
+	// Trial is the duration of each search trial (RFC 2544 asks for 60 s;
+	// the suite affords a second, the short mode a fraction of one).
 	Trial time.Duration
+	// Confirm is the duration of the confirmation trial at the rate the
+	// search found: a short trial passes at rates that lose frames over a
+	// longer one, so the figure is the rate a Confirm-long trial passed.
+	// That trial also carries the latency probes. Zero: Trial.
+	Confirm time.Duration
+	// Confirmations bounds the confirmation trials per frame size: a rate
+	// whose confirmation lost frames is lowered to StepDown below the
+	// lower of that rate and the rate received in that trial, and
+	// confirmed again, at most this many times in all (default 3).
+	Confirmations int
+	// StepDown is the fraction a rate is lowered by after a failed
+	// confirmation (default 0.1: to 90%).
+	StepDown float64
 	// MaxRate is the highest rate tried, in frames per second. Zero means:
 	// measure it with one unlimited trial per frame size (the source's own
 	// maximum, which on veth is the ceiling anyway).
@@ -102,6 +115,15 @@ func (c SearchConfig) withDefaults() SearchConfig {
 	if c.MaxTrials <= 0 {
 		c.MaxTrials = 16
 	}
+	if c.Confirm <= 0 {
+		c.Confirm = c.Trial
+	}
+	if c.Confirmations <= 0 {
+		c.Confirmations = 3
+	}
+	if c.StepDown <= 0 || c.StepDown >= 1 {
+		c.StepDown = 0.1
+	}
 	return c
 }
 
@@ -112,6 +134,9 @@ type TrialRecord struct {
 	Received uint64  `json:"received"`
 	Elapsed  float64 `json:"elapsed_s"`
 	Pass     bool    `json:"pass"`
+	// Confirm marks a confirmation trial (SearchConfig.Confirm long, with
+	// latency probes).
+	Confirm bool `json:"confirm,omitempty"`
 }
 
 // LatencySummary is the latency at the throughput rate (RFC 2544 26.2).
@@ -131,9 +156,12 @@ const cdfPoints = 1000
 // SizeResult is the throughput found for one frame size.
 type SizeResult struct {
 	FrameSize int `json:"frame_size"`
-	// Rate is the highest offered rate that passed, frames per second; 0
-	// when no tried rate passed.
+	// Rate is the throughput, frames per second: the highest offered rate
+	// that passed a confirmation trial; 0 when none did.
 	Rate float64 `json:"throughput_fps"`
+	// SearchRate is the highest rate that passed the search's shorter
+	// trials, the first rate confirmed; 0 when none passed.
+	SearchRate float64 `json:"search_fps"`
 	// Mbps is Rate in bits per second of Ethernet frames (FCS included),
 	// divided by 1e6.
 	Mbps float64 `json:"throughput_mbps"`
@@ -141,24 +169,28 @@ type SizeResult struct {
 	// zero) or the configured MaxRate.
 	SourceMax float64 `json:"source_max_fps"`
 	// SourceBound is set when the device passed at the top of the range
-	// (the source's maximum or MaxRate): the figure is a lower bound set by
-	// the source, not the device's limit.
+	// (the source's maximum or MaxRate), confirmation included: the figure
+	// is a lower bound set by the source, not the device's limit.
 	SourceBound bool `json:"source_bound"`
 	// CPUPerMframe is the CPU time (seconds, all cores) per million frames
-	// received in the confirming trial.
-	CPUPerMframe float64        `json:"cpu_s_per_mframe"`
-	Latency      LatencySummary `json:"latency"`
-	// LatencyTrialLoss is the loss of the latency trial at Rate: a
-	// noisy machine can lose frames at a rate that passed once.
+	// received in the last confirmation trial.
+	CPUPerMframe float64 `json:"cpu_s_per_mframe"`
+	// Latency is from the probes of the last confirmation trial: the one
+	// that passed at Rate, or the last that failed when none passed.
+	Latency LatencySummary `json:"latency"`
+	// LatencyTrialLoss is the loss of that trial (within LossTolerance
+	// when it passed).
 	LatencyTrialLoss float64       `json:"latency_trial_loss"`
 	Trials           []TrialRecord `json:"trials"`
 }
 
 // Search runs the RFC 2544 section 26.1 throughput search for each frame
 // size: a binary search on the offered rate for the highest rate at which
-// no frame is lost (within LossTolerance), then one more trial at that rate
-// with latency probes (section 26.2). The number of trials is bounded by
-// MaxTrials+2 per frame size.
+// no frame is lost (within LossTolerance) in a Trial-long trial, then a
+// Confirm-long trial at that rate with latency probes (section 26.2). A
+// rate whose confirmation loses frames is not zero-loss: it is stepped down
+// and confirmed again. The number of trials is bounded by
+// 1+MaxTrials+Confirmations per frame size.
 func Search(ctx context.Context, o Offerer, cfg SearchConfig) ([]SizeResult, error) {
 	cfg = cfg.withDefaults()
 	var out []SizeResult
@@ -174,11 +206,15 @@ func Search(ctx context.Context, o Offerer, cfg SearchConfig) ([]SizeResult, err
 
 func searchSize(ctx context.Context, o Offerer, cfg SearchConfig, size int) (SizeResult, error) {
 	res := SizeResult{FrameSize: size}
-	trial := func(rate float64, probes bool) (TrialResult, bool, error) {
+	// A confirmation trial is the long one and carries the probes.
+	trial := func(rate float64, confirm bool) (TrialResult, bool, error) {
 		if err := ctx.Err(); err != nil {
 			return TrialResult{}, false, err
 		}
-		t := Trial{Rate: rate, FrameSize: size, Duration: cfg.Trial, Probes: probes}
+		t := Trial{Rate: rate, FrameSize: size, Duration: cfg.Trial, Probes: confirm}
+		if confirm {
+			t.Duration = cfg.Confirm
+		}
 		r, err := o.Offer(ctx, t)
 		if err != nil {
 			return r, false, err
@@ -188,7 +224,7 @@ func searchSize(ctx context.Context, o Offerer, cfg SearchConfig, size int) (Siz
 		}
 		pass := r.Loss() <= cfg.LossTolerance
 		res.Trials = append(res.Trials, TrialRecord{
-			Rate: rate, Sent: r.Sent, Received: r.Received, Elapsed: r.Elapsed.Seconds(), Pass: pass,
+			Rate: rate, Sent: r.Sent, Received: r.Received, Elapsed: r.Elapsed.Seconds(), Pass: pass, Confirm: confirm,
 		})
 		if cfg.Progress != nil {
 			cfg.Progress(size, t, r, pass)
@@ -242,20 +278,33 @@ func searchSize(ctx context.Context, o Offerer, cfg SearchConfig, size int) (Siz
 	} else {
 		lo = hi
 	}
-	res.Rate = lo
-	res.Mbps = lo * float64(size) * 8 / 1e6
-	if lo == 0 {
-		return res, nil
+	res.SearchRate = lo
+	for rate, n := lo, 0; rate > 0 && n < cfg.Confirmations; n++ {
+		r, pass, err := trial(rate, true)
+		if err != nil {
+			return res, err
+		}
+		res.LatencyTrialLoss = r.Loss()
+		res.CPUPerMframe = 0
+		if r.Received > 0 {
+			res.CPUPerMframe = r.CPU.Seconds() / (float64(r.Received) / 1e6)
+		}
+		res.Latency = summarize(r.Latency)
+		if pass {
+			res.Rate = rate
+			break
+		}
+		// Frames lost over the longer trial: the top of the range did
+		// not hold either. The device kept up with at most the rate it
+		// received at, so the next try is StepDown below that when it is
+		// lower than the rate offered.
+		res.SourceBound = false
+		if r.Elapsed > 0 {
+			rate = min(rate, float64(r.Received)/r.Elapsed.Seconds())
+		}
+		rate *= 1 - cfg.StepDown
 	}
-	r, _, err := trial(lo, true)
-	if err != nil {
-		return res, err
-	}
-	res.LatencyTrialLoss = r.Loss()
-	if r.Received > 0 {
-		res.CPUPerMframe = r.CPU.Seconds() / (float64(r.Received) / 1e6)
-	}
-	res.Latency = summarize(r.Latency)
+	res.Mbps = res.Rate * float64(size) * 8 / 1e6
 	return res, nil
 }
 

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/xdpnet/xdpnet/internal/benchsuite"
+	"github.com/xdpnet/xdpnet/bench/internal/benchsuite"
 )
 
 func main() {
@@ -36,7 +36,8 @@ func run() error {
 		timeout  = flag.Duration("timeout", 0, "bound for one top-level benchmark (default 5m, short 2m)")
 		rfc      = flag.Bool("rfc2544", true, "run the RFC 2544 throughput searches (needs root)")
 		reuse    = flag.Bool("reuse", true, "run the reuse-ratio-over-time series (needs root)")
-		trial    = flag.Duration("trial", 0, "RFC 2544 trial duration (default 1s, short 100ms)")
+		trial    = flag.Duration("trial", 0, "RFC 2544 search trial duration (default 1s, short 100ms)")
+		confirm  = flag.Duration("confirm", 0, "RFC 2544 confirmation trial duration (default 10s, short 1s)")
 		tol      = flag.Float64("loss", 0, "RFC 2544 loss tolerance (fraction; RFC 2544 says 0)")
 		logPath  = flag.String("log", "", "file for the raw benchmark output (default <out>.log)")
 		deadline = flag.Duration("deadline", 0, "bound for the whole suite (default 2h, short 10m)")
@@ -58,6 +59,7 @@ func run() error {
 		RFC2544:       *rfc,
 		Reuse:         *reuse,
 		Trial:         *trial,
+		Confirm:       *confirm,
 		LossTolerance: *tol,
 	}
 	if *bench != "." {

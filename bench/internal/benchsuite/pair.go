@@ -2,6 +2,7 @@ package benchsuite
 
 import (
 	"path"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -75,22 +76,54 @@ func median(sorted []float64) float64 {
 	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
-// HigherIsBetter reports whether a larger value of unit is an improvement:
-// rates (pps, Gbit/s, anything per second), ratios and hit rates. Costs
-// (ns/op, B/op, allocs/op, cpu-ns/op, latencies) are better when smaller.
-func HigherIsBetter(unit string) bool {
+// Direction says which way a unit improves.
+type Direction int
+
+const (
+	// Unknown: the unit's name does not say. Such units get no gain: a
+	// guessed direction is how an echoed percentage once read as a cost.
+	Unknown Direction = iota
+	// Higher is better: rates, speedups, shares of frames that made it.
+	Higher
+	// Lower is better: costs, durations, shares of frames lost.
+	Lower
+)
+
+var (
+	// badOutcome names what a benchmark counts against itself.
+	badOutcome = regexp.MustCompile(`drop|loss|lost|fail|retrans|error`)
+	// goodOutcome names shares and counts of what went right.
+	goodOutcome = regexp.MustCompile(`echoed|reuse|hit`)
+	// duration is a time unit, alone or per something: p99-ms,
+	// cpu-us/req, engine-cpu-s/GB, ns/op.
+	duration = regexp.MustCompile(`(^|-)(ns|us|µs|ms|s)(/|$)|latency`)
+)
+
+// UnitDirection classifies a unit by its name, the only thing the suite
+// knows of it. The rules, first match wins:
+//   - a bad outcome (drop, loss, lost, fail, retrans, error): lower;
+//   - a speedup the benchmark computed ("x-chanpool") or a ratio (the
+//     repository's benchmarks put the better side on top: impl rate over
+//     baseline rate, baseline CPU over impl CPU): higher;
+//   - a rate (/s, pps, bps): higher;
+//   - a cost: per operation (/op), CPU or cores used, a duration: lower;
+//   - a good outcome (echoed, reuse, hit): higher;
+//   - anything else (pkts/wait, kicks/pkt, takeover-%): unknown.
+func UnitDirection(unit string) Direction {
 	u := strings.ToLower(unit)
 	switch {
-	case strings.HasPrefix(u, "x-"): // a speedup the benchmark computed ("x-chanpool")
-		return true
-	case strings.HasSuffix(u, "/op"), strings.HasSuffix(u, "-ns"), strings.HasSuffix(u, "ns"),
-		strings.Contains(u, "lat"), strings.Contains(u, "loss"), strings.Contains(u, "drop"):
-		return false
-	case strings.HasSuffix(u, "/s"), strings.HasSuffix(u, "pps"), strings.HasSuffix(u, "bps"),
-		strings.Contains(u, "ratio"), strings.Contains(u, "hit"), strings.Contains(u, "reuse"):
-		return true
+	case badOutcome.MatchString(u):
+		return Lower
+	case strings.HasPrefix(u, "x-"), strings.HasSuffix(u, "ratio"):
+		return Higher
+	case strings.HasSuffix(u, "/s"), strings.HasSuffix(u, "pps"), strings.HasSuffix(u, "bps"):
+		return Higher
+	case strings.HasSuffix(u, "/op"), strings.Contains(u, "cpu"), strings.Contains(u, "cores"), duration.MatchString(u):
+		return Lower
+	case goodOutcome.MatchString(u):
+		return Higher
 	}
-	return false
+	return Unknown
 }
 
 // Comparison is one implementation's figures beside its baseline sibling.
@@ -98,9 +131,9 @@ type Comparison struct {
 	Package  string `json:"package"`
 	Impl     string `json:"impl"`     // full name of the impl= sub-benchmark
 	Baseline string `json:"baseline"` // full name of its baseline sibling
-	// Gain maps every unit both report to how many times better the
-	// implementation is than the baseline (>1 better, <1 worse), taking
-	// HigherIsBetter into account.
+	// Gain maps every unit both report, and whose UnitDirection is known,
+	// to how many times better the implementation is than the baseline
+	// (>1 better, <1 worse).
 	Gain map[string]float64 `json:"gain"`
 	// Primary is the unit the table leads with: the first custom metric
 	// both report (a rate, a ratio), else ns/op.
@@ -177,9 +210,10 @@ func compare(f, b Figure) Comparison {
 		if !ok || v == 0 || bv == 0 {
 			continue
 		}
-		if HigherIsBetter(u) {
+		switch UnitDirection(u) {
+		case Higher:
 			c.Gain[u] = v / bv
-		} else {
+		case Lower:
 			c.Gain[u] = bv / v
 		}
 	}
@@ -211,7 +245,7 @@ func primaryUnit(gain map[string]float64) string {
 			switch {
 			case isSourceUnit(u):
 				return 2
-			case HigherIsBetter(u):
+			case UnitDirection(u) == Higher:
 				return 0
 			}
 			return 1
