@@ -17,6 +17,8 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/h3"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 	"github.com/xdpnet/xdpnet/reuse"
 )
 
@@ -106,7 +108,7 @@ type backendRT struct {
 	pool    *reuse.Pool
 	roots   *x509.CertPool
 	alpn    string
-	muxCfg  mux.Config
+	muxCfg  quicmux.Config
 
 	// users counts the requests and tunnels using the backend
 	// (acquireBackend, release); once retiring is set, the last release
@@ -121,7 +123,7 @@ type backendRT struct {
 	// implement serverConnector) and the live connections per server,
 	// which shutdownSessions closes when a server goes down.
 	trMu   sync.Mutex
-	trs    map[trKey]*mux.QUICTransport
+	trs    map[trKey]*quicmux.Transport
 	live   map[*server]map[*bconn]struct{}
 	closed bool
 
@@ -149,18 +151,18 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 	rt := &backendRT{
 		cfg: cfg, eng: e, log: e.log.With("backend", cfg.Name),
 		byName: map[string]*server{},
-		trs:    map[trKey]*mux.QUICTransport{},
+		trs:    map[trKey]*quicmux.Transport{},
 		idle:   make(chan struct{}),
 		live:   map[*server]map[*bconn]struct{}{},
 	}
 	rt.ctx, rt.stop = context.WithCancel(context.Background())
-	rt.alpn, rt.roots = mux.ALPNH3, e.opts.BackendRootCAs
+	rt.alpn, rt.roots = quicmux.ALPNH3, e.opts.BackendRootCAs
 	kind := mux.KindQUIC
 	if cfg.Protocol == BackendRaw {
-		rt.alpn = mux.ALPNRaw
+		rt.alpn = quicmux.ALPNRaw
 	}
 	if cfg.TLS.CA != "" {
-		roots, err := mux.LoadCertPool(cfg.TLS.CA)
+		roots, err := quicmux.LoadCertPool(cfg.TLS.CA)
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: tls.ca: %w", cfg.Name, err)
 		}
@@ -169,7 +171,7 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 	if cfg.TLS.InsecureSkipVerify {
 		rt.log.Warn("backend TLS verification is off (tls.insecure_skip_verify)")
 	}
-	rt.muxCfg = mux.Config{
+	rt.muxCfg = quicmux.Config{
 		HandshakeTimeout: cfg.Timeouts.Connect.D(),
 		IdleTimeout:      cfg.Timeouts.Idle.D(),
 		// Keep pooled connections open at the server while we want them;
@@ -207,7 +209,7 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		// idempotent that died with its reused connection (see
 		// httpProxy.attempt). Tunnels (raw) keep HAProxy's rule: their
 		// bytes cannot be replayed.
-		RetryableFirst:    rt.alpn == mux.ALPNH3,
+		RetryableFirst:    rt.alpn == quicmux.ALPNH3,
 		Dial:              rt.dialPooled,
 		MaxIdlePerServer:  cfg.Reuse.MaxIdle,
 		MaxConnsPerServer: cfg.Reuse.MaxConns,
@@ -235,7 +237,7 @@ func maxIdleAge(idle time.Duration) time.Duration { return idle - idle/4 }
 // unit of its stream credit, the request's stream being opened by the
 // connection's HTTP/3 client; for raw ones a stream.
 func (rt *backendRT) attach(ctx context.Context, w, si int, s *reuse.Session) (reuse.Lease, error) {
-	if rt.alpn == mux.ALPNH3 {
+	if rt.alpn == quicmux.ALPNH3 {
 		return rt.pool.Worker(w).AttachConnKey(ctx, rt.keys[si], s)
 	}
 	return rt.pool.Worker(w).AttachKey(ctx, rt.keys[si], s)
@@ -444,7 +446,7 @@ func (rt *backendRT) check(ctx context.Context, srv *server, conn **bconn) error
 // transport returns worker w's QUIC transport towards dst (shared by the
 // servers of dst's address family unless the stack connects a socket per
 // server), opening its UDP socket on first use.
-func (rt *backendRT) transport(w int, dst netip.AddrPort) (*mux.QUICTransport, error) {
+func (rt *backendRT) transport(w int, dst netip.AddrPort) (*quicmux.Transport, error) {
 	k := trKey{worker: w, v6: dst.Addr().Is6() && !dst.Addr().Is4In6()}
 	sc, perServer := rt.eng.net.(serverConnector)
 	if perServer {
@@ -479,7 +481,7 @@ func (rt *backendRT) transport(w int, dst netip.AddrPort) (*mux.QUICTransport, e
 	}
 	cfg := rt.muxCfg
 	cfg.InitialPacketSize = quicPacketSize(rt.eng.net, dst.Addr())
-	tr := mux.NewQUICTransport(pc, cfg)
+	tr := quicmux.NewTransport(pc, cfg)
 	rt.trs[k] = tr
 	if perServer {
 		for _, srv := range rt.servers {
@@ -493,7 +495,7 @@ func (rt *backendRT) transport(w int, dst netip.AddrPort) (*mux.QUICTransport, e
 
 // watchUnreachable probes srv's connections after each ICMP unreachable on
 // tr, a socket of srv's own, until tr or the backend closes.
-func (rt *backendRT) watchUnreachable(srv *server, tr *mux.QUICTransport) {
+func (rt *backendRT) watchUnreachable(srv *server, tr *quicmux.Transport) {
 	for {
 		select {
 		case <-tr.UnreachableNotify():
@@ -696,7 +698,7 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 	if sni == "" {
 		sni = srv.addr.Addr().String()
 	}
-	tlsConf := mux.ClientTLS(sni, rt.roots, rt.alpn)
+	tlsConf := quicmux.ClientTLS(sni, rt.roots, rt.alpn)
 	tlsConf.InsecureSkipVerify = rt.cfg.TLS.InsecureSkipVerify
 	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(srv.addr), tlsConf)
 	if err != nil {
@@ -705,10 +707,10 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 		}
 		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
 	}
-	c := &bconn{QUICConn: qc}
-	if rt.alpn == mux.ALPNH3 {
+	c := &bconn{Conn: qc}
+	if rt.alpn == quicmux.ALPNH3 {
 		// Responses go to clients as they are: no transparent gzip.
-		c.h3, err = mux.NewHTTP3Client(qc, &http3.Transport{DisableCompression: true})
+		c.h3, err = h3.NewClient(qc, &http3.Transport{DisableCompression: true})
 		if err != nil {
 			qc.Close()
 			return nil, err
@@ -717,13 +719,13 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 	return c, nil
 }
 
-// bconn is a pooled backend connection: a mux.QUICConn and, for h3
+// bconn is a pooled backend connection: a quicmux.Conn and, for h3
 // backends, the HTTP/3 client session that sends the requests of the leases
 // on it (reuse.Worker.AttachConn leases its stream credit; the client opens
 // each request's stream).
 type bconn struct {
-	*mux.QUICConn
-	h3 *mux.HTTP3Client
+	*quicmux.Conn
+	h3 *h3.Client
 	// probing: suspect is pinging the connection.
 	probing atomic.Bool
 }

@@ -7,13 +7,14 @@ import (
 
 	"github.com/xdpnet/xdpnet/mux"
 	"github.com/xdpnet/xdpnet/mux/muxtest"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 	"github.com/xdpnet/xdpnet/reuse"
 )
 
 // h3 backends lease stream credit (the HTTP/3 client opens the request's
 // stream), raw ones a stream; max_streams caps the leases per connection.
 func TestBackendAttachMode(t *testing.T) {
-	for name, alpn := range map[string]string{"h3": mux.ALPNH3, "raw": mux.ALPNRaw} {
+	for name, alpn := range map[string]string{"h3": quicmux.ALPNH3, "raw": quicmux.ALPNRaw} {
 		t.Run(name, func(t *testing.T) {
 			var conns []*muxtest.Conn
 			pool, err := reuse.New(reuse.Config{MaxStreams: 1, Dial: func(context.Context, reuse.Params) (mux.Conn, error) {
@@ -40,7 +41,7 @@ func TestBackendAttachMode(t *testing.T) {
 				t.Fatalf("two leases with max_streams 1 on %d connections", len(conns))
 			}
 			want := 0 // h3: the HTTP/3 client opens the request's stream
-			if alpn == mux.ALPNRaw {
+			if alpn == quicmux.ALPNRaw {
 				want = 1
 			}
 			if got := conns[0].Opened(); got != want || (l1.Stream() != nil) != (want == 1) {

@@ -7,7 +7,7 @@
 // HTTP request (HTTP/1.1, h2c, HTTP/3) as one HTTP/3 request, and each
 // tunnelled TCP connection as one raw QUIC stream, to a server chosen by the
 // backend's balancer (round robin, least connections, consistent hash).
-// Backend connections are mux.QUICConns pooled by reuse.Pool, one shard per
+// Backend connections are quicmux.Conns pooled by reuse.Pool, one shard per
 // worker (one worker per dedicated queue on the xdp data plane), under the
 // backend's reuse policy (HAProxy's http-reuse: never, safe, aggressive,
 // always).

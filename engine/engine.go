@@ -22,7 +22,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
-	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
 // Options are the engine's run-time dependencies.
@@ -533,7 +533,7 @@ func (fe *frontendRT) certificate() (tls.Certificate, error) {
 		return tls.LoadX509KeyPair(fe.cfg.TLS.Cert, fe.cfg.TLS.Key)
 	}
 	fe.eng.log.Warn("h3 frontend without tls.cert: using a self-signed certificate", "frontend", fe.cfg.Name)
-	cert, _, err := mux.SelfSigned([]string{fe.cfg.addr.Addr().String()}, 24*time.Hour)
+	cert, _, err := quicmux.SelfSigned([]string{fe.cfg.addr.Addr().String()}, 24*time.Hour)
 	return cert, err
 }
 

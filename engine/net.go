@@ -36,7 +36,7 @@ type Net interface {
 // one per worker and address family.
 type serverConnector interface {
 	// BackendConnFor opens worker w's UDP socket connected to server, as
-	// the net.PacketConn quic-go needs (see mux.ConnectedPacketConn).
+	// the net.PacketConn quic-go needs (see quicmux.ConnectedPacketConn).
 	BackendConnFor(w int, server netip.AddrPort) (net.PacketConn, error)
 }
 

@@ -20,7 +20,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/engine/origin"
-	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
 // loopOrigins starts n origins on loopback UDP ports and returns them.
@@ -33,7 +33,7 @@ type testOrigin struct {
 // pool that trusts it.
 func labCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	cert, pool, err := mux.SelfSigned([]string{"127.0.0.1"}, time.Hour)
+	cert, pool, err := quicmux.SelfSigned([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

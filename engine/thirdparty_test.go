@@ -36,7 +36,7 @@ import (
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
-	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
 // needTool returns the path of an external tool, or skips t (fails it
@@ -175,7 +175,7 @@ const originPage = 1000
 func newOriginFiles(t *testing.T, hosts ...string) originFiles {
 	t.Helper()
 	d := t.TempDir()
-	cert, key, err := mux.WriteSelfSigned(d, hosts, 24*time.Hour)
+	cert, key, err := quicmux.WriteSelfSigned(d, hosts, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

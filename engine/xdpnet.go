@@ -11,7 +11,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/bufring"
-	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
 )
@@ -254,7 +254,7 @@ func (x *XDPNet) BackendConnFor(_ int, server netip.AddrPort) (net.PacketConn, e
 	if err != nil {
 		return nil, err
 	}
-	pc, err := mux.ConnectedPacketConn(c)
+	pc, err := quicmux.ConnectedPacketConn(c)
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -17,7 +17,7 @@ const (
 	// stream per request or per tunnelled TCP connection.
 	KindQUIC Kind = iota + 1
 	// KindFramed is one TCP connection carrying framed virtual connections
-	// keyed by stream id (see framed.go).
+	// keyed by stream id (package framed).
 	KindFramed
 )
 
@@ -118,20 +118,4 @@ type Stream interface {
 	// called while another goroutine is blocked in Read or Write: both
 	// return an error at once.
 	Reset() error
-}
-
-// finishShutdown ends a graceful Shutdown once no stream is left: it waits
-// for idle (nil when already idle), then closes with ErrGoingAway; if ctx
-// ends first it closes hard and returns ctx's error. Both Conn kinds share it.
-func finishShutdown(ctx context.Context, idle <-chan struct{}, closeWith func(error)) error {
-	if idle != nil {
-		select {
-		case <-idle:
-		case <-ctx.Done():
-			closeWith(fmt.Errorf("mux: shutdown: %w", context.Cause(ctx)))
-			return ctx.Err()
-		}
-	}
-	closeWith(ErrGoingAway)
-	return nil
 }

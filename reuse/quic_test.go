@@ -13,19 +13,22 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/h3"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 	"github.com/xdpnet/xdpnet/reuse"
 )
 
 // realQUIC starts a QUIC listener for alpn on loopback that grants
 // maxStreams concurrent streams, closed at the end of the test (skipped with
-// -short: real QUIC handshakes). It returns
-// the listener, the Params of a server behind it and a dialer for them.
-func realQUIC(t *testing.T, alpn string, maxStreams int) (*mux.QUICListener, *reuse.Params, func(context.Context, reuse.Params) (*mux.QUICConn, error)) {
+// -short: real QUIC handshakes). It returns the listener, the Params of a
+// server behind it and a dialer for them, whose connections share one
+// client socket, as a worker's do in the engine.
+func realQUIC(t *testing.T, alpn string, maxStreams int) (*quicmux.Listener, *reuse.Params, func(context.Context, reuse.Params) (*quicmux.Conn, error)) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("real QUIC handshakes; skipped with -short")
 	}
-	cert, roots, err := mux.SelfSigned([]string{"backend.lab"}, time.Hour)
+	cert, roots, err := quicmux.SelfSigned([]string{"backend.lab"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,19 +36,23 @@ func realQUIC(t *testing.T, alpn string, maxStreams int) (*mux.QUICListener, *re
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := mux.ListenQUIC(spc, mux.ServerTLS(cert, alpn), mux.Config{MaxIncomingStreams: int64(maxStreams)})
+	str := quicmux.NewTransport(spc, quicmux.Config{MaxIncomingStreams: int64(maxStreams)})
+	t.Cleanup(func() { str.Close() })
+	ln, err := str.Listen(quicmux.ServerTLS(cert, alpn))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	p := &reuse.Params{Server: "b/s1", Kind: mux.KindQUIC, Dst: ln.Addr().(*net.UDPAddr).AddrPort(), SNI: "backend.lab", ALPN: alpn}
 	p.Dst = netip.AddrPortFrom(p.Dst.Addr().Unmap(), p.Dst.Port())
-	dial := func(ctx context.Context, p reuse.Params) (*mux.QUICConn, error) {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		return mux.DialQUIC(ctx, pc, net.UDPAddrFromAddrPort(p.Dst), mux.ClientTLS(p.SNI, roots, p.ALPN), mux.Config{})
+	cpc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := quicmux.NewTransport(cpc, quicmux.Config{})
+	t.Cleanup(func() { ctr.Close() })
+	dial := func(ctx context.Context, p reuse.Params) (*quicmux.Conn, error) {
+		return ctr.Dial(ctx, net.UDPAddrFromAddrPort(p.Dst), quicmux.ClientTLS(p.SNI, roots, p.ALPN))
 	}
 	return ln, p, dial
 }
@@ -58,7 +65,7 @@ func realQUIC(t *testing.T, alpn string, maxStreams int) (*mux.QUICListener, *re
 func TestRealQUICCreditReentry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ln, p, dial := realQUIC(t, mux.ALPNRaw, 2)
+	ln, p, dial := realQUIC(t, quicmux.ALPNRaw, 2)
 	go func() { // echo server
 		for {
 			c, err := ln.Accept(ctx)
@@ -84,7 +91,7 @@ func TestRealQUICCreditReentry(t *testing.T) {
 		Dial: func(ctx context.Context, p reuse.Params) (mux.Conn, error) {
 			c, err := dial(ctx, p)
 			if err != nil {
-				return nil, err // not a typed nil *QUICConn
+				return nil, err // not a typed nil *quicmux.Conn
 			}
 			return c, nil
 		},
@@ -159,7 +166,7 @@ func TestRealQUICCreditReentry(t *testing.T) {
 }
 
 // TestRealHTTP3AttachConn runs AttachConn leases on real HTTP/3 connections
-// (mux.HTTP3Client over quic-go on loopback) to a server granting 2
+// (h3.Client over quic-go on loopback) to a server granting 2
 // concurrent streams: two leases reserve the first connection's credit
 // before their requests open a stream, so a third lease dials instead of
 // sharing it; the requests then open their streams on the reserved credit,
@@ -167,7 +174,7 @@ func TestRealQUICCreditReentry(t *testing.T) {
 func TestRealHTTP3AttachConn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ln, p, dial := realQUIC(t, mux.ALPNH3, 2)
+	ln, p, dial := realQUIC(t, quicmux.ALPNH3, 2)
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 16)
 	hs := &http3.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +197,7 @@ func TestRealHTTP3AttachConn(t *testing.T) {
 	}()
 	var (
 		mu      sync.Mutex
-		clients = map[mux.Conn]*mux.HTTP3Client{}
+		clients = map[mux.Conn]*h3.Client{}
 	)
 	pool, err := reuse.New(reuse.Config{
 		Policy: reuse.PolicyAlways,
@@ -199,7 +206,7 @@ func TestRealHTTP3AttachConn(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			h, err := mux.NewHTTP3Client(c, nil)
+			h, err := h3.NewClient(c, nil)
 			if err != nil {
 				c.Close()
 				return nil, err

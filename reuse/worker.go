@@ -59,13 +59,13 @@ func (w *Worker) AttachKey(ctx context.Context, k *Key, s *Session) (Lease, erro
 }
 
 // AttachConn is Attach for callers that open the stream themselves, such as
-// an HTTP/3 client (mux.HTTP3Client) on the chosen connection: it picks the
+// an HTTP/3 client (h3.Client) on the chosen connection: it picks the
 // connection as Attach does but opens no stream; the Lease reserves one
 // stream of the connection's credit instead, and Lease.Stream is nil. The
 // reserved credit counts as used until Done, so other leases never take it.
 //
 // The caller opens at most one bidirectional stream on Lease.Conn for the
-// lease, through the mux's accounting (OpenStream or HTTP3Client, whose
+// lease, through the mux's accounting (OpenStream or h3.Client, whose
 // streams count in UsedStreams from the moment they take credit), and
 // finishes it (or ends the request) before Done. With the credit checked
 // under the worker's mutex, that open does not wait for the peer, except on

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/engine/origin"
-	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
 func originCmd(args []string, stdout, stderr io.Writer) error {
@@ -37,7 +37,7 @@ func originCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	var cert tls.Certificate
 	if *certFile != "" {
-		cert, err = mux.LoadKeyPair(*certFile, *keyFile)
+		cert, err = quicmux.LoadKeyPair(*certFile, *keyFile)
 		if err != nil {
 			return err
 		}
@@ -47,11 +47,11 @@ func originCmd(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		cf, kf, err := mux.WriteSelfSigned(dir, []string{ap.Addr().String()}, 24*time.Hour)
+		cf, kf, err := quicmux.WriteSelfSigned(dir, []string{ap.Addr().String()}, 24*time.Hour)
 		if err != nil {
 			return err
 		}
-		if cert, err = mux.LoadKeyPair(cf, kf); err != nil {
+		if cert, err = quicmux.LoadKeyPair(cf, kf); err != nil {
 			return err
 		}
 		if *writeCA != "" {
@@ -78,7 +78,7 @@ func originCmd(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(pc, cert) }()
-	fmt.Fprintf(stdout, "origin %s serving h3 and %s on udp %s\n", *name, mux.ALPNRaw, pc.LocalAddr())
+	fmt.Fprintf(stdout, "origin %s serving h3 and %s on udp %s\n", *name, quicmux.ALPNRaw, pc.LocalAddr())
 	select {
 	case err := <-errc:
 		return err

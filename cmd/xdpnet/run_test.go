@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/engine/origin"
-	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
 // freePort returns a loopback TCP port that was free a moment ago.
@@ -51,11 +51,11 @@ func (l *lockedBuffer) String() string {
 // admin endpoint, SIGTERM during load drains with every request completing.
 func TestRunSignals(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, err := mux.WriteSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
+	certFile, keyFile, err := quicmux.WriteSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := mux.LoadKeyPair(certFile, keyFile)
+	cert, err := quicmux.LoadKeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/engine/origin"
 	"github.com/xdpnet/xdpnet/internal/lab"
-	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
 // Options shape an Env.
@@ -131,7 +131,7 @@ func Start(opts Options) (_ *Env, err error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
-		cf, kf, err := mux.WriteSelfSigned(d, []string{host}, 24*time.Hour)
+		cf, kf, err := quicmux.WriteSelfSigned(d, []string{host}, 24*time.Hour)
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +179,7 @@ func Start(opts Options) (_ *Env, err error) {
 		}
 		hosts = append(hosts, ap.Addr().String())
 	}
-	cert, roots, err := mux.SelfSigned(hosts, 24*time.Hour)
+	cert, roots, err := quicmux.SelfSigned(hosts, 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}

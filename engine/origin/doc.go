@@ -1,8 +1,8 @@
 // Package origin is a small HTTP/3 and raw-stream origin server for labs,
 // tests and the demo: the kind of backend xdpnet proxies to.
 //
-// One QUIC listener serves two ALPN protocols: mux.ALPNH3 (HTTP/3, RFC
-// 9114) and mux.ALPNRaw, where every bidirectional stream is one tunnelled
+// One QUIC listener serves two ALPN protocols: quicmux.ALPNH3 (HTTP/3, RFC
+// 9114) and quicmux.ALPNRaw, where every bidirectional stream is one tunnelled
 // TCP connection, either echoed or spliced to a TCP target.
 //
 // It owns the origin side of a lab only and must not know about the engine,

@@ -17,7 +17,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
-	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
 // Stats counts what a Server saw.
@@ -67,7 +67,7 @@ func (s *Server) Stats() Stats {
 // ownership of pc. cert is the server's certificate.
 func (s *Server) Serve(pc net.PacketConn, cert tls.Certificate) error {
 	tr := &quic.Transport{Conn: pc, StatelessResetKey: s.StatelessResetKey}
-	ln, err := tr.Listen(mux.ServerTLS(cert, mux.ALPNH3, mux.ALPNRaw), &quic.Config{
+	ln, err := tr.Listen(quicmux.ServerTLS(cert, quicmux.ALPNH3, quicmux.ALPNRaw), &quic.Config{
 		MaxIncomingStreams: 1000,
 		MaxIdleTimeout:     60 * time.Second,
 		Allow0RTT:          false,
@@ -124,11 +124,11 @@ func (s *Server) serveConn(c *quic.Conn) {
 		s.wg.Done()
 	}()
 	switch c.ConnectionState().TLS.NegotiatedProtocol {
-	case mux.ALPNH3:
+	case quicmux.ALPNH3:
 		if err := s.h3.ServeQUICConn(c); err != nil {
 			s.logf("h3 connection ended", "err", err)
 		}
-	case mux.ALPNRaw:
+	case quicmux.ALPNRaw:
 		s.serveRaw(c)
 	default:
 		c.CloseWithError(0x1, "unknown ALPN")
@@ -138,7 +138,7 @@ func (s *Server) serveConn(c *quic.Conn) {
 func (s *Server) serveRaw(c *quic.Conn) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { mux.StopUniStreams(c) })
+	wg.Go(func() { quicmux.StopUniStreams(c) })
 	for {
 		str, err := c.AcceptStream(context.Background())
 		if err != nil {

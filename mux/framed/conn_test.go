@@ -1,11 +1,10 @@
-package mux
+package framed
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -13,29 +12,26 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/internal/testenv"
 )
 
-// tcpListen opens a listener for framed tests. The default is kernel
-// loopback; tests over the netstack pair replace it (see stack_test.go).
-var tcpListen = func(t testing.TB) (ln net.Listener, dial DialFunc) {
+// sockets makes the tests' listeners. The default is kernel loopback;
+// tests over the netstack pair or the lab replace it (see TestOverNetstack).
+var sockets = testenv.Kernel()
+
+func tcpListen(t testing.TB) (net.Listener, DialFunc) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	return ln, func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", addr)
-	}
+	return sockets.TCPListen(t)
 }
 
 // framedServer serves framed connections accepted on ln with handle per
 // stream, until the test ends. It returns a function that drops every
 // server connection at once (a peer that disappears).
-func framedServer(t testing.TB, ln net.Listener, cfg FramedConfig, handle func(Stream)) (drop func()) {
+func framedServer(t testing.TB, ln net.Listener, cfg Config, handle func(mux.Stream)) (drop func()) {
 	var mu sync.Mutex
-	var conns []*FramedConn
+	var conns []*Conn
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -45,7 +41,7 @@ func framedServer(t testing.TB, ln net.Listener, cfg FramedConfig, handle func(S
 			if err != nil {
 				return
 			}
-			fc := NewFramed(nc, cfg)
+			fc := New(nc, cfg)
 			mu.Lock()
 			conns = append(conns, fc)
 			mu.Unlock()
@@ -82,16 +78,11 @@ func framedServer(t testing.TB, ln net.Listener, cfg FramedConfig, handle func(S
 	return drop
 }
 
-func echo(s Stream) {
-	io.Copy(s, s)
-	s.Close()
-}
-
-func dialFramed(t testing.TB, dial DialFunc, cfg FramedConfig) *FramedConn {
+func dialFramed(t testing.TB, dial DialFunc, cfg Config) *Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := DialFramed(ctx, dial, cfg)
+	c, err := Dial(ctx, dial, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,39 +90,34 @@ func dialFramed(t testing.TB, dial DialFunc, cfg FramedConfig) *FramedConn {
 	return c
 }
 
-// roundTrip writes msg on a new stream, half-closes and reads the echo.
-func roundTrip(ctx context.Context, c Conn, msg []byte) error {
-	s, err := c.OpenStream(ctx)
-	if err != nil {
-		return err
+// socketTests are the tests that run again over the engine's netstack, in
+// memory and on AF_XDP.
+func socketTests() []testenv.Test {
+	return []testenv.Test{
+		{Name: "FramedConcurrentVirtualConnections", Fn: TestFramedConcurrentVirtualConnections},
+		{Name: "FramedCredit", Fn: TestFramedCredit},
+		{Name: "FramedPeerDisappearsAndReconnect", Fn: TestFramedPeerDisappearsAndReconnect},
+		{Name: "FramedShutdownDrains", Fn: TestFramedShutdownDrains},
+		{Name: "FramedPeerResets", Fn: TestFramedPeerResets},
 	}
-	defer s.Close()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := s.Write(msg)
-		if err == nil {
-			err = s.CloseWrite()
-		}
-		errc <- err
-	}()
-	got, err := io.ReadAll(s)
-	if werr := <-errc; werr != nil {
-		return fmt.Errorf("write: %w", werr)
-	}
-	if err != nil {
-		return fmt.Errorf("read: %w", err)
-	}
-	if !bytes.Equal(got, msg) {
-		return fmt.Errorf("stream %d: echo returned %d bytes, want %d", s.ID(), len(got), len(msg))
-	}
-	return nil
 }
 
+// TestOverNetstack runs the socket-level tests over the engine's netstack,
+// and a slow reader there too.
+func TestOverNetstack(t *testing.T) {
+	testenv.RunOverNetstack(t, &sockets, append(socketTests(),
+		testenv.Test{Name: "FramedSlowReaderDoesNotStall", Fn: TestFramedSlowReaderDoesNotStall}))
+}
+
+// TestOverAFXDP runs them with the engine's netstack on AF_XDP against TCP
+// peers on the kernel in a lab namespace (root only).
+func TestOverAFXDP(t *testing.T) { testenv.RunOverAFXDP(t, &sockets, socketTests()) }
+
 func TestFramedConcurrentVirtualConnections(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	ln, dial := tcpListen(t)
-	framedServer(t, ln, FramedConfig{}, echo)
-	c := dialFramed(t, dial, FramedConfig{StreamWindow: 8 << 10})
+	framedServer(t, ln, Config{}, testenv.Echo)
+	c := dialFramed(t, dial, Config{StreamWindow: 8 << 10})
 	const n = 1000
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -141,7 +127,7 @@ func TestFramedConcurrentVirtualConnections(t *testing.T) {
 		wg.Go(func() {
 			// Each message is distinct and larger than a window.
 			msg := bytes.Repeat(binary.BigEndian.AppendUint32(nil, uint32(i)), 3000+i)
-			if err := roundTrip(ctx, c, msg); err != nil {
+			if err := testenv.RoundTrip(ctx, c, msg); err != nil {
 				errs <- err
 			}
 		})
@@ -151,18 +137,18 @@ func TestFramedConcurrentVirtualConnections(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	waitFor(t, "all streams released", func() bool { return c.UsedStreams() == 0 })
+	testenv.WaitFor(t, "all streams released", func() bool { return c.UsedStreams() == 0 })
 	if got := c.AvailStreams(); got != 1024 {
 		t.Fatalf("AvailStreams = %d after all streams ended, want 1024", got)
 	}
 }
 
 func TestFramedCredit(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	ln, dial := tcpListen(t)
-	framedServer(t, ln, FramedConfig{MaxStreams: 2}, echo)
-	c := dialFramed(t, dial, FramedConfig{})
-	w := newCreditWatcher()
+	framedServer(t, ln, Config{MaxStreams: 2}, testenv.Echo)
+	c := dialFramed(t, dial, Config{})
+	w := testenv.NewWatcher()
 	c.SetWatcher(w)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -183,26 +169,26 @@ func TestFramedCredit(t *testing.T) {
 	short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
 	_, err = c.OpenStream(short)
 	cancelShort()
-	if !errors.Is(err, ErrNoCredit) {
-		t.Fatalf("OpenStream without credit: %v, want ErrNoCredit", err)
+	if !errors.Is(err, mux.ErrNoCredit) {
+		t.Fatalf("OpenStream without credit: %v, want mux.ErrNoCredit", err)
 	}
 	a.CloseWrite()
 	io.ReadAll(a)
-	waitFor(t, "credit notification", func() bool { return w.credit.Load() > 0 })
+	testenv.WaitFor(t, "credit notification", func() bool { return w.Credit.Load() > 0 })
 	if got := c.AvailStreams(); got != 1 {
 		t.Fatalf("AvailStreams = %d after a stream ended, want 1", got)
 	}
 	b.Close()
-	if err := roundTrip(ctx, c, []byte("again")); err != nil {
+	if err := testenv.RoundTrip(ctx, c, []byte("again")); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestFramedDuplicateID(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	ln, dial := tcpListen(t)
-	framedServer(t, ln, FramedConfig{}, echo)
-	c := dialFramed(t, dial, FramedConfig{})
+	framedServer(t, ln, Config{}, testenv.Echo)
+	c := dialFramed(t, dial, Config{})
 	ctx := context.Background()
 	s, err := c.OpenStreamID(ctx, 7)
 	if err != nil {
@@ -218,20 +204,20 @@ func TestFramedDuplicateID(t *testing.T) {
 }
 
 func TestFramedPeerDisappearsAndReconnect(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	ln, dial := tcpListen(t)
-	drop := framedServer(t, ln, FramedConfig{}, echo)
-	c := dialFramed(t, dial, FramedConfig{ReconnectBackoff: time.Millisecond, MaxReconnectBackoff: 10 * time.Millisecond, MaxReconnects: 3})
+	drop := framedServer(t, ln, Config{}, testenv.Echo)
+	c := dialFramed(t, dial, Config{ReconnectBackoff: time.Millisecond, MaxReconnectBackoff: 10 * time.Millisecond, MaxReconnects: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// drop closes the connections the server has accepted: make sure it
 	// has this one (the kernel completes a dial before the server's Accept
 	// returns; dropping nothing left the streams below waiting for good).
-	if err := roundTrip(ctx, c, []byte("before the drop")); err != nil {
+	if err := testenv.RoundTrip(ctx, c, []byte("before the drop")); err != nil {
 		t.Fatal(err)
 	}
 	// Streams mid-transfer when the peer goes away.
-	var streams []Stream
+	var streams []mux.Stream
 	for range 10 {
 		s, err := c.OpenStream(ctx)
 		if err != nil {
@@ -251,7 +237,7 @@ func TestFramedPeerDisappearsAndReconnect(t *testing.T) {
 		s.Close()
 	}
 	// OpenStream waits for the reconnect and works again.
-	if err := roundTrip(ctx, c, []byte("after reconnect")); err != nil {
+	if err := testenv.RoundTrip(ctx, c, []byte("after reconnect")); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.Stats().Reconnects; got != 1 {
@@ -261,7 +247,7 @@ func TestFramedPeerDisappearsAndReconnect(t *testing.T) {
 	// MaxReconnects and waiters fail with ErrReconnectFailed.
 	ln.Close()
 	drop()
-	waitFor(t, "reconnecting to give up", func() bool { return c.Err() != nil })
+	testenv.WaitFor(t, "reconnecting to give up", func() bool { return c.Err() != nil })
 	_, err := c.OpenStream(ctx)
 	if !errors.Is(err, ErrReconnectFailed) {
 		t.Fatalf("OpenStream after the peer vanished: %v, want ErrReconnectFailed", err)
@@ -275,10 +261,10 @@ func TestFramedPeerDisappearsAndReconnect(t *testing.T) {
 // TestFramedSlowReaderDoesNotStall checks that a stream whose reader does
 // not read holds at most its window and does not stop other streams.
 func TestFramedSlowReaderDoesNotStall(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	ln, dial := tcpListen(t)
-	stalled := make(chan Stream, 1)
-	framedServer(t, ln, FramedConfig{StreamWindow: 16 << 10}, func(s Stream) {
+	stalled := make(chan mux.Stream, 1)
+	framedServer(t, ln, Config{StreamWindow: 16 << 10}, func(s mux.Stream) {
 		var b [1]byte
 		io.ReadFull(s, b[:])
 		if b[0] == 's' {
@@ -286,9 +272,9 @@ func TestFramedSlowReaderDoesNotStall(t *testing.T) {
 			return
 		}
 		s.Write(b[:])
-		echo(s)
+		testenv.Echo(s)
 	})
-	c := dialFramed(t, dial, FramedConfig{})
+	c := dialFramed(t, dial, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	slow, err := c.OpenStream(ctx)
@@ -301,7 +287,7 @@ func TestFramedSlowReaderDoesNotStall(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || n > 16<<10+1 {
 		t.Fatalf("write to a stalled stream: n=%d err=%v; want at most a window, then the context error", n, err)
 	}
-	if err := roundTrip(ctx, c, []byte("xothers still flow")); err == nil {
+	if err := testenv.RoundTrip(ctx, c, []byte("xothers still flow")); err == nil {
 		// The handler echoes its first byte, then the rest.
 	} else {
 		t.Fatal(err)
@@ -329,9 +315,9 @@ func TestFramedBadInput(t *testing.T) {
 		{"ping on a stream", hdr(framePing, 3, 8), ErrBadFrame},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			checkGoroutines(t)
+			testenv.CheckGoroutines(t)
 			a, b := net.Pipe()
-			c := NewFramed(a, FramedConfig{})
+			c := New(a, Config{})
 			defer b.Close()
 			go func() {
 				// Take the SETTINGS first so that the connection's writer
@@ -356,7 +342,7 @@ func TestFramedIdleTimeout(t *testing.T) {
 		a, b := net.Pipe()
 		defer b.Close()
 		go io.Copy(io.Discard, b) // a peer that reads and never answers
-		c := NewFramed(a, FramedConfig{IdleTimeout: 3 * time.Second, KeepAlive: time.Second})
+		c := New(a, Config{IdleTimeout: 3 * time.Second, KeepAlive: time.Second})
 		start := time.Now()
 		<-c.Done()
 		if !errors.Is(c.Err(), ErrIdleTimeout) || !errors.Is(c.Err(), os.ErrDeadlineExceeded) {
@@ -371,8 +357,8 @@ func TestFramedIdleTimeout(t *testing.T) {
 func TestFramedKeepAliveKeepsIdleConnection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a, b := net.Pipe()
-		cfg := FramedConfig{IdleTimeout: 3 * time.Second, KeepAlive: time.Second}
-		c1, c2 := NewFramed(a, cfg), NewFramed(b, cfg)
+		cfg := Config{IdleTimeout: 3 * time.Second, KeepAlive: time.Second}
+		c1, c2 := New(a, cfg), New(b, cfg)
 		time.Sleep(time.Minute) // fake time inside the bubble
 		if !c1.Alive() || !c2.Alive() {
 			t.Fatalf("keep-alive did not keep the connection: %v %v", c1.Err(), c2.Err())
@@ -386,10 +372,10 @@ func TestFramedKeepAliveKeepsIdleConnection(t *testing.T) {
 }
 
 func TestFramedShutdownDrains(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	ln, dial := tcpListen(t)
-	framedServer(t, ln, FramedConfig{}, echo)
-	c := dialFramed(t, dial, FramedConfig{})
+	framedServer(t, ln, Config{}, testenv.Echo)
+	c := dialFramed(t, dial, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := c.OpenStream(ctx)
@@ -398,9 +384,9 @@ func TestFramedShutdownDrains(t *testing.T) {
 	}
 	shut := make(chan error, 1)
 	go func() { shut <- c.Shutdown(ctx) }()
-	waitFor(t, "shutdown begins", func() bool { return !c.Alive() })
-	if _, err := c.OpenStream(ctx); !errors.Is(err, ErrGoingAway) {
-		t.Fatalf("OpenStream during shutdown: %v, want ErrGoingAway", err)
+	testenv.WaitFor(t, "shutdown begins", func() bool { return !c.Alive() })
+	if _, err := c.OpenStream(ctx); !errors.Is(err, mux.ErrGoingAway) {
+		t.Fatalf("OpenStream during shutdown: %v, want mux.ErrGoingAway", err)
 	}
 	if c.AvailStreams() != 0 {
 		t.Fatal("AvailStreams > 0 during shutdown")
@@ -417,7 +403,7 @@ func TestFramedShutdownDrains(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if !errors.Is(c.Err(), ErrGoingAway) {
+	if !errors.Is(c.Err(), mux.ErrGoingAway) {
 		t.Fatalf("Err after Shutdown = %v", c.Err())
 	}
 }
@@ -435,7 +421,7 @@ func TestFramedDropWhenFull(t *testing.T) {
 			binary.BigEndian.PutUint32(s[17:], 1<<10)
 			b.Write(s)
 		}()
-		c := NewFramed(a, FramedConfig{SendQueue: 4, DropWhenFull: true, KeepAlive: -1, IdleTimeout: -1})
+		c := New(a, Config{SendQueue: 4, DropWhenFull: true, KeepAlive: -1, IdleTimeout: -1})
 		defer c.Close()
 		s, err := c.OpenStream(context.Background())
 		if err != nil {
@@ -452,15 +438,15 @@ func TestFramedDropWhenFull(t *testing.T) {
 }
 
 func TestFramedPeerResets(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	ln, dial := tcpListen(t)
-	framedServer(t, ln, FramedConfig{}, func(s Stream) {
+	framedServer(t, ln, Config{}, func(s mux.Stream) {
 		// Close before the request ended: a RESET, as TCP sends RST.
 		var b [1]byte
 		io.ReadFull(s, b[:])
 		s.Close()
 	})
-	c := dialFramed(t, dial, FramedConfig{})
+	c := dialFramed(t, dial, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := c.OpenStream(ctx)
@@ -477,14 +463,14 @@ func TestFramedPeerResets(t *testing.T) {
 		t.Fatalf("write after the peer's reset: %v", err)
 	}
 	s.Close()
-	waitFor(t, "stream released", func() bool { return c.UsedStreams() == 0 })
+	testenv.WaitFor(t, "stream released", func() bool { return c.UsedStreams() == 0 })
 	if c.Stats().ResetsReceived == 0 {
 		t.Fatal("reset not counted")
 	}
 	// The connection carries on: a new stream reaches the handler, which
 	// closes it early again (a reset, or a FIN if the whole request had
 	// arrived: either way no echo).
-	if err := roundTrip(ctx, c, []byte("next")); err == nil {
+	if err := testenv.RoundTrip(ctx, c, []byte("next")); err == nil {
 		t.Fatal("the closing handler echoed")
 	}
 	if !c.Alive() {

@@ -1,4 +1,4 @@
-package mux
+package framed
 
 import (
 	"bufio"
@@ -13,14 +13,17 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/internal/shutdown"
 )
 
 var errDeadline = os.ErrDeadlineExceeded
 
-// FramedConfig configures framed virtual connections over one TCP
-// connection (see framedwire.go for the wire format). The zero value is
+// Config configures framed virtual connections over one TCP
+// connection (see wire.go for the wire format). The zero value is
 // usable.
-type FramedConfig struct {
+type Config struct {
 	// MaxStreams is the number of concurrent streams the peer may open
 	// towards this side, announced in SETTINGS; 0 means 1024.
 	MaxStreams int
@@ -42,17 +45,17 @@ type FramedConfig struct {
 	// (with ErrIdleTimeout); 0 means 30s, negative turns it off.
 	IdleTimeout time.Duration
 	// ReconnectBackoff is the wait before the first reconnect of a
-	// DialFramed connection; it doubles per failed attempt up to
+	// Dial connection; it doubles per failed attempt up to
 	// MaxReconnectBackoff. 0 means 5ms and 1s.
 	ReconnectBackoff    time.Duration
 	MaxReconnectBackoff time.Duration
 	// MaxReconnects is the number of consecutive failed dials after which a
-	// DialFramed connection dies with ErrReconnectFailed; 0 means 10,
+	// Dial connection dies with ErrReconnectFailed; 0 means 10,
 	// negative turns reconnecting off.
 	MaxReconnects int
 }
 
-func (cfg FramedConfig) withDefaults() FramedConfig {
+func (cfg Config) withDefaults() Config {
 	def := func(v *int, d int) {
 		if *v <= 0 {
 			*v = d
@@ -75,7 +78,7 @@ func (cfg FramedConfig) withDefaults() FramedConfig {
 	return cfg
 }
 
-// ContextWriter is implemented by the streams of a FramedConn: a write
+// ContextWriter is implemented by the streams of a Conn: a write
 // that waits for flow-control window and send-queue room only until ctx
 // ends (Stream.Write honours the write deadline instead).
 type ContextWriter interface {
@@ -85,11 +88,11 @@ type ContextWriter interface {
 var _ ContextWriter = (*framedStream)(nil)
 
 // DialFunc opens the TCP connection (or any reliable ordered byte stream)
-// under a FramedConn, for example a netstack's DialTCP.
+// under a Conn, for example a netstack's DialTCP.
 type DialFunc func(ctx context.Context) (net.Conn, error)
 
-// FramedStats counts a FramedConn's events since it was made.
-type FramedStats struct {
+// Stats counts a Conn's events since it was made.
+type Stats struct {
 	FramesIn, FramesOut uint64
 	// UnknownStream counts frames for streams that no longer exist (late
 	// frames after a reset: expected in small numbers).
@@ -102,7 +105,7 @@ type FramedStats struct {
 	Reconnects uint64
 }
 
-// FramedConn carries virtual connections (streams) over one TCP
+// Conn carries virtual connections (streams) over one TCP
 // connection, after tRPC-Go's multiplexed pool but with bounded per-stream
 // receive queues (flow control), a send queue that honours contexts and
 // deadlines, exact stream credit, and reconnection that fails the streams
@@ -111,8 +114,8 @@ type FramedStats struct {
 // Goroutines: per TCP connection a reader (frames to streams), a writer
 // (send queue to the socket) and a keep-alive timer; while reconnecting one
 // redialler. All end when the connection dies.
-type FramedConn struct {
-	cfg     FramedConfig
+type Conn struct {
+	cfg     Config
 	dial    DialFunc // nil: no reconnect
 	watcher atomic.Pointer[watcherRef]
 	done    chan struct{}
@@ -137,11 +140,13 @@ type FramedConn struct {
 	nextID                   uint32
 }
 
-var _ Conn = (*FramedConn)(nil)
+var _ mux.Conn = (*Conn)(nil)
 
-// framedSession is one TCP connection of a FramedConn.
+type watcherRef struct{ w mux.Watcher }
+
+// framedSession is one TCP connection of a Conn.
 type framedSession struct {
-	c    *FramedConn
+	c    *Conn
 	nc   net.Conn
 	dead chan struct{} // closed when the session failed
 	// data carries OPEN, DATA and FIN frames in order; ctrl the rest,
@@ -190,29 +195,29 @@ func getFrameBuf(n int) *[]byte {
 	return &b
 }
 
-// NewFramed runs framed virtual connections over nc, which it owns. It
+// New runs framed virtual connections over nc, which it owns. It
 // sends SETTINGS and returns at once; streams can be opened once the
-// peer's SETTINGS arrived (OpenStream waits for them). A NewFramed
-// connection does not reconnect; see DialFramed.
-func NewFramed(nc net.Conn, cfg FramedConfig) *FramedConn {
-	c := newFramedConn(cfg, nil)
+// peer's SETTINGS arrived (OpenStream waits for them). A New
+// connection does not reconnect; see Dial.
+func New(nc net.Conn, cfg Config) *Conn {
+	c := newConn(cfg, nil)
 	c.mu.Lock()
 	c.startSessionLocked(nc)
 	c.mu.Unlock()
 	return c
 }
 
-// DialFramed dials with dial, waits for the peer's SETTINGS until ctx ends,
+// Dial dials with dial, waits for the peer's SETTINGS until ctx ends,
 // and returns a connection that redials with bounded exponential backoff
 // when its TCP connection fails. Streams open at the failure end with
 // ErrConnLost; OpenStream callers wait for the new connection, or fail with
 // ErrReconnectFailed after cfg.MaxReconnects failed dials.
-func DialFramed(ctx context.Context, dial DialFunc, cfg FramedConfig) (*FramedConn, error) {
+func Dial(ctx context.Context, dial DialFunc, cfg Config) (*Conn, error) {
 	nc, err := dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("mux: framed dial: %w", err)
 	}
-	c := newFramedConn(cfg, dial)
+	c := newConn(cfg, dial)
 	c.mu.Lock()
 	s := c.startSessionLocked(nc)
 	c.mu.Unlock()
@@ -223,13 +228,13 @@ func DialFramed(ctx context.Context, dial DialFunc, cfg FramedConfig) (*FramedCo
 	return c, nil
 }
 
-func newFramedConn(cfg FramedConfig, dial DialFunc) *FramedConn {
+func newConn(cfg Config, dial DialFunc) *Conn {
 	cfg = cfg.withDefaults()
 	if cfg.MaxReconnects < 0 {
 		dial = nil
 	}
 	closing, cancel := context.WithCancel(context.Background())
-	return &FramedConn{
+	return &Conn{
 		cfg:     cfg,
 		dial:    dial,
 		done:    make(chan struct{}),
@@ -241,7 +246,7 @@ func newFramedConn(cfg FramedConfig, dial DialFunc) *FramedConn {
 	}
 }
 
-func (c *FramedConn) waitReady(ctx context.Context, s *framedSession) error {
+func (c *Conn) waitReady(ctx context.Context, s *framedSession) error {
 	for {
 		c.mu.Lock()
 		ready, err, failed, wake := s.ready, c.err, s.failErr, c.credit
@@ -263,7 +268,7 @@ func (c *FramedConn) waitReady(ctx context.Context, s *framedSession) error {
 }
 
 // startSessionLocked starts the goroutines of a new TCP connection; c.mu held.
-func (c *FramedConn) startSessionLocked(nc net.Conn) *framedSession {
+func (c *Conn) startSessionLocked(nc net.Conn) *framedSession {
 	s := &framedSession{
 		c:       c,
 		nc:      nc,
@@ -290,12 +295,12 @@ func (c *FramedConn) startSessionLocked(nc net.Conn) *framedSession {
 }
 
 // wakeLocked wakes OpenStream waiters; c.mu held.
-func (c *FramedConn) wakeLocked() {
+func (c *Conn) wakeLocked() {
 	close(c.credit)
 	c.credit = make(chan struct{})
 }
 
-func (c *FramedConn) notifyCredit() {
+func (c *Conn) notifyCredit() {
 	if w := c.watcher.Load(); w != nil {
 		w.w.StreamCredit(c)
 	}
@@ -606,7 +611,7 @@ func (s *framedSession) keepAliveLoop() {
 }
 
 // fail ends the session: its streams fail with ErrConnLost wrapping err,
-// and the FramedConn reconnects or dies.
+// and the Conn reconnects or dies.
 func (s *framedSession) fail(err error) {
 	c := s.c
 	c.mu.Lock()
@@ -632,7 +637,7 @@ func (s *framedSession) fail(err error) {
 		if !reconnect && c.err == nil {
 			die = s.failErr
 			if c.goingAway || c.peerGoingAway {
-				die = fmt.Errorf("%w (%w)", ErrGoingAway, err)
+				die = fmt.Errorf("%w (%w)", mux.ErrGoingAway, err)
 			}
 		}
 	}
@@ -655,7 +660,7 @@ func (s *framedSession) fail(err error) {
 }
 
 // redial reconnects with exponential backoff (the redialler goroutine).
-func (c *FramedConn) redial(cause error) {
+func (c *Conn) redial(cause error) {
 	backoff := c.cfg.ReconnectBackoff
 	lastErr := cause
 	for range c.cfg.MaxReconnects {
@@ -687,7 +692,7 @@ func (c *FramedConn) redial(cause error) {
 }
 
 // die makes the connection dead with err, once.
-func (c *FramedConn) die(err error) {
+func (c *Conn) die(err error) {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -724,7 +729,7 @@ func (c *FramedConn) die(err error) {
 }
 
 // availLocked is AvailStreams with c.mu held.
-func (c *FramedConn) availLocked() int {
+func (c *Conn) availLocked() int {
 	s := c.sess
 	if c.err != nil || c.goingAway || c.peerGoingAway || s == nil || !s.ready {
 		return 0
@@ -733,21 +738,21 @@ func (c *FramedConn) availLocked() int {
 }
 
 // OpenStream opens a virtual connection with the next free id.
-func (c *FramedConn) OpenStream(ctx context.Context) (Stream, error) {
+func (c *Conn) OpenStream(ctx context.Context) (mux.Stream, error) {
 	return c.open(ctx, 0, false)
 }
 
 // OpenStreamID opens a virtual connection with a caller-chosen id (a
 // request id, as in tRPC). An id that is in use fails with ErrDuplicateID;
 // id 0 is reserved.
-func (c *FramedConn) OpenStreamID(ctx context.Context, id uint32) (Stream, error) {
+func (c *Conn) OpenStreamID(ctx context.Context, id uint32) (mux.Stream, error) {
 	if id == 0 {
 		return nil, fmt.Errorf("%w: id 0 is reserved", ErrDuplicateID)
 	}
 	return c.open(ctx, id, true)
 }
 
-func (c *FramedConn) open(ctx context.Context, id uint32, fixed bool) (Stream, error) {
+func (c *Conn) open(ctx context.Context, id uint32, fixed bool) (mux.Stream, error) {
 	for {
 		c.mu.Lock()
 		switch {
@@ -757,7 +762,7 @@ func (c *FramedConn) open(ctx context.Context, id uint32, fixed bool) (Stream, e
 			return nil, err
 		case c.goingAway || c.peerGoingAway:
 			c.mu.Unlock()
-			return nil, ErrGoingAway
+			return nil, mux.ErrGoingAway
 		}
 		if c.availLocked() > 0 {
 			break
@@ -767,7 +772,7 @@ func (c *FramedConn) open(ctx context.Context, id uint32, fixed bool) (Stream, e
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", ErrNoCredit, context.Cause(ctx))
+			return nil, fmt.Errorf("%w: %w", mux.ErrNoCredit, context.Cause(ctx))
 		}
 	}
 	s := c.sess
@@ -805,7 +810,7 @@ func (c *FramedConn) open(ctx context.Context, id uint32, fixed bool) (Stream, e
 }
 
 // AcceptStream waits for a virtual connection opened by the peer.
-func (c *FramedConn) AcceptStream(ctx context.Context) (Stream, error) {
+func (c *Conn) AcceptStream(ctx context.Context) (mux.Stream, error) {
 	select {
 	case st := <-c.accepts:
 		return st, nil
@@ -817,14 +822,14 @@ func (c *FramedConn) AcceptStream(ctx context.Context) (Stream, error) {
 }
 
 // AvailStreams is the number of streams OpenStream opens without waiting.
-func (c *FramedConn) AvailStreams() int {
+func (c *Conn) AvailStreams() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.availLocked()
 }
 
 // UsedStreams is the number of streams opened here and not finished.
-func (c *FramedConn) UsedStreams() int {
+func (c *Conn) UsedStreams() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sess == nil {
@@ -834,7 +839,7 @@ func (c *FramedConn) UsedStreams() int {
 }
 
 // SetWatcher registers w (nil removes it).
-func (c *FramedConn) SetWatcher(w Watcher) {
+func (c *Conn) SetWatcher(w mux.Watcher) {
 	if w == nil {
 		c.watcher.Store(nil)
 		return
@@ -843,7 +848,7 @@ func (c *FramedConn) SetWatcher(w Watcher) {
 }
 
 // Ping sends a PING frame and waits for its PONG.
-func (c *FramedConn) Ping(ctx context.Context) error {
+func (c *Conn) Ping(ctx context.Context) error {
 	c.mu.Lock()
 	s, err := c.sess, c.err
 	c.mu.Unlock()
@@ -879,17 +884,17 @@ func (c *FramedConn) Ping(ctx context.Context) error {
 
 // Alive reports whether new streams can be opened (now or, while
 // reconnecting, once reconnected).
-func (c *FramedConn) Alive() bool {
+func (c *Conn) Alive() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err == nil && !c.goingAway && !c.peerGoingAway
 }
 
 // Done is closed when the connection is dead.
-func (c *FramedConn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Err is why the connection died.
-func (c *FramedConn) Err() error {
+func (c *Conn) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
@@ -897,7 +902,7 @@ func (c *FramedConn) Err() error {
 
 // Shutdown sends GOAWAY, takes no new streams (neither opened here nor by
 // the peer), and closes once the open ones have finished or ctx ended.
-func (c *FramedConn) Shutdown(ctx context.Context) error {
+func (c *Conn) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -917,27 +922,27 @@ func (c *FramedConn) Shutdown(ctx context.Context) error {
 	if s != nil && first {
 		s.sendCtrl(outFrame{hdr: frameHeader{typ: frameGoAway}})
 	}
-	return finishShutdown(ctx, idle, c.closeWith)
+	return shutdown.Finish(ctx, idle, c.closeWith)
 }
 
 // Close closes at once; open streams fail with an error wrapping
 // net.ErrClosed.
-func (c *FramedConn) Close() error {
+func (c *Conn) Close() error {
 	c.closeWith(fmt.Errorf("mux: connection closed: %w", net.ErrClosed))
 	return nil
 }
 
-func (c *FramedConn) closeWith(err error) {
+func (c *Conn) closeWith(err error) {
 	c.die(err)
 	<-c.done
 }
 
-// Kind is KindFramed.
-func (c *FramedConn) Kind() Kind { return KindFramed }
+// Kind is mux.KindFramed.
+func (c *Conn) Kind() mux.Kind { return mux.KindFramed }
 
 // LocalAddr is the current TCP connection's local address (nil while
 // reconnecting).
-func (c *FramedConn) LocalAddr() net.Addr {
+func (c *Conn) LocalAddr() net.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sess == nil {
@@ -948,7 +953,7 @@ func (c *FramedConn) LocalAddr() net.Addr {
 
 // RemoteAddr is the current TCP connection's remote address (nil while
 // reconnecting).
-func (c *FramedConn) RemoteAddr() net.Addr {
+func (c *Conn) RemoteAddr() net.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sess == nil {
@@ -958,8 +963,8 @@ func (c *FramedConn) RemoteAddr() net.Addr {
 }
 
 // Stats returns the connection's counters.
-func (c *FramedConn) Stats() FramedStats {
-	return FramedStats{
+func (c *Conn) Stats() Stats {
+	return Stats{
 		FramesIn:       c.framesIn.Load(),
 		FramesOut:      c.framesOut.Load(),
 		UnknownStream:  c.unknown.Load(),

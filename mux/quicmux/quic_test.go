@@ -1,4 +1,4 @@
-package mux
+package quicmux
 
 import (
 	"bytes"
@@ -15,8 +15,12 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/quic-go/quic-go"
 	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/internal/testenv"
 )
 
 // labCert is one self-signed certificate shared by the package's tests
@@ -29,35 +33,42 @@ var labCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
 	return cert, pool
 })
 
-// packetPair opens two UDP sockets. The default is kernel loopback; tests
-// over the netstack pair replace it (see stack_test.go).
-var packetPair = func(t testing.TB) (client, server net.PacketConn) {
+// sockets makes the tests' sockets. The default is kernel loopback; tests
+// over the netstack pair or the lab replace it (see stack_test.go).
+var sockets = testenv.Kernel()
+
+func packetPair(t testing.TB) (client, server net.PacketConn) {
 	t.Helper()
-	a, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		a.Close()
-		t.Fatal(err)
-	}
-	return a, b
+	return sockets.PacketPair(t)
 }
 
-// quicPair dials a client QUICConn to a server QUICConn.
-func quicPair(t testing.TB, alpn string, srvCfg, cliCfg Config) (cli, srv *QUICConn) {
+// newTransport runs a transport on pc until the test ends.
+func newTransport(t testing.TB, pc net.PacketConn, cfg Config) *Transport {
+	tr := NewTransport(pc, cfg)
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// quicPair dials a client Conn to a server Conn.
+func quicPair(t testing.TB, alpn string, srvCfg, cliCfg Config) (cli, srv *Conn) {
+	t.Helper()
+	cli, srv, _ = quicPairTransport(t, alpn, srvCfg, cliCfg)
+	return cli, srv
+}
+
+// quicPairTransport is quicPair that also returns the client's transport.
+func quicPairTransport(t testing.TB, alpn string, srvCfg, cliCfg Config) (cli, srv *Conn, ctr *Transport) {
 	t.Helper()
 	cpc, spc := packetPair(t)
 	cert, pool := labCert()
-	ln, err := ListenQUIC(spc, ServerTLS(cert), srvCfg)
+	ln, err := newTransport(t, spc, srvCfg).Listen(ServerTLS(cert))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	accepted := make(chan *QUICConn, 1)
+	accepted := make(chan *Conn, 1)
 	go func() {
 		c, err := ln.Accept(ctx)
 		if err != nil {
@@ -65,7 +76,8 @@ func quicPair(t testing.TB, alpn string, srvCfg, cliCfg Config) (cli, srv *QUICC
 		}
 		accepted <- c
 	}()
-	cli, err = DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", pool, alpn), cliCfg)
+	ctr = newTransport(t, cpc, cliCfg)
+	cli, err = ctr.Dial(ctx, spc.LocalAddr(), ClientTLS("backend.lab", pool, alpn))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,11 +87,11 @@ func quicPair(t testing.TB, alpn string, srvCfg, cliCfg Config) (cli, srv *QUICC
 		t.FailNow()
 	}
 	t.Cleanup(func() { srv.Close() })
-	return cli, srv
+	return cli, srv, ctr
 }
 
 // echoStreams serves every stream of c by echoing it until EOF.
-func echoStreams(t testing.TB, c *QUICConn) {
+func echoStreams(t testing.TB, c *Conn) {
 	go func() {
 		for {
 			s, err := c.AcceptStream(context.Background())
@@ -95,10 +107,10 @@ func echoStreams(t testing.TB, c *QUICConn) {
 }
 
 func TestQUICStreamEcho(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
 	echoStreams(t, srv)
-	if cli.Kind() != KindQUIC || cli.ALPN() != ALPNRaw || !cli.Alive() {
+	if cli.Kind() != mux.KindQUIC || cli.ALPN() != ALPNRaw || !cli.Alive() {
 		t.Fatalf("kind %v alpn %q alive %v", cli.Kind(), cli.ALPN(), cli.Alive())
 	}
 	if got := cli.AvailStreams(); got != defaultReadyStreams {
@@ -113,7 +125,7 @@ func TestQUICStreamEcho(t *testing.T) {
 		t.Fatalf("UsedStreams = %d, want 1", cli.UsedStreams())
 	}
 	echoThrough(t, s, bytes.Repeat([]byte("xdpnet"), 10000))
-	waitFor(t, "stream ends", func() bool { return cli.UsedStreams() == 0 })
+	testenv.WaitFor(t, "stream ends", func() bool { return cli.UsedStreams() == 0 })
 	if err := cli.Ping(ctx); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
@@ -121,7 +133,7 @@ func TestQUICStreamEcho(t *testing.T) {
 
 // echoThrough writes msg on s, closes its write side, and checks that the
 // peer (echoStreams) sends msg back whole.
-func echoThrough(t *testing.T, s Stream, msg []byte) {
+func echoThrough(t *testing.T, s mux.Stream, msg []byte) {
 	t.Helper()
 	go func() {
 		s.Write(msg)
@@ -136,34 +148,23 @@ func echoThrough(t *testing.T, s Stream, msg []byte) {
 	}
 }
 
-// creditWatcher records watcher calls.
-type creditWatcher struct {
-	credit atomic.Int32
-	dead   chan error
-}
-
-func newCreditWatcher() *creditWatcher { return &creditWatcher{dead: make(chan error, 1)} }
-
-func (w *creditWatcher) StreamCredit(Conn)          { w.credit.Add(1) }
-func (w *creditWatcher) ConnDead(_ Conn, err error) { w.dead <- err }
-
 // TestQUICCreditExhaustedThenRaised: with a peer that allows more streams
 // than ReadyStreams, AvailStreams opens that many ahead and counts them
 // until the credit runs out; then OpenStream waits, and a MAX_STREAMS frame
 // brings a credit notification and credit. Streams are handed out lowest id
 // first (RFC 9000 section 3.2: the peer opens lower ids implicitly).
 func TestQUICCreditExhaustedThenRaised(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	const ready, limit = 4, 10
 	cli, srv := quicPair(t, ALPNRaw, Config{MaxIncomingStreams: limit}, Config{ReadyStreams: ready})
-	w := newCreditWatcher()
+	w := testenv.NewWatcher()
 	cli.SetWatcher(w)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if got := cli.AvailStreams(); got != ready {
 		t.Fatalf("AvailStreams = %d, want ReadyStreams %d", got, ready)
 	}
-	var streams []Stream
+	var streams []mux.Stream
 	open := func(n int) {
 		t.Helper()
 		for range n {
@@ -193,12 +194,12 @@ func TestQUICCreditExhaustedThenRaised(t *testing.T) {
 	if got := cli.AvailStreams(); got != 0 {
 		t.Fatalf("AvailStreams = %d after using the credit, want 0", got)
 	}
-	notified := w.credit.Load()
+	notified := w.Credit.Load()
 	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
 	_, err := cli.OpenStream(short)
 	cancelShort()
-	if !errors.Is(err, ErrNoCredit) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("OpenStream without credit: %v, want ErrNoCredit wrapping the deadline", err)
+	if !errors.Is(err, mux.ErrNoCredit) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("OpenStream without credit: %v, want mux.ErrNoCredit wrapping the deadline", err)
 	}
 	// The server finishes one stream in both directions: quic-go then
 	// raises MAX_STREAMS by one.
@@ -210,7 +211,7 @@ func TestQUICCreditExhaustedThenRaised(t *testing.T) {
 	io.ReadAll(ss)
 	ss.Close()
 	io.ReadAll(streams[0])
-	waitFor(t, "credit notification", func() bool { return w.credit.Load() > notified })
+	testenv.WaitFor(t, "credit notification", func() bool { return w.Credit.Load() > notified })
 	if got := cli.AvailStreams(); got != 1 {
 		t.Fatalf("AvailStreams = %d after MAX_STREAMS, want 1", got)
 	}
@@ -228,15 +229,15 @@ func TestQUICCreditExhaustedThenRaised(t *testing.T) {
 // (MAX_STREAMS 0) leaves AvailStreams at 0 and OpenStream waiting until its
 // context ends; the goroutine waiting for credit ends with the connection.
 func TestQUICPeerGrantsNoStreams(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, _ := quicPair(t, ALPNRaw, Config{MaxIncomingStreams: -1}, Config{})
 	if got := cli.AvailStreams(); got != 0 {
 		t.Fatalf("AvailStreams = %d, want 0", got)
 	}
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := cli.OpenStream(short); !errors.Is(err, ErrNoCredit) {
-		t.Fatalf("OpenStream: %v, want ErrNoCredit", err)
+	if _, err := cli.OpenStream(short); !errors.Is(err, mux.ErrNoCredit) {
+		t.Fatalf("OpenStream: %v, want mux.ErrNoCredit", err)
 	}
 	if err := cli.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping needs no bidirectional credit: %v", err)
@@ -248,7 +249,7 @@ func TestQUICPeerGrantsNoStreams(t *testing.T) {
 // never accepts unidirectional streams does not, and Ping ends with its
 // context.
 func TestQUICPingRaw(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	for _, answers := range []bool{true, false} {
 		t.Run(fmt.Sprintf("answers=%v", answers), func(t *testing.T) {
 			cpc, spc := packetPair(t)
@@ -262,7 +263,7 @@ func TestQUICPingRaw(t *testing.T) {
 			defer ln.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			cli, err := DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw), Config{})
+			cli, err := newTransport(t, cpc, Config{}).Dial(ctx, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -309,50 +310,11 @@ func TestQUICTraceOneRecorder(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds; it fails the test after 10s. It is for
-// conditions reached through real sockets, where synctest cannot help.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// checkGoroutines fails the test if goroutines started during it are still
-// running once it ended (after its cleanups, polling up to 10s for them to
-// exit).
-func checkGoroutines(t *testing.T) {
-	before := goroutineIDs()
-	t.Cleanup(func() {
-		var leaked []string
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			leaked = leaked[:0]
-			for id, stack := range goroutineStacks() {
-				if !before[id] {
-					leaked = append(leaked, stack)
-				}
-			}
-			if len(leaked) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		if len(leaked) > 0 {
-			t.Errorf("%d goroutines leaked, first:\n%s", len(leaked), leaked[0])
-		}
-	})
-}
-
 // TestQUICManyStreams runs 10,000 streams (1,000 with -short) with
 // verified data over one connection whose peer allows 100 at a time, so
 // the credit is used up and returned many times.
 func TestQUICManyStreams(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	n := 10000
 	if testing.Short() {
 		n = 1000
@@ -368,7 +330,7 @@ func TestQUICManyStreams(t *testing.T) {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
 				msg := fmt.Appendf(nil, "stream %d of %d", i, n)
-				if err := roundTrip(ctx, cli, msg); err != nil {
+				if err := testenv.RoundTrip(ctx, cli, msg); err != nil {
 					errs <- err
 					return
 				}
@@ -380,16 +342,16 @@ func TestQUICManyStreams(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	waitFor(t, "streams to end", func() bool { return cli.UsedStreams() == 0 })
+	testenv.WaitFor(t, "streams to end", func() bool { return cli.UsedStreams() == 0 })
 	// The peer returns credit as streams complete: all of it comes back.
-	waitFor(t, "credit to return", func() bool { return cli.AvailStreams() == 100 })
+	testenv.WaitFor(t, "credit to return", func() bool { return cli.AvailStreams() == 100 })
 }
 
 func TestQUICShutdownDrains(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
 	echoStreams(t, srv)
-	w := newCreditWatcher()
+	w := testenv.NewWatcher()
 	cli.SetWatcher(w)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -403,9 +365,9 @@ func TestQUICShutdownDrains(t *testing.T) {
 	}
 	shut := make(chan error, 1)
 	go func() { shut <- cli.Shutdown(ctx) }()
-	waitFor(t, "shutdown to begin", func() bool { return !cli.Alive() })
-	if _, err := cli.OpenStream(ctx); !errors.Is(err, ErrGoingAway) || !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("OpenStream during shutdown: %v, want ErrGoingAway", err)
+	testenv.WaitFor(t, "shutdown to begin", func() bool { return !cli.Alive() })
+	if _, err := cli.OpenStream(ctx); !errors.Is(err, mux.ErrGoingAway) || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("OpenStream during shutdown: %v, want mux.ErrGoingAway", err)
 	}
 	if cli.AvailStreams() != 0 {
 		t.Fatal("AvailStreams > 0 during shutdown")
@@ -425,15 +387,15 @@ func TestQUICShutdownDrains(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if err := <-w.dead; !errors.Is(err, ErrGoingAway) {
-		t.Fatalf("ConnDead with %v, want ErrGoingAway", err)
+	if err := <-w.Dead; !errors.Is(err, mux.ErrGoingAway) {
+		t.Fatalf("ConnDead with %v, want mux.ErrGoingAway", err)
 	}
 	// The server sees the connection closed without error.
 	<-srv.Done()
 }
 
 func TestQUICShutdownDeadlineClosesHard(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, _ := quicPair(t, ALPNRaw, Config{}, Config{})
 	s, err := cli.OpenStream(context.Background())
 	if err != nil {
@@ -450,7 +412,7 @@ func TestQUICShutdownDeadlineClosesHard(t *testing.T) {
 }
 
 func TestQUICGarbageDatagrams(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
 	echoStreams(t, srv)
 	junk, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -468,7 +430,7 @@ func TestQUICGarbageDatagrams(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := roundTrip(ctx, cli, []byte("still fine")); err != nil {
+	if err := testenv.RoundTrip(ctx, cli, []byte("still fine")); err != nil {
 		t.Fatal(err)
 	}
 	if !cli.Alive() || !srv.Alive() {
@@ -477,7 +439,7 @@ func TestQUICGarbageDatagrams(t *testing.T) {
 }
 
 func TestQUICPeerResetsStream(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -499,21 +461,21 @@ func TestQUICPeerResetsStream(t *testing.T) {
 		t.Fatalf("read after the peer's reset: %v, want a remote StreamError 7", err)
 	}
 	// Reset in both directions: a write fails too and the stream ends.
-	waitFor(t, "write to fail", func() bool {
+	testenv.WaitFor(t, "write to fail", func() bool {
 		_, err := s.Write([]byte("x"))
 		return errors.As(err, &serr)
 	})
 	s.Close()
-	waitFor(t, "stream to end", func() bool { return cli.UsedStreams() == 0 })
+	testenv.WaitFor(t, "stream to end", func() bool { return cli.UsedStreams() == 0 })
 }
 
 func TestQUICIdleTimeout(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, srv := quicPair(t, ALPNRaw, Config{IdleTimeout: 200 * time.Millisecond, KeepAlive: -1}, Config{KeepAlive: -1})
-	w := newCreditWatcher()
+	w := testenv.NewWatcher()
 	srv.SetWatcher(w)
 	var idle *quic.IdleTimeoutError
-	err := <-w.dead
+	err := <-w.Dead
 	if !errors.As(err, &idle) || !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("ConnDead with %v, want an idle timeout", err)
 	}
@@ -528,7 +490,7 @@ func TestQUICIdleTimeout(t *testing.T) {
 }
 
 func TestQUICKeepAliveKeepsIdleConnection(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, srv := quicPair(t, ALPNRaw, Config{IdleTimeout: 300 * time.Millisecond}, Config{KeepAlive: 50 * time.Millisecond})
 	timer := time.NewTimer(time.Second) // several idle timeouts
 	defer timer.Stop()
@@ -542,12 +504,12 @@ func TestQUICKeepAliveKeepsIdleConnection(t *testing.T) {
 }
 
 func TestQUICPeerCloses(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{})
-	w := newCreditWatcher()
+	w := testenv.NewWatcher()
 	cli.SetWatcher(w)
 	srv.QUIC().CloseWithError(42, "backend going down")
-	err := <-w.dead
+	err := <-w.Dead
 	var aerr *quic.ApplicationError
 	if !errors.As(err, &aerr) || aerr.ErrorCode != 42 || !aerr.Remote {
 		t.Fatalf("ConnDead with %v, want the peer's application error 42", err)
@@ -561,19 +523,19 @@ func TestQUICPeerCloses(t *testing.T) {
 }
 
 func TestQUICHandshakeFailures(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cert, pool := labCert()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	t.Run("alpn", func(t *testing.T) {
 		cpc, spc := packetPair(t)
-		ln, err := ListenQUIC(spc, ServerTLS(cert, ALPNH3), Config{})
+		ln, err := newTransport(t, spc, Config{}).Listen(ServerTLS(cert, ALPNH3))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ln.Close()
 		go ln.Accept(ctx)
-		_, err = DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw), Config{})
+		_, err = newTransport(t, cpc, Config{}).Dial(ctx, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw))
 		var terr *quic.TransportError
 		if !errors.As(err, &terr) {
 			t.Fatalf("dial with an ALPN the server lacks: %v, want a TLS alert", err)
@@ -581,13 +543,13 @@ func TestQUICHandshakeFailures(t *testing.T) {
 	})
 	t.Run("untrusted", func(t *testing.T) {
 		cpc, spc := packetPair(t)
-		ln, err := ListenQUIC(spc, ServerTLS(cert), Config{})
+		ln, err := newTransport(t, spc, Config{}).Listen(ServerTLS(cert))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ln.Close()
 		go ln.Accept(ctx)
-		_, err = DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", x509.NewCertPool(), ALPNRaw), Config{})
+		_, err = newTransport(t, cpc, Config{}).Dial(ctx, spc.LocalAddr(), ClientTLS("backend.lab", x509.NewCertPool(), ALPNRaw))
 		if err == nil {
 			t.Fatal("dial to an untrusted server succeeded")
 		}
@@ -595,7 +557,7 @@ func TestQUICHandshakeFailures(t *testing.T) {
 	t.Run("no server", func(t *testing.T) {
 		cpc, spc := packetPair(t)
 		spc.Close()
-		_, err := DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw), Config{HandshakeTimeout: 200 * time.Millisecond})
+		_, err := newTransport(t, cpc, Config{HandshakeTimeout: 200 * time.Millisecond}).Dial(ctx, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw))
 		var herr *quic.IdleTimeoutError
 		if !errors.As(err, &herr) && !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("dial to nobody: %v, want a handshake timeout", err)
@@ -605,7 +567,7 @@ func TestQUICHandshakeFailures(t *testing.T) {
 		cpc, spc := packetPair(t)
 		defer cpc.Close()
 		defer spc.Close()
-		if _, err := DialQUIC(ctx, cpc, spc.LocalAddr(), &tls.Config{}, Config{}); err == nil {
+		if _, err := newTransport(t, cpc, Config{}).Dial(ctx, spc.LocalAddr(), &tls.Config{}); err == nil {
 			t.Fatal("dial without ALPN accepted")
 		}
 	})
@@ -615,7 +577,7 @@ func TestQUICHandshakeFailures(t *testing.T) {
 // hands out connections before the handshake completes) serves ordinary
 // connections with the same credit accounting.
 func TestQUICAllow0RTTListener(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, srv := quicPair(t, ALPNRaw, Config{Allow0RTT: true, MaxIncomingStreams: 7}, Config{})
 	echoStreams(t, srv)
 	if got := cli.AvailStreams(); got != 7 {
@@ -623,7 +585,7 @@ func TestQUICAllow0RTTListener(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := roundTrip(ctx, cli, []byte("early listener")); err != nil {
+	if err := testenv.RoundTrip(ctx, cli, []byte("early listener")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -679,11 +641,11 @@ func (s *stallConn) Close() error {
 // must not hang the connection: datagrams are dropped after a bounded
 // wait, and Close returns.
 func TestQUICBlockedSocketDoesNotHang(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	kpc, spc := packetPair(t)
 	cpc := &stallConn{PacketConn: kpc, closed: make(chan struct{})}
 	cert, pool := labCert()
-	ln, err := ListenQUIC(spc, ServerTLS(cert), Config{})
+	ln, err := newTransport(t, spc, Config{}).Listen(ServerTLS(cert))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -695,11 +657,12 @@ func TestQUICBlockedSocketDoesNotHang(t *testing.T) {
 			echoStreams(t, c)
 		}
 	}()
-	cli, err := DialQUIC(ctx, cpc, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw), Config{})
+	ctr := newTransport(t, cpc, Config{})
+	cli, err := ctr.Dial(ctx, spc.LocalAddr(), ClientTLS("backend.lab", pool, ALPNRaw))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := roundTrip(ctx, cli, []byte("before the stall")); err != nil {
+	if err := testenv.RoundTrip(ctx, cli, []byte("before the stall")); err != nil {
 		t.Fatal(err)
 	}
 	cpc.stalled.Store(true)
@@ -708,7 +671,7 @@ func TestQUICBlockedSocketDoesNotHang(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Write([]byte("into a blocked socket"))
-	waitFor(t, "a datagram to be dropped", func() bool { return cli.owned.WriteDrops() > 0 })
+	testenv.WaitFor(t, "a datagram to be dropped", func() bool { return ctr.dropped.Load() > 0 })
 	cli.Close()
 	<-cli.Done()
 }
@@ -732,11 +695,11 @@ func (c *errConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // later dials would all fail at once; a socket that fails for good makes
 // Err say the transport must be replaced.
 func TestQUICTransportSurvivesUnreachable(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	kpc, spc := packetPair(t)
 	cpc := &errConn{PacketConn: kpc}
 	cert, pool := labCert()
-	ln, err := ListenQUIC(spc, ServerTLS(cert), Config{})
+	ln, err := newTransport(t, spc, Config{}).Listen(ServerTLS(cert))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -752,7 +715,7 @@ func TestQUICTransportSurvivesUnreachable(t *testing.T) {
 			echoStreams(t, c)
 		}
 	}()
-	tr := NewQUICTransport(cpc, Config{})
+	tr := NewTransport(cpc, Config{})
 	defer tr.Close()
 	notified := tr.UnreachableNotify()
 	for _, e := range []error{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH} {
@@ -762,12 +725,12 @@ func TestQUICTransportSurvivesUnreachable(t *testing.T) {
 		if err != nil {
 			t.Fatalf("dial after %v: %v", e, err)
 		}
-		if err := roundTrip(ctx, c, []byte("after an ICMP error")); err != nil {
+		if err := testenv.RoundTrip(ctx, c, []byte("after an ICMP error")); err != nil {
 			t.Fatal(err)
 		}
 		c.Close()
 	}
-	if got := tr.Unreachable(); got != 3 {
+	if got := tr.unreachable.Load(); got != 3 {
 		t.Errorf("Unreachable = %d, want 3", got)
 	}
 	select {
@@ -785,7 +748,7 @@ func TestQUICTransportSurvivesUnreachable(t *testing.T) {
 	if err == nil {
 		c.Close()
 	}
-	waitFor(t, "Err to report the failed socket", func() bool { return errors.Is(tr.Err(), syscall.EBADF) })
+	testenv.WaitFor(t, "Err to report the failed socket", func() bool { return errors.Is(tr.Err(), syscall.EBADF) })
 	tr.Close()
 	if !errors.Is(tr.Err(), net.ErrClosed) {
 		t.Errorf("Err after Close = %v, want net.ErrClosed", tr.Err())
@@ -796,7 +759,7 @@ func TestQUICTransportSurvivesUnreachable(t *testing.T) {
 // Write blocked on a peer that stopped reading, and the peer sees a reset,
 // not a clean end of stream.
 func TestQUICStreamResetUnblocksWrite(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{MaxStreamReceiveWindow: 64 << 10})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -826,9 +789,9 @@ func TestQUICStreamResetUnblocksWrite(t *testing.T) {
 	}
 	_, err = io.ReadAll(ss)
 	var serr *quic.StreamError
-	if !errors.As(err, &serr) || serr.ErrorCode != RawCancelCode {
-		t.Fatalf("peer read %v, want a StreamError with RawCancelCode", err)
+	if !errors.As(err, &serr) || serr.ErrorCode != rawCancelCode {
+		t.Fatalf("peer read %v, want a StreamError with rawCancelCode", err)
 	}
 	ss.Close()
-	waitFor(t, "stream to end", func() bool { return cli.UsedStreams() == 0 })
+	testenv.WaitFor(t, "stream to end", func() bool { return cli.UsedStreams() == 0 })
 }

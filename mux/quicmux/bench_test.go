@@ -1,4 +1,4 @@
-package mux
+package quicmux
 
 import (
 	"context"
@@ -8,21 +8,21 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/xdpnet/xdpnet/mux/internal/testenv"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
 
 // The benchmarks compare, in one run and on one machine:
 //
 //	impl=baseline        quic-go on kernel UDP sockets (loopback), no mux
-//	impl=xdpnet          mux.QUICConn on the engine's netstack (two netstacks
+//	impl=xdpnet          quicmux.Conn on the engine's netstack (two netstacks
 //	                     joined in memory by stacktest)
-//	impl=mux-kernel      mux.QUICConn on kernel UDP: the cost of mux alone
+//	impl=mux-kernel      quicmux.Conn on kernel UDP: the cost of mux alone
 //	impl=quicgo-netstack quic-go on the netstack, no mux: the cost of the
 //	                     netstack alone
 //	impl=baseline-basic  quic-go on kernel UDP hidden behind a plain
@@ -41,9 +41,9 @@ type plainPacketConn struct{ net.PacketConn }
 
 type benchSide struct {
 	cli, srv net.PacketConn
-	// useMux runs the client on mux.QUICConn, else on bare quic-go;
+	// useMux runs the client on quicmux.Conn, else on bare quic-go;
 	// rawServer keeps the server on bare quic-go even with useMux;
-	// muxSocket gives bare quic-go the socket QUICTransport makes of cli
+	// muxSocket gives bare quic-go the socket Transport makes of cli
 	// (see segmentingPacketConn), mux's I/O path without its connections.
 	useMux, rawServer, muxSocket bool
 	// packetSize is the client's Config.InitialPacketSize. quic-go finds
@@ -127,7 +127,7 @@ func (c rawConn) open(ctx context.Context) (benchStream, error) {
 }
 func (c rawConn) close() { c.c.CloseWithError(0, "") }
 
-type muxConn struct{ c *QUICConn }
+type muxConn struct{ c *Conn }
 
 // lossRate is the share of packets the client's connection declared lost.
 func lossRate(c benchConn) float64 {
@@ -169,7 +169,7 @@ func newBenchEnv(b *testing.B, side benchSide) *benchEnv {
 	qconf := benchQUICConfig.quicConfig()
 	qconf.Tracer = nil
 	if side.useMux && !side.rawServer {
-		ln, err := ListenQUIC(side.srv, srvTLS, benchQUICConfig)
+		ln, err := newTransport(b, side.srv, benchQUICConfig).Listen(srvTLS)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -219,7 +219,7 @@ func newBenchEnv(b *testing.B, side benchSide) *benchEnv {
 	cliConf := benchQUICConfig
 	cliConf.InitialPacketSize = side.packetSize
 	if side.useMux {
-		tr := NewQUICTransport(side.cli, cliConf)
+		tr := NewTransport(side.cli, cliConf)
 		b.Cleanup(func() { tr.Close() })
 		return &benchEnv{dial: func(ctx context.Context) (benchConn, error) {
 			c, err := tr.Dial(ctx, raddr, cliTLS)
@@ -233,7 +233,7 @@ func newBenchEnv(b *testing.B, side benchSide) *benchEnv {
 	b.Cleanup(func() { ctr.Close(); side.cli.Close() })
 	cliQConf := cliConf.quicConfig()
 	if side.muxSocket {
-		t := NewQUICTransport(side.cli, cliConf)
+		t := NewTransport(side.cli, cliConf)
 		b.Cleanup(func() { t.Close() })
 		ctr, cliQConf = t.tr, t.quicConfig()
 	}
@@ -271,13 +271,6 @@ func request(ctx context.Context, c benchConn, payload []byte) error {
 	return s.Close()
 }
 
-// cpuTime is the CPU time the process used so far, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // measure runs fn and reports ops/elapsed as metric and the CPU time per op
 // (client and server together: both run in this process). Against the
 // baseline run earlier in the same process it reports ratio (throughput,
@@ -286,9 +279,9 @@ func cpuTime() time.Duration {
 // figure: CPU time does not grow when other processes take the cores.
 func measure(b *testing.B, impl, metric string, ops float64, fn func()) {
 	b.ResetTimer()
-	cpu0, start := cpuTime(), time.Now()
+	cpu0, start := testenv.CPUTime(), time.Now()
 	fn()
-	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	elapsed, cpu := time.Since(start), testenv.CPUTime()-cpu0
 	b.StopTimer()
 	v := ops / elapsed.Seconds()
 	cpuPerOp := float64(cpu.Nanoseconds()) / float64(b.N)
@@ -357,7 +350,7 @@ func runStreams(ctx context.Context, c benchConn, n int) error {
 
 // BenchmarkQUICStreamsMuxCost isolates what mux adds per stream, which the
 // sequential sub-benchmarks of BenchmarkQUICStreams cannot resolve on a
-// shared machine: a mux.QUICConn client and a bare quic-go client, each on
+// shared machine: a quicmux.Conn client and a bare quic-go client, each on
 // its own connected netstack socket to a bare quic-go server, run
 // alternately in rounds of b.N streams within one process, so both see the
 // same load, heap and warm-up. See benchMuxCost.
@@ -395,11 +388,11 @@ func benchMuxCost(b *testing.B, side func(b *testing.B, useMux bool) benchSide) 
 		for k := range conns {
 			i := (k + r) % len(conns) // alternate which client goes first
 			runtime.ReadMemStats(&ms)
-			mallocs, cpu0 := ms.Mallocs, cpuTime()
+			mallocs, cpu0 := ms.Mallocs, testenv.CPUTime()
 			if err := runStreams(ctx, conns[i], b.N); err != nil {
 				b.Fatal(err)
 			}
-			cpu[i] = append(cpu[i], float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N))
+			cpu[i] = append(cpu[i], float64((testenv.CPUTime()-cpu0).Nanoseconds())/float64(b.N))
 			runtime.ReadMemStats(&ms)
 			allocs[i] += ms.Mallocs - mallocs
 		}

@@ -1,4 +1,4 @@
-package mux
+package quicmux
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// Config configures QUIC connections (RFC 9000) made by DialQUIC,
-// QUICTransport and ListenQUIC. The zero value is usable.
+// Config configures the QUIC connections (RFC 9000) of a Transport. The
+// zero value is usable.
 type Config struct {
 	// HandshakeTimeout bounds the handshake; 0 means 5s.
 	HandshakeTimeout time.Duration
@@ -52,7 +52,7 @@ type Config struct {
 	MaxStreamReceiveWindow     uint64
 	MaxConnectionReceiveWindow uint64
 	// ReadyStreams is how many bidirectional streams a connection keeps
-	// opened ahead of OpenStream, within the peer's credit (see QUICConn);
+	// opened ahead of OpenStream, within the peer's credit (see Conn);
 	// AvailStreams counts no more than this. 0 means 16. A ready stream
 	// costs about 1.7 KB (BenchmarkQUICReadyStream) and nothing on the
 	// wire. HTTP/3 client connections do without.
@@ -90,10 +90,10 @@ func (cfg Config) quicConfig() *quic.Config {
 	}
 }
 
-// QUICTransport runs QUIC connections over one UDP socket: a netstack socket
+// Transport runs QUIC connections over one UDP socket: a netstack socket
 // (stack.ListenUDP) or a kernel one. Many client connections, and a listener,
 // can share it; packets are demultiplexed by connection id.
-type QUICTransport struct {
+type Transport struct {
 	tr      *quic.Transport
 	pc      net.PacketConn
 	seg     *segmentingPacketConn // wraps pc unless pc is a kernel socket
@@ -113,13 +113,13 @@ type QUICTransport struct {
 	done      chan struct{} // closed by Close
 }
 
-// NewQUICTransport takes ownership of pc: Close closes it. A socket that is
+// NewTransport takes ownership of pc: Close closes it. A socket that is
 // not a kernel UDP socket (the netstack's) gets its writes bounded in time
 // (see boundedPacketConn) and quic-go's batched send path (see
 // segmentingPacketConn); if the process is out of file descriptors for the
 // latter's placeholder socket, quic-go sends one datagram per call instead.
-func NewQUICTransport(pc net.PacketConn, cfg Config) *QUICTransport {
-	t := &QUICTransport{pc: pc, cfg: cfg, unreachCh: make(chan struct{}), done: make(chan struct{})}
+func NewTransport(pc net.PacketConn, cfg Config) *Transport {
+	t := &Transport{pc: pc, cfg: cfg, unreachCh: make(chan struct{}), done: make(chan struct{})}
 	qpc := pc
 	if _, kernel := pc.(quic.OOBCapablePacketConn); !kernel {
 		b := &boundedPacketConn{PacketConn: pc, dropped: &t.dropped, unreachable: &t.unreachable, notify: t.signalUnreachable}
@@ -137,32 +137,23 @@ func NewQUICTransport(pc net.PacketConn, cfg Config) *QUICTransport {
 // bit, as segmentingPacketConn's placeholder does for the netstack socket:
 // turn it off there, as quic-go does by itself on any other non-kernel
 // socket (Config.InitialPacketSize sets the size instead).
-func (t *QUICTransport) quicConfig() *quic.Config {
+func (t *Transport) quicConfig() *quic.Config {
 	qc := t.cfg.quicConfig()
 	qc.DisablePathMTUDiscovery = t.seg != nil
 	return qc
 }
 
-// WriteDrops counts datagrams dropped because the socket's send buffer
-// stayed full for a second (see boundedPacketConn).
-func (t *QUICTransport) WriteDrops() uint64 { return t.dropped.Load() }
-
-// Unreachable counts ICMP destination-unreachable errors the socket
-// reported and the transport passed over (only sockets that report them:
-// connected netstack ones).
-func (t *QUICTransport) Unreachable() uint64 { return t.unreachable.Load() }
-
 // UnreachableNotify returns a channel closed at the next ICMP error the
 // socket reports. On a socket connected to one server, that server (or the
 // path to it) refused or dropped a packet: a dial in flight to it can give
 // up at once instead of waiting out its handshake timeout.
-func (t *QUICTransport) UnreachableNotify() <-chan struct{} {
+func (t *Transport) UnreachableNotify() <-chan struct{} {
 	t.unreachMu.Lock()
 	defer t.unreachMu.Unlock()
 	return t.unreachCh
 }
 
-func (t *QUICTransport) signalUnreachable() {
+func (t *Transport) signalUnreachable() {
 	t.unreachMu.Lock()
 	close(t.unreachCh)
 	t.unreachCh = make(chan struct{})
@@ -170,12 +161,12 @@ func (t *QUICTransport) signalUnreachable() {
 }
 
 // Done is closed by Close.
-func (t *QUICTransport) Done() <-chan struct{} { return t.done }
+func (t *Transport) Done() <-chan struct{} { return t.done }
 
 // Err is nil while the transport can carry connections; after Close, or
 // once its socket failed for good, it says why, and the transport must be
 // replaced: quic-go ends a transport on a read error.
-func (t *QUICTransport) Err() error {
+func (t *Transport) Err() error {
 	if t.closed.Load() {
 		return net.ErrClosed
 	}
@@ -189,19 +180,11 @@ func (t *QUICTransport) Err() error {
 
 // Dial opens a client connection to raddr and completes the handshake.
 // tlsConf must name one ALPN (ALPNH3 or ALPNRaw, see ClientTLS).
-func (t *QUICTransport) Dial(ctx context.Context, raddr net.Addr, tlsConf *tls.Config) (*QUICConn, error) {
-	return t.dial(ctx, raddr, tlsConf, false)
-}
-
-// dial dials; with owned, the connection closes the transport when it dies.
-func (t *QUICTransport) dial(ctx context.Context, raddr net.Addr, tlsConf *tls.Config, owned bool) (*QUICConn, error) {
+func (t *Transport) Dial(ctx context.Context, raddr net.Addr, tlsConf *tls.Config) (*Conn, error) {
 	if tlsConf == nil || len(tlsConf.NextProtos) == 0 {
 		return nil, errors.New("mux: quic dial needs a TLS config with an ALPN")
 	}
-	c := newQUICConn(true, slices.Contains(tlsConf.NextProtos, ALPNH3), t.cfg)
-	if owned {
-		c.owned = t
-	}
+	c := newConn(true, slices.Contains(tlsConf.NextProtos, ALPNH3), t.cfg)
 	qc, err := t.tr.Dial(context.WithValue(ctx, traceKey{}, c), raddr, tlsConf, t.quicConfig())
 	if err != nil {
 		return nil, fmt.Errorf("mux: quic dial %s: %w", raddr, err)
@@ -212,12 +195,12 @@ func (t *QUICTransport) dial(ctx context.Context, raddr net.Addr, tlsConf *tls.C
 
 // Listen accepts server connections on the transport. tlsConf offers the
 // ALPNs the server speaks (see ServerTLS).
-func (t *QUICTransport) Listen(tlsConf *tls.Config) (*QUICListener, error) {
+func (t *Transport) Listen(tlsConf *tls.Config) (*Listener, error) {
 	if tlsConf == nil || len(tlsConf.NextProtos) == 0 {
 		return nil, errors.New("mux: quic listen needs a TLS config with ALPNs")
 	}
 	t.tr.ConnContext = func(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
-		return context.WithValue(ctx, traceKey{}, newQUICConn(false, false, t.cfg)), nil
+		return context.WithValue(ctx, traceKey{}, newConn(false, false, t.cfg)), nil
 	}
 	var ln quicListener
 	var err error
@@ -229,14 +212,11 @@ func (t *QUICTransport) Listen(tlsConf *tls.Config) (*QUICListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mux: quic listen: %w", err)
 	}
-	return &QUICListener{ln: ln, tr: t, early: t.cfg.Allow0RTT}, nil
+	return &Listener{ln: ln, early: t.cfg.Allow0RTT}, nil
 }
 
-// LocalAddr is the socket's address.
-func (t *QUICTransport) LocalAddr() net.Addr { return t.pc.LocalAddr() }
-
 // Close closes every connection of the transport and its socket.
-func (t *QUICTransport) Close() error {
+func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closed.Store(true)
 		close(t.done)
@@ -252,29 +232,12 @@ func (t *QUICTransport) Close() error {
 	return t.closeErr
 }
 
-// DialQUIC opens a client QUIC connection to raddr over pc and completes
-// the handshake. The connection owns pc: pc is closed when the connection
-// dies. tlsConf must name one ALPN (see ClientTLS). To share one socket
-// between connections use NewQUICTransport.
-func DialQUIC(ctx context.Context, pc net.PacketConn, raddr net.Addr, tlsConf *tls.Config, cfg Config) (*QUICConn, error) {
-	t := NewQUICTransport(pc, cfg)
-	c, err := t.dial(ctx, raddr, tlsConf, true)
-	if err != nil {
-		t.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
-// QUICListener accepts server-side QUIC connections.
-type QUICListener struct {
+// Listener accepts server-side QUIC connections.
+type Listener struct {
 	ln quicListener
-	tr *QUICTransport
 	// early: Config.Allow0RTT, connections are handed out before their
 	// handshake completes, so that 0-RTT streams are served at once.
 	early bool
-	// owned: made by ListenQUIC, Close closes the transport too.
-	owned bool
 }
 
 // quicListener is *quic.Listener or *quic.EarlyListener.
@@ -284,28 +247,16 @@ type quicListener interface {
 	Addr() net.Addr
 }
 
-// ListenQUIC accepts QUIC connections on pc; it owns pc (Close closes it).
-func ListenQUIC(pc net.PacketConn, tlsConf *tls.Config, cfg Config) (*QUICListener, error) {
-	t := NewQUICTransport(pc, cfg)
-	ln, err := t.Listen(tlsConf)
-	if err != nil {
-		t.Close()
-		return nil, err
-	}
-	ln.owned = true
-	return ln, nil
-}
-
 // Accept waits for the next connection whose handshake completed (with
 // Config.Allow0RTT: whose client's transport parameters arrived, so that
 // 0-RTT streams are served at once; the server's own stream limit is known
 // from them either way).
-func (l *QUICListener) Accept(ctx context.Context) (*QUICConn, error) {
+func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 	qc, err := l.ln.Accept(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("mux: quic accept: %w", err)
 	}
-	c, ok := qc.Context().Value(traceKey{}).(*QUICConn)
+	c, ok := qc.Context().Value(traceKey{}).(*Conn)
 	if !ok {
 		// Not possible: Listen's ConnContext sets it for every connection.
 		qc.CloseWithError(0, "")
@@ -328,16 +279,8 @@ func (l *QUICListener) Accept(ctx context.Context) (*QUICConn, error) {
 }
 
 // Addr is the listening socket's address.
-func (l *QUICListener) Addr() net.Addr { return l.ln.Addr() }
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
-// Close stops accepting. A listener made by ListenQUIC also closes its
-// socket and with it every connection it accepted.
-func (l *QUICListener) Close() error {
-	err := l.ln.Close()
-	if l.owned {
-		if cerr := l.tr.Close(); err == nil {
-			err = cerr
-		}
-	}
-	return err
-}
+// Close stops accepting; the transport and the connections it accepted
+// stay open.
+func (l *Listener) Close() error { return l.ln.Close() }

@@ -1,4 +1,4 @@
-package mux
+package framed
 
 import (
 	"context"
@@ -10,9 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xdpnet/xdpnet/mux"
 )
 
-// framedStream is one virtual connection of a FramedConn.
+// framedStream is one virtual connection of a Conn.
 type framedStream struct {
 	s     *framedSession
 	id    uint32
@@ -49,7 +51,7 @@ type framedStream struct {
 	rd, wd     deadline
 }
 
-var _ Stream = (*framedStream)(nil)
+var _ mux.Stream = (*framedStream)(nil)
 
 func newFramedStream(s *framedSession, id uint32, local bool) *framedStream {
 	return &framedStream{
@@ -305,7 +307,7 @@ func (st *framedStream) Write(p []byte) (int, error) {
 
 // WriteContext writes p, waiting for flow-control window and send-queue
 // room until ctx ends or the write deadline passes. With
-// FramedConfig.DropWhenFull a full send queue fails the write at once with
+// Config.DropWhenFull a full send queue fails the write at once with
 // ErrSendQueueFull; the bytes counted in n were queued.
 func (st *framedStream) WriteContext(ctx context.Context, p []byte) (int, error) {
 	st.writeMu.Lock()

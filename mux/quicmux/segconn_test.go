@@ -1,4 +1,4 @@
-package mux
+package quicmux
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpnet/xdpnet/mux/internal/testenv"
 )
 
 // recordingPacketConn records the datagrams written to it.
@@ -112,9 +114,9 @@ func TestSegmentingWriteMsgUDP(t *testing.T) {
 // mux bursts of packets in one call (segmentingPacketConn), and they arrive
 // intact. On kernel sockets quic-go batches by itself: nothing to check.
 func TestQUICBatchedSends(t *testing.T) {
-	checkGoroutines(t)
-	cli, srv := quicPair(t, ALPNRaw, Config{}, Config{InitialPacketSize: 1200})
-	seg := cli.owned.seg
+	testenv.CheckGoroutines(t)
+	cli, srv, ctr := quicPairTransport(t, ALPNRaw, Config{}, Config{InitialPacketSize: 1200})
+	seg := ctr.seg
 	if seg == nil {
 		t.Skip("kernel UDP socket: quic-go batches its sends itself")
 	}

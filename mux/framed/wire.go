@@ -1,4 +1,4 @@
-package mux
+package framed
 
 import (
 	"encoding/binary"
@@ -68,12 +68,12 @@ var (
 	// reset the stream; it wraps a *ResetError with the code.
 	ErrStreamReset = errors.New("mux: stream reset")
 	// ErrSendQueueFull is returned by writes on a connection configured to
-	// drop when its send queue is full (FramedConfig.DropWhenFull).
+	// drop when its send queue is full (Config.DropWhenFull).
 	ErrSendQueueFull = errors.New("mux: send queue full")
 	// ErrConnLost is the error of streams that were open when their TCP
 	// connection failed; it wraps the cause.
 	ErrConnLost = errors.New("mux: connection lost")
-	// ErrReconnectFailed is the terminal error of a DialFramed connection
+	// ErrReconnectFailed is the terminal error of a Dial connection
 	// that gave up reconnecting; it wraps the last dial error.
 	ErrReconnectFailed = errors.New("mux: reconnect failed")
 	// ErrIdleTimeout is a connection that received nothing, not even a

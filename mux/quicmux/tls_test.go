@@ -1,4 +1,4 @@
-package mux
+package quicmux
 
 import (
 	"crypto/tls"
@@ -44,16 +44,16 @@ func TestTLSBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	junk := filepath.Join(dir, "junk.pem")
 	os.WriteFile(junk, []byte("not a certificate"), 0o600)
-	if _, err := LoadKeyPair(junk, junk); !errors.Is(err, ErrBadCertificate) {
+	if _, err := LoadKeyPair(junk, junk); !errors.Is(err, errBadCertificate) {
 		t.Fatalf("LoadKeyPair(junk): %v", err)
 	}
-	if _, err := LoadKeyPair(filepath.Join(dir, "missing"), junk); !errors.Is(err, ErrBadCertificate) || !errors.Is(err, os.ErrNotExist) {
+	if _, err := LoadKeyPair(filepath.Join(dir, "missing"), junk); !errors.Is(err, errBadCertificate) || !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("LoadKeyPair(missing): %v", err)
 	}
-	if _, err := LoadCertPool(junk); !errors.Is(err, ErrBadCertificate) {
+	if _, err := LoadCertPool(junk); !errors.Is(err, errBadCertificate) {
 		t.Fatalf("LoadCertPool(junk): %v", err)
 	}
-	if _, _, err := SelfSigned(nil, time.Hour); !errors.Is(err, ErrBadCertificate) {
+	if _, _, err := SelfSigned(nil, time.Hour); !errors.Is(err, errBadCertificate) {
 		t.Fatalf("SelfSigned without hosts: %v", err)
 	}
 }

@@ -1,7 +1,9 @@
-package mux
+package h3
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,20 +16,75 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/internal/testenv"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
-// h3Pair connects an HTTP3Client to an http3.Server running handler on the
+// labCert is one self-signed certificate shared by the package's tests.
+var labCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
+	cert, pool, err := quicmux.SelfSigned([]string{"backend.lab", "127.0.0.1"}, time.Hour)
+	if err != nil {
+		panic(err)
+	}
+	return cert, pool
+})
+
+// sockets makes the tests' sockets. The default is kernel loopback; tests
+// over the netstack pair or the lab replace it (see TestOverNetstack).
+var sockets = testenv.Kernel()
+
+// quicPair dials a client quicmux.Conn offering alpn to a server one.
+func quicPair(t testing.TB, alpn string, srvCfg quicmux.Config) (cli, srv *quicmux.Conn) {
+	t.Helper()
+	cpc, spc := sockets.PacketPair(t)
+	cert, pool := labCert()
+	str := quicmux.NewTransport(spc, srvCfg)
+	t.Cleanup(func() { str.Close() })
+	ln, err := str.Listen(quicmux.ServerTLS(cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	accepted := make(chan *quicmux.Conn, 1)
+	go func() {
+		c, err := ln.Accept(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		accepted <- c
+	}()
+	ctr := quicmux.NewTransport(cpc, quicmux.Config{})
+	t.Cleanup(func() { ctr.Close() })
+	cli, err = ctr.Dial(ctx, spc.LocalAddr(), quicmux.ClientTLS("backend.lab", pool, alpn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	srv = <-accepted
+	if srv == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { srv.Close() })
+	return cli, srv
+}
+
+// h3Pair connects a Client to an http3.Server running handler on the
 // server side of the connection.
-func h3Pair(t testing.TB, srvCfg Config, handler http.Handler) *HTTP3Client {
+func h3Pair(t testing.TB, srvCfg quicmux.Config, handler http.Handler) *Client {
 	t.Helper()
 	h, _ := h3PairServer(t, srvCfg, handler)
 	return h
 }
 
-func h3PairServer(t testing.TB, srvCfg Config, handler http.Handler) (*HTTP3Client, *http3.Server) {
+func h3PairServer(t testing.TB, srvCfg quicmux.Config, handler http.Handler) (*Client, *http3.Server) {
 	t.Helper()
-	cli, srv := quicPair(t, ALPNH3, srvCfg, Config{})
+	cli, srv := quicPair(t, quicmux.ALPNH3, srvCfg)
 	hs := &http3.Server{Handler: handler}
 	done := make(chan struct{})
 	go func() {
@@ -39,26 +96,45 @@ func h3PairServer(t testing.TB, srvCfg Config, handler http.Handler) (*HTTP3Clie
 		srv.Close()
 		<-done
 	})
-	h, err := NewHTTP3Client(cli, nil)
+	h, err := NewClient(cli, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h, hs
 }
 
-// BenchmarkHTTP3Requests: GET requests through HTTP3Client, 16 in
-// parallel, to an http3.Server on a mux server connection (kernel
+// socketTests are the tests that run again over the engine's netstack, in
+// memory and on AF_XDP.
+func socketTests() []testenv.Test {
+	return []testenv.Test{
+		{Name: "HTTP3Client", Fn: TestHTTP3Client},
+		{Name: "HTTP3GoAway", Fn: TestHTTP3GoAway},
+	}
+}
+
+// TestOverNetstack runs the socket-level tests over the engine's netstack.
+func TestOverNetstack(t *testing.T) { testenv.RunOverNetstack(t, &sockets, socketTests()) }
+
+// TestOverAFXDP runs them with the engine's netstack on AF_XDP against
+// quic-go on the kernel in a lab namespace (root only).
+func TestOverAFXDP(t *testing.T) {
+	testenv.RunOverAFXDP(t, &sockets, socketTests())
+}
+
+// BenchmarkHTTP3Requests: GET requests through Client, 16 in
+// parallel, to an http3.Server on a quicmux server connection (kernel
 // loopback). cpu-ns/op is the whole process's CPU per request, client and
 // server.
 func BenchmarkHTTP3Requests(b *testing.B) {
-	h := h3Pair(b, Config{MaxIncomingStreams: 1000}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := h3Pair(b, quicmux.Config{MaxIncomingStreams: 1000}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
-	ctx := benchCtx(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	const parallel = 16
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	var wg sync.WaitGroup
 	var once sync.Once
 	for w := range parallel {
@@ -83,15 +159,15 @@ func BenchmarkHTTP3Requests(b *testing.B) {
 	}
 	wg.Wait()
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64((testenv.CPUTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
 // TestHTTP3GoAway: after the server's GOAWAY (RFC 9114 section 5.2) the
 // connection takes no new requests: RoundTrip fails, and the connection
 // reports no credit and not alive, without a stream-limit error.
 func TestHTTP3GoAway(t *testing.T) {
-	checkGoroutines(t)
-	h, hs := h3PairServer(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	testenv.CheckGoroutines(t)
+	h, hs := h3PairServer(t, quicmux.Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -104,8 +180,8 @@ func TestHTTP3GoAway(t *testing.T) {
 	io.Copy(io.Discard, rsp.Body)
 	rsp.Body.Close()
 	go hs.Shutdown(ctx)
-	c := h.Conn()
-	waitFor(t, "GOAWAY to stop new requests", func() bool {
+	c := h.c
+	testenv.WaitFor(t, "GOAWAY to stop new requests", func() bool {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://backend.lab/", nil)
 		rsp, err := h.RoundTrip(req)
 		if err == nil {
@@ -113,7 +189,8 @@ func TestHTTP3GoAway(t *testing.T) {
 			rsp.Body.Close()
 			return false
 		}
-		if errors.Is(err, ErrStreamLimit) {
+		var limitErr *quic.StreamLimitReachedError
+		if errors.As(err, &limitErr) {
 			t.Fatalf("stream-limit error after GOAWAY: %v", err)
 		}
 		// A request already sent may be refused with a stream reset;
@@ -126,24 +203,24 @@ func TestHTTP3GoAway(t *testing.T) {
 }
 
 func TestHTTP3Client(t *testing.T) {
-	checkGoroutines(t)
+	testenv.CheckGoroutines(t)
 	// Each held request waits for its own release: with one channel for
 	// both, the second handler could take the first release, and the
 	// first response, which the test reads, never ended.
 	release := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
 	start := time.Now()
 	var hellos atomic.Int32 // requests the server's /hello handler saw
-	mux := http.NewServeMux()
-	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { hellos.Add(1); io.WriteString(w, "hello") })
-	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
-	mux.HandleFunc("/hold/{n}", func(w http.ResponseWriter, r *http.Request) {
+	routes := http.NewServeMux()
+	routes.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { hellos.Add(1); io.WriteString(w, "hello") })
+	routes.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) })
+	routes.HandleFunc("/hold/{n}", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "held")
 		w.(http.Flusher).Flush()
 		if n, err := strconv.Atoi(r.PathValue("n")); err == nil && n >= 0 && n < len(release) {
 			<-release[n]
 		}
 	})
-	h := h3Pair(t, Config{MaxIncomingStreams: 2}, mux)
+	h := h3Pair(t, quicmux.Config{MaxIncomingStreams: 2}, routes)
 	// Registered after the server's cleanup, so it runs first: a failed
 	// test unblocks the held handlers instead of hanging in Server.Close.
 	t.Cleanup(func() {
@@ -151,8 +228,8 @@ func TestHTTP3Client(t *testing.T) {
 			close(r)
 		}
 	})
-	c := h.Conn()
-	w := newCreditWatcher()
+	c := h.c
+	w := testenv.NewWatcher()
 	c.SetWatcher(w)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -185,7 +262,7 @@ func TestHTTP3Client(t *testing.T) {
 	}
 
 	// Exact credit: two held requests use the peer's whole limit.
-	waitFor(t, "credit back", func() bool { return c.AvailStreams() == 2 })
+	testenv.WaitFor(t, "credit back", func() bool { return c.AvailStreams() == 2 })
 	var held []*http.Response
 	for n := range 2 {
 		rsp, err := get(ctx, fmt.Sprintf("/hold/%d", n))
@@ -200,17 +277,17 @@ func TestHTTP3Client(t *testing.T) {
 	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
 	_, err = get(short, "/hello")
 	cancelShort()
-	if !errors.Is(err, ErrNoCredit) {
-		t.Fatalf("request without credit: %v, want ErrNoCredit", err)
+	if !errors.Is(err, mux.ErrNoCredit) {
+		t.Fatalf("request without credit: %v, want mux.ErrNoCredit", err)
 	}
-	before := w.credit.Load()
+	before := w.Credit.Load()
 	release[0] <- struct{}{}
 	body, _ = io.ReadAll(held[0].Body)
 	held[0].Body.Close()
 	if string(body) != "held" {
 		t.Fatalf("held body %q", body)
 	}
-	waitFor(t, "credit notification", func() bool { return w.credit.Load() > before })
+	testenv.WaitFor(t, "credit notification", func() bool { return w.Credit.Load() > before })
 	if c.AvailStreams() != 1 || c.UsedStreams() != 1 {
 		t.Fatalf("avail %d used %d after one request ended", c.AvailStreams(), c.UsedStreams())
 	}
@@ -226,7 +303,7 @@ func TestHTTP3Client(t *testing.T) {
 	release[1] <- struct{}{}
 	io.Copy(io.Discard, held[1].Body)
 	held[1].Body.Close()
-	waitFor(t, "all credit back", func() bool { return c.AvailStreams() == 2 && c.UsedStreams() == 0 })
+	testenv.WaitFor(t, "all credit back", func() bool { return c.AvailStreams() == 2 && c.UsedStreams() == 0 })
 
 	// A request quic-go would fail to encode is refused before any stream.
 	bad, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://backend.lab/", nil)
@@ -242,8 +319,8 @@ func TestHTTP3Client(t *testing.T) {
 // TestHTTP3ClientCallerTrace: the caller's httptrace hooks run once each;
 // RoundTrip adds its own WroteHeaders hook to them.
 func TestHTTP3ClientCallerTrace(t *testing.T) {
-	checkGoroutines(t)
-	h := h3Pair(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	testenv.CheckGoroutines(t)
+	h := h3Pair(t, quicmux.Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -266,15 +343,18 @@ func TestHTTP3ClientCallerTrace(t *testing.T) {
 	if wrote.Load() != 1 || first.Load() != 1 {
 		t.Fatalf("caller's hooks ran WroteHeaders %d, GotFirstResponseByte %d times, want 1 each", wrote.Load(), first.Load())
 	}
-	if c := h.Conn(); c.UsedStreams() != 0 {
+	if c := h.c; c.UsedStreams() != 0 {
 		t.Fatalf("UsedStreams = %d after the body ended", c.UsedStreams())
 	}
 }
 
 func TestHTTP3ClientNeedsH3(t *testing.T) {
-	checkGoroutines(t)
-	cli, _ := quicPair(t, ALPNRaw, Config{}, Config{})
-	if _, err := NewHTTP3Client(cli, nil); !errors.Is(err, ErrNotH3) {
-		t.Fatalf("NewHTTP3Client on a raw connection: %v", err)
+	testenv.CheckGoroutines(t)
+	cli, srv := quicPair(t, quicmux.ALPNRaw, quicmux.Config{})
+	if _, err := NewClient(cli, nil); !errors.Is(err, errNotH3) {
+		t.Fatalf("NewClient on a raw connection: %v", err)
+	}
+	if _, err := NewClient(srv, nil); !errors.Is(err, errNotH3) {
+		t.Fatalf("NewClient on a server connection: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package mux
+package quicmux
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 // On the netstack this is the cheapest path quic-go can get: an unconnected
 // socket's WriteTo looks the route up for every datagram, a connected one
 // reuses the route it resolved at connect time (and the stack's UDP fast
-// path). NewQUICTransport adds batched sends (segmentingPacketConn). Reads
+// path). NewTransport adds batched sends (segmentingPacketConn). Reads
 // return the peer's address without allocating one per datagram.
 func ConnectedPacketConn(c net.Conn) (net.PacketConn, error) {
 	raddr := c.RemoteAddr()

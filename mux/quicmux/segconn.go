@@ -1,4 +1,4 @@
-package mux
+package quicmux
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package mux
+package quicmux
 
 import (
 	"context"
@@ -14,10 +14,10 @@ import (
 
 // quic-go reports transport parameters and frames as qlog events; they are
 // the only place where it exposes the peer's stream limit. An HTTP/3 client
-// QUICConn installs a recorder that reads the few events it needs and drops
-// the rest (see QUICConn).
+// Conn installs a recorder that reads the few events it needs and drops
+// the rest (see Conn).
 
-// traceKey carries the *QUICConn a connection's events belong to, in the
+// traceKey carries the *Conn a connection's events belong to, in the
 // context quic-go hands to Config.Tracer.
 type traceKey struct{}
 
@@ -27,7 +27,7 @@ type traceKey struct{}
 const bidiStreamType = 1
 
 func traceFromContext(ctx context.Context, _ bool, _ quic.ConnectionID) qlogwriter.Trace {
-	c, _ := ctx.Value(traceKey{}).(*QUICConn)
+	c, _ := ctx.Value(traceKey{}).(*Conn)
 	if c == nil || !c.events {
 		return nil
 	}
@@ -37,13 +37,13 @@ func traceFromContext(ctx context.Context, _ bool, _ quic.ConnectionID) qlogwrit
 // connTrace is the trace of one quic-go connection (a dial that switches
 // QUIC version makes a new one). It hands the recorder to its first
 // producer only: quic-go's connection, which asks while it is being made.
-// Later producers are quic-go's HTTP/3 layer (HTTP3Client, or an
-// http3.Server on QUIC()), which finds the trace through
+// Later producers are quic-go's HTTP/3 layer (package h3's Client,
+// or an http3.Server on QUIC()), which finds the trace through
 // quic.Conn.QlogTrace and, given a recorder, would build an event for every
-// HTTP/3 frame it writes or parses, header fields included; QUICConn needs
+// HTTP/3 frame it writes or parses, header fields included; Conn needs
 // none of them, and without a recorder HTTP/3 builds none.
 type connTrace struct {
-	c      *QUICConn
+	c      *Conn
 	handed atomic.Bool
 }
 
@@ -56,10 +56,10 @@ func (t *connTrace) AddProducer() qlogwriter.Recorder {
 
 // connRecorder is called on quic-go's connection goroutine: it must be
 // quick and must not block.
-type connRecorder QUICConn
+type connRecorder Conn
 
 func (r *connRecorder) RecordEvent(ev qlogwriter.Event) {
-	c := (*QUICConn)(r)
+	c := (*Conn)(r)
 	switch e := ev.(type) {
 	case qlog.ParametersSet:
 		if e.Initiator == qlog.InitiatorRemote {
@@ -102,7 +102,7 @@ type pendingPing struct {
 
 func (p *pendingPing) finish() { p.once.Do(func() { close(p.done) }) }
 
-func (c *QUICConn) pingSent(id quic.StreamID, pn qlog.PacketNumber) {
+func (c *Conn) pingSent(id quic.StreamID, pn qlog.PacketNumber) {
 	c.pingMu.Lock()
 	defer c.pingMu.Unlock()
 	for _, p := range c.pings {
@@ -112,7 +112,7 @@ func (c *QUICConn) pingSent(id quic.StreamID, pn qlog.PacketNumber) {
 	}
 }
 
-func (c *QUICConn) pingAcked(ack *qlog.AckFrame) {
+func (c *Conn) pingAcked(ack *qlog.AckFrame) {
 	c.pingMu.Lock()
 	defer c.pingMu.Unlock()
 	keep := c.pings[:0]
@@ -144,7 +144,7 @@ func (c *QUICConn) pingAcked(ack *qlog.AckFrame) {
 // connection, the ACK of a packet that carried the stream (section 13.2),
 // which the credit-event recorder sees. The stream is reset at the end, so
 // its credit returns to the peer either way.
-func (c *QUICConn) Ping(ctx context.Context) error {
+func (c *Conn) Ping(ctx context.Context) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
@@ -193,7 +193,7 @@ func stoppedByPeer(err error) bool {
 // StopUniStreams answers the peer's pings on a raw-ALPN connection: it stops
 // (STOP_SENDING, error code 0) every unidirectional stream the peer opens,
 // which is all a raw-ALPN peer does with them, until the connection ends.
-// QUICConn runs it on its own raw connections; a raw-ALPN server built on
+// Conn runs it on its own raw connections; a raw-ALPN server built on
 // quic-go directly runs it beside its stream accept loop.
 func StopUniStreams(qc *quic.Conn) {
 	for {
@@ -205,7 +205,7 @@ func StopUniStreams(qc *quic.Conn) {
 	}
 }
 
-func (c *QUICConn) dropPing(p *pendingPing) {
+func (c *Conn) dropPing(p *pendingPing) {
 	c.pingMu.Lock()
 	defer c.pingMu.Unlock()
 	for i, q := range c.pings {

@@ -1,4 +1,4 @@
-package mux
+package h3
 
 import (
 	"context"
@@ -12,44 +12,45 @@ import (
 
 	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
-// ErrNotH3 is returned by NewHTTP3Client for a connection that is not an
-// HTTP/3 client connection (its ALPN is not h3, or it is a server's).
-var ErrNotH3 = errors.New("mux: connection did not negotiate h3")
+// errNotH3 is returned by NewClient for a connection that is not an HTTP/3
+// client connection (its ALPN is not h3, or it is a server's).
+var errNotH3 = errors.New("mux: not an HTTP/3 client connection")
 
-// HTTP3Client sends HTTP/3 requests (RFC 9114) on one chosen QUICConn:
-// the one reuse/ picked. It never dials; RoundTrip fails when that
-// connection cannot take the request. It is an http.RoundTripper.
+// Client sends HTTP/3 requests (RFC 9114) on one chosen quicmux.Conn: the
+// one reuse/ picked. It never dials; RoundTrip fails when that connection
+// cannot take the request. It is an http.RoundTripper.
 //
 // Each request takes one unit of the connection's stream credit before
 // quic-go opens its stream, so the connection's AvailStreams stays exact.
-type HTTP3Client struct {
-	c  *QUICConn
-	cc *http3.ClientConn
+type Client struct {
+	c      *quicmux.Conn
+	credit *quicmux.H3Credit
+	cc     *http3.ClientConn
 }
 
-var _ http.RoundTripper = (*HTTP3Client)(nil)
+var _ http.RoundTripper = (*Client)(nil)
 
-// NewHTTP3Client starts an HTTP/3 client session (control and QPACK
-// streams) on c, which must have negotiated ALPNH3. tr configures it (nil:
-// defaults); only its HTTP/3 settings are used, never its dialing.
-func NewHTTP3Client(c *QUICConn, tr *http3.Transport) (*HTTP3Client, error) {
-	if alpn := c.ALPN(); alpn != ALPNH3 || !c.events {
-		return nil, fmt.Errorf("%w (negotiated %q, client side %v)", ErrNotH3, alpn, c.isClient)
+// NewClient starts an HTTP/3 client session (control and QPACK streams) on
+// c, a client connection that negotiated quicmux.ALPNH3. tr configures it
+// (nil: defaults); only its HTTP/3 settings are used, never its dialing.
+func NewClient(c *quicmux.Conn, tr *http3.Transport) (*Client, error) {
+	credit := c.H3Credit()
+	if credit == nil {
+		return nil, fmt.Errorf("%w (negotiated %q)", errNotH3, c.ALPN())
 	}
 	if tr == nil {
 		tr = &http3.Transport{}
 	}
-	return &HTTP3Client{c: c, cc: tr.NewClientConn(c.qc)}, nil
+	return &Client{c: c, credit: credit, cc: tr.NewClientConn(c.QUIC())}, nil
 }
-
-// Conn is the connection the client sends on.
-func (h *HTTP3Client) Conn() *QUICConn { return h.c }
 
 // RoundTrip sends req on the client's connection and returns the response.
 // Without stream credit it waits for the peer to grant more until the
-// request's context ends (then ErrNoCredit). The stream counts as used until
+// request's context ends (then mux.ErrNoCredit). The stream counts as used until
 // the response body is closed or read to its end.
 //
 // quic-go's ClientConn does not tell whether a failed request opened its
@@ -58,15 +59,15 @@ func (h *HTTP3Client) Conn() *QUICConn { return h.c }
 // exists then), and header fields are validated before anything is sent,
 // so that the only failures before that point are a dead connection or a
 // GOAWAY (RFC 9114 section 5.2), which end the connection's use anyway.
-func (h *HTTP3Client) RoundTrip(req *http.Request) (*http.Response, error) {
+func (h *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := validRequest(req); err != nil {
 		return nil, err
 	}
 	ctx := req.Context()
-	if _, err := h.c.reserve(ctx); err != nil {
+	if err := h.credit.Reserve(ctx); err != nil {
 		return nil, err
 	}
-	r := &h3Request{c: h.c, ctx: ctx}
+	r := &h3Request{credit: h.credit, ctx: ctx}
 	// rctx is cancelled by ctx only after the headers went out. It keeps
 	// ctx's values: WithClientTrace composes the caller's trace hooks, if
 	// any, with ours.
@@ -80,9 +81,9 @@ func (h *HTTP3Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !r.wrote.Load() && h.c.Err() == nil {
 			// A GOAWAY: the stream may or may not exist, so the count is
 			// unknown; no new streams go on this connection anyway.
-			h.c.markGoingAway()
+			h.credit.StopNew()
 		}
-		h.c.streamEnded(true)
+		h.credit.StreamEnded()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -97,8 +98,8 @@ func (h *HTTP3Client) RoundTrip(req *http.Request) (*http.Response, error) {
 // h3Request is one RoundTrip in flight; it is also its response's Body, so
 // that the stream's credit returns once that body ends.
 type h3Request struct {
-	c   *QUICConn
-	ctx context.Context // the caller's
+	credit *quicmux.H3Credit
+	ctx    context.Context // the caller's
 	// cancel ends the context quic-go sees.
 	cancel context.CancelFunc
 	trace  httptrace.ClientTrace
@@ -130,7 +131,7 @@ func (r *h3Request) detach() {
 // done runs once, when the response body ends.
 func (r *h3Request) done() {
 	r.detach()
-	r.c.streamEnded(true)
+	r.credit.StreamEnded()
 }
 
 func (r *h3Request) Read(p []byte) (int, error) {
@@ -148,7 +149,7 @@ func (r *h3Request) Close() error {
 }
 
 // Close closes the HTTP/3 session and its connection.
-func (h *HTTP3Client) Close() error { return h.c.Close() }
+func (h *Client) Close() error { return h.c.Close() }
 
 // validRequest rejects what quic-go would fail to encode after opening the
 // stream (see RoundTrip).

@@ -1,4 +1,4 @@
-package mux
+package quicmux
 
 import (
 	"cmp"
@@ -13,15 +13,18 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/xdpnet/xdpnet/mux"
+	"github.com/xdpnet/xdpnet/mux/internal/shutdown"
 )
 
-// QUICConn is a QUIC connection (RFC 9000) behind the Conn interface, client
+// Conn is a QUIC connection (RFC 9000) behind the Conn interface, client
 // or server side.
 //
 // Stream credit is exact: AvailStreams never counts a stream that quic-go
 // would refuse, so OpenStream never meets quic-go's StreamLimitReachedError.
 // quic-go keeps the peer's stream limit (RFC 9000 section 4.6) private, and
-// QUICConn follows it in one of two ways:
+// Conn follows it in one of two ways:
 //
 //   - Ready streams, for every connection but an HTTP/3 client's.
 //     OpenStream takes a stream opened ahead if there is one, else asks
@@ -36,11 +39,12 @@ import (
 //     All opens are serialised and streams are handed out lowest id first,
 //     so the peer never opens an unused one implicitly (section 3.2).
 //   - Credit events, for HTTP/3 client connections, whose request streams
-//     quic-go's HTTP/3 layer opens itself. QUICConn installs a qlog recorder
+//     quic-go's HTTP/3 layer opens itself. Conn installs a qlog recorder
 //     and reads the peer's initial_max_streams_bidi transport parameter
 //     (section 18.2) and every MAX_STREAMS frame from quic-go's events, which
-//     quic-go records after it applied them; HTTP3Client takes one unit of
-//     credit under a mutex before each request. The recorder costs CPU:
+//     quic-go records after it applied them; the HTTP/3 client (package h3)
+//     takes one unit of credit under a mutex before each request (see
+//     H3Credit). The recorder costs CPU:
 //     quic-go builds an event for every packet once one is installed, which
 //     is why raw connections do without (bench/mux.md).
 //
@@ -48,20 +52,17 @@ import (
 // accounting: on an HTTP/3 client connection it breaks it; elsewhere it
 // takes credit from the ready streams and leaves unused lower stream ids
 // that the peer then opens implicitly.
-type QUICConn struct {
+type Conn struct {
 	isClient bool
 	qc       *quic.Conn
 	// noError is the application error code meaning "no error" for the
 	// negotiated ALPN: H3_NO_ERROR (RFC 9114 section 8.1) or 0.
 	noError quic.ApplicationErrorCode
 	// cancelCode resets a stream cut short (Stream.Reset):
-	// H3_REQUEST_CANCELLED or RawCancelCode.
+	// H3_REQUEST_CANCELLED or rawCancelCode.
 	cancelCode quic.ApplicationErrorCode
-	// owned is the transport made by DialQUIC, closed when the connection
-	// dies; nil for connections of a shared transport or a listener.
-	owned   *QUICTransport
-	watcher atomic.Pointer[watcherRef]
-	done    chan struct{}
+	watcher    atomic.Pointer[watcherRef]
+	done       chan struct{}
 	// started is set once the handshake completed and start ran: events
 	// before that only set the initial limit.
 	started atomic.Bool
@@ -108,17 +109,17 @@ type QUICConn struct {
 	idle chan struct{}
 }
 
-var _ Conn = (*QUICConn)(nil)
+var _ mux.Conn = (*Conn)(nil)
 
-type watcherRef struct{ w Watcher }
+type watcherRef struct{ w mux.Watcher }
 
-// ErrStreamLimit reports that quic-go refused a stream that the credit
+// errStreamLimit reports that quic-go refused a stream that the credit
 // events said the peer allowed: a broken accounting invariant, never
 // expected. It is returned instead of quic-go's StreamLimitReachedError.
-var ErrStreamLimit = errors.New("mux: stream credit accounting out of step with quic-go")
+var errStreamLimit = errors.New("mux: stream credit accounting out of step with quic-go")
 
-func newQUICConn(isClient, events bool, cfg Config) *QUICConn {
-	return &QUICConn{
+func newConn(isClient, events bool, cfg Config) *Conn {
+	return &Conn{
 		isClient:    isClient,
 		events:      events,
 		readyTarget: cmp.Or(cfg.ReadyStreams, defaultReadyStreams),
@@ -129,13 +130,13 @@ func newQUICConn(isClient, events bool, cfg Config) *QUICConn {
 }
 
 // start binds the handshaken connection. It runs once, before c is handed out.
-func (c *QUICConn) start(qc *quic.Conn) {
+func (c *Conn) start(qc *quic.Conn) {
 	c.qc = qc
 	alpn := qc.ConnectionState().TLS.NegotiatedProtocol
 	if alpn == ALPNH3 {
 		c.noError, c.cancelCode = 0x100, 0x10c
 	} else {
-		c.cancelCode = RawCancelCode
+		c.cancelCode = rawCancelCode
 	}
 	c.started.Store(true)
 	context.AfterFunc(qc.Context(), c.die)
@@ -147,7 +148,7 @@ func (c *QUICConn) start(qc *quic.Conn) {
 }
 
 // die runs once when quic-go closed the connection, for whatever reason.
-func (c *QUICConn) die() {
+func (c *Conn) die() {
 	cause := context.Cause(c.qc.Context())
 	err := fmt.Errorf("mux: quic connection to %s: %w", c.qc.RemoteAddr(), cause)
 	c.mu.Lock()
@@ -167,9 +168,6 @@ func (c *QUICConn) die() {
 	c.ready = nil
 	c.mu.Unlock()
 	close(c.done)
-	if c.owned != nil {
-		c.owned.Close()
-	}
 	c.pingMu.Lock()
 	for _, p := range c.pings {
 		p.finish()
@@ -183,7 +181,7 @@ func (c *QUICConn) die() {
 }
 
 // raiseLimit records the peer's new cumulative stream limit (credit events).
-func (c *QUICConn) raiseLimit(n int64) {
+func (c *Conn) raiseLimit(n int64) {
 	c.mu.Lock()
 	if n <= c.limit || c.err != nil {
 		c.mu.Unlock()
@@ -195,7 +193,7 @@ func (c *QUICConn) raiseLimit(n int64) {
 
 // creditRaisedUnlock wakes credit waiters and the watcher after credit
 // came back; it releases c.mu, which the caller holds.
-func (c *QUICConn) creditRaisedUnlock() {
+func (c *Conn) creditRaisedUnlock() {
 	close(c.credit)
 	c.credit = make(chan struct{})
 	notify := !c.goingAway
@@ -208,12 +206,12 @@ func (c *QUICConn) creditRaisedUnlock() {
 }
 
 // usableLocked is why no stream can be opened now, or nil; c.mu is held.
-func (c *QUICConn) usableLocked() error {
+func (c *Conn) usableLocked() error {
 	switch {
 	case c.err != nil:
 		return c.err
 	case c.goingAway:
-		return ErrGoingAway
+		return mux.ErrGoingAway
 	}
 	return nil
 }
@@ -223,7 +221,7 @@ func (c *QUICConn) usableLocked() error {
 // When quic-go refuses one for lack of credit it marks the connection short
 // and wakes waitForCredit; it stops at any other error too (the connection
 // is closing). c.openMu is held.
-func (c *QUICConn) topUpLocked(target int) {
+func (c *Conn) topUpLocked(target int) {
 	c.mu.Lock()
 	need := target - len(c.ready)
 	if c.usableLocked() != nil {
@@ -258,7 +256,7 @@ func (c *QUICConn) topUpLocked(target int) {
 // waitForCredit runs once the peer's credit first ran out, until the
 // connection dies: each time it ran out, it waits in quic-go for a
 // MAX_STREAMS frame and hands the stream that frame allowed to c.ready.
-func (c *QUICConn) waitForCredit() {
+func (c *Conn) waitForCredit() {
 	for {
 		select {
 		case <-c.exhausted:
@@ -287,7 +285,7 @@ func (c *QUICConn) waitForCredit() {
 // more until ctx ends. With ready streams it returns the stream that credit
 // opened, which the caller owns; with credit events it returns nil and the
 // caller opens the stream.
-func (c *QUICConn) reserve(ctx context.Context) (*quic.Stream, error) {
+func (c *Conn) reserve(ctx context.Context) (*quic.Stream, error) {
 	for {
 		var s *quic.Stream
 		var wake chan struct{}
@@ -303,14 +301,14 @@ func (c *QUICConn) reserve(ctx context.Context) (*quic.Stream, error) {
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", ErrNoCredit, context.Cause(ctx))
+			return nil, fmt.Errorf("%w: %w", mux.ErrNoCredit, context.Cause(ctx))
 		}
 	}
 }
 
 // takeCredit takes a unit of credit (credit events), or returns the channel
 // closed when more comes.
-func (c *QUICConn) takeCredit() (wake chan struct{}, err error) {
+func (c *Conn) takeCredit() (wake chan struct{}, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.usableLocked(); err != nil {
@@ -327,7 +325,7 @@ func (c *QUICConn) takeCredit() (wake chan struct{}, err error) {
 // takeReady hands out the oldest ready stream, opening one if none is
 // ready and the credit allows, or returns the channel closed when more
 // credit comes.
-func (c *QUICConn) takeReady() (s *quic.Stream, wake chan struct{}, err error) {
+func (c *Conn) takeReady() (s *quic.Stream, wake chan struct{}, err error) {
 	c.openMu.Lock()
 	defer c.openMu.Unlock()
 	c.topUpLocked(1)
@@ -349,7 +347,7 @@ func (c *QUICConn) takeReady() (s *quic.Stream, wake chan struct{}, err error) {
 
 // unreserve gives back a unit of credit that reserve took on a
 // credit-events connection but quic-go did not use (the open failed).
-func (c *QUICConn) unreserve() {
+func (c *Conn) unreserve() {
 	c.mu.Lock()
 	c.opened--
 	notify := c.opened+1 == c.limit && c.err == nil && !c.goingAway
@@ -363,7 +361,7 @@ func (c *QUICConn) unreserve() {
 }
 
 // streamEndedLocked counts a finished stream; c.mu must be held.
-func (c *QUICConn) streamEndedLocked(local bool) {
+func (c *Conn) streamEndedLocked(local bool) {
 	if local {
 		c.used--
 	} else {
@@ -375,14 +373,14 @@ func (c *QUICConn) streamEndedLocked(local bool) {
 	}
 }
 
-func (c *QUICConn) streamEnded(local bool) {
+func (c *Conn) streamEnded(local bool) {
 	c.mu.Lock()
 	c.streamEndedLocked(local)
 	c.mu.Unlock()
 }
 
 // OpenStream opens a bidirectional stream; see Conn.
-func (c *QUICConn) OpenStream(ctx context.Context) (Stream, error) {
+func (c *Conn) OpenStream(ctx context.Context) (mux.Stream, error) {
 	s, err := c.reserve(ctx)
 	if err != nil {
 		return nil, err
@@ -397,10 +395,10 @@ func (c *QUICConn) OpenStream(ctx context.Context) (Stream, error) {
 			c.unreserve()
 			var limitErr *quic.StreamLimitReachedError
 			if errors.As(err, &limitErr) {
-				return nil, fmt.Errorf("%w: %w", ErrStreamLimit, err)
+				return nil, fmt.Errorf("%w: %w", errStreamLimit, err)
 			}
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("%w: %w", ErrNoCredit, context.Cause(ctx))
+				return nil, fmt.Errorf("%w: %w", mux.ErrNoCredit, context.Cause(ctx))
 			}
 			return nil, fmt.Errorf("mux: open stream: %w", err)
 		}
@@ -410,7 +408,7 @@ func (c *QUICConn) OpenStream(ctx context.Context) (Stream, error) {
 
 // AcceptStream waits for the peer to open a bidirectional stream (the
 // server side of a raw-ALPN connection).
-func (c *QUICConn) AcceptStream(ctx context.Context) (Stream, error) {
+func (c *Conn) AcceptStream(ctx context.Context) (mux.Stream, error) {
 	s, err := c.qc.AcceptStream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("mux: accept stream: %w", err)
@@ -423,8 +421,8 @@ func (c *QUICConn) AcceptStream(ctx context.Context) (Stream, error) {
 
 // AvailStreams is the number of streams OpenStream opens without waiting.
 // With ready streams it first opens up to Config.ReadyStreams ahead (see
-// QUICConn).
-func (c *QUICConn) AvailStreams() int {
+// Conn).
+func (c *Conn) AvailStreams() int {
 	if c.events {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -445,14 +443,14 @@ func (c *QUICConn) AvailStreams() int {
 }
 
 // UsedStreams is the number of streams opened here and not finished.
-func (c *QUICConn) UsedStreams() int {
+func (c *Conn) UsedStreams() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.used
 }
 
 // SetWatcher registers w (nil removes it).
-func (c *QUICConn) SetWatcher(w Watcher) {
+func (c *Conn) SetWatcher(w mux.Watcher) {
 	if w == nil {
 		c.watcher.Store(nil)
 		return
@@ -461,17 +459,17 @@ func (c *QUICConn) SetWatcher(w Watcher) {
 }
 
 // Alive reports whether new streams can be opened.
-func (c *QUICConn) Alive() bool {
+func (c *Conn) Alive() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err == nil && !c.goingAway
 }
 
 // Done is closed when the connection is dead.
-func (c *QUICConn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Err is why the connection died, nil while it lives.
-func (c *QUICConn) Err() error {
+func (c *Conn) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
@@ -480,7 +478,7 @@ func (c *QUICConn) Err() error {
 // Shutdown stops new streams and closes the connection once the open ones
 // (both those opened here and those the peer opened) have finished, or hard
 // when ctx ends first.
-func (c *QUICConn) Shutdown(ctx context.Context) error {
+func (c *Conn) Shutdown(ctx context.Context) error {
 	c.mu.Lock()
 	c.goingAway = true
 	if c.err != nil {
@@ -495,17 +493,17 @@ func (c *QUICConn) Shutdown(ctx context.Context) error {
 		idle = c.idle
 	}
 	c.mu.Unlock()
-	return finishShutdown(ctx, idle, c.closeWith)
+	return shutdown.Finish(ctx, idle, c.closeWith)
 }
 
 // Close closes the connection at once (a CONNECTION_CLOSE with the ALPN's
 // no-error code); open streams fail with an error wrapping net.ErrClosed.
-func (c *QUICConn) Close() error {
+func (c *Conn) Close() error {
 	c.closeWith(fmt.Errorf("mux: connection closed: %w", net.ErrClosed))
 	return nil
 }
 
-func (c *QUICConn) closeWith(err error) {
+func (c *Conn) closeWith(err error) {
 	c.mu.Lock()
 	if c.err == nil {
 		c.err = err
@@ -516,36 +514,36 @@ func (c *QUICConn) closeWith(err error) {
 }
 
 // Kind is KindQUIC.
-func (c *QUICConn) Kind() Kind { return KindQUIC }
+func (c *Conn) Kind() mux.Kind { return mux.KindQUIC }
 
 // LocalAddr is the local socket address.
-func (c *QUICConn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
+func (c *Conn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
 
 // RemoteAddr is the peer's address.
-func (c *QUICConn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
 
 // ALPN is the negotiated application protocol.
-func (c *QUICConn) ALPN() string { return c.qc.ConnectionState().TLS.NegotiatedProtocol }
+func (c *Conn) ALPN() string { return c.qc.ConnectionState().TLS.NegotiatedProtocol }
 
 // QUIC is the underlying quic-go connection, for serving HTTP/3 on a
 // server-side connection (http3.Server.ServeQUICConn) and for statistics.
 // Opening bidirectional streams on it bypasses the credit accounting (see
-// QUICConn). On an HTTP/3 client connection its QlogTrace is QUICConn's
+// Conn). On an HTTP/3 client connection its QlogTrace is Conn's
 // credit tracker, which gives no recorder to further producers (see
 // connTrace); other connections have none.
-func (c *QUICConn) QUIC() *quic.Conn { return c.qc }
+func (c *Conn) QUIC() *quic.Conn { return c.qc }
 
 // quicStream is a bidirectional QUIC stream with net.Conn half-close
 // semantics that tells its connection when both directions finished.
 type quicStream struct {
 	s     *quic.Stream
-	c     *QUICConn
+	c     *Conn
 	local bool
 
 	readDone, writeDone, ended atomic.Bool
 }
 
-var _ Stream = (*quicStream)(nil)
+var _ mux.Stream = (*quicStream)(nil)
 
 // endedErr reports whether err ends a direction: any error but a deadline.
 func endedErr(err error) bool {
@@ -634,9 +632,40 @@ func (s *quicStream) SetDeadline(t time.Time) error      { return s.s.SetDeadlin
 func (s *quicStream) SetReadDeadline(t time.Time) error  { return s.s.SetReadDeadline(t) }
 func (s *quicStream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }
 
-// markGoingAway stops new streams without closing: the peer sent GOAWAY
-// (RFC 9114 section 5.2) or the stream count became unknowable.
-func (c *QUICConn) markGoingAway() {
+// H3Credit is the stream credit of an HTTP/3 client connection, whose
+// request streams quic-go's HTTP/3 layer opens itself (see Conn: credit
+// events). The HTTP/3 client (package h3) reserves a unit before each
+// request and reports the request's stream ended; the unit itself comes
+// back with the peer's MAX_STREAMS, as it does for OpenStream.
+type H3Credit struct{ c *Conn }
+
+// H3Credit returns c's credit if c is an HTTP/3 client connection, else nil:
+// the other connections count ready streams, which quic-go's HTTP/3 layer
+// would bypass.
+func (c *Conn) H3Credit() *H3Credit {
+	if !c.events || c.ALPN() != ALPNH3 {
+		return nil
+	}
+	return &H3Credit{c}
+}
+
+// Reserve takes one unit of stream credit for a stream the caller is about
+// to have quic-go open, waiting for the peer to grant more until ctx ends
+// (then mux.ErrNoCredit wrapped with the context's error). On a dead or
+// going-away connection it fails at once.
+func (h *H3Credit) Reserve(ctx context.Context) error {
+	_, err := h.c.reserve(ctx)
+	return err
+}
+
+// StreamEnded counts a reserved stream finished in both directions, or its
+// request failed: it no longer counts in UsedStreams or holds Shutdown back.
+func (h *H3Credit) StreamEnded() { h.c.streamEnded(true) }
+
+// StopNew stops new streams without closing: the peer sent GOAWAY (RFC 9114
+// section 5.2) or the stream count became unknowable.
+func (h *H3Credit) StopNew() {
+	c := h.c
 	c.mu.Lock()
 	c.goingAway = true
 	c.mu.Unlock()

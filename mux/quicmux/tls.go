@@ -1,4 +1,4 @@
-package mux
+package quicmux
 
 import (
 	"crypto/ecdsa"
@@ -28,19 +28,19 @@ const (
 	ALPNRaw = "xdpnet-raw/1"
 )
 
-// RawCancelCode is the application error code with which a raw-ALPN stream
+// rawCancelCode is the application error code with which a raw-ALPN stream
 // is reset (Stream.Reset): the tunnelled TCP connection was cut, and the
 // far end should reset its TCP side rather than close it cleanly.
-const RawCancelCode = 1
+const rawCancelCode = 1
 
-// ErrBadCertificate reports a certificate or key file that cannot be used.
-var ErrBadCertificate = errors.New("mux: bad certificate")
+// errBadCertificate reports a certificate or key file that cannot be used.
+var errBadCertificate = errors.New("mux: bad certificate")
 
 // LoadKeyPair reads a PEM certificate chain and its private key from files.
 func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%w: load %s, %s: %w", ErrBadCertificate, certFile, keyFile, err)
+		return tls.Certificate{}, fmt.Errorf("%w: load %s, %s: %w", errBadCertificate, certFile, keyFile, err)
 	}
 	return cert, nil
 }
@@ -50,11 +50,11 @@ func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 func LoadCertPool(caFile string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read CA file: %w", ErrBadCertificate, err)
+		return nil, fmt.Errorf("%w: read CA file: %w", errBadCertificate, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%w: no PEM certificate in %s", ErrBadCertificate, caFile)
+		return nil, fmt.Errorf("%w: no PEM certificate in %s", errBadCertificate, caFile)
 	}
 	return pool, nil
 }
@@ -122,7 +122,7 @@ func WriteSelfSigned(dir string, hosts []string, validFor time.Duration) (certFi
 
 func selfSignedPEM(hosts []string, validFor time.Duration) (certPEM, keyPEM []byte, err error) {
 	if len(hosts) == 0 {
-		return nil, nil, fmt.Errorf("%w: self-signed certificate needs at least one host", ErrBadCertificate)
+		return nil, nil, fmt.Errorf("%w: self-signed certificate needs at least one host", errBadCertificate)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -1,0 +1,26 @@
+// Package shutdown holds the end of a graceful Conn.Shutdown that every
+// mux.Conn implementation shares. It knows only the mux contract.
+package shutdown
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/xdpnet/xdpnet/mux"
+)
+
+// Finish ends a graceful Shutdown once no stream is left: it waits for idle
+// (nil when already idle), then closes with mux.ErrGoingAway; if ctx ends
+// first it closes hard and returns ctx's error.
+func Finish(ctx context.Context, idle <-chan struct{}, closeWith func(error)) error {
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			closeWith(fmt.Errorf("mux: shutdown: %w", context.Cause(ctx)))
+			return ctx.Err()
+		}
+	}
+	closeWith(mux.ErrGoingAway)
+	return nil
+}
