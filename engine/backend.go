@@ -332,7 +332,7 @@ func (rt *backendRT) connectFailed(srv *server, err error) {
 // (see connectFailed).
 func serverCaused(err error) bool {
 	return !errors.Is(err, reuse.ErrTooManyConns) && !errors.Is(err, reuse.ErrQueueTimeout) &&
-		!errors.Is(err, reuse.ErrPoolClosed) && !errors.Is(err, reuse.ErrServerDraining) &&
+		!errors.Is(err, reuse.ErrPoolClosed) &&
 		!errors.Is(err, errBackoff) && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed)
 }
 

@@ -216,8 +216,6 @@ var (
 	// ErrPoolClosed is returned by Attach after Pool.Close. It wraps
 	// net.ErrClosed.
 	ErrPoolClosed = fmt.Errorf("reuse: pool closed: %w", net.ErrClosed)
-	// ErrServerDraining is returned by Attach for a server being drained.
-	ErrServerDraining = errors.New("reuse: server draining")
 	// ErrTooManyConns is returned by Attach when no connection can take the
 	// request and the worker already has MaxConnsPerServer connections
 	// (after waiting QueueTimeout for credit: it wraps ErrQueueTimeout

@@ -194,6 +194,5 @@ func (ws *wserver) forgetLocked(ch chan struct{}) {
 
 // server is the pool-wide state of one server.
 type server struct {
-	name     string
-	draining atomic.Bool
+	name string
 }

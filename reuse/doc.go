@@ -37,8 +37,8 @@
 // another worker, then a dial), opens a stream on it and returns a Lease. The
 // Lease owns the stream; Lease.Done(err) closes it and detaches: with no stream
 // left the connection goes to safe (if a request completed on it) or idle,
-// unless the server is draining or the per-server idle limit is reached (then
-// it is closed gracefully); with streams left and credit it goes to avail; a
+// unless the per-server idle limit is reached (then it is closed
+// gracefully); with streams left and credit it goes to avail; a
 // dead connection is released. When the peer raises its stream limit (a QUIC
 // MAX_STREAMS frame) a connection that was full re-enters avail at once,
 // which HAProxy leaves as a TODO.
@@ -86,7 +86,7 @@
 //     the other worker's, never Lock, and skips a busy worker, so two workers
 //     taking over from each other cannot deadlock and an owner never waits
 //     for a thief longer than one list removal;
-//   - Drain and Pool.Close, administrative operations, lock each worker in turn.
+//   - Pool.Close, an administrative operation, locks each worker in turn.
 //
 // mux.Watcher callbacks (stream credit, connection death) arrive on mux
 // goroutines. They take no lock: each connection is pushed at most once onto
@@ -105,9 +105,7 @@
 // (Shutdown) run on their own goroutines and hard closes (Pool.Close) outside
 // the workers' mutexes, so no mux wait happens under a pool lock.
 //
-// The per-server draining flag is an atomic shared by all workers, read on
-// Attach and detach. Pool-wide rare counters (stale Done calls, probe
-// failures) are atomics.
+// Pool-wide rare counters (stale Done calls, probe failures) are atomics.
 //
 // # Timers
 //

@@ -12,8 +12,8 @@ import (
 // requests may share a connection only if their Params are equal. Params is
 // comparable with ==.
 type Params struct {
-	// Server identifies the server (backend/name); limits, purge and Drain
-	// are per server.
+	// Server identifies the server (backend/name); limits and purge are
+	// per server.
 	Server string
 	// Kind is the mux wire protocol.
 	Kind mux.Kind

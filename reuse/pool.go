@@ -2,7 +2,6 @@ package reuse
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +22,8 @@ type Pool struct {
 	staleDone     atomic.Uint64
 	probeFailures atomic.Uint64
 
-	// smu guards servers; taken when a worker first sees a server and by
-	// Drain, never on a hit.
+	// smu guards servers; taken when a worker first sees a server, never
+	// on a hit.
 	smu     sync.Mutex
 	servers map[string]*server
 }
@@ -75,51 +74,6 @@ func (p *Pool) server(name string) *server {
 	}
 	return s
 }
-
-// Drain drains server gracefully: Attach refuses it with ErrServerDraining
-// from now on, its idle connections close, and its busy connections take no
-// new stream and shut down once their streams end (mux.Conn.Shutdown, given
-// Config.ShutdownTimeout before it closes hard). Drain returns when every
-// connection it found is closed, or with ctx's error when ctx ends first
-// (the connections go on closing). Warm-up dials stop for the server.
-// Resume undoes it. A lease from AttachConn whose caller has not opened its
-// stream yet does not hold a shutdown back: that open fails with
-// mux.ErrGoingAway (or the connection's error).
-func (p *Pool) Drain(ctx context.Context, server string) error {
-	srv := p.server(server)
-	srv.draining.Store(true)
-	var conns []mux.Conn
-	for _, w := range p.workers {
-		w.mu.Lock()
-		w.drainInboxLocked()
-		if ws := w.servers[srv]; ws != nil {
-			ws.wakeLocked(-1) // waiters return ErrServerDraining
-			for pc := ws.all.head; pc != nil; {
-				next := ws.all.next(pc)
-				conns = append(conns, pc.c)
-				busy := pc.leases > 0
-				pc.retired = true
-				w.place(pc)
-				if busy {
-					w.shutdown(pc.c)
-				}
-				pc = next
-			}
-		}
-		w.mu.Unlock()
-	}
-	for _, c := range conns {
-		select {
-		case <-c.Done():
-		case <-ctx.Done():
-			return fmt.Errorf("reuse: drain %s: %w", server, ctx.Err())
-		}
-	}
-	return nil
-}
-
-// Resume lets Attach use server again after Drain.
-func (p *Pool) Resume(server string) { p.server(server).draining.Store(false) }
 
 // Close closes every connection at once (streams in flight fail) and makes
 // Attach fail with ErrPoolClosed. Leases still out may call Done safely.

@@ -17,10 +17,9 @@ import (
 
 // model is what the property test knows independently of the pool.
 type model struct {
-	params   map[mux.Conn]reuse.Params   // what each connection was dialed for
-	private  map[mux.Conn]*reuse.Session // set by MakePrivate (or PolicyNever)
-	leases   []mleaser
-	draining map[string]bool
+	params  map[mux.Conn]reuse.Params   // what each connection was dialed for
+	private map[mux.Conn]*reuse.Session // set by MakePrivate (or PolicyNever)
+	leases  []mleaser
 }
 
 type mleaser struct {
@@ -62,7 +61,7 @@ func TestPropertyRandomOps(t *testing.T) {
 
 func runProperty(t *testing.T, seed uint64, steps int) {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	m := &model{params: map[mux.Conn]reuse.Params{}, private: map[mux.Conn]*reuse.Session{}, draining: map[string]bool{}}
+	m := &model{params: map[mux.Conn]reuse.Params{}, private: map[mux.Conn]*reuse.Session{}}
 	var (
 		mu    sync.Mutex
 		conns []*muxtest.Conn
@@ -180,8 +179,6 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			}
 			l, err := attach(canceled, &p, s)
 			switch {
-			case errors.Is(err, reuse.ErrServerDraining) && m.draining[p.Server]:
-				break
 			case errors.Is(err, reuse.ErrTooManyConns) && cfg.MaxConnsPerServer > 0:
 				break
 			case err != nil:
@@ -199,9 +196,6 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 				}
 				if owner := m.private[c]; owner != nil && owner != s {
 					t.Fatalf("step %d: private connection shared with another session", step)
-				}
-				if m.draining[p.Server] {
-					t.Fatalf("step %d: attached to a draining server", step)
 				}
 				if cfg.Policy == reuse.PolicyNever && s != nil {
 					m.private[c] = s
@@ -240,7 +234,6 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 				if !errors.Is(err, reuse.ErrNotRetryable) {
 					t.Fatalf("step %d: retry of a fresh connection's request: %v", step, err)
 				}
-			case errors.Is(err, reuse.ErrServerDraining) && m.draining[p.Server]:
 			case errors.Is(err, reuse.ErrTooManyConns) && cfg.MaxConnsPerServer > 0:
 			case err != nil:
 				t.Fatalf("step %d: retry: %v", step, err)
@@ -296,22 +289,11 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			for w := range cfg.Workers {
 				pool.Worker(w).Tick()
 			}
-		case r < 96: // session ends
+		default: // session ends
 			op = "close-session"
 			w, k := rng.IntN(cfg.Workers), rng.IntN(3)
 			sessions[w][k].Close() // its busy private conns stay private until they close
 			sessions[w][k] = pool.Worker(w).NewSession()
-		default: // drain or resume a server
-			srv := ps[rng.IntN(len(ps))].Server
-			if m.draining[srv] {
-				op = "resume"
-				pool.Resume(srv)
-				m.draining[srv] = false
-			} else {
-				op = "drain"
-				pool.Drain(canceled, srv)
-				m.draining[srv] = true
-			}
 		}
 		if op != "" {
 			check(step, op)

@@ -748,51 +748,6 @@ func TestRetry(t *testing.T) {
 	e.check()
 }
 
-func TestDrain(t *testing.T) {
-	e := newEnv(t, reuse.Config{Policy: reuse.PolicyAlways})
-	e.opts = muxtest.Options{MaxStreams: 1, AutoCredit: true}
-	busy := e.attach(0, params("s1"), nil)
-	idle := e.attach(0, params("s1"), nil)
-	idle.Done(nil)
-	other := e.attach(0, params("s2"), nil)
-	drained := make(chan error, 1)
-	go func() { drained <- e.pool.Drain(context.Background(), "s1") }()
-	waitDone(t, idle.Conn())
-	if _, err := e.pool.Worker(0).Attach(context.Background(), params("s1"), nil); !errors.Is(err, reuse.ErrServerDraining) {
-		t.Fatalf("attach while draining: %v", err)
-	}
-	select {
-	case err := <-drained:
-		t.Fatalf("drain returned %v with a stream in flight", err)
-	default:
-	}
-	if _, err := busy.Stream().Write([]byte("in flight")); err != nil {
-		t.Fatalf("in-flight stream broken by drain: %v", err)
-	}
-	busy.Done(nil)
-	if err := <-drained; err != nil {
-		t.Fatal(err)
-	}
-	if other.Conn().(*muxtest.Conn).IsShutdown() {
-		t.Fatal("drain touched another server")
-	}
-	other.Done(nil)
-	e.pool.Resume("s1")
-	e.attach(0, params("s1"), nil).Done(nil)
-	e.check()
-}
-
-func TestDrainContext(t *testing.T) {
-	e := newEnv(t, reuse.Config{})
-	l := e.attach(0, params("s1"), nil)
-	defer l.Done(nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := e.pool.Drain(ctx, "s1"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("err %v", err)
-	}
-}
-
 func TestPoolClose(t *testing.T) {
 	e := newEnv(t, reuse.Config{})
 	l := e.attach(0, params("s1"), nil)

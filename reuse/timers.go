@@ -98,7 +98,7 @@ const (
 func (w *Worker) warmLocked(ws *wserver) {
 	low := w.pool.cfg.PoolLowConn
 	b := ws.last
-	if b == nil || ws.srv.draining.Load() || w.pool.closed.Load() || w.now < ws.warmAfter {
+	if b == nil || w.pool.closed.Load() || w.now < ws.warmAfter {
 		return
 	}
 	for ws.conns < low {

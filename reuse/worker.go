@@ -148,10 +148,6 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 			w.mu.Unlock()
 			return Lease{}, ErrPoolClosed
 		}
-		if ws.srv.draining.Load() {
-			w.mu.Unlock()
-			return Lease{}, ErrServerDraining
-		}
 		if !retry {
 			if l, ok := w.tryAll(ctx, b, s, first, open); ok {
 				w.mu.Unlock()
@@ -247,14 +243,11 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 			p.retired = true
 		}
 	}
-	if pool.closed.Load() || ws.srv.draining.Load() {
+	if pool.closed.Load() {
 		p.retired = true
 		w.place(p)
 		ws.wakeLocked(-1)
-		if pool.closed.Load() {
-			return Lease{}, ErrPoolClosed
-		}
-		return Lease{}, ErrServerDraining
+		return Lease{}, ErrPoolClosed
 	}
 	l, err := w.openLocked(ctx, p, s, &w.st.Misses, 0, open)
 	// Whatever credit the new connection has left serves the waiters, and
@@ -555,7 +548,7 @@ func (w *Worker) placeAlive(p *pconn) {
 	if p.full.Load() {
 		p.full.Store(false)
 	}
-	if !p.shareable(cfg.MaxReuse) || ws.srv.draining.Load() || w.pool.closed.Load() {
+	if !p.shareable(cfg.MaxReuse) || w.pool.closed.Load() {
 		w.release(p)
 		return
 	}
