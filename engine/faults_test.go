@@ -623,12 +623,14 @@ func TestFaultDialStorm(t *testing.T) {
 	base := float64(servers * st.Workers * need)
 	// Replacements: max_idle 2 closes connections whenever the load dips
 	// (h2load's clients finish at different times), and the next rise
-	// dials again. Each is counted as an eviction; a storm would dial far
-	// beyond them, so at most as many replacements as the base.
+	// dials again. Each is counted as an eviction, and on a loaded machine
+	// the load dips often; a storm (a dial per request: 445-657 at
+	// 16962ad, each evicted in turn) would dial far beyond them, so at
+	// most twice the base in replacements.
 	replaced := float64(st.Reuse.Evictions - before.Reuse.Evictions)
-	bound := base + min(replaced, base)
+	bound := base + min(replaced, 2*base)
 	t.Logf("FIGURES dial-storm h2load -c%d -m%d -n%d: %v in %v; 5xx=%d; backend conns opened %v (%.1f per 1000 requests, bound %v = servers %d x workers %d x %d + %v replacements of idle-limit evictions), connect errors %v, servers up %d/%d, reuse %+v",
-		clients, streams, requests, fig, took.Round(time.Millisecond), fivexx, opened, 1000*opened/float64(max(1, fig.Requests)), bound, servers, st.Workers, need, min(replaced, base),
+		clients, streams, requests, fig, took.Round(time.Millisecond), fivexx, opened, 1000*opened/float64(max(1, fig.Requests)), bound, servers, st.Workers, need, min(replaced, 2*base),
 		st.ConnectErrors-before.ConnectErrors, st.ServersUp, st.Servers, st.Reuse)
 	if fig.failed() > 0 || fig.Requests != total {
 		t.Errorf("%d of %d requests answered 5xx (%d 4xx or 5xx), %d errored or timed out, %d done", fivexx, total, fig.Non2xx, fig.Errors, fig.Requests)

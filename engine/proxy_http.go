@@ -198,7 +198,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 			break
 		}
 		srv := rt.servers[si]
-		status, stage, err := h.attempt(w, r, out, body, replayable, rt, si, sess)
+		status, stage, err := h.attempt(w, r, out, body, replayable, rt, si, sess, tb.cut)
 		if err == nil {
 			return status, "ok"
 		}
@@ -279,6 +279,10 @@ func classify(err error) failure {
 
 var errRequestTimeout = errors.New("backend request timeout")
 
+// errBodyCut ends an attempt whose request body the client stopped sending
+// (timeouts.body).
+var errBodyCut = errors.New("request body cut: client stalled")
+
 func protoVia(r *http.Request) string {
 	switch r.ProtoMajor {
 	case 3:
@@ -291,7 +295,8 @@ func protoVia(r *http.Request) string {
 
 // attempt sends out to server si. On success the response has been copied
 // to w. It returns the response status (once there is one) and how far it
-// got. body, when not nil, is the request body to send (again).
+// got. body, when not nil, is the request body to send (again); stalled
+// reports that the client stopped sending the body (timeouts.body).
 //
 // A request that fails on a reused connection because that connection
 // died (a server that restarted or forgot it while it sat idle) is sent
@@ -300,7 +305,7 @@ func protoVia(r *http.Request) string {
 // idempotent and the body can be replayed. This is HAProxy's retry-on
 // conn-failure/empty-response on a reused connection; it does not count
 // against the backend's retries, which are for the server's own failures.
-func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rt *backendRT, si int, sess *session) (int, attemptStage, error) {
+func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rt *backendRT, si int, sess *session, stalled func() bool) (int, attemptStage, error) {
 	srv := rt.servers[si]
 	// The pool waits for nothing but a dial, which applies the connect
 	// timeout itself (backendRT.dial).
@@ -382,6 +387,14 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		return 0, stageSent, err
 	}
 	gotHeaders.Store(true)
+	if stalled() {
+		// The client stalled mid-body and the upload was cut: whatever
+		// the server answered to a truncated request is not the client's
+		// answer (the caller sends 408).
+		resp.Body.Close()
+		l.Done(errBodyCut)
+		return 0, stageSent, errBodyCut
+	}
 	srv.requests.Inc()
 	defer resp.Body.Close()
 
