@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/stack"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
@@ -240,9 +241,7 @@ func TestLinkCutRecovery(t *testing.T) {
 	}
 	// Let the retransmission timer fire at least once while cut: wait
 	// until the wire has dropped a retransmission, not for a duration.
-	for r.Link.Dropped() < 2 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "a retransmission dropped on the cut wire", func() bool { return r.Link.Dropped() >= 2 })
 	r.Link.SetUp(true)
 	if _, err := io.ReadFull(c, buf); err != nil {
 		t.Fatal(err)
