@@ -24,6 +24,7 @@ import (
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/lab/labtest"
+	"github.com/xdpnet/xdpnet/internal/privtest"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
 )
@@ -83,7 +84,7 @@ func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so sta
 		for _, p := range ports {
 			p.Close()
 		}
-		privtestSkipOrFail(t, err)
+		privtest.SkipIfNotSupported(t, err)
 	}
 	if e.s, err = stack.New(so); err != nil {
 		t.Fatal(err)
@@ -141,14 +142,6 @@ func (e *labEngine) close(t testing.TB) {
 			t.Errorf("queue %d: %v", i, err)
 		}
 	}
-}
-
-func privtestSkipOrFail(t testing.TB, err error) {
-	t.Helper()
-	if errors.Is(err, bpf.ErrNotSupported) {
-		t.Skipf("AF_XDP or XDP not supported here: %v", err)
-	}
-	t.Fatal(err)
 }
 
 // dialClient opens a kernel TCP connection from the client namespace.
