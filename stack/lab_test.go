@@ -3,7 +3,6 @@ package stack_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +24,7 @@ import (
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/privtest"
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
 )
@@ -194,7 +194,7 @@ func TestLabTCPTransfer(t *testing.T) {
 			serveHashAndSend(t, l, size)
 			c := e.dialClient(t, netip.AddrPortFrom(addr, 5201))
 			start := time.Now()
-			verifyTransfer(t, c, size, size)
+			verifyTransfer(t, c, size, size, 5*time.Minute)
 			el := time.Since(start)
 			t.Logf("%d MiB each way in %v: %.2f Gbit/s total", size>>20, el, float64(2*size)*8/el.Seconds()/1e9)
 			e.logStats(t)
@@ -202,42 +202,6 @@ func TestLabTCPTransfer(t *testing.T) {
 				t.Errorf("%d frames with bad checksums from a peer with TX checksum offload off", d)
 			}
 		})
-	}
-}
-
-// verifyTransfer is transfer's client half over an established connection.
-func verifyTransfer(t testing.TB, c net.Conn, up, down int) {
-	t.Helper()
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
-	want := sha256.New()
-	werr := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(io.MultiWriter(c, want), io.LimitReader(newStream(3), int64(up)))
-		if err == nil {
-			err = c.(interface{ CloseWrite() error }).CloseWrite()
-		}
-		werr <- err
-	}()
-	got := make([]byte, sha256.Size)
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("reading hash: %v (writer: %v)", err, <-werr)
-	}
-	if err := <-werr; err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want.Sum(nil)) {
-		t.Fatal("server saw different bytes than sent")
-	}
-	hd := sha256.New()
-	n, err := io.Copy(hd, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wd := sha256.New()
-	_, _ = io.Copy(wd, io.LimitReader(newStream(7), int64(down)))
-	if n != int64(down) || !bytes.Equal(hd.Sum(nil), wd.Sum(nil)) {
-		t.Fatalf("received %d bytes, want %d; hash match %v", n, down, bytes.Equal(hd.Sum(nil), wd.Sum(nil)))
 	}
 }
 
@@ -324,31 +288,15 @@ func TestLabConcurrentConnections(t *testing.T) {
 var echoBufs = sync.Pool{New: func() any { return new([2048]byte) }}
 
 func echoServe(t testing.TB, l net.Listener) {
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	t.Cleanup(func() { _ = l.Close() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-				// A pooled 2 KiB buffer: io.Copy's own 32 KiB one per
-				// connection made the benchmark process's garbage
-				// collector the largest cost of a connection-rate run.
-				buf := echoBufs.Get().(*[2048]byte)
-				defer echoBufs.Put(buf)
-				_, _ = io.CopyBuffer(c, c, buf[:])
-			}()
-		}
-	}()
+	testutil.Serve(t, l, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+		// A pooled 2 KiB buffer: io.Copy's own 32 KiB one per
+		// connection made the benchmark process's garbage
+		// collector the largest cost of a connection-rate run.
+		buf := echoBufs.Get().(*[2048]byte)
+		defer echoBufs.Put(buf)
+		_, _ = io.CopyBuffer(c, c, buf[:])
+	})
 }
 
 // TestLabUDPEcho has kernel UDP clients of both families talk to a netstack
@@ -549,7 +497,7 @@ func TestLabLinkDownRecovery(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		verifyTransfer(t, c, size, size)
+		verifyTransfer(t, c, size, size, 5*time.Minute)
 	}()
 	// Cut the link once data flows, for a second, then restore it.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

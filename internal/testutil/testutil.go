@@ -3,6 +3,9 @@
 package testutil
 
 import (
+	"errors"
+	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -37,4 +40,29 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 	if !Eventually(cond) {
 		t.Fatalf("timed out after %v waiting for %s", Timeout, what)
 	}
+}
+
+// Serve accepts connections on l, each handled by handle on a goroutine of
+// its own and closed when handle returns, until t's cleanup closes l; the
+// cleanup then waits for every handler. An accept error other than the
+// listener's close fails t.
+func Serve(t testing.TB, l net.Listener, handle func(net.Conn)) {
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { _ = l.Close() })
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("accept: %v", err)
+				}
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				handle(c)
+			})
+		}
+	})
 }

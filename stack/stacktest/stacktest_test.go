@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,28 +27,7 @@ func testCtx(t *testing.T) context.Context {
 
 // echo serves l until it is closed, echoing every connection.
 func echo(t *testing.T, l net.Listener) {
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	t.Cleanup(func() { _ = l.Close() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				if !errors.Is(err, net.ErrClosed) {
-					t.Errorf("accept: %v", err)
-				}
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
+	testutil.Serve(t, l, func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 func TestTCPTransferBothFamilies(t *testing.T) {
