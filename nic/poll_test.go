@@ -15,6 +15,7 @@ import (
 // the device-check slice stretched to an hour, a lost wakeup hangs the
 // receiver and the test fails instead of stalling for a second.
 func TestWaitLosesNoWakeup(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})

@@ -48,6 +48,7 @@ func requireTxMetadata(t *testing.T, p *Port) {
 // the same frames sent without it must be dropped, which shows the peer
 // really checked.
 func TestTxChecksumOffload(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{EngineNoTxChecksum: true})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, nil, 0, Config{})
@@ -109,6 +110,7 @@ func TestTxChecksumOffload(t *testing.T) {
 // Transmit refuses a packet with no room for its metadata instead of
 // letting the kernel drop it and keep the frame.
 func TestTxChecksumRefused(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, nil, 0, Config{})

@@ -179,6 +179,7 @@ func labTransferSize() int {
 // TestLabTCPTransfer moves labTransferSize bytes each way between a kernel
 // client and a netstack server over AF_XDP, both families, verified by hash.
 func TestLabTCPTransfer(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	size := labTransferSize()
 	for _, fam := range []string{"v4", "v6"} {
 		t.Run(fam, func(t *testing.T) {
@@ -208,6 +209,7 @@ func TestLabTCPTransfer(t *testing.T) {
 // TestLabNetstackClient has netstack dial a kernel server: ARP from the
 // engine's side, and the engine as TCP sender of a verified stream.
 func TestLabNetstackClient(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	peer := e.lk.PeerV4()[0]
 	var ln net.Listener
@@ -224,6 +226,7 @@ func TestLabNetstackClient(t *testing.T) {
 // TestLabConcurrentConnections opens 1,000 kernel connections to a netstack
 // echo server at once, each sending and checking a message.
 func TestLabConcurrentConnections(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	const conns = 1000
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	dst := netip.AddrPortFrom(e.lk.EngineV4, 7)
@@ -302,6 +305,7 @@ func echoServe(t testing.TB, l net.Listener) {
 // TestLabUDPEcho has kernel UDP clients of both families talk to a netstack
 // echo socket.
 func TestLabUDPEcho(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	srv, err := e.s.ListenUDP(netip.AddrPortFrom(netip.Addr{}, 4433))
 	if err != nil {
@@ -359,6 +363,7 @@ func TestLabUDPEcho(t *testing.T) {
 // peer resolves the engine by ARP / NDP, answered by netstack. The engine
 // resolves the peer in the other direction to reply.
 func TestLabPingAndNeighbours(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	for _, dst := range []netip.Addr{e.lk.EngineV4, e.lk.EngineV6} {
 		t.Run(dst.String(), func(t *testing.T) {
@@ -449,6 +454,7 @@ func ping(dst netip.Addr, count int) error {
 
 // TestLabMSS checks the MSS both sides agree on for the link's MTU.
 func TestLabMSS(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	for _, tc := range []struct {
 		dst     netip.Addr
@@ -485,6 +491,7 @@ func TestLabMSS(t *testing.T) {
 // TestLabLinkDownRecovery takes the engine's veth down in the middle of a
 // transfer; TCP must finish it, verified, once the link is back.
 func TestLabLinkDownRecovery(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	dst := netip.AddrPortFrom(e.lk.EngineV4, 5202)
 	l, err := e.s.ListenTCP(dst)
