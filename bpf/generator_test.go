@@ -40,6 +40,7 @@ func TestUDPOffset(t *testing.T) {
 // UDP socket (port 5678, mustUDP's) with valid checksums (the kernel drops bad ones) and spread
 // over the configured source ports.
 func TestGeneratorLive(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{EngineKernelAddrs: true})
 	link := l.ClientLink
 	var (
@@ -199,6 +200,7 @@ func TestGeneratorCancelAndClose(t *testing.T) {
 // kernel does when it re-runs an interrupted batch: only the budget is
 // sent, the rest dropped.
 func TestGeneratorBudget(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	link := l.ClientLink
 	var s *Steering

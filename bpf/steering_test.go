@@ -101,6 +101,7 @@ func runSteer(s *Steering, frame []byte, ifindex int) (uint32, error) {
 // BPF_PROG_RUN, first without and then with an AF_XDP socket on the queue,
 // and checks every verdict and that the counters move by exactly one.
 func TestSteeringVerdicts(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	link := l.ClientLink
 	err := l.Engine.Do(func() error {
@@ -252,6 +253,7 @@ func TestSteeringAddrUpdates(t *testing.T) {
 // (which needs real ARP and neighbour discovery through the program) still
 // reaches a kernel socket.
 func TestSteeringLive(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{EngineKernelAddrs: true})
 	link := l.ClientLink
 	var (
@@ -455,6 +457,7 @@ func objectIDs(s *Steering) (ebpf.ProgramID, []ebpf.MapID, error) {
 }
 
 func TestAttachModesAndClose(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	idx := l.ClientLink.Index
 	for _, mode := range []Mode{ModeAuto, ModeNative, ModeGeneric} {
@@ -525,6 +528,7 @@ const childEnv = "XDPNET_BPF_ATTACH_CHILD"
 // steering program and blocks; after SIGKILL the interface has no program,
 // and the program and its maps are gone.
 func TestKilledProcessLeavesNoProgram(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	if spec := os.Getenv(childEnv); spec != "" {
 		attachChild(spec)
 		return
@@ -601,6 +605,7 @@ func attachChild(spec string) {
 }
 
 func TestAttachDrop(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	idx := l.ClientLink.Index
 	var sink interface{ Close() error }
@@ -625,6 +630,7 @@ func TestAttachDrop(t *testing.T) {
 // a forced native attach fails with ErrNotSupported, ModeAuto falls back to
 // generic mode.
 func TestNativeUnsupported(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	err := l.Engine.Do(func() error {
 		lo, err := netlink.LinkByName("lo")
@@ -663,6 +669,7 @@ func TestNativeUnsupported(t *testing.T) {
 // counted under queue 0, queue 1's under the other queues, and Counters
 // adds both.
 func TestSteeringQueueCounters(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{Queues: 2})
 	link := l.ClientLink
 	err := l.Engine.Do(func() error {

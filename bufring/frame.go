@@ -96,6 +96,11 @@ type FramePool struct {
 	overflows atomic.Uint64
 	hist      [len(WaitBuckets) + 1]atomic.Uint64
 
+	// waitCancelledHook, nil but in a test, runs in wait between noticing
+	// the end of the context and leaving the queue: the window of the
+	// cancel/hand-off race. A test sets it before the context ends.
+	waitCancelledHook func()
+
 	// mu guards the cache registry (NewCache, Cache.Close, Stats).
 	mu      sync.Mutex
 	caches  map[*Cache]struct{}

@@ -172,11 +172,6 @@ func (q *waitQueue) close(p *FramePool) {
 	}
 }
 
-// testHookWaitCancelled, if set by a test, runs in wait between noticing the
-// end of the context and leaving the queue: the window of the cancel/hand-off
-// race.
-var testHookWaitCancelled func()
-
 // Wait returns a free frame, sleeping until one is released if the pool is
 // exhausted (a frame that is available is returned even if ctx is done). Waiters are served oldest first within a class and more
 // critical classes first; a released frame is handed directly to the waiter.
@@ -239,8 +234,8 @@ func (p *FramePool) wait(ctx context.Context, class Class) (uint64, error) {
 		return addr, nil
 	case <-ctx.Done():
 	}
-	if testHookWaitCancelled != nil {
-		testHookWaitCancelled()
+	if p.waitCancelledHook != nil {
+		p.waitCancelledHook()
 	}
 	p.waitFails.Add(1)
 	p.wq.mu.Lock()

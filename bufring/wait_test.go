@@ -161,13 +161,12 @@ func TestWaitCancelAfterHandoff(t *testing.T) {
 		first := startWaiter(ctx, p, "first", ClassTX)
 		second := startWaiter(t.Context(), p, "second", ClassApp)
 
-		testHookWaitCancelled = func() { holder.Put(held[0]) }
-		defer func() { testHookWaitCancelled = nil }()
+		p.waitCancelledHook = func() { holder.Put(held[0]) }
 		cancel()
 		if got := <-first; !errors.Is(got.err, context.Canceled) {
 			t.Fatalf("first = %#x, %v; want Canceled", got.addr, got.err)
 		}
-		testHookWaitCancelled = nil
+		p.waitCancelledHook = nil
 		got := <-second
 		if got.err != nil || got.addr != held[0] {
 			t.Fatalf("second = %#x, %v; want the passed-on frame %#x", got.addr, got.err, held[0])

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/xdpnet/xdpnet/internal/testutil"
 )
 
 func servers(weights ...int) []*server {
@@ -159,7 +161,7 @@ func TestWeightZeroDrains(t *testing.T) {
 		}
 	}
 	// Health checks are GET /healthz requests to the drained origin too.
-	waitUntil(t, "health checks of the drained server", func() bool { return os[0].Stats().Requests >= 2 })
+	testutil.WaitFor(t, "health checks of the drained server", func() bool { return os[0].Stats().Requests >= 2 })
 	if st := e.Stats(); st.Servers != 2 || st.ServersUp != 2 {
 		t.Errorf("servers %d, up %d; want the drained one known and up", st.Servers, st.ServersUp)
 	}

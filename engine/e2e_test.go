@@ -236,11 +236,9 @@ func TestLabH2load(t *testing.T) {
 func TestLabIperf3(t *testing.T) {
 	for _, stack := range stacks {
 		t.Run(stack, func(t *testing.T) {
+			iperf3 := needTool(t, "iperf3") // make deps installs it; CI fails without
 			env := startLab(t, stack, enginelab.Options{RawTarget: "198.18.2.10:5201"})
-			if _, err := exec.LookPath("iperf3"); err != nil {
-				t.Skip("iperf3 not installed")
-			}
-			srv := exec.Command("iperf3", "-s", "-1", "-B", "198.18.2.10", "-p", "5201")
+			srv := exec.Command(iperf3, "-s", "-1", "-B", "198.18.2.10", "-p", "5201")
 			if err := env.StartBackend(srv); err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/xdpnet/xdpnet/internal/testutil"
 )
 
 // withFrontend adds YAML flow-map entries to the test frontend of baseConfig.
@@ -194,18 +196,13 @@ func TestConnectionLimits(t *testing.T) {
 				// A slot frees when an admitted connection closes.
 				held[0].Close()
 				held = held[1:]
-				deadline := time.Now().Add(10 * time.Second)
-				for {
+				testutil.WaitFor(t, "a slot freed after an admitted connection closed", func() bool {
 					c, ok := open()
 					if ok {
 						held = append(held, c)
-						break
 					}
-					if time.Now().After(deadline) {
-						t.Fatal("no slot freed after an admitted connection closed")
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
+					return ok
+				})
 			})
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/engine/origin"
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
@@ -475,7 +476,7 @@ func TestTimeoutsLimitsAndHealth(t *testing.T) {
 		e := loopEngine(t, roots, baseConfig("http", []testOrigin{{o, addr}}, ""))
 		up := func() int { return e.Stats().ServersUp }
 		o.Kill()
-		waitUntil(t, "server marked down", func() bool { return up() == 0 })
+		testutil.WaitFor(t, "server marked down", func() bool { return up() == 0 })
 		pc2, err := net.ListenUDP("udp", addr)
 		if err != nil {
 			t.Fatal(err)
@@ -483,7 +484,7 @@ func TestTimeoutsLimitsAndHealth(t *testing.T) {
 		o2 := &origin.Server{Name: "o0"}
 		go o2.Serve(pc2, cert)
 		t.Cleanup(func() { o2.Close() })
-		waitUntil(t, "server back up", func() bool { return up() == 1 })
+		testutil.WaitFor(t, "server back up", func() bool { return up() == 1 })
 		resp, err := http.Get("http://" + e.FrontendAddr("fe").String() + "/")
 		if err != nil {
 			t.Fatal(err)
@@ -493,18 +494,6 @@ func TestTimeoutsLimitsAndHealth(t *testing.T) {
 			t.Errorf("after recovery: status %d", resp.StatusCode)
 		}
 	})
-}
-
-// waitUntil polls cond (health checks run on real timers) for at most 10s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // reuse policy never: each client connection gets its own backend
@@ -530,7 +519,7 @@ func TestReusePolicyNever(t *testing.T) {
 	if got := e.Stats().BackendConnsOpened; got != 3 {
 		t.Errorf("%v backend connections for 3 client connections under policy never, want 3", got)
 	}
-	waitUntil(t, "private connections closed with their clients", func() bool { return e.Stats().BackendConnsOpen == 0 })
+	testutil.WaitFor(t, "private connections closed with their clients", func() bool { return e.Stats().BackendConnsOpen == 0 })
 }
 
 // A request whose reused backend connection died while idle (here: the

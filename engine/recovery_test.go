@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/engine/origin"
+	"github.com/xdpnet/xdpnet/internal/testutil"
 )
 
 // freeUDPAddr returns a loopback UDP address nobody listens on.
@@ -62,7 +63,7 @@ func TestOriginStartsAfterEngine(t *testing.T) {
 	go s.Serve(pc, cert)
 	t.Cleanup(func() { s.Close() })
 	started := time.Now()
-	waitUntil(t, "the late origin to serve", func() bool {
+	testutil.WaitFor(t, "the late origin to serve", func() bool {
 		resp, err := c.Get(url)
 		if err != nil {
 			return false
@@ -254,7 +255,7 @@ func TestOriginGracefulShutdownLosesNothing(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, "load on both origins", func() bool {
+	testutil.WaitFor(t, "load on both origins", func() bool {
 		return os[0].Stats().Requests > 20 && os[1].Stats().Requests > 20
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -310,7 +311,7 @@ func TestSilentOriginProbedAndClosed(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, "requests in flight on both origins", func() bool {
+	testutil.WaitFor(t, "requests in flight on both origins", func() bool {
 		return os[0].Stats().Requests > 4 && os[1].Stats().Requests > 4
 	})
 	os[1].Kill()

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/xdpnet/xdpnet/internal/testutil"
 )
 
 // stallTarget is a TCP server behind the origins' raw streams that accepts
@@ -78,7 +80,7 @@ func TestTunnelStalledPeerCutByIdle(t *testing.T) {
 			}
 			// The client never reads: with flood, the server's bytes fill
 			// the windows and stop.
-			waitUntil(t, "the tunnel counted as idle", func() bool {
+			testutil.WaitFor(t, "the tunnel counted as idle", func() bool {
 				return counterValue(t, e, "xdpnet_tunnels_total", map[string]string{"result": "idle"}) == 1
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -110,7 +112,7 @@ func TestTunnelDrainDeadlineCutsStalled(t *testing.T) {
 			}
 		}
 	}()
-	waitUntil(t, "the tunnel to be open", func() bool {
+	testutil.WaitFor(t, "the tunnel to be open", func() bool {
 		return counterValue(t, e, "xdpnet_backend_requests_total", nil) == 1
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)

@@ -2,11 +2,11 @@ package engine
 
 import (
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
 
@@ -48,22 +48,17 @@ func TestXDPCollectorDrops(t *testing.T) {
 	// Wait for the frames to be taken and handled: the two reasons are
 	// the snapshot's business (package stack tests them); here they only
 	// have to show.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		q := r.EPA.Stats()
+	counted := testutil.Eventually(func() bool {
 		var nsDrops uint64
 		for _, d := range r.A.Drops() {
 			if d.Reason == "udp_no_endpoint" {
 				nsDrops = d.Count
 			}
 		}
-		if q[1].RXDropChecksumTCP == 4 && nsDrops == 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("injected frames not counted within 10s: queue 1 %+v, netstack %+v", q[1], r.A.Drops())
-		}
-		time.Sleep(time.Millisecond)
+		return r.EPA.Stats()[1].RXDropChecksumTCP == 4 && nsDrops == 4
+	})
+	if !counted {
+		t.Fatalf("injected frames not counted within %v: queue 1 %+v, netstack %+v", testutil.Timeout, r.EPA.Stats()[1], r.A.Drops())
 	}
 
 	reg := prometheus.NewPedanticRegistry()

@@ -132,6 +132,7 @@ func checkReleased(t *testing.T, l *lab.Lab, lk lab.Link, h holder) {
 // TestCloseReleasesEverything: after Port.Close and Steering.Close no
 // program, map or socket is left, and the queue binds again.
 func TestCloseReleasesEverything(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	s, err := newSteering(l, lk)
@@ -164,6 +165,7 @@ const childEnv = "NIC_TEST_HOLDER_IFINDEX"
 // port, kills it with SIGKILL, and checks that the kernel released the
 // program, its maps and the socket.
 func TestKilledHolderReleasesEverything(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPortHolderChild$", "-test.count=1", "-test.v")
@@ -299,6 +301,7 @@ func (r retrySignal) Handle(_ context.Context, rec slog.Record) error {
 // fail with EBUSY once its bounded retries run out, and an Open retrying
 // when the holder closes binds without error.
 func TestBindRetriesWhileQueueBusy(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	open := func(cfg Config) (p *Port, err error) {
@@ -357,6 +360,7 @@ func TestBindRetriesWhileQueueBusy(t *testing.T) {
 // TestOpenErrorsLeaveNothing: a queue the device does not have and invalid
 // configurations fail with errors, and the failed Opens leave no socket.
 func TestOpenErrorsLeaveNothing(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	err := l.Engine.Do(func() error {

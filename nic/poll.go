@@ -62,7 +62,7 @@ func (p *Port) sleep(timeout time.Duration) (bool, error) {
 		// An unbound socket (its device went away) never polls ready, so
 		// an unbounded wait sleeps in slices and looks at the socket's
 		// pending error between them, off the hot path.
-		slice := now.Add(deviceCheck)
+		slice := now.Add(p.deviceCheck)
 		if timeout >= 0 && end.Before(slice) {
 			slice = end
 		}

@@ -15,13 +15,11 @@ import (
 // the device-check slice stretched to an hour, a lost wakeup hangs the
 // receiver and the test fails instead of stalling for a second.
 func TestWaitLosesNoWakeup(t *testing.T) {
-	old := deviceCheck
-	deviceCheck = time.Hour
-	t.Cleanup(func() { deviceCheck = old })
-
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
+	p.deviceCheck = time.Hour // before the receiver below starts waiting
 
 	got := make(chan int, 1)
 	done := make(chan error, 1)

@@ -75,6 +75,9 @@ type Port struct {
 	// and before the socket itself closes; the socket outlives it.
 	pollFile *os.File
 	pollConn syscall.RawConn
+	// deviceCheck is defaultDeviceCheck; a test stretches it before any
+	// Wait so that a lost wakeup hangs rather than stalls for a slice.
+	deviceCheck time.Duration
 	// wake is set by Wake (and Close) and consumed by Wait.
 	wake atomic.Bool
 
@@ -130,7 +133,7 @@ func Open(cfg Config) (_ *Port, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Port{cfg: cfg, umem: umem, frameMask: uint64(cfg.FrameSize - 1), fd: -1}
+	p := &Port{cfg: cfg, umem: umem, frameMask: uint64(cfg.FrameSize - 1), fd: -1, deviceCheck: defaultDeviceCheck}
 	if !cfg.NoTxChecksum {
 		p.txMeta = txMetadataLen
 	}
@@ -631,10 +634,9 @@ func (p *Port) Wait(timeout time.Duration) (bool, error) {
 	return p.sleep(timeout)
 }
 
-// deviceCheck bounds how long Wait sleeps before it checks whether the
-// socket's device went away. A variable so that a test can make a lost
-// wakeup a hang rather than a one-second stall.
-var deviceCheck = time.Second
+// defaultDeviceCheck bounds how long Wait sleeps before it checks whether
+// the socket's device went away (Port.deviceCheck).
+const defaultDeviceCheck = time.Second
 
 // rxReady reports whether the RX ring holds descriptors. It reads only the
 // shared words, so it needs no lock.

@@ -209,6 +209,7 @@ func roundTrip(c *net.UDPConn, dst netip.AddrPort, payload []byte) error {
 // receive each exactly once and intact, and its echo (MAC, address and port
 // swap through TX) must reach the peer's socket intact.
 func TestEchoIntact(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
@@ -274,6 +275,7 @@ func TestEchoIntact(t *testing.T) {
 // again the same port sends it on its own, with no further Transmit, and
 // echoes new traffic, without reopening.
 func TestLinkDownUp(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
@@ -324,6 +326,7 @@ func TestLinkDownUp(t *testing.T) {
 // many source ports spread over both, and each port receives its share, no
 // frame twice and none lost.
 func TestTwoQueues(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{Queues: 2})
 	lk := l.ClientLink
 	s := steer(t, l, lk)
@@ -362,6 +365,7 @@ func TestTwoQueues(t *testing.T) {
 // ErrNotSupported and leave nothing bound, and ZeroCopyAuto must fall back to
 // copy mode and say why.
 func TestZeroCopyForcedOnVeth(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	err := l.Engine.Do(func() error {
@@ -393,6 +397,7 @@ func TestZeroCopyForcedOnVeth(t *testing.T) {
 // TestWaitWakeClose: Wait times out with nothing to do, returns early on
 // Wake, and Close ends a Wait in progress with ErrClosed afterwards.
 func TestWaitWakeClose(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	var p *Port
@@ -455,6 +460,7 @@ func TestWaitWakeClose(t *testing.T) {
 // port), while ARP requests and IPv6 neighbour solicitations for the
 // engine's addresses reach the port.
 func TestKernelTrafficAndNeighbours(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{EngineKernelAddrs: true})
 	lk := l.ClientLink
 	p := openPort(t, l, lk, steer(t, l, lk), 0, Config{})
@@ -581,6 +587,7 @@ func neighbourSolicitation(mac net.HardwareAddr, src, target netip.Addr) []byte 
 // and Transmit must return errors (ENETDOWN, ENXIO) rather than hang or
 // panic, and Close must still release everything.
 func TestDeviceRemoved(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	lk := l.ClientLink
 	s := steer(t, l, lk)

@@ -158,7 +158,7 @@ func newGVisorXDPEnv(b *testing.B, lo lab.Options) *benchEnv {
 	}
 	b.Cleanup(cleanup)
 	if err != nil {
-		privtestSkipOrFail(b, err)
+		privtest.SkipIfNotSupported(b, err)
 	}
 	return &benchEnv{
 		l: l, lk: lk, addr: lk.EngineV4,

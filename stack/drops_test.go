@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/stack"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
@@ -141,7 +142,7 @@ func TestMalformedBatchesCounted(t *testing.T) {
 			in.inject(f)
 		}
 		var after map[string]uint64
-		eventually(func() bool {
+		testutil.Eventually(func() bool {
 			after = dropCounts(in.r.A, in.r.EPA)
 			for _, k := range append([]string{key}, b.AlsoMoves...) {
 				if after[k]-before[k] < b.Want {

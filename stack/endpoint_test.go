@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/stack"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
@@ -27,40 +27,21 @@ func testCtx(t testing.TB) context.Context {
 // back the SHA-256 of what it read followed by n bytes of its own stream
 // (seeded by the first 8 bytes it read), then closes.
 func serveHashAndSend(t testing.TB, l net.Listener, n int) {
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	t.Cleanup(func() { _ = l.Close() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				if !errors.Is(err, net.ErrClosed) {
-					t.Errorf("accept: %v", err)
-				}
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-				h := sha256.New()
-				if _, err := io.Copy(h, c); err != nil {
-					t.Errorf("server read: %v", err)
-					return
-				}
-				if _, err := c.Write(h.Sum(nil)); err != nil {
-					t.Errorf("server write: %v", err)
-					return
-				}
-				if _, err := io.Copy(c, io.LimitReader(newStream(7), int64(n))); err != nil {
-					t.Errorf("server send: %v", err)
-				}
-			}()
+	testutil.Serve(t, l, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		h := sha256.New()
+		if _, err := io.Copy(h, c); err != nil {
+			t.Errorf("server read: %v", err)
+			return
 		}
-	}()
+		if _, err := c.Write(h.Sum(nil)); err != nil {
+			t.Errorf("server write: %v", err)
+			return
+		}
+		if _, err := io.Copy(c, io.LimitReader(newStream(7), int64(n))); err != nil {
+			t.Errorf("server send: %v", err)
+		}
+	})
 }
 
 // stream is a deterministic pseudo-random byte source.
@@ -82,8 +63,15 @@ func transfer(t testing.TB, s *stack.Stack, addr netip.AddrPort, up, down int) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	verifyTransfer(t, c, up, down, 60*time.Second)
+}
+
+// verifyTransfer is transfer's client half over an established connection,
+// which it closes; the whole exchange must end within limit.
+func verifyTransfer(t testing.TB, c net.Conn, up, down int, limit time.Duration) {
+	t.Helper()
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(limit))
 	want := sha256.New()
 	werr := make(chan error, 1)
 	go func() {
@@ -111,7 +99,7 @@ func transfer(t testing.TB, s *stack.Stack, addr netip.AddrPort, up, down int) {
 	wd := sha256.New()
 	_, _ = io.Copy(wd, io.LimitReader(newStream(7), int64(down)))
 	if n != int64(down) || !bytes.Equal(hd.Sum(nil), wd.Sum(nil)) {
-		t.Fatalf("received %d bytes from server, want %d, hash match %v", n, down, bytes.Equal(hd.Sum(nil), wd.Sum(nil)))
+		t.Fatalf("received %d bytes, want %d; hash match %v", n, down, bytes.Equal(hd.Sum(nil), wd.Sum(nil)))
 	}
 }
 

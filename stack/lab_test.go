@@ -3,7 +3,6 @@ package stack_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,8 @@ import (
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/lab/labtest"
+	"github.com/xdpnet/xdpnet/internal/privtest"
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
 )
@@ -83,7 +84,7 @@ func newLabEngine(t testing.TB, lo lab.Options, eo stack.EndpointOptions, so sta
 		for _, p := range ports {
 			p.Close()
 		}
-		privtestSkipOrFail(t, err)
+		privtest.SkipIfNotSupported(t, err)
 	}
 	if e.s, err = stack.New(so); err != nil {
 		t.Fatal(err)
@@ -143,14 +144,6 @@ func (e *labEngine) close(t testing.TB) {
 	}
 }
 
-func privtestSkipOrFail(t testing.TB, err error) {
-	t.Helper()
-	if errors.Is(err, bpf.ErrNotSupported) {
-		t.Skipf("AF_XDP or XDP not supported here: %v", err)
-	}
-	t.Fatal(err)
-}
-
 // dialClient opens a kernel TCP connection from the client namespace.
 func (e *labEngine) dialClient(t testing.TB, dst netip.AddrPort) net.Conn {
 	t.Helper()
@@ -186,6 +179,7 @@ func labTransferSize() int {
 // TestLabTCPTransfer moves labTransferSize bytes each way between a kernel
 // client and a netstack server over AF_XDP, both families, verified by hash.
 func TestLabTCPTransfer(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	size := labTransferSize()
 	for _, fam := range []string{"v4", "v6"} {
 		t.Run(fam, func(t *testing.T) {
@@ -201,7 +195,7 @@ func TestLabTCPTransfer(t *testing.T) {
 			serveHashAndSend(t, l, size)
 			c := e.dialClient(t, netip.AddrPortFrom(addr, 5201))
 			start := time.Now()
-			verifyTransfer(t, c, size, size)
+			verifyTransfer(t, c, size, size, 5*time.Minute)
 			el := time.Since(start)
 			t.Logf("%d MiB each way in %v: %.2f Gbit/s total", size>>20, el, float64(2*size)*8/el.Seconds()/1e9)
 			e.logStats(t)
@@ -212,45 +206,10 @@ func TestLabTCPTransfer(t *testing.T) {
 	}
 }
 
-// verifyTransfer is transfer's client half over an established connection.
-func verifyTransfer(t testing.TB, c net.Conn, up, down int) {
-	t.Helper()
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
-	want := sha256.New()
-	werr := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(io.MultiWriter(c, want), io.LimitReader(newStream(3), int64(up)))
-		if err == nil {
-			err = c.(interface{ CloseWrite() error }).CloseWrite()
-		}
-		werr <- err
-	}()
-	got := make([]byte, sha256.Size)
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("reading hash: %v (writer: %v)", err, <-werr)
-	}
-	if err := <-werr; err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want.Sum(nil)) {
-		t.Fatal("server saw different bytes than sent")
-	}
-	hd := sha256.New()
-	n, err := io.Copy(hd, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wd := sha256.New()
-	_, _ = io.Copy(wd, io.LimitReader(newStream(7), int64(down)))
-	if n != int64(down) || !bytes.Equal(hd.Sum(nil), wd.Sum(nil)) {
-		t.Fatalf("received %d bytes, want %d; hash match %v", n, down, bytes.Equal(hd.Sum(nil), wd.Sum(nil)))
-	}
-}
-
 // TestLabNetstackClient has netstack dial a kernel server: ARP from the
 // engine's side, and the engine as TCP sender of a verified stream.
 func TestLabNetstackClient(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	peer := e.lk.PeerV4()[0]
 	var ln net.Listener
@@ -267,6 +226,7 @@ func TestLabNetstackClient(t *testing.T) {
 // TestLabConcurrentConnections opens 1,000 kernel connections to a netstack
 // echo server at once, each sending and checking a message.
 func TestLabConcurrentConnections(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	const conns = 1000
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	dst := netip.AddrPortFrom(e.lk.EngineV4, 7)
@@ -331,36 +291,21 @@ func TestLabConcurrentConnections(t *testing.T) {
 var echoBufs = sync.Pool{New: func() any { return new([2048]byte) }}
 
 func echoServe(t testing.TB, l net.Listener) {
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	t.Cleanup(func() { _ = l.Close() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-				// A pooled 2 KiB buffer: io.Copy's own 32 KiB one per
-				// connection made the benchmark process's garbage
-				// collector the largest cost of a connection-rate run.
-				buf := echoBufs.Get().(*[2048]byte)
-				defer echoBufs.Put(buf)
-				_, _ = io.CopyBuffer(c, c, buf[:])
-			}()
-		}
-	}()
+	testutil.Serve(t, l, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+		// A pooled 2 KiB buffer: io.Copy's own 32 KiB one per
+		// connection made the benchmark process's garbage
+		// collector the largest cost of a connection-rate run.
+		buf := echoBufs.Get().(*[2048]byte)
+		defer echoBufs.Put(buf)
+		_, _ = io.CopyBuffer(c, c, buf[:])
+	})
 }
 
 // TestLabUDPEcho has kernel UDP clients of both families talk to a netstack
 // echo socket.
 func TestLabUDPEcho(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	srv, err := e.s.ListenUDP(netip.AddrPortFrom(netip.Addr{}, 4433))
 	if err != nil {
@@ -418,6 +363,7 @@ func TestLabUDPEcho(t *testing.T) {
 // peer resolves the engine by ARP / NDP, answered by netstack. The engine
 // resolves the peer in the other direction to reply.
 func TestLabPingAndNeighbours(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	for _, dst := range []netip.Addr{e.lk.EngineV4, e.lk.EngineV6} {
 		t.Run(dst.String(), func(t *testing.T) {
@@ -508,6 +454,7 @@ func ping(dst netip.Addr, count int) error {
 
 // TestLabMSS checks the MSS both sides agree on for the link's MTU.
 func TestLabMSS(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	for _, tc := range []struct {
 		dst     netip.Addr
@@ -544,6 +491,7 @@ func TestLabMSS(t *testing.T) {
 // TestLabLinkDownRecovery takes the engine's veth down in the middle of a
 // transfer; TCP must finish it, verified, once the link is back.
 func TestLabLinkDownRecovery(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	e := newLabEngine(t, lab.Options{}, stack.EndpointOptions{}, stack.Options{})
 	dst := netip.AddrPortFrom(e.lk.EngineV4, 5202)
 	l, err := e.s.ListenTCP(dst)
@@ -556,7 +504,7 @@ func TestLabLinkDownRecovery(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		verifyTransfer(t, c, size, size)
+		verifyTransfer(t, c, size, size, 5*time.Minute)
 	}()
 	// Cut the link once data flows, for a second, then restore it.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

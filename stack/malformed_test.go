@@ -10,6 +10,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/xdpnet/xdpnet/internal/pktgen"
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/stack"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
@@ -41,19 +42,10 @@ func ipv4Frame(dstMAC []byte, proto tcpip.TransportProtocolNumber, port uint16, 
 	return f
 }
 
-// eventually reports whether cond holds within 10 s. The receive goroutine
-// counts a frame as received before it hands it up, so drops counted on the
-// way up (and netstack's own counters) may lag inject's return.
-func eventually(cond func() bool) bool {
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(50 * time.Microsecond) {
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
-	return true
-}
-
 // injector feeds frames to a's receive path and waits until each is taken.
+// The receive goroutine counts a frame as received before it hands it up,
+// so drops counted on the way up (and netstack's own counters) may lag
+// inject's return: tests wait for them with testutil.Eventually.
 type injector struct {
 	t testing.TB
 	r *stacktest.XDPResult
@@ -67,7 +59,7 @@ func (in *injector) inject(f []byte) {
 	in.t.Helper()
 	want := stack.Total(in.r.EPA.Stats()).RXFrames + 1
 	in.r.Wires[0].A.Inject(f)
-	if !eventually(func() bool { return stack.Total(in.r.EPA.Stats()).RXFrames >= want }) {
+	if !testutil.Eventually(func() bool { return stack.Total(in.r.EPA.Stats()).RXFrames >= want }) {
 		in.t.Fatalf("frame of %d bytes not received within 10s", len(f))
 	}
 }
@@ -90,7 +82,7 @@ func TestMalformedFramesCounted(t *testing.T) {
 		before := stack.Total(in.r.EPA.Stats())
 		in.inject(tc.frame)
 		var after stack.QueueStats
-		if !eventually(func() bool { after = stack.Total(in.r.EPA.Stats()); return tc.check(before, after) }) {
+		if !testutil.Eventually(func() bool { after = stack.Total(in.r.EPA.Stats()); return tc.check(before, after) }) {
 			t.Errorf("%s: not counted: before %+v after %+v", tc.name, before, after)
 		}
 	}
@@ -113,7 +105,7 @@ func TestMalformedFramesCounted(t *testing.T) {
 	} {
 		before := malformed()
 		in.inject(tc.frame)
-		eventually(func() bool { return malformed() > before })
+		testutil.Eventually(func() bool { return malformed() > before })
 		if malformed() != before+1 {
 			t.Errorf("%s: netstack's malformed counter went %d -> %d", tc.name, before, malformed())
 		}
@@ -132,7 +124,7 @@ func TestMalformedFramesCounted(t *testing.T) {
 			u.SetLength(udpLen)
 			u.SetChecksum(0) // none: the length, not the checksum, is wrong
 		}))
-		if !eventually(func() bool { return ns.Stats().UDP.MalformedPacketsReceived.Value() > bad }) {
+		if !testutil.Eventually(func() bool { return ns.Stats().UDP.MalformedPacketsReceived.Value() > bad }) {
 			t.Errorf("UDP length %d: not counted as malformed", udpLen)
 		}
 	}
@@ -147,7 +139,7 @@ func TestMalformedFramesCounted(t *testing.T) {
 	// A valid SYN to a closed port is answered, so the path still works.
 	rst := ns.Stats().TCP.ResetsSent.Value()
 	in.inject(tcpFrame(macA, 81, nil, nil))
-	if !eventually(func() bool { return ns.Stats().TCP.ResetsSent.Value() > rst }) {
+	if !testutil.Eventually(func() bool { return ns.Stats().TCP.ResetsSent.Value() > rst }) {
 		t.Error("a valid SYN after the garbage got no RST")
 	}
 	// And a real connection still works.

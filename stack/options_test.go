@@ -12,6 +12,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/stack"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
@@ -101,20 +102,34 @@ func TestTXBackpressure(t *testing.T) {
 		defer close(done)
 		transfer(t, r.B, netip.AddrPortFrom(stacktest.AddrA4, 80), size, size)
 	}()
-	for stack.Total(r.EPA.Stats()).TXFrames < 100 {
-		time.Sleep(time.Millisecond)
-	}
+	waitDuringTransfer(t, "100 frames sent", done, func() {}, func() bool {
+		return stack.Total(r.EPA.Stats()).TXFrames >= 100
+	})
+	unstall := func() { r.Wires[0].A.Stall(false) }
 	r.Wires[0].A.Stall(true)
-	for stack.Total(r.EPA.Stats()).TXDropRingFull == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	r.Wires[0].A.Stall(false)
+	waitDuringTransfer(t, "a send dropped at the stalled ring", done, unstall, func() bool {
+		return stack.Total(r.EPA.Stats()).TXDropRingFull > 0
+	})
+	unstall()
 	<-done
 	st := stack.Total(r.EPA.Stats())
 	if st.TXWaits == 0 || st.TXDropRingFull == 0 {
 		t.Errorf("stall not seen: %+v", st)
 	}
 	checkFramesHome(t, r)
+}
+
+// waitDuringTransfer fails t unless cond holds within testutil.Timeout,
+// while a transfer runs that closes done when it ends. Before failing it
+// undoes the fault (release) and waits for the transfer, so that the
+// transfer's goroutine never reports to t after the test has ended.
+func waitDuringTransfer(t *testing.T, what string, done <-chan struct{}, release func(), cond func() bool) {
+	t.Helper()
+	if !testutil.Eventually(cond) {
+		release()
+		<-done
+		t.Fatalf("timed out after %v waiting for %s", testutil.Timeout, what)
+	}
 }
 
 // TestXDPLinkDown cuts the in-memory wire: sends report the link down and
@@ -131,14 +146,15 @@ func TestXDPLinkDown(t *testing.T) {
 		defer close(done)
 		transfer(t, r.B, netip.AddrPortFrom(stacktest.AddrA4, 80), 1<<20, 1<<20)
 	}()
-	for stack.Total(r.EPB.Stats()).TXFrames < 50 {
-		time.Sleep(time.Millisecond)
-	}
+	waitDuringTransfer(t, "50 frames sent", done, func() {}, func() bool {
+		return stack.Total(r.EPB.Stats()).TXFrames >= 50
+	})
+	up := func() { r.SetUp(true) }
 	r.SetUp(false)
-	for stack.Total(r.EPB.Stats()).TXDropLinkDown+stack.Total(r.EPA.Stats()).TXDropLinkDown == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	r.SetUp(true)
+	waitDuringTransfer(t, "a send dropped with the link down", done, up, func() bool {
+		return stack.Total(r.EPB.Stats()).TXDropLinkDown+stack.Total(r.EPA.Stats()).TXDropLinkDown > 0
+	})
+	up()
 	<-done
 	checkFramesHome(t, r)
 }
@@ -168,7 +184,7 @@ func TestSYNCookiesUnderFlood(t *testing.T) {
 			tcph.SetChecksum(^tcph.CalculateChecksum(xsum))
 		}))
 	}
-	if !eventually(func() bool { return in.r.A.Netstack().Stats().TCP.ListenOverflowSynCookieSent.Value() > 0 }) {
+	if !testutil.Eventually(func() bool { return in.r.A.Netstack().Stats().TCP.ListenOverflowSynCookieSent.Value() > 0 }) {
 		t.Error("no SYN cookie sent under a flood beyond the backlog")
 	}
 	transfer(t, in.r.B, netip.AddrPortFrom(stacktest.AddrA4, 80), 10, 10)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/stack"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
@@ -90,7 +91,7 @@ func TestUDPSendBufferDrainsThroughTXFaults(t *testing.T) {
 				for i := range writes {
 					write([]byte("during"), i)
 				}
-				waitFor(t, "TX drops during the fault", func() bool {
+				testutil.WaitFor(t, "TX drops during the fault", func() bool {
 					return stack.Total(r.EPA.Stats()).TXDrops() > before.TXDrops()
 				})
 				fault.set(r, false)

@@ -15,6 +15,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/stack"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
@@ -271,7 +272,7 @@ func TestUDPFastPathNeighbourChange(t *testing.T) {
 	}
 	// B drops frames for another MAC once the template picks up the
 	// static entry.
-	waitFor(t, "frames to the new link address", func() bool {
+	testutil.WaitFor(t, "frames to the new link address", func() bool {
 		if _, err := p.cli.Write([]byte("to nowhere")); err != nil {
 			t.Fatal(err)
 		}
@@ -284,7 +285,7 @@ func TestUDPFastPathNeighbourChange(t *testing.T) {
 	// Datagrams to the bogus address may still be written until the
 	// template is rebuilt; then resolution runs again and they arrive.
 	got := make([]byte, 64)
-	waitFor(t, "datagrams after re-resolution", func() bool {
+	testutil.WaitFor(t, "datagrams after re-resolution", func() bool {
 		if _, err := p.cli.Write([]byte("back")); err != nil {
 			t.Fatal(err)
 		}
@@ -306,14 +307,6 @@ func TestUDPFastPathNeighbourChange(t *testing.T) {
 	p.roundTrip(t, []byte("fast again"))
 	if p.fast() == before {
 		t.Error("fast path not taken after re-resolution")
-	}
-}
-
-// waitFor fails the test unless cond holds within eventually's bound.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	if !eventually(cond) {
-		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
@@ -339,7 +332,7 @@ func TestUDPFastPathConcurrentWritersAndClose(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "fast-path traffic", func() bool { return p.fast() > 1000 })
+	testutil.WaitFor(t, "fast-path traffic", func() bool { return p.fast() > 1000 })
 	if err := p.r.A.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +471,7 @@ func TestUDPFastPathReceive(t *testing.T) {
 			if _, err := p.srv.WriteTo([]byte("closed"), p.cli.LocalAddr()); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "netstack to refuse the closed socket's datagram", func() bool { return ns.UnknownPortErrors.Value() > unreachable })
+			testutil.WaitFor(t, "netstack to refuse the closed socket's datagram", func() bool { return ns.UnknownPortErrors.Value() > unreachable })
 			if got := p.fastRX(); got != 4 {
 				t.Fatalf("a datagram for a closed socket took the fast path (%d)", got)
 			}
@@ -505,7 +498,7 @@ func TestUDPFastPathReceiveBuffer(t *testing.T) {
 		}
 	}
 	// RXUDPFast counts what the fast path took, queued or dropped.
-	waitFor(t, "all datagrams to arrive", func() bool { return p.fastRX()-before >= sent })
+	testutil.WaitFor(t, "all datagrams to arrive", func() bool { return p.fastRX()-before >= sent })
 	// A datagram is let in while less than the buffer is queued.
 	queued := 0
 	buf := make([]byte, 2048)

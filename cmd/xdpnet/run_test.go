@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/engine/origin"
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
@@ -88,17 +89,16 @@ backends:
 	var stderr lockedBuffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "-c", cfg, "-drain", "10s"}, io.Discard, &stderr) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + admin + "/healthz")
-		if err == nil {
+	var getErr error
+	up := testutil.Eventually(func() bool {
+		var resp *http.Response
+		if resp, getErr = http.Get("http://" + admin + "/healthz"); getErr == nil {
 			resp.Body.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("engine did not come up: %v\n%s", err, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return getErr == nil
+	})
+	if !up {
+		t.Fatalf("engine did not come up: %v\n%s", getErr, stderr.String())
 	}
 
 	// SIGHUP with a bad file: refused, still serving.
@@ -149,9 +149,8 @@ backends:
 			errs <- err
 		}()
 	}
-	for o.Stats().Requests < n && time.Now().Before(deadline.Add(10*time.Second)) {
-		time.Sleep(2 * time.Millisecond)
-	}
+	// Bounded: past the timeout the drain below still has to hold.
+	testutil.Eventually(func() bool { return o.Stats().Requests >= n })
 	syscall.Kill(os.Getpid(), syscall.SIGTERM)
 	select {
 	case code := <-done:
@@ -170,11 +169,7 @@ backends:
 
 func waitFor(t *testing.T, b *lockedBuffer, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(b.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never said %q:\n%s", s, b.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.Eventually(func() bool { return strings.Contains(b.String(), s) }) {
+		t.Fatalf("log never said %q:\n%s", s, b.String())
 	}
 }

@@ -46,6 +46,7 @@ func TestCreatorPID(t *testing.T) {
 }
 
 func TestAddressPlan(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{Clients: 2, Servers: 3, EngineKernelAddrs: true})
 	c, b := l.ClientLink, l.BackendLink
 	want := func(got []netip.Addr, s ...string) {
@@ -71,6 +72,7 @@ func TestAddressPlan(t *testing.T) {
 // and its static neighbour entry put the engine's MAC on the very first
 // frame, and with TX checksum offload off the UDP checksum is complete.
 func TestPeerRoutesThroughEngine(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	for _, csum := range []bool{false, true} {
 		t.Run(fmt.Sprintf("peer-tx-csum=%v", csum), func(t *testing.T) {
 			l := labtest.New(t, lab.Options{PeerTxChecksum: csum})
@@ -186,6 +188,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // TestEngineKernelAddrs checks that the engine-ns kernel answers on its own
 // addresses, over IPv4 and IPv6 at once (no DAD wait).
 func TestEngineKernelAddrs(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{EngineKernelAddrs: true})
 	for _, a := range []netip.Addr{l.ClientLink.KernelV4, l.ClientLink.KernelV6} {
 		var srv *net.UDPConn
@@ -223,6 +226,7 @@ func TestEngineKernelAddrs(t *testing.T) {
 }
 
 func TestMultiQueue(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{Queues: 4})
 	h, err := netlink.NewHandleAt(l.Engine.Handle())
 	if err != nil {
@@ -242,6 +246,7 @@ func TestMultiQueue(t *testing.T) {
 
 // TestOffloadSwitches reads back the TX checksum and GRO settings.
 func TestOffloadSwitches(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	for _, o := range []lab.Options{{}, {PeerTxChecksum: true, PeerGRO: true, EngineGRO: true, EngineNoTxChecksum: true}} {
 		l := labtest.New(t, o)
 		for _, c := range []struct {
@@ -270,6 +275,7 @@ func TestOffloadSwitches(t *testing.T) {
 }
 
 func TestDoPanics(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	before, _ := os.Readlink("/proc/thread-self/ns/net")
 	func() {
@@ -318,6 +324,7 @@ func TestDoRacesClose(t *testing.T) {
 }
 
 func TestSetLinkUp(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	operUp := func() bool {
 		var up bool
@@ -354,6 +361,7 @@ func TestSetLinkUp(t *testing.T) {
 // TestDoAndStart checks that Do and Start run in the namespace and that the
 // caller's thread is not left in it.
 func TestDoAndStart(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	var st unix.Stat_t
 	if err := unix.Stat(l.Client.Path(), &st); err != nil {
@@ -399,6 +407,7 @@ func TestDoAndStart(t *testing.T) {
 // TestCloseRemovesEverything checks that Close removes the namespaces and
 // kills processes started in them.
 func TestCloseRemovesEverything(t *testing.T) {
+	t.Parallel() // its own lab namespaces
 	l := labtest.New(t, lab.Options{})
 	cmd := exec.Command("/bin/sleep", "60")
 	if err := l.Backend.Start(cmd); err != nil {

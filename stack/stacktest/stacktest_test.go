@@ -9,10 +9,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/stack"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
@@ -27,28 +27,7 @@ func testCtx(t *testing.T) context.Context {
 
 // echo serves l until it is closed, echoing every connection.
 func echo(t *testing.T, l net.Listener) {
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	t.Cleanup(func() { _ = l.Close() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				if !errors.Is(err, net.ErrClosed) {
-					t.Errorf("accept: %v", err)
-				}
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
+	testutil.Serve(t, l, func(c net.Conn) { _, _ = io.Copy(c, c) })
 }
 
 func TestTCPTransferBothFamilies(t *testing.T) {
@@ -240,9 +219,7 @@ func TestLinkCutRecovery(t *testing.T) {
 	}
 	// Let the retransmission timer fire at least once while cut: wait
 	// until the wire has dropped a retransmission, not for a duration.
-	for r.Link.Dropped() < 2 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "a retransmission dropped on the cut wire", func() bool { return r.Link.Dropped() >= 2 })
 	r.Link.SetUp(true)
 	if _, err := io.ReadFull(c, buf); err != nil {
 		t.Fatal(err)

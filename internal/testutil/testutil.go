@@ -1,0 +1,68 @@
+// Package testutil holds the helpers that the tests of several packages
+// share. Only tests import it, so no binary links it (or package testing).
+package testutil
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Timeout is how long Eventually and WaitFor wait for their condition.
+const Timeout = 10 * time.Second
+
+// Eventually polls cond until it holds or Timeout has passed, and reports
+// whether it held. The pause between polls starts at 50µs and doubles up to
+// 10ms, so a condition that holds at once is seen at once and a slow one
+// costs little CPU.
+func Eventually(cond func() bool) bool { return within(Timeout, cond) }
+
+// within is Eventually with the timeout given.
+func within(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	pause := 50 * time.Microsecond
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 10*time.Millisecond)
+	}
+	return true
+}
+
+// WaitFor fails t unless cond holds within Timeout; what names the
+// condition in the failure. Call it from the test's own goroutine.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	if !Eventually(cond) {
+		t.Fatalf("timed out after %v waiting for %s", Timeout, what)
+	}
+}
+
+// Serve accepts connections on l, each handled by handle on a goroutine of
+// its own and closed when handle returns, until t's cleanup closes l; the
+// cleanup then waits for every handler. An accept error other than the
+// listener's close fails t.
+func Serve(t testing.TB, l net.Listener, handle func(net.Conn)) {
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { _ = l.Close() })
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("accept: %v", err)
+				}
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				handle(c)
+			})
+		}
+	})
+}
