@@ -630,18 +630,25 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 	m.connsOpened.WithLabelValues(rt.cfg.Name, srv.name).Inc()
 	m.connsOpen.Inc()
 	rt.trMu.Lock()
+	defer rt.trMu.Unlock()
+	if rt.closed { // the pool closes it: ErrPoolClosed
+		m.connsOpen.Dec()
+		return c, nil
+	}
 	if rt.live[srv] == nil {
 		rt.live[srv] = map[*bconn]struct{}{}
 	}
 	rt.live[srv][c] = struct{}{}
-	rt.trMu.Unlock()
-	go func() {
-		<-c.Done()
+	rt.wg.Go(func() { // forgets c when it dies, or when the backend closes (the pool closes c then)
+		select {
+		case <-c.Done():
+		case <-rt.ctx.Done():
+		}
 		m.connsOpen.Dec()
 		rt.trMu.Lock()
 		delete(rt.live[srv], c)
 		rt.trMu.Unlock()
-	}()
+	})
 	return c, nil
 }
 

@@ -19,6 +19,10 @@ type Pool struct {
 	cancel  context.CancelFunc
 	closed  atomic.Bool
 
+	// shutdowns joins the graceful closes of evicted connections; Close
+	// cuts them short (ctx) and waits for them.
+	shutdowns sync.WaitGroup
+
 	staleDone     atomic.Uint64
 	probeFailures atomic.Uint64
 
@@ -75,8 +79,9 @@ func (p *Pool) server(name string) *server {
 	return s
 }
 
-// Close closes every connection at once (streams in flight fail) and makes
-// Attach fail with ErrPoolClosed. Leases still out may call Done safely.
+// Close closes every connection at once (streams in flight fail), makes
+// Attach fail with ErrPoolClosed and joins the graceful closes of evicted
+// connections. Leases still out may call Done safely.
 func (p *Pool) Close() error {
 	if p.closed.Swap(true) {
 		return nil
@@ -113,6 +118,8 @@ func (p *Pool) Close() error {
 		}
 		w.mu.Unlock()
 	}
+	// Graceful closes still running end with p.ctx.
+	p.shutdowns.Wait()
 	return nil
 }
 

@@ -625,12 +625,13 @@ func (w *Worker) release(p *pconn) {
 
 // shutdown closes c gracefully in the background: the mux finishes its
 // streams and sends its close (QUIC CONNECTION_CLOSE with NO_ERROR).
+// The pool owns the goroutine: Close ends and joins it.
 func (w *Worker) shutdown(c mux.Conn) {
-	go func() {
+	w.pool.shutdowns.Go(func() {
 		ctx, cancel := context.WithTimeout(w.pool.ctx, w.pool.cfg.ShutdownTimeout)
 		defer cancel()
 		c.Shutdown(ctx)
-	}()
+	})
 }
 
 // adoptLocked registers a freshly dialed connection for b; the caller has
