@@ -35,7 +35,9 @@
 // Worker.Attach finds a connection (lookup order: the session's private
 // connections, avail, safe, idle, then a takeover of an idle connection from
 // another worker, then a dial), opens a stream on it and returns a Lease. The
-// Lease owns the stream; Lease.Done(err) closes it and detaches: with no stream
+// Lease owns the stream (among connections with credit in avail, the one
+// with the most takes it, so requests spread by the streams the peers
+// grant); Lease.Done(err) closes it and detaches: with no stream
 // left the connection goes to safe (if a request completed on it) or idle,
 // unless the per-server idle limit is reached (then it is closed
 // gracefully); with streams left and credit it goes to avail; a

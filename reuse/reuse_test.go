@@ -780,3 +780,29 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestAttachSpreadsByCredit: of a server's connections with streams to
+// spare, the one whose peer grants the most takes the request, whatever
+// the order they re-entered avail in.
+func TestAttachSpreadsByCredit(t *testing.T) {
+	e := newEnv(t, reuse.Config{Policy: reuse.PolicyAlways})
+	e.opts = muxtest.Options{MaxStreams: 1} // no auto credit: only Grant raises it
+	l1 := e.attach(0, params("s1"), nil)
+	l2 := e.attach(0, params("s1"), nil)
+	c1, c2 := l1.Conn().(*muxtest.Conn), l2.Conn().(*muxtest.Conn)
+	if c1 == c2 {
+		t.Fatal("one connection took two streams it had no credit for")
+	}
+	// The worker applies the credit events last in, first out: c1's
+	// last, so c1 ends at the head of avail.
+	c1.Grant(2)
+	c2.Grant(5)
+	l3 := e.attach(0, params("s1"), nil)
+	if l3.Conn() != c2 {
+		t.Fatal("the connection with less credit took the request")
+	}
+	for _, l := range []lease{l1, l2, l3} {
+		l.Done(nil)
+	}
+	e.check()
+}

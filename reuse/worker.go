@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -321,14 +322,29 @@ func (w *Worker) tryPrivate(ctx context.Context, s *Session, b *bucket, open boo
 // the race the policies guard against.
 func (w *Worker) tryShared(ctx context.Context, b *bucket, s *Session, first, open bool) (Lease, bool) {
 	cfg := &w.pool.cfg
-	for p := b.avail.head; p != nil; {
-		next := b.avail.next(p)
-		if n := p.credit(cfg); n == 0 {
-			w.place(p) // full, exhausted or dead: out of avail
-		} else if l, err := w.openLocked(ctx, p, s, &w.st.HitAvail, n, open); err == nil {
+	// The connection with the most stream credit takes the request, so
+	// that requests spread over the server's connections by the streams
+	// their peers grant (issue 19) rather than pile on the newest.
+	var tried []*pconn
+	for {
+		var best *pconn
+		bestN := 0
+		for p := b.avail.head; p != nil; {
+			next := b.avail.next(p)
+			if n := p.credit(cfg); n == 0 {
+				w.place(p) // full, exhausted or dead: out of avail
+			} else if n > bestN && !slices.Contains(tried, p) {
+				best, bestN = p, n
+			}
+			p = next
+		}
+		if best == nil {
+			break
+		}
+		if l, err := w.openLocked(ctx, best, s, &w.st.HitAvail, bestN, open); err == nil {
 			return l, true
 		}
-		p = next
+		tried = append(tried, best)
 	}
 	if !first || cfg.Policy >= PolicyAggressive {
 		if l, ok := w.tryIdleList(ctx, &b.safe, s, &w.st.HitSafe, open); ok {
