@@ -443,6 +443,21 @@ func (rt *backendRT) check(ctx context.Context, srv *server, conn **bconn) error
 	return nil
 }
 
+// connectedPacketConn opens worker w's UDP socket connected to dst on sc,
+// as the net.PacketConn quic-go needs.
+func connectedPacketConn(sc serverConnector, w int, dst netip.AddrPort) (net.PacketConn, error) {
+	c, err := sc.DialBackend(w, dst)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := quicmux.ConnectedPacketConn(c)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return pc, nil
+}
+
 // transport returns worker w's QUIC transport towards dst (shared by the
 // servers of dst's address family unless the stack connects a socket per
 // server), opening its UDP socket on first use.
@@ -472,7 +487,7 @@ func (rt *backendRT) transport(w int, dst netip.AddrPort) (*quicmux.Transport, e
 	var pc net.PacketConn
 	var err error
 	if perServer {
-		pc, err = sc.BackendConnFor(w, dst)
+		pc, err = connectedPacketConn(sc, w, dst)
 	} else {
 		pc, err = rt.eng.net.BackendPacketConn(w, dst.Addr())
 	}

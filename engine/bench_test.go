@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
@@ -39,8 +40,8 @@ func BenchmarkProxy(b *testing.B) {
 		}{
 			{"xdpnet", "xdp", enginelab.Options{}},
 			{"xdpnet-busypoll50us", "xdp", enginelab.Options{BusyPoll: 50 * time.Microsecond}},
-			{"xdpnet-sharedsocket", "xdp", enginelab.Options{WrapNet: func(n engine.Net) engine.Net { return sharedSocketNet{n.(*engine.XDPNet)} }}},
-			{"xdpnet-hashworkers", "xdp", enginelab.Options{WrapNet: func(n engine.Net) engine.Net { return hashWorkersNet{sharedSocketNet{n.(*engine.XDPNet)}} }}},
+			{"xdpnet-sharedsocket", "xdp", enginelab.Options{WrapNet: func(n engine.Net) engine.Net { return sharedSocketNet{n.(*dataplane.Plane)} }}},
+			{"xdpnet-hashworkers", "xdp", enginelab.Options{WrapNet: func(n engine.Net) engine.Net { return hashWorkersNet{sharedSocketNet{n.(*dataplane.Plane)}} }}},
 			{"baseline", "kernel", enginelab.Options{}},
 		} {
 			b.Run(fmt.Sprintf("conns=%d/impl=%s", conns, impl.name), func(b *testing.B) {
@@ -52,9 +53,9 @@ func BenchmarkProxy(b *testing.B) {
 	}
 }
 
-// sharedSocketNet is XDPNet without BackendConnFor: the engine opens one
+// sharedSocketNet is the data plane without DialBackend: the engine opens one
 // unconnected backend UDP socket per worker and address family.
-type sharedSocketNet struct{ x *engine.XDPNet }
+type sharedSocketNet struct{ x *dataplane.Plane }
 
 func (n sharedSocketNet) Name() string                                     { return n.x.Name() }
 func (n sharedSocketNet) Workers() int                                     { return n.x.Workers() }
@@ -65,18 +66,18 @@ func (n sharedSocketNet) ListenUDP(a netip.AddrPort) (net.PacketConn, error) {
 func (n sharedSocketNet) BackendPacketConn(w int, a netip.Addr) (net.PacketConn, error) {
 	return n.x.BackendPacketConn(w, a)
 }
-func (n sharedSocketNet) DataPlaneStats() *engine.DataPlaneStats    { return n.x.DataPlaneStats() }
+func (n sharedSocketNet) Stats() *dataplane.Stats                   { return n.x.Stats() }
 func (n sharedSocketNet) Close() error                              { return n.x.Close() }
 func (n sharedSocketNet) QUICPacketSize(dst netip.Addr) uint16      { return n.x.QUICPacketSize(dst) }
 func (n sharedSocketNet) WorkerFor(l, r netip.AddrPort) (int, bool) { return n.x.WorkerFor(l, r) }
 
-// hashWorkersNet is XDPNet without WorkerFor: client connections go to
+// hashWorkersNet is the data plane without WorkerFor: client connections go to
 // workers by a hash of the client's address.
 type hashWorkersNet struct{ sharedSocketNet }
 
 func (n hashWorkersNet) WorkerFor(netip.AddrPort, netip.AddrPort) (int, bool) { return 0, false }
-func (n hashWorkersNet) BackendConnFor(w int, a netip.AddrPort) (net.PacketConn, error) {
-	return n.x.BackendConnFor(w, a)
+func (n hashWorkersNet) DialBackend(w int, a netip.AddrPort) (net.Conn, error) {
+	return n.x.DialBackend(w, a)
 }
 
 func benchProxy(b *testing.B, opts enginelab.Options, conns int) {

@@ -1,9 +1,10 @@
 // Package engine is the gateway: configuration, workers, frontends,
 // backends, balancing, proxying, retries, drain and metrics.
 //
-// Frontends accept clients on a [Net] — the AF_XDP netstack ([NewXDPNet]:
-// bpf steering, nic ports, package stack) in production, the kernel's
-// sockets ([KernelNet]) as the baseline and in unit tests — and carry each
+// Frontends accept clients on a [Net] — the AF_XDP data plane (package
+// dataplane: bpf steering, nic ports, package stack; started from
+// [Config.DataPlane]) in production, the kernel's sockets ([KernelNet]) as
+// the baseline and in unit tests — and carry each
 // HTTP request (HTTP/1.1, h2c, HTTP/3) as one HTTP/3 request, and each
 // tunnelled TCP connection as one raw QUIC stream, to a server chosen by the
 // backend's balancer (round robin, least connections, consistent hash).
@@ -64,10 +65,13 @@
 // serves /metrics (Prometheus), /stats (JSON, read by `xdpnet stats`) and
 // /healthz on a kernel socket, to GET and HEAD only (405 otherwise); an
 // address that is not loopback needs admin_public: true. Both are made from
-// one typed snapshot per source ([EngineStats], [DataPlaneStats] with the
+// one typed snapshot per source ([EngineStats], dataplane.Stats with the
 // reuse, nic, bufring, bpf and stack types they hold): the code counts in
-// atomics, never in the Prometheus registry, and stats.go's tags say where
-// each field goes.
+// atomics, never in the Prometheus registry, and stats.go's tags (for other
+// packages' types, statsmetrics.go's foreignTags) say where each field goes.
+//
+// The engine does not touch ports, rings, XDP programs or the netstack: it
+// starts and stops the data plane as one thing and uses its sockets.
 //
 // Subpackages: origin is the lab's HTTP/3 and raw-stream origin server;
 // enginelab runs the engine on internal/lab's veth topology for the

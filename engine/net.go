@@ -9,8 +9,9 @@ import (
 )
 
 // Net is the network stack the proxy runs on. The same proxy logic runs on
-// the kernel's sockets ([KernelNet]) and on the AF_XDP netstack (see
-// xdpnet.go); only the sockets differ.
+// the kernel's sockets ([KernelNet]) and on the AF_XDP data plane
+// (*dataplane.Plane, which has these methods and those of the optional
+// interfaces below); only the sockets differ.
 type Net interface {
 	// Name says which stack this is, for logs, metrics and the demo.
 	Name() string
@@ -35,14 +36,15 @@ type Net interface {
 // The engine then keeps one QUIC transport per worker and server instead of
 // one per worker and address family.
 type serverConnector interface {
-	// BackendConnFor opens worker w's UDP socket connected to server, as
-	// the net.PacketConn quic-go needs (see quicmux.ConnectedPacketConn).
-	BackendConnFor(w int, server netip.AddrPort) (net.PacketConn, error)
+	// DialBackend opens worker w's UDP socket connected to server; the
+	// engine adapts it to the net.PacketConn quic-go needs (see
+	// quicmux.ConnectedPacketConn).
+	DialBackend(w int, server netip.AddrPort) (net.Conn, error)
 }
 
 // connWorker is implemented by stacks that know which worker's queue
-// carries a TCP connection's packets (XDPNet: the RX queue its SYN arrived
-// on). Without it, or when it cannot tell, the engine spreads connections
+// carries a TCP connection's packets (dataplane.Plane: the RX queue its SYN
+// arrived on). Without it, or when it cannot tell, the engine spreads connections
 // over the workers by a hash of the client's address.
 type connWorker interface {
 	WorkerFor(local, remote netip.AddrPort) (worker int, ok bool)

@@ -3,6 +3,7 @@ package engine
 import (
 	"time"
 
+	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/reuse"
 )
 
@@ -22,7 +23,7 @@ type Stats struct {
 	Summary `metric:"-"`
 	Engine  EngineStats `json:"engine"`
 	// Net is the data plane's snapshot; nil on the kernel stack.
-	Net *DataPlaneStats `json:"net,omitempty"`
+	Net *dataplane.Stats `json:"net,omitempty"`
 }
 
 // Summary is the short form of the snapshots, under the /stats keys it has
@@ -113,7 +114,7 @@ type ServerStats struct {
 func (e *Engine) Stats() Stats {
 	s := Stats{Stack: e.net.Name(), Workers: e.workers, Uptime: time.Since(e.started), Engine: e.engineStats()}
 	if dp, ok := e.net.(dataPlane); ok {
-		s.Net = dp.DataPlaneStats()
+		s.Net = dp.Stats()
 	}
 	s.Summary = s.Engine.summary()
 	e.mu.Lock()
@@ -129,9 +130,10 @@ func (e *Engine) Stats() Stats {
 	return s
 }
 
-// dataPlane is implemented by stacks with counters of their own (XDPNet).
+// dataPlane is implemented by stacks with counters of their own
+// (dataplane.Plane).
 type dataPlane interface {
-	DataPlaneStats() *DataPlaneStats
+	Stats() *dataplane.Stats
 }
 
 // engineStats reads the live counters into a snapshot.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/bufring"
+	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/reuse"
 	"github.com/xdpnet/xdpnet/stack"
@@ -123,6 +124,21 @@ func parseMetric(s string) (name string, labels []string) {
 // foreignTags are the tags of the snapshot types other packages define,
 // as they would be written on their fields.
 var foreignTags = map[reflect.Type]map[string]reflect.StructTag{
+	// The data plane's snapshot: its maps' keys are the labels, its
+	// numbers those of the types below.
+	reflect.TypeFor[dataplane.Stats](): {
+		"Interfaces":    `by:"interface"`,
+		"NetstackDrops": `metric:"xdpnet_netstack_drops_total" by:"dir,reason"`,
+	},
+	reflect.TypeFor[dataplane.InterfaceStats](): {
+		"Queues":   `by:"queue"`,
+		"Steering": `by:"queue"`,
+	},
+	reflect.TypeFor[dataplane.QueueStats](): {
+		"UMEM":     ``,
+		"Port":     ``,
+		"Endpoint": ``,
+	},
 	reflect.TypeFor[reuse.Stats](): {
 		"Attaches":      `metric:"xdpnet_reuse_attaches_total"`,
 		"HitPrivate":    `metric:"xdpnet_reuse_hits_total{tree=private}"`,

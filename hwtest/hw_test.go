@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/bpf"
+	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/lab/labtest"
@@ -490,7 +491,7 @@ backends: [{name: b, servers: [{address: "198.18.2.10:4433"}]}]
 	if tg.real {
 		before = count()
 	}
-	x, err := engine.NewXDPNet(cfg, engine.XDPOptions{Do: tg.do, Log: quiet})
+	x, err := dataplane.New(cfg.DataPlane(), dataplane.Options{Do: tg.do, Log: quiet})
 	if !tg.real {
 		if err == nil {
 			x.Close()

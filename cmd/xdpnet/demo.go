@@ -18,6 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 )
@@ -117,7 +118,7 @@ type runResult struct {
 	peakFrames int64
 	// net sums the data plane's snapshot at the end; nil on the kernel
 	// stack.
-	net          *engine.DataPlaneTotals
+	net          *dataplane.Totals
 	originReqs   int64
 	originConns  int64
 	shutdownErr  error
@@ -377,7 +378,7 @@ func printSummary(w io.Writer, rs []*runResult, o demoOpts) {
 	row("retries", func(r *runResult) string { return fmt.Sprintf("%.0f", r.stats.Retries) })
 	row("retries on dead reused conns", func(r *runResult) string { return fmt.Sprintf("%d", r.stats.Reuse.Retries) })
 	// net shows a figure of the data plane's, "n/a" on the kernel stack.
-	net := func(f func(r *runResult, t *engine.DataPlaneTotals) string) func(r *runResult) string {
+	net := func(f func(r *runResult, t *dataplane.Totals) string) func(r *runResult) string {
 		return func(r *runResult) string {
 			if r.net == nil {
 				return "n/a (kernel)"
@@ -385,16 +386,16 @@ func printSummary(w io.Writer, rs []*runResult, o demoOpts) {
 			return f(r, r.net)
 		}
 	}
-	row("UMEM frames in use (peak / total)", net(func(r *runResult, t *engine.DataPlaneTotals) string {
+	row("UMEM frames in use (peak / total)", net(func(r *runResult, t *dataplane.Totals) string {
 		return fmt.Sprintf("%d / %d", r.peakFrames, t.Frames)
 	}))
-	row("XDP redirected / passed to kernel", net(func(_ *runResult, t *engine.DataPlaneTotals) string {
+	row("XDP redirected / passed to kernel", net(func(_ *runResult, t *dataplane.Totals) string {
 		return fmt.Sprintf("%d / %d", t.Redirected, t.Passed)
 	}))
-	row("AF_XDP rx / tx packets", net(func(_ *runResult, t *engine.DataPlaneTotals) string {
+	row("AF_XDP rx / tx packets", net(func(_ *runResult, t *dataplane.Totals) string {
 		return fmt.Sprintf("%d / %d", t.RxPackets, t.TxPackets)
 	}))
-	row("AF_XDP kernel drops", net(func(_ *runResult, t *engine.DataPlaneTotals) string {
+	row("AF_XDP kernel drops", net(func(_ *runResult, t *dataplane.Totals) string {
 		return fmt.Sprintf("%d", t.KernelDrops)
 	}))
 	row("h3 frontend", func(r *runResult) string { return short(r.h3) })

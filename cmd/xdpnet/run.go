@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/engine"
 )
 
@@ -44,7 +45,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	case "kernel":
 		nt = &engine.KernelNet{N: cfg.Workers}
 	default:
-		x, err := engine.NewXDPNet(cfg, engine.XDPOptions{Log: log})
+		x, err := dataplane.New(cfg.DataPlane(), dataplane.Options{Log: log})
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/engine/origin"
 	"github.com/xdpnet/xdpnet/internal/lab"
@@ -226,7 +227,7 @@ func Start(opts Options) (_ *Env, err error) {
 		}
 		env.Net = &engine.KernelNet{N: 2 * max(1, opts.Queues), Do: l.Engine.Do}
 	default:
-		x, err := engine.NewXDPNet(cfg, engine.XDPOptions{Do: l.Engine.Do, Log: opts.Log})
+		x, err := dataplane.New(cfg.DataPlane(), dataplane.Options{Do: l.Engine.Do, Log: opts.Log})
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/internal/lab"
 )
@@ -31,11 +32,11 @@ func engineDUTs() []DUT {
 // with ReadFrom, as quic-go reads it. On the xdp data plane the frames
 // cross the steering program, a nic.Port per queue and gVisor's netstack;
 // the baseline is the engine's kernel Net, a kernel UDP socket.
-func openEngineUDP(dataplane string) func(context.Context) (Offerer, func() error, error) {
+func openEngineUDP(stack string) func(context.Context) (Offerer, func() error, error) {
 	return func(ctx context.Context) (Offerer, func() error, error) {
 		opts := lab.Options{}
 		dst := func(l *lab.Lab) netip.Addr { return l.ClientLink.EngineV4 }
-		if dataplane == "kernel" {
+		if stack == "kernel" {
 			// The kernel owns an address there, and GRO gives the veth the
 			// NAPI the generator's frames need.
 			opts = lab.Options{EngineKernelAddrs: true, EngineGRO: true}
@@ -48,7 +49,7 @@ func openEngineUDP(dataplane string) func(context.Context) (Offerer, func() erro
 		d := newSocketDUT(src)
 		l := src.lab
 		var n engine.Net
-		switch dataplane {
+		switch stack {
 		case "kernel":
 			n = &engine.KernelNet{N: 1, Do: l.Engine.Do}
 		default:
@@ -58,7 +59,7 @@ func openEngineUDP(dataplane string) func(context.Context) (Offerer, func() erro
 			if err != nil {
 				return d.fail(err)
 			}
-			x, err := engine.NewXDPNet(cfg, engine.XDPOptions{Do: l.Engine.Do, Log: slog.New(slog.DiscardHandler)})
+			x, err := dataplane.New(cfg.DataPlane(), dataplane.Options{Do: l.Engine.Do, Log: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				return d.fail(fmt.Errorf("engine xdp net: %w", err))
 			}

@@ -1,4 +1,4 @@
-package engine
+package dataplane
 
 import (
 	"errors"
@@ -10,9 +10,9 @@ import (
 )
 
 // ntupleRules plans the flow-steering rules of one interface: a rule per
-// (engine address, protocol), UDP then TCP for each address in order,
+// (address, protocol), UDP then TCP for each address in order,
 // dealt round-robin over the dedicated queues. RSS alone would spread the
-// engine's flows over every queue of the NIC, including those without an
+// data plane's flows over every queue of the NIC, including those without an
 // AF_XDP socket, where the steering program can only pass them to the
 // kernel; the rules keep them on the dedicated queues. A rule matches the
 // destination address only, not the port: it also catches the replies to
@@ -23,7 +23,7 @@ func ntupleRules(it *Interface) []ntuple.Rule {
 		return nil
 	}
 	var rules []ntuple.Rule
-	for _, p := range it.addrs {
+	for _, p := range it.Addresses {
 		for _, proto := range []ntuple.Proto{ntuple.UDP, ntuple.TCP} {
 			rules = append(rules, ntuple.Rule{Proto: proto, Dst: p.Addr(), Queue: it.Queues[len(rules)%len(it.Queues)]})
 		}
@@ -31,7 +31,7 @@ func ntupleRules(it *Interface) []ntuple.Rule {
 	return rules
 }
 
-// flowRules are the n-tuple rules the engine installed on one interface,
+// flowRules are the n-tuple rules New installed on one interface,
 // with the way back into the interface's network namespace to remove them.
 type flowRules struct {
 	rules *ntuple.Rules
@@ -45,7 +45,7 @@ type flowRules struct {
 // the rules it inserted before a failure; the caller removes the rest with
 // remove, also when a later start step fails.
 func installFlowRules(it *Interface, do func(func() error) error, log *slog.Logger) (flowRules, error) {
-	if it.NTuple == "off" {
+	if it.NTuple == NTupleOff {
 		return flowRules{}, nil
 	}
 	want := ntupleRules(it)
@@ -58,7 +58,7 @@ func installFlowRules(it *Interface, do func(func() error) error, log *slog.Logg
 	case err == nil:
 		log.Info("ntuple rules installed", "interface", it.Name, "rules", want, "locations", rs.Locations())
 		return flowRules{rules: rs, do: do}, nil
-	case it.NTuple == "auto" && errors.Is(err, bpf.ErrNotSupported):
+	case it.NTuple == NTupleAuto && errors.Is(err, bpf.ErrNotSupported):
 		log.Info("ntuple flow steering unsupported; RSS spreads the engine's flows", "interface", it.Name, "err", err)
 		return flowRules{}, nil
 	}

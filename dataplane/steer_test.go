@@ -1,8 +1,7 @@
-package engine
+package dataplane
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -34,7 +33,7 @@ func TestNTupleRulesPlan(t *testing.T) {
 		{"no queues", nil, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			it := &Interface{Queues: tc.queues, addrs: []netip.Prefix{netip.PrefixFrom(v4, 24), netip.PrefixFrom(v6, 64)}}
+			it := &Interface{Queues: tc.queues, Addresses: []netip.Prefix{netip.PrefixFrom(v4, 24), netip.PrefixFrom(v6, 64)}}
 			if got := ntupleRules(it); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v\nwant %v", got, tc.want)
 			}
@@ -48,30 +47,23 @@ func TestNTupleRulesPlan(t *testing.T) {
 func TestNTupleOnVeth(t *testing.T) {
 	privtest.RequireRoot(t)
 	l := labtest.New(t, lab.Options{Queues: 2})
-	for _, mode := range []string{"auto", "off", "on"} {
-		t.Run(mode, func(t *testing.T) {
-			cfg, err := ParseConfig(fmt.Appendf(nil, `
-dataplane: xdp
-admin: "off"
-interfaces:
-  - name: %s
-    queues: [0, 1]
-    ntuple: %q
-    addresses: [%[3]s/24]
-frontends: [{name: web, listen: "%[3]s:80", protocol: http, backend: b}]
-backends: [{name: b, servers: [{address: "198.18.2.10:4433"}]}]
-`, l.ClientLink.Name, mode, l.ClientLink.EngineV4))
-			if err != nil {
-				t.Fatal(err)
+	for _, mode := range []NTuple{NTupleAuto, NTupleOff, NTupleOn} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg := Config{
+				Interfaces: []Interface{{
+					Name: l.ClientLink.Name, Queues: []int{0, 1}, NTuple: mode,
+					Addresses: []netip.Prefix{netip.PrefixFrom(l.ClientLink.EngineV4, 24)},
+				}},
+				Buffers: Buffers{Frames: 8192, FrameSize: 2048, Cache: 256, Reserve: 1024},
 			}
 			var logs strings.Builder
-			x, err := NewXDPNet(cfg, XDPOptions{Do: l.Engine.Do, Log: slog.New(slog.NewTextHandler(&logs, nil))})
-			if mode != "on" {
+			x, err := New(cfg, Options{Do: l.Engine.Do, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+			if mode != NTupleOn {
 				privtest.SkipIfNotSupported(t, err)
 				if err != nil {
 					t.Fatalf("ntuple %s on veth: %v", mode, err)
 				}
-				want := map[string]int{"auto": 1, "off": 0}[mode]
+				want := map[NTuple]int{NTupleAuto: 1, NTupleOff: 0}[mode]
 				if n := strings.Count(logs.String(), "level=INFO msg=\"ntuple flow steering unsupported"); n != want {
 					t.Errorf("ntuple %s: %d info lines on the missing flow steering, want %d:\n%s", mode, n, want, logs.String())
 				}
@@ -89,8 +81,8 @@ backends: [{name: b, servers: [{address: "198.18.2.10:4433"}]}]
 			}
 			t.Logf("ntuple on: %v", err)
 			// The failed start released the interface: auto starts again.
-			cfg.Interfaces[0].NTuple = "auto"
-			x, err = NewXDPNet(cfg, XDPOptions{Do: l.Engine.Do, Log: slog.New(slog.DiscardHandler)})
+			cfg.Interfaces[0].NTuple = NTupleAuto
+			x, err = New(cfg, Options{Do: l.Engine.Do, Log: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatalf("start after the failed one: %v", err)
 			}
