@@ -3,8 +3,8 @@ package dataplane
 import (
 	"slices"
 	"testing"
-	"time"
 
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/stack/stacktest"
 )
 
@@ -37,22 +37,17 @@ func TestStatsDrops(t *testing.T) {
 	// Wait for the frames to be taken and handled: the two reasons are
 	// the snapshot's business (package stack tests them); here they only
 	// have to show.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		q := r.EPA.Stats()
+	counted := func() bool {
 		var nsDrops uint64
 		for _, d := range r.A.Drops() {
 			if d.Reason == "udp_no_endpoint" {
 				nsDrops = d.Count
 			}
 		}
-		if q[1].RXDropChecksumTCP == 4 && nsDrops == 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("injected frames not counted within 10s: queue 1 %+v, netstack %+v", q[1], r.A.Drops())
-		}
-		time.Sleep(time.Millisecond)
+		return r.EPA.Stats()[1].RXDropChecksumTCP == 4 && nsDrops == 4
+	}
+	if !testutil.Eventually(counted) {
+		t.Fatalf("injected frames not counted: queue 1 %+v, netstack %+v", r.EPA.Stats()[1], r.A.Drops())
 	}
 
 	s := x.Stats()
