@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/xdpnet/xdpnet/engine/config"
 )
 
 // Admin read endpoints answer GET and HEAD, and 405 with Allow: GET, HEAD to
@@ -42,7 +44,7 @@ func TestAdminMethods(t *testing.T) {
 // logs a warning at start.
 func TestAdminPublicWarns(t *testing.T) {
 	cert, roots := labCert(t)
-	cfg, err := ParseConfig([]byte("admin_public: true\n" + strings.Replace(
+	cfg, err := config.Parse([]byte("admin_public: true\n" + strings.Replace(
 		baseConfig("http", loopOrigins(t, cert, 1, ""), ""), `admin: "127.0.0.1:0"`, `admin: "0.0.0.0:0"`, 1)))
 	if err != nil {
 		t.Fatal(err)

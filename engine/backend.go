@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/xdpnet/xdpnet/mux"
@@ -98,7 +100,7 @@ func (srv *server) dialOK() {
 // connection pool (a reuse.Pool with one shard per engine worker). A reload
 // builds a new one and retires the old.
 type backendRT struct {
-	cfg     Backend
+	cfg     config.Backend
 	eng     *Engine
 	log     *slog.Logger
 	servers []*server
@@ -147,7 +149,7 @@ func withWorker(ctx context.Context, w int) context.Context {
 	return context.WithValue(ctx, workerKey{}, w)
 }
 
-func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
+func newBackendRT(e *Engine, cfg config.Backend) (*backendRT, error) {
 	rt := &backendRT{
 		cfg: cfg, eng: e, log: e.log.With("backend", cfg.Name),
 		byName: map[string]*server{},
@@ -158,7 +160,7 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 	rt.ctx, rt.stop = context.WithCancel(context.Background())
 	rt.alpn, rt.roots = quicmux.ALPNH3, e.opts.BackendRootCAs
 	kind := mux.KindQUIC
-	if cfg.Protocol == BackendRaw {
+	if cfg.Protocol == config.BackendRaw {
 		rt.alpn = quicmux.ALPNRaw
 	}
 	if cfg.TLS.CA != "" {
@@ -179,24 +181,24 @@ func newBackendRT(e *Engine, cfg Backend) (*backendRT, error) {
 		KeepAlive: cfg.Timeouts.Idle.D() / 3,
 	}
 	for _, s := range cfg.Servers {
-		srv := &server{name: s.Name, addr: s.addr, host: s.addr.String(), weight: *s.Weight,
+		srv := &server{name: s.Name, addr: s.Addr(), host: s.Addr().String(), weight: *s.Weight,
 			requests: e.metrics.backendRequests.WithLabelValues(cfg.Name, s.Name)}
 		srv.up.Store(true)
 		rt.servers = append(rt.servers, srv)
 		rt.byName[s.Name] = srv
 		sni := cfg.TLS.ServerName
 		if sni == "" {
-			sni = s.addr.Addr().String()
+			sni = s.Addr().Addr().String()
 		}
 		rt.keys = append(rt.keys, reuse.NewKey(reuse.Params{
-			Server: cfg.Name + "/" + s.Name, Kind: kind, Dst: s.addr, SNI: sni, ALPN: rt.alpn,
+			Server: cfg.Name + "/" + s.Name, Kind: kind, Dst: s.Addr(), SNI: sni, ALPN: rt.alpn,
 		}))
 		e.metrics.serverUp.WithLabelValues(cfg.Name, s.Name).Set(1)
 	}
 	rt.bal = newBalancer(cfg.Balance, rt.servers)
 	policy := map[string]reuse.Policy{
-		ReuseNever: reuse.PolicyNever, ReuseSafe: reuse.PolicySafe,
-		ReuseAggressive: reuse.PolicyAggressive, ReuseAlways: reuse.PolicyAlways,
+		config.ReuseNever: reuse.PolicyNever, config.ReuseSafe: reuse.PolicySafe,
+		config.ReuseAggressive: reuse.PolicyAggressive, config.ReuseAlways: reuse.PolicyAlways,
 	}[cfg.Reuse.Policy]
 	pool, err := reuse.New(reuse.Config{
 		Workers: e.workers,
@@ -422,7 +424,7 @@ func (rt *backendRT) check(ctx context.Context, srv *server, conn **bconn) error
 		if err != nil {
 			return err
 		}
-		if rt.cfg.Protocol == BackendRaw {
+		if rt.cfg.Protocol == config.BackendRaw {
 			c.Close()
 			return nil
 		}

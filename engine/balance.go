@@ -4,6 +4,8 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync/atomic"
+
+	"github.com/xdpnet/xdpnet/engine/config"
 )
 
 // balancer picks a server index among those usable for one request. usable
@@ -19,9 +21,9 @@ type balancer interface {
 // health checks go on and a weight change by reload brings it back.
 func newBalancer(alg string, servers []*server) balancer {
 	switch alg {
-	case BalanceLeastConn:
+	case config.BalanceLeastConn:
 		return &leastConn{servers: servers}
-	case BalanceHash:
+	case config.BalanceHash:
 		return newHashRing(servers)
 	default:
 		return newRoundRobin(servers)

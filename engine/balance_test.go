@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/xdpnet/xdpnet/internal/testutil"
 )
 
@@ -23,7 +25,7 @@ func servers(weights ...int) []*server {
 func all(int) bool { return true }
 
 func TestRoundRobinWeights(t *testing.T) {
-	b := newBalancer(BalanceRoundRobin, servers(1, 3, 2))
+	b := newBalancer(config.BalanceRoundRobin, servers(1, 3, 2))
 	got := make([]int, 3)
 	for range 600 {
 		i, ok := b.pick(nil, all)
@@ -38,7 +40,7 @@ func TestRoundRobinWeights(t *testing.T) {
 }
 
 func TestRoundRobinSkipsUnusable(t *testing.T) {
-	b := newBalancer(BalanceRoundRobin, servers(1, 1, 1))
+	b := newBalancer(config.BalanceRoundRobin, servers(1, 1, 1))
 	for range 30 {
 		i, ok := b.pick(nil, func(i int) bool { return i == 2 })
 		if !ok || i != 2 {
@@ -52,7 +54,7 @@ func TestRoundRobinSkipsUnusable(t *testing.T) {
 
 func TestLeastConn(t *testing.T) {
 	ss := servers(1, 1, 2)
-	b := newBalancer(BalanceLeastConn, ss)
+	b := newBalancer(config.BalanceLeastConn, ss)
 	ss[0].inflight.Store(3)
 	ss[1].inflight.Store(1)
 	ss[2].inflight.Store(3) // 1.5 per weight unit
@@ -69,7 +71,7 @@ func TestLeastConn(t *testing.T) {
 
 func TestConsistentHash(t *testing.T) {
 	ss := servers(1, 1, 1, 1)
-	b := newBalancer(BalanceHash, ss)
+	b := newBalancer(config.BalanceHash, ss)
 	const keys = 4000
 	before := make([]int, keys)
 	counts := make([]int, 4)
@@ -101,7 +103,7 @@ func TestConsistentHash(t *testing.T) {
 		t.Errorf("%d keys of other servers moved when one server went down", moved)
 	}
 	// Same key, same server, every time (and in a new ring: reloads).
-	b2 := newBalancer(BalanceHash, servers(1, 1, 1, 1))
+	b2 := newBalancer(config.BalanceHash, servers(1, 1, 1, 1))
 	for k := range 100 {
 		key := fmt.Appendf(nil, "client-%d", k)
 		if i, _ := b2.pick(key, all); i != before[k] {
@@ -113,7 +115,7 @@ func TestConsistentHash(t *testing.T) {
 // A drained server (weight 0) is never picked, by any algorithm; with every
 // server drained there is no pick at all.
 func TestBalancersSkipDrained(t *testing.T) {
-	for _, alg := range []string{BalanceRoundRobin, BalanceLeastConn, BalanceHash} {
+	for _, alg := range []string{config.BalanceRoundRobin, config.BalanceLeastConn, config.BalanceHash} {
 		t.Run(alg, func(t *testing.T) {
 			b := newBalancer(alg, servers(0, 2, 0, 1))
 			got := make([]int, 4)

@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpnet/xdpnet/engine"
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 )
@@ -318,7 +319,7 @@ func TestLabBackendKilled(t *testing.T) {
 func TestLabRetryAfterOriginRestart(t *testing.T) {
 	// Health checks off: on a loaded machine their 400 ms timeout can
 	// take a server out, which is not what this test is about.
-	cfg := strings.Replace(engine.DemoConfig, "    balance: roundrobin\n", "    balance: roundrobin\n    retries: 0\n", 1)
+	cfg := strings.Replace(config.Demo, "    balance: roundrobin\n", "    balance: roundrobin\n    retries: 0\n", 1)
 	cfg = strings.Replace(cfg, "    health_check: {interval: 500ms, timeout: 400ms, path: /healthz, rise: 2, fall: 2}\n", "    health_check: {enabled: false}\n", 1)
 	if strings.Count(cfg, "retries: 0") != 1 || strings.Count(cfg, "enabled: false") != 1 {
 		t.Fatal("demo config changed: cannot set the origins backend's retries and health checks")
@@ -467,7 +468,7 @@ func sum(env *enginelab.Env) int64 {
 func TestLabMalformedAndSlowClients(t *testing.T) {
 	for _, stack := range stacks {
 		t.Run(stack, func(t *testing.T) {
-			cfg := strings.Replace(engine.DemoConfig, `protocol: http, backend: origins}`,
+			cfg := strings.Replace(config.Demo, `protocol: http, backend: origins}`,
 				`protocol: http, backend: origins, timeouts: {header: 300ms, idle: 2s}}`, 1)
 			env := startLab(t, stack, enginelab.Options{Config: cfg})
 			addr := strings.TrimPrefix(env.FrontendURL("http"), "http://")

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/quic-go/quic-go"
@@ -54,7 +56,7 @@ type Engine struct {
 	conns connLimit
 
 	mu        sync.Mutex
-	cfg       *Config
+	cfg       *config.Config
 	backends  map[string]*backendRT
 	frontends map[string]*frontendRT // keyed by frontendKey
 	admin     *http.Server
@@ -70,7 +72,7 @@ type Engine struct {
 
 // New builds an engine for cfg (already validated) on opts.Net. Start
 // opens its sockets.
-func New(cfg *Config, opts Options) (*Engine, error) {
+func New(cfg *config.Config, opts Options) (*Engine, error) {
 	if opts.Net == nil {
 		return nil, errors.New("engine: Options.Net is required")
 	}
@@ -118,7 +120,7 @@ func (e *Engine) Start() error {
 // sockets and connections and switch to the new backends for new requests;
 // changed backends get new pools and the old ones close once their requests
 // finish; removed frontends drain.
-func (e *Engine) Reload(cfg *Config) error {
+func (e *Engine) Reload(cfg *config.Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -126,7 +128,7 @@ func (e *Engine) Reload(cfg *Config) error {
 	}
 	if cfg.Dataplane != e.cfg.Dataplane || cfg.Admin != e.cfg.Admin ||
 		!reflect.DeepEqual(cfg.Interfaces, e.cfg.Interfaces) || !reflect.DeepEqual(cfg.Buffers, e.cfg.Buffers) {
-		return fmt.Errorf("%w: dataplane, admin, interfaces and buffers change only with a restart", ErrConfig)
+		return fmt.Errorf("%w: dataplane, admin, interfaces and buffers change only with a restart", config.ErrInvalid)
 	}
 	if err := e.applyLocked(cfg); err != nil {
 		return err
@@ -137,16 +139,16 @@ func (e *Engine) Reload(cfg *Config) error {
 	return nil
 }
 
-func frontendKey(f *Frontend) string {
+func frontendKey(f *config.Frontend) string {
 	t := "tcp"
-	if f.Protocol == ProtoH3 {
+	if f.Protocol == config.ProtoH3 {
 		t = "udp"
 	}
-	return t + "/" + f.addr.String()
+	return t + "/" + f.Addr().String()
 }
 
 // applyLocked makes the running state match cfg.
-func (e *Engine) applyLocked(cfg *Config) error {
+func (e *Engine) applyLocked(cfg *config.Config) error {
 	// Backends: keep those whose configuration is unchanged.
 	newBackends := map[string]*backendRT{}
 	var created []*backendRT
@@ -227,7 +229,7 @@ func (e *Engine) applyLocked(cfg *Config) error {
 	return nil
 }
 
-func withoutBackend(f Frontend) Frontend { f.Backend = ""; f.Name = ""; return f }
+func withoutBackend(f config.Frontend) config.Frontend { f.Backend = ""; f.Name = ""; return f }
 
 // Shutdown drains: listeners close at once, requests and tunnels in flight
 // finish (until ctx ends, then they are cut), then backend connections
@@ -363,7 +365,7 @@ func (e *Engine) StackName() string { return e.net.Name() }
 
 // frontendRT is a listening frontend.
 type frontendRT struct {
-	cfg Frontend
+	cfg config.Frontend
 	eng *Engine
 	// latency is its xdpnet_request_duration_seconds series.
 	latency prometheus.Observer
@@ -438,8 +440,8 @@ func (fe *frontendRT) start() error {
 	}
 	log := slog.NewLogLogger(e.log.With("frontend", fe.cfg.Name).Handler(), slog.LevelDebug)
 	switch fe.cfg.Protocol {
-	case ProtoHTTP:
-		ln, err := e.net.ListenTCP(fe.cfg.addr)
+	case config.ProtoHTTP:
+		ln, err := e.net.ListenTCP(fe.cfg.Addr())
 		if err != nil {
 			return err
 		}
@@ -477,8 +479,8 @@ func (fe *frontendRT) start() error {
 			},
 		}
 		go fe.hs.Serve(limitListener{Listener: ln, fe: fe})
-	case ProtoH3:
-		pc, err := e.net.ListenUDP(fe.cfg.addr)
+	case config.ProtoH3:
+		pc, err := e.net.ListenUDP(fe.cfg.Addr())
 		if err != nil {
 			return err
 		}
@@ -496,7 +498,7 @@ func (fe *frontendRT) start() error {
 			&quic.Config{
 				HandshakeIdleTimeout: fe.cfg.Timeouts.Header.D(),
 				MaxIdleTimeout:       fe.cfg.Timeouts.Idle.D(),
-				InitialPacketSize:    quicPacketSize(e.net, fe.cfg.addr.Addr()),
+				InitialPacketSize:    quicPacketSize(e.net, fe.cfg.Addr().Addr()),
 			})
 		if err != nil {
 			tr.Close()
@@ -515,8 +517,8 @@ func (fe *frontendRT) start() error {
 			},
 		}
 		go fe.h3.ServeListener(qln)
-	case ProtoTCP:
-		ln, err := e.net.ListenTCP(fe.cfg.addr)
+	case config.ProtoTCP:
+		ln, err := e.net.ListenTCP(fe.cfg.Addr())
 		if err != nil {
 			return err
 		}
@@ -533,7 +535,7 @@ func (fe *frontendRT) certificate() (tls.Certificate, error) {
 		return tls.LoadX509KeyPair(fe.cfg.TLS.Cert, fe.cfg.TLS.Key)
 	}
 	fe.eng.log.Warn("h3 frontend without tls.cert: using a self-signed certificate", "frontend", fe.cfg.Name)
-	cert, _, err := quicmux.SelfSigned([]string{fe.cfg.addr.Addr().String()}, 24*time.Hour)
+	cert, _, err := quicmux.SelfSigned([]string{fe.cfg.Addr().Addr().String()}, 24*time.Hour)
 	return cert, err
 }
 

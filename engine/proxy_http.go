@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/quic-go/quic-go"
 
 	"github.com/xdpnet/xdpnet/reuse"
@@ -183,7 +185,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 	}
 
 	var key []byte
-	if cfg.Balance == BalanceHash {
+	if cfg.Balance == config.BalanceHash {
 		key = hashKey(cfg.HashKey, r, sess)
 	}
 	excluded := make([]bool, len(rt.servers))

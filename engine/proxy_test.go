@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
@@ -61,7 +63,7 @@ func loopOrigins(t testing.TB, cert tls.Certificate, n int, rawTarget string) []
 // (YAML after "backends:"-level placeholders %s replaced by server lists).
 func loopEngine(t testing.TB, roots *x509.CertPool, yml string) *Engine {
 	t.Helper()
-	cfg, err := ParseConfig([]byte(yml))
+	cfg, err := config.Parse([]byte(yml))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yml)
 	}
@@ -376,7 +378,7 @@ func TestReloadKeepsClientConnections(t *testing.T) {
 	for os[0].Stats().Requests < 2 && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
 	}
-	next, err := ParseConfig([]byte(strings.Replace(baseConfig("http", os[1:], ""), `admin: "127.0.0.1:0"`, `admin: "127.0.0.1:0"`, 1)))
+	next, err := config.Parse([]byte(strings.Replace(baseConfig("http", os[1:], ""), `admin: "127.0.0.1:0"`, `admin: "127.0.0.1:0"`, 1)))
 	if err != nil {
 		t.Fatal(err)
 	}

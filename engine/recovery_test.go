@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/xdpnet/xdpnet/engine/origin"
 	"github.com/xdpnet/xdpnet/internal/testutil"
 )
@@ -190,7 +192,7 @@ func TestReloadClearsBackoff(t *testing.T) {
 	if before.backoffLeft(time.Now()) <= 0 {
 		t.Fatal("no backoff after a failed dial")
 	}
-	cfg, err := ParseConfig([]byte(cfgText))
+	cfg, err := config.Parse([]byte(cfgText))
 	if err != nil {
 		t.Fatal(err)
 	}

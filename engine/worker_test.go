@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/xdpnet/xdpnet/engine/config"
 )
 
 // fakeQueueNet is KernelNet that knows the worker of the RX queue of some
@@ -23,7 +25,7 @@ func (f *fakeQueueNet) WorkerFor(local, remote netip.AddrPort) (int, bool) {
 func TestPickWorker(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	cli1, fe4, be := ap("198.18.1.2:40000"), ap("198.18.1.1:8080"), ap("198.18.2.1:8080")
-	e, err := New(&Config{}, Options{Net: &fakeQueueNet{KernelNet{N: 5}, map[[2]netip.AddrPort]int{{be, cli1}: 4}}})
+	e, err := New(&config.Config{}, Options{Net: &fakeQueueNet{KernelNet{N: 5}, map[[2]netip.AddrPort]int{{be, cli1}: 4}}})
 	if err != nil {
 		t.Fatal(err)
 	}

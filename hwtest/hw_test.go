@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/dataplane"
-	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/pktgen"
@@ -466,7 +467,7 @@ func TestEngineNtuple(t *testing.T) {
 	for i, q := range tg.queues {
 		queues[i] = fmt.Sprint(q)
 	}
-	cfg, err := engine.ParseConfig(fmt.Appendf(nil, `
+	cfg, err := config.Parse(fmt.Appendf(nil, `
 dataplane: xdp
 admin: "off"
 interfaces:

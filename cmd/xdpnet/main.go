@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/xdpnet/xdpnet/engine"
+	"github.com/xdpnet/xdpnet/engine/config"
 )
 
 // errUsage marks errors that exit with status 2.
@@ -49,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
-		case errors.Is(err, errUsage), errors.Is(err, engine.ErrConfig):
+		case errors.Is(err, errUsage), errors.Is(err, config.ErrInvalid):
 			fmt.Fprintf(stderr, "xdpnet %s: %v\n", c.name, err)
 			return 2
 		default:

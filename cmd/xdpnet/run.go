@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/engine"
 )
@@ -24,7 +26,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if *file == "" {
 		return fmt.Errorf("%w: -c FILE is required", errUsage)
 	}
-	cfg, err := engine.LoadConfig(*file)
+	cfg, err := config.Load(*file)
 	if err != nil {
 		return err
 	}
@@ -65,7 +67,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			next, err := engine.LoadConfig(*file)
+			next, err := config.Load(*file)
 			if err == nil {
 				err = e.Reload(next)
 			}

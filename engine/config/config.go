@@ -1,4 +1,4 @@
-package engine
+package config
 
 import (
 	"bytes"
@@ -16,8 +16,8 @@ import (
 	"github.com/xdpnet/xdpnet/nic"
 )
 
-// Config is the whole gateway configuration, read from YAML by [LoadConfig]
-// or [ParseConfig]. Durations are Go duration strings ("250ms", "30s").
+// Config is the whole gateway configuration, read from YAML by [Load]
+// or [Parse]. Durations are Go duration strings ("250ms", "30s").
 type Config struct {
 	// Dataplane chooses the network stack the frontends and backends run
 	// on: "xdp" (AF_XDP ports on the listed interfaces, gVisor netstack)
@@ -124,6 +124,9 @@ type Frontend struct {
 	addr netip.AddrPort
 }
 
+// Addr is the validated listen address (set by [Config.Validate]).
+func (f *Frontend) Addr() netip.AddrPort { return f.addr }
+
 // FrontTimeout bounds client-side waits.
 type FrontTimeout struct {
 	// Header bounds the time a client may take to send request headers
@@ -206,6 +209,9 @@ type Server struct {
 	addr netip.AddrPort
 }
 
+// Addr is the validated address (set by [Config.Validate]).
+func (s *Server) Addr() netip.AddrPort { return s.addr }
+
 // ReuseConfig is the reuse policy and its limits, per worker.
 type ReuseConfig struct {
 	Policy string `yaml:"policy"` // default "safe"
@@ -286,8 +292,8 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// ErrConfig is wrapped by every configuration error.
-var ErrConfig = errors.New("invalid configuration")
+// ErrInvalid is wrapped by every configuration error.
+var ErrInvalid = errors.New("invalid configuration")
 
 // FieldError names the offending field (a path such as
 // "backends[0].servers[1].address") and the problem.
@@ -297,12 +303,12 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
-func (e *FieldError) Unwrap() error { return ErrConfig }
+func (e *FieldError) Unwrap() error { return ErrInvalid }
 
-// ConfigErrors is every problem found in one configuration.
-type ConfigErrors []*FieldError
+// Errors is every problem found in one configuration.
+type Errors []*FieldError
 
-func (es ConfigErrors) Error() string {
+func (es Errors) Error() string {
 	var b strings.Builder
 	for i, e := range es {
 		if i > 0 {
@@ -313,8 +319,8 @@ func (es ConfigErrors) Error() string {
 	return b.String()
 }
 
-// Unwrap lets errors.Is(err, ErrConfig) match.
-func (es ConfigErrors) Unwrap() []error {
+// Unwrap lets errors.Is(err, ErrInvalid) match.
+func (es Errors) Unwrap() []error {
 	out := make([]error, len(es))
 	for i, e := range es {
 		out[i] = e
@@ -322,13 +328,13 @@ func (es ConfigErrors) Unwrap() []error {
 	return out
 }
 
-// LoadConfig reads, decodes and validates the file at path.
-func LoadConfig(path string) (*Config, error) {
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	c, err := ParseConfig(b)
+	c, err := Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -337,19 +343,19 @@ func LoadConfig(path string) (*Config, error) {
 
 // ParseConfig decodes YAML (unknown fields are errors), applies defaults and
 // validates. The error lists every problem, each naming its field.
-func ParseConfig(b []byte) (*Config, error) {
+func Parse(b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	var c Config
 	if err := dec.Decode(&c); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: empty file", ErrConfig)
+			return nil, fmt.Errorf("%w: empty file", ErrInvalid)
 		}
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: more than one YAML document", ErrConfig)
+		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalid)
 	}
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
@@ -441,9 +447,9 @@ func (c *Config) setDefaults() {
 }
 
 // Validate checks c (after defaults) and resolves its addresses. It returns
-// ConfigErrors naming every bad field, or nil.
+// Errors naming every bad field, or nil.
 func (c *Config) Validate() error {
-	var errs ConfigErrors
+	var errs Errors
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}

@@ -1,4 +1,4 @@
-package engine
+package config
 
 import (
 	"errors"
@@ -42,7 +42,7 @@ backends:
 `
 
 func TestParseConfigGood(t *testing.T) {
-	c, err := ParseConfig([]byte(goodConfig))
+	c, err := Parse([]byte(goodConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestParseConfigGood(t *testing.T) {
 	if c.Interfaces[0].XDPMode != "auto" || c.Interfaces[0].NTuple != "auto" || c.Buffers.Frames != 8192 {
 		t.Errorf("defaults: %+v %+v", c.Interfaces[0], c.Buffers)
 	}
-	if got := c.Frontends[0].addr.String(); got != "198.18.1.1:80" {
+	if got := c.Frontends[0].Addr().String(); got != "198.18.1.1:80" {
 		t.Errorf("frontend addr %s", got)
 	}
 	if f := c.Frontends[0]; f.Timeouts.Body.D() != 30*time.Second || f.MaxConnections != 0 || c.MaxConnections != 100000 || c.AdminPublic {
@@ -70,7 +70,7 @@ func TestParseConfigGood(t *testing.T) {
 
 // weight: 0 is kept (the server is drained); an unset weight is 1.
 func TestParseConfigWeightZeroDrains(t *testing.T) {
-	c, err := ParseConfig([]byte(strings.Replace(goodConfig, "weight: 3", "weight: 0", 1)))
+	c, err := Parse([]byte(strings.Replace(goodConfig, "weight: 3", "weight: 0", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,16 +83,16 @@ func TestParseConfigWeightZeroDrains(t *testing.T) {
 func TestParseConfigAdminPublic(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:9900", "192.0.2.1:9900", "[::]:9900"} {
 		text := strings.Replace(goodConfig, "admin: 127.0.0.1:9900", "admin: \""+addr+"\"", 1)
-		_, err := ParseConfig([]byte(text))
-		if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "admin: ") || !strings.Contains(err.Error(), "admin_public: true") {
+		_, err := Parse([]byte(text))
+		if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "admin: ") || !strings.Contains(err.Error(), "admin_public: true") {
 			t.Errorf("admin %s without admin_public: error %v, want one naming admin and admin_public", addr, err)
 		}
-		if _, err := ParseConfig([]byte(text + "admin_public: true\n")); err != nil {
+		if _, err := Parse([]byte(text + "admin_public: true\n")); err != nil {
 			t.Errorf("admin %s with admin_public: %v", addr, err)
 		}
 	}
 	for _, addr := range []string{"127.0.0.1:9900", "[::1]:9900", "127.0.0.2:0", "off"} {
-		if _, err := ParseConfig([]byte(strings.Replace(goodConfig, "admin: 127.0.0.1:9900", "admin: \""+addr+"\"", 1))); err != nil {
+		if _, err := Parse([]byte(strings.Replace(goodConfig, "admin: 127.0.0.1:9900", "admin: \""+addr+"\"", 1))); err != nil {
 			t.Errorf("admin %s: %v", addr, err)
 		}
 	}
@@ -127,12 +127,12 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"two documents", goodConfig + "---\nadmin: off\n", "more than one YAML document"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tc.edit))
+			_, err := Parse([]byte(tc.edit))
 			if err == nil {
 				t.Fatal("no error")
 			}
-			if !errors.Is(err, ErrConfig) {
-				t.Errorf("error does not wrap ErrConfig: %v", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not wrap ErrInvalid: %v", err)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not contain %q", err, tc.want)
@@ -143,8 +143,8 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 
 func TestParseConfigReportsEveryProblem(t *testing.T) {
 	bad := strings.NewReplacer("balance: hash", "balance: random", "weight: 3", "weight: -1", "protocol: tcp", "protocol: udp").Replace(goodConfig)
-	_, err := ParseConfig([]byte(bad))
-	var ce ConfigErrors
+	_, err := Parse([]byte(bad))
+	var ce Errors
 	if !errors.As(err, &ce) || len(ce) < 3 {
 		t.Fatalf("want at least 3 field errors, got %v", err)
 	}
@@ -155,18 +155,18 @@ func TestLoadConfigFile(t *testing.T) {
 	if err := os.WriteFile(p, []byte(goodConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadConfig(p); err != nil {
+	if _, err := Load(p); err != nil {
 		t.Fatal(err)
 	}
-	_, err := LoadConfig(filepath.Join(t.TempDir(), "missing.yaml"))
-	if !errors.Is(err, ErrConfig) || !errors.Is(err, os.ErrNotExist) {
+	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"))
+	if !errors.Is(err, ErrInvalid) || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
 	}
 }
 
 func TestDefaultConfigsParse(t *testing.T) {
-	for name, text := range map[string]string{"demo": DemoConfig} {
-		if _, err := ParseConfig([]byte(text)); err != nil {
+	for name, text := range map[string]string{"demo": Demo} {
+		if _, err := Parse([]byte(text)); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

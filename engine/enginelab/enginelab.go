@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	"github.com/vishvananda/netlink"
@@ -65,7 +67,7 @@ type Options struct {
 // Env is a running lab with origins and an engine.
 type Env struct {
 	Lab     *lab.Lab
-	Config  *engine.Config
+	Config  *config.Config
 	Net     engine.Net
 	Engine  *engine.Engine
 	Origins []*origin.Server
@@ -91,9 +93,9 @@ func Start(opts Options) (_ *Env, err error) {
 	}
 	text := opts.Config
 	if text == "" {
-		text = engine.DemoConfig
+		text = config.Demo
 	}
-	cfg, err := engine.ParseConfig([]byte(text))
+	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +105,7 @@ func Start(opts Options) (_ *Env, err error) {
 	}
 	for i := range cfg.Interfaces {
 		if opts.BusyPoll > 0 {
-			cfg.Interfaces[i].BusyPoll = engine.Duration(opts.BusyPoll)
+			cfg.Interfaces[i].BusyPoll = config.Duration(opts.BusyPoll)
 		}
 	}
 	if opts.Queues > 1 {
@@ -119,7 +121,7 @@ func Start(opts Options) (_ *Env, err error) {
 	var certDir string
 	for i := range cfg.Frontends {
 		f := &cfg.Frontends[i]
-		if f.Protocol != engine.ProtoH3 || f.TLS != nil {
+		if f.Protocol != config.ProtoH3 || f.TLS != nil {
 			continue
 		}
 		if certDir == "" {
@@ -136,7 +138,7 @@ func Start(opts Options) (_ *Env, err error) {
 		if err != nil {
 			return nil, err
 		}
-		f.TLS = &engine.ServerTLS{Cert: cf, Key: kf}
+		f.TLS = &config.ServerTLS{Cert: cf, Key: kf}
 	}
 	if err := cfg.Validate(); err != nil {
 		if certDir != "" {
@@ -384,7 +386,7 @@ func (e *Env) FrontendURL(name string) string {
 	for _, f := range e.Config.Frontends {
 		if f.Name == name {
 			scheme := "http"
-			if f.Protocol == engine.ProtoH3 {
+			if f.Protocol == config.ProtoH3 {
 				scheme = "https"
 			}
 			return scheme + "://" + f.Listen

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/internal/lab"
@@ -55,7 +57,7 @@ func openEngineUDP(stack string) func(context.Context) (Offerer, func() error, e
 		default:
 			// The demo configuration names the lab's interfaces and
 			// addresses; only its interfaces section is used here.
-			cfg, err := engine.ParseConfig([]byte(engine.DemoConfig))
+			cfg, err := config.Parse([]byte(config.Demo))
 			if err != nil {
 				return d.fail(err)
 			}

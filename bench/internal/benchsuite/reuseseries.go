@@ -11,7 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xdpnet/xdpnet/engine"
+	"github.com/xdpnet/xdpnet/engine/config"
+
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 )
 
@@ -66,7 +67,7 @@ func (c ReuseConfig) withDefaults(short bool) ReuseConfig {
 var reusePolicies = []struct {
 	policy   string
 	baseline bool
-}{{engine.ReuseSafe, false}, {engine.ReuseNever, true}}
+}{{config.ReuseSafe, false}, {config.ReuseNever, true}}
 
 // stallAfter ends a series in which no request completed: the data plane
 // does not carry the load, and waiting out Duration would only hide it.
@@ -82,8 +83,8 @@ func ReuseSeries(ctx context.Context, policy string, cfg ReuseConfig) (Series, e
 			"clients": fmt.Sprint(cfg.Clients), "requests_per_conn": fmt.Sprint(cfg.PerConn),
 			"interval": cfg.Interval.String(), "dataplane": cfg.Dataplane,
 		}}
-	text := strings.Replace(engine.DemoConfig, "reuse: {policy: safe,", "reuse: {policy: "+policy+",", 1)
-	if text == engine.DemoConfig && policy != engine.ReuseSafe {
+	text := strings.Replace(config.Demo, "reuse: {policy: safe,", "reuse: {policy: "+policy+",", 1)
+	if text == config.Demo && policy != config.ReuseSafe {
 		return s, errors.New("demo configuration has no reuse policy to replace")
 	}
 	env, err := enginelab.Start(enginelab.Options{Config: text, Admin: "127.0.0.1:0", Stack: cfg.Dataplane})
