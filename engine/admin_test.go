@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/xdpnet/xdpnet/engine/netapi"
+
 	"github.com/xdpnet/xdpnet/engine/config"
 )
 
@@ -52,7 +54,7 @@ func TestAdminPublicWarns(t *testing.T) {
 	var mu sync.Mutex
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e, err := New(cfg, Options{Net: &KernelNet{N: 1}, Log: log, BackendRootCAs: roots})
+	e, err := New(cfg, Options{Net: &netapi.Kernel{N: 1}, Log: log, BackendRootCAs: roots})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/netapi"
+
 	"github.com/xdpnet/xdpnet/engine/config"
 
 	"github.com/quic-go/quic-go/http3"
@@ -122,7 +124,7 @@ type backendRT struct {
 
 	// trMu guards the per-worker QUIC transports (one UDP socket per
 	// worker and address family, or per worker and server on stacks that
-	// implement serverConnector) and the live connections per server,
+	// implement netapi.ServerConnector) and the live connections per server,
 	// which shutdownSessions closes when a server goes down.
 	trMu   sync.Mutex
 	trs    map[trKey]*quicmux.Transport
@@ -447,7 +449,7 @@ func (rt *backendRT) check(ctx context.Context, srv *server, conn **bconn) error
 
 // connectedPacketConn opens worker w's UDP socket connected to dst on sc,
 // as the net.PacketConn quic-go needs.
-func connectedPacketConn(sc serverConnector, w int, dst netip.AddrPort) (net.PacketConn, error) {
+func connectedPacketConn(sc netapi.ServerConnector, w int, dst netip.AddrPort) (net.PacketConn, error) {
 	c, err := sc.DialBackend(w, dst)
 	if err != nil {
 		return nil, err
@@ -465,7 +467,7 @@ func connectedPacketConn(sc serverConnector, w int, dst netip.AddrPort) (net.Pac
 // server), opening its UDP socket on first use.
 func (rt *backendRT) transport(w int, dst netip.AddrPort) (*quicmux.Transport, error) {
 	k := trKey{worker: w, v6: dst.Addr().Is6() && !dst.Addr().Is4In6()}
-	sc, perServer := rt.eng.net.(serverConnector)
+	sc, perServer := rt.eng.net.(netapi.ServerConnector)
 	if perServer {
 		k.server = dst
 	}
@@ -497,7 +499,7 @@ func (rt *backendRT) transport(w int, dst netip.AddrPort) (*quicmux.Transport, e
 		return nil, err
 	}
 	cfg := rt.muxCfg
-	cfg.InitialPacketSize = quicPacketSize(rt.eng.net, dst.Addr())
+	cfg.InitialPacketSize = netapi.QUICPacketSize(rt.eng.net, dst.Addr())
 	tr := quicmux.NewTransport(pc, cfg)
 	rt.trs[k] = tr
 	if perServer {
@@ -703,7 +705,7 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	if _, perServer := rt.eng.net.(serverConnector); perServer {
+	if _, perServer := rt.eng.net.(netapi.ServerConnector); perServer {
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)

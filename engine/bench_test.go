@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/netapi"
+
 	"github.com/xdpnet/xdpnet/dataplane"
-	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 )
@@ -40,8 +41,8 @@ func BenchmarkProxy(b *testing.B) {
 		}{
 			{"xdpnet", "xdp", enginelab.Options{}},
 			{"xdpnet-busypoll50us", "xdp", enginelab.Options{BusyPoll: 50 * time.Microsecond}},
-			{"xdpnet-sharedsocket", "xdp", enginelab.Options{WrapNet: func(n engine.Net) engine.Net { return sharedSocketNet{n.(*dataplane.Plane)} }}},
-			{"xdpnet-hashworkers", "xdp", enginelab.Options{WrapNet: func(n engine.Net) engine.Net { return hashWorkersNet{sharedSocketNet{n.(*dataplane.Plane)}} }}},
+			{"xdpnet-sharedsocket", "xdp", enginelab.Options{WrapNet: func(n netapi.Net) netapi.Net { return sharedSocketNet{n.(*dataplane.Plane)} }}},
+			{"xdpnet-hashworkers", "xdp", enginelab.Options{WrapNet: func(n netapi.Net) netapi.Net { return hashWorkersNet{sharedSocketNet{n.(*dataplane.Plane)}} }}},
 			{"baseline", "kernel", enginelab.Options{}},
 		} {
 			b.Run(fmt.Sprintf("conns=%d/impl=%s", conns, impl.name), func(b *testing.B) {

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/netapi"
+
 	"github.com/xdpnet/xdpnet/engine/config"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,7 +32,7 @@ import (
 // Options are the engine's run-time dependencies.
 type Options struct {
 	// Net is the network stack; required.
-	Net Net
+	Net netapi.Net
 	// Log receives structured logs; nil uses slog.Default().
 	Log *slog.Logger
 	// BackendRootCAs is trusted for backends whose tls.ca is unset (tests
@@ -42,7 +44,7 @@ type Options struct {
 type Engine struct {
 	opts    Options
 	log     *slog.Logger
-	net     Net
+	net     netapi.Net
 	metrics *metrics
 	workers int // one per dedicated queue (xdp) or per core (kernel)
 	started time.Time
@@ -300,7 +302,7 @@ func (e *Engine) closeRest() {
 }
 
 // pickWorker chooses the worker serving a client connection: for TCP on a
-// stack that can tell (connWorker), the worker of the RX queue the
+// stack that can tell (netapi.ConnWorker), the worker of the RX queue the
 // connection arrived on, so that its packets and its requests stay on one
 // worker's queue, buffers and backend pool; otherwise (QUIC clients, the
 // kernel stack, a SYN the stack forgot) one chosen by a hash of the
@@ -310,7 +312,7 @@ func (e *Engine) pickWorker(local, remote net.Addr, tcp bool) int {
 	if n == 1 {
 		return 0
 	}
-	if cw, ok := e.net.(connWorker); ok && tcp {
+	if cw, ok := e.net.(netapi.ConnWorker); ok && tcp {
 		la, lok := addrPort(local)
 		ra, rok := addrPort(remote)
 		if lok && rok {
@@ -498,7 +500,7 @@ func (fe *frontendRT) start() error {
 			&quic.Config{
 				HandshakeIdleTimeout: fe.cfg.Timeouts.Header.D(),
 				MaxIdleTimeout:       fe.cfg.Timeouts.Idle.D(),
-				InitialPacketSize:    quicPacketSize(e.net, fe.cfg.Addr().Addr()),
+				InitialPacketSize:    netapi.QUICPacketSize(e.net, fe.cfg.Addr().Addr()),
 			})
 		if err != nil {
 			tr.Close()

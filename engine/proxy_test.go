@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/netapi"
+
 	"github.com/xdpnet/xdpnet/engine/config"
 
 	"github.com/quic-go/quic-go"
@@ -71,7 +73,7 @@ func loopEngine(t testing.TB, roots *x509.CertPool, yml string) *Engine {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	e, err := New(cfg, Options{Net: &KernelNet{N: 2}, Log: log, BackendRootCAs: roots})
+	e, err := New(cfg, Options{Net: &netapi.Kernel{N: 2}, Log: log, BackendRootCAs: roots})
 	if err != nil {
 		t.Fatal(err)
 	}

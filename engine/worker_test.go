@@ -5,13 +5,15 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/xdpnet/xdpnet/engine/netapi"
+
 	"github.com/xdpnet/xdpnet/engine/config"
 )
 
 // fakeQueueNet is KernelNet that knows the worker of the RX queue of some
 // TCP connections (dataplane.Plane.WorkerFor; see its test).
 type fakeQueueNet struct {
-	KernelNet
+	netapi.Kernel
 	workers map[[2]netip.AddrPort]int
 }
 
@@ -25,7 +27,7 @@ func (f *fakeQueueNet) WorkerFor(local, remote netip.AddrPort) (int, bool) {
 func TestPickWorker(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	cli1, fe4, be := ap("198.18.1.2:40000"), ap("198.18.1.1:8080"), ap("198.18.2.1:8080")
-	e, err := New(&config.Config{}, Options{Net: &fakeQueueNet{KernelNet{N: 5}, map[[2]netip.AddrPort]int{{be, cli1}: 4}}})
+	e, err := New(&config.Config{}, Options{Net: &fakeQueueNet{netapi.Kernel{N: 5}, map[[2]netip.AddrPort]int{{be, cli1}: 4}}})
 	if err != nil {
 		t.Fatal(err)
 	}

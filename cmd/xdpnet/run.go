@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/netapi"
+
 	"github.com/xdpnet/xdpnet/engine/config"
 
 	"github.com/xdpnet/xdpnet/dataplane"
@@ -42,10 +44,10 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	var nt engine.Net
+	var nt netapi.Net
 	switch cfg.Dataplane {
 	case "kernel":
-		nt = &engine.KernelNet{N: cfg.Workers}
+		nt = &netapi.Kernel{N: cfg.Workers}
 	default:
 		x, err := dataplane.New(cfg.DataPlane(), dataplane.Options{Log: log})
 		if err != nil {

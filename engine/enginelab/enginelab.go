@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/netapi"
+
 	"github.com/xdpnet/xdpnet/engine/config"
 
 	"github.com/quic-go/quic-go"
@@ -59,7 +61,7 @@ type Options struct {
 	// WrapNet, when set, wraps the network stack the engine is given
 	// (the Env's Net stays the stack itself), e.g. to hide an optional
 	// capability of the stack in a benchmark of what it buys.
-	WrapNet func(engine.Net) engine.Net
+	WrapNet func(netapi.Net) netapi.Net
 	// Log receives the engine's logs; nil discards them.
 	Log *slog.Logger
 }
@@ -68,7 +70,7 @@ type Options struct {
 type Env struct {
 	Lab     *lab.Lab
 	Config  *config.Config
-	Net     engine.Net
+	Net     netapi.Net
 	Engine  *engine.Engine
 	Origins []*origin.Server
 	// OriginAddrs are the origins' QUIC addresses, in server order.
@@ -227,7 +229,7 @@ func Start(opts Options) (_ *Env, err error) {
 		if err := kernelAddrs(l); err != nil {
 			return nil, err
 		}
-		env.Net = &engine.KernelNet{N: 2 * max(1, opts.Queues), Do: l.Engine.Do}
+		env.Net = &netapi.Kernel{N: 2 * max(1, opts.Queues), Do: l.Engine.Do}
 	default:
 		x, err := dataplane.New(cfg.DataPlane(), dataplane.Options{Do: l.Engine.Do, Log: opts.Log})
 		if err != nil {

@@ -1,4 +1,4 @@
-package engine
+package netapi
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 )
 
 // Net is the network stack the proxy runs on. The same proxy logic runs on
-// the kernel's sockets ([KernelNet]) and on the AF_XDP data plane
+// the kernel's sockets ([Kernel]) and on the AF_XDP data plane
 // (*dataplane.Plane, which has these methods and those of the optional
 // interfaces below); only the sockets differ.
 type Net interface {
@@ -29,46 +29,47 @@ type Net interface {
 	Close() error
 }
 
-// serverConnector is implemented by stacks on which a UDP socket connected
+// ServerConnector is implemented by stacks on which a UDP socket connected
 // to one backend server is cheaper than a shared unconnected one: on the
 // netstack an unconnected socket's WriteTo resolves the route for every
 // datagram, a connected one reuses the route it resolved at connect time.
 // The engine then keeps one QUIC transport per worker and server instead of
 // one per worker and address family.
-type serverConnector interface {
+type ServerConnector interface {
 	// DialBackend opens worker w's UDP socket connected to server; the
 	// engine adapts it to the net.PacketConn quic-go needs (see
 	// quicmux.ConnectedPacketConn).
 	DialBackend(w int, server netip.AddrPort) (net.Conn, error)
 }
 
-// connWorker is implemented by stacks that know which worker's queue
+// ConnWorker is implemented by stacks that know which worker's queue
 // carries a TCP connection's packets (dataplane.Plane: the RX queue its SYN
 // arrived on). Without it, or when it cannot tell, the engine spreads connections
 // over the workers by a hash of the client's address.
-type connWorker interface {
+type ConnWorker interface {
 	WorkerFor(local, remote netip.AddrPort) (worker int, ok bool)
 }
 
-// packetSizer is implemented by stacks on which quic-go cannot discover the
+// PacketSizer is implemented by stacks on which quic-go cannot discover the
 // path MTU (netstack sockets cannot set the DF bit): QUIC connections then
 // start, and stay, at the size it returns for a destination (0: quic-go's
 // default of 1280-byte packets).
-type packetSizer interface {
+type PacketSizer interface {
 	QUICPacketSize(dst netip.Addr) uint16
 }
 
-// quicPacketSize is n's QUIC packet size towards dst, or 0.
-func quicPacketSize(n Net, dst netip.Addr) uint16 {
-	if ps, ok := n.(packetSizer); ok {
+// QUICPacketSize is n's QUIC packet size towards dst (see [PacketSizer]),
+// or 0.
+func QUICPacketSize(n Net, dst netip.Addr) uint16 {
+	if ps, ok := n.(PacketSizer); ok {
 		return ps.QUICPacketSize(dst)
 	}
 	return 0
 }
 
-// KernelNet is [Net] on the kernel's sockets: the baseline the netstack data
+// Kernel is [Net] on the kernel's sockets: the baseline the netstack data
 // plane is measured against, and the stack for unit tests on loopback.
-type KernelNet struct {
+type Kernel struct {
 	// N is the number of workers; 0 means GOMAXPROCS.
 	N int
 	// Do, when set, runs socket creation (e.g. inside a network namespace:
@@ -76,20 +77,20 @@ type KernelNet struct {
 	Do func(func() error) error
 }
 
-var _ Net = (*KernelNet)(nil)
+var _ Net = (*Kernel)(nil)
 
 // Name implements Net.
-func (k *KernelNet) Name() string { return "kernel" }
+func (k *Kernel) Name() string { return "kernel" }
 
 // Workers implements Net.
-func (k *KernelNet) Workers() int {
+func (k *Kernel) Workers() int {
 	if k.N > 0 {
 		return k.N
 	}
 	return runtime.GOMAXPROCS(0)
 }
 
-func (k *KernelNet) do(fn func() error) error {
+func (k *Kernel) do(fn func() error) error {
 	if k.Do != nil {
 		return k.Do(fn)
 	}
@@ -97,7 +98,7 @@ func (k *KernelNet) do(fn func() error) error {
 }
 
 // ListenTCP implements Net.
-func (k *KernelNet) ListenTCP(addr netip.AddrPort) (ln net.Listener, err error) {
+func (k *Kernel) ListenTCP(addr netip.AddrPort) (ln net.Listener, err error) {
 	err = k.do(func() error {
 		var lc net.ListenConfig
 		ln, err = lc.Listen(context.Background(), "tcp", addr.String())
@@ -107,7 +108,7 @@ func (k *KernelNet) ListenTCP(addr netip.AddrPort) (ln net.Listener, err error) 
 }
 
 // ListenUDP implements Net.
-func (k *KernelNet) ListenUDP(addr netip.AddrPort) (pc net.PacketConn, err error) {
+func (k *Kernel) ListenUDP(addr netip.AddrPort) (pc net.PacketConn, err error) {
 	err = k.do(func() error {
 		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
 		return err
@@ -117,7 +118,7 @@ func (k *KernelNet) ListenUDP(addr netip.AddrPort) (pc net.PacketConn, err error
 
 // BackendPacketConn implements Net: an unbound-address UDP socket of the
 // backend's family; the kernel picks the source address by route.
-func (k *KernelNet) BackendPacketConn(_ int, backend netip.Addr) (pc net.PacketConn, err error) {
+func (k *Kernel) BackendPacketConn(_ int, backend netip.Addr) (pc net.PacketConn, err error) {
 	network := "udp4"
 	if backend.Is6() && !backend.Is4In6() {
 		network = "udp6"
@@ -133,4 +134,4 @@ func (k *KernelNet) BackendPacketConn(_ int, backend netip.Addr) (pc net.PacketC
 }
 
 // Close implements Net.
-func (k *KernelNet) Close() error { return nil }
+func (k *Kernel) Close() error { return nil }

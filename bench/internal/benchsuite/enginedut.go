@@ -6,10 +6,11 @@ import (
 	"log/slog"
 	"net/netip"
 
+	"github.com/xdpnet/xdpnet/engine/netapi"
+
 	"github.com/xdpnet/xdpnet/engine/config"
 
 	"github.com/xdpnet/xdpnet/dataplane"
-	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/internal/lab"
 )
 
@@ -50,10 +51,10 @@ func openEngineUDP(stack string) func(context.Context) (Offerer, func() error, e
 		}
 		d := newSocketDUT(src)
 		l := src.lab
-		var n engine.Net
+		var n netapi.Net
 		switch stack {
 		case "kernel":
-			n = &engine.KernelNet{N: 1, Do: l.Engine.Do}
+			n = &netapi.Kernel{N: 1, Do: l.Engine.Do}
 		default:
 			// The demo configuration names the lab's interfaces and
 			// addresses; only its interfaces section is used here.
