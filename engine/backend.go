@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/stats"
+
 	"github.com/xdpnet/xdpnet/engine/netapi"
 
 	"github.com/xdpnet/xdpnet/engine/config"
@@ -36,7 +38,7 @@ type server struct {
 	host   string // addr as a URL host
 	weight int
 	// requests is its xdpnet_backend_requests_total series.
-	requests *counter
+	requests *stats.Counter
 
 	// inflight counts requests and tunnels on this server over all
 	// workers (read by leastconn).
@@ -184,7 +186,7 @@ func newBackendRT(e *Engine, cfg config.Backend) (*backendRT, error) {
 	}
 	for _, s := range cfg.Servers {
 		srv := &server{name: s.Name, addr: s.Addr(), host: s.Addr().String(), weight: *s.Weight,
-			requests: e.metrics.backendRequests.WithLabelValues(cfg.Name, s.Name)}
+			requests: e.metrics.BackendRequests.WithLabelValues(cfg.Name, s.Name)}
 		srv.up.Store(true)
 		rt.servers = append(rt.servers, srv)
 		rt.byName[s.Name] = srv
@@ -195,7 +197,7 @@ func newBackendRT(e *Engine, cfg config.Backend) (*backendRT, error) {
 		rt.keys = append(rt.keys, reuse.NewKey(reuse.Params{
 			Server: cfg.Name + "/" + s.Name, Kind: kind, Dst: s.Addr(), SNI: sni, ALPN: rt.alpn,
 		}))
-		e.metrics.serverUp.WithLabelValues(cfg.Name, s.Name).Set(1)
+		e.metrics.ServerUp.WithLabelValues(cfg.Name, s.Name).Set(1)
 	}
 	rt.bal = newBalancer(cfg.Balance, rt.servers)
 	policy := map[string]reuse.Policy{
@@ -287,7 +289,7 @@ func (rt *backendRT) usable(i int) bool { return rt.servers[i].up.Load() }
 func (rt *backendRT) pickForAttempt(attempt int, key []byte, excluded []bool) (int, bool) {
 	m := rt.eng.metrics
 	if attempt > 0 {
-		m.retries.WithLabelValues(rt.cfg.Name).Inc()
+		m.Retries.WithLabelValues(rt.cfg.Name).Inc()
 	}
 	// Prefer a server that is not backing off after failed dials; if all
 	// are, one of them will be dialled once its backoff ends.
@@ -305,7 +307,7 @@ func (rt *backendRT) pickForAttempt(attempt int, key []byte, excluded []bool) (i
 		}
 	}
 	if attempt > 0 && *rt.cfg.Redisp {
-		m.redispatches.WithLabelValues(rt.cfg.Name).Inc()
+		m.Redispatches.WithLabelValues(rt.cfg.Name).Inc()
 	}
 	return si, true
 }
@@ -350,7 +352,7 @@ func (rt *backendRT) markDown(srv *server, why string, err error, byTraffic bool
 	if srv.up.CompareAndSwap(true, false) {
 		srv.downByTraffic.Store(byTraffic)
 		rt.log.Warn("server down", "server", srv.name, "why", why, "err", err)
-		rt.eng.metrics.serverUp.WithLabelValues(rt.cfg.Name, srv.name).Set(0)
+		rt.eng.metrics.ServerUp.WithLabelValues(rt.cfg.Name, srv.name).Set(0)
 		rt.shutdownSessions(srv)
 	}
 }
@@ -412,7 +414,7 @@ func (rt *backendRT) healthLoop(ctx context.Context, srv *server) {
 		if (oks >= hc.Rise || srv.downByTraffic.Load()) && srv.up.CompareAndSwap(false, true) {
 			srv.connectFails.Store(0)
 			rt.log.Info("server up (health check)", "server", srv.name)
-			rt.eng.metrics.serverUp.WithLabelValues(rt.cfg.Name, srv.name).Set(1)
+			rt.eng.metrics.ServerUp.WithLabelValues(rt.cfg.Name, srv.name).Set(1)
 		}
 	}
 }
@@ -484,7 +486,7 @@ func (rt *backendRT) transport(w int, dst netip.AddrPort) (*quicmux.Transport, e
 		// Never hand out a dead transport: every dial on it would fail
 		// at once. Its connections died with it.
 		rt.log.Warn("backend socket failed; opening a new one", "worker", w, "dst", dst, "err", err)
-		rt.eng.metrics.socketsReplaced.WithLabelValues(rt.cfg.Name).Inc()
+		rt.eng.metrics.SocketsReplaced.WithLabelValues(rt.cfg.Name).Inc()
 		delete(rt.trs, k)
 		tr.Close()
 	}
@@ -560,7 +562,7 @@ func (rt *backendRT) suspect(srv *server, c *bconn) {
 		if rt.answers(c) {
 			return
 		}
-		rt.eng.metrics.silentConns.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+		rt.eng.metrics.SilentConns.WithLabelValues(rt.cfg.Name, srv.name).Inc()
 		rt.log.Info("closing a backend connection that answered neither a request nor a PING", "server", srv.name)
 		srv.dialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
 		rt.connectFailed(srv, errSilent)
@@ -638,7 +640,7 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 	c, err := rt.dial(ctx, w, srv)
 	m := rt.eng.metrics
 	if err != nil {
-		m.connectErrors.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+		m.ConnectErrors.WithLabelValues(rt.cfg.Name, srv.name).Inc()
 		if serverCaused(err) {
 			srv.dialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
 		}
@@ -646,12 +648,12 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 	}
 	srv.dialOK()
 	srv.connectFails.Store(0)
-	m.connsOpened.WithLabelValues(rt.cfg.Name, srv.name).Inc()
-	m.connsOpen.Inc()
+	m.ConnsOpened.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+	m.ConnsOpen.Inc()
 	rt.trMu.Lock()
 	defer rt.trMu.Unlock()
 	if rt.closed { // the pool closes it: ErrPoolClosed
-		m.connsOpen.Dec()
+		m.ConnsOpen.Dec()
 		return c, nil
 	}
 	if rt.live[srv] == nil {
@@ -663,7 +665,7 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 		case <-c.Done():
 		case <-rt.ctx.Done():
 		}
-		m.connsOpen.Dec()
+		m.ConnsOpen.Dec()
 		rt.trMu.Lock()
 		delete(rt.live[srv], c)
 		rt.trMu.Unlock()

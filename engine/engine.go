@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -17,12 +16,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/admin"
+	"github.com/xdpnet/xdpnet/engine/stats"
+
 	"github.com/xdpnet/xdpnet/engine/netapi"
 
 	"github.com/xdpnet/xdpnet/engine/config"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
@@ -45,7 +46,8 @@ type Engine struct {
 	opts    Options
 	log     *slog.Logger
 	net     netapi.Net
-	metrics *metrics
+	metrics *stats.Counters
+	reg     *admin.Registry
 	workers int // one per dedicated queue (xdp) or per core (kernel)
 	started time.Time
 
@@ -85,12 +87,12 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 		opts:      opts,
 		log:       opts.Log,
 		net:       opts.Net,
-		metrics:   newMetrics(opts.Net.Name()),
+		metrics:   &stats.Counters{},
 		backends:  map[string]*backendRT{},
 		frontends: map[string]*frontendRT{},
 	}
 	e.life, e.endLife = context.WithCancel(context.Background())
-	e.metrics.reg.MustRegister(snapshotCollector{snapshot: e.Stats})
+	e.reg = admin.NewRegistry(opts.Net.Name(), e.Stats)
 	e.workers = max(1, opts.Net.Workers())
 	e.cfg = cfg
 	e.conns.max.Store(int64(cfg.MaxConnections))
@@ -183,7 +185,7 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 			newFrontends[k] = old
 			continue
 		}
-		fe := &frontendRT{cfg: f, eng: e, latency: e.metrics.latency.WithLabelValues(f.Name)}
+		fe := &frontendRT{cfg: f, eng: e, latency: e.reg.Latency.WithLabelValues(f.Name)}
 		fe.cutCtx, fe.cut = context.WithCancel(context.Background())
 		fe.backend.Store(newBackends[f.Backend])
 		fe.conns.max.Store(int64(f.MaxConnections))
@@ -258,7 +260,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		n := e.inflightN.Load()
-		e.metrics.drainCut.Add(n)
+		e.metrics.DrainCut.Add(n)
 		e.log.Warn("drain deadline passed; cutting requests in flight", "requests", n)
 		err = fmt.Errorf("drain: %w", ctx.Err())
 	}
@@ -317,12 +319,12 @@ func (e *Engine) pickWorker(local, remote net.Addr, tcp bool) int {
 		ra, rok := addrPort(remote)
 		if lok && rok {
 			if w, ok := cw.WorkerFor(la, ra); ok && w >= 0 && w < n {
-				e.metrics.workerPicks.WithLabelValues("rx_queue").Inc()
+				e.metrics.WorkerPicks.WithLabelValues("rx_queue").Inc()
 				return w
 			}
 		}
 	}
-	e.metrics.workerPicks.WithLabelValues("hash").Inc()
+	e.metrics.WorkerPicks.WithLabelValues("hash").Inc()
 	return int(maphash.String(workerSeed, remote.String()) % uint64(n))
 }
 
@@ -451,7 +453,7 @@ func (fe *frontendRT) start() error {
 		var protos http.Protocols
 		protos.SetHTTP1(true)
 		protos.SetUnencryptedHTTP2(true)
-		conns := e.metrics.clientConns.WithLabelValues(fe.cfg.Name)
+		conns := e.metrics.ClientConns.WithLabelValues(fe.cfg.Name)
 		fe.hs = &http.Server{
 			Handler:           &httpProxy{fe: fe},
 			Protocols:         &protos,
@@ -543,7 +545,7 @@ func (fe *frontendRT) certificate() (tls.Certificate, error) {
 
 func (fe *frontendRT) acceptTunnels() {
 	e := fe.eng
-	conns := e.metrics.clientConns.WithLabelValues(fe.cfg.Name)
+	conns := e.metrics.ClientConns.WithLabelValues(fe.cfg.Name)
 	for {
 		c, err := fe.ln.Accept()
 		if err != nil {
@@ -617,37 +619,16 @@ func (rt *backendRT) retire(ctx context.Context) {
 	rt.log.Info("backend retired after reload")
 }
 
-// startAdminLocked serves /metrics (Prometheus), /stats (JSON) and
-// /healthz on a kernel socket. They are read-only: the "GET " patterns make
-// the mux answer any other method than GET and HEAD with 405 and
-// "Allow: GET, HEAD", so that nothing mistakes them for an API that acts.
+// startAdminLocked serves the admin endpoint (package admin) on a kernel
+// socket.
 func (e *Engine) startAdminLocked() error {
 	if e.cfg.Admin == "off" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", e.cfg.Admin)
+	srv, addr, err := admin.Serve(e.cfg.Admin, admin.Handler(e.reg, e.Stats), e.log)
 	if err != nil {
-		return fmt.Errorf("admin: %w", err)
+		return err
 	}
-	if ap, ok := addrPort(ln.Addr()); ok && !ap.Addr().IsLoopback() {
-		// Validate let it through only with admin_public: true.
-		e.log.Warn("admin endpoint on a non-loopback address (admin_public: true): anyone who reaches it reads /metrics and /stats, without authentication",
-			"addr", ln.Addr())
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(e.metrics.reg, promhttp.HandlerOpts{}))
-	mux.Handle("GET /stats", statsHandler(e.Stats))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
-	e.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	e.adminAddr = ln.Addr()
-	go e.admin.Serve(ln)
+	e.admin, e.adminAddr = srv, addr
 	return nil
-}
-
-// statsHandler serves the /stats document that snapshot takes.
-func statsHandler(snapshot func() Stats) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(snapshot())
-	})
 }

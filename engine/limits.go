@@ -51,7 +51,7 @@ const (
 func (fe *frontendRT) admit() bool {
 	reason := fe.tryAdmit()
 	if reason != "" {
-		fe.eng.metrics.refused.WithLabelValues(fe.cfg.Name, reason).Inc()
+		fe.eng.metrics.Refused.WithLabelValues(fe.cfg.Name, reason).Inc()
 	}
 	return reason == ""
 }
@@ -107,7 +107,7 @@ var errConnLimit = errors.New("connection limit reached")
 func (fe *frontendRT) quicConnContext(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
 	if reason := fe.tryAdmit(); reason != "" {
 		if ap, _ := addrPort(ci.RemoteAddr); !fe.quicRefused.again(ap, time.Now()) {
-			fe.eng.metrics.refused.WithLabelValues(fe.cfg.Name, reason).Inc()
+			fe.eng.metrics.Refused.WithLabelValues(fe.cfg.Name, reason).Inc()
 		}
 		return nil, errConnLimit
 	}
@@ -227,7 +227,7 @@ func (b *timedBody) finish() {
 // HTTP/1.1 connection closed after it (the rest of the body would be read
 // as the next request). It counts the cut.
 func (h *httpProxy) bodyTimedOut(w http.ResponseWriter, r *http.Request) (int, string) {
-	h.fe.eng.metrics.clientTimeouts.WithLabelValues(h.fe.cfg.Name, "body").Inc()
+	h.fe.eng.metrics.ClientTimeouts.WithLabelValues(h.fe.cfg.Name, "body").Inc()
 	if r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}

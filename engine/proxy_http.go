@@ -120,7 +120,7 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	code, result := h.forward(w, r, rt, sess)
-	e.metrics.requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
+	e.metrics.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
 	fe.latency.Observe(time.Since(start).Seconds())
 }
 
@@ -235,7 +235,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 	if lastSrv != nil {
 		hop += "/" + lastSrv.name
 	}
-	e.metrics.failures.WithLabelValues(cfg.Name, f.reason).Inc()
+	e.metrics.Failures.WithLabelValues(cfg.Name, f.reason).Inc()
 	e.log.Info("request failed", "frontend", h.fe.cfg.Name, "backend", cfg.Name, "next_hop", hop,
 		"status", f.status, "reason", f.reason, "err", lastErr)
 	// RFC 9209: the proxy names itself, the error type and the next hop.

@@ -55,8 +55,8 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 	}
 	if !l.Valid() {
 		f := classify(err)
-		e.metrics.tunnels.WithLabelValues(fe.cfg.Name, "failed").Inc()
-		e.metrics.failures.WithLabelValues(cfg.Name, f.reason).Inc()
+		e.metrics.Tunnels.WithLabelValues(fe.cfg.Name, "failed").Inc()
+		e.metrics.Failures.WithLabelValues(cfg.Name, f.reason).Inc()
 		e.log.Info("tunnel refused", "frontend", fe.cfg.Name, "backend", cfg.Name, "reason", f.reason, "err", err)
 		return
 	}
@@ -75,7 +75,7 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 	case err != nil:
 		result = "reset"
 	}
-	e.metrics.tunnels.WithLabelValues(fe.cfg.Name, result).Inc()
+	e.metrics.Tunnels.WithLabelValues(fe.cfg.Name, result).Inc()
 }
 
 // errTunnelIdle ends a tunnel that carried no byte for the idle timeout.

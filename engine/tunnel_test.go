@@ -145,7 +145,7 @@ func isConnReset(err error) bool {
 // match want.
 func counterValue(t testing.TB, e *Engine, name string, want map[string]string) float64 {
 	t.Helper()
-	fams, err := e.metrics.reg.Gather()
+	fams, err := e.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,4 +180,13 @@ func replaceOnce(t testing.TB, s, old, new string) string {
 		t.Fatalf("config has no %q:\n%s", old, s)
 	}
 	return strings.Replace(s, old, new, 1)
+}
+
+// labels returns m's labels as a map.
+func labels(m *dto.Metric) map[string]string {
+	out := map[string]string{}
+	for _, lp := range m.GetLabel() {
+		out[lp.GetName()] = lp.GetValue()
+	}
+	return out
 }

@@ -18,8 +18,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/stats"
+
 	"github.com/xdpnet/xdpnet/dataplane"
-	"github.com/xdpnet/xdpnet/engine"
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 )
 
@@ -114,7 +115,7 @@ type runResult struct {
 	lat        []time.Duration
 	firstErr   error
 	h3, tunnel string
-	stats      engine.Stats
+	stats      stats.Stats
 	peakFrames int64
 	// net sums the data plane's snapshot at the end; nil on the kernel
 	// stack.

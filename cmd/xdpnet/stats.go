@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/xdpnet/xdpnet/engine"
+	"github.com/xdpnet/xdpnet/engine/stats"
 )
 
 func statsCmd(args []string, stdout, stderr io.Writer) error {
@@ -37,7 +37,7 @@ func statsCmd(args []string, stdout, stderr io.Writer) error {
 		_, err := io.Copy(stdout, resp.Body)
 		return err
 	}
-	var st engine.Stats
+	var st stats.Stats
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		return fmt.Errorf("admin endpoint %s: bad /stats document: %w", *admin, err)
 	}
@@ -45,7 +45,7 @@ func statsCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func printStats(w io.Writer, st engine.Stats) {
+func printStats(w io.Writer, st stats.Stats) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "stack\t%s\n", st.Stack)
 	fmt.Fprintf(tw, "workers\t%d\n", st.Workers)

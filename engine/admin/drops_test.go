@@ -1,4 +1,4 @@
-package engine
+package admin
 
 import (
 	"reflect"
@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/xdpnet/xdpnet/dataplane"
+	"github.com/xdpnet/xdpnet/engine/stats"
 	"github.com/xdpnet/xdpnet/stack"
 )
 
@@ -43,7 +44,7 @@ func TestDataPlaneDropMetrics(t *testing.T) {
 		},
 	}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(snapshotCollector{snapshot: func() Stats { return Stats{Net: s} }})
+	reg.MustRegister(snapshotCollector{snapshot: func() stats.Stats { return stats.Stats{Net: s} }})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

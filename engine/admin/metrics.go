@@ -1,4 +1,4 @@
-package engine
+package admin
 
 import (
 	"reflect"
@@ -9,15 +9,16 @@ import (
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/bufring"
 	"github.com/xdpnet/xdpnet/dataplane"
+	"github.com/xdpnet/xdpnet/engine/stats"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/reuse"
 	"github.com/xdpnet/xdpnet/stack"
 )
 
 // snapshotCollector makes the /metrics series of a stats snapshot: every
-// number in it, under the metric its field's tag names (see Stats). It
+// number in it, under the metric its field's tag names (see stats.Stats). It
 // reads nothing else, so /metrics and /stats show the same figures.
-type snapshotCollector struct{ snapshot func() Stats }
+type snapshotCollector struct{ snapshot func() stats.Stats }
 
 var _ prometheus.Collector = snapshotCollector{}
 

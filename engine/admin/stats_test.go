@@ -1,4 +1,4 @@
-package engine
+package admin
 
 import (
 	"encoding/json"
@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/xdpnet/xdpnet/engine/stats"
 )
 
 // leaf is one number, bool or string of a snapshot, where /stats has it
@@ -98,18 +98,18 @@ func fill(v reflect.Value, path []string, metric string, n *int) []leaf {
 // metric tag (or, for another package's type, a foreignTags entry) fails
 // here.
 func TestStatsReachBothEndpoints(t *testing.T) {
-	var s Stats
+	var s stats.Stats
 	var n int
 	leaves := fill(reflect.ValueOf(&s).Elem(), nil, "", &n)
 
 	rec := httptest.NewRecorder()
-	statsHandler(func() Stats { return s }).ServeHTTP(rec, httptest.NewRequest("GET", "/stats", nil))
+	statsHandler(func() stats.Stats { return s }).ServeHTTP(rec, httptest.NewRequest("GET", "/stats", nil))
 	var doc any
 	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(snapshotCollector{snapshot: func() Stats { return s }})
+	reg.MustRegister(snapshotCollector{snapshot: func() stats.Stats { return s }})
 	fams, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -162,33 +162,4 @@ func TestStatsReachBothEndpoints(t *testing.T) {
 		}
 	}
 	t.Logf("%d fields, %d of them on /metrics in %d metrics", len(leaves), len(slices.DeleteFunc(leaves, func(l leaf) bool { return l.metric == "-" })), len(used))
-}
-
-// TestEngineCountersReachSnapshot moves each live counter of the engine
-// alone and checks that the snapshot shows it: none is left out of
-// engineStats.
-func TestEngineCountersReachSnapshot(t *testing.T) {
-	vecs := reflect.TypeFor[metrics]()
-	for i := range vecs.NumField() {
-		f := vecs.Field(i)
-		if f.Type != reflect.TypeFor[counterVec]() && f.Type != reflect.TypeFor[counter]() {
-			continue
-		}
-		t.Run(f.Name, func(t *testing.T) {
-			e := &Engine{metrics: newMetrics("test")}
-			// The fields are unexported: reach them by address.
-			fv := reflect.ValueOf(e.metrics).Elem().Field(i)
-			c := reflect.NewAt(f.Type, unsafe.Pointer(fv.UnsafeAddr())).Interface()
-			if v, ok := c.(*counterVec); ok {
-				c = v.WithLabelValues("a", "b", "c")
-			}
-			c.(*counter).Set(7)
-			s := Stats{Engine: e.engineStats()}
-			var moved float64
-			walkMetrics(reflect.ValueOf(s), nil, func(_ string, _ []string, v float64) { moved += v })
-			if moved == 0 {
-				t.Errorf("metrics.%s set to 7; the snapshot does not show it", f.Name)
-			}
-		})
-	}
 }

@@ -1,4 +1,4 @@
-package engine
+package stats
 
 import (
 	"time"
@@ -9,8 +9,8 @@ import (
 
 // Stats is the admin /stats document. Engine and Net are the snapshots of
 // the engine's and the data plane's counters; /metrics is made from the
-// same snapshots (statsmetrics.go), so every figure in one is in the other,
-// which TestStatsReachBothEndpoints checks field by field. The struct tags
+// same snapshots (package admin), so every figure in one is in the other,
+// which admin.TestStatsReachBothEndpoints checks field by field. The struct tags
 // say where each field goes: json its /stats key, metric its Prometheus
 // series (metric:"-": not on /metrics), by the labels that the keys of a
 // map give, outermost first.
@@ -104,47 +104,21 @@ type ServerStats struct {
 	ConnectionsOpened uint64 `json:"connections_opened" metric:"xdpnet_backend_connections_opened_total"`
 	ConnectErrors     uint64 `json:"connect_errors" metric:"xdpnet_backend_connect_errors_total"`
 	// SilentConnections were closed for answering neither a request nor
-	// a PING (backendRT.suspect).
+	// a PING (the backend's PING of a connection whose request waits too long).
 	SilentConnections uint64 `json:"silent_connections" metric:"xdpnet_backend_silent_connections_total"`
 	// Up is false while health checks have taken the server out.
 	Up bool `json:"up" metric:"xdpnet_server_up"`
 }
 
-// Stats takes the snapshots and sums them up.
-func (e *Engine) Stats() Stats {
-	s := Stats{Stack: e.net.Name(), Workers: e.workers, Uptime: time.Since(e.started), Engine: e.engineStats()}
-	if dp, ok := e.net.(dataPlane); ok {
-		s.Net = dp.Stats()
-	}
-	s.Summary = s.Engine.summary()
-	e.mu.Lock()
-	for _, rt := range e.backends {
-		for _, srv := range rt.servers {
-			s.Servers++
-			if srv.up.Load() {
-				s.ServersUp++
-			}
-		}
-	}
-	e.mu.Unlock()
-	return s
-}
-
-// dataPlane is implemented by stacks with counters of their own
-// (dataplane.Plane).
-type dataPlane interface {
-	Stats() *dataplane.Stats
-}
-
-// engineStats reads the live counters into a snapshot.
-func (e *Engine) engineStats() EngineStats {
-	m := e.metrics
+// Snapshot reads the live counters into a snapshot. The backends' Reuse
+// is left for the caller, which knows the current pools.
+func (m *Counters) Snapshot() EngineStats {
 	s := EngineStats{
 		Frontends:        map[string]*FrontendStats{},
 		Backends:         map[string]*BackendStats{},
 		WorkerPicks:      map[string]uint64{},
-		BackendConnsOpen: m.connsOpen.v.Load(),
-		DrainCutRequests: uint64(m.drainCut.v.Load()),
+		BackendConnsOpen: m.ConnsOpen.Load(),
+		DrainCutRequests: uint64(m.DrainCut.Load()),
 	}
 	fe := func(name string) *FrontendStats {
 		f := s.Frontends[name]
@@ -163,7 +137,7 @@ func (e *Engine) engineStats() EngineStats {
 		}
 		return b
 	}
-	srv := func(k labelValues) *ServerStats {
+	srv := func(k Labels) *ServerStats {
 		b := be(k[0])
 		sv := b.Servers[k[1]]
 		if sv == nil {
@@ -172,39 +146,33 @@ func (e *Engine) engineStats() EngineStats {
 		}
 		return sv
 	}
-	m.requests.each(func(k labelValues, n int64) {
+	m.Requests.Each(func(k Labels, n int64) {
 		r := fe(k[0]).Requests
 		if r[k[2]] == nil {
 			r[k[2]] = map[string]uint64{}
 		}
 		r[k[2]][k[1]] = uint64(n)
 	})
-	m.clientConns.each(func(k labelValues, n int64) { fe(k[0]).ClientConnections = n })
-	m.refused.each(func(k labelValues, n int64) { fe(k[0]).Refused[k[1]] = uint64(n) })
-	m.clientTimeouts.each(func(k labelValues, n int64) { fe(k[0]).ClientTimeouts[k[1]] = uint64(n) })
-	m.tunnels.each(func(k labelValues, n int64) { fe(k[0]).Tunnels[k[1]] = uint64(n) })
-	m.backendRequests.each(func(k labelValues, n int64) { srv(k).Requests = uint64(n) })
-	m.connsOpened.each(func(k labelValues, n int64) { srv(k).ConnectionsOpened = uint64(n) })
-	m.connectErrors.each(func(k labelValues, n int64) { srv(k).ConnectErrors = uint64(n) })
-	m.serverUp.each(func(k labelValues, n int64) { srv(k).Up = n != 0 })
-	m.silentConns.each(func(k labelValues, n int64) { srv(k).SilentConnections = uint64(n) })
-	m.socketsReplaced.each(func(k labelValues, n int64) { be(k[0]).SocketsReplaced = uint64(n) })
-	m.failures.each(func(k labelValues, n int64) { be(k[0]).Failures[k[1]] = uint64(n) })
-	m.retries.each(func(k labelValues, n int64) { be(k[0]).Retries = uint64(n) })
-	m.redispatches.each(func(k labelValues, n int64) { be(k[0]).Redispatches = uint64(n) })
-	m.workerPicks.each(func(k labelValues, n int64) { s.WorkerPicks[k[0]] = uint64(n) })
-	e.mu.Lock()
-	for name, rt := range e.backends {
-		st := rt.pool.Stats()
-		be(name).Reuse = &st
-	}
-	e.mu.Unlock()
+	m.ClientConns.Each(func(k Labels, n int64) { fe(k[0]).ClientConnections = n })
+	m.Refused.Each(func(k Labels, n int64) { fe(k[0]).Refused[k[1]] = uint64(n) })
+	m.ClientTimeouts.Each(func(k Labels, n int64) { fe(k[0]).ClientTimeouts[k[1]] = uint64(n) })
+	m.Tunnels.Each(func(k Labels, n int64) { fe(k[0]).Tunnels[k[1]] = uint64(n) })
+	m.BackendRequests.Each(func(k Labels, n int64) { srv(k).Requests = uint64(n) })
+	m.ConnsOpened.Each(func(k Labels, n int64) { srv(k).ConnectionsOpened = uint64(n) })
+	m.ConnectErrors.Each(func(k Labels, n int64) { srv(k).ConnectErrors = uint64(n) })
+	m.ServerUp.Each(func(k Labels, n int64) { srv(k).Up = n != 0 })
+	m.SilentConns.Each(func(k Labels, n int64) { srv(k).SilentConnections = uint64(n) })
+	m.SocketsReplaced.Each(func(k Labels, n int64) { be(k[0]).SocketsReplaced = uint64(n) })
+	m.Failures.Each(func(k Labels, n int64) { be(k[0]).Failures[k[1]] = uint64(n) })
+	m.Retries.Each(func(k Labels, n int64) { be(k[0]).Retries = uint64(n) })
+	m.Redispatches.Each(func(k Labels, n int64) { be(k[0]).Redispatches = uint64(n) })
+	m.WorkerPicks.Each(func(k Labels, n int64) { s.WorkerPicks[k[0]] = uint64(n) })
 	return s
 }
 
-// summary adds up the snapshot over frontends, backends and servers (the
-// servers' count is the engine's business: see Stats).
-func (s *EngineStats) summary() Summary {
+// Summarize adds up the snapshot over frontends, backends and servers (the
+// servers' count is the engine's business: it knows the current backends).
+func (s *EngineStats) Summarize() Summary {
 	var u Summary
 	for _, f := range s.Frontends {
 		for result, byClass := range f.Requests {

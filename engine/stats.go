@@ -1,0 +1,52 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/xdpnet/xdpnet/dataplane"
+	"github.com/xdpnet/xdpnet/engine/stats"
+)
+
+// Stats takes the snapshots and sums them up.
+func (e *Engine) Stats() stats.Stats {
+	s := stats.Stats{Stack: e.net.Name(), Workers: e.workers, Uptime: time.Since(e.started), Engine: e.engineStats()}
+	if dp, ok := e.net.(dataPlane); ok {
+		s.Net = dp.Stats()
+	}
+	s.Summary = s.Engine.Summarize()
+	e.mu.Lock()
+	for _, rt := range e.backends {
+		for _, srv := range rt.servers {
+			s.Servers++
+			if srv.up.Load() {
+				s.ServersUp++
+			}
+		}
+	}
+	e.mu.Unlock()
+	return s
+}
+
+// dataPlane is implemented by stacks with counters of their own
+// (dataplane.Plane).
+type dataPlane interface {
+	Stats() *dataplane.Stats
+}
+
+// engineStats reads the live counters into a snapshot, with the pools of
+// the current backends.
+func (e *Engine) engineStats() stats.EngineStats {
+	s := e.metrics.Snapshot()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, rt := range e.backends {
+		st := rt.pool.Stats()
+		b := s.Backends[name]
+		if b == nil {
+			b = &stats.BackendStats{Servers: map[string]*stats.ServerStats{}, Failures: map[string]uint64{}}
+			s.Backends[name] = b
+		}
+		b.Reuse = &st
+	}
+	return s
+}
