@@ -6,21 +6,21 @@ package stats
 type Counters struct {
 	// Label values of each vec, in order, are in its comment; Snapshot
 	// says which snapshot field each one fills.
-	Requests        Vec // frontend, class, result
-	ClientConns     Vec // frontend (a gauge)
-	Refused         Vec // frontend, reason
-	ClientTimeouts  Vec // frontend, reason
-	Tunnels         Vec // frontend, result
-	BackendRequests Vec // backend, server
-	ConnsOpened     Vec // backend, server
-	ConnectErrors   Vec // backend, server
-	ServerUp        Vec // backend, server (a gauge: 1 or 0)
-	SocketsReplaced Vec // backend
-	SilentConns     Vec // backend, server
-	Failures        Vec // backend, reason
-	Retries         Vec // backend
-	Redispatches    Vec // backend
-	WorkerPicks     Vec // by
+	Requests        Vec     // frontend, class, result
+	ClientConns     Vec     // frontend (a gauge)
+	Refused         Vec     // frontend, reason
+	ClientTimeouts  Vec     // frontend, reason
+	Tunnels         Vec     // frontend, result
+	BackendRequests Vec     // backend, server
+	ConnsOpened     Vec     // backend, server
+	ConnectErrors   Vec     // backend, server
+	ServerUp        Vec     // backend, server (a gauge: 1 or 0)
+	SocketsReplaced Vec     // backend
+	SilentConns     Vec     // backend, server
+	Failures        Vec     // backend, reason
+	Retries         Vec     // backend
+	Redispatches    Vec     // backend
+	WorkerPicks     Vec     // by
 	ConnsOpen       Counter // a gauge
 	DrainCut        Counter
 }
