@@ -1,4 +1,4 @@
-package engine
+package backend
 
 import (
 	"context"
@@ -14,25 +14,22 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xdpnet/xdpnet/engine/stats"
-
-	"github.com/xdpnet/xdpnet/engine/netapi"
-
-	"github.com/xdpnet/xdpnet/engine/config"
-
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/xdpnet/xdpnet/engine/config"
+	"github.com/xdpnet/xdpnet/engine/netapi"
+	"github.com/xdpnet/xdpnet/engine/stats"
 	"github.com/xdpnet/xdpnet/mux"
 	"github.com/xdpnet/xdpnet/mux/h3"
 	"github.com/xdpnet/xdpnet/mux/quicmux"
 	"github.com/xdpnet/xdpnet/reuse"
 )
 
-// ErrNoServer is returned when no server of a backend is usable.
-var ErrNoServer = errors.New("no usable server")
+// ErrNoServer is returned when no server of a backend is Usable.
+var ErrNoServer = errors.New("no Usable server")
 
-// server is one origin of a backend at run time.
-type server struct {
+// Server is one origin of a backend at run time.
+type Server struct {
 	name   string
 	addr   netip.AddrPort
 	host   string // addr as a URL host
@@ -57,29 +54,29 @@ type server struct {
 	nextDial  time.Time // no dial before this
 }
 
-// errUnreachable is a dial cut short by an ICMP destination-unreachable
+// ErrUnreachable is a dial cut short by an ICMP destination-unreachable
 // message on the server's socket (a closed port: the origin is down or
 // restarting).
-var errUnreachable = errors.New("server unreachable (ICMP)")
+var ErrUnreachable = errors.New("server unreachable (ICMP)")
 
 // errSilent is a connection that answered neither a request nor a PING.
 var errSilent = errors.New("server silent")
 
-// errBackoff is a dial not attempted: the server failed its last dials and
+// ErrBackoff is a dial not attempted: the server failed its last dials and
 // the caller could not wait out the backoff.
-var errBackoff = errors.New("server in reconnect backoff")
+var ErrBackoff = errors.New("server in reconnect backoff")
 
-// backoffLeft is how long dials to srv must still wait.
-func (srv *server) backoffLeft(now time.Time) time.Duration {
+// BackoffLeft is how long dials to srv must still wait.
+func (srv *Server) BackoffLeft(now time.Time) time.Duration {
 	srv.bmu.Lock()
 	defer srv.bmu.Unlock()
 	return srv.nextDial.Sub(now)
 }
 
-// dialFailed pushes the next dial back: min doubled per failure in a row,
+// DialFailed pushes the next dial back: min doubled per failure in a row,
 // capped at max, with jitter (half to all of it) so that workers and
 // gateways do not dial in step.
-func (srv *server) dialFailed(now time.Time, min, max time.Duration) {
+func (srv *Server) DialFailed(now time.Time, min, max time.Duration) {
 	srv.bmu.Lock()
 	defer srv.bmu.Unlock()
 	srv.dialFails++
@@ -94,21 +91,22 @@ func (srv *server) dialFailed(now time.Time, min, max time.Duration) {
 }
 
 // dialOK clears the backoff: the server answers.
-func (srv *server) dialOK() {
+func (srv *Server) dialOK() {
 	srv.bmu.Lock()
 	srv.dialFails, srv.nextDial = 0, time.Time{}
 	srv.bmu.Unlock()
 }
 
-// backendRT is a configured backend at run time: its servers, balancer and
+// Backend is a configured backend at run time: its servers, balancer and
 // connection pool (a reuse.Pool with one shard per engine worker). A reload
 // builds a new one and retires the old.
-type backendRT struct {
+type Backend struct {
 	cfg     config.Backend
-	eng     *Engine
+	net     netapi.Net
+	m       *stats.Counters
 	log     *slog.Logger
-	servers []*server
-	byName  map[string]*server
+	servers []*Server
+	byName  map[string]*Server
 	keys    []*reuse.Key // per server: its connection Params, hashed once
 	bal     balancer
 	pool    *reuse.Pool
@@ -117,8 +115,8 @@ type backendRT struct {
 	muxCfg  quicmux.Config
 
 	// users counts the requests and tunnels using the backend
-	// (acquireBackend, release); once retiring is set, the last release
-	// closes idle, for which retire waits.
+	// (Use, Release); once retiring is set, the last Release
+	// closes idle, for which Retire waits.
 	users    atomic.Int64
 	retiring atomic.Bool
 	idle     chan struct{}
@@ -130,7 +128,7 @@ type backendRT struct {
 	// which shutdownSessions closes when a server goes down.
 	trMu   sync.Mutex
 	trs    map[trKey]*quicmux.Transport
-	live   map[*server]map[*bconn]struct{}
+	live   map[*Server]map[*Conn]struct{}
 	closed bool
 
 	// ctx ends with close (stop): health checks, pool timers and the
@@ -148,21 +146,37 @@ type trKey struct {
 
 type workerKey struct{}
 
-// withWorker tells the pool's dialer which worker's socket to use.
-func withWorker(ctx context.Context, w int) context.Context {
+// WithWorker tells the pool's dialer which worker's socket to use.
+func WithWorker(ctx context.Context, w int) context.Context {
 	return context.WithValue(ctx, workerKey{}, w)
 }
 
-func newBackendRT(e *Engine, cfg config.Backend) (*backendRT, error) {
-	rt := &backendRT{
-		cfg: cfg, eng: e, log: e.log.With("backend", cfg.Name),
-		byName: map[string]*server{},
+// Env is what a backend needs of the engine that runs it.
+type Env struct {
+	// Net opens the backend's sockets; Workers is the number of pool
+	// shards (one per engine worker).
+	Net     netapi.Net
+	Workers int
+	Log     *slog.Logger
+	// RootCAs is trusted when the backend's tls.ca is unset; nil means
+	// the system roots.
+	RootCAs *x509.CertPool
+	// Counters receives the backend's counts.
+	Counters *stats.Counters
+}
+
+// New builds the backend of cfg (validated). Start starts its timers and
+// health checks; Close ends it.
+func New(cfg config.Backend, env Env) (*Backend, error) {
+	rt := &Backend{
+		cfg: cfg, net: env.Net, m: env.Counters, log: env.Log.With("backend", cfg.Name),
+		byName: map[string]*Server{},
 		trs:    map[trKey]*quicmux.Transport{},
 		idle:   make(chan struct{}),
-		live:   map[*server]map[*bconn]struct{}{},
+		live:   map[*Server]map[*Conn]struct{}{},
 	}
 	rt.ctx, rt.stop = context.WithCancel(context.Background())
-	rt.alpn, rt.roots = quicmux.ALPNH3, e.opts.BackendRootCAs
+	rt.alpn, rt.roots = quicmux.ALPNH3, env.RootCAs
 	kind := mux.KindQUIC
 	if cfg.Protocol == config.BackendRaw {
 		rt.alpn = quicmux.ALPNRaw
@@ -185,8 +199,8 @@ func newBackendRT(e *Engine, cfg config.Backend) (*backendRT, error) {
 		KeepAlive: cfg.Timeouts.Idle.D() / 3,
 	}
 	for _, s := range cfg.Servers {
-		srv := &server{name: s.Name, addr: s.Addr(), host: s.Addr().String(), weight: *s.Weight,
-			requests: e.metrics.BackendRequests.WithLabelValues(cfg.Name, s.Name)}
+		srv := &Server{name: s.Name, addr: s.Addr(), host: s.Addr().String(), weight: *s.Weight,
+			requests: env.Counters.BackendRequests.WithLabelValues(cfg.Name, s.Name)}
 		srv.up.Store(true)
 		rt.servers = append(rt.servers, srv)
 		rt.byName[s.Name] = srv
@@ -197,7 +211,7 @@ func newBackendRT(e *Engine, cfg config.Backend) (*backendRT, error) {
 		rt.keys = append(rt.keys, reuse.NewKey(reuse.Params{
 			Server: cfg.Name + "/" + s.Name, Kind: kind, Dst: s.Addr(), SNI: sni, ALPN: rt.alpn,
 		}))
-		e.metrics.ServerUp.WithLabelValues(cfg.Name, s.Name).Set(1)
+		env.Counters.ServerUp.WithLabelValues(cfg.Name, s.Name).Set(1)
 	}
 	rt.bal = newBalancer(cfg.Balance, rt.servers)
 	policy := map[string]reuse.Policy{
@@ -205,7 +219,7 @@ func newBackendRT(e *Engine, cfg config.Backend) (*backendRT, error) {
 		config.ReuseAggressive: reuse.PolicyAggressive, config.ReuseAlways: reuse.PolicyAlways,
 	}[cfg.Reuse.Policy]
 	pool, err := reuse.New(reuse.Config{
-		Workers: e.workers,
+		Workers: env.Workers,
 		Policy:  policy,
 		// On HTTP/3 a session's first request is as safe on an established
 		// connection as a later one: the server says when it did not
@@ -213,7 +227,7 @@ func newBackendRT(e *Engine, cfg config.Backend) (*backendRT, error) {
 		// stream, RFC 9114 sections 4.1.1 and 5.2), and the engine
 		// retries exactly those on another connection, and anything
 		// idempotent that died with its reused connection (see
-		// httpProxy.attempt). Tunnels (raw) keep HAProxy's rule: their
+		// the frontends' proxy). Tunnels (raw) keep HAProxy's rule: their
 		// bytes cannot be replayed.
 		RetryableFirst:    rt.alpn == quicmux.ALPNH3,
 		Dial:              rt.dialPooled,
@@ -239,18 +253,18 @@ func newBackendRT(e *Engine, cfg config.Backend) (*backendRT, error) {
 // connection, so a request does not meet a server closing it for idleness.
 func maxIdleAge(idle time.Duration) time.Duration { return idle - idle/4 }
 
-// attach leases a connection to server si on worker w: for h3 backends one
+// Attach leases a connection to server si on worker w: for h3 backends one
 // unit of its stream credit, the request's stream being opened by the
 // connection's HTTP/3 client; for raw ones a stream.
-func (rt *backendRT) attach(ctx context.Context, w, si int, s *reuse.Session) (reuse.Lease, error) {
+func (rt *Backend) Attach(ctx context.Context, w, si int, s *reuse.Session) (reuse.Lease, error) {
 	if rt.alpn == quicmux.ALPNH3 {
 		return rt.pool.Worker(w).AttachConnKey(ctx, rt.keys[si], s)
 	}
 	return rt.pool.Worker(w).AttachKey(ctx, rt.keys[si], s)
 }
 
-// start launches the pool's timers and the health checks.
-func (rt *backendRT) start() {
+// Start launches the pool's timers and the health checks.
+func (rt *Backend) Start() {
 	ctx := rt.ctx
 	rt.wg.Go(func() { rt.pool.Run(ctx, 250*time.Millisecond) })
 	if !*rt.cfg.Health.Enabled {
@@ -261,9 +275,9 @@ func (rt *backendRT) start() {
 	}
 }
 
-// close stops timers and health checks and closes every connection; the
+// Close stops timers and health checks and closes every connection; the
 // caller has waited for the requests in flight.
-func (rt *backendRT) close() {
+func (rt *Backend) Close() {
 	rt.stop()
 	// No transport, and so no watcher, starts once closed is set.
 	rt.trMu.Lock()
@@ -278,16 +292,16 @@ func (rt *backendRT) close() {
 	}
 }
 
-// usable reports whether server i may take new work.
-func (rt *backendRT) usable(i int) bool { return rt.servers[i].up.Load() }
+// Usable reports whether server i may take new work.
+func (rt *Backend) Usable(i int) bool { return rt.servers[i].up.Load() }
 
-// pickForAttempt chooses the server for attempt n (0 first) of a request or
-// tunnel: a usable one not excluded by an earlier failure; when every usable
-// server was tried, any usable one, rather than fail while retries remain
+// Pick chooses the server for attempt n (0 first) of a request or
+// tunnel: a Usable one not excluded by an earlier failure; when every Usable
+// server was tried, any Usable one, rather than fail while retries remain
 // (HAProxy retries the same server when redispatch has nowhere else to go).
-// It counts retries and redispatches; false means no server is usable.
-func (rt *backendRT) pickForAttempt(attempt int, key []byte, excluded []bool) (int, bool) {
-	m := rt.eng.metrics
+// It counts retries and redispatches; false means no server is Usable.
+func (rt *Backend) Pick(attempt int, key []byte, excluded []bool) (int, bool) {
+	m := rt.m
 	if attempt > 0 {
 		m.Retries.WithLabelValues(rt.cfg.Name).Inc()
 	}
@@ -295,14 +309,14 @@ func (rt *backendRT) pickForAttempt(attempt int, key []byte, excluded []bool) (i
 	// are, one of them will be dialled once its backoff ends.
 	now := time.Now()
 	si, ok := rt.bal.pick(key, func(i int) bool {
-		return rt.usable(i) && !excluded[i] && rt.servers[i].backoffLeft(now) <= 0
+		return rt.Usable(i) && !excluded[i] && rt.servers[i].BackoffLeft(now) <= 0
 	})
 	if !ok {
-		si, ok = rt.bal.pick(key, func(i int) bool { return rt.usable(i) && !excluded[i] })
+		si, ok = rt.bal.pick(key, func(i int) bool { return rt.Usable(i) && !excluded[i] })
 	}
 	if !ok {
 		clear(excluded)
-		if si, ok = rt.bal.pick(key, rt.usable); !ok {
+		if si, ok = rt.bal.pick(key, rt.Usable); !ok {
 			return 0, false
 		}
 	}
@@ -312,7 +326,7 @@ func (rt *backendRT) pickForAttempt(attempt int, key []byte, excluded []bool) (i
 	return si, true
 }
 
-// connectFailed is passive health: Fall connect failures in a row take the
+// ConnectFailed is passive health: Fall connect failures in a row take the
 // server out (HAProxy's observe layer4 with on-error mark-down and
 // error-limit Fall); active checks bring it back, after one success since
 // the failures were seen (Rise applies to servers the checks took out).
@@ -325,7 +339,7 @@ func (rt *backendRT) pickForAttempt(attempt int, key []byte, excluded []bool) (i
 // itself does not: a request that waited in the queue and gave up, a
 // connection limit, the reconnect backoff, a client that went away, a
 // pool closed by a reload.
-func (rt *backendRT) connectFailed(srv *server, err error) {
+func (rt *Backend) ConnectFailed(srv *Server, err error) {
 	if !serverCaused(err) {
 		return
 	}
@@ -334,25 +348,25 @@ func (rt *backendRT) connectFailed(srv *server, err error) {
 	}
 }
 
-// serverCaused reports whether a failed attach says the server is at fault
-// (see connectFailed).
+// serverCaused reports whether a failed Attach says the server is at fault
+// (see ConnectFailed).
 func serverCaused(err error) bool {
 	return !errors.Is(err, reuse.ErrTooManyConns) && !errors.Is(err, reuse.ErrQueueTimeout) &&
 		!errors.Is(err, reuse.ErrPoolClosed) &&
-		!errors.Is(err, errBackoff) && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed)
+		!errors.Is(err, ErrBackoff) && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed)
 }
 
 // markDown takes srv out of balancing and closes its connections. Without
 // active checks nothing would bring it back, so then the server stays in.
 // byTraffic says passive health decided it.
-func (rt *backendRT) markDown(srv *server, why string, err error, byTraffic bool) {
+func (rt *Backend) markDown(srv *Server, why string, err error, byTraffic bool) {
 	if !*rt.cfg.Health.Enabled {
 		return
 	}
 	if srv.up.CompareAndSwap(true, false) {
 		srv.downByTraffic.Store(byTraffic)
 		rt.log.Warn("server down", "server", srv.name, "why", why, "err", err)
-		rt.eng.metrics.ServerUp.WithLabelValues(rt.cfg.Name, srv.name).Set(0)
+		rt.m.ServerUp.WithLabelValues(rt.cfg.Name, srv.name).Set(0)
 		rt.shutdownSessions(srv)
 	}
 }
@@ -361,9 +375,9 @@ func (rt *backendRT) markDown(srv *server, why string, err error, byTraffic bool
 // (HAProxy's on-marked-down shutdown-sessions): requests waiting on a dead
 // server fail now instead of at their timeout, and idempotent ones are
 // retried elsewhere.
-func (rt *backendRT) shutdownSessions(srv *server) {
+func (rt *Backend) shutdownSessions(srv *Server) {
 	rt.trMu.Lock()
-	var conns []*bconn
+	var conns []*Conn
 	for c := range rt.live[srv] {
 		conns = append(conns, c)
 	}
@@ -373,11 +387,11 @@ func (rt *backendRT) shutdownSessions(srv *server) {
 	}
 }
 
-func (rt *backendRT) healthLoop(ctx context.Context, srv *server) {
+func (rt *Backend) healthLoop(ctx context.Context, srv *Server) {
 	hc := rt.cfg.Health
 	t := time.NewTicker(hc.Interval.D())
 	defer t.Stop()
-	var conn *bconn
+	var conn *Conn
 	defer func() {
 		if conn != nil {
 			conn.Close()
@@ -414,7 +428,7 @@ func (rt *backendRT) healthLoop(ctx context.Context, srv *server) {
 		if (oks >= hc.Rise || srv.downByTraffic.Load()) && srv.up.CompareAndSwap(false, true) {
 			srv.connectFails.Store(0)
 			rt.log.Info("server up (health check)", "server", srv.name)
-			rt.eng.metrics.ServerUp.WithLabelValues(rt.cfg.Name, srv.name).Set(1)
+			rt.m.ServerUp.WithLabelValues(rt.cfg.Name, srv.name).Set(1)
 		}
 	}
 }
@@ -422,7 +436,7 @@ func (rt *backendRT) healthLoop(ctx context.Context, srv *server) {
 // check runs one health check on worker 0's socket, outside the pool: for
 // h3 a GET of the health path on a kept connection (2xx or 3xx passes), for
 // raw a QUIC handshake.
-func (rt *backendRT) check(ctx context.Context, srv *server, conn **bconn) error {
+func (rt *Backend) check(ctx context.Context, srv *Server, conn **Conn) error {
 	if *conn == nil || !(*conn).Alive() {
 		c, err := rt.dial(ctx, 0, srv)
 		if err != nil {
@@ -467,9 +481,9 @@ func connectedPacketConn(sc netapi.ServerConnector, w int, dst netip.AddrPort) (
 // transport returns worker w's QUIC transport towards dst (shared by the
 // servers of dst's address family unless the stack connects a socket per
 // server), opening its UDP socket on first use.
-func (rt *backendRT) transport(w int, dst netip.AddrPort) (*quicmux.Transport, error) {
+func (rt *Backend) transport(w int, dst netip.AddrPort) (*quicmux.Transport, error) {
 	k := trKey{worker: w, v6: dst.Addr().Is6() && !dst.Addr().Is4In6()}
-	sc, perServer := rt.eng.net.(netapi.ServerConnector)
+	sc, perServer := rt.net.(netapi.ServerConnector)
 	if perServer {
 		k.server = dst
 	}
@@ -486,7 +500,7 @@ func (rt *backendRT) transport(w int, dst netip.AddrPort) (*quicmux.Transport, e
 		// Never hand out a dead transport: every dial on it would fail
 		// at once. Its connections died with it.
 		rt.log.Warn("backend socket failed; opening a new one", "worker", w, "dst", dst, "err", err)
-		rt.eng.metrics.SocketsReplaced.WithLabelValues(rt.cfg.Name).Inc()
+		rt.m.SocketsReplaced.WithLabelValues(rt.cfg.Name).Inc()
 		delete(rt.trs, k)
 		tr.Close()
 	}
@@ -495,13 +509,13 @@ func (rt *backendRT) transport(w int, dst netip.AddrPort) (*quicmux.Transport, e
 	if perServer {
 		pc, err = connectedPacketConn(sc, w, dst)
 	} else {
-		pc, err = rt.eng.net.BackendPacketConn(w, dst.Addr())
+		pc, err = rt.net.BackendPacketConn(w, dst.Addr())
 	}
 	if err != nil {
 		return nil, err
 	}
 	cfg := rt.muxCfg
-	cfg.InitialPacketSize = netapi.QUICPacketSize(rt.eng.net, dst.Addr())
+	cfg.InitialPacketSize = netapi.QUICPacketSize(rt.net, dst.Addr())
 	tr := quicmux.NewTransport(pc, cfg)
 	rt.trs[k] = tr
 	if perServer {
@@ -516,7 +530,7 @@ func (rt *backendRT) transport(w int, dst netip.AddrPort) (*quicmux.Transport, e
 
 // watchUnreachable probes srv's connections after each ICMP unreachable on
 // tr, a socket of srv's own, until tr or the backend closes.
-func (rt *backendRT) watchUnreachable(srv *server, tr *quicmux.Transport) {
+func (rt *Backend) watchUnreachable(srv *Server, tr *quicmux.Transport) {
 	for {
 		select {
 		case <-tr.UnreachableNotify():
@@ -533,7 +547,7 @@ func (rt *backendRT) watchUnreachable(srv *server, tr *quicmux.Transport) {
 // 9002 section 6.2.1), at least 50ms and at most health_check.timeout. The
 // peer's QUIC stack answers however busy its application is. False only
 // if c failed to answer while the backend is open.
-func (rt *backendRT) answers(c *bconn) bool {
+func (rt *Backend) answers(c *Conn) bool {
 	st := c.QUIC().ConnectionStats()
 	pto := st.SmoothedRTT + max(4*st.MeanDeviation, time.Millisecond)
 	ctx, cancel := context.WithTimeout(rt.ctx, min(max(3*pto, 50*time.Millisecond), rt.cfg.Health.Timeout.D()))
@@ -541,14 +555,14 @@ func (rt *backendRT) answers(c *bconn) bool {
 	return c.Ping(ctx) == nil || rt.ctx.Err() != nil
 }
 
-// suspect checks c, on which a request has waited timeouts.probe for its
+// Suspect checks c, on which a request has waited timeouts.probe for its
 // response headers, in the background (once at a time per connection):
 // if c does not answer a PING (see answers), its server died or vanished
 // without a word (a SIGKILL behind a socket that reports no ICMP, a
 // blackhole), and c is closed so that its requests fail now and are
 // retried, instead of each waiting out the request timeout. Envoy's and
 // gRPC's HTTP/2 keepalive timeouts do the same for silent peers.
-func (rt *backendRT) suspect(srv *server, c *bconn) {
+func (rt *Backend) Suspect(srv *Server, c *Conn) {
 	if !c.probing.CompareAndSwap(false, true) {
 		return
 	}
@@ -562,10 +576,10 @@ func (rt *backendRT) suspect(srv *server, c *bconn) {
 		if rt.answers(c) {
 			return
 		}
-		rt.eng.metrics.SilentConns.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+		rt.m.SilentConns.WithLabelValues(rt.cfg.Name, srv.name).Inc()
 		rt.log.Info("closing a backend connection that answered neither a request nor a PING", "server", srv.name)
-		srv.dialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
-		rt.connectFailed(srv, errSilent)
+		srv.DialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
+		rt.ConnectFailed(srv, errSilent)
 		c.Close()
 	})
 }
@@ -578,9 +592,9 @@ func (rt *backendRT) suspect(srv *server, c *bconn) {
 // or spoofed (RFC 9000 section 14.2.1), and a live peer answers. A round in
 // which some connections failed counts once for passive health and starts
 // the reconnect backoff; one in which all did takes the server out.
-func (rt *backendRT) probeConns(srv *server) {
+func (rt *Backend) probeConns(srv *Server) {
 	rt.trMu.Lock()
-	var conns []*bconn
+	var conns []*Conn
 	for c := range rt.live[srv] {
 		conns = append(conns, c)
 	}
@@ -591,7 +605,7 @@ func (rt *backendRT) probeConns(srv *server) {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
-		dead []*bconn
+		dead []*Conn
 	)
 	for _, c := range conns {
 		wg.Go(func() {
@@ -609,14 +623,14 @@ func (rt *backendRT) probeConns(srv *server) {
 	rt.log.Info("closing backend connections that did not answer after an ICMP unreachable", "server", srv.name, "closed", len(dead), "probed", len(conns))
 	// Backoff and health first: the requests the closes fail must not
 	// redial the server (Worker.Retry) but go elsewhere.
-	srv.dialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
+	srv.DialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
 	defer func() {
 		for _, c := range dead {
 			c.Close()
 		}
 	}()
 	if len(dead) < len(conns) {
-		rt.connectFailed(srv, errUnreachable)
+		rt.ConnectFailed(srv, ErrUnreachable)
 		return
 	}
 	// Every connection is dead and the port is closed: the process is
@@ -624,11 +638,11 @@ func (rt *backendRT) probeConns(srv *server) {
 	// kernel rate-limits the ICMP errors that could end them early
 	// (icmp_ratelimit), so take the server out at once (HAProxy's
 	// on-error mark-down); one passing check brings it back.
-	rt.markDown(srv, "connections dead after ICMP unreachable", errUnreachable, true)
+	rt.markDown(srv, "connections dead after ICMP unreachable", ErrUnreachable, true)
 }
 
 // dialPooled is the pool's dialer: the worker comes from the context.
-func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, error) {
+func (rt *Backend) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, error) {
 	w, _ := ctx.Value(workerKey{}).(int)
 	srv := rt.byName[p.Server[len(rt.cfg.Name)+1:]]
 	if srv == nil {
@@ -638,11 +652,11 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 		return nil, err
 	}
 	c, err := rt.dial(ctx, w, srv)
-	m := rt.eng.metrics
+	m := rt.m
 	if err != nil {
 		m.ConnectErrors.WithLabelValues(rt.cfg.Name, srv.name).Inc()
 		if serverCaused(err) {
-			srv.dialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
+			srv.DialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
 		}
 		return nil, err
 	}
@@ -657,7 +671,7 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 		return c, nil
 	}
 	if rt.live[srv] == nil {
-		rt.live[srv] = map[*bconn]struct{}{}
+		rt.live[srv] = map[*Conn]struct{}{}
 	}
 	rt.live[srv][c] = struct{}{}
 	rt.wg.Go(func() { // forgets c when it dies, or when the backend closes (the pool closes c then)
@@ -674,14 +688,14 @@ func (rt *backendRT) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, 
 }
 
 // waitBackoff waits until srv may be dialled again, or fails with
-// errBackoff at once if ctx would end first.
-func (rt *backendRT) waitBackoff(ctx context.Context, srv *server) error {
-	left := srv.backoffLeft(time.Now())
+// ErrBackoff at once if ctx would end first.
+func (rt *Backend) waitBackoff(ctx context.Context, srv *Server) error {
+	left := srv.BackoffLeft(time.Now())
 	if left <= 0 {
 		return nil
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < left {
-		return fmt.Errorf("%s: %w", srv.name, errBackoff)
+		return fmt.Errorf("%s: %w", srv.name, ErrBackoff)
 	}
 	t := time.NewTimer(left)
 	defer t.Stop()
@@ -696,8 +710,8 @@ func (rt *backendRT) waitBackoff(ctx context.Context, srv *server) error {
 // dial opens a QUIC connection to srv on worker w's socket, with an HTTP/3
 // client session on it for h3 backends. On a socket of srv's own (the
 // netstack's connected sockets), an ICMP unreachable ends the dial at once
-// with errUnreachable.
-func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, error) {
+// with ErrUnreachable.
+func (rt *Backend) dial(ctx context.Context, w int, srv *Server) (*Conn, error) {
 	tr, err := rt.transport(w, srv.addr)
 	if err != nil {
 		return nil, err
@@ -707,7 +721,7 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	if _, perServer := rt.eng.net.(netapi.ServerConnector); perServer {
+	if _, perServer := rt.net.(netapi.ServerConnector); perServer {
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
@@ -717,7 +731,7 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 		go func() { // ends with the dial
 			select {
 			case <-unreachable:
-				cancel(errUnreachable)
+				cancel(ErrUnreachable)
 			case <-stop:
 			}
 		}()
@@ -730,12 +744,12 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 	tlsConf.InsecureSkipVerify = rt.cfg.TLS.InsecureSkipVerify
 	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(srv.addr), tlsConf)
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, errUnreachable) {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrUnreachable) {
 			err = cause
 		}
 		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
 	}
-	c := &bconn{Conn: qc}
+	c := &Conn{Conn: qc}
 	if rt.alpn == quicmux.ALPNH3 {
 		// Responses go to clients as they are: no transparent gzip.
 		c.h3, err = h3.NewClient(qc, &http3.Transport{DisableCompression: true})
@@ -747,15 +761,15 @@ func (rt *backendRT) dial(ctx context.Context, w int, srv *server) (*bconn, erro
 	return c, nil
 }
 
-// bconn is a pooled backend connection: a quicmux.Conn and, for h3
+// Conn is a pooled backend connection: a quicmux.Conn and, for h3
 // backends, the HTTP/3 client session that sends the requests of the leases
 // on it (reuse.Worker.AttachConn leases its stream credit; the client opens
 // each request's stream).
-type bconn struct {
+type Conn struct {
 	*quicmux.Conn
 	h3 *h3.Client
-	// probing: suspect is pinging the connection.
+	// probing: Suspect is pinging the connection.
 	probing atomic.Bool
 }
 
-var _ mux.Conn = (*bconn)(nil)
+var _ mux.Conn = (*Conn)(nil)

@@ -1,4 +1,4 @@
-package engine
+package backend
 
 import (
 	"context"
@@ -26,14 +26,14 @@ func TestBackendAttachMode(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer pool.Close()
-			rt := &backendRT{alpn: alpn, pool: pool, keys: []*reuse.Key{
+			rt := &Backend{alpn: alpn, pool: pool, keys: []*reuse.Key{
 				reuse.NewKey(reuse.Params{Server: "be/s0", Kind: mux.KindQUIC, ALPN: alpn}),
 			}}
-			l1, err := rt.attach(context.Background(), 0, 0, nil)
+			l1, err := rt.Attach(context.Background(), 0, 0, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			l2, err := rt.attach(context.Background(), 0, 0, nil)
+			l2, err := rt.Attach(context.Background(), 0, 0, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package engine
+package backend
 
 import (
 	"hash/maphash"
@@ -19,7 +19,7 @@ type balancer interface {
 // already validated). inflight is read by leastconn. A server of weight 0
 // is drained: no algorithm picks it, so it takes no new work while its
 // health checks go on and a weight change by reload brings it back.
-func newBalancer(alg string, servers []*server) balancer {
+func newBalancer(alg string, servers []*Server) balancer {
 	switch alg {
 	case config.BalanceLeastConn:
 		return &leastConn{servers: servers}
@@ -39,7 +39,7 @@ type roundRobin struct {
 	next  atomic.Uint64
 }
 
-func newRoundRobin(servers []*server) *roundRobin {
+func newRoundRobin(servers []*Server) *roundRobin {
 	// Interleave: pass k takes every server whose weight exceeds k.
 	var sched []int
 	for k := 0; ; k++ {
@@ -74,7 +74,7 @@ func (r *roundRobin) pick(_ []byte, usable func(int) bool) (int, bool) {
 // lowest index after a rotating start so that an idle backend still
 // spreads load.
 type leastConn struct {
-	servers []*server
+	servers []*Server
 	rot     atomic.Uint64
 }
 
@@ -112,7 +112,7 @@ type ringPoint struct {
 
 const pointsPerWeight = 100
 
-func newHashRing(servers []*server) *hashRing {
+func newHashRing(servers []*Server) *hashRing {
 	r := &hashRing{seed: ringSeed}
 	for i, s := range servers {
 		for v := range s.weight * pointsPerWeight {

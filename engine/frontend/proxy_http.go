@@ -247,40 +247,6 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 	return f.status, "failed"
 }
 
-// failure is how the gateway answers a request it could not get served.
-type failure struct {
-	status      int
-	reason      string // short, for the body, logs and metrics
-	proxyStatus string // RFC 9209 section 2.3 error type
-}
-
-// classify maps the last attempt's error to the answer.
-func classify(err error) failure {
-	var (
-		idle *quic.IdleTimeoutError
-		hs   *quic.HandshakeTimeoutError
-	)
-	switch {
-	case errors.Is(err, ErrNoServer):
-		return failure{http.StatusServiceUnavailable, "no healthy server", "destination_unavailable"}
-	case errors.Is(err, reuse.ErrQueueTimeout):
-		return failure{http.StatusServiceUnavailable, "queue timeout", "connection_limit_reached"}
-	case errors.Is(err, reuse.ErrTooManyConns):
-		return failure{http.StatusServiceUnavailable, "connection limit", "connection_limit_reached"}
-	case errors.Is(err, errBackoff):
-		return failure{http.StatusServiceUnavailable, "server in reconnect backoff", "destination_unavailable"}
-	case errors.Is(err, errRequestTimeout):
-		return failure{http.StatusGatewayTimeout, "response timeout", "http_response_timeout"}
-	case errors.Is(err, errUnreachable):
-		return failure{http.StatusBadGateway, "connection refused", "connection_refused"}
-	case errors.As(err, &hs), errors.As(err, &idle), errors.Is(err, context.DeadlineExceeded):
-		return failure{http.StatusGatewayTimeout, "connect timeout", "connection_timeout"}
-	}
-	return failure{http.StatusBadGateway, "backend error", "proxy_internal_error"}
-}
-
-var errRequestTimeout = errors.New("backend request timeout")
-
 // errBodyCut ends an attempt whose request body the client stopped sending
 // (timeouts.body).
 var errBodyCut = errors.New("request body cut: client stalled")
