@@ -9,9 +9,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/xdpnet/xdpnet/engine/netapi"
-
 	"github.com/xdpnet/xdpnet/engine/config"
+	"github.com/xdpnet/xdpnet/engine/netapi"
 )
 
 // Admin read endpoints answer GET and HEAD, and 405 with Allow: GET, HEAD to

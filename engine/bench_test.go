@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpnet/xdpnet/engine/netapi"
-
 	"github.com/xdpnet/xdpnet/dataplane"
 	"github.com/xdpnet/xdpnet/engine/enginelab"
+	"github.com/xdpnet/xdpnet/engine/netapi"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 )
 

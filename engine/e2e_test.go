@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/engine/config"
-
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 )

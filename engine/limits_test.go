@@ -10,15 +10,14 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/xdpnet/xdpnet/engine/frontend"
 	"github.com/xdpnet/xdpnet/internal/testutil"
 )
 
@@ -45,8 +44,8 @@ func TestBodyTimeout(t *testing.T) {
 		name, path string
 		n          int
 	}{
-		{"http1 buffered body", "/echo", 1000},                     // read whole before the first attempt
-		{"http1 streamed body", "/sleep?d=10s", 4 * maxReplayBody}, // streamed to the origin
+		{"http1 buffered body", "/echo", 1000},                              // read whole before the first attempt
+		{"http1 streamed body", "/sleep?d=10s", 4 * frontend.MaxReplayBody}, // streamed to the origin
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := cut(httpEng)
@@ -106,7 +105,7 @@ func TestBodyTimeout(t *testing.T) {
 		defer pw.Close()
 		go pw.Write(bytes.Repeat([]byte("a"), 1000))
 		req, _ := http.NewRequest(http.MethodPost, url+"/sleep?d=10s", pr)
-		req.ContentLength = 4 * maxReplayBody
+		req.ContentLength = 4 * frontend.MaxReplayBody
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -147,12 +146,12 @@ func TestConnectionLimits(t *testing.T) {
 		for _, scope := range []string{"frontend", "engine"} {
 			t.Run(proto+"/"+scope, func(t *testing.T) {
 				cfg := baseConfig(proto, os, "")
-				reason := refusedFrontend
+				reason := frontend.RefusedFrontend
 				if scope == "frontend" {
 					cfg = withFrontend(cfg, "}, max_connections: 2}")
 				} else {
 					cfg = "max_connections: 2\n" + cfg
-					reason = refusedEngine
+					reason = frontend.RefusedEngine
 				}
 				e := loopEngine(t, roots, cfg)
 				addr := e.FrontendAddr("fe").String()
@@ -272,47 +271,3 @@ func openQUIC(t *testing.T, addr string) (io.Closer, bool) {
 type quicCloser struct{ c *quic.Conn }
 
 func (q quicCloser) Close() error { return q.c.CloseWithError(0, "") }
-
-// connLimit admits exactly max of many concurrent acquires, and none is
-// lost on release.
-func TestConnLimitConcurrent(t *testing.T) {
-	var l connLimit
-	l.max.Store(10)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	admitted := 0
-	for range 100 {
-		wg.Go(func() {
-			if l.acquire() {
-				mu.Lock()
-				admitted++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if admitted != 10 || l.n.Load() != 10 {
-		t.Fatalf("admitted %d, count %d; want 10 and 10", admitted, l.n.Load())
-	}
-	l.release()
-	if !l.acquire() || l.acquire() {
-		t.Error("a released slot is not taken exactly once")
-	}
-}
-
-// The Initial packets of one refused QUIC attempt count once; the same
-// address a second later, or another address, counts again.
-func TestRecentRefusals(t *testing.T) {
-	var r recentRefusals
-	a, b := netip.MustParseAddrPort("192.0.2.1:1000"), netip.MustParseAddrPort("192.0.2.1:1001")
-	now := time.Now()
-	if r.again(a, now) || !r.again(a, now.Add(time.Millisecond)) {
-		t.Error("a second Initial of the same attempt was counted, or the first was not")
-	}
-	if r.again(b, now) {
-		t.Error("another client port was taken for the same attempt")
-	}
-	if r.again(a, now.Add(2*time.Second)) {
-		t.Error("a new attempt two seconds later was not counted")
-	}
-}

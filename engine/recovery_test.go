@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/backend"
 	"github.com/xdpnet/xdpnet/engine/config"
-
 	"github.com/xdpnet/xdpnet/engine/origin"
 	"github.com/xdpnet/xdpnet/internal/testutil"
 )
@@ -182,14 +182,14 @@ func TestReloadClearsBackoff(t *testing.T) {
 	cfgText := baseConfig("http", os, "")
 	cfgText = replaceOnce(t, cfgText, "timeouts: {connect: 1s, request: 5s}", "timeouts: {connect: 1s, request: 5s, backoff_min: 1m, backoff_max: 1m}")
 	e := loopEngine(t, roots, cfgText)
-	srv := func() *server {
+	srv := func() *backend.Server {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		return e.backends["be"].servers[0]
+		return e.backends["be"].Server(0)
 	}
 	before := srv()
-	before.dialFailed(time.Now(), time.Minute, time.Minute)
-	if before.backoffLeft(time.Now()) <= 0 {
+	before.DialFailed(time.Now(), time.Minute, time.Minute)
+	if before.BackoffLeft(time.Now()) <= 0 {
 		t.Fatal("no backoff after a failed dial")
 	}
 	cfg, err := config.Parse([]byte(cfgText))
@@ -202,7 +202,7 @@ func TestReloadClearsBackoff(t *testing.T) {
 	if srv() != before {
 		t.Fatal("the reload rebuilt an unchanged backend")
 	}
-	if left := before.backoffLeft(time.Now()); left > 0 {
+	if left := before.BackoffLeft(time.Now()); left > 0 {
 		t.Fatalf("backoff %v left after a reload", left)
 	}
 }

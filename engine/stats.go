@@ -16,9 +16,9 @@ func (e *Engine) Stats() stats.Stats {
 	s.Summary = s.Engine.Summarize()
 	e.mu.Lock()
 	for _, rt := range e.backends {
-		for _, srv := range rt.servers {
+		for i := range rt.NumServers() {
 			s.Servers++
-			if srv.up.Load() {
+			if rt.Server(i).Up() {
 				s.ServersUp++
 			}
 		}
@@ -40,7 +40,7 @@ func (e *Engine) engineStats() stats.EngineStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for name, rt := range e.backends {
-		st := rt.pool.Stats()
+		st := rt.PoolStats()
 		b := s.Backends[name]
 		if b == nil {
 			b = &stats.BackendStats{Servers: map[string]*stats.ServerStats{}, Failures: map[string]uint64{}}

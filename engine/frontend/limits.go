@@ -1,4 +1,4 @@
-package engine
+package frontend
 
 import (
 	"context"
@@ -14,10 +14,10 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// connLimit counts open client connections against a ceiling. It is a
+// ConnLimit counts open client connections against a ceiling. It is a
 // counter, not a semaphore: a connection over the limit is refused at once
 // rather than queued, since holding it would cost what the limit saves.
-type connLimit struct {
+type ConnLimit struct {
 	max atomic.Int64 // 0: no ceiling (a frontend that defers to the engine's)
 	n   atomic.Int64
 }
@@ -25,7 +25,7 @@ type connLimit struct {
 // acquire takes a slot, or reports false when the limit is reached. It
 // compares and swaps rather than adding and backing off, so that a burst
 // of accepts at the limit does not refuse more than it must.
-func (l *connLimit) acquire() bool {
+func (l *ConnLimit) acquire() bool {
 	for {
 		n, m := l.n.Load(), l.max.Load()
 		if m > 0 && n >= m {
@@ -37,41 +37,44 @@ func (l *connLimit) acquire() bool {
 	}
 }
 
-func (l *connLimit) release() { l.n.Add(-1) }
+func (l *ConnLimit) release() { l.n.Add(-1) }
+
+// SetMax sets the ceiling (0: none); connections over a lowered one stay.
+func (l *ConnLimit) SetMax(n int) { l.max.Store(int64(n)) }
 
 // Refusal reasons of xdpnet_connections_refused_total.
 const (
-	refusedFrontend = "frontend_limit" // the frontend's max_connections
-	refusedEngine   = "engine_limit"   // the engine's max_connections
+	RefusedFrontend = "frontend_limit" // the frontend's max_connections
+	RefusedEngine   = "engine_limit"   // the engine's max_connections
 )
 
 // admit takes a connection slot of the frontend and one of the engine, or
 // counts the refusal and returns false. Each admitted connection calls
 // leave once when it closes.
-func (fe *frontendRT) admit() bool {
+func (fe *Frontend) admit() bool {
 	reason := fe.tryAdmit()
 	if reason != "" {
-		fe.eng.metrics.Refused.WithLabelValues(fe.cfg.Name, reason).Inc()
+		fe.env.Counters.Refused.WithLabelValues(fe.cfg.Name, reason).Inc()
 	}
 	return reason == ""
 }
 
 // tryAdmit is admit without the count: it returns the refusal reason, or
 // "" with both slots taken.
-func (fe *frontendRT) tryAdmit() string {
+func (fe *Frontend) tryAdmit() string {
 	if !fe.conns.acquire() {
-		return refusedFrontend
+		return RefusedFrontend
 	}
-	if !fe.eng.conns.acquire() {
+	if !fe.env.Conns.acquire() {
 		fe.conns.release()
-		return refusedEngine
+		return RefusedEngine
 	}
 	return ""
 }
 
-func (fe *frontendRT) leave() {
+func (fe *Frontend) leave() {
 	fe.conns.release()
-	fe.eng.conns.release()
+	fe.env.Conns.release()
 }
 
 // limitListener closes accepted TCP connections over the frontend's or the
@@ -81,7 +84,7 @@ func (fe *frontendRT) leave() {
 // ones leave when the server reports them closed (http.Server.ConnState).
 type limitListener struct {
 	net.Listener
-	fe *frontendRT
+	fe *Frontend
 }
 
 func (l limitListener) Accept() (net.Conn, error) {
@@ -104,10 +107,10 @@ var errConnLimit = errors.New("connection limit reached")
 // quicConnContext is the h3 frontend's quic.Transport.ConnContext: it
 // admits a new QUIC connection before its handshake, and leaves when the
 // connection (or its handshake) ends.
-func (fe *frontendRT) quicConnContext(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
+func (fe *Frontend) quicConnContext(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
 	if reason := fe.tryAdmit(); reason != "" {
 		if ap, _ := addrPort(ci.RemoteAddr); !fe.quicRefused.again(ap, time.Now()) {
-			fe.eng.metrics.Refused.WithLabelValues(fe.cfg.Name, reason).Inc()
+			fe.env.Counters.Refused.WithLabelValues(fe.cfg.Name, reason).Inc()
 		}
 		return nil, errConnLimit
 	}
@@ -227,7 +230,7 @@ func (b *timedBody) finish() {
 // HTTP/1.1 connection closed after it (the rest of the body would be read
 // as the next request). It counts the cut.
 func (h *httpProxy) bodyTimedOut(w http.ResponseWriter, r *http.Request) (int, string) {
-	h.fe.eng.metrics.ClientTimeouts.WithLabelValues(h.fe.cfg.Name, "body").Inc()
+	h.fe.env.Counters.ClientTimeouts.WithLabelValues(h.fe.cfg.Name, "body").Inc()
 	if r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close")
 	}

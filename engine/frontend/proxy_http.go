@@ -1,4 +1,4 @@
-package engine
+package frontend
 
 import (
 	"bytes"
@@ -15,17 +15,17 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/xdpnet/xdpnet/engine/config"
-
 	"github.com/quic-go/quic-go"
 
+	"github.com/xdpnet/xdpnet/engine/backend"
+	"github.com/xdpnet/xdpnet/engine/config"
 	"github.com/xdpnet/xdpnet/reuse"
 )
 
-// maxReplayBody is the largest request body the proxy buffers so that an
+// MaxReplayBody is the largest request body the proxy buffers so that an
 // idempotent request can be sent again after a failure. Larger bodies stream
 // and are retried only when nothing was sent.
-const maxReplayBody = 64 << 10
+const MaxReplayBody = 64 << 10
 
 // session is one client connection's state, carried in its context: the
 // worker serving it and its reuse sessions (one per backend it used).
@@ -34,7 +34,7 @@ type session struct {
 	remote netip.Addr
 
 	mu     sync.Mutex
-	rs     map[*backendRT]*reuse.Session
+	rs     map[*backend.Backend]*reuse.Session
 	closed bool
 }
 
@@ -47,7 +47,7 @@ func sessionFrom(ctx context.Context) *session {
 
 // reuseSession returns the session's reuse session for rt, or nil once the
 // client connection ended.
-func (s *session) reuseSession(rt *backendRT) *reuse.Session {
+func (s *session) reuseSession(rt *backend.Backend) *reuse.Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -55,9 +55,9 @@ func (s *session) reuseSession(rt *backendRT) *reuse.Session {
 	}
 	rs := s.rs[rt]
 	if rs == nil {
-		rs = rt.pool.Worker(s.worker).NewSession()
+		rs = rt.NewSession(s.worker)
 		if s.rs == nil {
-			s.rs = map[*backendRT]*reuse.Session{}
+			s.rs = map[*backend.Backend]*reuse.Session{}
 		}
 		s.rs[rt] = rs
 	}
@@ -98,21 +98,21 @@ func removeHopHeaders(h http.Header) {
 // httpProxy is the handler of http and h3 frontends: it forwards each
 // request over HTTP/3 to a server of the frontend's backend.
 type httpProxy struct {
-	fe *frontendRT
+	fe *Frontend
 }
 
 func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fe := h.fe
-	e := fe.eng
+	e := fe.env
 	start := time.Now()
-	e.inflight.Add(1)
-	e.inflightN.Add(1)
+	e.Inflight.Add(1)
+	e.InflightN.Add(1)
 	defer func() {
-		e.inflightN.Add(-1)
-		e.inflight.Done()
+		e.InflightN.Add(-1)
+		e.Inflight.Done()
 	}()
 	rt := fe.acquireBackend()
-	defer rt.release()
+	defer rt.Release()
 	sess := sessionFrom(r.Context())
 	if sess == nil { // not reached through a frontend's ConnContext
 		sess = &session{}
@@ -120,7 +120,7 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	code, result := h.forward(w, r, rt, sess)
-	e.metrics.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
+	e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
 	fe.latency.Observe(time.Since(start).Seconds())
 }
 
@@ -140,9 +140,9 @@ func statusClass(code int) string {
 
 // forward runs the attempts of one request and writes the response. It
 // returns the status sent and a result label for metrics.
-func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendRT, sess *session) (int, string) {
-	e := h.fe.eng
-	cfg := rt.cfg
+func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backend.Backend, sess *session) (int, string) {
+	e := h.fe.env
+	cfg := rt.Config()
 
 	out := r.Clone(r.Context())
 	out.RequestURI = ""
@@ -170,7 +170,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 	switch {
 	case noBody:
 		out.Body, out.ContentLength = http.NoBody, 0
-	case r.ContentLength > 0 && r.ContentLength <= maxReplayBody:
+	case r.ContentLength > 0 && r.ContentLength <= MaxReplayBody:
 		b, err := io.ReadAll(io.LimitReader(out.Body, r.ContentLength+1))
 		if tb.cut() {
 			return h.bodyTimedOut(w, r)
@@ -188,18 +188,18 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 	if cfg.Balance == config.BalanceHash {
 		key = hashKey(cfg.HashKey, r, sess)
 	}
-	excluded := make([]bool, len(rt.servers))
+	excluded := make([]bool, rt.NumServers())
 	var (
 		lastErr error
-		lastSrv *server
+		lastSrv *backend.Server
 	)
 	for attempt := 0; attempt <= *cfg.Retries; attempt++ {
-		si, ok := rt.pickForAttempt(attempt, key, excluded)
+		si, ok := rt.Pick(attempt, key, excluded)
 		if !ok {
-			lastErr = ErrNoServer
+			lastErr = backend.ErrNoServer
 			break
 		}
-		srv := rt.servers[si]
+		srv := rt.Server(si)
 		status, stage, err := h.attempt(w, r, out, body, replayable, rt, si, sess, tb.cut)
 		if err == nil {
 			return status, "ok"
@@ -215,12 +215,12 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 		}
 		lastSrv = srv
 		if stage == stageConnect && r.Context().Err() == nil {
-			rt.connectFailed(srv, err)
+			rt.ConnectFailed(srv, err)
 		}
 		// A server too slow to answer is not asked again, nor is another
 		// one: retrying timeouts multiplies the load on a slow backend
 		// (HAProxy retries them only with retry-on response-timeout).
-		if errors.Is(err, errRequestTimeout) || !retryable(r.Context(), stage, err, r.Method, replayable) {
+		if errors.Is(err, backend.ErrRequestTimeout) || !retryable(r.Context(), stage, err, r.Method, replayable) {
 			break
 		}
 		if *cfg.Redisp {
@@ -230,21 +230,21 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backendR
 	if r.Context().Err() != nil {
 		return 499, "client_gone"
 	}
-	f := classify(lastErr)
+	f := backend.Classify(lastErr)
 	hop := cfg.Name
 	if lastSrv != nil {
-		hop += "/" + lastSrv.name
+		hop += "/" + lastSrv.Name()
 	}
-	e.metrics.Failures.WithLabelValues(cfg.Name, f.reason).Inc()
-	e.log.Info("request failed", "frontend", h.fe.cfg.Name, "backend", cfg.Name, "next_hop", hop,
-		"status", f.status, "reason", f.reason, "err", lastErr)
+	e.Counters.Failures.WithLabelValues(cfg.Name, f.Reason).Inc()
+	e.Log.Info("request failed", "frontend", h.fe.cfg.Name, "backend", cfg.Name, "next_hop", hop,
+		"status", f.Status, "reason", f.Reason, "err", lastErr)
 	// RFC 9209: the proxy names itself, the error type and the next hop.
-	w.Header().Set("Proxy-Status", fmt.Sprintf("xdpnet; error=%s; next-hop=%q; details=%q", f.proxyStatus, hop, f.reason))
+	w.Header().Set("Proxy-Status", fmt.Sprintf("xdpnet; error=%s; next-hop=%q; details=%q", f.ProxyStatus, hop, f.Reason))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(f.status)
-	fmt.Fprintf(w, "%d %s: backend %s: %s\n", f.status, http.StatusText(f.status), hop, f.reason)
-	return f.status, "failed"
+	w.WriteHeader(f.Status)
+	fmt.Fprintf(w, "%d %s: backend %s: %s\n", f.Status, http.StatusText(f.Status), hop, f.Reason)
+	return f.Status, "failed"
 }
 
 // errBodyCut ends an attempt whose request body the client stopped sending
@@ -273,24 +273,24 @@ func protoVia(r *http.Request) string {
 // idempotent and the body can be replayed. This is HAProxy's retry-on
 // conn-failure/empty-response on a reused connection; it does not count
 // against the backend's retries, which are for the server's own failures.
-func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rt *backendRT, si int, sess *session, stalled func() bool) (int, attemptStage, error) {
-	srv := rt.servers[si]
+func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rt *backend.Backend, si int, sess *session, stalled func() bool) (int, attemptStage, error) {
+	srv := rt.Server(si)
 	// The pool waits for nothing but a dial, which applies the connect
-	// timeout itself (backendRT.dial).
-	ctx := withWorker(r.Context(), sess.worker)
-	l, err := rt.attach(ctx, sess.worker, si, sess.reuseSession(rt))
+	// timeout itself (backend.Backend's dial).
+	ctx := backend.WithWorker(r.Context(), sess.worker)
+	l, err := rt.Attach(ctx, sess.worker, si, sess.reuseSession(rt))
 	if err != nil {
 		return 0, stageConnect, err
 	}
-	srv.inflight.Add(1)
-	defer srv.inflight.Add(-1)
+	srv.AddInflight(1)
+	defer srv.AddInflight(-1)
 
 	// The request timeout covers the wait for response headers; the body
 	// then streams for as long as the client reads it.
 	rctx, cancel := context.WithCancel(out.Context())
 	defer cancel()
 	var gotHeaders, timedOut atomic.Bool
-	if d := rt.cfg.Timeouts.Request.D(); d > 0 {
+	if d := rt.Config().Timeouts.Request.D(); d > 0 {
 		t := time.AfterFunc(d, func() {
 			if !gotHeaders.Load() {
 				timedOut.Store(true)
@@ -299,11 +299,11 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		})
 		defer t.Stop()
 	}
-	var sentOn atomic.Pointer[bconn] // the connection the request waits on
-	if d := rt.cfg.Timeouts.Probe.D(); d > 0 {
+	var sentOn atomic.Pointer[backend.Conn] // the connection the request waits on
+	if d := rt.Config().Timeouts.Probe.D(); d > 0 {
 		t := time.AfterFunc(d, func() {
 			if c := sentOn.Load(); c != nil && !gotHeaders.Load() {
-				rt.suspect(srv, c)
+				rt.Suspect(srv, c)
 			}
 		})
 		defer t.Stop()
@@ -316,25 +316,25 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	})
 	send := func(l reuse.Lease) (*http.Response, error) {
 		req := out.WithContext(rctx)
-		req.URL.Host = srv.host
+		req.URL.Host = srv.Host()
 		if body != nil {
 			req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		}
 		if req.Body != nil && req.Body != http.NoBody {
 			req.Body = &sentBody{ReadCloser: req.Body, read: &wrote}
 		}
-		c := l.Conn().(*bconn)
+		c := l.Conn().(*backend.Conn)
 		sentOn.Store(c)
-		return c.h3.RoundTrip(req)
+		return c.RoundTrip(req)
 	}
 	resp, err := send(l)
 	// A server taken out or backing off meanwhile (its connections were
 	// found dead) is not dialled again for this request: the retry loop
 	// sends it elsewhere.
 	if err != nil && l.Reused() && !timedOut.Load() && r.Context().Err() == nil &&
-		rt.usable(si) && srv.backoffLeft(time.Now()) <= 0 &&
-		connDied(l.Conn().(*bconn), err) && (!wrote.Load() || idempotent(r.Method) && replayable) {
-		nl, rerr := rt.pool.Worker(sess.worker).Retry(ctx, l, err)
+		rt.Usable(si) && srv.BackoffLeft(time.Now()) <= 0 &&
+		connDied(l.Conn().(*backend.Conn), err) && (!wrote.Load() || idempotent(r.Method) && replayable) {
+		nl, rerr := rt.Retry(ctx, sess.worker, l, err)
 		if rerr != nil {
 			// The fresh dial failed: that one is the server's failure.
 			return 0, stageConnect, rerr
@@ -346,7 +346,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	if err != nil {
 		l.Done(err)
 		if timedOut.Load() {
-			err = errRequestTimeout
+			err = backend.ErrRequestTimeout
 		}
 		if !wrote.Load() && !timedOut.Load() {
 			// The stream never opened: nothing reached the server.
@@ -363,7 +363,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		l.Done(errBodyCut)
 		return 0, stageSent, errBodyCut
 	}
-	srv.requests.Inc()
+	srv.CountRequest()
 	defer resp.Body.Close()
 
 	hdr := w.Header()
@@ -383,7 +383,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 // connection's error is set, or err is a connection-level QUIC error (the
 // stream errors can reach the request before the connection's close
 // reaches the mux).
-func connDied(c *bconn, err error) bool {
+func connDied(c *backend.Conn, err error) bool {
 	if c.Err() != nil {
 		return true
 	}

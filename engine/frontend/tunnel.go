@@ -1,4 +1,4 @@
-package engine
+package frontend
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdpnet/xdpnet/engine/backend"
 	"github.com/xdpnet/xdpnet/mux"
 	"github.com/xdpnet/xdpnet/reuse"
 )
@@ -17,12 +18,12 @@ import (
 // serveTunnel carries one client TCP connection as one raw QUIC stream to a
 // server of the frontend's backend. Only opening the stream is retried:
 // once bytes flowed, a failure ends the tunnel (TCP has no replay).
-func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
-	e := fe.eng
+func (fe *Frontend) serveTunnel(c net.Conn, worker int) {
+	e := fe.env
 	defer c.Close()
 	rt := fe.acquireBackend()
-	defer rt.release()
-	cfg := rt.cfg
+	defer rt.Release()
+	cfg := rt.Config()
 
 	var key []byte
 	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
@@ -30,39 +31,39 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 	}
 	sess := &session{worker: worker}
 	defer sess.close()
-	excluded := make([]bool, len(rt.servers))
+	excluded := make([]bool, rt.NumServers())
 	var (
 		l   reuse.Lease
-		srv *server
+		srv *backend.Server
 		err error
 	)
 	for attempt := 0; attempt <= *cfg.Retries && !l.Valid(); attempt++ {
-		si, ok := rt.pickForAttempt(attempt, key, excluded)
+		si, ok := rt.Pick(attempt, key, excluded)
 		if !ok {
-			err = ErrNoServer
+			err = backend.ErrNoServer
 			break
 		}
-		srv = rt.servers[si]
-		ctx, cancel := context.WithTimeout(withWorker(fe.cutCtx, worker), max(cfg.Timeouts.Connect.D(), time.Millisecond))
-		l, err = rt.attach(ctx, worker, si, sess.reuseSession(rt))
+		srv = rt.Server(si)
+		ctx, cancel := context.WithTimeout(backend.WithWorker(fe.cutCtx, worker), max(cfg.Timeouts.Connect.D(), time.Millisecond))
+		l, err = rt.Attach(ctx, worker, si, sess.reuseSession(rt))
 		cancel()
 		if err != nil {
-			rt.connectFailed(srv, err)
+			rt.ConnectFailed(srv, err)
 			if *cfg.Redisp {
 				excluded[si] = true
 			}
 		}
 	}
 	if !l.Valid() {
-		f := classify(err)
-		e.metrics.Tunnels.WithLabelValues(fe.cfg.Name, "failed").Inc()
-		e.metrics.Failures.WithLabelValues(cfg.Name, f.reason).Inc()
-		e.log.Info("tunnel refused", "frontend", fe.cfg.Name, "backend", cfg.Name, "reason", f.reason, "err", err)
+		f := backend.Classify(err)
+		e.Counters.Tunnels.WithLabelValues(fe.cfg.Name, "failed").Inc()
+		e.Counters.Failures.WithLabelValues(cfg.Name, f.Reason).Inc()
+		e.Log.Info("tunnel refused", "frontend", fe.cfg.Name, "backend", cfg.Name, "reason", f.Reason, "err", err)
 		return
 	}
-	srv.inflight.Add(1)
-	defer srv.inflight.Add(-1)
-	srv.requests.Inc()
+	srv.AddInflight(1)
+	defer srv.AddInflight(-1)
+	srv.CountRequest()
 
 	err = splice(c, l.Stream(), fe.cfg.Timeouts.Idle.D(), fe.cutCtx.Done())
 	l.Done(err)
@@ -75,7 +76,7 @@ func (fe *frontendRT) serveTunnel(c net.Conn, worker int) {
 	case err != nil:
 		result = "reset"
 	}
-	e.metrics.Tunnels.WithLabelValues(fe.cfg.Name, result).Inc()
+	e.Counters.Tunnels.WithLabelValues(fe.cfg.Name, result).Inc()
 }
 
 // errTunnelIdle ends a tunnel that carried no byte for the idle timeout.

@@ -1,0 +1,34 @@
+package frontend
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpnet/xdpnet/engine/netapi"
+	"github.com/xdpnet/xdpnet/engine/stats"
+)
+
+// Env is what the frontends of one engine share: the network stack, the
+// workers, the counters, and the engine-wide connection limit and requests
+// in flight. The engine owns it; frontends hold a pointer.
+type Env struct {
+	Net netapi.Net
+	// Workers is the number of workers (one per dedicated queue on xdp):
+	// each client connection is served by one (see pickWorker).
+	Workers  int
+	Log      *slog.Logger
+	Counters *stats.Counters
+	// Latency is xdpnet_request_duration_seconds, by frontend.
+	Latency *prometheus.HistogramVec
+
+	// Conns counts client connections over all frontends against the
+	// engine's max_connections.
+	Conns ConnLimit
+	// Inflight counts HTTP requests in progress (a drain waits for them);
+	// InflightN is its count, for what a drain's deadline cuts.
+	Inflight  sync.WaitGroup
+	InflightN atomic.Int64
+}

@@ -1,0 +1,268 @@
+package frontend
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/xdpnet/xdpnet/engine/backend"
+	"github.com/xdpnet/xdpnet/engine/config"
+	"github.com/xdpnet/xdpnet/engine/netapi"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
+)
+
+// Frontend is a listening frontend.
+type Frontend struct {
+	cfg config.Frontend
+	env *Env
+	// latency is its xdpnet_request_duration_seconds series.
+	latency prometheus.Observer
+
+	// backend is swapped by reloads; a request's use of it is counted
+	// (acquireBackend) so that one a reload retired closes once unused.
+	backend atomic.Pointer[backend.Backend]
+
+	// conns counts this frontend's client connections against its
+	// max_connections; each also holds a slot of the engine's.
+	conns       ConnLimit
+	quicRefused recentRefusals // h3
+
+	ln  net.Listener
+	pc  net.PacketConn
+	qtr *quic.Transport     // h3: the frontend's QUIC transport on pc
+	qln *quic.EarlyListener // h3: its listener
+	hs  *http.Server
+	h3  *http3.Server
+	// sessions maps an http frontend's client connections to their
+	// session, so that the session closes with the connection.
+	sessions sync.Map // net.Conn -> *session
+	tunnels  sync.WaitGroup
+	// cutCtx ends when the drain deadline passes (cut): tunnels still
+	// open or still connecting end with it.
+	cutCtx context.Context
+	cut    context.CancelFunc
+	once   sync.Once
+}
+
+// New makes the frontend of cfg (validated), serving be until a reload
+// swaps it (SwapBackend). Start opens its socket.
+func New(cfg config.Frontend, be *backend.Backend, env *Env) *Frontend {
+	fe := &Frontend{cfg: cfg, env: env, latency: env.Latency.WithLabelValues(cfg.Name)}
+	fe.cutCtx, fe.cut = context.WithCancel(context.Background())
+	fe.backend.Store(be)
+	fe.conns.max.Store(int64(cfg.MaxConnections))
+	return fe
+}
+
+// Config is the frontend's configuration; callers must not change it.
+func (fe *Frontend) Config() *config.Frontend { return &fe.cfg }
+
+// Addr is the frontend's bound address, or nil before Start.
+func (fe *Frontend) Addr() net.Addr {
+	switch {
+	case fe.ln != nil:
+		return fe.ln.Addr()
+	case fe.pc != nil:
+		return fe.pc.LocalAddr()
+	}
+	return nil
+}
+
+// acquireBackend returns the current backend, counted in use until the
+// caller calls its Release. A backend a reload swapped out is skipped for
+// its successor, so retirement only waits for work that started before.
+func (fe *Frontend) acquireBackend() *backend.Backend {
+	for {
+		rt := fe.backend.Load()
+		if !rt.Use() || fe.backend.Load() == rt {
+			return rt
+		}
+		rt.Release()
+	}
+}
+
+// SwapBackend makes rt the backend of new requests and tunnels (a reload).
+func (fe *Frontend) SwapBackend(rt *backend.Backend) { fe.backend.Store(rt) }
+
+// Start opens the frontend's socket and serves it.
+func (fe *Frontend) Start() error {
+	e := fe.env
+	newSession := func(local, remote net.Addr, tcp bool) *session {
+		s := &session{worker: e.pickWorker(local, remote, tcp)}
+		if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
+			s.remote = ap.Addr().Unmap()
+		}
+		return s
+	}
+	log := slog.NewLogLogger(e.Log.With("frontend", fe.cfg.Name).Handler(), slog.LevelDebug)
+	switch fe.cfg.Protocol {
+	case config.ProtoHTTP:
+		ln, err := e.Net.ListenTCP(fe.cfg.Addr())
+		if err != nil {
+			return err
+		}
+		fe.ln = ln
+		var protos http.Protocols
+		protos.SetHTTP1(true)
+		protos.SetUnencryptedHTTP2(true)
+		conns := e.Counters.ClientConns.WithLabelValues(fe.cfg.Name)
+		fe.hs = &http.Server{
+			Handler:           &httpProxy{fe: fe},
+			Protocols:         &protos,
+			ReadHeaderTimeout: fe.cfg.Timeouts.Header.D(),
+			IdleTimeout:       fe.cfg.Timeouts.Idle.D(),
+			MaxHeaderBytes:    fe.cfg.MaxHeaderBytes,
+			ErrorLog:          log,
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				s := newSession(c.LocalAddr(), c.RemoteAddr(), true)
+				fe.sessions.Store(c, s)
+				return context.WithValue(ctx, sessionKey{}, s)
+			},
+			ConnState: func(c net.Conn, s http.ConnState) {
+				switch s {
+				case http.StateNew:
+					conns.Inc()
+				case http.StateClosed, http.StateHijacked:
+					conns.Dec()
+					// Once per connection: the session was stored
+					// by ConnContext, right after limitListener
+					// admitted the connection.
+					if v, ok := fe.sessions.LoadAndDelete(c); ok {
+						v.(*session).close()
+						fe.leave()
+					}
+				}
+			},
+		}
+		go fe.hs.Serve(limitListener{Listener: ln, fe: fe})
+	case config.ProtoH3:
+		pc, err := e.Net.ListenUDP(fe.cfg.Addr())
+		if err != nil {
+			return err
+		}
+		cert, err := fe.certificate()
+		if err != nil {
+			pc.Close()
+			return err
+		}
+		// Our own transport rather than http3.Server.Serve's, for its
+		// ConnContext: the connection limit refuses a QUIC connection
+		// there, before its handshake, with CONNECTION_REFUSED.
+		tr := &quic.Transport{Conn: pc, ConnContext: fe.quicConnContext}
+		qln, err := tr.ListenEarly(
+			http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
+			&quic.Config{
+				HandshakeIdleTimeout: fe.cfg.Timeouts.Header.D(),
+				MaxIdleTimeout:       fe.cfg.Timeouts.Idle.D(),
+				InitialPacketSize:    netapi.QUICPacketSize(e.Net, fe.cfg.Addr().Addr()),
+			})
+		if err != nil {
+			tr.Close()
+			pc.Close()
+			return err
+		}
+		fe.pc, fe.qtr, fe.qln = pc, tr, qln
+		fe.h3 = &http3.Server{
+			Handler:        &httpProxy{fe: fe},
+			IdleTimeout:    fe.cfg.Timeouts.Idle.D(),
+			MaxHeaderBytes: fe.cfg.MaxHeaderBytes,
+			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+				s := newSession(c.LocalAddr(), c.RemoteAddr(), false)
+				context.AfterFunc(c.Context(), s.close)
+				return context.WithValue(ctx, sessionKey{}, s)
+			},
+		}
+		go fe.h3.ServeListener(qln)
+	case config.ProtoTCP:
+		ln, err := e.Net.ListenTCP(fe.cfg.Addr())
+		if err != nil {
+			return err
+		}
+		fe.ln = ln
+		go fe.acceptTunnels()
+	}
+	e.Log.Info("frontend listening", "frontend", fe.cfg.Name, "protocol", fe.cfg.Protocol, "addr", fe.Addr(), "stack", e.Net.Name())
+	return nil
+}
+
+// certificate loads the frontend's certificate or makes a self-signed one.
+func (fe *Frontend) certificate() (tls.Certificate, error) {
+	if fe.cfg.TLS != nil && fe.cfg.TLS.Cert != "" {
+		return tls.LoadX509KeyPair(fe.cfg.TLS.Cert, fe.cfg.TLS.Key)
+	}
+	fe.env.Log.Warn("h3 frontend without tls.cert: using a self-signed certificate", "frontend", fe.cfg.Name)
+	cert, _, err := quicmux.SelfSigned([]string{fe.cfg.Addr().Addr().String()}, 24*time.Hour)
+	return cert, err
+}
+
+func (fe *Frontend) acceptTunnels() {
+	e := fe.env
+	conns := e.Counters.ClientConns.WithLabelValues(fe.cfg.Name)
+	for {
+		c, err := fe.ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				e.Log.Warn("accept", "frontend", fe.cfg.Name, "err", err)
+			}
+			return
+		}
+		if !fe.admit() {
+			// Over the limit: closed right after accept (see
+			// limitListener).
+			c.Close()
+			continue
+		}
+		conns.Inc()
+		fe.tunnels.Go(func() {
+			defer fe.leave()
+			defer conns.Dec()
+			fe.serveTunnel(c, e.pickWorker(c.LocalAddr(), c.RemoteAddr(), true))
+		})
+	}
+}
+
+// Shutdown stops accepting and waits for requests and tunnels in flight;
+// when ctx ends it cuts what is left.
+func (fe *Frontend) Shutdown(ctx context.Context) {
+	fe.once.Do(func() {
+		cut := fe.cut
+		switch {
+		case fe.hs != nil:
+			if err := fe.hs.Shutdown(ctx); err != nil {
+				fe.hs.Close()
+			}
+		case fe.h3 != nil:
+			// The listener is ours (ServeListener): close it first so
+			// that no handshake completes into a queue nobody accepts.
+			fe.qln.Close()
+			if err := fe.h3.Shutdown(ctx); err != nil {
+				fe.h3.Close()
+			}
+			fe.qtr.Close()
+			fe.pc.Close()
+		case fe.ln != nil:
+			fe.ln.Close()
+			done := make(chan struct{})
+			go func() { fe.tunnels.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				cut()
+				<-done
+				return
+			}
+		}
+		cut()
+	})
+}
