@@ -1,0 +1,38 @@
+// Package frontend is the gateway's client side: a [Frontend] listens on a
+// socket of the network stack (netapi.Net) and carries each HTTP request
+// (HTTP/1.1, h2c, HTTP/3) as one HTTP/3 request, and each TCP connection of
+// a tcp frontend as one raw QUIC stream, to a server of its backend
+// (package backend). Each client connection is served by one worker: on a
+// stack that knows it, the worker of the RX queue the connection arrived
+// on, else one chosen by a hash of the client's address.
+//
+// Retries follow HAProxy's model: a request that never reached a server is
+// retried (on another server with redispatch); one that may have reached it
+// is retried only if its method is idempotent (RFC 9110 section 9.2.2) and
+// its body (up to [MaxReplayBody]) can be replayed; nothing is retried once
+// a response started, nor after a request timeout. Requests the gateway
+// cannot serve get 502, 503 or 504 with an RFC 9209 Proxy-Status header
+// (error type, next-hop backend/server), a one-line body with the reason, a
+// log line and xdpnet_backend_failures_total{reason}.
+//
+// Tunnels: a failure on either side, the frontend idle timeout (no byte
+// either way, which is also what a peer that stopped reading looks like)
+// or the drain deadline resets the backend stream and closes the client
+// connection.
+//
+// Client limits: a request body must keep coming (each read waits at most
+// the frontend's timeouts.body, else 408 and xdpnet_client_timeouts_total;
+// HTTP/1.1 and h2c through http.ResponseController.SetReadDeadline, HTTP/3
+// through its stream's read deadline). max_connections bounds client
+// connections per frontend and over the engine ([Env].Conns): TCP
+// connections over it are accepted and closed at once (the stack's listen
+// backlog has answered the SYN already: the client sees a connection that
+// closes, not a refused one), QUIC connections get CONNECTION_REFUSED
+// before their handshake (quic.Transport.ConnContext);
+// xdpnet_connections_refused_total counts both, by frontend and reason.
+//
+// It knows clients and HTTP serving and uses backends through their
+// exported methods; it must not know how a backend dials, checks or
+// balances, nor the engine's lifecycle (the engine makes, swaps and shuts
+// down frontends) or the admin endpoint.
+package frontend
