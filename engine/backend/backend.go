@@ -376,15 +376,21 @@ func (rt *Backend) markDown(srv *Server, why string, err error, byTraffic bool) 
 // server fail now instead of at their timeout, and idempotent ones are
 // retried elsewhere.
 func (rt *Backend) shutdownSessions(srv *Server) {
-	rt.trMu.Lock()
-	var conns []*Conn
-	for c := range rt.live[srv] {
-		conns = append(conns, c)
-	}
-	rt.trMu.Unlock()
+	conns := rt.liveConns(srv)
 	for _, c := range conns {
 		c.Close()
 	}
+}
+
+// liveConns are the connections to srv that are open now.
+func (rt *Backend) liveConns(srv *Server) []*Conn {
+	rt.trMu.Lock()
+	defer rt.trMu.Unlock()
+	conns := make([]*Conn, 0, len(rt.live[srv]))
+	for c := range rt.live[srv] {
+		conns = append(conns, c)
+	}
+	return conns
 }
 
 func (rt *Backend) healthLoop(ctx context.Context, srv *Server) {
@@ -593,12 +599,7 @@ func (rt *Backend) Suspect(srv *Server, c *Conn) {
 // which some connections failed counts once for passive health and starts
 // the reconnect backoff; one in which all did takes the server out.
 func (rt *Backend) probeConns(srv *Server) {
-	rt.trMu.Lock()
-	var conns []*Conn
-	for c := range rt.live[srv] {
-		conns = append(conns, c)
-	}
-	rt.trMu.Unlock()
+	conns := rt.liveConns(srv)
 	if len(conns) == 0 {
 		return
 	}
