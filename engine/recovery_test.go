@@ -138,7 +138,7 @@ func TestBurstDialsWhatItNeeds(t *testing.T) {
 // client connections' first requests share the established HTTP/3 backend
 // connection instead of each dialling one (HAProxy's safe keeps them off
 // idle connections because HTTP/1 cannot tell an unprocessed request; HTTP/3
-// can, see RetryableFirst in newBackendRT).
+// can, see RetryableFirst in backend.New).
 func TestSafeSharesFromTheFirstRequest(t *testing.T) {
 	cert, roots := labCert(t)
 	os := loopOrigins(t, cert, 1, "")

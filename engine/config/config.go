@@ -254,7 +254,7 @@ type BackTimeout struct {
 	Request Duration `yaml:"request"` // whole request incl. response headers, default 30s
 	// Probe is how long a request waits for response headers before the
 	// engine PINGs its connection; one that does not answer is closed and
-	// its requests retried (see backendRT.suspect). Default 1s, or half
+	// its requests retried (see backend.Backend.Suspect). Default 1s, or half
 	// of request if that is less; it must stay below request.
 	Probe Duration `yaml:"probe"`
 	// Queue bounds the wait of a request for a free stream or a dial slot
@@ -341,7 +341,7 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// ParseConfig decodes YAML (unknown fields are errors), applies defaults and
+// Parse decodes YAML (unknown fields are errors), applies defaults and
 // validates. The error lists every problem, each naming its field.
 func Parse(b []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))

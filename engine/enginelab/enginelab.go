@@ -37,7 +37,7 @@ type Options struct {
 	// Stack is "xdp" (default) or "kernel".
 	Stack string
 	// Config is the engine configuration (YAML); empty means
-	// engine.DemoConfig. Its servers must be lab server addresses.
+	// config.Demo. Its servers must be lab server addresses.
 	Config string
 	// Admin overrides the configuration's admin address ("127.0.0.1:0" in
 	// tests so that labs can run side by side).

@@ -24,7 +24,7 @@
 // the frontend's timeouts.body, else 408 and xdpnet_client_timeouts_total;
 // HTTP/1.1 and h2c through http.ResponseController.SetReadDeadline, HTTP/3
 // through its stream's read deadline). max_connections bounds client
-// connections per frontend and over the engine ([Env].Conns): TCP
+// connections per frontend and over the engine ([Env.Conns]): TCP
 // connections over it are accepted and closed at once (the stack's listen
 // backlog has answered the SYN already: the client sees a connection that
 // closes, not a refused one), QUIC connections get CONNECTION_REFUSED
