@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+
+	"github.com/xdpnet/xdpnet/internal/pktgen"
 )
 
 // Frame helpers for the tests: enough Ethernet/IPv4/IPv6/UDP to build,
@@ -90,64 +92,12 @@ func echoInPlace(f []byte) {
 	}
 }
 
-// buildUDP writes an Ethernet+IP+UDP frame into b and returns its length.
+// buildUDP writes an Ethernet+IP+UDP frame into b and returns its length
+// (the one frame builder, internal/pktgen).
 func buildUDP(b []byte, srcMAC, dstMAC net.HardwareAddr, src, dst netip.AddrPort, payload []byte) int {
-	copy(b[0:6], dstMAC)
-	copy(b[6:12], srcMAC)
-	var l4 int
-	var pseudo uint32
-	ulen := 8 + len(payload)
-	if src.Addr().Is4() {
-		binary.BigEndian.PutUint16(b[12:], etherIPv4)
-		ip := b[14:34]
-		clear(ip)
-		ip[0], ip[8], ip[9] = 0x45, 64, protoUDP
-		binary.BigEndian.PutUint16(ip[2:], uint16(20+ulen))
-		s4, d4 := src.Addr().As4(), dst.Addr().As4()
-		copy(ip[12:], s4[:])
-		copy(ip[16:], d4[:])
-		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip, 0)))
-		pseudo = sum(ip[12:20], protoUDP+uint32(ulen))
-		l4 = 34
-	} else {
-		binary.BigEndian.PutUint16(b[12:], etherIPv6)
-		ip := b[14:54]
-		clear(ip)
-		ip[0], ip[6], ip[7] = 0x60, protoUDP, 64
-		binary.BigEndian.PutUint16(ip[4:], uint16(ulen))
-		s16, d16 := src.Addr().As16(), dst.Addr().As16()
-		copy(ip[8:], s16[:])
-		copy(ip[24:], d16[:])
-		pseudo = sum(ip[8:40], protoUDP+uint32(ulen))
-		l4 = 54
+	f, err := pktgen.BuildUDP(pktgen.UDPFrame{SrcMAC: srcMAC, DstMAC: dstMAC, Src: src, Dst: dst, Payload: payload})
+	if err != nil {
+		panic(err) // the tests build lab frames only
 	}
-	u := b[l4 : l4+ulen]
-	binary.BigEndian.PutUint16(u[0:], src.Port())
-	binary.BigEndian.PutUint16(u[2:], dst.Port())
-	binary.BigEndian.PutUint16(u[4:], uint16(ulen))
-	u[6], u[7] = 0, 0
-	copy(u[8:], payload)
-	c := ^fold(sum(u, pseudo))
-	if c == 0 {
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(u[6:], c)
-	return l4 + ulen
-}
-
-func sum(b []byte, acc uint32) uint32 {
-	for ; len(b) >= 2; b = b[2:] {
-		acc += uint32(binary.BigEndian.Uint16(b))
-	}
-	if len(b) == 1 {
-		acc += uint32(b[0]) << 8
-	}
-	return acc
-}
-
-func fold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
+	return copy(b, f)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/lab/labtest"
+	"github.com/xdpnet/xdpnet/internal/pktgen"
 )
 
 const (
@@ -579,7 +580,7 @@ func neighbourSolicitation(mac net.HardwareAddr, src, target netip.Addr) []byte 
 	copy(icmp[8:24], t16[:])
 	icmp[24], icmp[25] = 1, 1 // source link-layer address option
 	copy(icmp[26:32], mac)
-	binary.BigEndian.PutUint16(icmp[2:], ^fold(sum(icmp, sum(ip[8:40], protoICMP6+32))))
+	binary.BigEndian.PutUint16(icmp[2:], pktgen.Checksum(icmp, pktgen.Sum(ip[8:40], protoICMP6+32)))
 	return f
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/lab/labtest"
+	"github.com/xdpnet/xdpnet/internal/pktgen"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 )
 
@@ -22,13 +23,13 @@ func unfinishUDP(f []byte) int {
 	var pseudo uint32
 	if binary.BigEndian.Uint16(f[12:]) == etherIPv4 {
 		l4 = 34
-		pseudo = sum(f[26:34], 0)
+		pseudo = pktgen.Sum(f[26:34], 0)
 	} else {
 		l4 = 54
-		pseudo = sum(f[22:54], 0)
+		pseudo = pktgen.Sum(f[22:54], 0)
 	}
 	ulen := binary.BigEndian.Uint16(f[l4+4:])
-	binary.BigEndian.PutUint16(f[l4+6:], fold(pseudo+protoUDP+uint32(ulen)))
+	binary.BigEndian.PutUint16(f[l4+6:], pktgen.Fold(pseudo+protoUDP+uint32(ulen)))
 	return l4
 }
 

@@ -55,7 +55,12 @@ type UDPFrame struct {
 	// ranges.
 	Src, Dst netip.AddrPort
 	// Size is the frame size on the wire, FCS included: MinSizeFor..MaxSize.
+	// With Payload it must be 0.
 	Size int
+	// Payload, when not nil, is the UDP payload, and the frame is exactly
+	// the headers and it (no padding to the Ethernet minimum: the sender
+	// pads); else the payload is a repeating byte pattern filling Size.
+	Payload []byte
 }
 
 // BuildUDP returns the frame (Size-FCSLen bytes) with complete IP and UDP
@@ -73,10 +78,23 @@ func BuildUDP(f UDPFrame) ([]byte, error) {
 		return nil, errors.New("pktgen: source and destination MAC must be 6 bytes")
 	}
 	v6 := src.Is6()
-	if f.Size < MinSizeFor(v6) || f.Size > MaxSize {
-		return nil, fmt.Errorf("pktgen: frame size %d out of range [%d, %d] (FCS included)", f.Size, MinSizeFor(v6), MaxSize)
+	size := f.Size
+	if f.Payload != nil {
+		if size != 0 {
+			return nil, errors.New("pktgen: a frame has a Size or a Payload, not both")
+		}
+		if v6 {
+			size = ethLen + ipv6Len + udpLen + len(f.Payload) + FCSLen
+		} else {
+			size = ethLen + ipv4Len + udpLen + len(f.Payload) + FCSLen
+		}
+		if size > MaxSize {
+			return nil, fmt.Errorf("pktgen: %d-byte payload makes a frame over %d bytes", len(f.Payload), MaxSize)
+		}
+	} else if size < MinSizeFor(v6) || size > MaxSize {
+		return nil, fmt.Errorf("pktgen: frame size %d out of range [%d, %d] (FCS included)", size, MinSizeFor(v6), MaxSize)
 	}
-	b := make([]byte, f.Size-FCSLen)
+	b := make([]byte, size-FCSLen)
 	copy(b[0:6], f.DstMAC)
 	copy(b[6:12], f.SrcMAC)
 	ip := b[ethLen:]
@@ -107,8 +125,12 @@ func BuildUDP(f UDPFrame) ([]byte, error) {
 	binary.BigEndian.PutUint16(udp[0:], f.Src.Port())
 	binary.BigEndian.PutUint16(udp[2:], f.Dst.Port())
 	binary.BigEndian.PutUint16(udp[4:], uint16(len(udp)))
-	for i := udpLen; i < len(udp); i++ {
-		udp[i] = byte(i)
+	if f.Payload != nil {
+		copy(udp[udpLen:], f.Payload)
+	} else {
+		for i := udpLen; i < len(udp); i++ {
+			udp[i] = byte(i)
+		}
 	}
 	binary.BigEndian.PutUint16(udp[6:], transportChecksum(ip, v6, 17, udp))
 	return b, nil
@@ -166,9 +188,9 @@ func NeighborSolicitation(srcMAC net.HardwareAddr, src, target netip.Addr) []byt
 func transportChecksum(ip []byte, v6 bool, proto byte, l4 []byte) uint16 {
 	var s uint32
 	if v6 {
-		s = sum(ip[8:40], 0)
+		s = Sum(ip[8:40], 0)
 	} else {
-		s = sum(ip[12:20], 0)
+		s = Sum(ip[12:20], 0)
 	}
 	s += uint32(proto) + uint32(len(l4))
 	c := Checksum(l4, s)
@@ -178,7 +200,10 @@ func transportChecksum(ip []byte, v6 bool, proto byte, l4 []byte) uint16 {
 	return c
 }
 
-func sum(b []byte, s uint32) uint32 {
+// Sum adds b to the ones' complement sum s as 16-bit big-endian words (an
+// odd last byte padded with zero): a partial Internet checksum (RFC 1071),
+// for pseudo-headers; Fold and Checksum finish it.
+func Sum(b []byte, s uint32) uint32 {
 	for i := 0; i+1 < len(b); i += 2 {
 		s += uint32(binary.BigEndian.Uint16(b[i:]))
 	}
@@ -188,7 +213,9 @@ func sum(b []byte, s uint32) uint32 {
 	return s
 }
 
-func fold(s uint32) uint16 {
+// Fold folds a partial sum into 16 bits (not complemented: what a sender
+// leaving the rest to checksum offload stores).
+func Fold(s uint32) uint16 {
 	for s > 0xffff {
 		s = s&0xffff + s>>16
 	}

@@ -66,6 +66,39 @@ func TestBuildUDP(t *testing.T) {
 	}
 }
 
+// TestBuildUDPPayload: with a Payload the frame is the headers and it,
+// checksums complete, whatever its length (the sender pads).
+func TestBuildUDPPayload(t *testing.T) {
+	for _, c := range []struct{ src, dst string }{{"198.18.1.2", "198.18.1.1"}, {"2001:2:0:1::2", "2001:2:0:1::1"}} {
+		src, dst := netip.MustParseAddr(c.src), netip.MustParseAddr(c.dst)
+		payload := []byte("sender 1 frame 7")
+		f, err := BuildUDP(UDPFrame{SrcMAC: macA, DstMAC: macB, Src: netip.AddrPortFrom(src, 1000), Dst: netip.AddrPortFrom(dst, 2000), Payload: payload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			udp      header.UDP
+			from, to tcpip.Address
+		)
+		if src.Is4() {
+			ip := header.IPv4(f[header.EthernetMinimumSize:])
+			if !ip.IsValid(len(ip)) || !ip.IsChecksumValid() {
+				t.Fatalf("%s: bad IPv4 header", c.src)
+			}
+			udp, from, to = ip.Payload(), ip.SourceAddress(), ip.DestinationAddress()
+		} else {
+			ip := header.IPv6(f[header.EthernetMinimumSize:])
+			udp, from, to = ip.Payload(), ip.SourceAddress(), ip.DestinationAddress()
+		}
+		if string(udp.Payload()) != string(payload) || !udp.IsChecksumValid(from, to, checksum.Checksum(udp.Payload(), 0)) {
+			t.Errorf("%s: payload %q, checksum valid %v", c.src, udp.Payload(), udp.IsChecksumValid(from, to, checksum.Checksum(udp.Payload(), 0)))
+		}
+		if _, err := BuildUDP(UDPFrame{SrcMAC: macA, DstMAC: macB, Src: netip.AddrPortFrom(src, 1000), Dst: netip.AddrPortFrom(dst, 2000), Payload: payload, Size: 128}); err == nil {
+			t.Errorf("%s: Size and Payload together accepted", c.src)
+		}
+	}
+}
+
 func TestBuildUDPRefuses(t *testing.T) {
 	ap := netip.MustParseAddrPort
 	for _, f := range []UDPFrame{

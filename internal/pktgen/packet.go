@@ -167,5 +167,5 @@ func FragmentIPv4(frame []byte, size int) ([][]byte, error) {
 // ones' complement sum, ready to store. UDP's rule that a zero checksum goes
 // as 0xffff is the caller's.
 func Checksum(b []byte, initial uint32) uint16 {
-	return ^fold(sum(b, initial))
+	return ^Fold(Sum(b, initial))
 }
