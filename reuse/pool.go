@@ -19,9 +19,10 @@ type Pool struct {
 	cancel  context.CancelFunc
 	closed  atomic.Bool
 
-	// shutdowns joins the graceful closes of evicted connections; Close
-	// cuts them short (ctx) and waits for them.
-	shutdowns sync.WaitGroup
+	// bg joins the pool's background work: graceful closes of evicted
+	// connections, liveness probes and warm-up dials. Close cuts them
+	// short (ctx) and waits for them.
+	bg sync.WaitGroup
 
 	staleDone     atomic.Uint64
 	probeFailures atomic.Uint64
@@ -80,8 +81,8 @@ func (p *Pool) server(name string) *server {
 }
 
 // Close closes every connection at once (streams in flight fail), makes
-// Attach fail with ErrPoolClosed and joins the graceful closes of evicted
-// connections. Leases still out may call Done safely.
+// Attach fail with ErrPoolClosed and joins its background work (graceful
+// closes, probes, warm-up dials). Leases still out may call Done safely.
 func (p *Pool) Close() error {
 	if p.closed.Swap(true) {
 		return nil
@@ -118,8 +119,8 @@ func (p *Pool) Close() error {
 		}
 		w.mu.Unlock()
 	}
-	// Graceful closes still running end with p.ctx.
-	p.shutdowns.Wait()
+	// Background work still running ends with p.ctx.
+	p.bg.Wait()
 	return nil
 }
 

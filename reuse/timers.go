@@ -71,7 +71,8 @@ func (w *Worker) probeLocked(ws *wserver) {
 		}
 		p.probing.Store(true)
 		p.lastProbe = w.now
-		go w.pool.probe(p.c, &p.probing)
+		c, probing := p.c, &p.probing
+		w.pool.bg.Go(func() { w.pool.probe(c, probing) })
 	}
 }
 
@@ -105,7 +106,7 @@ func (w *Worker) warmLocked(ws *wserver) {
 		ws.conns++
 		ws.dialing++
 		b.conns++
-		go w.warmDial(b)
+		w.pool.bg.Go(func() { w.warmDial(b) })
 	}
 }
 

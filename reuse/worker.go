@@ -643,7 +643,7 @@ func (w *Worker) release(p *pconn) {
 // streams and sends its close (QUIC CONNECTION_CLOSE with NO_ERROR).
 // The pool owns the goroutine: Close ends and joins it.
 func (w *Worker) shutdown(c mux.Conn) {
-	w.pool.shutdowns.Go(func() {
+	w.pool.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(w.pool.ctx, w.pool.cfg.ShutdownTimeout)
 		defer cancel()
 		c.Shutdown(ctx)
