@@ -48,6 +48,8 @@ type Frontend struct {
 	// session, so that the session closes with the connection.
 	sessions sync.Map // net.Conn -> *session
 	tunnels  sync.WaitGroup
+	// serving joins the serve or accept loop, which ends with the listener.
+	serving sync.WaitGroup
 	// cutCtx ends when the drain deadline passes (cut): tunnels still
 	// open or still connecting end with it.
 	cutCtx context.Context
@@ -145,7 +147,7 @@ func (fe *Frontend) Start() error {
 				}
 			},
 		}
-		go fe.hs.Serve(limitListener{Listener: ln, fe: fe})
+		fe.serving.Go(func() { fe.hs.Serve(limitListener{Listener: ln, fe: fe}) })
 	case config.ProtoH3:
 		pc, err := e.Net.ListenUDP(fe.cfg.Addr())
 		if err != nil {
@@ -183,14 +185,14 @@ func (fe *Frontend) Start() error {
 				return context.WithValue(ctx, sessionKey{}, s)
 			},
 		}
-		go fe.h3.ServeListener(qln)
+		fe.serving.Go(func() { fe.h3.ServeListener(qln) })
 	case config.ProtoTCP:
 		ln, err := e.Net.ListenTCP(fe.cfg.Addr())
 		if err != nil {
 			return err
 		}
 		fe.ln = ln
-		go fe.acceptTunnels()
+		fe.serving.Go(fe.acceptTunnels)
 	}
 	e.Log.Info("frontend listening", "frontend", fe.cfg.Name, "protocol", fe.cfg.Protocol, "addr", fe.Addr(), "stack", e.Net.Name())
 	return nil
@@ -260,9 +262,9 @@ func (fe *Frontend) Shutdown(ctx context.Context) {
 			case <-ctx.Done():
 				cut()
 				<-done
-				return
 			}
 		}
 		cut()
+		fe.serving.Wait() // the serve and accept loops end with their listeners
 	})
 }
