@@ -173,8 +173,11 @@ func TestUDPFastPathChecksumOffload(t *testing.T) {
 			for _, b := range payloads {
 				p.roundTrip(t, b)
 			}
-			if fin, fast := port.ChecksumsFinished()-before, p.fast()-fastBefore; fast != uint64(len(payloads)) || fin != fast {
-				t.Errorf("%d fast-path datagrams, %d checksums finished by the port; want %d each", fast, fin, len(payloads))
+			// Every fast-path datagram leaves its checksum to the port. The
+			// port may finish more: netstack's own packets with offload
+			// (CI saw one more, once, under load).
+			if fin, fast := port.ChecksumsFinished()-before, p.fast()-fastBefore; fast != uint64(len(payloads)) || fin < fast {
+				t.Errorf("%d fast-path datagrams, %d checksums finished by the port; want %d, and at least as many finished", fast, fin, len(payloads))
 			}
 			if drops := stack.Total(p.r.EPB.Stats()).RXDropChecksum(); drops != 0 {
 				t.Errorf("B dropped %d frames for bad checksums", drops)
