@@ -1,5 +1,3 @@
-// Package testutil holds the helpers that the tests of several packages
-// share. Only tests import it, so no binary links it (or package testing).
 package testutil
 
 import (

@@ -1,7 +1,3 @@
-// Package labtest builds internal/lab topologies for tests: it owns the
-// decision to skip or fail a privileged test and the cleanup, so that
-// package lab (which the xdpnet binary links for its demo) links no test
-// code.
 package labtest
 
 import (

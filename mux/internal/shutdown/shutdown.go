@@ -1,5 +1,3 @@
-// Package shutdown holds the end of a graceful Conn.Shutdown that every
-// mux.Conn implementation shares. It knows only the mux contract.
 package shutdown
 
 import (

@@ -1,0 +1,7 @@
+// Package shutdown holds the end of a graceful Conn.Shutdown that the
+// mux.Conn implementations (quicmux, framed) share: wait for the last
+// stream, then close, or close hard when the context ends.
+//
+// It knows only the mux contract; it must not know QUIC, framed
+// connections or who calls Shutdown (reuse, the engine).
+package shutdown
