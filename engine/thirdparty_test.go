@@ -287,22 +287,7 @@ func h3Get(ctx context.Context, ns *lab.NS, addr netip.AddrPort, path string) er
 		},
 	}
 	defer h3.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr.String()+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := h3.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return &statusError{resp.StatusCode}
-	}
-	return nil
+	return getOK(ctx, h3, "https://"+addr.String()+path)
 }
 
 // originReady polls the origin at addr directly until it answers, and
@@ -332,11 +317,20 @@ func originReady(ns *lab.NS, addr netip.AddrPort, p *proc, limit time.Duration) 
 func probeGet(c *http.Client, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	return getOK(ctx, c.Transport, url)
+}
+
+// getOK sends one GET on rt (nil: http.DefaultTransport) and returns nil on
+// a 200 with the whole body.
+func getOK(ctx context.Context, rt http.RoundTripper, url string) error {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := c.Do(req)
+	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		return err
 	}
