@@ -78,3 +78,31 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// Go's profiles are served under /debug/pprof/ only with admin_pprof.
+func TestAdminPprof(t *testing.T) {
+	cert, roots := labCert(t)
+	for _, on := range []bool{false, true} {
+		text := baseConfig("http", loopOrigins(t, cert, 1, ""), "")
+		if on {
+			text = "admin_pprof: true\n" + text
+		}
+		e := loopEngine(t, roots, text)
+		resp, err := http.Get("http://" + e.AdminAddr().String() + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want {
+			t.Errorf("admin_pprof %v: /debug/pprof/heap status %d, want %d", on, resp.StatusCode, want)
+		}
+		if on && !bytes.Contains(body, []byte("heap profile")) {
+			t.Errorf("admin_pprof: /debug/pprof/heap is not a heap profile: %.200s", body)
+		}
+	}
+}

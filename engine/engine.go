@@ -116,9 +116,9 @@ func (e *Engine) Reload(cfg *config.Config) error {
 	if e.closed {
 		return net.ErrClosed
 	}
-	if cfg.Dataplane != e.cfg.Dataplane || cfg.Admin != e.cfg.Admin ||
+	if cfg.Dataplane != e.cfg.Dataplane || cfg.Admin != e.cfg.Admin || cfg.AdminPprof != e.cfg.AdminPprof ||
 		!reflect.DeepEqual(cfg.Interfaces, e.cfg.Interfaces) || !reflect.DeepEqual(cfg.Buffers, e.cfg.Buffers) {
-		return fmt.Errorf("%w: dataplane, admin, interfaces and buffers change only with a restart", config.ErrInvalid)
+		return fmt.Errorf("%w: dataplane, admin, admin_pprof, interfaces and buffers change only with a restart", config.ErrInvalid)
 	}
 	if err := e.applyLocked(cfg); err != nil {
 		return err
@@ -315,7 +315,7 @@ func (e *Engine) startAdminLocked() error {
 	if e.cfg.Admin == "off" {
 		return nil
 	}
-	srv, addr, err := admin.Serve(e.cfg.Admin, admin.Handler(e.reg, e.Stats), e.log)
+	srv, addr, err := admin.Serve(e.cfg.Admin, admin.Handler(e.reg, e.Stats, e.cfg.AdminPprof), e.log)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"time"
 
@@ -46,15 +47,25 @@ func NewRegistry(stack string, snapshot func() stats.Stats) *Registry {
 }
 
 // Handler serves /metrics (Prometheus, from reg), /stats (JSON, the
-// snapshot that snapshot takes) and /healthz. They are read-only: the "GET "
-// patterns make the mux answer any other method than GET and HEAD with 405
-// and "Allow: GET, HEAD", so that nothing mistakes them for an API that
-// acts.
-func Handler(reg *Registry, snapshot func() stats.Stats) http.Handler {
+// snapshot that snapshot takes) and /healthz, and with profiles the Go
+// runtime's profiles under /debug/pprof/ (config admin_pprof). They are
+// read-only: the "GET " patterns make the mux answer any other method than
+// GET and HEAD with 405 and "Allow: GET, HEAD", so that nothing mistakes
+// them for an API that acts.
+func Handler(reg *Registry, snapshot func() stats.Stats, profiles bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("GET /stats", statsHandler(snapshot))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	if profiles {
+		// Registered on this mux, not net/http's default one, so that
+		// only an engine that asked for them serves them.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
@@ -79,6 +90,8 @@ func Serve(addr string, h http.Handler, log *slog.Logger) (*http.Server, net.Add
 		log.Warn("admin endpoint on a non-loopback address (admin_public: true): anyone who reaches it reads /metrics and /stats, without authentication",
 			"addr", ln.Addr())
 	}
+	// No WriteTimeout: a CPU profile or trace streams for the seconds
+	// it was asked for.
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln) // ends when the caller closes srv
 	return srv, ln.Addr(), nil

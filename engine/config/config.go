@@ -37,6 +37,11 @@ type Config struct {
 	// /metrics describe the whole gateway, so exposing it is an explicit
 	// choice, logged as a warning at start. Default false.
 	AdminPublic bool `yaml:"admin_public"`
+	// AdminPprof serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on the admin endpoint, to profile the gateway where it
+	// runs. A CPU profile costs CPU while it is taken and the endpoint
+	// has no authentication, so it is off by default.
+	AdminPprof bool `yaml:"admin_pprof"`
 	// MaxConnections bounds the client connections (TCP connections of
 	// http and tcp frontends, QUIC connections of h3 frontends) open over
 	// all frontends at once. Above it a new TCP connection is closed
