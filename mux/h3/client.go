@@ -75,7 +75,14 @@ func (h *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	rctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.trace.WroteHeaders = r.wroteHeaders
 	rctx = httptrace.WithClientTrace(rctx, &r.trace)
-	rsp, err := h.cc.RoundTrip(req.WithContext(rctx))
+	sent := req.WithContext(rctx)
+	if sent.Body == http.NoBody {
+		// quic-go sends any non-nil body from a goroutine of its own
+		// with a fresh 8 KiB copy buffer; a nil one just ends the
+		// stream after the headers.
+		sent.Body = nil
+	}
+	rsp, err := h.cc.RoundTrip(sent)
 	if err != nil {
 		r.detach()
 		if !r.wrote.Load() && h.c.Err() == nil {

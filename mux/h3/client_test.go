@@ -140,7 +140,8 @@ func BenchmarkHTTP3Requests(b *testing.B) {
 	for w := range parallel {
 		wg.Go(func() {
 			for i := w; i < b.N; i += parallel {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://backend.lab/", nil)
+				// http.NoBody, as the engine's proxy sends a GET.
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://backend.lab/", http.NoBody)
 				rsp, err := h.RoundTrip(req)
 				if err == nil {
 					var body []byte
