@@ -171,7 +171,7 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 			newFrontends[k] = old
 			continue
 		}
-		fe := frontend.New(f, newBackends[f.Backend], e.fenv)
+		fe := frontend.New(f, newBackends, e.fenv)
 		if err := fe.Start(); err != nil {
 			for _, o := range opened {
 				o.Shutdown(context.Background())
@@ -193,9 +193,9 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 			for _, f := range cfg.Frontends {
 				if frontendKey(&f) == k {
 					if !reflect.DeepEqual(withoutBackend(f), withoutBackend(*fe.Config())) {
-						e.log.Warn("frontend settings other than its backend change only with a restart", "frontend", f.Name)
+						e.log.Warn("frontend settings other than its backend and routes change only with a restart", "frontend", f.Name)
 					}
-					fe.SwapBackend(newBackends[f.Backend])
+					fe.SwapRoutes(&f, newBackends)
 				}
 			}
 		}
@@ -216,7 +216,10 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 	return nil
 }
 
-func withoutBackend(f config.Frontend) config.Frontend { f.Backend = ""; f.Name = ""; return f }
+func withoutBackend(f config.Frontend) config.Frontend {
+	f.Backend, f.Name, f.Routes = "", "", nil
+	return f
+}
 
 // Shutdown drains: listeners close at once, requests and tunnels in flight
 // finish (until ctx ends, then they are cut), then backend connections

@@ -125,6 +125,11 @@ type Frontend struct {
 	// the engine's MaxConnections (refused the same way). Default 0: only
 	// the engine's limit applies.
 	MaxConnections int `yaml:"max_connections"`
+	// Routes send requests by host and path to backends, first match in
+	// order (see [Route]); http and h3 frontends only. Backend is then
+	// the default route, where requests no route matches go; without it
+	// they get 404.
+	Routes []Route `yaml:"routes"`
 
 	addr netip.AddrPort
 }
@@ -706,6 +711,8 @@ func (c *Config) Validate() error {
 		}
 		b := backends[f.Backend]
 		switch {
+		case f.Backend == "" && len(f.Routes) > 0 && f.Protocol != ProtoTCP:
+			// No default route: what no route matches gets 404.
 		case f.Backend == "":
 			bad(p+".backend", "missing")
 		case b == nil:
@@ -715,6 +722,7 @@ func (c *Config) Validate() error {
 		case f.Protocol != ProtoTCP && b.Protocol != BackendH3:
 			bad(p+".backend", "an %s frontend needs a backend with protocol h3, %q has %s", f.Protocol, b.Name, b.Protocol)
 		}
+		validateRoutes(f, p, backends, bad)
 		if f.TLS != nil && f.Protocol != ProtoH3 {
 			bad(p+".tls", "only h3 frontends take a certificate")
 		}

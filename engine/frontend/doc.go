@@ -6,6 +6,12 @@
 // stack that knows it, the worker of the RX queue the connection arrived
 // on, else one chosen by a hash of the client's address.
 //
+// Routes: an HTTP request goes to the first of its frontend's routes whose
+// host (exact or *.suffix) and path prefix match, else to the frontend's
+// own backend (the default route), else gets 404 (no Proxy-Status: no hop
+// was tried). A route's retries and request and probe timeouts replace its
+// backend's. A reload swaps the whole route table at once (SwapRoutes).
+//
 // Retries follow HAProxy's model: a request that never reached a server is
 // retried (on another server with redispatch); one that may have reached it
 // is retried only if its method is idempotent (RFC 9110 section 9.2.2) and

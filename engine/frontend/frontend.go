@@ -29,9 +29,10 @@ type Frontend struct {
 	// latency is its xdpnet_request_duration_seconds series.
 	latency prometheus.Observer
 
-	// backend is swapped by reloads; a request's use of it is counted
-	// (acquireBackend) so that one a reload retired closes once unused.
-	backend atomic.Pointer[backend.Backend]
+	// routes are swapped by reloads; a request's use of its route's
+	// backend is counted (acquireRoute) so that one a reload retired
+	// closes once unused.
+	routes atomic.Pointer[routeTable]
 
 	// conns counts this frontend's client connections against its
 	// max_connections; each also holds a slot of the engine's.
@@ -57,12 +58,13 @@ type Frontend struct {
 	once   sync.Once
 }
 
-// New makes the frontend of cfg (validated), serving be until a reload
-// swaps it (SwapBackend). Start opens its socket.
-func New(cfg config.Frontend, be *backend.Backend, env *Env) *Frontend {
+// New makes the frontend of cfg (validated), its routes and default
+// backend resolved in backends until a reload swaps them (SwapRoutes).
+// Start opens its socket.
+func New(cfg config.Frontend, backends map[string]*backend.Backend, env *Env) *Frontend {
 	fe := &Frontend{cfg: cfg, env: env, latency: env.Latency.WithLabelValues(cfg.Name)}
 	fe.cutCtx, fe.cut = context.WithCancel(context.Background())
-	fe.backend.Store(be)
+	fe.routes.Store(newRouteTable(&cfg, backends))
 	fe.conns.max.Store(int64(cfg.MaxConnections))
 	return fe
 }
@@ -80,22 +82,6 @@ func (fe *Frontend) Addr() net.Addr {
 	}
 	return nil
 }
-
-// acquireBackend returns the current backend, counted in use until the
-// caller calls its Release. A backend a reload swapped out is skipped for
-// its successor, so retirement only waits for work that started before.
-func (fe *Frontend) acquireBackend() *backend.Backend {
-	for {
-		rt := fe.backend.Load()
-		if !rt.Use() || fe.backend.Load() == rt {
-			return rt
-		}
-		rt.Release()
-	}
-}
-
-// SwapBackend makes rt the backend of new requests and tunnels (a reload).
-func (fe *Frontend) SwapBackend(rt *backend.Backend) { fe.backend.Store(rt) }
 
 // Start opens the frontend's socket and serves it.
 func (fe *Frontend) Start() error {

@@ -111,16 +111,23 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.InflightN.Add(-1)
 		e.Inflight.Done()
 	}()
-	rt := fe.acquireBackend()
-	defer rt.Release()
+	rte := fe.acquireRoute(r.Host, r.URL.Path)
+	if rte == nil {
+		code := notFound(w)
+		e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), "no_route").Inc()
+		fe.latency.Observe(time.Since(start).Seconds())
+		return
+	}
+	defer rte.be.Release()
 	sess := sessionFrom(r.Context())
 	if sess == nil { // not reached through a frontend's ConnContext
 		sess = &session{}
 		defer sess.close()
 	}
 
-	code, result := h.forward(w, r, rt, sess)
+	code, result := h.forward(w, r, rte, sess)
 	e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
+	e.Counters.RouteRequests.WithLabelValues(fe.cfg.Name, rte.name, statusClass(code)).Inc()
 	fe.latency.Observe(time.Since(start).Seconds())
 }
 
@@ -140,8 +147,9 @@ func statusClass(code int) string {
 
 // forward runs the attempts of one request and writes the response. It
 // returns the status sent and a result label for metrics.
-func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backend.Backend, sess *session) (int, string) {
+func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, sess *session) (int, string) {
 	e := h.fe.env
+	rt := rte.be
 	cfg := rt.Config()
 
 	out := r.Clone(r.Context())
@@ -193,14 +201,14 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backend.
 		lastErr error
 		lastSrv *backend.Server
 	)
-	for attempt := 0; attempt <= *cfg.Retries; attempt++ {
+	for attempt := 0; attempt <= rte.retries; attempt++ {
 		si, ok := rt.Pick(attempt, key, excluded)
 		if !ok {
 			lastErr = backend.ErrNoServer
 			break
 		}
 		srv := rt.Server(si)
-		status, stage, err := h.attempt(w, r, out, body, replayable, rt, si, sess, tb.cut)
+		status, stage, err := h.attempt(w, r, out, body, replayable, rte, si, sess, tb.cut)
 		if err == nil {
 			return status, "ok"
 		}
@@ -236,14 +244,14 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rt *backend.
 		hop += "/" + lastSrv.Name()
 	}
 	e.Counters.Failures.WithLabelValues(cfg.Name, f.Reason).Inc()
-	e.Log.Info("request failed", "frontend", h.fe.cfg.Name, "backend", cfg.Name, "next_hop", hop,
+	e.Log.Info("request failed", "frontend", h.fe.cfg.Name, "route", rte.name, "backend", cfg.Name, "next_hop", hop,
 		"status", f.Status, "reason", f.Reason, "err", lastErr)
 	// RFC 9209: the proxy names itself, the error type and the next hop.
 	w.Header().Set("Proxy-Status", fmt.Sprintf("xdpnet; error=%s; next-hop=%q; details=%q", f.ProxyStatus, hop, f.Reason))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(f.Status)
-	fmt.Fprintf(w, "%d %s: backend %s: %s\n", f.Status, http.StatusText(f.Status), hop, f.Reason)
+	fmt.Fprintf(w, "%d %s: route %s: backend %s: %s\n", f.Status, http.StatusText(f.Status), rte.name, hop, f.Reason)
 	return f.Status, "failed"
 }
 
@@ -273,7 +281,8 @@ func protoVia(r *http.Request) string {
 // idempotent and the body can be replayed. This is HAProxy's retry-on
 // conn-failure/empty-response on a reused connection; it does not count
 // against the backend's retries, which are for the server's own failures.
-func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rt *backend.Backend, si int, sess *session, stalled func() bool) (int, attemptStage, error) {
+func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rte *route, si int, sess *session, stalled func() bool) (int, attemptStage, error) {
+	rt := rte.be
 	srv := rt.Server(si)
 	// The pool waits for nothing but a dial, which applies the connect
 	// timeout itself (backend.Backend's dial).
@@ -290,7 +299,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	rctx, cancel := context.WithCancel(out.Context())
 	defer cancel()
 	var gotHeaders, timedOut atomic.Bool
-	if d := rt.Config().Timeouts.Request.D(); d > 0 {
+	if d := rte.request; d > 0 {
 		t := time.AfterFunc(d, func() {
 			if !gotHeaders.Load() {
 				timedOut.Store(true)
@@ -300,7 +309,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		defer t.Stop()
 	}
 	var sentOn atomic.Pointer[backend.Conn] // the connection the request waits on
-	if d := rt.Config().Timeouts.Probe.D(); d > 0 {
+	if d := rte.probe; d > 0 {
 		t := time.AfterFunc(d, func() {
 			if c := sentOn.Load(); c != nil && !gotHeaders.Load() {
 				rt.Suspect(srv, c)

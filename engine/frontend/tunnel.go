@@ -21,7 +21,9 @@ import (
 func (fe *Frontend) serveTunnel(c net.Conn, worker int) {
 	e := fe.env
 	defer c.Close()
-	rt := fe.acquireBackend()
+	// A tcp frontend has no routes: its backend is the default route.
+	rte := fe.acquireRoute("", "")
+	rt := rte.be
 	defer rt.Release()
 	cfg := rt.Config()
 
@@ -37,7 +39,7 @@ func (fe *Frontend) serveTunnel(c net.Conn, worker int) {
 		srv *backend.Server
 		err error
 	)
-	for attempt := 0; attempt <= *cfg.Retries && !l.Valid(); attempt++ {
+	for attempt := 0; attempt <= rte.retries && !l.Valid(); attempt++ {
 		si, ok := rt.Pick(attempt, key, excluded)
 		if !ok {
 			err = backend.ErrNoServer

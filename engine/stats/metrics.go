@@ -7,6 +7,7 @@ type Counters struct {
 	// Label values of each vec, in order, are in its comment; Snapshot
 	// says which snapshot field each one fills.
 	Requests        Vec     // frontend, class, result
+	RouteRequests   Vec     // frontend, route, class
 	ClientConns     Vec     // frontend (a gauge)
 	Refused         Vec     // frontend, reason
 	ClientTimeouts  Vec     // frontend, reason

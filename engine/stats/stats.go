@@ -75,7 +75,7 @@ type EngineStats struct {
 // FrontendStats are one frontend's counters.
 type FrontendStats struct {
 	// Requests are by result (ok, failed, aborted, client_gone,
-	// bad_request, body_timeout), then status class (2xx ...).
+	// bad_request, body_timeout, no_route), then status class (2xx ...).
 	Requests          map[string]map[string]uint64 `json:"requests" metric:"xdpnet_requests_total" by:"result,class"`
 	ClientConnections int64                        `json:"client_connections" metric:"xdpnet_client_connections"`
 	// Refused are by reason: frontend_limit or engine_limit.
@@ -84,6 +84,9 @@ type FrontendStats struct {
 	ClientTimeouts map[string]uint64 `json:"client_timeouts" metric:"xdpnet_client_timeouts_total" by:"reason"`
 	// Tunnels are by result: ok, failed, reset, idle, cut.
 	Tunnels map[string]uint64 `json:"tunnels" metric:"xdpnet_tunnels_total" by:"result"`
+	// Routes are the requests a route (or the default route, "default")
+	// took, by route, then status class.
+	Routes map[string]map[string]uint64 `json:"routes" metric:"xdpnet_route_requests_total" by:"route,class"`
 }
 
 // BackendStats are one backend's counters.
@@ -123,7 +126,7 @@ func (m *Counters) Snapshot() EngineStats {
 	fe := func(name string) *FrontendStats {
 		f := s.Frontends[name]
 		if f == nil {
-			f = &FrontendStats{Requests: map[string]map[string]uint64{}, Refused: map[string]uint64{},
+			f = &FrontendStats{Requests: map[string]map[string]uint64{}, Routes: map[string]map[string]uint64{}, Refused: map[string]uint64{},
 				ClientTimeouts: map[string]uint64{}, Tunnels: map[string]uint64{}}
 			s.Frontends[name] = f
 		}
@@ -152,6 +155,13 @@ func (m *Counters) Snapshot() EngineStats {
 			r[k[2]] = map[string]uint64{}
 		}
 		r[k[2]][k[1]] = uint64(n)
+	})
+	m.RouteRequests.Each(func(k Labels, n int64) {
+		r := fe(k[0]).Routes
+		if r[k[1]] == nil {
+			r[k[1]] = map[string]uint64{}
+		}
+		r[k[1]][k[2]] = uint64(n)
 	})
 	m.ClientConns.Each(func(k Labels, n int64) { fe(k[0]).ClientConnections = n })
 	m.Refused.Each(func(k Labels, n int64) { fe(k[0]).Refused[k[1]] = uint64(n) })

@@ -1,0 +1,253 @@
+package engine_test
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/engine/config"
+	"github.com/xdpnet/xdpnet/engine/enginelab"
+	"github.com/xdpnet/xdpnet/internal/lab"
+)
+
+// routeLab is an engine in the lab in front of two third-party origins,
+// gtlsserver as backend "a" (198.18.2.10:443) and caddy as backend "b"
+// (198.18.2.11:443). Each serves /who and /b/who, whose body names the
+// origin ("a" or "b"), so a response says which backend the route chose.
+type routeLab struct {
+	env   *enginelab.Env
+	files [2]originFiles
+}
+
+// routeConfig is routeLab's configuration: frontend "http" at :8080 with
+// backend a as its default route and routes, frontend "strict" at :8081
+// with routes only; top is extra top-level YAML, fe extra fields of the
+// http frontend (", ...").
+func routeConfig(files [2]originFiles, routes, top, fe string) string {
+	return fmt.Sprintf(`dataplane: xdp
+admin: 127.0.0.1:0
+%sinterfaces:
+  - {name: veth-client, queues: [0], addresses: [198.18.1.1/24]}
+  - {name: veth-backend, queues: [0], addresses: [198.18.2.1/24]}
+frontends:
+  - name: http
+    listen: "198.18.1.1:8080"
+    protocol: http
+    backend: a
+    routes: [%s]%s
+  - {name: strict, listen: "198.18.1.1:8081", protocol: http, routes: [{host: only.test, backend: a}]}
+backends:
+  - name: a
+    tls: {ca: %q}
+    health_check: {interval: 500ms, timeout: 400ms, rise: 1}
+    servers: [{name: gtlsserver, address: "198.18.2.10:443"}]
+  - name: b
+    tls: {ca: %q}
+    health_check: {interval: 500ms, timeout: 400ms, rise: 1}
+    servers: [{name: caddy, address: "198.18.2.11:443"}]
+`, top, routes, fe, files[0].cert, files[1].cert)
+}
+
+const labRoutes = `{name: api, host: api.example.test, path_prefix: /b/, backend: b}, {host: "*.wild.test", backend: b}`
+
+func startRouteLab(t *testing.T, top, fe string) *routeLab {
+	t.Helper()
+	needTool(t, "gtlsserver")
+	needTool(t, "caddy")
+	rl := &routeLab{}
+	kinds := [2]originKind{gtlsserver, caddy}
+	addrs := [2]netip.AddrPort{netip.MustParseAddrPort("198.18.2.10:443"), netip.MustParseAddrPort("198.18.2.11:443")}
+	for i, name := range []string{"a", "b"} {
+		rl.files[i] = newOriginFiles(t, addrs[i].Addr().String())
+		for _, f := range []string{"who", "b/who"} {
+			p := filepath.Join(rl.files[i].dir, f)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(name), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var origins []*proc
+	t.Cleanup(func() {
+		for _, p := range origins {
+			p.kill()
+		}
+	})
+	rl.env = startLab(t, "xdp", enginelab.Options{
+		Config:    routeConfig(rl.files, labRoutes, top, fe),
+		NoOrigins: true,
+		BeforeEngine: func(l *lab.Lab) error {
+			for i := range kinds {
+				p, err := launchOrigin(kinds[i], l.Backend, addrs[i], rl.files[i], t.TempDir())
+				if err != nil {
+					return err
+				}
+				origins = append(origins, p)
+				if _, err := originReady(l.Backend, addrs[i], p, 10*time.Second); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+	return rl
+}
+
+// curlHost GETs path from the frontend at port with curl, sending host
+// as the Host header, and returns the status, the Proxy-Status header
+// and the body.
+func curlHost(t *testing.T, env *enginelab.Env, port int, host, path string) (status, proxyStatus, body string) {
+	t.Helper()
+	out, err := runIn(t, env.StartClient, 20*time.Second, "curl", "--http1.1", "-sS", "-m", "5", "-D", "-",
+		"-H", "Host: "+host, fmt.Sprintf("http://198.18.1.1:%d%s", port, path))
+	if err != nil {
+		t.Fatalf("curl %s%s: %v\n%s", host, path, err, out)
+	}
+	head, body, _ := strings.Cut(out, "\r\n\r\n")
+	lines := strings.Split(head, "\r\n")
+	if f := strings.Fields(lines[0]); len(f) > 1 {
+		status = f[1]
+	}
+	for _, l := range lines[1:] {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, "Proxy-Status") {
+			proxyStatus = strings.TrimSpace(v)
+		}
+	}
+	return status, proxyStatus, body
+}
+
+// Routes by host (exact, wildcard) and path prefix, the default route and
+// 404 without one, with curl through the engine to gtlsserver and caddy;
+// then a reload changes the routes without a restart.
+func TestLabRoutes(t *testing.T) {
+	rl := startRouteLab(t, "", "")
+	env := rl.env
+	for _, tc := range []struct {
+		port             int
+		host, path, want string
+	}{
+		{8080, "api.example.test", "/b/who", "b"},       // route api: host and path
+		{8080, "API.Example.Test.:8080", "/b/who", "b"}, // case, port and trailing dot ignored
+		{8080, "api.example.test", "/who", "a"},         // path does not match: default
+		{8080, "x.wild.test", "/who", "b"},              // wildcard, one label
+		{8080, "x.y.wild.test:8080", "/b/who", "b"},     // wildcard, two labels
+		{8080, "wild.test", "/who", "a"},                // the wildcard needs a label: default
+		{8080, "other.test", "/b/who", "a"},             // nothing matches: default
+		{8081, "only.test", "/who", "a"},                // strict: its one route
+		{8081, "other.test", "/who", "404"},             // strict: no route, no default
+	} {
+		status, ps, body := curlHost(t, env, tc.port, tc.host, tc.path)
+		switch {
+		case tc.want == "404":
+			if status != "404" || ps != "" {
+				t.Errorf(":%d %s%s: status %s, Proxy-Status %q; want 404 without Proxy-Status", tc.port, tc.host, tc.path, status, ps)
+			}
+		case status != "200" || body != tc.want:
+			t.Errorf(":%d %s%s: %s %q, want 200 from origin %s", tc.port, tc.host, tc.path, status, body, tc.want)
+		}
+	}
+	text := metricsText(t, env)
+	for _, c := range []struct {
+		labels []string
+		want   float64
+	}{
+		{[]string{`frontend="http"`, `route="api"`}, 2},
+		{[]string{`frontend="http"`, `route="*.wild.test"`}, 2},
+		{[]string{`frontend="http"`, `route="default"`}, 3},
+		{[]string{`frontend="strict"`, `route="only.test"`}, 1},
+	} {
+		if got, _ := metricSum(text, regexp.MustCompile(`^xdpnet_route_requests_total$`), c.labels...); got != c.want {
+			t.Errorf("xdpnet_route_requests_total %v = %v, want %v", c.labels, got, c.want)
+		}
+	}
+	if got, _ := metricSum(text, regexp.MustCompile(`^xdpnet_requests_total$`), `frontend="strict"`, `result="no_route"`); got != 1 {
+		t.Errorf("no_route requests = %v, want 1", got)
+	}
+
+	// A reload sends route api to backend a and adds a route to b by
+	// path alone: kept frontends switch routes without a restart.
+	cfg, err := config.Parse([]byte(routeConfig(rl.files, `{name: api, host: api.example.test, backend: a}, {path_prefix: /b/, backend: b}`, "", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Admin = env.Config.Admin
+	if err := env.Engine.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ host, path, want string }{
+		{"api.example.test", "/b/who", "a"},
+		{"other.test", "/b/who", "b"},
+		{"other.test", "/who", "a"},
+	} {
+		if status, _, body := curlHost(t, env, 8080, tc.host, tc.path); status != "200" || body != tc.want {
+			t.Errorf("after reload %s%s: %s %q, want 200 from origin %s", tc.host, tc.path, status, body, tc.want)
+		}
+	}
+}
+
+// A route's own request timeout and retries replace its backend's for
+// the route's requests, with curl through the engine to the lab's origins
+// (their /sleep answers late on demand; the second origin is stopped, so
+// backend "dead" only has a server that refuses).
+func TestLabRouteTimeoutsAndRetries(t *testing.T) {
+	env := startLab(t, "xdp", enginelab.Options{Config: `dataplane: xdp
+admin: 127.0.0.1:0
+interfaces:
+  - {name: veth-client, queues: [0], addresses: [198.18.1.1/24]}
+  - {name: veth-backend, queues: [0], addresses: [198.18.2.1/24]}
+frontends:
+  - name: http
+    listen: "198.18.1.1:8080"
+    protocol: http
+    backend: be
+    routes:
+      - {name: fast, host: fast.test, backend: be, timeouts: {request: 300ms}}
+      - {name: once, host: once.test, backend: dead, retries: 0}
+      - {name: thrice, host: thrice.test, backend: dead}
+backends:
+  - name: be
+    health_check: {interval: 500ms, timeout: 400ms}
+    timeouts: {request: 10s}
+    servers: [{address: "198.18.2.10:4433"}]
+  - name: dead
+    retries: 2
+    health_check: {enabled: false}
+    servers: [{address: "198.18.2.11:4433"}]
+`})
+	env.StopOrigin(1)
+
+	status, ps, body := curlHost(t, env, 8080, "fast.test", "/sleep?d=3s")
+	if status != "504" || ps == "" || !strings.Contains(body, "route fast") {
+		t.Errorf("fast.test /sleep?d=3s: %s, Proxy-Status %q, body %q; want 504 with Proxy-Status naming route fast (its 300ms request timeout)", status, ps, body)
+	}
+	if status, _, body := curlHost(t, env, 8080, "other.test", "/sleep?d=1s"); status != "200" {
+		t.Errorf("other.test /sleep?d=1s: %s %q; want 200 (the backend's 10s request timeout)", status, body)
+	}
+
+	retries := func() float64 {
+		v, _ := metricSum(metricsText(t, env), regexp.MustCompile(`^xdpnet_retries_total$`), `backend="dead"`)
+		return v
+	}
+	before := retries()
+	status, _, body = curlHost(t, env, 8080, "once.test", "/")
+	if !strings.HasPrefix(status, "5") || !strings.Contains(body, "route once") {
+		t.Errorf("once.test: %s %q; want a 5xx naming route once", status, body)
+	}
+	if d := retries() - before; d != 0 {
+		t.Errorf("route once (retries: 0) made %v retries", d)
+	}
+	before = retries()
+	if status, _, _ := curlHost(t, env, 8080, "thrice.test", "/"); !strings.HasPrefix(status, "5") {
+		t.Errorf("thrice.test: %s; want a 5xx", status)
+	}
+	if d := retries() - before; d < 1 {
+		t.Errorf("route thrice (the backend's retries: 2) made %v retries, want at least 1", d)
+	}
+}
