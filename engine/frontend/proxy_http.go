@@ -129,6 +129,14 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
 	e.Counters.RouteRequests.WithLabelValues(fe.cfg.Name, rte.name, statusClass(code)).Inc()
 	fe.latency.Observe(time.Since(start).Seconds())
+	if result == "aborted" {
+		// The backend's response broke off after its headers went out:
+		// the client's stream is reset (HTTP/2 RST_STREAM, HTTP/3
+		// stream error, HTTP/1.1 connection closed without the last
+		// chunk) rather than ended cleanly, which would make a truncated
+		// response look complete.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func statusClass(code int) string {
@@ -157,6 +165,9 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 	out.URL.Scheme = "https"
 	out.Host = r.Host
 	removeHopHeaders(out.Header)
+	if teTrailers(r.Header) {
+		out.Header.Set("Te", "trailers") // see teTrailers
+	}
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 			ip = strings.Join(prior, ", ") + ", " + ip
@@ -172,6 +183,10 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 	replayable := true
 	noBody := r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
 	if !noBody {
+		if out.Trailer == nil {
+			out.Trailer = http.Header{}
+		}
+		out.Body = &trailerBody{ReadCloser: out.Body, from: r, to: out.Trailer}
 		out, tb = h.timeBody(w, out)
 		defer tb.finish()
 	}
@@ -187,7 +202,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 			http.Error(w, "incomplete request body", http.StatusBadRequest)
 			return http.StatusBadRequest, "bad_request"
 		}
-		body = b
+		body = b // its trailers too: trailerBody saw the end
 	default:
 		replayable = false
 	}
@@ -380,8 +395,15 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	for k, v := range resp.Header {
 		hdr[k] = v
 	}
+	declareTrailers(hdr, resp.Trailer)
+	if len(resp.Trailer) > 0 && r.ProtoMajor == 1 {
+		hdr.Del("Content-Length") // chunked, so that the trailers fit
+	}
 	w.WriteHeader(resp.StatusCode)
 	err = copyBody(w, resp.Body, resp.ContentLength < 0)
+	if err == nil {
+		setTrailers(hdr, resp.Trailer) // complete now (see trailers.go)
+	}
 	resp.Body.Close()
 	l.Done(err)
 	return resp.StatusCode, stageResponse, err

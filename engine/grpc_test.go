@@ -1,0 +1,759 @@
+package engine_test
+
+// Trailers and gRPC through the gateway (issue 21, item 4): grpc-go clients
+// through the h2c frontend and a quic-go HTTP/3 client sending gRPC's
+// framing itself through the h3 frontend, to a grpc-go server (its
+// http.Handler transport) served over HTTP/3 by quic-go in the lab's
+// backend namespace; plain trailers with curl, nghttp and Go's clients.
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthgrpc "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/xdpnet/xdpnet/engine/enginelab"
+	"github.com/xdpnet/xdpnet/internal/lab"
+)
+
+// grpcOrigin is where the test's HTTP/3 origin listens.
+var grpcOrigin = netip.MustParseAddrPort("198.18.2.10:443")
+
+// grpcLabConfig puts an h2c (http) and an h3 frontend in front of the
+// test's origin, with client and backend timeouts far shorter than the
+// long streams the tests run, so that a stream outliving them shows they
+// do not cut it: the request timeout covers only the wait for response
+// headers, the idle timeouts only connections with nothing in flight, and
+// the body timeout each read of a request body. %q is the origin's CA.
+const grpcLabConfig = `dataplane: xdp
+admin: 127.0.0.1:0
+interfaces:
+  - {name: veth-client, queues: [0], addresses: [198.18.1.1/24]}
+  - {name: veth-backend, queues: [0], addresses: [198.18.2.1/24]}
+frontends:
+  - {name: http, listen: "198.18.1.1:8080", protocol: http, backend: grpc, timeouts: {idle: 2s, body: 2s}}
+  - {name: h3, listen: "198.18.1.1:8443", protocol: h3, backend: grpc, timeouts: {idle: 2s, body: 2s}}
+backends:
+  - name: grpc
+    protocol: h3
+    tls: {ca: %q}
+    health_check: {interval: 500ms, timeout: 400ms, path: /healthz, rise: 1, fall: 2}
+    timeouts: {connect: 1s, idle: 2s, request: 2s}
+    servers:
+      - {name: s0, address: "198.18.2.10:443"}
+`
+
+// testService is the gRPC server's grpc.testing.TestService: payloads of
+// the sizes asked, at the intervals asked, the status asked; it reports
+// the calls whose context ended before they finished (cancelled).
+type testService struct {
+	testpb.UnimplementedTestServiceServer
+	cancelled chan string
+	// release lets /broken (brokenBody) break its response.
+	release chan struct{}
+}
+
+func payload(n int32) *testpb.Payload {
+	return &testpb.Payload{Body: bytes.Repeat([]byte{'p'}, int(n))}
+}
+
+func echoStatus(st *testpb.EchoStatus) error {
+	if st == nil || st.Code == 0 {
+		return nil
+	}
+	return status.Error(codes.Code(st.Code), st.Message)
+}
+
+// ended reports a call whose context ended (the client went away).
+func (s *testService) ended(ctx context.Context, method string) {
+	if ctx.Err() != nil {
+		select {
+		case s.cancelled <- method:
+		default:
+		}
+	}
+}
+
+func (s *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get("x-echo"); len(v) > 0 {
+		grpc.SetTrailer(ctx, metadata.Pairs("x-echo-trailer", v[0]))
+	}
+	if err := echoStatus(req.ResponseStatus); err != nil {
+		return nil, err
+	}
+	return &testpb.SimpleResponse{Payload: payload(req.ResponseSize)}, nil
+}
+
+// send sends the responses params ask for, each after its interval.
+func (s *testService) send(ctx context.Context, method string, params []*testpb.ResponseParameters, send func(*testpb.StreamingOutputCallResponse) error) error {
+	for _, p := range params {
+		if p.IntervalUs > 0 {
+			t := time.NewTimer(time.Duration(p.IntervalUs) * time.Microsecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				s.ended(ctx, method)
+				return ctx.Err()
+			}
+		}
+		if err := send(&testpb.StreamingOutputCallResponse{Payload: payload(p.Size)}); err != nil {
+			s.ended(ctx, method)
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *testService) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
+	if err := s.send(stream.Context(), "StreamingOutputCall", req.ResponseParameters, stream.Send); err != nil {
+		return err
+	}
+	return echoStatus(req.ResponseStatus)
+}
+
+func (s *testService) StreamingInputCall(stream grpc.ClientStreamingServer[testpb.StreamingInputCallRequest, testpb.StreamingInputCallResponse]) error {
+	var n int32
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(&testpb.StreamingInputCallResponse{AggregatedPayloadSize: n})
+		}
+		if err != nil {
+			s.ended(stream.Context(), "StreamingInputCall")
+			return err
+		}
+		n += int32(len(req.GetPayload().GetBody()))
+	}
+}
+
+func (s *testService) FullDuplexCall(stream grpc.BidiStreamingServer[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse]) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			s.ended(stream.Context(), "FullDuplexCall")
+			return err
+		}
+		if err := s.send(stream.Context(), "FullDuplexCall", req.ResponseParameters, stream.Send); err != nil {
+			return err
+		}
+		if err := echoStatus(req.ResponseStatus); err != nil {
+			return err
+		}
+	}
+}
+
+// grpcOverH3 serves grpc-go's http.Handler transport (grpc.Server's
+// ServeHTTP) on quic-go's HTTP/3 server. That transport refuses a request
+// whose ProtoMajor is not 2 ("gRPC requires HTTP/2") although all it uses
+// HTTP/3 gives the same way (a body streamed both ways, Flush, trailers
+// set after the body), so this test-only wrapper presents the request as
+// HTTP/2 on a shallow copy. It also tells the client, in a response
+// header, the TE field the backend received.
+func grpcOverH3(gs *grpc.Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend-Te", r.Header.Get("Te"))
+		r2 := r.WithContext(r.Context())
+		r2.ProtoMajor, r2.ProtoMinor = 2, 0
+		gs.ServeHTTP(w, r2)
+	})
+}
+
+// trailersOnlyMethod answers as gRPC over HTTP/2 answers a call that fails
+// before any message (grpc-go's own HTTP/2 server does it so): one
+// header block carrying grpc-status and grpc-message, no body, no
+// trailers ("Trailers-Only" in gRPC's PROTOCOL-HTTP2.md).
+const trailersOnlyMethod = "/xdpnet.test.Gone/Call"
+
+func trailersOnly(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/grpc")
+	w.Header().Set("Grpc-Status", "5")
+	w.Header().Set("Grpc-Message", "nothing here: 100%25")
+	w.WriteHeader(http.StatusOK)
+}
+
+// echoTrailers answers with the request body, its length in a declared
+// trailer, each request trailer X as an undeclared trailer X-Echo-X, and
+// the TE field it received in X-Backend-Te.
+func echoTrailers(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("X-Backend-Te", r.Header.Get("Te"))
+	w.Header().Set("Trailer", "X-Body-Bytes")
+	w.Write(body)
+	w.Header().Set("X-Body-Bytes", fmt.Sprint(len(body)))
+	for k, vv := range r.Trailer {
+		w.Header()[http.TrailerPrefix+"X-Echo-"+k] = vv
+	}
+}
+
+// brokenBody sends part of a body and then, once the test says the client
+// has it (release), resets the stream, as a backend that fails
+// mid-response. Without the wait the reset could overtake the response
+// headers, and the gateway would answer 502 instead.
+func brokenBody(release <-chan struct{}) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Write(bytes.Repeat([]byte("b"), 1000))
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// startGRPCLab starts the engine on grpcLabConfig in front of an HTTP/3
+// origin (quic-go) serving the gRPC server and the plain handlers above.
+func startGRPCLab(t *testing.T) (*enginelab.Env, *testService) {
+	t.Helper()
+	files := newOriginFiles(t, grpcOrigin.Addr().String())
+	cert, err := tls.LoadX509KeyPair(files.cert, files.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &testService{cancelled: make(chan string, 16), release: make(chan struct{})}
+	gs := grpc.NewServer()
+	testpb.RegisterTestServiceServer(gs, svc)
+	hs := healthgrpc.NewServer()
+	hs.SetServingStatus("grpc.testing.TestService", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/echo", echoTrailers)
+	mux.HandleFunc("/broken", brokenBody(svc.release))
+	mux.HandleFunc(trailersOnlyMethod, trailersOnly)
+	mux.Handle("/", grpcOverH3(gs))
+	origin := &http3.Server{
+		Handler:   mux,
+		TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
+	}
+	env := startLab(t, "xdp", enginelab.Options{
+		Config:    fmt.Sprintf(grpcLabConfig, files.cert),
+		NoOrigins: true,
+		BeforeEngine: func(l *lab.Lab) error {
+			var pc net.PacketConn
+			if err := l.Backend.Do(func() (err error) {
+				pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(grpcOrigin))
+				return err
+			}); err != nil {
+				return err
+			}
+			var serving sync.WaitGroup
+			serving.Go(func() { origin.Serve(pc) })
+			// Registered before startLab's cleanup: runs after the
+			// engine and the lab are gone.
+			t.Cleanup(func() {
+				origin.Close()
+				pc.Close()
+				serving.Wait()
+				gs.Stop()
+			})
+			return nil
+		},
+	})
+	if err := probeGet(env.HTTPClient(1, false), env.FrontendURL("http")+"/healthz", 10*time.Second); err != nil {
+		t.Fatalf("gateway to the origin: %v", err)
+	}
+	return env, svc
+}
+
+// grpcClient is a grpc-go client connection to the h2c frontend (insecure
+// credentials: gRPC over cleartext HTTP/2 with prior knowledge).
+func grpcClient(t *testing.T, env *enginelab.Env) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient("passthrough:///198.18.1.1:8080",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return env.Dial(ctx, "tcp", addr)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// wantStatus fails t unless err is a gRPC status with code and msg.
+func wantStatus(t *testing.T, err error, code codes.Code, msg string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != code || st.Message() != msg {
+		t.Fatalf("got %v, want status %v %q", err, code, msg)
+	}
+}
+
+// waitCancelled waits until the server saw method's context end.
+func waitCancelled(t *testing.T, svc *testService, method string) {
+	t.Helper()
+	select {
+	case m := <-svc.cancelled:
+		if m != method {
+			t.Fatalf("server saw %s cancelled, want %s", m, method)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the server did not see %s cancelled within 10s", method)
+	}
+}
+
+// longStream is a server stream lasting longer than every timeout of
+// grpcLabConfig (2s): 40 messages 300ms apart, about 12s.
+func longStream() []*testpb.ResponseParameters {
+	p := make([]*testpb.ResponseParameters, 40)
+	for i := range p {
+		p[i] = &testpb.ResponseParameters{Size: 100, IntervalUs: 300_000}
+	}
+	return p
+}
+
+// TestGRPCGateway runs grpc-go calls of every kind through the h2c
+// frontend and gRPC's framing by hand over HTTP/3 through the h3
+// frontend, to a grpc-go server behind an HTTP/3 backend.
+func TestGRPCGateway(t *testing.T) {
+	env, svc := startGRPCLab(t)
+	cc := grpcClient(t, env)
+	tc := testpb.NewTestServiceClient(cc)
+	// The subtests run in parallel after this function returned.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+
+	t.Run("h2c/long-server-stream", func(t *testing.T) {
+		t.Parallel()
+		start := time.Now()
+		stream, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: longStream()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for {
+			_, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("after %d messages, %v: %v", n, time.Since(start), err)
+			}
+			n++
+		}
+		if n != 40 {
+			t.Fatalf("%d messages, want 40", n)
+		}
+		t.Logf("40 messages over %v, past the 2s request, idle and body timeouts", time.Since(start).Round(time.Millisecond))
+	})
+	t.Run("h3/long-server-stream", func(t *testing.T) {
+		t.Parallel()
+		c, done, err := env.HTTP3Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer done()
+		c.Timeout = 0 // the context bounds the call
+		start := time.Now()
+		resp, err := h3GRPC(ctx, c, env, "/grpc.testing.TestService/StreamingOutputCall",
+			&testpb.StreamingOutputCallRequest{ResponseParameters: longStream()}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		n := 0
+		for {
+			var m testpb.StreamingOutputCallResponse
+			if err := readGRPCMessage(resp.Body, &m); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("after %d messages, %v: %v", n, time.Since(start), err)
+			}
+			n++
+		}
+		if n != 40 || resp.Trailer.Get("Grpc-Status") != "0" {
+			t.Fatalf("%d messages, want 40; trailers %v", n, resp.Trailer)
+		}
+	})
+
+	t.Run("h2c/health", func(t *testing.T) {
+		t.Parallel()
+		hc := healthpb.NewHealthClient(cc)
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "grpc.testing.TestService"})
+		if err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("Check: %v %v", r, err)
+		}
+		// An error with no message before it.
+		_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "nope"})
+		wantStatus(t, err, codes.NotFound, "unknown service")
+	})
+	t.Run("h2c/unary", func(t *testing.T) {
+		t.Parallel()
+		var hdr, trl metadata.MD
+		mctx := metadata.AppendToOutgoingContext(ctx, "x-echo", "42")
+		r, err := tc.UnaryCall(mctx, &testpb.SimpleRequest{ResponseSize: 100 << 10, Payload: payload(50 << 10)},
+			grpc.Header(&hdr), grpc.Trailer(&trl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.GetPayload().GetBody()) != 100<<10 {
+			t.Fatalf("payload of %d bytes", len(r.GetPayload().GetBody()))
+		}
+		if got := hdr.Get("x-backend-te"); len(got) != 1 || got[0] != "trailers" {
+			t.Errorf("backend saw TE %q, want trailers", got)
+		}
+		if got := trl.Get("x-echo-trailer"); len(got) != 1 || got[0] != "42" {
+			t.Errorf("trailer x-echo-trailer %q, want 42 (trailers %v)", got, trl)
+		}
+	})
+	t.Run("h2c/unary-error", func(t *testing.T) {
+		t.Parallel()
+		msg := "denied: ünïcode, 100% \t tab"
+		_, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.PermissionDenied), Message: msg}})
+		wantStatus(t, err, codes.PermissionDenied, msg)
+	})
+	t.Run("h2c/trailers-only", func(t *testing.T) {
+		t.Parallel()
+		err := cc.Invoke(ctx, trailersOnlyMethod, &testpb.Empty{}, &testpb.Empty{})
+		wantStatus(t, err, codes.NotFound, "nothing here: 100%")
+	})
+	t.Run("h2c/server-stream", func(t *testing.T) {
+		t.Parallel()
+		stream, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{
+			ResponseParameters: []*testpb.ResponseParameters{{Size: 1}, {Size: 70000}, {Size: 0}, {Size: 5}},
+			ResponseStatus:     &testpb.EchoStatus{Code: int32(codes.DataLoss), Message: "after the stream"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sizes []int
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				wantStatus(t, err, codes.DataLoss, "after the stream")
+				break
+			}
+			sizes = append(sizes, len(m.GetPayload().GetBody()))
+		}
+		if fmt.Sprint(sizes) != "[1 70000 0 5]" {
+			t.Fatalf("message sizes %v", sizes)
+		}
+	})
+	t.Run("h2c/client-stream", func(t *testing.T) {
+		t.Parallel()
+		stream, err := tc.StreamingInputCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		for i := range 20 {
+			if err := stream.Send(&testpb.StreamingInputCallRequest{Payload: payload(int32(i * 1000))}); err != nil {
+				t.Fatal(err)
+			}
+			want += i * 1000
+		}
+		r, err := stream.CloseAndRecv()
+		if err != nil || int(r.AggregatedPayloadSize) != want {
+			t.Fatalf("got %v %v, want %d bytes", r, err, want)
+		}
+	})
+	t.Run("h2c/bidi", func(t *testing.T) {
+		t.Parallel()
+		stream, err := tc.FullDuplexCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: int32(i)}}}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := stream.Recv()
+			if err != nil || len(m.GetPayload().GetBody()) != i {
+				t.Fatalf("round %d: %v %v", i, m, err)
+			}
+		}
+		// The server ends the call with an error status mid-stream.
+		if err := stream.Send(&testpb.StreamingOutputCallRequest{
+			ResponseParameters: []*testpb.ResponseParameters{{Size: 3}},
+			ResponseStatus:     &testpb.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "stop"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := stream.Recv(); err != nil || len(m.GetPayload().GetBody()) != 3 {
+			t.Fatalf("last message: %v %v", m, err)
+		}
+		_, err = stream.Recv()
+		wantStatus(t, err, codes.FailedPrecondition, "stop")
+	})
+	t.Run("h3/unary", func(t *testing.T) {
+		t.Parallel()
+		c, done, err := env.HTTP3Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer done()
+		resp, err := h3GRPC(ctx, c, env, "/grpc.testing.TestService/UnaryCall", &testpb.SimpleRequest{ResponseSize: 20000}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m testpb.SimpleResponse
+		if err := readGRPCMessage(resp.Body, &m); err != nil || len(m.GetPayload().GetBody()) != 20000 {
+			t.Fatalf("response %v %v", m.GetPayload() != nil, err)
+		}
+		if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) {
+			t.Fatalf("after the message: %v", err)
+		}
+		if resp.Trailer.Get("Grpc-Status") != "0" || resp.Header.Get("X-Backend-Te") != "trailers" {
+			t.Fatalf("trailers %v, headers %v", resp.Trailer, resp.Header)
+		}
+		// An error status in the trailers, and one in a trailers-only response.
+		resp, err = h3GRPC(ctx, c, env, "/grpc.testing.TestService/UnaryCall",
+			&testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.Unavailable), Message: "later"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) {
+			t.Fatalf("error response: %v", err)
+		}
+		if resp.Trailer.Get("Grpc-Status") != "14" || resp.Trailer.Get("Grpc-Message") != "later" {
+			t.Fatalf("trailers %v", resp.Trailer)
+		}
+		resp, err = h3GRPC(ctx, c, env, trailersOnlyMethod, &testpb.Empty{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) {
+			t.Fatalf("trailers-only response: %v", err)
+		}
+		if resp.Header.Get("Grpc-Status") != "5" || resp.Header.Get("Grpc-Message") != "nothing here: 100%25" {
+			t.Fatalf("headers %v", resp.Header)
+		}
+	})
+	t.Run("h3/cancel", func(t *testing.T) {
+		c, done, err := env.HTTP3Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer done()
+		cctx, ccancel := context.WithCancel(ctx)
+		defer ccancel()
+		resp, err := h3GRPC(cctx, c, env, "/grpc.testing.TestService/StreamingOutputCall",
+			&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 10}, {Size: 10, IntervalUs: 30_000_000}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m testpb.StreamingOutputCallResponse
+		if err := readGRPCMessage(resp.Body, &m); err != nil {
+			t.Fatal(err)
+		}
+		ccancel()
+		waitCancelled(t, svc, "StreamingOutputCall")
+	})
+	t.Run("h2c/cancel", func(t *testing.T) {
+		// Not parallel: the cancelled calls are told apart by method.
+		cctx, ccancel := context.WithCancel(ctx)
+		defer ccancel()
+		stream, err := tc.FullDuplexCall(cctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		ccancel()
+		waitCancelled(t, svc, "FullDuplexCall")
+		_, err = stream.Recv()
+		if status.Code(err) != codes.Canceled {
+			t.Fatalf("client got %v, want Canceled", err)
+		}
+	})
+}
+
+// h3GRPC sends one gRPC request (msg in gRPC's length-prefixed framing,
+// content-type application/grpc, TE: trailers) over HTTP/3 through the h3
+// frontend and returns the response, whose status must be 200 and
+// content-type application/grpc.
+func h3GRPC(ctx context.Context, c *http.Client, env *enginelab.Env, path string, msg proto.Message, trailer http.Header) (*http.Response, error) {
+	b, err := proto.Marshal(msg)
+	if err != nil {
+		return nil, err
+	}
+	frame := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(b)))
+	frame = append(frame, b...)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, env.FrontendURL("h3")+path, bytes.NewReader(frame))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	req.Trailer = trailer
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/grpc" {
+		resp.Body.Close()
+		return nil, fmt.Errorf("status %d, content-type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return resp, nil
+}
+
+// readGRPCMessage reads one length-prefixed gRPC message from r into m;
+// io.EOF at a message boundary.
+func readGRPCMessage(r io.Reader, m proto.Message) error {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	if hdr[0] != 0 {
+		return fmt.Errorf("compressed flag %d", hdr[0])
+	}
+	b := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+	if _, err := io.ReadFull(r, b); err != nil {
+		return fmt.Errorf("message body: %w", err)
+	}
+	return proto.Unmarshal(b, m)
+}
+
+// TestTrailersGateway sends request trailers and checks response trailers
+// and the TE field through the http (HTTP/1.1 chunked, h2c) and h3
+// frontends, with Go's clients, curl and nghttp; and checks that a
+// response the backend breaks off reaches the client as broken.
+func TestTrailersGateway(t *testing.T) {
+	env, svc := startGRPCLab(t)
+	const body = "hello, trailers"
+	h3c, done, err := env.HTTP3Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	clients := []struct {
+		name   string
+		c      *http.Client
+		url    string
+		length int64 // -1: streamed (chunked on HTTP/1.1)
+	}{
+		{"http1.1-chunked", env.HTTPClient(1, false), env.FrontendURL("http"), -1},
+		{"h2c-streamed", env.HTTPClient(1, true), env.FrontendURL("http"), -1},
+		{"h2c-sized", env.HTTPClient(1, true), env.FrontendURL("http"), int64(len(body))},
+		{"h3-streamed", h3c, env.FrontendURL("h3"), -1},
+		{"h3-sized", h3c, env.FrontendURL("h3"), int64(len(body))},
+	}
+	for _, cl := range clients {
+		t.Run(cl.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, cl.url+"/echo", io.NopCloser(strings.NewReader(body)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.ContentLength = cl.length
+			req.Header.Set("Te", "trailers")
+			if cl.name == "http1.1-chunked" {
+				req.Header.Set("Connection", "TE") // RFC 9110 section 10.1.4
+			}
+			req.Trailer = http.Header{"X-Checksum": {"c0ffee"}}
+			resp, err := cl.c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || string(got) != body {
+				t.Fatalf("body %q %v", got, err)
+			}
+			if te := resp.Header.Get("X-Backend-Te"); te != "trailers" {
+				t.Errorf("backend saw TE %q, want trailers", te)
+			}
+			if resp.Trailer.Get("X-Body-Bytes") != fmt.Sprint(len(body)) || resp.Trailer.Get("X-Echo-X-Checksum") != "c0ffee" {
+				t.Fatalf("response trailers %v (headers %v)", resp.Trailer, resp.Header)
+			}
+		})
+	}
+
+	bodyFile := filepath.Join(t.TempDir(), "body")
+	if err := os.WriteFile(bodyFile, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("curl-http1.1", func(t *testing.T) {
+		out, err := runIn(t, env.StartClient, 15*time.Second, "curl", "-sS", "--http1.1", "--max-time", "10",
+			"-D", "-", "-o", "/dev/null", "-H", "TE: trailers", "-H", "Connection: TE", "--data-binary", "@"+bodyFile,
+			env.FrontendURL("http")+"/echo")
+		if err != nil {
+			t.Fatalf("curl: %v\n%s", err, out)
+		}
+		// curl prints the trailer section after the header section.
+		_, trailers, _ := strings.Cut(out, "\r\n\r\n")
+		if !strings.Contains(out, "X-Backend-Te: trailers") || !strings.Contains(trailers, fmt.Sprintf("X-Body-Bytes: %d", len(body))) {
+			t.Fatalf("curl output:\n%s", out)
+		}
+	})
+	t.Run("nghttp-h2c", func(t *testing.T) {
+		out, err := runIn(t, env.StartClient, 15*time.Second, "nghttp", "-v", "-t", "10",
+			"-H", "te: trailers", "-d", bodyFile, env.FrontendURL("http")+"/echo")
+		if err != nil {
+			t.Fatalf("nghttp: %v\n%s", err, out)
+		}
+		// nghttp prints a frame's fields before the frame: the trailers
+		// come after the DATA frame, in the HEADERS frame ending the stream.
+		i := strings.LastIndex(out, "recv DATA frame")
+		if i < 0 || !strings.Contains(out[i:], fmt.Sprintf("x-body-bytes: %d", len(body))) ||
+			!strings.Contains(out, "x-backend-te: trailers") {
+			t.Fatalf("nghttp output:\n%s", out)
+		}
+	})
+	// A body the backend broke off must not look complete: curl fails
+	// with "partial file" on HTTP/1.1 (no last chunk) and a stream error
+	// on HTTP/2 (RST_STREAM) once the origin resets its stream.
+	for _, proto := range []string{"--http1.1", "--http2-prior-knowledge"} {
+		t.Run("broken"+proto, func(t *testing.T) {
+			cmd := exec.Command(needTool(t, "curl"), "-sS", "-N", proto, "--max-time", "10", env.FrontendURL("http")+"/broken")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := env.StartClient(cmd); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill() // by PID; a no-op once it exited
+			if _, err := io.ReadFull(stdout, make([]byte, 1000)); err != nil {
+				t.Fatalf("the first 1000 bytes: %v (%s)", err, stderr.String())
+			}
+			svc.release <- struct{}{}
+			io.Copy(io.Discard, stdout)
+			err = cmd.Wait()
+			if err == nil {
+				t.Fatalf("curl took a response the backend broke off as complete")
+			}
+			t.Logf("curl: %v: %s", err, strings.TrimSpace(stderr.String()))
+		})
+	}
+}
