@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/xdpnet/xdpnet/engine/config"
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
+	"github.com/xdpnet/xdpnet/internal/testutil"
 )
 
 // stacks are the data planes every end-to-end test runs on: the AF_XDP
@@ -443,16 +443,7 @@ func TestLabDrainDuringLoad(t *testing.T) {
 }
 
 // serverConns counts goroutines serving HTTP/1.1 or h2c client connections.
-func serverConns() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Count(string(buf[:n]), "net/http.(*conn).serve(")
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-}
+func serverConns() int { return testutil.Goroutines("net/http.(*conn).serve(") }
 
 func sum(env *enginelab.Env) int64 {
 	var n int64

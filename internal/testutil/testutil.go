@@ -3,6 +3,8 @@ package testutil
 import (
 	"errors"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +39,26 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	if !Eventually(cond) {
 		t.Fatalf("timed out after %v waiting for %s", Timeout, what)
+	}
+}
+
+// Goroutines counts the goroutines that have fn on their stack. Give fn as a
+// frame prints it, with the opening parenthesis ("net/http.(*conn).serve("),
+// so that goroutines merely created by fn ("created by ...") do not count.
+func Goroutines(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			count := 0
+			for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+				if strings.Contains(g, fn) {
+					count++
+				}
+			}
+			return count
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 
