@@ -3,6 +3,7 @@ package stack_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +30,7 @@ import (
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/lab/labtest"
 	"github.com/xdpnet/xdpnet/internal/privtest"
+	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/nic"
 	"github.com/xdpnet/xdpnet/stack"
 )
@@ -111,15 +114,17 @@ func newBenchEnv(b *testing.B, impl string) *benchEnv {
 }
 
 // newGVisorXDPEnv puts netstack on gVisor's own AF_XDP endpoint, steered by
-// the same XDP program to its socket on queue 0.
-func newGVisorXDPEnv(b *testing.B, lo lab.Options) *benchEnv {
-	l := labtest.New(b, lo)
+// the same XDP program to its socket on queue 0. Its cleanup ends the
+// endpoint's receive goroutine before it closes the socket (gvisorXDPLink).
+func newGVisorXDPEnv(tb testing.TB, lo lab.Options) *benchEnv {
+	l := labtest.New(tb, lo)
 	lk := l.ClientLink
 	var steer *bpf.Steering
+	var link *gvisorXDPLink
 	fd := -1
 	s, err := stack.New(stack.Options{})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	err = l.Engine.Do(func() error {
 		var err error
@@ -129,19 +134,17 @@ func newGVisorXDPEnv(b *testing.B, lo lab.Options) *benchEnv {
 		if err := errors.Join(steer.AddAddr(lk.EngineV4), steer.AddAddr(lk.EngineV6), steer.Attach(lk.Index, bpf.ModeNative)); err != nil {
 			return err
 		}
-		if fd, err = unix.Socket(unix.AF_XDP, unix.SOCK_RAW, 0); err != nil {
+		// SOCK_CLOEXEC: the clients this process forks must not hold it.
+		if fd, err = unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
 			return fmt.Errorf("af_xdp socket: %w", err)
 		}
-		lep, err := gvxdp.New(&gvxdp.Options{
-			FD: fd, Address: tcpip.LinkAddress(lk.MAC), InterfaceIndex: lk.Index, Bind: true, GRO: true,
-		})
-		if err != nil {
+		if link, err = newGVisorXDPLink(fd, lk.MAC, lk.Index); err != nil {
 			return err
 		}
 		if err := steer.SetSocket(0, fd); err != nil {
 			return err
 		}
-		n, err := s.AddNIC(noDetach{lep}, stack.NICOptions{Name: "gvisor-xdp"})
+		n, err := s.AddNIC(link, stack.NICOptions{Name: "gvisor-xdp"})
 		if err != nil {
 			return err
 		}
@@ -149,16 +152,21 @@ func newGVisorXDPEnv(b *testing.B, lo lab.Options) *benchEnv {
 	})
 	cleanup := func() {
 		s.Close()
+		switch {
+		case link != nil:
+			if err := link.close(testutil.Timeout); err != nil {
+				tb.Error(err)
+			}
+		case fd >= 0:
+			unix.Close(fd)
+		}
 		if steer != nil {
 			steer.Close()
 		}
-		if fd >= 0 {
-			unix.Close(fd)
-		}
 	}
-	b.Cleanup(cleanup)
+	tb.Cleanup(cleanup)
 	if err != nil {
-		privtest.SkipIfNotSupported(b, err)
+		privtest.SkipIfNotSupported(tb, err)
 	}
 	return &benchEnv{
 		l: l, lk: lk, addr: lk.EngineV4,
@@ -170,19 +178,93 @@ func newGVisorXDPEnv(b *testing.B, lo lab.Options) *benchEnv {
 	}
 }
 
-// noDetach works around gVisor's link/xdp endpoint deadlocking in
-// Attach(nil) (it calls IsAttached, which read-locks the mutex Attach
-// holds), which the stack calls on Close. Its receive goroutine, blocked in
-// poll(2), ends with an error when the lab removes the interface.
-type noDetach struct{ gstack.LinkEndpoint }
+// gvisorXDPLink is gVisor's link/xdp endpoint with a way to end its receive
+// goroutine, which the endpoint itself lacks: its Attach(nil), which the
+// stack calls on Close, deadlocks (it calls IsAttached, which read-locks the
+// mutex Attach holds), so Attach(nil) and Wait do nothing here; and its
+// dispatch loop takes a write to its stop eventfd as "go on polling". The
+// loop ends only when poll(2) reports POLLHUP or POLLERR on the socket's
+// descriptor, which it looks up by number on every poll.
+//
+// Closing the socket under the running loop is what hung
+// BenchmarkTCPBulk's Go-client sub-benchmarks: the loop spun on POLLNVAL
+// until the number was reused, then blocked in poll on the file that took
+// it, holding a reference that kept it open. When that file was the write
+// end of a later exec's status pipe, os/exec's Start never read EOF (the
+// client ran, exited and stayed a zombie); when it was a client's stdout
+// pipe, Wait outlived WaitDelay. Which file took the number depended on how
+// many descriptors the steering program opened.
+type gvisorXDPLink struct {
+	gstack.LinkEndpoint
+	fd   int           // the AF_XDP socket the endpoint polls; closed by close
+	efd  int           // the endpoint's stop eventfd, which gVisor never closes
+	done chan struct{} // closed by the endpoint's ClosedFunc when the loop returns
+}
 
-func (e noDetach) Attach(d gstack.NetworkDispatcher) {
+func newGVisorXDPLink(fd int, mac net.HardwareAddr, ifindex int) (*gvisorXDPLink, error) {
+	l := &gvisorXDPLink{fd: fd, efd: -1, done: make(chan struct{})}
+	ep, err := gvxdp.New(&gvxdp.Options{
+		FD: fd, Address: tcpip.LinkAddress(mac), InterfaceIndex: ifindex, Bind: true, GRO: true,
+		ClosedFunc: func(tcpip.Error) { close(l.done) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.LinkEndpoint = ep
+	// The eventfd is unexported (endpoint.stopFD.EFD); reading its number is
+	// the only way to wake the loop from a poll on an idle socket.
+	v := reflect.ValueOf(ep)
+	if v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	if f := v.FieldByName("stopFD"); f.IsValid() {
+		if f = f.FieldByName("EFD"); f.IsValid() && f.CanInt() {
+			l.efd = int(f.Int())
+			return l, nil
+		}
+	}
+	// Not stopping the loop would bring the hang back: refuse to run.
+	return nil, fmt.Errorf("gvisor link/xdp: %T has no stopFD.EFD any more: update gvisorXDPLink", ep)
+}
+
+func (l *gvisorXDPLink) Attach(d gstack.NetworkDispatcher) {
 	if d != nil {
-		e.LinkEndpoint.Attach(d)
+		l.LinkEndpoint.Attach(d)
 	}
 }
 
-func (noDetach) Wait() {}
+func (*gvisorXDPLink) Wait() {}
+
+// close ends the receive goroutine, waiting for it up to timeout, then
+// closes the socket and the eventfd. It puts the read end of a pipe without
+// writer, which polls POLLHUP, at the socket's number (dup3 replaces the
+// socket there in one step, so the number is never free while the loop may
+// poll it) and wakes the loop through its eventfd. If the loop has not ended
+// by the timeout, both numbers are left open: the loop then polls a hung-up
+// pipe, never a file opened later.
+func (l *gvisorXDPLink) close(timeout time.Duration) error {
+	if l.IsAttached() {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("gvisor-xdp close: pipe: %w", err)
+		}
+		unix.Close(p[1])
+		err := unix.Dup3(p[0], l.fd, unix.O_CLOEXEC)
+		unix.Close(p[0])
+		if err != nil {
+			return fmt.Errorf("gvisor-xdp close: dup3 over the socket: %w", err)
+		}
+		if _, err := unix.Write(l.efd, binary.NativeEndian.AppendUint64(nil, 1)); err != nil {
+			return fmt.Errorf("gvisor-xdp close: wake the receive loop: %w", err)
+		}
+		select {
+		case <-l.done:
+		case <-time.After(timeout):
+			return fmt.Errorf("gvisor-xdp close: receive goroutine still polling after %v; descriptors %d and %d left open", timeout, l.fd, l.efd)
+		}
+	}
+	return errors.Join(unix.Close(l.fd), unix.Close(l.efd))
+}
 
 // cpuTime returns the process's user+system CPU time.
 func cpuTime() time.Duration {
