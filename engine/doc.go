@@ -26,12 +26,14 @@
 //
 // Engine.Reload applies a new configuration without dropping client
 // connections: frontends whose protocol and address are unchanged keep
-// their sockets and switch to the new backends; a changed backend is
-// rebuilt and the old one retires once its requests finish; unchanged
-// backends stay, their servers' reconnect backoff cleared (SIGHUP is the
-// operator's "try again now"). Engine.Shutdown drains: listeners close,
-// requests and tunnels in flight finish until its deadline, which cuts what
-// is left and counts it; then backend connections close.
+// their sockets and switch to the new backends, certificates (read again
+// from their files by config.Load: new handshakes get them) and Alt-Svc; a
+// changed backend is rebuilt and the old one retires once its requests
+// finish; unchanged backends stay, their servers' reconnect backoff
+// cleared (SIGHUP is the operator's "try again now"). Engine.Shutdown
+// drains: listeners close, requests and tunnels in flight finish until its
+// deadline, which cuts what is left and counts it; then backend connections
+// close.
 //
 // The admin address serves /metrics, /stats and /healthz (package admin) on
 // a kernel socket; an address that is not loopback needs admin_public:

@@ -196,6 +196,7 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 						e.log.Warn("frontend settings other than its backend and routes change only with a restart", "frontend", f.Name)
 					}
 					fe.SwapRoutes(&f, newBackends)
+					fe.Reconfigure(&f)
 				}
 			}
 		}
@@ -216,8 +217,11 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 	return nil
 }
 
+// withoutBackend is f without what a reload changes on a running frontend:
+// its backend and routes, and its certificates and Alt-Svc
+// (Frontend.Reconfigure).
 func withoutBackend(f config.Frontend) config.Frontend {
-	f.Backend, f.Name, f.Routes = "", "", nil
+	f.Backend, f.Name, f.Routes, f.TLS, f.AltSvc = "", "", nil, nil, nil
 	return f
 }
 

@@ -106,18 +106,24 @@ type Interface struct {
 
 // Frontend protocols.
 const (
-	ProtoHTTP = "http" // HTTP/1.1 and h2c (prior knowledge) on TCP
-	ProtoH3   = "h3"   // HTTP/3 on UDP (needs tls)
-	ProtoTCP  = "tcp"  // each TCP connection becomes one raw stream
+	ProtoHTTP  = "http"  // HTTP/1.1 and h2c (prior knowledge) on TCP
+	ProtoHTTPS = "https" // TLS 1.2/1.3 on TCP, ALPN h2 and http/1.1 (needs tls)
+	ProtoH3    = "h3"    // HTTP/3 on UDP (tls, or a self-signed certificate)
+	ProtoTCP   = "tcp"   // each TCP connection becomes one raw stream
 )
 
 // Frontend is one listening socket.
 type Frontend struct {
-	Name     string       `yaml:"name"`
-	Listen   string       `yaml:"listen"`
-	Protocol string       `yaml:"protocol"`
-	Backend  string       `yaml:"backend"`
-	TLS      *ServerTLS   `yaml:"tls"`
+	Name     string `yaml:"name"`
+	Listen   string `yaml:"listen"`
+	Protocol string `yaml:"protocol"`
+	Backend  string `yaml:"backend"`
+	// TLS is the certificates of an https or h3 frontend (see ServerTLS).
+	TLS *ServerTLS `yaml:"tls"`
+	// AltSvc is the h3 frontend an http or https frontend advertises (see
+	// AltSvc; by default an https frontend advertises the h3 frontend on
+	// its own address and port).
+	AltSvc   *AltSvc      `yaml:"alt_svc"`
 	Timeouts FrontTimeout `yaml:"timeouts"`
 	// MaxHeaderBytes bounds request headers (http); default 64 KiB.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
@@ -126,12 +132,13 @@ type Frontend struct {
 	// the engine's limit applies.
 	MaxConnections int `yaml:"max_connections"`
 	// Routes send requests by host and path to backends, first match in
-	// order (see [Route]); http and h3 frontends only. Backend is then
+	// order (see [Route]); http, https and h3 frontends. Backend is then
 	// the default route, where requests no route matches go; without it
 	// they get 404.
 	Routes []Route `yaml:"routes"`
 
-	addr netip.AddrPort
+	addr   netip.AddrPort
+	altSvc string
 }
 
 // Addr is the validated listen address (set by [Config.Validate]).
@@ -140,7 +147,8 @@ func (f *Frontend) Addr() netip.AddrPort { return f.addr }
 // FrontTimeout bounds client-side waits.
 type FrontTimeout struct {
 	// Header bounds the time a client may take to send request headers
-	// (slowloris protection). Default 10s.
+	// (slowloris protection); on https and h3 frontends it also bounds the
+	// TLS handshake. Default 10s.
 	Header Duration `yaml:"header"`
 	// Idle bounds an idle keep-alive connection or tunnel. Default 60s.
 	Idle Duration `yaml:"idle"`
@@ -152,13 +160,6 @@ type FrontTimeout struct {
 	// started and is counted in xdpnet_client_timeouts_total{reason="body"}.
 	// Default 30s.
 	Body Duration `yaml:"body"`
-}
-
-// ServerTLS is a certificate for an h3 frontend. Without files the engine
-// makes a self-signed certificate (lab use; logged as a warning).
-type ServerTLS struct {
-	Cert string `yaml:"cert"`
-	Key  string `yaml:"key"`
 }
 
 // Backend balancing algorithms.
@@ -690,7 +691,7 @@ func (c *Config) Validate() error {
 		if f.Name == "" {
 			f.Name = fmt.Sprintf("fe%d", i)
 		}
-		oneOf(p+".protocol", f.Protocol, ProtoHTTP, ProtoH3, ProtoTCP)
+		oneOf(p+".protocol", f.Protocol, ProtoHTTP, ProtoHTTPS, ProtoH3, ProtoTCP)
 		ap, err := netip.ParseAddrPort(f.Listen)
 		if err != nil {
 			bad(p+".listen", "%q is not ip:port", f.Listen)
@@ -723,12 +724,7 @@ func (c *Config) Validate() error {
 			bad(p+".backend", "an %s frontend needs a backend with protocol h3, %q has %s", f.Protocol, b.Name, b.Protocol)
 		}
 		validateRoutes(f, p, backends, bad)
-		if f.TLS != nil && f.Protocol != ProtoH3 {
-			bad(p+".tls", "only h3 frontends take a certificate")
-		}
-		if f.TLS != nil && (f.TLS.Cert == "") != (f.TLS.Key == "") {
-			bad(p+".tls", "cert and key go together")
-		}
+		validateTLS(f, p, bad)
 		if f.Timeouts.Header < 0 || f.Timeouts.Idle < 0 {
 			bad(p+".timeouts", "must not be negative")
 		}
@@ -742,6 +738,7 @@ func (c *Config) Validate() error {
 			bad(p+".max_header_bytes", "%d is below 1024", f.MaxHeaderBytes)
 		}
 	}
+	c.validateAltSvc(bad)
 	if len(errs) > 0 {
 		return errs
 	}

@@ -75,7 +75,7 @@ func (r *Route) Effective(b *Backend) (retries int, request, probe Duration) {
 // against the backends and names the routes that have no name.
 func validateRoutes(f *Frontend, p string, backends map[string]*Backend, bad func(field, format string, args ...any)) {
 	if len(f.Routes) > 0 && f.Protocol == ProtoTCP {
-		bad(p+".routes", "a tcp frontend has no requests to route; only http and h3 frontends take routes")
+		bad(p+".routes", "a tcp frontend has no requests to route; only http, https and h3 frontends take routes")
 		return
 	}
 	names := map[string]bool{}

@@ -383,12 +383,13 @@ func (e *Env) HTTP3Client() (*http.Client, func(), error) {
 	}, nil
 }
 
-// FrontendURL is the base URL of the named frontend ("http://198.18.1.1:8080").
+// FrontendURL is the base URL of the named frontend ("http://198.18.1.1:8080",
+// https for https and h3 frontends).
 func (e *Env) FrontendURL(name string) string {
 	for _, f := range e.Config.Frontends {
 		if f.Name == name {
 			scheme := "http"
-			if f.Protocol == config.ProtoH3 {
+			if f.Protocol == config.ProtoH3 || f.Protocol == config.ProtoHTTPS {
 				scheme = "https"
 			}
 			return scheme + "://" + f.Listen

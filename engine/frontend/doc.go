@@ -1,6 +1,6 @@
 // Package frontend is the gateway's client side: a [Frontend] listens on a
 // socket of the network stack (netapi.Net) and carries each HTTP request
-// (HTTP/1.1, h2c, HTTP/3) as one HTTP/3 request, and each TCP connection of
+// (HTTP/1.1, h2c, HTTPS with h2 or HTTP/1.1, HTTP/3) as one HTTP/3 request, and each TCP connection of
 // a tcp frontend as one raw QUIC stream, to a server of its backend
 // (package backend). Each client connection is served by one worker: on a
 // stack that knows it, the worker of the RX queue the connection arrived
@@ -36,6 +36,12 @@
 // closes, not a refused one), QUIC connections get CONNECTION_REFUSED
 // before their handshake (quic.Transport.ConnContext);
 // xdpnet_connections_refused_total counts both, by frontend and reason.
+//
+// TLS: https and h3 frontends pick a certificate by SNI (exact DNS name,
+// then a one-label wildcard, else the first; certs.go) from a set a reload
+// replaces atomically (Frontend.Reconfigure), so new handshakes get new
+// certificates and established connections are untouched. http and https
+// frontends send the Alt-Svc (RFC 7838) their configuration resolved.
 //
 // It knows clients and HTTP serving and uses backends through their
 // exported methods; it must not know how a backend dials, checks or

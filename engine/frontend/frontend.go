@@ -39,6 +39,12 @@ type Frontend struct {
 	conns       ConnLimit
 	quicRefused recentRefusals // h3
 
+	// certs are the https and h3 frontends' certificates, and altSvc the
+	// Alt-Svc value of http and https ones (config.Frontend.AltSvcHeader,
+	// "" for none): a reload replaces both (Reconfigure).
+	certs  certStore
+	altSvc atomic.Pointer[string]
+
 	ln  net.Listener
 	pc  net.PacketConn
 	qtr *quic.Transport     // h3: the frontend's QUIC transport on pc
@@ -66,7 +72,28 @@ func New(cfg config.Frontend, backends map[string]*backend.Backend, env *Env) *F
 	fe.cutCtx, fe.cut = context.WithCancel(context.Background())
 	fe.routes.Store(newRouteTable(&cfg, backends))
 	fe.conns.max.Store(int64(cfg.MaxConnections))
+	fe.Reconfigure(&cfg)
 	return fe
+}
+
+// Reconfigure applies what a reload changes on a running frontend: its
+// certificates (new handshakes use them; established connections keep
+// theirs) and its Alt-Svc. An h3 frontend whose reload lists no
+// certificate keeps the one it has.
+func (fe *Frontend) Reconfigure(cfg *config.Frontend) {
+	if certs := cfg.TLS.Loaded(); len(certs) > 0 {
+		fe.certs.store(certs)
+	}
+	v := cfg.AltSvcHeader()
+	fe.altSvc.Store(&v)
+}
+
+// advertise sets the frontend's Alt-Svc (RFC 7838) in h, replacing an
+// origin's, which names the origin's alternatives and not this gateway's.
+func (fe *Frontend) advertise(h http.Header) {
+	if v := *fe.altSvc.Load(); v != "" {
+		h.Set("Alt-Svc", v)
+	}
 }
 
 // Config is the frontend's configuration; callers must not change it.
@@ -95,19 +122,31 @@ func (fe *Frontend) Start() error {
 	}
 	log := slog.NewLogLogger(e.Log.With("frontend", fe.cfg.Name).Handler(), slog.LevelDebug)
 	switch fe.cfg.Protocol {
-	case config.ProtoHTTP:
+	case config.ProtoHTTP, config.ProtoHTTPS:
 		ln, err := e.Net.ListenTCP(fe.cfg.Addr())
 		if err != nil {
 			return err
 		}
 		fe.ln = ln
+		https := fe.cfg.Protocol == config.ProtoHTTPS
 		var protos http.Protocols
 		protos.SetHTTP1(true)
-		protos.SetUnencryptedHTTP2(true)
+		var tlsConf *tls.Config
+		if https {
+			// ALPN h2 and http/1.1 (ServeTLS adds them, RFC 9113
+			// section 3.2); the handshake runs in the connection's
+			// goroutine under ReadHeaderTimeout (timeouts.header).
+			// Session tickets are on, their keys rotated by crypto/tls.
+			protos.SetHTTP2(true)
+			tlsConf = &tls.Config{GetCertificate: fe.certs.getCertificate, MinVersion: tls.VersionTLS12}
+		} else {
+			protos.SetUnencryptedHTTP2(true)
+		}
 		conns := e.Counters.ClientConns.WithLabelValues(fe.cfg.Name)
 		fe.hs = &http.Server{
 			Handler:           &httpProxy{fe: fe},
 			Protocols:         &protos,
+			TLSConfig:         tlsConf,
 			ReadHeaderTimeout: fe.cfg.Timeouts.Header.D(),
 			IdleTimeout:       fe.cfg.Timeouts.Idle.D(),
 			MaxHeaderBytes:    fe.cfg.MaxHeaderBytes,
@@ -133,23 +172,30 @@ func (fe *Frontend) Start() error {
 				}
 			},
 		}
-		fe.serving.Go(func() { fe.hs.Serve(limitListener{Listener: ln, fe: fe}) })
+		if https {
+			fe.serving.Go(func() { fe.hs.ServeTLS(limitListener{Listener: ln, fe: fe}, "", "") })
+		} else {
+			fe.serving.Go(func() { fe.hs.Serve(limitListener{Listener: ln, fe: fe}) })
+		}
 	case config.ProtoH3:
 		pc, err := e.Net.ListenUDP(fe.cfg.Addr())
 		if err != nil {
 			return err
 		}
-		cert, err := fe.certificate()
-		if err != nil {
-			pc.Close()
-			return err
+		if fe.cfg.TLS.Loaded() == nil {
+			cert, err := fe.selfSigned()
+			if err != nil {
+				pc.Close()
+				return err
+			}
+			fe.certs.store([]tls.Certificate{cert})
 		}
 		// Our own transport rather than http3.Server.Serve's, for its
 		// ConnContext: the connection limit refuses a QUIC connection
 		// there, before its handshake, with CONNECTION_REFUSED.
 		tr := &quic.Transport{Conn: pc, ConnContext: fe.quicConnContext}
 		qln, err := tr.ListenEarly(
-			http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
+			http3.ConfigureTLSConfig(&tls.Config{GetCertificate: fe.certs.getCertificate, MinVersion: tls.VersionTLS13}),
 			&quic.Config{
 				HandshakeIdleTimeout: fe.cfg.Timeouts.Header.D(),
 				MaxIdleTimeout:       fe.cfg.Timeouts.Idle.D(),
@@ -184,11 +230,8 @@ func (fe *Frontend) Start() error {
 	return nil
 }
 
-// certificate loads the frontend's certificate or makes a self-signed one.
-func (fe *Frontend) certificate() (tls.Certificate, error) {
-	if fe.cfg.TLS != nil && fe.cfg.TLS.Cert != "" {
-		return tls.LoadX509KeyPair(fe.cfg.TLS.Cert, fe.cfg.TLS.Key)
-	}
+// selfSigned makes the certificate of an h3 frontend configured without one.
+func (fe *Frontend) selfSigned() (tls.Certificate, error) {
 	fe.env.Log.Warn("h3 frontend without tls.cert: using a self-signed certificate", "frontend", fe.cfg.Name)
 	cert, _, err := quicmux.SelfSigned([]string{fe.cfg.Addr().Addr().String()}, 24*time.Hour)
 	return cert, err

@@ -95,7 +95,7 @@ func removeHopHeaders(h http.Header) {
 	}
 }
 
-// httpProxy is the handler of http and h3 frontends: it forwards each
+// httpProxy is the handler of http, https and h3 frontends: it forwards each
 // request over HTTP/3 to a server of the frontend's backend.
 type httpProxy struct {
 	fe *Frontend
@@ -111,6 +111,7 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.InflightN.Add(-1)
 		e.Inflight.Done()
 	}()
+	fe.advertise(w.Header())
 	rte := fe.acquireRoute(r.Host, r.URL.Path)
 	if rte == nil {
 		code := notFound(w)
@@ -395,6 +396,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	for k, v := range resp.Header {
 		hdr[k] = v
 	}
+	h.fe.advertise(hdr)
 	declareTrailers(hdr, resp.Trailer)
 	if len(resp.Trailer) > 0 && r.ProtoMajor == 1 {
 		hdr.Del("Content-Length") // chunked, so that the trailers fit
