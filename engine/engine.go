@@ -94,7 +94,11 @@ func (e *Engine) Start() error {
 	if err := e.startAdminLocked(); err != nil {
 		return err
 	}
-	if err := e.applyLocked(e.cfg); err != nil {
+	err := e.setAccessLogLocked(e.cfg)
+	if err == nil {
+		err = e.applyLocked(e.cfg)
+	}
+	if err != nil {
 		e.mu.Unlock()
 		e.Close()
 		e.mu.Lock()
@@ -122,6 +126,11 @@ func (e *Engine) Reload(cfg *config.Config) error {
 	}
 	if err := e.applyLocked(cfg); err != nil {
 		return err
+	}
+	if err := e.setAccessLogLocked(cfg); err != nil {
+		// The new routes and backends are in place: keep the old log
+		// rather than refuse what is already applied.
+		e.log.Error("access log not changed", "err", err)
 	}
 	e.cfg = cfg
 	e.fenv.Conns.SetMax(cfg.MaxConnections)
@@ -285,6 +294,9 @@ func (e *Engine) closeRest() {
 	admin := e.admin
 	e.admin = nil
 	e.mu.Unlock()
+	if l := e.fenv.AccessLog.Swap(nil); l != nil {
+		l.Close()
+	}
 	for _, rt := range bes {
 		rt.Close()
 	}

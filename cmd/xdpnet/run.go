@@ -69,6 +69,11 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
+			// Log rotation first: it must not depend on the file
+			// being a valid configuration.
+			if err := e.ReopenAccessLog(); err != nil {
+				log.Error("access log reopen", "err", err)
+			}
 			next, err := config.Load(*file)
 			if err == nil {
 				err = e.Reload(next)

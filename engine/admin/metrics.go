@@ -274,6 +274,7 @@ var metricHelp = map[string]string{
 	"xdpnet_backend_silent_connections_total": "Backend connections closed because a request waited timeouts.probe for its response and the connection then answered no PING either.",
 	"xdpnet_backend_failures_total":           "Requests and tunnels the gateway answered with an error of its own (502, 503, 504 or a refused tunnel), by reason.",
 	"xdpnet_drain_cut_requests_total":         "HTTP requests still in flight when a drain's deadline passed, cut (tunnels cut count in xdpnet_tunnels_total{result=\"cut\"}).",
+	"xdpnet_access_log_dropped_total":         "Access log lines dropped because the writer's queue (access_log.queue) was full; the data path never waits for the log.",
 	"xdpnet_retries_total":                    "Backend attempts after the first, per backend.",
 	"xdpnet_redispatches_total":               "Retries sent to a server chosen again by the balancer.",
 	"xdpnet_server_up":                        "1 if the server takes traffic, 0 if health checks took it out.",

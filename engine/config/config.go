@@ -56,6 +56,8 @@ type Config struct {
 	Interfaces     []Interface `yaml:"interfaces"`
 	Frontends      []Frontend  `yaml:"frontends"`
 	Backends       []Backend   `yaml:"backends"`
+	// AccessLog, when set, logs every HTTP request (see [AccessLog]).
+	AccessLog *AccessLog `yaml:"access_log"`
 }
 
 // LogConfig sets the slog handler.
@@ -136,6 +138,9 @@ type Frontend struct {
 	// the default route, where requests no route matches go; without it
 	// they get 404.
 	Routes []Route `yaml:"routes"`
+	// AccessLog false keeps this frontend's requests out of the engine's
+	// access log. Default true.
+	AccessLog *bool `yaml:"access_log"`
 
 	addr   netip.AddrPort
 	altSvc string
@@ -392,6 +397,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.Dataplane, "xdp")
+	c.AccessLog.setDefaults()
 	def(&c.Admin, "127.0.0.1:9900")
 	defInt(&c.MaxConnections, 100000)
 	def(&c.Log.Level, "info")
@@ -478,6 +484,7 @@ func (c *Config) Validate() error {
 	if c.MaxConnections < 1 {
 		bad("max_connections", "%d must be at least 1", c.MaxConnections)
 	}
+	c.AccessLog.validate(bad)
 
 	// Interfaces and the addresses the engine owns.
 	queues := 0

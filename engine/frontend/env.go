@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xdpnet/xdpnet/engine/accesslog"
 	"github.com/xdpnet/xdpnet/engine/netapi"
 	"github.com/xdpnet/xdpnet/engine/stats"
 )
@@ -31,4 +32,7 @@ type Env struct {
 	// InflightN is its count, for what a drain's deadline cuts.
 	Inflight  sync.WaitGroup
 	InflightN atomic.Int64
+	// AccessLog is the engine's access log, nil when off; a reload may
+	// swap it.
+	AccessLog atomic.Pointer[accesslog.Logger]
 }

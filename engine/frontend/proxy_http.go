@@ -112,24 +112,43 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.Inflight.Done()
 	}()
 	fe.advertise(w.Header())
+	var (
+		rec accessRec
+		cw  *countingWriter
+		cb  *countingBody
+	)
+	al := fe.accessLogger()
+	if al != nil {
+		cw = &countingWriter{ResponseWriter: w}
+		w = cw
+		if r.Body != nil && r.Body != http.NoBody {
+			cb = &countingBody{ReadCloser: r.Body}
+			r.Body = cb
+		}
+	}
+	var (
+		code   int
+		result string
+	)
 	rte := fe.acquireRoute(r.Host, r.URL.Path)
 	if rte == nil {
-		code := notFound(w)
+		code = notFound(w)
 		e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), "no_route").Inc()
-		fe.latency.Observe(time.Since(start).Seconds())
-		return
+	} else {
+		defer rte.be.Release()
+		sess := sessionFrom(r.Context())
+		if sess == nil { // not reached through a frontend's ConnContext
+			sess = &session{}
+			defer sess.close()
+		}
+		code, result = h.forward(w, r, rte, sess, &rec)
+		e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
+		e.Counters.RouteRequests.WithLabelValues(fe.cfg.Name, rte.name, statusClass(code)).Inc()
 	}
-	defer rte.be.Release()
-	sess := sessionFrom(r.Context())
-	if sess == nil { // not reached through a frontend's ConnContext
-		sess = &session{}
-		defer sess.close()
-	}
-
-	code, result := h.forward(w, r, rte, sess)
-	e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
-	e.Counters.RouteRequests.WithLabelValues(fe.cfg.Name, rte.name, statusClass(code)).Inc()
 	fe.latency.Observe(time.Since(start).Seconds())
+	if al != nil {
+		fe.logAccess(al, r, start, rte, code, cb, cw, &rec)
+	}
 	if result == "aborted" {
 		// The backend's response broke off after its headers went out:
 		// the client's stream is reset (HTTP/2 RST_STREAM, HTTP/3
@@ -156,7 +175,7 @@ func statusClass(code int) string {
 
 // forward runs the attempts of one request and writes the response. It
 // returns the status sent and a result label for metrics.
-func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, sess *session) (int, string) {
+func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, sess *session, rec *accessRec) (int, string) {
 	e := h.fe.env
 	rt := rte.be
 	cfg := rt.Config()
@@ -224,7 +243,8 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 			break
 		}
 		srv := rt.Server(si)
-		status, stage, err := h.attempt(w, r, out, body, replayable, rte, si, sess, tb.cut)
+		rec.server, rec.retries = srv.Name(), attempt
+		status, stage, err := h.attempt(w, r, out, body, replayable, rte, si, sess, tb.cut, rec)
 		if err == nil {
 			return status, "ok"
 		}
@@ -297,7 +317,7 @@ func protoVia(r *http.Request) string {
 // idempotent and the body can be replayed. This is HAProxy's retry-on
 // conn-failure/empty-response on a reused connection; it does not count
 // against the backend's retries, which are for the server's own failures.
-func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rte *route, si int, sess *session, stalled func() bool) (int, attemptStage, error) {
+func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rte *route, si int, sess *session, stalled func() bool, rec *accessRec) (int, attemptStage, error) {
 	rt := rte.be
 	srv := rt.Server(si)
 	// The pool waits for nothing but a dial, which applies the connect
@@ -307,6 +327,8 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	if err != nil {
 		return 0, stageConnect, err
 	}
+	attached := time.Now()
+	rec.reused = l.Reused()
 	srv.AddInflight(1)
 	defer srv.AddInflight(-1)
 
@@ -365,6 +387,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 			return 0, stageConnect, rerr
 		}
 		l = nl
+		rec.reused = false
 		wrote.Store(false)
 		resp, err = send(l)
 	}
@@ -380,6 +403,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		return 0, stageSent, err
 	}
 	gotHeaders.Store(true)
+	rec.upstream = time.Since(attached)
 	if stalled() {
 		// The client stalled mid-body and the upload was cut: whatever
 		// the server answered to a truncated request is not the client's

@@ -24,4 +24,6 @@ type Counters struct {
 	WorkerPicks     Vec     // by
 	ConnsOpen       Counter // a gauge
 	DrainCut        Counter
+	// AccessLogDropped counts access log lines dropped (queue full).
+	AccessLogDropped Counter
 }

@@ -70,6 +70,9 @@ type EngineStats struct {
 	WorkerPicks      map[string]uint64 `json:"worker_picks" metric:"xdpnet_worker_picks_total" by:"by"`
 	BackendConnsOpen int64             `json:"backend_connections_open" metric:"xdpnet_backend_connections_open"`
 	DrainCutRequests uint64            `json:"drain_cut_requests" metric:"xdpnet_drain_cut_requests_total"`
+	// AccessLogDropped are access log lines dropped because the writer's
+	// queue was full.
+	AccessLogDropped uint64 `json:"access_log_dropped" metric:"xdpnet_access_log_dropped_total"`
 }
 
 // FrontendStats are one frontend's counters.
@@ -122,6 +125,7 @@ func (m *Counters) Snapshot() EngineStats {
 		WorkerPicks:      map[string]uint64{},
 		BackendConnsOpen: m.ConnsOpen.Load(),
 		DrainCutRequests: uint64(m.DrainCut.Load()),
+		AccessLogDropped: uint64(m.AccessLogDropped.Load()),
 	}
 	fe := func(name string) *FrontendStats {
 		f := s.Frontends[name]

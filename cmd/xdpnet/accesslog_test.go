@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/engine/origin"
+	"github.com/xdpnet/xdpnet/internal/testutil"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
+)
+
+// `xdpnet run` with an access log: curl's requests are logged, and after
+// the file is renamed SIGHUP makes the engine write to a new one (log
+// rotation), even when the configuration file is bad at that moment.
+func TestRunAccessLogRotation(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed (make deps)")
+	}
+	dir := t.TempDir()
+	certFile, keyFile, err := quicmux.WriteSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := quicmux.LoadKeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &origin.Server{Name: "o"}
+	go o.Serve(pc, cert)
+	defer o.Close()
+
+	admin, front := freePort(t), freePort(t)
+	logFile := filepath.Join(dir, "access.log")
+	cfg := filepath.Join(dir, "x.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `dataplane: kernel
+workers: 1
+admin: %q
+access_log: {path: %q}
+frontends: [{name: web, listen: %q, protocol: http, backend: b}]
+backends: [{name: b, tls: {ca: %q}, servers: [{name: o, address: %q}]}]
+`, admin, logFile, front, certFile, pc.LocalAddr()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"run", "-c", cfg, "-drain", "5s"}, io.Discard, &stderr) }()
+	defer func() {
+		syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("run did not exit after SIGTERM")
+		}
+	}()
+	if !testutil.Eventually(func() bool {
+		resp, err := http.Get("http://" + admin + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}) {
+		t.Fatalf("engine did not come up\n%s", stderr.String())
+	}
+	get := func(path string) {
+		t.Helper()
+		out, err := exec.Command(curl, "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "http://"+front+path).CombinedOutput()
+		if err != nil || string(out) != "200" {
+			t.Fatalf("curl %s: %q %v", path, out, err)
+		}
+	}
+	hasLine := func(file, path string) bool {
+		b, _ := os.ReadFile(file)
+		return strings.Contains(string(b), `"path":"`+path+`"`)
+	}
+	get("/before")
+	if !testutil.Eventually(func() bool { return hasLine(logFile, "/before") }) {
+		t.Fatal("no access log line for /before")
+	}
+	if err := os.Rename(logFile, logFile+".1"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cfg, []byte("bogus: 1\n"), 0o600) // the reload fails; the reopen must not
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitFor(t, &stderr, "reload refused")
+	get("/after")
+	if !testutil.Eventually(func() bool { return hasLine(logFile, "/after") }) {
+		t.Fatal("no access log line for /after in the new file")
+	}
+	if hasLine(logFile+".1", "/after") || !hasLine(logFile+".1", "/before") {
+		t.Error("the rotated file has the wrong lines")
+	}
+}
