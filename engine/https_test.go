@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,9 @@ type httpsLab struct {
 	resolve []string // curl --resolve for the test's names
 }
 
-func startHTTPSLab(t *testing.T, stack string) *httpsLab {
+// startHTTPSLab starts it on stack; extra is more keys of the https
+// frontend (YAML lines indented four spaces).
+func startHTTPSLab(t *testing.T, stack, extra string) *httpsLab {
 	t.Helper()
 	dir := t.TempDir()
 	h := &httpsLab{
@@ -112,7 +115,7 @@ frontends:
       cert: %s
       key: %s
       certificates: [{cert: %s, key: %s}]
-  - name: h3
+%s  - name: h3
     listen: %q
     protocol: h3
     backend: origins
@@ -124,7 +127,7 @@ backends:
     health_check: {interval: 500ms, timeout: 400ms}
     servers:
       - {name: origin-a, address: "198.18.2.10:4433"}
-`, httpsAddr, h.a.cert, h.a.key, h.b.cert, h.b.key, httpsAddr, h.a.cert, h.a.key, h.b.cert, h.b.key)
+`, httpsAddr, h.a.cert, h.a.key, h.b.cert, h.b.key, extra, httpsAddr, h.a.cert, h.a.key, h.b.cert, h.b.key)
 	h.file = filepath.Join(dir, "xdpnet.yaml")
 	if err := os.WriteFile(h.file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -216,7 +219,7 @@ func (h *httpsLab) h3Leaf(t *testing.T, sni string) *x509.Certificate {
 func TestLabHTTPS(t *testing.T) {
 	for _, stack := range stacks {
 		t.Run(stack, func(t *testing.T) {
-			h := startHTTPSLab(t, stack)
+			h := startHTTPSLab(t, stack, "")
 			url := "https://a.example:8443"
 			for _, v := range []struct{ flag, want string }{{"--http1.1", "1.1"}, {"--http2", "2"}} {
 				out, err := h.curl(t, v.flag, "-D", "-", "-o", "/dev/null", "-w", "%{http_version} %{http_code} %{size_download}", url+"/bytes/100000")
@@ -264,7 +267,7 @@ func TestLabHTTPS(t *testing.T) {
 // The certificate is chosen by SNI: exact name, wildcard, and the default
 // for an unknown name or none; the h3 frontend chooses the same way.
 func TestLabHTTPSSNI(t *testing.T) {
-	h := startHTTPSLab(t, "xdp")
+	h := startHTTPSLab(t, "xdp", "")
 	for _, tc := range []struct {
 		name, host string
 		want       labCertFiles
@@ -305,7 +308,7 @@ func TestLabHTTPSSNI(t *testing.T) {
 
 // TLS session tickets resume a second connection, on TLS 1.3 and 1.2.
 func TestLabHTTPSResumption(t *testing.T) {
-	h := startHTTPSLab(t, "xdp")
+	h := startHTTPSLab(t, "xdp", "")
 	for _, v := range []struct {
 		name string
 		max  uint16
@@ -334,7 +337,7 @@ func TestLabHTTPSResumption(t *testing.T) {
 // certificate. A reload with a broken file is refused, naming the file,
 // and the running certificate stays.
 func TestLabHTTPSCertReload(t *testing.T) {
-	h := startHTTPSLab(t, "xdp")
+	h := startHTTPSLab(t, "xdp", "")
 	// The next certificate for a.example, written aside and trusted.
 	next := writeLabCert(t, filepath.Join(t.TempDir(), "next"), "a.example", "198.18.1.1")
 	pool := h.pool.Clone()
@@ -441,4 +444,25 @@ func countMap(m *sync.Map) int {
 	n := 0
 	m.Range(func(any, any) bool { n++; return true })
 	return n
+}
+
+// The https frontend's limits are the http frontend's: max_connections
+// closes a connection over it right after accept (counted), and
+// timeouts.header bounds the TLS handshake of a client that sends nothing.
+func TestLabHTTPSLimits(t *testing.T) {
+	h := startHTTPSLab(t, "xdp", "    max_connections: 2\n    timeouts: {header: 3s, idle: 1m}\n")
+	idle := openIdle(t, h.env, httpsAddr, 3)
+	// One is over the limit at once; the two admitted ones never start
+	// their handshake and are cut at timeouts.header (idle is a minute).
+	if refused, cut, held := idle.waitRefused(3, 20*time.Second); refused != 0 || cut != 3 {
+		t.Errorf("3 silent connections, limit 2: refused at SYN %d, cut %d, still held %d; want all 3 cut", refused, cut, held)
+	}
+	n, series := metricSum(metricsText(t, h.env), regexp.MustCompile(`^xdpnet_connections_refused_total$`), `frontend="https"`, `reason="frontend_limit"`)
+	if n != 1 {
+		t.Errorf("refused connections counted %v (%v), want 1", n, series)
+	}
+	// Their slots are free again.
+	if out, err := h.curl(t, "-o", "/dev/null", "-w", "%{http_code}", "https://a.example:8443/"); err != nil || out != "200" {
+		t.Errorf("curl after the silent connections: %q, %v", out, err)
+	}
 }

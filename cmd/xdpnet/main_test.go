@@ -43,6 +43,11 @@ backends: [{name: b, balance: random, servers: [{address: "10.0.0.1"}]}]
 `)}, 2, []string{"admin: \"nowhere\" is not ip:port", "frontends[0].protocol: \"gopher\"", "frontends[0].backend: no backend named \"missing\"",
 			"backends[0].balance: \"random\" is not one of", "backends[0].servers[0].address: \"10.0.0.1\" is not ip:port"}},
 		{"check good", []string{"run", "-check", "-c", good}, 0, []string{"configuration ok"}},
+		{"missing certificate", []string{"run", "-check", "-c", write("c.yaml", `
+dataplane: kernel
+frontends: [{listen: "127.0.0.1:0", protocol: https, backend: b, tls: {cert: `+filepath.Join(dir, "nope.pem")+`, key: k.pem}}]
+backends: [{name: b, servers: [{address: "127.0.0.1:4433"}]}]
+`)}, 2, []string{"frontends[0].tls: open " + filepath.Join(dir, "nope.pem") + ": no such file or directory"}},
 		{"stats bad address", []string{"stats", "-admin", "127.0.0.1:1"}, 1, []string{"admin endpoint"}},
 		{"demo bad stack", []string{"demo", "-stack", "dpdk"}, 2, []string{"-stack must be xdp or kernel"}},
 		{"origin bad listen", []string{"origin", "-listen", "here"}, 2, []string{"-listen"}},
