@@ -55,6 +55,10 @@ import (
 type Conn struct {
 	isClient bool
 	qc       *quic.Conn
+	alpn     string // negotiated (see start)
+	// rejected0RTT: the server rejected the early data of a connection
+	// from DialEarly, which is closed for it.
+	rejected0RTT atomic.Bool
 	// noError is the application error code meaning "no error" for the
 	// negotiated ALPN: H3_NO_ERROR (RFC 9114 section 8.1) or 0.
 	noError quic.ApplicationErrorCode
@@ -129,10 +133,17 @@ func newConn(isClient, events bool, cfg Config) *Conn {
 	}
 }
 
-// start binds the handshaken connection. It runs once, before c is handed out.
-func (c *Conn) start(qc *quic.Conn) {
+// start binds the connection. It runs once, before c is handed out. alpn
+// is the negotiated protocol, or "" to read it from the handshake, which
+// then must have completed: crypto/tls's ConnectionState blocks while the
+// handshake runs, so an early client connection (DialEarly) passes the one
+// ALPN it offered.
+func (c *Conn) start(qc *quic.Conn, alpn string) {
 	c.qc = qc
-	alpn := qc.ConnectionState().TLS.NegotiatedProtocol
+	if alpn == "" {
+		alpn = qc.ConnectionState().TLS.NegotiatedProtocol
+	}
+	c.alpn = alpn
 	if alpn == ALPNH3 {
 		c.noError, c.cancelCode = 0x100, 0x10c
 	} else {
@@ -523,7 +534,7 @@ func (c *Conn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
 func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
 
 // ALPN is the negotiated application protocol.
-func (c *Conn) ALPN() string { return c.qc.ConnectionState().TLS.NegotiatedProtocol }
+func (c *Conn) ALPN() string { return c.alpn }
 
 // QUIC is the underlying quic-go connection, for serving HTTP/3 on a
 // server-side connection (http3.Server.ServeQUICConn) and for statistics.

@@ -3,7 +3,10 @@
 // engine's netstack sockets or kernel ones.
 //
 // NewTransport runs connections over one socket: Dial for clients, Listen
-// for servers. ServerTLS, ClientTLS, LoadKeyPair, LoadCertPool, SelfSigned
+// for servers. DialEarly dials with a session ticket and returns before the
+// handshake, for 0-RTT (RFC 9001 section 4.6); its stream credit comes
+// from the limits remembered with the ticket until the handshake, and a
+// connection whose early data the server rejected closes (Rejected0RTT). ServerTLS, ClientTLS, LoadKeyPair, LoadCertPool, SelfSigned
 // and WriteSelfSigned build the TLS side; ALPNH3 and ALPNRaw name the two
 // application protocols (HTTP/3, and tunnelled TCP with one stream per TCP
 // connection). A client connection to one backend should use a connected

@@ -65,6 +65,14 @@ func (r *connRecorder) RecordEvent(ev qlogwriter.Event) {
 		if e.Initiator == qlog.InitiatorRemote {
 			c.raiseLimit(e.InitialMaxStreamsBidi)
 		}
+	case qlog.ParametersRestored:
+		// An early connection (DialEarly): until the handshake completes,
+		// quic-go opens streams within the limits remembered with the
+		// session ticket (RFC 9000 section 7.4.1). A server that accepts
+		// 0-RTT must not lower them (quic-go closes the connection if it
+		// does), and one that rejects it makes the connection unusable
+		// here (see DialEarly), so the limit only ever rises.
+		c.raiseLimit(e.InitialMaxStreamsBidi)
 	case qlog.PacketReceived:
 		for _, f := range e.Frames {
 			switch fr := f.Frame.(type) {

@@ -189,7 +189,7 @@ func (t *Transport) Dial(ctx context.Context, raddr net.Addr, tlsConf *tls.Confi
 	if err != nil {
 		return nil, fmt.Errorf("mux: quic dial %s: %w", raddr, err)
 	}
-	c.start(qc)
+	c.start(qc, "")
 	return c, nil
 }
 
@@ -274,7 +274,7 @@ func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
 			return nil, ctx.Err()
 		}
 	}
-	c.start(qc)
+	c.start(qc, "")
 	return c, nil
 }
 
