@@ -206,7 +206,7 @@ var (
 	// on GnuTLS: static files over HTTP/3 only.
 	gtlsserver = originKind{"gtlsserver", gtlsserverCommand}
 	// caddy serves HTTP/1.1, h2 and HTTP/3 from one config; admin off.
-	caddy = originKind{"caddy", caddyCommand}
+	caddy = caddyOrigin()
 )
 
 // launchOrigin starts an origin of kind k at addr in ns (tools checked by
@@ -228,7 +228,15 @@ func gtlsserverCommand(addr netip.AddrPort, f originFiles, _ string) (env, args 
 		addr.Addr().String(), strconv.Itoa(int(addr.Port())), f.key, f.cert}, nil
 }
 
-func caddyCommand(addr netip.AddrPort, f originFiles, state string) (env, args []string, err error) {
+// caddyOrigin is caddy serving the document root, after routes (caddy
+// JSON route objects, tried in order) if any.
+func caddyOrigin(routes ...any) originKind {
+	return originKind{"caddy", func(addr netip.AddrPort, f originFiles, state string) ([]string, []string, error) {
+		return caddyCommand(addr, f, state, routes)
+	}}
+}
+
+func caddyCommand(addr netip.AddrPort, f originFiles, state string, routes []any) (env, args []string, err error) {
 	// JSON rather than a Caddyfile: no site address, so no host matcher
 	// (the engine forwards the client's Host) and no automatic HTTPS; the
 	// one TLS policy serves the lab certificate to every ClientHello,
@@ -244,10 +252,10 @@ func caddyCommand(addr netip.AddrPort, f originFiles, state string) (env, args [
 				"protocols":               []string{"h1", "h2", "h3"},
 				"automatic_https":         map[string]any{"disable": true},
 				"tls_connection_policies": []any{map[string]any{"certificate_selection": map[string]any{"any_tag": []string{"lab"}}}},
-				"routes": []any{map[string]any{"handle": []any{
+				"routes": append(routes, map[string]any{"handle": []any{
 					map[string]any{"handler": "vars", "root": f.dir},
 					map[string]any{"handler": "file_server"},
-				}}},
+				}}),
 			}}},
 			"tls": map[string]any{"certificates": map[string]any{"load_files": []any{
 				map[string]any{"certificate": f.cert, "key": f.key, "tags": []string{"lab"}},

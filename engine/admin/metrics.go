@@ -272,6 +272,8 @@ var metricHelp = map[string]string{
 	"xdpnet_backend_connections_open":         "Backend QUIC connections open now.",
 	"xdpnet_backend_sockets_replaced_total":   "Backend UDP sockets found failed for good and replaced by a new one.",
 	"xdpnet_backend_silent_connections_total": "Backend connections closed because a request waited timeouts.probe for its response and the connection then answered no PING either.",
+	"xdpnet_backend_resumed_handshakes_total": "Backend connections whose TLS handshake resumed a session from a ticket the server issued earlier.",
+	"xdpnet_backend_early_requests_total":     "Requests sent to a backend in 0-RTT data (early_data), by result: sent, accepted, rejected (early data rejected, sent again on another connection), too_early (425, sent again after the handshake).",
 	"xdpnet_backend_failures_total":           "Requests and tunnels the gateway answered with an error of its own (502, 503, 504 or a refused tunnel), by reason.",
 	"xdpnet_drain_cut_requests_total":         "HTTP requests still in flight when a drain's deadline passed, cut (tunnels cut count in xdpnet_tunnels_total{result=\"cut\"}).",
 	"xdpnet_access_log_dropped_total":         "Access log lines dropped because the writer's queue (access_log.queue) was full; the data path never waits for the log.",

@@ -102,5 +102,11 @@ func (srv *Server) AddInflight(n int64) { srv.inflight.Add(n) }
 func (srv *Server) CountRequest() { srv.requests.Inc() }
 
 // RoundTrip sends req on the connection's HTTP/3 client session (h3
-// backends).
-func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) { return c.h3.RoundTrip(req) }
+// backends), in 0-RTT data where the backend allows it (see
+// Server.roundTrip).
+func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
+	if c.early == nil {
+		return c.h3.RoundTrip(req)
+	}
+	return c.early.roundTrip(c, req)
+}

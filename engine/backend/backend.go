@@ -36,6 +36,8 @@ type Server struct {
 	weight int
 	// requests is its xdpnet_backend_requests_total series.
 	requests *stats.Counter
+	// early holds its session tickets (see dialQUIC).
+	early *serverEarly
 
 	// inflight counts requests and tunnels on this server over all
 	// workers (read by leastconn).
@@ -199,15 +201,16 @@ func New(cfg config.Backend, env Env) (*Backend, error) {
 		KeepAlive: cfg.Timeouts.Idle.D() / 3,
 	}
 	for _, s := range cfg.Servers {
-		srv := &Server{name: s.Name, addr: s.Addr(), host: s.Addr().String(), weight: *s.Weight,
-			requests: env.Counters.BackendRequests.WithLabelValues(cfg.Name, s.Name)}
-		srv.up.Store(true)
-		rt.servers = append(rt.servers, srv)
-		rt.byName[s.Name] = srv
 		sni := cfg.TLS.ServerName
 		if sni == "" {
 			sni = s.Addr().Addr().String()
 		}
+		srv := &Server{name: s.Name, addr: s.Addr(), host: s.Addr().String(), weight: *s.Weight,
+			requests: env.Counters.BackendRequests.WithLabelValues(cfg.Name, s.Name),
+			early:    newServerEarly(env.Counters, cfg.Name, s.Name, sni)}
+		srv.up.Store(true)
+		rt.servers = append(rt.servers, srv)
+		rt.byName[s.Name] = srv
 		rt.keys = append(rt.keys, reuse.NewKey(reuse.Params{
 			Server: cfg.Name + "/" + s.Name, Kind: kind, Dst: s.Addr(), SNI: sni, ALPN: rt.alpn,
 		}))
@@ -743,7 +746,7 @@ func (rt *Backend) dial(ctx context.Context, w int, srv *Server) (*Conn, error) 
 	}
 	tlsConf := quicmux.ClientTLS(sni, rt.roots, rt.alpn)
 	tlsConf.InsecureSkipVerify = rt.cfg.TLS.InsecureSkipVerify
-	qc, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(srv.addr), tlsConf)
+	qc, err := rt.dialQUIC(ctx, tr, srv, tlsConf)
 	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, ErrUnreachable) {
 			err = cause
@@ -751,6 +754,9 @@ func (rt *Backend) dial(ctx context.Context, w int, srv *Server) (*Conn, error) 
 		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
 	}
 	c := &Conn{Conn: qc}
+	if rt.cfg.EarlyData {
+		c.early = srv
+	}
 	if rt.alpn == quicmux.ALPNH3 {
 		// Responses go to clients as they are: no transparent gzip.
 		c.h3, err = h3.NewClient(qc, &http3.Transport{DisableCompression: true})
@@ -769,6 +775,9 @@ func (rt *Backend) dial(ctx context.Context, w int, srv *Server) (*Conn, error) 
 type Conn struct {
 	*quicmux.Conn
 	h3 *h3.Client
+	// early is the server, when the backend sends early data (see
+	// Server.roundTrip).
+	early *Server
 	// probing: Suspect is pinging the connection.
 	probing atomic.Bool
 }

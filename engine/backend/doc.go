@@ -19,6 +19,13 @@
 // the error that ended a request or tunnel to the gateway's answer (status,
 // reason, RFC 9209 Proxy-Status error type).
 //
+// Resumption and 0-RTT (early.go). Each server keeps its newest TLS session
+// ticket, offered by every dial. With early_data, a dial holding one
+// returns before the handshake and [Conn.RoundTrip] sends GET and HEAD
+// without a body in 0-RTT data, retrying a 425 Too Early after the
+// handshake; a frontend sends a request again on another connection when
+// [Conn.EarlyRejected] says the server rejected the early data.
+//
 // It knows servers, connections and the network stack (netapi.Net); it must
 // not know frontends, clients or how HTTP is served to them: a frontend
 // picks a server (Pick), leases a connection or stream (Attach) and

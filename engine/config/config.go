@@ -210,6 +210,19 @@ type Backend struct {
 	Redisp   *bool       `yaml:"redispatch"`
 	Health   HealthCheck `yaml:"health_check"`
 	Timeouts BackTimeout `yaml:"timeouts"`
+	// EarlyData lets the engine send GET and HEAD requests without a body
+	// in 0-RTT data (RFC 9001 section 4.6, RFC 9114 section 10.9) on a
+	// connection that resumes a session and has not completed its
+	// handshake yet, instead of waiting a round trip for it (HAProxy's
+	// allow-0rtt). Default false: early data can be replayed by an
+	// attacker who captured it (RFC 8446 section 8), so only turn it on
+	// for servers where a repeated GET or HEAD does no harm. Such
+	// requests carry Early-Data: 1 (RFC 8470 section 5.1); a 425 Too
+	// Early answer is retried once the handshake completed, and a server
+	// that rejects the early data gets the request again on another
+	// connection. protocol h3 only. Session tickets are kept per server
+	// and resumed whether or not this is on.
+	EarlyData bool `yaml:"early_data"`
 }
 
 // Server is one origin.
@@ -597,6 +610,9 @@ func (c *Config) Validate() error {
 		}
 		backends[b.Name] = b
 		oneOf(p+".protocol", b.Protocol, BackendH3, BackendRaw)
+		if b.EarlyData && b.Protocol != BackendH3 {
+			bad(p+".early_data", "only for protocol h3 (a tunnel's bytes are not safe to replay)")
+		}
 		oneOf(p+".balance", b.Balance, BalanceRoundRobin, BalanceLeastConn, BalanceHash)
 		if b.Balance == BalanceHash {
 			if k := b.HashKey; k != "source" && k != "uri" && !(strings.HasPrefix(k, "header:") && len(k) > len("header:")) {

@@ -375,6 +375,17 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		return c.RoundTrip(req)
 	}
 	resp, err := send(l)
+	if err != nil && r.Context().Err() == nil && l.Conn().(*backend.Conn).EarlyRejected(err) {
+		// The server rejected the early data of the connection (backend
+		// early_data): it processed nothing sent on it, so the request
+		// goes once more, whatever its method, on another connection.
+		l.Done(err)
+		if l, err = rt.Attach(ctx, sess.worker, si, sess.reuseSession(rt)); err != nil {
+			return 0, stageConnect, err
+		}
+		wrote.Store(false)
+		resp, err = send(l)
+	}
 	// A server taken out or backing off meanwhile (its connections were
 	// found dead) is not dialled again for this request: the retry loop
 	// sends it elsewhere.

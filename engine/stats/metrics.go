@@ -18,6 +18,8 @@ type Counters struct {
 	ServerUp        Vec     // backend, server (a gauge: 1 or 0)
 	SocketsReplaced Vec     // backend
 	SilentConns     Vec     // backend, server
+	Resumed         Vec     // backend, server
+	EarlyRequests   Vec     // backend, server, result
 	Failures        Vec     // backend, reason
 	Retries         Vec     // backend
 	Redispatches    Vec     // backend

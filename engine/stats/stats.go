@@ -112,6 +112,15 @@ type ServerStats struct {
 	// SilentConnections were closed for answering neither a request nor
 	// a PING (the backend's PING of a connection whose request waits too long).
 	SilentConnections uint64 `json:"silent_connections" metric:"xdpnet_backend_silent_connections_total"`
+	// ResumedHandshakes are connections whose TLS handshake resumed a
+	// session from a ticket (RFC 8446 section 2.2).
+	ResumedHandshakes uint64 `json:"resumed_handshakes" metric:"xdpnet_backend_resumed_handshakes_total"`
+	// EarlyRequests count requests sent in 0-RTT data (backend
+	// early_data), by result: sent (every one), accepted (answered, not
+	// 425), rejected (the server rejected the early data; sent again on
+	// another connection), too_early (answered 425; sent again after the
+	// handshake).
+	EarlyRequests map[string]uint64 `json:"early_requests" metric:"xdpnet_backend_early_requests_total" by:"result"`
 	// Up is false while health checks have taken the server out.
 	Up bool `json:"up" metric:"xdpnet_server_up"`
 }
@@ -148,7 +157,7 @@ func (m *Counters) Snapshot() EngineStats {
 		b := be(k[0])
 		sv := b.Servers[k[1]]
 		if sv == nil {
-			sv = &ServerStats{}
+			sv = &ServerStats{EarlyRequests: map[string]uint64{}}
 			b.Servers[k[1]] = sv
 		}
 		return sv
@@ -176,6 +185,8 @@ func (m *Counters) Snapshot() EngineStats {
 	m.ConnectErrors.Each(func(k Labels, n int64) { srv(k).ConnectErrors = uint64(n) })
 	m.ServerUp.Each(func(k Labels, n int64) { srv(k).Up = n != 0 })
 	m.SilentConns.Each(func(k Labels, n int64) { srv(k).SilentConnections = uint64(n) })
+	m.Resumed.Each(func(k Labels, n int64) { srv(k).ResumedHandshakes = uint64(n) })
+	m.EarlyRequests.Each(func(k Labels, n int64) { srv(k).EarlyRequests[k[2]] = uint64(n) })
 	m.SocketsReplaced.Each(func(k Labels, n int64) { be(k[0]).SocketsReplaced = uint64(n) })
 	m.Failures.Each(func(k Labels, n int64) { be(k[0]).Failures[k[1]] = uint64(n) })
 	m.Retries.Each(func(k Labels, n int64) { be(k[0]).Retries = uint64(n) })

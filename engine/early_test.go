@@ -1,0 +1,183 @@
+package engine_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/engine/enginelab"
+	"github.com/xdpnet/xdpnet/engine/stats"
+	"github.com/xdpnet/xdpnet/internal/lab"
+	"github.com/xdpnet/xdpnet/internal/testutil"
+)
+
+// earlyCaddy is caddy (which accepts 0-RTT on HTTP/3) answering 425 Too
+// Early to requests that carry Early-Data: 1 (RFC 8470 section 5.1) and the
+// query tooearly=1, as an origin that refuses some requests in early data
+// would, and echoing the Early-Data header it received in
+// X-Seen-Early-Data.
+var earlyCaddy = caddyOrigin(
+	map[string]any{
+		"match": []any{map[string]any{
+			"query":  map[string]any{"tooearly": []string{"1"}},
+			"header": map[string]any{"Early-Data": []string{"1"}},
+		}},
+		"handle": []any{map[string]any{"handler": "static_response", "status_code": http.StatusTooEarly}},
+	},
+	map[string]any{"handle": []any{map[string]any{"handler": "headers", "response": map[string]any{
+		"set": map[string][]string{"X-Seen-Early-Data": {"{http.request.header.Early-Data}"}},
+	}}}},
+)
+
+// TestEarlyDataCaddy runs the backend's session resumption and 0-RTT
+// against caddy: each request through the engine finds the connection of
+// the one before closed for idleness (timeouts.idle 1s), so the engine
+// dials again with the ticket caddy issued on it.
+//
+//   - the first dial has no ticket: a full handshake, nothing early;
+//   - a GET then goes in 0-RTT on a resumed handshake and is answered
+//     (early sent and accepted), carrying Early-Data: 1 to caddy;
+//   - a POST on a resumed connection waits for the handshake: nothing
+//     early, no Early-Data header at caddy;
+//   - a GET caddy answers 425 in early data is sent again after the
+//     handshake: the client sees 200, too_early counts it;
+//   - caddy restarted has new ticket keys: it rejects the early data of
+//     the next dial, and the GET is sent again on another connection
+//     (rejected counts it) and answered.
+func TestEarlyDataCaddy(t *testing.T) {
+	needTool(t, "caddy")
+	addr := netip.MustParseAddrPort("198.18.2.10:443")
+	files := newOriginFiles(t, addr.Addr().String())
+	state := t.TempDir()
+	var origin *proc
+	cfg := fmt.Sprintf(`dataplane: xdp
+admin: 127.0.0.1:0
+interfaces:
+  - {name: veth-client, queues: [0], addresses: [198.18.1.1/24]}
+  - {name: veth-backend, queues: [0], addresses: [198.18.2.1/24]}
+frontends:
+  - {name: http, listen: "198.18.1.1:8080", protocol: http, backend: origins}
+backends:
+  - name: origins
+    protocol: h3
+    early_data: true
+    tls: {ca: %q}
+    health_check: {enabled: false}
+    timeouts: {connect: 2s, idle: 1s, request: 10s}
+    servers:
+      - {name: s0, address: %q}
+`, files.cert, addr)
+	env := startLab(t, "xdp", enginelab.Options{
+		Config:    cfg,
+		NoOrigins: true,
+		BeforeEngine: func(l *lab.Lab) error {
+			p, err := launchOrigin(earlyCaddy, l.Backend, addr, files, state)
+			if err != nil {
+				return err
+			}
+			origin = p
+			if _, err := originReady(l.Backend, addr, p, 10*time.Second); err != nil {
+				p.kill()
+				return err
+			}
+			return nil
+		},
+	})
+	t.Cleanup(func() { // registered after startLab's: runs before the lab goes
+		if origin != nil {
+			origin.kill()
+		}
+	})
+
+	client := env.HTTPClient(1, false)
+	client.Transport.(*http.Transport).DisableKeepAlives = true
+	url := env.FrontendURL("http") + "/index.html"
+	server := func() stats.ServerStats { return *env.Engine.Stats().Engine.Backends["origins"].Servers["s0"] }
+	// send sends one request through the engine on a fresh backend
+	// connection and returns what caddy saw of Early-Data.
+	send := func(method, url string, body io.Reader, want int) string {
+		t.Helper()
+		testutil.WaitFor(t, "the idle backend connection closed", func() bool { return env.Engine.Stats().BackendConnsOpen == 0 })
+		req, err := http.NewRequest(method, url, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != want || want == http.StatusOK && len(b) != originPage {
+			t.Fatalf("%s %s: %d with %d bytes, want %d", method, url, resp.StatusCode, len(b), want)
+		}
+		return resp.Header.Get("X-Seen-Early-Data")
+	}
+	check := func(what string, resumed uint64, early map[string]uint64) {
+		t.Helper()
+		// The resumption is counted once the handshake completes, which
+		// can be after the response.
+		testutil.WaitFor(t, what+": resumed handshakes counted", func() bool { return server().ResumedHandshakes == resumed })
+		for result, n := range early {
+			if got := server().EarlyRequests[result]; got != n {
+				t.Fatalf("%s: early requests %s = %d, want %d (%v)", what, result, got, n, server().EarlyRequests)
+			}
+		}
+	}
+
+	if seen := send(http.MethodGet, url, nil, http.StatusOK); seen != "" {
+		t.Errorf("first GET (no ticket yet) reached caddy with Early-Data %q", seen)
+	}
+	check("full handshake", 0, map[string]uint64{"sent": 0})
+
+	if seen := send(http.MethodGet, url, nil, http.StatusOK); seen != "1" {
+		t.Errorf("GET on a resumed connection reached caddy with Early-Data %q, want 1", seen)
+	}
+	check("early GET", 1, map[string]uint64{"sent": 1, "accepted": 1})
+
+	if seen := send(http.MethodPost, url, strings.NewReader("not safe to replay"), http.StatusOK); seen != "" {
+		t.Errorf("POST reached caddy with Early-Data %q: sent in early data", seen)
+	}
+	check("POST", 2, map[string]uint64{"sent": 1, "accepted": 1})
+
+	send(http.MethodGet, url+"?tooearly=1", nil, http.StatusOK)
+	check("425", 3, map[string]uint64{"sent": 2, "accepted": 1, "too_early": 1})
+
+	// A new caddy process has new session ticket keys: the engine's
+	// ticket no longer decrypts, and the early data is rejected.
+	testutil.WaitFor(t, "the idle backend connection closed", func() bool { return env.Engine.Stats().BackendConnsOpen == 0 })
+	origin.kill()
+	if origin, _ = launchOrigin(earlyCaddy, env.Lab.Backend, addr, files, state); origin == nil {
+		t.Fatal("caddy did not restart")
+	}
+	if _, err := originReady(env.Lab.Backend, addr, origin, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if seen := send(http.MethodGet, url, nil, http.StatusOK); seen != "" {
+		t.Errorf("GET after the rejection reached caddy with Early-Data %q: sent again in early data", seen)
+	}
+	check("rejected", 3, map[string]uint64{"sent": 3, "accepted": 1, "too_early": 1, "rejected": 1})
+
+	// /metrics shows the same counts.
+	got := map[string]float64{}
+	for _, s := range scrapeMetrics(t, env, "xdpnet_backend_early_requests_total", "xdpnet_backend_resumed_handshakes_total") {
+		got[s.name+"/"+s.labels["result"]] += s.value
+	}
+	want := map[string]float64{
+		"xdpnet_backend_resumed_handshakes_total/": 3,
+		"xdpnet_backend_early_requests_total/sent": 3, "xdpnet_backend_early_requests_total/accepted": 1,
+		"xdpnet_backend_early_requests_total/rejected": 1, "xdpnet_backend_early_requests_total/too_early": 1,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("/metrics %s = %v, want %v", k, got[k], v)
+		}
+	}
+}
