@@ -88,13 +88,20 @@ func echoStatus(st *testpb.EchoStatus) error {
 	return status.Error(codes.Code(st.Code), st.Message)
 }
 
-// ended reports a call whose context ended (the client went away).
+// ended is called when a call fails on its stream: it reports the call if
+// its context ends, as it does, a little after the stream error, when the
+// client went away (the transport's watcher of the request's context
+// cancels it), within 5s.
 func (s *testService) ended(ctx context.Context, method string) {
-	if ctx.Err() != nil {
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
 		select {
 		case s.cancelled <- method:
 		default:
 		}
+	case <-t.C:
 	}
 }
 
@@ -509,6 +516,74 @@ func TestGRPCGateway(t *testing.T) {
 		}
 		_, err = stream.Recv()
 		wantStatus(t, err, codes.FailedPrecondition, "stop")
+	})
+	t.Run("h2c/bidi-quiet-client", func(t *testing.T) {
+		// The client sends nothing for longer than the body timeout
+		// (2s) while the server streams to it: a live stream, not a
+		// stalled upload.
+		t.Parallel()
+		stream, err := tc.FullDuplexCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		params := longStream()[:12] // 3.6s
+		if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: params}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for i := range params {
+			if _, err := stream.Recv(); err != nil {
+				t.Fatalf("message %d after %v: %v", i, time.Since(start), err)
+			}
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("end of call: %v", err)
+		}
+	})
+	t.Run("h3/bidi-quiet-client", func(t *testing.T) {
+		t.Parallel()
+		c, done, err := env.HTTP3Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer done()
+		c.Timeout = 0               // the context bounds the call
+		params := longStream()[:12] // 3.6s, the request stream open and quiet
+		b, err := proto.Marshal(&testpb.StreamingOutputCallRequest{ResponseParameters: params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, pw := io.Pipe()
+		var writing sync.WaitGroup
+		defer writing.Wait()
+		defer pw.Close() // first: ends a Write nobody reads
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, env.FrontendURL("h3")+"/grpc.testing.TestService/FullDuplexCall", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("Te", "trailers")
+		writing.Go(func() { pw.Write(append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(b))), b...)) })
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		start := time.Now()
+		for i := range params {
+			var m testpb.StreamingOutputCallResponse
+			if err := readGRPCMessage(resp.Body, &m); err != nil {
+				t.Fatalf("message %d after %v: %v", i, time.Since(start), err)
+			}
+		}
+		pw.Close() // the client's end of the call
+		var m testpb.StreamingOutputCallResponse
+		if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) || resp.Trailer.Get("Grpc-Status") != "0" {
+			t.Fatalf("end of call: %v, trailers %v", err, resp.Trailer)
+		}
 	})
 	t.Run("h3/unary", func(t *testing.T) {
 		t.Parallel()

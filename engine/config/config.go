@@ -163,7 +163,9 @@ type FrontTimeout struct {
 	// steady rate is never cut while a client that stalls mid-body
 	// (slowhttptest -B) is. A cut request gets 408 if no response
 	// started and is counted in xdpnet_client_timeouts_total{reason="body"}.
-	// Default 30s.
+	// While the response streams to the client the wait restarts with each
+	// chunk sent, so a quiet client of a live bidirectional stream (gRPC)
+	// is not cut. Default 30s.
 	Body Duration `yaml:"body"`
 }
 

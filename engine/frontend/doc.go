@@ -21,6 +21,10 @@
 // (error type, next-hop backend/server), a one-line body with the reason, a
 // log line and xdpnet_backend_failures_total{reason}.
 //
+// Trailers pass both ways and "TE: trailers" is kept (see trailers.go);
+// a response that breaks off after its headers resets the client's stream
+// (http.ErrAbortHandler) rather than ending it as if complete.
+//
 // Tunnels: a failure on either side, the frontend idle timeout (no byte
 // either way, which is also what a peer that stopped reading looks like)
 // or the drain deadline resets the backend stream and closes the client
@@ -29,7 +33,8 @@
 // Client limits: a request body must keep coming (each read waits at most
 // the frontend's timeouts.body, else 408 and xdpnet_client_timeouts_total;
 // HTTP/1.1 and h2c through http.ResponseController.SetReadDeadline, HTTP/3
-// through its stream's read deadline). max_connections bounds client
+// through its stream's read deadline; each response chunk sent restarts a
+// pending wait, so a live bidirectional stream is not cut). max_connections bounds client
 // connections per frontend and over the engine ([Env.Conns]): TCP
 // connections over it are accepted and closed at once (the stack's listen
 // backlog has answered the SYN already: the client sees a connection that

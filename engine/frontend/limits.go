@@ -164,6 +164,13 @@ var errBodyTimeout = errors.New("request body timeout")
 // cleared: on HTTP/1.1 net/http then reads the connection in the
 // background to notice a client that goes away, and a deadline left behind
 // would cancel the request while the backend is still answering.
+//
+// While the response streams to the client, a read waiting on a quiet
+// client is not a stall: the response copier calls active for each chunk
+// it writes, which pushes the pending read's deadline back. A gRPC
+// bidirectional stream whose client sends nothing while the server
+// streams to it is thus not cut, as in Envoy, whose stream idle timeout
+// counts activity either way.
 type timedBody struct {
 	body    io.ReadCloser
 	rc      *http.ResponseController
@@ -175,14 +182,28 @@ type timedBody struct {
 	// not be used after that, and the HTTP/3 client may still be reading
 	// the body in its own goroutine.
 	done atomic.Bool
+
+	// mu orders active's deadline pushes with the start and end of a
+	// Read: none lands after a Read returned (at the end of the body that
+	// would leave a deadline behind).
+	mu      sync.Mutex
+	reading atomic.Bool // a Read waits on the client
+	pushed  time.Time   // when the deadline was last set
 }
 
 func (b *timedBody) Read(p []byte) (int, error) {
 	if b.done.Load() {
 		return 0, http.ErrBodyReadAfterClose
 	}
-	b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	b.mu.Lock()
+	b.pushed = time.Now()
+	b.rc.SetReadDeadline(b.pushed.Add(b.timeout))
+	b.reading.Store(true)
+	b.mu.Unlock()
 	n, err := b.body.Read(p)
+	b.mu.Lock()
+	b.reading.Store(false)
+	b.mu.Unlock()
 	if err == nil {
 		return n, nil
 	}
@@ -198,6 +219,23 @@ func (b *timedBody) Read(p []byte) (int, error) {
 }
 
 func (b *timedBody) Close() error { return b.body.Close() }
+
+// active tells b (nil: no body timeout) that a chunk of the response went
+// to the client; a pending Read then gets its full timeout again from now.
+// Called from the handler's goroutine only (the ResponseController is
+// valid there). Deadlines move at most every eighth of the timeout, so a
+// fast stream does not pay for one per chunk.
+func (b *timedBody) active() {
+	if b == nil || !b.reading.Load() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now := time.Now(); b.reading.Load() && now.Sub(b.pushed) >= b.timeout/8 {
+		b.pushed = now
+		b.rc.SetReadDeadline(now.Add(b.timeout))
+	}
+}
 
 // timeBody returns out with its body (the client's) in a timedBody and a
 // context the timedBody cancels, and the timedBody; out and nil when the

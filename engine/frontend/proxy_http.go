@@ -244,7 +244,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 		}
 		srv := rt.Server(si)
 		rec.server, rec.retries = srv.Name(), attempt
-		status, stage, err := h.attempt(w, r, out, body, replayable, rte, si, sess, tb.cut, rec)
+		status, stage, err := h.attempt(w, r, out, body, replayable, rte, si, sess, tb, rec)
 		if err == nil {
 			return status, "ok"
 		}
@@ -307,8 +307,8 @@ func protoVia(r *http.Request) string {
 
 // attempt sends out to server si. On success the response has been copied
 // to w. It returns the response status (once there is one) and how far it
-// got. body, when not nil, is the request body to send (again); stalled
-// reports that the client stopped sending the body (timeouts.body).
+// got. body, when not nil, is the request body to send (again); tb, when
+// not nil, is the client's body under the frontend's body timeout.
 //
 // A request that fails on a reused connection because that connection
 // died (a server that restarted or forgot it while it sat idle) is sent
@@ -317,7 +317,7 @@ func protoVia(r *http.Request) string {
 // idempotent and the body can be replayed. This is HAProxy's retry-on
 // conn-failure/empty-response on a reused connection; it does not count
 // against the backend's retries, which are for the server's own failures.
-func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rte *route, si int, sess *session, stalled func() bool, rec *accessRec) (int, attemptStage, error) {
+func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rte *route, si int, sess *session, tb *timedBody, rec *accessRec) (int, attemptStage, error) {
 	rt := rte.be
 	srv := rt.Server(si)
 	// The pool waits for nothing but a dial, which applies the connect
@@ -415,7 +415,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	}
 	gotHeaders.Store(true)
 	rec.upstream = time.Since(attached)
-	if stalled() {
+	if tb.cut() {
 		// The client stalled mid-body and the upload was cut: whatever
 		// the server answered to a truncated request is not the client's
 		// answer (the caller sends 408).
@@ -437,7 +437,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		hdr.Del("Content-Length") // chunked, so that the trailers fit
 	}
 	w.WriteHeader(resp.StatusCode)
-	err = copyBody(w, resp.Body, resp.ContentLength < 0)
+	err = copyBody(w, resp.Body, resp.ContentLength < 0, tb)
 	if err == nil {
 		setTrailers(hdr, resp.Trailer) // complete now (see trailers.go)
 	}
@@ -480,7 +480,8 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 
 // copyBody copies a response body, flushing after each chunk when the
 // length is unknown (streaming responses reach the client as they come).
-func copyBody(w http.ResponseWriter, body io.Reader, stream bool) error {
+// Each chunk written tells tb (nil: none) that the client is alive.
+func copyBody(w http.ResponseWriter, body io.Reader, stream bool, tb *timedBody) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -494,6 +495,7 @@ func copyBody(w http.ResponseWriter, body io.Reader, stream bool) error {
 			if stream {
 				rc.Flush()
 			}
+			tb.active()
 		}
 		if errors.Is(err, io.EOF) {
 			return nil
