@@ -447,7 +447,7 @@ func (rt *Backend) healthLoop(ctx context.Context, srv *Server) {
 // raw a QUIC handshake.
 func (rt *Backend) check(ctx context.Context, srv *Server, conn **Conn) error {
 	if *conn == nil || !(*conn).Alive() {
-		c, err := rt.dial(ctx, 0, srv)
+		c, err := rt.dial(withoutEarly(ctx), 0, srv)
 		if err != nil {
 			return err
 		}

@@ -54,15 +54,26 @@ func newServerEarly(m *stats.Counters, backend, server, sni string) *serverEarly
 	}
 }
 
+// noEarlyKey marks a dial context whose connection must not be early.
+type noEarlyKey struct{}
+
+// withoutEarly marks ctx's dial as one that completes the handshake before
+// it returns: a health check measures the server, and an early connection
+// whose 0-RTT the server rejects (after its restart) would fail the check.
+func withoutEarly(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noEarlyKey{}, true)
+}
+
 // dialQUIC dials srv on tr with srv's session tickets: early (see
-// quicmux.Transport.DialEarly) if the backend allows early data. It counts
+// quicmux.Transport.DialEarly) if the backend allows early data and ctx is
+// not withoutEarly. It counts
 // a resumed handshake once the handshake completed, and forgets the ticket
 // of a server that rejected the early data, so that the next dial does not
 // offer it again.
 func (rt *Backend) dialQUIC(ctx context.Context, tr *quicmux.Transport, srv *Server, tlsConf *tls.Config) (*quicmux.Conn, error) {
 	tlsConf.ClientSessionCache = srv.early.tickets
 	addr := net.UDPAddrFromAddrPort(srv.addr)
-	if !rt.cfg.EarlyData {
+	if noEarly, _ := ctx.Value(noEarlyKey{}).(bool); !rt.cfg.EarlyData || noEarly {
 		qc, err := tr.Dial(ctx, addr, tlsConf)
 		if err == nil && qc.Resumed() {
 			srv.early.resumed.Inc()
