@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthgrpc "google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -43,12 +45,13 @@ import (
 // grpcOrigin is where the test's HTTP/3 origin listens.
 var grpcOrigin = netip.MustParseAddrPort("198.18.2.10:443")
 
-// grpcLabConfig puts an h2c (http) and an h3 frontend in front of the
-// test's origin, with client and backend timeouts far shorter than the
+// grpcLabConfig puts an h2c (http), an https (h2 and HTTP/1.1 over TLS)
+// and an h3 frontend in front of the test's origin, with client and backend timeouts far shorter than the
 // long streams the tests run, so that a stream outliving them shows they
 // do not cut it: the request timeout covers only the wait for response
 // headers, the idle timeouts only connections with nothing in flight, and
-// the body timeout each read of a request body. %q is the origin's CA.
+// the body timeout each read of a request body. The %q are the https
+// frontend's certificate and key, then the origin's CA.
 const grpcLabConfig = `dataplane: xdp
 admin: 127.0.0.1:0
 interfaces:
@@ -57,6 +60,8 @@ interfaces:
 frontends:
   - {name: http, listen: "198.18.1.1:8080", protocol: http, backend: grpc, timeouts: {idle: 2s, body: 2s}}
   - {name: h3, listen: "198.18.1.1:8443", protocol: h3, backend: grpc, timeouts: {idle: 2s, body: 2s}}
+  - {name: https, listen: "198.18.1.1:8444", protocol: https, backend: grpc, timeouts: {idle: 2s, body: 2s},
+     tls: {cert: %q, key: %q}}
 backends:
   - name: grpc
     protocol: h3
@@ -243,14 +248,18 @@ func brokenBody(release <-chan struct{}) http.HandlerFunc {
 
 // startGRPCLab starts the engine on grpcLabConfig in front of an HTTP/3
 // origin (quic-go) serving the gRPC server and the plain handlers above.
-func startGRPCLab(t *testing.T) (*enginelab.Env, *testService) {
+// roots holds the https frontend's certificate.
+func startGRPCLab(t *testing.T) (env *enginelab.Env, svc *testService, roots *x509.CertPool) {
 	t.Helper()
 	files := newOriginFiles(t, grpcOrigin.Addr().String())
+	fe := writeLabCert(t, filepath.Join(t.TempDir(), "https"), "198.18.1.1")
+	roots = x509.NewCertPool()
+	roots.AddCert(fe.leaf)
 	cert, err := tls.LoadX509KeyPair(files.cert, files.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := &testService{cancelled: make(chan string, 16), release: make(chan struct{})}
+	svc = &testService{cancelled: make(chan string, 16), release: make(chan struct{})}
 	gs := grpc.NewServer()
 	testpb.RegisterTestServiceServer(gs, svc)
 	hs := healthgrpc.NewServer()
@@ -266,8 +275,8 @@ func startGRPCLab(t *testing.T) (*enginelab.Env, *testService) {
 		Handler:   mux,
 		TLSConfig: http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
 	}
-	env := startLab(t, "xdp", enginelab.Options{
-		Config:    fmt.Sprintf(grpcLabConfig, files.cert),
+	env = startLab(t, "xdp", enginelab.Options{
+		Config:    fmt.Sprintf(grpcLabConfig, fe.cert, fe.key, files.cert),
 		NoOrigins: true,
 		BeforeEngine: func(l *lab.Lab) error {
 			var pc net.PacketConn
@@ -293,15 +302,20 @@ func startGRPCLab(t *testing.T) (*enginelab.Env, *testService) {
 	if err := probeGet(env.HTTPClient(1, false), env.FrontendURL("http")+"/healthz", 10*time.Second); err != nil {
 		t.Fatalf("gateway to the origin: %v", err)
 	}
-	return env, svc
+	return env, svc, roots
 }
 
-// grpcClient is a grpc-go client connection to the h2c frontend (insecure
-// credentials: gRPC over cleartext HTTP/2 with prior knowledge).
-func grpcClient(t *testing.T, env *enginelab.Env) *grpc.ClientConn {
+// grpcClient is a grpc-go client connection to addr: the h2c frontend
+// with roots nil (insecure credentials: gRPC over cleartext HTTP/2 with
+// prior knowledge), else the https one (TLS, ALPN h2) trusting roots.
+func grpcClient(t *testing.T, env *enginelab.Env, addr string, roots *x509.CertPool) *grpc.ClientConn {
 	t.Helper()
-	cc, err := grpc.NewClient("passthrough:///198.18.1.1:8080",
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds := insecure.NewCredentials()
+	if roots != nil {
+		creds = credentials.NewTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(creds),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			return env.Dial(ctx, "tcp", addr)
 		}))
@@ -344,40 +358,17 @@ func longStream() []*testpb.ResponseParameters {
 	return p
 }
 
-// TestGRPCGateway runs grpc-go calls of every kind through the h2c
-// frontend and gRPC's framing by hand over HTTP/3 through the h3
-// frontend, to a grpc-go server behind an HTTP/3 backend.
+// TestGRPCGateway runs grpc-go calls of every kind through the h2c and
+// https (h2 over TLS) frontends and gRPC's framing by hand over HTTP/3
+// through the h3 frontend, to a grpc-go server behind an HTTP/3 backend.
 func TestGRPCGateway(t *testing.T) {
-	env, svc := startGRPCLab(t)
-	cc := grpcClient(t, env)
-	tc := testpb.NewTestServiceClient(cc)
+	env, svc, roots := startGRPCLab(t)
 	// The subtests run in parallel after this function returned.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 
-	t.Run("h2c/long-server-stream", func(t *testing.T) {
-		t.Parallel()
-		start := time.Now()
-		stream, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: longStream()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for {
-			_, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("after %d messages, %v: %v", n, time.Since(start), err)
-			}
-			n++
-		}
-		if n != 40 {
-			t.Fatalf("%d messages, want 40", n)
-		}
-		t.Logf("40 messages over %v, past the 2s request, idle and body timeouts", time.Since(start).Round(time.Millisecond))
-	})
+	grpcGoCalls(t, ctx, grpcClient(t, env, "198.18.1.1:8080", nil), svc, "h2c")
+	grpcGoCalls(t, ctx, grpcClient(t, env, "198.18.1.1:8444", roots), svc, "h2")
 	t.Run("h3/long-server-stream", func(t *testing.T) {
 		t.Parallel()
 		c, done, err := env.HTTP3Client()
@@ -408,141 +399,6 @@ func TestGRPCGateway(t *testing.T) {
 		}
 	})
 
-	t.Run("h2c/health", func(t *testing.T) {
-		t.Parallel()
-		hc := healthpb.NewHealthClient(cc)
-		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "grpc.testing.TestService"})
-		if err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
-			t.Fatalf("Check: %v %v", r, err)
-		}
-		// An error with no message before it.
-		_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "nope"})
-		wantStatus(t, err, codes.NotFound, "unknown service")
-	})
-	t.Run("h2c/unary", func(t *testing.T) {
-		t.Parallel()
-		var hdr, trl metadata.MD
-		mctx := metadata.AppendToOutgoingContext(ctx, "x-echo", "42")
-		r, err := tc.UnaryCall(mctx, &testpb.SimpleRequest{ResponseSize: 100 << 10, Payload: payload(50 << 10)},
-			grpc.Header(&hdr), grpc.Trailer(&trl))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(r.GetPayload().GetBody()) != 100<<10 {
-			t.Fatalf("payload of %d bytes", len(r.GetPayload().GetBody()))
-		}
-		if got := hdr.Get("x-backend-te"); len(got) != 1 || got[0] != "trailers" {
-			t.Errorf("backend saw TE %q, want trailers", got)
-		}
-		if got := trl.Get("x-echo-trailer"); len(got) != 1 || got[0] != "42" {
-			t.Errorf("trailer x-echo-trailer %q, want 42 (trailers %v)", got, trl)
-		}
-	})
-	t.Run("h2c/unary-error", func(t *testing.T) {
-		t.Parallel()
-		msg := "denied: ünïcode, 100% \t tab"
-		_, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.PermissionDenied), Message: msg}})
-		wantStatus(t, err, codes.PermissionDenied, msg)
-	})
-	t.Run("h2c/trailers-only", func(t *testing.T) {
-		t.Parallel()
-		err := cc.Invoke(ctx, trailersOnlyMethod, &testpb.Empty{}, &testpb.Empty{})
-		wantStatus(t, err, codes.NotFound, "nothing here: 100%")
-	})
-	t.Run("h2c/server-stream", func(t *testing.T) {
-		t.Parallel()
-		stream, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{
-			ResponseParameters: []*testpb.ResponseParameters{{Size: 1}, {Size: 70000}, {Size: 0}, {Size: 5}},
-			ResponseStatus:     &testpb.EchoStatus{Code: int32(codes.DataLoss), Message: "after the stream"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sizes []int
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				wantStatus(t, err, codes.DataLoss, "after the stream")
-				break
-			}
-			sizes = append(sizes, len(m.GetPayload().GetBody()))
-		}
-		if fmt.Sprint(sizes) != "[1 70000 0 5]" {
-			t.Fatalf("message sizes %v", sizes)
-		}
-	})
-	t.Run("h2c/client-stream", func(t *testing.T) {
-		t.Parallel()
-		stream, err := tc.StreamingInputCall(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := 0
-		for i := range 20 {
-			if err := stream.Send(&testpb.StreamingInputCallRequest{Payload: payload(int32(i * 1000))}); err != nil {
-				t.Fatal(err)
-			}
-			want += i * 1000
-		}
-		r, err := stream.CloseAndRecv()
-		if err != nil || int(r.AggregatedPayloadSize) != want {
-			t.Fatalf("got %v %v, want %d bytes", r, err, want)
-		}
-	})
-	t.Run("h2c/bidi", func(t *testing.T) {
-		t.Parallel()
-		stream, err := tc.FullDuplexCall(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range 10 {
-			if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: int32(i)}}}); err != nil {
-				t.Fatal(err)
-			}
-			m, err := stream.Recv()
-			if err != nil || len(m.GetPayload().GetBody()) != i {
-				t.Fatalf("round %d: %v %v", i, m, err)
-			}
-		}
-		// The server ends the call with an error status mid-stream.
-		if err := stream.Send(&testpb.StreamingOutputCallRequest{
-			ResponseParameters: []*testpb.ResponseParameters{{Size: 3}},
-			ResponseStatus:     &testpb.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "stop"},
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if m, err := stream.Recv(); err != nil || len(m.GetPayload().GetBody()) != 3 {
-			t.Fatalf("last message: %v %v", m, err)
-		}
-		_, err = stream.Recv()
-		wantStatus(t, err, codes.FailedPrecondition, "stop")
-	})
-	t.Run("h2c/bidi-quiet-client", func(t *testing.T) {
-		// The client sends nothing for longer than the body timeout
-		// (2s) while the server streams to it: a live stream, not a
-		// stalled upload.
-		t.Parallel()
-		stream, err := tc.FullDuplexCall(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		params := longStream()[:12] // 3.6s
-		if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: params}); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		for i := range params {
-			if _, err := stream.Recv(); err != nil {
-				t.Fatalf("message %d after %v: %v", i, time.Since(start), err)
-			}
-		}
-		if err := stream.CloseSend(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
-			t.Fatalf("end of call: %v", err)
-		}
-	})
 	t.Run("h3/bidi-quiet-client", func(t *testing.T) {
 		t.Parallel()
 		c, done, err := env.HTTP3Client()
@@ -649,7 +505,171 @@ func TestGRPCGateway(t *testing.T) {
 		ccancel()
 		waitCancelled(t, svc, "StreamingOutputCall")
 	})
-	t.Run("h2c/cancel", func(t *testing.T) {
+}
+
+// grpcGoCalls runs grpc-go calls of every kind on cc (through frontend fe,
+// which names the subtests), the streaming ones in parallel.
+func grpcGoCalls(t *testing.T, ctx context.Context, cc *grpc.ClientConn, svc *testService, fe string) {
+	tc := testpb.NewTestServiceClient(cc)
+	t.Run(fe+"/long-server-stream", func(t *testing.T) {
+		t.Parallel()
+		start := time.Now()
+		stream, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: longStream()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for {
+			_, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("after %d messages, %v: %v", n, time.Since(start), err)
+			}
+			n++
+		}
+		if n != 40 {
+			t.Fatalf("%d messages, want 40", n)
+		}
+		t.Logf("40 messages over %v, past the 2s request, idle and body timeouts", time.Since(start).Round(time.Millisecond))
+	})
+	t.Run(fe+"/health", func(t *testing.T) {
+		t.Parallel()
+		hc := healthpb.NewHealthClient(cc)
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "grpc.testing.TestService"})
+		if err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("Check: %v %v", r, err)
+		}
+		// An error with no message before it.
+		_, err = hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "nope"})
+		wantStatus(t, err, codes.NotFound, "unknown service")
+	})
+	t.Run(fe+"/unary", func(t *testing.T) {
+		t.Parallel()
+		var hdr, trl metadata.MD
+		mctx := metadata.AppendToOutgoingContext(ctx, "x-echo", "42")
+		r, err := tc.UnaryCall(mctx, &testpb.SimpleRequest{ResponseSize: 100 << 10, Payload: payload(50 << 10)},
+			grpc.Header(&hdr), grpc.Trailer(&trl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.GetPayload().GetBody()) != 100<<10 {
+			t.Fatalf("payload of %d bytes", len(r.GetPayload().GetBody()))
+		}
+		if got := hdr.Get("x-backend-te"); len(got) != 1 || got[0] != "trailers" {
+			t.Errorf("backend saw TE %q, want trailers", got)
+		}
+		if got := trl.Get("x-echo-trailer"); len(got) != 1 || got[0] != "42" {
+			t.Errorf("trailer x-echo-trailer %q, want 42 (trailers %v)", got, trl)
+		}
+	})
+	t.Run(fe+"/unary-error", func(t *testing.T) {
+		t.Parallel()
+		msg := "denied: ünïcode, 100% \t tab"
+		_, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.PermissionDenied), Message: msg}})
+		wantStatus(t, err, codes.PermissionDenied, msg)
+	})
+	t.Run(fe+"/trailers-only", func(t *testing.T) {
+		t.Parallel()
+		err := cc.Invoke(ctx, trailersOnlyMethod, &testpb.Empty{}, &testpb.Empty{})
+		wantStatus(t, err, codes.NotFound, "nothing here: 100%")
+	})
+	t.Run(fe+"/server-stream", func(t *testing.T) {
+		t.Parallel()
+		stream, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{
+			ResponseParameters: []*testpb.ResponseParameters{{Size: 1}, {Size: 70000}, {Size: 0}, {Size: 5}},
+			ResponseStatus:     &testpb.EchoStatus{Code: int32(codes.DataLoss), Message: "after the stream"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sizes []int
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				wantStatus(t, err, codes.DataLoss, "after the stream")
+				break
+			}
+			sizes = append(sizes, len(m.GetPayload().GetBody()))
+		}
+		if fmt.Sprint(sizes) != "[1 70000 0 5]" {
+			t.Fatalf("message sizes %v", sizes)
+		}
+	})
+	t.Run(fe+"/client-stream", func(t *testing.T) {
+		t.Parallel()
+		stream, err := tc.StreamingInputCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		for i := range 20 {
+			if err := stream.Send(&testpb.StreamingInputCallRequest{Payload: payload(int32(i * 1000))}); err != nil {
+				t.Fatal(err)
+			}
+			want += i * 1000
+		}
+		r, err := stream.CloseAndRecv()
+		if err != nil || int(r.AggregatedPayloadSize) != want {
+			t.Fatalf("got %v %v, want %d bytes", r, err, want)
+		}
+	})
+	t.Run(fe+"/bidi", func(t *testing.T) {
+		t.Parallel()
+		stream, err := tc.FullDuplexCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: int32(i)}}}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := stream.Recv()
+			if err != nil || len(m.GetPayload().GetBody()) != i {
+				t.Fatalf("round %d: %v %v", i, m, err)
+			}
+		}
+		// The server ends the call with an error status mid-stream.
+		if err := stream.Send(&testpb.StreamingOutputCallRequest{
+			ResponseParameters: []*testpb.ResponseParameters{{Size: 3}},
+			ResponseStatus:     &testpb.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "stop"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := stream.Recv(); err != nil || len(m.GetPayload().GetBody()) != 3 {
+			t.Fatalf("last message: %v %v", m, err)
+		}
+		_, err = stream.Recv()
+		wantStatus(t, err, codes.FailedPrecondition, "stop")
+	})
+	t.Run(fe+"/bidi-quiet-client", func(t *testing.T) {
+		// The client sends nothing for longer than the body timeout
+		// (2s) while the server streams to it: a live stream, not a
+		// stalled upload.
+		t.Parallel()
+		stream, err := tc.FullDuplexCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		params := longStream()[:12] // 3.6s
+		if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: params}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for i := range params {
+			if _, err := stream.Recv(); err != nil {
+				t.Fatalf("message %d after %v: %v", i, time.Since(start), err)
+			}
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("end of call: %v", err)
+		}
+	})
+	t.Run(fe+"/cancel", func(t *testing.T) {
 		// Not parallel: the cancelled calls are told apart by method.
 		cctx, ccancel := context.WithCancel(ctx)
 		defer ccancel()
@@ -670,6 +690,17 @@ func TestGRPCGateway(t *testing.T) {
 			t.Fatalf("client got %v, want Canceled", err)
 		}
 	})
+}
+
+// httpsClient is a net/http client of the https frontend over HTTP/2
+// (h2) or HTTP/1.1, from the client namespace, trusting roots.
+func httpsClient(env *enginelab.Env, roots *x509.CertPool, h2 bool) *http.Client {
+	var p http.Protocols
+	p.SetHTTP1(!h2)
+	p.SetHTTP2(h2)
+	tr := &http.Transport{DialContext: env.Dial, Protocols: &p,
+		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 // h3GRPC sends one gRPC request (msg in gRPC's length-prefixed framing,
@@ -723,7 +754,7 @@ func readGRPCMessage(r io.Reader, m proto.Message) error {
 // frontends, with Go's clients, curl and nghttp; and checks that a
 // response the backend breaks off reaches the client as broken.
 func TestTrailersGateway(t *testing.T) {
-	env, svc := startGRPCLab(t)
+	env, svc, roots := startGRPCLab(t)
 	const body = "hello, trailers"
 	h3c, done, err := env.HTTP3Client()
 	if err != nil {
@@ -735,12 +766,15 @@ func TestTrailersGateway(t *testing.T) {
 		c      *http.Client
 		url    string
 		length int64 // -1: streamed (chunked on HTTP/1.1)
+		major  int   // the HTTP version the client must have spoken
 	}{
-		{"http1.1-chunked", env.HTTPClient(1, false), env.FrontendURL("http"), -1},
-		{"h2c-streamed", env.HTTPClient(1, true), env.FrontendURL("http"), -1},
-		{"h2c-sized", env.HTTPClient(1, true), env.FrontendURL("http"), int64(len(body))},
-		{"h3-streamed", h3c, env.FrontendURL("h3"), -1},
-		{"h3-sized", h3c, env.FrontendURL("h3"), int64(len(body))},
+		{"http1.1-chunked", env.HTTPClient(1, false), env.FrontendURL("http"), -1, 1},
+		{"h2c-streamed", env.HTTPClient(1, true), env.FrontendURL("http"), -1, 2},
+		{"h2c-sized", env.HTTPClient(1, true), env.FrontendURL("http"), int64(len(body)), 2},
+		{"h3-streamed", h3c, env.FrontendURL("h3"), -1, 3},
+		{"h3-sized", h3c, env.FrontendURL("h3"), int64(len(body)), 3},
+		{"https-h2", httpsClient(env, roots, true), "https://198.18.1.1:8444", -1, 2},
+		{"https-http1.1", httpsClient(env, roots, false), "https://198.18.1.1:8444", -1, 1},
 	}
 	for _, cl := range clients {
 		t.Run(cl.name, func(t *testing.T) {
@@ -750,7 +784,7 @@ func TestTrailersGateway(t *testing.T) {
 			}
 			req.ContentLength = cl.length
 			req.Header.Set("Te", "trailers")
-			if cl.name == "http1.1-chunked" {
+			if cl.major == 1 {
 				req.Header.Set("Connection", "TE") // RFC 9110 section 10.1.4
 			}
 			req.Trailer = http.Header{"X-Checksum": {"c0ffee"}}
@@ -760,6 +794,9 @@ func TestTrailersGateway(t *testing.T) {
 			}
 			got, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if resp.ProtoMajor != cl.major {
+				t.Errorf("spoke %s", resp.Proto)
+			}
 			if err != nil || string(got) != body {
 				t.Fatalf("body %q %v", got, err)
 			}
