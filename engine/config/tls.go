@@ -16,8 +16,9 @@ import (
 // both, they come first. The first certificate is the default: it answers
 // a client that sends no SNI (RFC 6066 section 3) or a name no
 // certificate's DNS names match; the others are chosen by SNI (see
-// package frontend). An h3 frontend without files makes a self-signed
-// certificate (lab use; logged as a warning); an https frontend needs one.
+// package frontend). An https frontend needs one; an h3 frontend without
+// files serves those of the https frontend that advertises it (AltSvc),
+// else a self-signed certificate it makes (lab use; logged as a warning).
 //
 // The files are read and checked by [Config.Validate], so a bad or missing
 // file is a configuration error naming it, and a reload (SIGHUP) that
@@ -65,7 +66,9 @@ type AltSvc struct {
 	// H3 names the h3 frontend advertised, "off" for none. Unset: an
 	// https frontend advertises the h3 frontend listening on its own
 	// address and port (UDP beside TCP, as Caddy does), if there is one;
-	// an http frontend advertises nothing.
+	// an http frontend advertises nothing. An h3 frontend without
+	// certificate files that an https frontend advertises serves that
+	// frontend's certificates.
 	H3 string `yaml:"h3"`
 	// MaxAge is how long a client may remember the alternative (the ma
 	// parameter, RFC 7838 section 3). Default 24h, RFC 7838's own default.
@@ -149,6 +152,7 @@ func (c *Config) validateAltSvc(bad func(field, format string, args ...any)) {
 			if f.Protocol == ProtoHTTPS {
 				if h3 := c.sameAddrH3(f.addr); h3 != nil {
 					f.altSvc = altSvcValue(h3.addr.Port(), 24*time.Hour)
+					shareCertificates(f, h3)
 				}
 			}
 			continue
@@ -196,6 +200,18 @@ func (c *Config) validateAltSvc(bad func(field, format string, args ...any)) {
 			continue
 		}
 		f.altSvc = altSvcValue(h3.addr.Port(), ma)
+		shareCertificates(f, h3)
+	}
+}
+
+// shareCertificates gives an h3 frontend without certificate files those
+// of the https frontend f that advertises it: clients switching to it by
+// Alt-Svc must be able to authenticate it as the same origin (RFC 7838
+// section 2.1), and listing the files once keeps them from drifting
+// apart. The first advertising frontend wins.
+func shareCertificates(f, h3 *Frontend) {
+	if f.Protocol == ProtoHTTPS && len(h3.TLS.Files()) == 0 && len(f.TLS.Loaded()) > 0 {
+		h3.TLS = f.TLS
 	}
 }
 

@@ -52,6 +52,11 @@ func TestParseConfigTLS(t *testing.T) {
 	if got := c.Frontends[1].AltSvcHeader(); got != "" {
 		t.Errorf("http Alt-Svc %q by default, want none", got)
 	}
+	// The h3 frontend it advertises has no files: it serves the https
+	// frontend's certificates.
+	if h3 := c.Frontends[2]; h3.Name != "web3" || len(h3.TLS.Loaded()) != 2 {
+		t.Errorf("h3 frontend %s: %d certificates, want the https frontend's 2", h3.Name, len(h3.TLS.Loaded()))
+	}
 
 	// Configured: an http frontend names the h3 one, with its max-age;
 	// "off" turns the https default off.
