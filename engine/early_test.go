@@ -1,3 +1,11 @@
+//go:build !race
+
+// The early-data lab tests run without the race detector (make test runs
+// them in its non-race pass): quic-go's 0-RTT client writes the server's
+// transport parameters on its connection goroutine while a stream opened
+// before the handshake reads them (quic-go issue #4303, open), which the
+// detector reports in quic-go's code in about one run in eight.
+
 package engine_test
 
 import (
