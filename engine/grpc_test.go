@@ -143,6 +143,11 @@ func (s *testService) send(ctx context.Context, method string, params []*testpb.
 }
 
 func (s *testService) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
+	if md, _ := metadata.FromIncomingContext(stream.Context()); len(md.Get("x-headers-first")) > 0 {
+		if err := stream.SendHeader(metadata.Pairs("x-early", "1")); err != nil {
+			return err
+		}
+	}
 	if err := s.send(stream.Context(), "StreamingOutputCall", req.ResponseParameters, stream.Send); err != nil {
 		return err
 	}
@@ -668,6 +673,24 @@ func grpcGoCalls(t *testing.T, ctx context.Context, cc *grpc.ClientConn, svc *te
 		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
 			t.Fatalf("end of call: %v", err)
 		}
+	})
+	t.Run(fe+"/headers-before-messages", func(t *testing.T) {
+		// The server sends its headers and then nothing for 30s: the
+		// client sees them at once (grpc-go's Header() waits for them).
+		// Not parallel: it ends by cancelling.
+		cctx, ccancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, "x-headers-first", "1"), 10*time.Second)
+		defer ccancel()
+		stream, err := tc.StreamingOutputCall(cctx, &testpb.StreamingOutputCallRequest{
+			ResponseParameters: []*testpb.ResponseParameters{{Size: 1, IntervalUs: 30_000_000}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, err := stream.Header()
+		if err != nil || len(md.Get("x-early")) != 1 {
+			t.Fatalf("headers %v: %v", md, err)
+		}
+		ccancel()
+		waitCancelled(t, svc, "StreamingOutputCall")
 	})
 	t.Run(fe+"/cancel", func(t *testing.T) {
 		// Not parallel: the cancelled calls are told apart by method.
