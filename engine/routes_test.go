@@ -18,7 +18,9 @@ import (
 // routeLab is an engine in the lab in front of two third-party origins,
 // gtlsserver as backend "a" (198.18.2.10:443) and caddy as backend "b"
 // (198.18.2.11:443). Each serves /who and /b/who, whose body names the
-// origin ("a" or "b"), so a response says which backend the route chose.
+// origin ("a" or "b"), so a response says which backend the route chose;
+// caddy's /xff answers the X-Forwarded-For it got (the PROXY protocol
+// tests).
 type routeLab struct {
 	env   *enginelab.Env
 	files [2]originFiles
@@ -26,8 +28,8 @@ type routeLab struct {
 
 // routeConfig is routeLab's configuration: frontend "http" at :8080 with
 // backend a as its default route and routes, frontend "strict" at :8081
-// with routes only; top is extra top-level YAML, fe extra fields of the
-// http frontend (", ...").
+// with routes only; top is extra top-level YAML, fe extra keys of the
+// http frontend (lines indented four spaces).
 func routeConfig(files [2]originFiles, routes, top, fe string) string {
 	return fmt.Sprintf(`dataplane: xdp
 admin: 127.0.0.1:0
@@ -39,8 +41,8 @@ frontends:
     listen: "198.18.1.1:8080"
     protocol: http
     backend: a
-    routes: [%s]%s
-  - {name: strict, listen: "198.18.1.1:8081", protocol: http, routes: [{host: only.test, backend: a}]}
+    routes: [%s]
+%s  - {name: strict, listen: "198.18.1.1:8081", protocol: http, routes: [{host: only.test, backend: a}]}
 backends:
   - name: a
     tls: {ca: %q}
@@ -60,7 +62,10 @@ func startRouteLab(t *testing.T, top, fe string) *routeLab {
 	needTool(t, "gtlsserver")
 	needTool(t, "caddy")
 	rl := &routeLab{}
-	kinds := [2]originKind{gtlsserver, caddy}
+	kinds := [2]originKind{gtlsserver, caddyOrigin(map[string]any{
+		"match":  []any{map[string]any{"path": []string{"/xff"}}},
+		"handle": []any{map[string]any{"handler": "static_response", "body": "{http.request.header.X-Forwarded-For}"}},
+	})}
 	addrs := [2]netip.AddrPort{netip.MustParseAddrPort("198.18.2.10:443"), netip.MustParseAddrPort("198.18.2.11:443")}
 	for i, name := range []string{"a", "b"} {
 		rl.files[i] = newOriginFiles(t, addrs[i].Addr().String())
@@ -82,6 +87,7 @@ func startRouteLab(t *testing.T, top, fe string) *routeLab {
 	})
 	rl.env = startLab(t, "xdp", enginelab.Options{
 		Config:    routeConfig(rl.files, labRoutes, top, fe),
+		Clients:   2,
 		NoOrigins: true,
 		BeforeEngine: func(l *lab.Lab) error {
 			for i := range kinds {

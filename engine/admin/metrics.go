@@ -276,6 +276,7 @@ var metricHelp = map[string]string{
 	"xdpnet_backend_early_requests_total":     "Requests sent to a backend in 0-RTT data (early_data), by result: sent, accepted, rejected (early data rejected, sent again on another connection), too_early (425, sent again after the handshake).",
 	"xdpnet_backend_failures_total":           "Requests and tunnels the gateway answered with an error of its own (502, 503, 504 or a refused tunnel), by reason.",
 	"xdpnet_drain_cut_requests_total":         "HTTP requests still in flight when a drain's deadline passed, cut (tunnels cut count in xdpnet_tunnels_total{result=\"cut\"}).",
+	"xdpnet_proxy_protocol_total":             "Client connections of frontends with proxy_protocol, by result: proxied (a trusted header gave the client address), local (a trusted LOCAL or address-less header), untrusted (not a trusted source: served as is), missing, malformed, timeout (a trusted source without a valid header in time: closed).",
 	"xdpnet_access_log_dropped_total":         "Access log lines dropped because the writer's queue (access_log.queue) was full; the data path never waits for the log.",
 	"xdpnet_retries_total":                    "Backend attempts after the first, per backend.",
 	"xdpnet_redispatches_total":               "Retries sent to a server chosen again by the balancer.",

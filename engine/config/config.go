@@ -141,6 +141,10 @@ type Frontend struct {
 	// AccessLog false keeps this frontend's requests out of the engine's
 	// access log. Default true.
 	AccessLog *bool `yaml:"access_log"`
+	// ProxyProtocol, when set, reads a PROXY protocol v2 header from
+	// trusted load balancers (see [ProxyProtocol]); http, https and tcp
+	// frontends.
+	ProxyProtocol *ProxyProtocol `yaml:"proxy_protocol"`
 
 	addr   netip.AddrPort
 	altSvc string
@@ -225,6 +229,12 @@ type Backend struct {
 	// connection. protocol h3 only. Session tickets are kept per server
 	// and resumed whether or not this is on.
 	EarlyData bool `yaml:"early_data"`
+	// SendProxyProtocol "v2" makes each tunnel to this (raw) backend
+	// start with a PROXY protocol v2 header carrying the client's address
+	// (the one a trusted proxy_protocol header gave, else the
+	// connection's) and the frontend address it reached, as HAProxy's
+	// send-proxy-v2. Default "" (none).
+	SendProxyProtocol string `yaml:"send_proxy_protocol"`
 }
 
 // Server is one origin.
@@ -433,6 +443,7 @@ func (c *Config) setDefaults() {
 		defDur(&f.Timeouts.Idle, 60*time.Second)
 		defDur(&f.Timeouts.Body, 30*time.Second)
 		defInt(&f.MaxHeaderBytes, 64<<10)
+		f.ProxyProtocol.setDefaults()
 	}
 	for i := range c.Backends {
 		b := &c.Backends[i]
@@ -624,6 +635,7 @@ func (c *Config) Validate() error {
 			bad(p+".hash_key", "only used with balance: hash")
 		}
 		oneOf(p+".reuse.policy", b.Reuse.Policy, ReuseNever, ReuseSafe, ReuseAggressive, ReuseAlways)
+		validateSendProxyProtocol(b, p, bad)
 		if b.Reuse.MaxIdle < 0 {
 			bad(p+".reuse.max_idle", "must not be negative")
 		}
@@ -749,6 +761,7 @@ func (c *Config) Validate() error {
 			bad(p+".backend", "an %s frontend needs a backend with protocol h3, %q has %s", f.Protocol, b.Name, b.Protocol)
 		}
 		validateRoutes(f, p, backends, bad)
+		validateProxyProtocol(f, p, bad)
 		validateTLS(f, p, bad)
 		if f.Timeouts.Header < 0 || f.Timeouts.Idle < 0 {
 			bad(p+".timeouts", "must not be negative")

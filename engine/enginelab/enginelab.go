@@ -44,6 +44,9 @@ type Options struct {
 	Admin string
 	// Queues per veth (default 1): on xdp, one worker per queue per veth.
 	Queues int
+	// Clients is the number of client addresses (198.18.1.2, .3, ...;
+	// default 1).
+	Clients int
 	// NoOrigins starts no origin: the caller runs its own servers on the
 	// configured addresses in the backend namespace (third-party origins
 	// such as gtlsserver or caddy), before or after the engine, and names
@@ -160,7 +163,7 @@ func Start(opts Options) (_ *Env, err error) {
 			}
 		}
 	}
-	l, err := lab.New(lab.Options{Queues: max(1, opts.Queues), Servers: len(addrs)})
+	l, err := lab.New(lab.Options{Queues: max(1, opts.Queues), Servers: len(addrs), Clients: opts.Clients})
 	if err != nil {
 		if certDir != "" {
 			os.RemoveAll(certDir)

@@ -12,6 +12,13 @@
 // was tried). A route's retries and request and probe timeouts replace its
 // backend's. A reload swaps the whole route table at once (SwapRoutes).
 //
+// PROXY protocol v2 (proxy_protocol): connections from trusted sources
+// must start with a header, read off the accept loop under a timeout, and
+// take the client address it carries (RemoteAddr); others are served as
+// they are. Raw backends with send_proxy_protocol get a header first on
+// each tunnel. Access log records (package accesslog) are made here, per
+// request, never waiting for the writer.
+//
 // Retries follow HAProxy's model: a request that never reached a server is
 // retried (on another server with redispatch); one that may have reached it
 // is retried only if its method is idempotent (RFC 9110 section 9.2.2) and

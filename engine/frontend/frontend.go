@@ -113,9 +113,11 @@ func (fe *Frontend) Addr() net.Addr {
 // Start opens the frontend's socket and serves it.
 func (fe *Frontend) Start() error {
 	e := fe.env
-	newSession := func(local, remote net.Addr, tcp bool) *session {
+	// local and remote choose the worker; client is the client's address
+	// (a PROXY protocol header's, or remote).
+	newSession := func(local, remote, client net.Addr, tcp bool) *session {
 		s := &session{worker: e.pickWorker(local, remote, tcp)}
-		if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
+		if ap, err := netip.ParseAddrPort(client.String()); err == nil {
 			s.remote = ap.Addr().Unmap()
 		}
 		return s
@@ -127,6 +129,7 @@ func (fe *Frontend) Start() error {
 		if err != nil {
 			return err
 		}
+		ln = fe.proxyListen(ln)
 		fe.ln = ln
 		https := fe.cfg.Protocol == config.ProtoHTTPS
 		var protos http.Protocols
@@ -152,7 +155,8 @@ func (fe *Frontend) Start() error {
 			MaxHeaderBytes:    fe.cfg.MaxHeaderBytes,
 			ErrorLog:          log,
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-				s := newSession(c.LocalAddr(), c.RemoteAddr(), true)
+				wl, wr := workerAddrs(c)
+				s := newSession(wl, wr, c.RemoteAddr(), true)
 				fe.sessions.Store(c, s)
 				return context.WithValue(ctx, sessionKey{}, s)
 			},
@@ -212,7 +216,7 @@ func (fe *Frontend) Start() error {
 			IdleTimeout:    fe.cfg.Timeouts.Idle.D(),
 			MaxHeaderBytes: fe.cfg.MaxHeaderBytes,
 			ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
-				s := newSession(c.LocalAddr(), c.RemoteAddr(), false)
+				s := newSession(c.LocalAddr(), c.RemoteAddr(), c.RemoteAddr(), false)
 				context.AfterFunc(c.Context(), s.close)
 				return context.WithValue(ctx, sessionKey{}, s)
 			},
@@ -223,6 +227,7 @@ func (fe *Frontend) Start() error {
 		if err != nil {
 			return err
 		}
+		ln = fe.proxyListen(ln)
 		fe.ln = ln
 		fe.serving.Go(fe.acceptTunnels)
 	}
@@ -258,7 +263,8 @@ func (fe *Frontend) acceptTunnels() {
 		fe.tunnels.Go(func() {
 			defer fe.leave()
 			defer conns.Dec()
-			fe.serveTunnel(c, e.pickWorker(c.LocalAddr(), c.RemoteAddr(), true))
+			wl, wr := workerAddrs(c)
+			fe.serveTunnel(c, e.pickWorker(wl, wr, true))
 		})
 	}
 }

@@ -67,6 +67,13 @@ func (fe *Frontend) serveTunnel(c net.Conn, worker int) {
 	defer srv.AddInflight(-1)
 	srv.CountRequest()
 
+	if cfg.SendProxyProtocol == "v2" {
+		if err := sendProxyHeader(l.Stream(), c); err != nil {
+			l.Done(err)
+			e.Counters.Tunnels.WithLabelValues(fe.cfg.Name, "reset").Inc()
+			return
+		}
+	}
 	err = splice(c, l.Stream(), fe.cfg.Timeouts.Idle.D(), fe.cutCtx.Done())
 	l.Done(err)
 	result := "ok"

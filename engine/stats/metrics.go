@@ -8,6 +8,7 @@ type Counters struct {
 	// says which snapshot field each one fills.
 	Requests        Vec     // frontend, class, result
 	RouteRequests   Vec     // frontend, route, class
+	ProxyProtocol   Vec     // frontend, result
 	ClientConns     Vec     // frontend (a gauge)
 	Refused         Vec     // frontend, reason
 	ClientTimeouts  Vec     // frontend, reason

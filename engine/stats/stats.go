@@ -90,6 +90,10 @@ type FrontendStats struct {
 	// Routes are the requests a route (or the default route, "default")
 	// took, by route, then status class.
 	Routes map[string]map[string]uint64 `json:"routes" metric:"xdpnet_route_requests_total" by:"route,class"`
+	// ProxyProtocol are client connections of a frontend with
+	// proxy_protocol, by result: proxied, local, untrusted, missing,
+	// malformed, timeout (the last three closed).
+	ProxyProtocol map[string]uint64 `json:"proxy_protocol,omitempty" metric:"xdpnet_proxy_protocol_total" by:"result"`
 }
 
 // BackendStats are one backend's counters.
@@ -140,6 +144,7 @@ func (m *Counters) Snapshot() EngineStats {
 		f := s.Frontends[name]
 		if f == nil {
 			f = &FrontendStats{Requests: map[string]map[string]uint64{}, Routes: map[string]map[string]uint64{}, Refused: map[string]uint64{},
+				ProxyProtocol:  map[string]uint64{},
 				ClientTimeouts: map[string]uint64{}, Tunnels: map[string]uint64{}}
 			s.Frontends[name] = f
 		}
@@ -176,6 +181,7 @@ func (m *Counters) Snapshot() EngineStats {
 		}
 		r[k[1]][k[2]] = uint64(n)
 	})
+	m.ProxyProtocol.Each(func(k Labels, n int64) { fe(k[0]).ProxyProtocol[k[1]] = uint64(n) })
 	m.ClientConns.Each(func(k Labels, n int64) { fe(k[0]).ClientConnections = n })
 	m.Refused.Each(func(k Labels, n int64) { fe(k[0]).Refused[k[1]] = uint64(n) })
 	m.ClientTimeouts.Each(func(k Labels, n int64) { fe(k[0]).ClientTimeouts[k[1]] = uint64(n) })
