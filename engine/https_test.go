@@ -330,6 +330,11 @@ func TestLabHTTPSResumption(t *testing.T) {
 			}
 		})
 	}
+	// The engine counts them the same way: one full and two resumed
+	// handshakes per version.
+	h.waitHandshakes(t, "full", 2)
+	h.waitHandshakes(t, "resumed", 4)
+	h.waitHandshakes(t, "failed", 0)
 }
 
 // Certificate files replaced and reloaded under load (wrk over kept-alive
@@ -467,5 +472,25 @@ func TestLabHTTPSLimits(t *testing.T) {
 	// Their slots are free again.
 	if out, err := h.curl(t, "-o", "/dev/null", "-w", "%{http_code}", "https://a.example:8443/"); err != nil || out != "200" {
 		t.Errorf("curl after the silent connections: %q, %v", out, err)
+	}
+	// The two cut mid-handshake are counted as failed handshakes (the
+	// refused one never reached TLS), curl's as a full one.
+	h.waitHandshakes(t, "failed", 2)
+	h.waitHandshakes(t, "full", 1)
+}
+
+// waitHandshakes waits until xdpnet_tls_handshakes_total of the https
+// frontend for result is n (connections are counted as they close), and
+// fails t if it is not, or goes past.
+func (h *httpsLab) waitHandshakes(t *testing.T, result string, n float64) {
+	t.Helper()
+	re := regexp.MustCompile(`^xdpnet_tls_handshakes_total$`)
+	var got float64
+	testutil.Eventually(func() bool {
+		got, _ = metricSum(metricsText(t, h.env), re, `frontend="https"`, `result="`+result+`"`)
+		return got >= n
+	})
+	if got != n {
+		t.Errorf("xdpnet_tls_handshakes_total{result=%q} = %v, want %v", result, got, n)
 	}
 }

@@ -265,6 +265,7 @@ var metricHelp = map[string]string{
 	"xdpnet_client_connections":               "Open client connections per frontend.",
 	"xdpnet_connections_refused_total":        "Client connections refused by a connection limit, by reason: frontend_limit or engine_limit (max_connections). TCP ones are closed right after accept, QUIC ones get CONNECTION_REFUSED.",
 	"xdpnet_client_timeouts_total":            "Requests cut because the client was too slow, by reason: body (a request body read waited longer than timeouts.body).",
+	"xdpnet_tls_handshakes_total":             "Client connections of https frontends by how their TLS handshake went, counted when they close: full, resumed (session ticket), failed (bad, unfinished or timed out).",
 	"xdpnet_tunnels_total":                    "TCP connections tunnelled as raw streams, by result: ok, failed (no stream opened), reset (either side failed), idle (cut by the idle timeout), cut (still open at the drain deadline).",
 	"xdpnet_backend_requests_total":           "Requests and tunnels that reached a backend server (response headers or an open stream).",
 	"xdpnet_backend_connections_opened_total": "Backend QUIC connections opened (handshakes completed).",

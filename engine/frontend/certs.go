@@ -76,6 +76,21 @@ func supported(hello *tls.ClientHelloInfo, cs []*tls.Certificate) *tls.Certifica
 	return cs[0]
 }
 
+// countHandshake counts how the TLS handshake of a closed client
+// connection went (xdpnet_tls_handshakes_total). Counting at close sees
+// every outcome, failures included, which net/http only logs.
+func (fe *Frontend) countHandshake(tc *tls.Conn) {
+	cs := tc.ConnectionState()
+	result := "failed"
+	switch {
+	case cs.HandshakeComplete && cs.DidResume:
+		result = "resumed"
+	case cs.HandshakeComplete:
+		result = "full"
+	}
+	fe.env.Counters.TLSHandshakes.WithLabelValues(fe.cfg.Name, result).Inc()
+}
+
 // certStore is a frontend's current certSet behind an atomic pointer: a
 // reload stores a new set, which the next handshake uses, while
 // connections already established keep what they negotiated.

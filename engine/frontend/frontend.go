@@ -166,6 +166,9 @@ func (fe *Frontend) Start() error {
 					conns.Inc()
 				case http.StateClosed, http.StateHijacked:
 					conns.Dec()
+					if tc, ok := c.(*tls.Conn); ok {
+						fe.countHandshake(tc)
+					}
 					// Once per connection: the session was stored
 					// by ConnContext, right after limitListener
 					// admitted the connection.

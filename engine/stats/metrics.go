@@ -12,6 +12,7 @@ type Counters struct {
 	ClientConns     Vec     // frontend (a gauge)
 	Refused         Vec     // frontend, reason
 	ClientTimeouts  Vec     // frontend, reason
+	TLSHandshakes   Vec     // frontend, result
 	Tunnels         Vec     // frontend, result
 	BackendRequests Vec     // backend, server
 	ConnsOpened     Vec     // backend, server

@@ -87,6 +87,11 @@ type FrontendStats struct {
 	ClientTimeouts map[string]uint64 `json:"client_timeouts" metric:"xdpnet_client_timeouts_total" by:"reason"`
 	// Tunnels are by result: ok, failed, reset, idle, cut.
 	Tunnels map[string]uint64 `json:"tunnels" metric:"xdpnet_tunnels_total" by:"result"`
+	// TLSHandshakes are an https frontend's client connections by how
+	// their TLS handshake went, counted as they close: full, resumed (a
+	// session ticket, RFC 8446 section 2.2), failed (a bad or unfinished
+	// handshake, also one cut by timeouts.header).
+	TLSHandshakes map[string]uint64 `json:"tls_handshakes" metric:"xdpnet_tls_handshakes_total" by:"result"`
 	// Routes are the requests a route (or the default route, "default")
 	// took, by route, then status class.
 	Routes map[string]map[string]uint64 `json:"routes" metric:"xdpnet_route_requests_total" by:"route,class"`
@@ -145,7 +150,7 @@ func (m *Counters) Snapshot() EngineStats {
 		if f == nil {
 			f = &FrontendStats{Requests: map[string]map[string]uint64{}, Routes: map[string]map[string]uint64{}, Refused: map[string]uint64{},
 				ProxyProtocol:  map[string]uint64{},
-				ClientTimeouts: map[string]uint64{}, Tunnels: map[string]uint64{}}
+				ClientTimeouts: map[string]uint64{}, Tunnels: map[string]uint64{}, TLSHandshakes: map[string]uint64{}}
 			s.Frontends[name] = f
 		}
 		return f
@@ -186,6 +191,7 @@ func (m *Counters) Snapshot() EngineStats {
 	m.Refused.Each(func(k Labels, n int64) { fe(k[0]).Refused[k[1]] = uint64(n) })
 	m.ClientTimeouts.Each(func(k Labels, n int64) { fe(k[0]).ClientTimeouts[k[1]] = uint64(n) })
 	m.Tunnels.Each(func(k Labels, n int64) { fe(k[0]).Tunnels[k[1]] = uint64(n) })
+	m.TLSHandshakes.Each(func(k Labels, n int64) { fe(k[0]).TLSHandshakes[k[1]] = uint64(n) })
 	m.BackendRequests.Each(func(k Labels, n int64) { srv(k).Requests = uint64(n) })
 	m.ConnsOpened.Each(func(k Labels, n int64) { srv(k).ConnectionsOpened = uint64(n) })
 	m.ConnectErrors.Each(func(k Labels, n int64) { srv(k).ConnectErrors = uint64(n) })
