@@ -48,7 +48,7 @@ type serverEarly struct {
 func newServerEarly(m *stats.Counters, backend, server, sni string) *serverEarly {
 	r := func(result string) *stats.Counter { return m.EarlyRequests.WithLabelValues(backend, server, result) }
 	return &serverEarly{
-		tickets: tls.NewLRUClientSessionCache(ticketsPerServer), sni: sni,
+		tickets: newTicketCache(ticketsPerServer), sni: sni,
 		resumed: m.Resumed.WithLabelValues(backend, server),
 		sent:    r("sent"), accepted: r("accepted"), rejected: r("rejected"), tooEarly: r("too_early"),
 	}
