@@ -123,6 +123,7 @@ func (e *earlyLab) send(t *testing.T, method, path string, body io.Reader, want 
 	if err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
 	resp, err := e.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +133,8 @@ func (e *earlyLab) send(t *testing.T, method, path string, body io.Reader, want 
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("FIGURES %s %s %s on a new backend connection: %d in %v (early requests so far %v)",
+		e.kind.name, method, path, resp.StatusCode, time.Since(start).Round(10*time.Microsecond), e.server().EarlyRequests)
 	if resp.StatusCode != want || want == http.StatusOK && len(b) != originPage {
 		t.Fatalf("%s %s: %d with %d bytes, want %d", method, url, resp.StatusCode, len(b), want)
 	}

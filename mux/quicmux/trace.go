@@ -71,7 +71,11 @@ func (r *connRecorder) RecordEvent(ev qlogwriter.Event) {
 		// session ticket (RFC 9000 section 7.4.1). A server that accepts
 		// 0-RTT must not lower them (quic-go closes the connection if it
 		// does), and one that rejects it makes the connection unusable
-		// here (see DialEarly), so the limit only ever rises.
+		// here (see DialEarly), so the limit only ever rises. The
+		// server's new limit (ParametersSet above) arrives before quic-go
+		// applies it at the end of the handshake: a request that takes
+		// credit in between waits in quic-go's OpenStreamSync for that
+		// instant, it never fails.
 		c.raiseLimit(e.InitialMaxStreamsBidi)
 	case qlog.PacketReceived:
 		for _, f := range e.Frames {
