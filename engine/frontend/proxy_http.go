@@ -437,11 +437,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		hdr.Del("Content-Length") // chunked, so that the trailers fit
 	}
 	w.WriteHeader(resp.StatusCode)
-	if len(resp.Trailer) > 0 {
-		// A response that announces trailers is a stream (gRPC's always
-		// are): its headers go out now, as httputil.ReverseProxy sends
-		// them, since its client may wait for them before any message
-		// comes (grpc-go's ClientStream.Header).
+	if headersFirst(resp) {
 		http.NewResponseController(w).Flush()
 	}
 	err = copyBody(w, resp.Body, resp.ContentLength < 0, tb)

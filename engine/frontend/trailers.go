@@ -105,3 +105,19 @@ func setTrailers(h http.Header, trailers http.Header) {
 		}
 	}
 }
+
+// headersFirst reports whether resp's headers go to the client at once,
+// before any of its body: a response that announces trailers (as
+// httputil.ReverseProxy does) or a gRPC one, whose server may send its
+// headers long before its first message (grpc-go's own HTTP/2 server
+// announces no trailers) while the client waits for them (grpc-go's
+// ClientStream.Header). Not a gRPC "Trailers-Only" response (grpc-status
+// in its headers, no body): it must reach the client as one header block
+// ending the stream, which a flush would split from the stream's end.
+// Other responses' headers go with their first body chunk, in one write.
+func headersFirst(resp *http.Response) bool {
+	if resp.Header.Get("Grpc-Status") != "" {
+		return false
+	}
+	return len(resp.Trailer) > 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc")
+}
