@@ -553,15 +553,19 @@ func (rt *Backend) watchUnreachable(srv *Server, tr *quicmux.Transport) {
 }
 
 // answers pings c for three probe timeouts of its own RTT estimate (RFC
-// 9002 section 6.2.1), at least 50ms and at most health_check.timeout. The
-// peer's QUIC stack answers however busy its application is. False only
-// if c failed to answer while the backend is open.
+// 9002 section 6.2.1), at least 100ms and at most health_check.timeout. The
+// peer's QUIC stack answers however busy its application is. A connection
+// on which any packet arrived meanwhile is not silent either, even if the
+// PING's acknowledgment was late: on a gateway short of CPU, closing it
+// would break the responses it is still carrying. False only if c received
+// nothing while the backend is open.
 func (rt *Backend) answers(c *Conn) bool {
 	st := c.QUIC().ConnectionStats()
 	pto := st.SmoothedRTT + max(4*st.MeanDeviation, time.Millisecond)
-	ctx, cancel := context.WithTimeout(rt.ctx, min(max(3*pto, 50*time.Millisecond), rt.cfg.Health.Timeout.D()))
+	ctx, cancel := context.WithTimeout(rt.ctx, min(max(3*pto, 100*time.Millisecond), rt.cfg.Health.Timeout.D()))
 	defer cancel()
-	return c.Ping(ctx) == nil || rt.ctx.Err() != nil
+	return c.Ping(ctx) == nil || rt.ctx.Err() != nil ||
+		c.QUIC().ConnectionStats().PacketsReceived > st.PacketsReceived
 }
 
 // Suspect checks c, on which a request has waited timeouts.probe for its
