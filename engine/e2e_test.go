@@ -320,7 +320,7 @@ func TestLabRetryAfterOriginRestart(t *testing.T) {
 	// take a server out, which is not what this test is about.
 	cfg := strings.Replace(config.Demo, "    balance: roundrobin\n", "    balance: roundrobin\n    retries: 0\n", 1)
 	cfg = strings.Replace(cfg, "    health_check: {interval: 500ms, timeout: 400ms, path: /healthz, rise: 2, fall: 2}\n", "    health_check: {enabled: false}\n", 1)
-	if strings.Count(cfg, "retries: 0") != 1 || strings.Count(cfg, "enabled: false") != 1 {
+	if strings.Count(cfg, "    retries: 0\n") != 1 || strings.Count(cfg, "    health_check: {enabled: false}\n") != 1 {
 		t.Fatal("demo config changed: cannot set the origins backend's retries and health checks")
 	}
 	for _, stack := range stacks {
