@@ -123,6 +123,7 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"body timeout", strings.Replace(goodConfig, "backend: origins}", "backend: origins, timeouts: {body: -1s}}", 1), "frontends[0].timeouts.body: must not be negative"},
 		{"frontend max_connections", strings.Replace(goodConfig, "backend: origins}", "backend: origins, max_connections: -1}", 1), "frontends[0].max_connections: must not be negative"},
 		{"engine max_connections", goodConfig + "max_connections: -5\n", "max_connections: -5 must be at least 1"},
+		{"early data on raw", strings.Replace(goodConfig, "protocol: raw", "protocol: raw\n    early_data: true", 1), "backends[1].early_data: only for protocol h3"},
 		{"empty", "", "empty file"},
 		{"two documents", goodConfig + "---\nadmin: off\n", "more than one YAML document"},
 	} {
