@@ -9,24 +9,29 @@ import (
 
 // Kind names the wire protocol of a multiplexed connection. It is part of a
 // backend connection's identity: reuse/ never hands a QUIC connection to a
-// caller that asked for a framed TCP one.
+// caller that asked for an HTTP/2 one.
 type Kind uint8
 
 const (
 	// KindQUIC is a QUIC connection (RFC 9000) carrying one bidirectional
 	// stream per request or per tunnelled TCP connection.
 	KindQUIC Kind = iota + 1
-	// KindFramed is one TCP connection carrying framed virtual connections
-	// keyed by stream id (package framed).
-	KindFramed
+	// KindHTTP2 is an HTTP/2 connection over TCP (RFC 9113), with or
+	// without TLS, carrying one stream per request.
+	KindHTTP2
+	// KindHTTP1 is an HTTP/1.1 connection over TCP (RFC 9112), with or
+	// without TLS: one request at a time.
+	KindHTTP1
 )
 
 func (k Kind) String() string {
 	switch k {
 	case KindQUIC:
 		return "quic"
-	case KindFramed:
-		return "framed"
+	case KindHTTP2:
+		return "http2"
+	case KindHTTP1:
+		return "http1"
 	default:
 		return fmt.Sprintf("kind(%d)", uint8(k))
 	}
@@ -42,8 +47,8 @@ var (
 	ErrGoingAway = fmt.Errorf("mux: connection going away: %w", net.ErrClosed)
 )
 
-// Conn is one multiplexed connection: a QUIC connection or a TCP connection
-// carrying framed virtual connections. Its methods are safe for concurrent use.
+// Conn is one multiplexed connection: a QUIC connection, or an HTTP/2 or
+// HTTP/1.1 connection over TCP (HTTP/1.1 being the one-stream case). Its methods are safe for concurrent use.
 //
 // The stream accounting follows HAProxy's mux operations avail_streams and
 // used_streams: AvailStreams is the number of streams that OpenStream can open
@@ -69,7 +74,9 @@ type Conn interface {
 	// connection; a later call replaces the earlier one, nil removes it.
 	SetWatcher(w Watcher)
 	// Ping checks liveness with a round trip (a QUIC PING frame, RFC 9000
-	// section 19.2, or a framed ping) and returns when it is acknowledged.
+	// section 19.2, or an HTTP/2 PING, RFC 9113 section 6.7) and returns
+	// when it is acknowledged. HTTP/1.1 has no round trip that is not a
+	// request; its Ping says what it can (see package httpmux).
 	Ping(ctx context.Context) error
 	// Alive reports whether the connection can still carry streams: not
 	// closed, not failed, not shutting down.

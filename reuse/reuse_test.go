@@ -191,7 +191,7 @@ func TestParamsNeverShareAcrossIdentity(t *testing.T) {
 	base := *params("s1")
 	variants := map[string]func(p *reuse.Params){
 		"server": func(p *reuse.Params) { p.Server = "s2" },
-		"kind":   func(p *reuse.Params) { p.Kind = mux.KindFramed },
+		"kind":   func(p *reuse.Params) { p.Kind = mux.KindHTTP2 },
 		"dst":    func(p *reuse.Params) { p.Dst = netip.MustParseAddrPort("198.18.2.11:443") },
 		"port":   func(p *reuse.Params) { p.Dst = netip.MustParseAddrPort("198.18.2.10:8443") },
 		"dst6": func(p *reuse.Params) {

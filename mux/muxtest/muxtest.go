@@ -23,7 +23,7 @@ type Options struct {
 	MaxStreams int
 	// AutoCredit makes the fake peer raise the limit by one whenever a
 	// stream finishes, as a QUIC server does by sending MAX_STREAMS and a
-	// framed connection does by construction. Without it credit comes only
+	// an HTTP/2 server does by construction. Without it credit comes only
 	// from Grant.
 	AutoCredit bool
 	// Local and Remote are the socket addresses; zero values give loopback.

@@ -1,4 +1,4 @@
-// Package testenv is what the tests of mux's packages (quicmux, h3, framed)
+// Package testenv is what the tests of mux's packages (quicmux, h3, httpmux)
 // share: a goroutine-leak check, a bounded poll, a recording mux.Watcher,
 // an echo round trip over any mux.Conn, and the sockets the tests run over
 // (kernel loopback, two netstacks joined in memory, or the lab's engine

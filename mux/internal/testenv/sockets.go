@@ -10,7 +10,7 @@ import (
 )
 
 // Sockets makes the sockets of one test: a pair of UDP sockets for QUIC,
-// and a TCP listener with a dialer to it for framed connections. Each is
+// and a TCP listener with a dialer to it for HTTP/2 and HTTP/1.1 connections. Each is
 // closed by its user or when the test ends.
 type Sockets struct {
 	PacketPair func(t testing.TB) (client, server net.PacketConn)
