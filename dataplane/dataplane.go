@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -232,6 +233,17 @@ func (x *Plane) DialBackend(_ int, server netip.AddrPort) (net.Conn, error) {
 		return nil, fmt.Errorf("xdp: no interface address on a route to %s", server.Addr())
 	}
 	return x.st.DialUDP(netip.AddrPortFrom(src, 0), server)
+}
+
+// DialTCP opens a netstack TCP connection to server from the data plane's
+// address that routes to it (as DialBackend); ctx bounds the handshake.
+// Netstack's TCP dispatcher shards flows, so the worker is not needed.
+func (x *Plane) DialTCP(ctx context.Context, _ int, server netip.AddrPort) (net.Conn, error) {
+	src, ok := x.sourceFor(server.Addr())
+	if !ok {
+		return nil, fmt.Errorf("xdp: no interface address on a route to %s", server.Addr())
+	}
+	return x.st.DialTCPFrom(ctx, netip.AddrPortFrom(src, 0), server)
 }
 
 // sourceFor picks the data plane's address on the subnet of dst, else the first

@@ -66,6 +66,9 @@ func (n sharedSocketNet) ListenUDP(a netip.AddrPort) (net.PacketConn, error) {
 func (n sharedSocketNet) BackendPacketConn(w int, a netip.Addr) (net.PacketConn, error) {
 	return n.x.BackendPacketConn(w, a)
 }
+func (n sharedSocketNet) DialTCP(ctx context.Context, w int, a netip.AddrPort) (net.Conn, error) {
+	return n.x.DialTCP(ctx, w, a)
+}
 func (n sharedSocketNet) Stats() *dataplane.Stats                   { return n.x.Stats() }
 func (n sharedSocketNet) Close() error                              { return n.x.Close() }
 func (n sharedSocketNet) QUICPacketSize(dst netip.Addr) uint16      { return n.x.QUICPacketSize(dst) }

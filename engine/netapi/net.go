@@ -24,6 +24,9 @@ type Net interface {
 	// BackendPacketConn opens worker w's UDP socket for its backend QUIC
 	// connections, with a local address able to reach backend.
 	BackendPacketConn(w int, backend netip.Addr) (net.PacketConn, error)
+	// DialTCP opens worker w's TCP connection to a backend server (HTTP/2
+	// and HTTP/1.1 backends); ctx bounds the handshake only.
+	DialTCP(ctx context.Context, w int, server netip.AddrPort) (net.Conn, error)
 	// Close releases the stack (ports, programs). Sockets opened from it
 	// must be closed first.
 	Close() error
@@ -131,6 +134,17 @@ func (k *Kernel) BackendPacketConn(_ int, backend netip.Addr) (pc net.PacketConn
 		return nil, fmt.Errorf("backend socket: %w", err)
 	}
 	return pc, nil
+}
+
+// DialTCP implements Net: a kernel TCP connection; the kernel picks the
+// source address by route.
+func (k *Kernel) DialTCP(ctx context.Context, _ int, server netip.AddrPort) (c net.Conn, err error) {
+	err = k.do(func() error {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, "tcp", server.String())
+		return err
+	})
+	return c, err
 }
 
 // Close implements Net.
