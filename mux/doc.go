@@ -11,8 +11,9 @@
 //     socket, with their transport, configuration and TLS helpers.
 //   - h3: an HTTP/3 client that sends requests on one chosen quicmux.Conn
 //     within that connection's stream credit.
-//   - framed: framed virtual connections over one TCP connection (no user
-//     in the engine yet).
+//   - httpmux: HTTP/2 (TLS with ALPN h2, or cleartext h2c) and HTTP/1.1
+//     client connections over a TCP socket, HTTP/1.1 being the
+//     one-stream case.
 //   - muxtest: an in-memory fake Conn for the tests of reuse/ and the
 //     engine.
 //
