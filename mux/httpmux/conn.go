@@ -299,14 +299,24 @@ func (c *Conn) SetWatcher(w mux.Watcher) {
 	c.watcher.Store(&watcherRef{w})
 }
 
-// Ping implements mux.Conn: an HTTP/2 PING (RFC 9113 section 6.7). On
-// HTTP/1.1 it returns at once whether the connection is open (see the
-// package doc).
+// Ping implements mux.Conn: an HTTP/2 PING (RFC 9113 section 6.7). Its
+// frame queues behind whatever the connection is sending, so on a
+// connection busy with a large upload its ACK can take much longer than a
+// round trip. Any progress of the socket while Ping waits proves the
+// server alive as well: bytes received, or bytes written, which a TCP send
+// buffer takes only as the server acknowledges and its application reads
+// (a stopped or vanished server fills it within a window). Ping then
+// succeeds when ctx ends. On HTTP/1.1 it returns at once whether the
+// connection is open (see the package doc).
 func (c *Conn) Ping(ctx context.Context) error {
 	if c.h1 != nil {
 		return c.Err()
 	}
+	start := time.Now().UnixNano()
 	if err := c.h2.Ping(ctx); err != nil {
+		if c.sock.err() == nil && c.sock.lastIO.Load() > start {
+			return nil
+		}
 		return fmt.Errorf("httpmux: ping: %w", err)
 	}
 	return nil
@@ -394,9 +404,12 @@ func (c *Conn) Proto() Proto { return c.proto }
 // client calls when its connection ends) is the connection's death.
 type sockConn struct {
 	net.Conn
-	done    chan struct{}
-	once    sync.Once
-	cause   atomic.Pointer[error] // first read error: why it ended
+	done  chan struct{}
+	once  sync.Once
+	cause atomic.Pointer[error] // first read error: why it ended
+	// lastIO is when bytes last came in or went out (UnixNano): proof of
+	// life for Ping.
+	lastIO  atomic.Int64
 	dieErr  atomic.Pointer[error]
 	onClose func(error)
 }
@@ -407,8 +420,19 @@ func newSockConn(c net.Conn) *sockConn {
 
 func (s *sockConn) Read(p []byte) (int, error) {
 	n, err := s.Conn.Read(p)
+	if n > 0 {
+		s.lastIO.Store(time.Now().UnixNano())
+	}
 	if err != nil {
 		s.cause.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (s *sockConn) Write(p []byte) (int, error) {
+	n, err := s.Conn.Write(p)
+	if n > 0 {
+		s.lastIO.Store(time.Now().UnixNano())
 	}
 	return n, err
 }
