@@ -20,9 +20,10 @@ TEST_TIMEOUT ?= 30m
 BENCH_TIME ?= 1s
 # The engine's fault suite (issue 17) starts third-party origins
 # (ngtcp2-server's gtlsserver, caddy), clients (h2load from nghttp2-client,
-# curl, wrk, slowhttptest) and fault tools (nftables, hping3) in the lab.
+# curl, wrk, slowhttptest) and fault tools (nftables, hping3) in the lab;
+# the TCP backend tests (issue 22) nginx, h2o and haproxy as origins.
 APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev iperf3 nghttp2-client curl iproute2 ethtool \
-	ngtcp2-server caddy wrk slowhttptest nftables hping3
+	ngtcp2-server caddy wrk slowhttptest nftables hping3 nginx h2o haproxy
 DATE := $(shell date -u +%Y-%m-%d)
 
 .PHONY: help deps build benchsuite generate lint test test-short bench bench-short bench-faults demo clean

@@ -98,7 +98,7 @@ func (e *earlyLab) startOrigin(ns *lab.NS) error {
 		return err
 	}
 	e.origin = p
-	_, err = originReady(ns, e.addr, p, 10*time.Second)
+	_, err = originReady(e.kind, ns, e.addr, p, 10*time.Second)
 	return err
 }
 

@@ -68,7 +68,7 @@ func startFaultLab(t *testing.T, o faultOpts) *faultLab {
 	}
 	f.origins = make([]*proc, len(o.kinds))
 	f.files = newOriginFiles(t, hosts...)
-	cfg := faultConfig(f.files.cert, f.addrs, o.backend, o.frontend, o.moreFrontends, o.top)
+	cfg := withBackendProtocol(faultConfig(f.files.cert, f.addrs, o.backend, o.frontend, o.moreFrontends, o.top), o.kinds[0].proto)
 	var started []*proc
 	env := startLab(t, "xdp", enginelab.Options{
 		Config:    cfg,
@@ -82,7 +82,7 @@ func startFaultLab(t *testing.T, o faultOpts) *faultLab {
 				if err == nil {
 					started = append(started, p)
 					f.origins[i] = p
-					_, err = originReady(l.Backend, f.addrs[i], p, 10*time.Second)
+					_, err = originReady(o.kinds[i], l.Backend, f.addrs[i], p, 10*time.Second)
 				}
 				if err != nil {
 					for _, p := range started {
@@ -113,7 +113,7 @@ func (f *faultLab) startOrigin(t *testing.T, i int) time.Time {
 	}
 	t.Cleanup(p.kill)
 	f.origins[i] = p
-	at, err := originReady(f.env.Lab.Backend, f.addrs[i], p, 10*time.Second)
+	at, err := originReady(f.kinds[i], f.env.Lab.Backend, f.addrs[i], p, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func startRouteLab(t *testing.T, top, fe string) *routeLab {
 					return err
 				}
 				origins = append(origins, p)
-				if _, err := originReady(l.Backend, addrs[i], p, 10*time.Second); err != nil {
+				if _, err := originReady(kinds[i], l.Backend, addrs[i], p, 10*time.Second); err != nil {
 					return err
 				}
 			}

@@ -194,17 +194,29 @@ func newOriginFiles(t *testing.T, hosts ...string) originFiles {
 	return originFiles{dir: www, cert: cert, key: key}
 }
 
-// originKind is one kind of third-party HTTP/3 origin: command returns how
-// to run it at addr, with state as its private scratch directory.
+// originKind is one kind of third-party origin: command returns how to run
+// it at addr, with state as its private scratch directory. proto is the
+// backend protocol the engine reaches it with ("" for h3); origins over
+// TCP are in tcporigins_test.go.
 type originKind struct {
 	name    string
 	command func(addr netip.AddrPort, f originFiles, state string) (env, args []string, err error)
+	proto   string
+}
+
+// get sends one GET to the origin at addr from ns over the kind's
+// protocol and returns nil on a 200.
+func (k originKind) get(ctx context.Context, ns *lab.NS, addr netip.AddrPort, path string) error {
+	if k.proto == "" {
+		return h3Get(ctx, ns, addr, path)
+	}
+	return tcpGet(ctx, ns, k.proto, addr, path)
 }
 
 var (
 	// gtlsserver is ngtcp2's example server (Debian ngtcp2-server) built
 	// on GnuTLS: static files over HTTP/3 only.
-	gtlsserver = originKind{"gtlsserver", gtlsserverCommand}
+	gtlsserver = originKind{name: "gtlsserver", command: gtlsserverCommand}
 	// caddy serves HTTP/1.1, h2 and HTTP/3 from one config; admin off.
 	caddy = caddyOrigin()
 )
@@ -231,7 +243,7 @@ func gtlsserverCommand(addr netip.AddrPort, f originFiles, _ string) (env, args 
 // caddyOrigin is caddy serving the document root, after routes (caddy
 // JSON route objects, tried in order) if any.
 func caddyOrigin(routes ...any) originKind {
-	return originKind{"caddy", func(addr netip.AddrPort, f originFiles, state string) ([]string, []string, error) {
+	return originKind{name: "caddy", command: func(addr netip.AddrPort, f originFiles, state string) ([]string, []string, error) {
 		return caddyCommand(addr, f, state, routes)
 	}}
 }
@@ -298,11 +310,11 @@ func h3Get(ctx context.Context, ns *lab.NS, addr netip.AddrPort, path string) er
 	return getOK(ctx, h3, "https://"+addr.String()+path)
 }
 
-// originReady polls the origin at addr directly until it answers, and
-// returns when it first did: the moment from which the engine's recovery
-// is measured. It fails if the origin does not answer within limit or its
-// process exits.
-func originReady(ns *lab.NS, addr netip.AddrPort, p *proc, limit time.Duration) (time.Time, error) {
+// originReady polls the origin at addr, of kind k, directly until it
+// answers, and returns when it first did: the moment from which the
+// engine's recovery is measured. It fails if the origin does not answer
+// within limit or its process exits.
+func originReady(k originKind, ns *lab.NS, addr netip.AddrPort, p *proc, limit time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(limit)
 	var err error
 	for time.Now().Before(deadline) {
@@ -310,14 +322,14 @@ func originReady(ns *lab.NS, addr netip.AddrPort, p *proc, limit time.Duration) 
 			return time.Time{}, fmt.Errorf("%s at %s exited: %v\n%s", p.name, addr, p.err, p.out.String())
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err = h3Get(ctx, ns, addr, "/healthz")
+		err = k.get(ctx, ns, addr, "/healthz")
 		cancel()
 		if err == nil {
 			return time.Now(), nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return time.Time{}, fmt.Errorf("%s at %s did not answer HTTP/3 within %v: %w\n%s", p.name, addr, limit, err, p.out.String())
+	return time.Time{}, fmt.Errorf("%s at %s did not answer within %v: %w\n%s", p.name, addr, limit, err, p.out.String())
 }
 
 // probeGet sends one GET through the engine and returns nil on a 200 with

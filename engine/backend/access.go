@@ -101,10 +101,13 @@ func (srv *Server) AddInflight(n int64) { srv.inflight.Add(n) }
 // CountRequest counts a request or tunnel that reached the server.
 func (srv *Server) CountRequest() { srv.requests.Inc() }
 
-// RoundTrip sends req on the connection's HTTP/3 client session (h3
-// backends), in 0-RTT data where the backend allows it (see
-// Server.roundTrip).
+// RoundTrip sends req on the connection: its HTTP/2 or HTTP/1.1 client
+// (backends over TCP), or its HTTP/3 client session (h3 backends), in
+// 0-RTT data where the backend allows it (see Server.roundTrip).
 func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
+	if c.http != nil {
+		return c.http.RoundTrip(req)
+	}
 	if c.early == nil {
 		return c.h3.RoundTrip(req)
 	}

@@ -2,9 +2,11 @@ package backend
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -21,6 +23,7 @@ import (
 	"github.com/xdpnet/xdpnet/engine/stats"
 	"github.com/xdpnet/xdpnet/mux"
 	"github.com/xdpnet/xdpnet/mux/h3"
+	"github.com/xdpnet/xdpnet/mux/httpmux"
 	"github.com/xdpnet/xdpnet/mux/quicmux"
 	"github.com/xdpnet/xdpnet/reuse"
 )
@@ -115,6 +118,10 @@ type Backend struct {
 	roots   *x509.CertPool
 	alpn    string
 	muxCfg  quicmux.Config
+	// proto is the HTTP version of a backend over TCP (h2, h2c, http1,
+	// http1-tls), 0 for QUIC ones; tcpTLS says it runs over TLS.
+	proto  httpmux.Proto
+	tcpTLS bool
 
 	// users counts the requests and tunnels using the backend
 	// (Use, Release); once retiring is set, the last Release
@@ -180,8 +187,16 @@ func New(cfg config.Backend, env Env) (*Backend, error) {
 	rt.ctx, rt.stop = context.WithCancel(context.Background())
 	rt.alpn, rt.roots = quicmux.ALPNH3, env.RootCAs
 	kind := mux.KindQUIC
-	if cfg.Protocol == config.BackendRaw {
+	switch cfg.Protocol {
+	case config.BackendRaw:
 		rt.alpn = quicmux.ALPNRaw
+	case config.BackendH2, config.BackendH2C:
+		rt.proto, rt.tcpTLS, rt.alpn, kind = httpmux.HTTP2, cfg.Protocol == config.BackendH2, "h2", mux.KindHTTP2
+	case config.BackendHTTP1, config.BackendHTTP1TLS:
+		rt.proto, rt.tcpTLS, rt.alpn, kind = httpmux.HTTP1, cfg.Protocol == config.BackendHTTP1TLS, "http/1.1", mux.KindHTTP1
+	}
+	if rt.proto != 0 && !rt.tcpTLS {
+		rt.alpn = "" // cleartext: no ALPN, and a distinct pool key
 	}
 	if cfg.TLS.CA != "" {
 		roots, err := quicmux.LoadCertPool(cfg.TLS.CA)
@@ -230,9 +245,12 @@ func New(cfg config.Backend, env Env) (*Backend, error) {
 		// stream, RFC 9114 sections 4.1.1 and 5.2), and the engine
 		// retries exactly those on another connection, and anything
 		// idempotent that died with its reused connection (see
-		// the frontends' proxy). Tunnels (raw) keep HAProxy's rule: their
-		// bytes cannot be replayed.
-		RetryableFirst:    rt.alpn == quicmux.ALPNH3,
+		// the frontends' proxy). HTTP/2 over TCP says the same with GOAWAY
+		// and REFUSED_STREAM (RFC 9113 sections 6.8 and 8.7). HTTP/1.1
+		// cannot tell a request the server dropped as it closed an idle
+		// connection from one it processed, and tunnels (raw) cannot
+		// replay their bytes: both keep HAProxy's rule.
+		RetryableFirst:    rt.alpn == quicmux.ALPNH3 || rt.proto == httpmux.HTTP2,
 		Dial:              rt.dialPooled,
 		MaxIdlePerServer:  cfg.Reuse.MaxIdle,
 		MaxConnsPerServer: cfg.Reuse.MaxConns,
@@ -256,11 +274,11 @@ func New(cfg config.Backend, env Env) (*Backend, error) {
 // connection, so a request does not meet a server closing it for idleness.
 func maxIdleAge(idle time.Duration) time.Duration { return idle - idle/4 }
 
-// Attach leases a connection to server si on worker w: for h3 backends one
-// unit of its stream credit, the request's stream being opened by the
-// connection's HTTP/3 client; for raw ones a stream.
+// Attach leases a connection to server si on worker w: for HTTP backends
+// one unit of its stream credit, the request's stream being opened by the
+// connection's HTTP client (Conn.RoundTrip); for raw ones a stream.
 func (rt *Backend) Attach(ctx context.Context, w, si int, s *reuse.Session) (reuse.Lease, error) {
-	if rt.alpn == quicmux.ALPNH3 {
+	if rt.alpn != quicmux.ALPNRaw {
 		return rt.pool.Worker(w).AttachConnKey(ctx, rt.keys[si], s)
 	}
 	return rt.pool.Worker(w).AttachKey(ctx, rt.keys[si], s)
@@ -352,9 +370,12 @@ func (rt *Backend) ConnectFailed(srv *Server, err error) {
 }
 
 // serverCaused reports whether a failed Attach says the server is at fault
-// (see ConnectFailed).
+// (see ConnectFailed). A request an HTTP/2 server rejected unprocessed
+// (GOAWAY, REFUSED_STREAM) is the server managing its connections, not
+// failing.
 func serverCaused(err error) bool {
 	return !errors.Is(err, reuse.ErrTooManyConns) && !errors.Is(err, reuse.ErrQueueTimeout) &&
+		!errors.Is(err, httpmux.ErrRejected) &&
 		!errors.Is(err, reuse.ErrPoolClosed) &&
 		!errors.Is(err, ErrBackoff) && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed)
 }
@@ -443,8 +464,8 @@ func (rt *Backend) healthLoop(ctx context.Context, srv *Server) {
 }
 
 // check runs one health check on worker 0's socket, outside the pool: for
-// h3 a GET of the health path on a kept connection (2xx or 3xx passes), for
-// raw a QUIC handshake.
+// HTTP backends a GET of the health path on a kept connection (2xx or 3xx
+// passes), for raw a QUIC handshake.
 func (rt *Backend) check(ctx context.Context, srv *Server, conn **Conn) error {
 	if *conn == nil || !(*conn).Alive() {
 		c, err := rt.dial(withoutEarly(ctx), 0, srv)
@@ -461,10 +482,12 @@ func (rt *Backend) check(ctx context.Context, srv *Server, conn **Conn) error {
 	if err != nil {
 		return err
 	}
-	resp, err := (*conn).h3.RoundTrip(req)
+	resp, err := (*conn).RoundTrip(req)
 	if err != nil {
 		return err
 	}
+	// Read to the end so that an HTTP/1.1 connection stays open.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode >= 400 {
 		return fmt.Errorf("health check: status %d", resp.StatusCode)
@@ -560,12 +583,22 @@ func (rt *Backend) watchUnreachable(srv *Server, tr *quicmux.Transport) {
 // would break the responses it is still carrying. False only if c received
 // nothing while the backend is open.
 func (rt *Backend) answers(c *Conn) bool {
-	st := c.QUIC().ConnectionStats()
+	if c.http != nil {
+		// The round trip of the connection's first PING, with RFC 9002's
+		// granularity as the variance floor: TCP's own estimate is not
+		// exposed by either stack. httpmux's Ping itself counts any
+		// progress of the socket as an answer.
+		pto := c.http.RTT() + time.Millisecond
+		ctx, cancel := context.WithTimeout(rt.ctx, min(max(3*pto, 100*time.Millisecond), rt.cfg.Health.Timeout.D()))
+		defer cancel()
+		return c.Ping(ctx) == nil || rt.ctx.Err() != nil
+	}
+	st := c.quic.QUIC().ConnectionStats()
 	pto := st.SmoothedRTT + max(4*st.MeanDeviation, time.Millisecond)
 	ctx, cancel := context.WithTimeout(rt.ctx, min(max(3*pto, 100*time.Millisecond), rt.cfg.Health.Timeout.D()))
 	defer cancel()
 	return c.Ping(ctx) == nil || rt.ctx.Err() != nil ||
-		c.QUIC().ConnectionStats().PacketsReceived > st.PacketsReceived
+		c.quic.QUIC().ConnectionStats().PacketsReceived > st.PacketsReceived
 }
 
 // Suspect checks c, on which a request has waited timeouts.probe for its
@@ -720,6 +753,9 @@ func (rt *Backend) waitBackoff(ctx context.Context, srv *Server) error {
 // netstack's connected sockets), an ICMP unreachable ends the dial at once
 // with ErrUnreachable.
 func (rt *Backend) dial(ctx context.Context, w int, srv *Server) (*Conn, error) {
+	if rt.proto != 0 {
+		return rt.dialTCP(ctx, w, srv)
+	}
 	tr, err := rt.transport(w, srv.addr)
 	if err != nil {
 		return nil, err
@@ -757,7 +793,7 @@ func (rt *Backend) dial(ctx context.Context, w int, srv *Server) (*Conn, error) 
 		}
 		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
 	}
-	c := &Conn{Conn: qc}
+	c := &Conn{Conn: qc, quic: qc}
 	if rt.cfg.EarlyData {
 		c.early = srv
 	}
@@ -772,13 +808,47 @@ func (rt *Backend) dial(ctx context.Context, w int, srv *Server) (*Conn, error) 
 	return c, nil
 }
 
+// dialTCP opens an HTTP/2 or HTTP/1.1 connection to srv over worker w's
+// network (netstack TCP on the data plane), with TLS when the protocol
+// says so (verified as for QUIC backends: tls.server_name, else the
+// server's address, against tls.ca; TLS 1.2 or later, which origins over
+// TCP still serve).
+func (rt *Backend) dialTCP(ctx context.Context, w int, srv *Server) (*Conn, error) {
+	if d := rt.cfg.Timeouts.Connect.D(); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	tcp, err := rt.net.DialTCP(ctx, w, srv.addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
+	}
+	o := httpmux.Options{Proto: rt.proto}
+	if rt.tcpTLS {
+		sni := rt.cfg.TLS.ServerName
+		if sni == "" {
+			sni = srv.addr.Addr().String()
+		}
+		o.TLS = &tls.Config{ServerName: sni, RootCAs: rt.roots, MinVersion: tls.VersionTLS12,
+			InsecureSkipVerify: rt.cfg.TLS.InsecureSkipVerify}
+	}
+	hc, err := httpmux.Dial(ctx, tcp, o)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
+	}
+	return &Conn{Conn: hc, http: hc}, nil
+}
+
 // Conn is a pooled backend connection: a quicmux.Conn and, for h3
 // backends, the HTTP/3 client session that sends the requests of the leases
 // on it (reuse.Worker.AttachConn leases its stream credit; the client opens
-// each request's stream).
+// each request's stream); or, for HTTP backends over TCP, an httpmux.Conn,
+// which sends them itself.
 type Conn struct {
-	*quicmux.Conn
-	h3 *h3.Client
+	mux.Conn
+	quic *quicmux.Conn
+	h3   *h3.Client
+	http *httpmux.Conn
 	// early is the server, when the backend sends early data (see
 	// Server.roundTrip).
 	early *Server

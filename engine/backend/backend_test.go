@@ -11,10 +11,10 @@ import (
 	"github.com/xdpnet/xdpnet/reuse"
 )
 
-// h3 backends lease stream credit (the HTTP/3 client opens the request's
+// HTTP backends lease stream credit (their client opens the request's
 // stream), raw ones a stream; max_streams caps the leases per connection.
 func TestBackendAttachMode(t *testing.T) {
-	for name, alpn := range map[string]string{"h3": quicmux.ALPNH3, "raw": quicmux.ALPNRaw} {
+	for name, alpn := range map[string]string{"h3": quicmux.ALPNH3, "raw": quicmux.ALPNRaw, "h2": "h2", "h2c": ""} {
 		t.Run(name, func(t *testing.T) {
 			var conns []*muxtest.Conn
 			pool, err := reuse.New(reuse.Config{MaxStreams: 1, Dial: func(context.Context, reuse.Params) (mux.Conn, error) {

@@ -121,7 +121,7 @@ func (rt *Backend) dialQUIC(ctx context.Context, tr *quicmux.Transport, srv *Ser
 // completed, without the Early-Data header. That takes a second unit of
 // c's stream credit, which the h3 client reserves as for any request.
 func (srv *Server) roundTrip(c *Conn, req *http.Request) (*http.Response, error) {
-	if !c.Early() || !h3.CanSendEarly(req) {
+	if !c.quic.Early() || !h3.CanSendEarly(req) {
 		return c.h3.RoundTrip(req)
 	}
 	ereq := *req
@@ -157,7 +157,7 @@ func (srv *Server) roundTrip(c *Conn, req *http.Request) (*http.Response, error)
 // at once: the requests fail before c's handshake completes, and the dial
 // of their next attempt must not offer the same ticket again.
 func (c *Conn) EarlyRejected(err error) bool {
-	if c.early == nil || !c.Rejected0RTT(err) {
+	if c.early == nil || !c.quic.Rejected0RTT(err) {
 		return false
 	}
 	c.early.early.forgetTicket()

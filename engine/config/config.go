@@ -184,7 +184,26 @@ const (
 const (
 	BackendH3  = "h3"  // HTTP/3, one request per stream
 	BackendRaw = "raw" // raw QUIC streams (ALPN xdpnet-raw), one per TCP connection
+	// HTTP/2 over TLS (ALPN h2, verified with tls), one stream per
+	// request (RFC 9113).
+	BackendH2 = "h2"
+	// HTTP/2 over cleartext TCP with prior knowledge (RFC 9113 section 3.3).
+	BackendH2C = "h2c"
+	// HTTP/1.1 over cleartext TCP, one request at a time per connection.
+	BackendHTTP1 = "http1"
+	// HTTP/1.1 over TLS (ALPN http/1.1, verified with tls).
+	BackendHTTP1TLS = "http1-tls"
 )
+
+// HTTPBackend reports whether a backend protocol carries HTTP requests
+// (every one but raw): http and h3 frontends reach those.
+func HTTPBackend(protocol string) bool {
+	switch protocol {
+	case BackendH3, BackendH2, BackendH2C, BackendHTTP1, BackendHTTP1TLS:
+		return true
+	}
+	return false
+}
 
 // Reuse policies, after HAProxy's http-reuse. HAProxy's safe keeps a
 // client's first request off idle connections because on HTTP/1 a request
@@ -192,11 +211,14 @@ const (
 // cannot be retried. HTTP/3 says which requests the server did not process
 // (H3_REQUEST_REJECTED, GOAWAY, RFC 9114 sections 4.1.1 and 5.2), and the
 // engine retries those on another connection, so on h3 backends safe lets
-// first requests use any established connection, as aggressive does; on raw
-// (tunnel) backends it keeps HAProxy's rule.
+// first requests use any established connection, as aggressive does; so
+// does HTTP/2 over TCP, whose GOAWAY and REFUSED_STREAM say the same (RFC
+// 9113 sections 6.8 and 8.7). On HTTP/1.1 and raw (tunnel) backends it
+// keeps HAProxy's rule: a first request never goes to an idle connection
+// the server may be closing.
 const (
 	ReuseNever      = "never"      // a connection serves one client connection only
-	ReuseSafe       = "safe"       // h3: any established connection; raw: a tunnel's first stream only on a busy one
+	ReuseSafe       = "safe"       // h3, h2, h2c: any established connection; http1, http1-tls, raw: a first request only on a busy one (HTTP/1.1: on a new one)
 	ReuseAggressive = "aggressive" // any request on any connection that already served a request
 	ReuseAlways     = "always"     // any request on any live connection
 )
@@ -204,7 +226,7 @@ const (
 // Backend is a group of servers behind one balancing algorithm.
 type Backend struct {
 	Name     string   `yaml:"name"`
-	Protocol string   `yaml:"protocol"`
+	Protocol string   `yaml:"protocol"` // h3 (default), raw, h2, h2c, http1, http1-tls
 	Servers  []Server `yaml:"servers"`
 	Balance  string   `yaml:"balance"`
 	// HashKey is what "hash" balancing hashes: "source" (client address,
@@ -240,7 +262,7 @@ type Backend struct {
 // Server is one origin.
 type Server struct {
 	Name    string `yaml:"name"`
-	Address string `yaml:"address"` // ip:port of its QUIC listener
+	Address string `yaml:"address"` // ip:port of its QUIC listener, or TCP one for h2, h2c, http1, http1-tls
 	// Weight is the server's share of new requests and tunnels, 0..256;
 	// default 1. 0 drains the server, as in HAProxy: it takes no new
 	// work, keeps what it has, stays known and health-checked; a backend
@@ -283,14 +305,14 @@ type HealthCheck struct {
 	Enabled  *bool    `yaml:"enabled"`  // default true
 	Interval Duration `yaml:"interval"` // default 2s
 	Timeout  Duration `yaml:"timeout"`  // default 1s
-	Path     string   `yaml:"path"`     // h3: GET path, default /healthz; raw: a QUIC handshake
+	Path     string   `yaml:"path"`     // HTTP backends: GET path, default /healthz; raw: a QUIC handshake
 	Rise     int      `yaml:"rise"`     // successes to mark up, default 2
 	Fall     int      `yaml:"fall"`     // failures to mark down, default 3
 }
 
 // BackTimeout bounds backend-side waits.
 type BackTimeout struct {
-	Connect Duration `yaml:"connect"` // QUIC handshake, default 2s
+	Connect Duration `yaml:"connect"` // QUIC, or TCP and TLS (and HTTP/2 preface) handshake, default 2s
 	Idle    Duration `yaml:"idle"`    // idle pooled connection, default 30s
 	Request Duration `yaml:"request"` // whole request incl. response headers, default 30s
 	// Probe is how long a request waits for response headers before the
@@ -622,9 +644,9 @@ func (c *Config) Validate() error {
 			bad(p+".name", "backend %q defined twice", b.Name)
 		}
 		backends[b.Name] = b
-		oneOf(p+".protocol", b.Protocol, BackendH3, BackendRaw)
+		oneOf(p+".protocol", b.Protocol, BackendH3, BackendRaw, BackendH2, BackendH2C, BackendHTTP1, BackendHTTP1TLS)
 		if b.EarlyData && b.Protocol != BackendH3 {
-			bad(p+".early_data", "only for protocol h3 (a tunnel's bytes are not safe to replay)")
+			bad(p+".early_data", "only for protocol h3 (a tunnel's bytes are not safe to replay; 0-RTT over TCP is not implemented)")
 		}
 		oneOf(p+".balance", b.Balance, BalanceRoundRobin, BalanceLeastConn, BalanceHash)
 		if b.Balance == BalanceHash {
@@ -757,8 +779,8 @@ func (c *Config) Validate() error {
 			bad(p+".backend", "no backend named %q", f.Backend)
 		case f.Protocol == ProtoTCP && b.Protocol != BackendRaw:
 			bad(p+".backend", "a tcp frontend needs a backend with protocol raw, %q has %s", b.Name, b.Protocol)
-		case f.Protocol != ProtoTCP && b.Protocol != BackendH3:
-			bad(p+".backend", "an %s frontend needs a backend with protocol h3, %q has %s", f.Protocol, b.Name, b.Protocol)
+		case f.Protocol != ProtoTCP && !HTTPBackend(b.Protocol):
+			bad(p+".backend", "an %s frontend needs an HTTP backend (h3, h2, h2c, http1, http1-tls), %q has %s", f.Protocol, b.Name, b.Protocol)
 		}
 		validateRoutes(f, p, backends, bad)
 		validateProxyProtocol(f, p, bad)

@@ -41,6 +41,20 @@ backends:
     servers: [{address: "198.18.2.10:4433"}]
 `
 
+// Every HTTP backend protocol serves http and h3 frontends.
+func TestParseBackendProtocols(t *testing.T) {
+	for _, p := range []string{"h3", "h2", "h2c", "http1", "http1-tls"} {
+		cfg := strings.Replace(goodConfig, "  - name: origins\n", "  - name: origins\n    protocol: "+p+"\n", 1)
+		c, err := Parse([]byte(cfg))
+		if err != nil {
+			t.Fatalf("protocol %s: %v", p, err)
+		}
+		if got := c.Backends[0].Protocol; got != p {
+			t.Fatalf("protocol %s parsed as %q", p, got)
+		}
+	}
+}
+
 func TestParseConfigGood(t *testing.T) {
 	c, err := Parse([]byte(goodConfig))
 	if err != nil {
@@ -108,6 +122,8 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"bad address", strings.Replace(goodConfig, "198.18.2.10:4433\", weight", "198.18.2.10\", weight", 1), "backends[0].servers[0].address"},
 		{"unknown backend", strings.Replace(goodConfig, "backend: tunnel", "backend: nope", 1), `frontends[2].backend: no backend named "nope"`},
 		{"tcp needs raw", strings.Replace(goodConfig, "backend: tunnel", "backend: origins", 1), "frontends[2].backend: a tcp frontend needs a backend with protocol raw"},
+		{"http needs an HTTP backend", strings.Replace(goodConfig, "protocol: http, backend: origins", "protocol: http, backend: tunnel", 1), "frontends[0].backend: an http frontend needs an HTTP backend (h3, h2, h2c, http1, http1-tls)"},
+		{"backend protocol", strings.Replace(goodConfig, "protocol: raw", "protocol: h2d", 1), `backends[1].protocol: "h2d" is not one of`},
 		{"listen not owned", strings.Replace(goodConfig, "198.18.1.1:80", "198.18.9.1:80", 1), "frontends[0].listen: 198.18.9.1 is not one of the interfaces' addresses"},
 		{"admin on data plane", strings.Replace(goodConfig, "admin: 127.0.0.1:9900", "admin: 198.18.1.1:9900", 1), "admin: 198.18.1.1 is a data-plane address"},
 		{"duplicate queue", strings.Replace(goodConfig, "queues: [0, 1]", "queues: [0, 0]", 1), "interfaces[0].queues[1]: queue 0 listed twice"},

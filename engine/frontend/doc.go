@@ -1,6 +1,7 @@
 // Package frontend is the gateway's client side: a [Frontend] listens on a
 // socket of the network stack (netapi.Net) and carries each HTTP request
-// (HTTP/1.1, h2c, HTTPS with h2 or HTTP/1.1, HTTP/3) as one HTTP/3 request, and each TCP connection of
+// (HTTP/1.1, h2c, HTTPS with h2 or HTTP/1.1, HTTP/3) as one request over
+// the backend's HTTP (HTTP/3, HTTP/2 or HTTP/1.1), and each TCP connection of
 // a tcp frontend as one raw QUIC stream, to a server of its backend
 // (package backend). Each client connection is served by one worker: on a
 // stack that knows it, the worker of the RX queue the connection arrived

@@ -96,7 +96,8 @@ func removeHopHeaders(h http.Header) {
 }
 
 // httpProxy is the handler of http, https and h3 frontends: it forwards each
-// request over HTTP/3 to a server of the frontend's backend.
+// request to a server of the frontend's backend over that backend's HTTP
+// (HTTP/3, HTTP/2 or HTTP/1.1).
 type httpProxy struct {
 	fe *Frontend
 }
@@ -388,8 +389,11 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	}
 	// A server taken out or backing off meanwhile (its connections were
 	// found dead) is not dialled again for this request: the retry loop
-	// sends it elsewhere.
-	if err != nil && l.Reused() && !timedOut.Load() && r.Context().Err() == nil &&
+	// sends it elsewhere. Nor is one the server rejected unprocessed (a
+	// GOAWAY below its stream): the connection did not go stale, and the
+	// retry loop's next attempt takes any connection, or waits for one
+	// being dialled, instead of a dial of its own per rejected request.
+	if err != nil && l.Reused() && !timedOut.Load() && r.Context().Err() == nil && !rejected(err) &&
 		rt.Usable(si) && srv.BackoffLeft(time.Now()) <= 0 &&
 		connDied(l.Conn().(*backend.Conn), err) && (!wrote.Load() || idempotent(r.Method) && replayable) {
 		nl, rerr := rt.Retry(ctx, sess.worker, l, err)

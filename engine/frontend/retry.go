@@ -7,6 +7,8 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/xdpnet/xdpnet/mux/httpmux"
 )
 
 // attemptStage says how far one attempt at a backend got before it failed.
@@ -39,7 +41,8 @@ func idempotent(method string) bool {
 // "retry-on conn-failure" plus idempotent replays:
 //   - nothing was sent (connect failure, no stream): always;
 //   - the server refused the request unprocessed (H3_REQUEST_REJECTED,
-//     RFC 9114 section 4.1.1): always;
+//     RFC 9114 section 4.1.1; on HTTP/2 a GOAWAY below its stream or
+//     REFUSED_STREAM, RFC 9113 sections 6.8 and 8.7): always;
 //   - the request was sent and no response came: only if the method is
 //     idempotent and its body can be sent again (replayable);
 //   - a response header came: never.
@@ -61,9 +64,12 @@ func retryable(ctx context.Context, stage attemptStage, err error, method string
 	return false
 }
 
-// rejected reports whether err is the server's HTTP/3 signal that it did
-// not process the request.
+// rejected reports whether err is the server's HTTP/3 or HTTP/2 signal that
+// it did not process the request.
 func rejected(err error) bool {
+	if errors.Is(err, httpmux.ErrRejected) {
+		return true
+	}
 	var he *http3.Error
 	if errors.As(err, &he) && he.Remote && he.ErrorCode == http3.ErrCodeRequestRejected {
 		return true
