@@ -225,6 +225,11 @@ func TestFaultRecovery(t *testing.T) {
 	cases := []recoveryCase{
 		{name: "kill-restart", origin: gtlsserver, fault: killOrigin, repair: restartOrigin},
 		{name: "kill-restart", origin: caddy, fault: killOrigin, repair: restartOrigin},
+		// Origins over TCP (issue 22): the engine reaches nginx over h2,
+		// h2o over h2c and HAProxy over HTTP/1.1.
+		{name: "kill-restart", origin: nginxH2, fault: killOrigin, repair: restartOrigin},
+		{name: "kill-restart", origin: h2oH2C, fault: killOrigin, repair: restartOrigin},
+		{name: "kill-restart", origin: haproxyHTTP1, fault: killOrigin, repair: restartOrigin},
 		{name: "late-start", origin: gtlsserver, late: true,
 			fault: func(*testing.T, *faultLab) {}, repair: restartOrigin},
 		{name: "icmp-reject", origin: gtlsserver, fault: rejectFault, repair: rejectRepair},

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -141,11 +142,11 @@ func TestTCPBackendBodies(t *testing.T) {
 
 // TestTCPBackendReuse: under wrk (16 HTTP/1.1 clients, stopped with SIGINT
 // once the engine served 5,000 requests) and h2load (4 h2c clients of 16
-// streams, 20,000 requests) at most 0.5% of the requests open a backend
-// connection, on every backend protocol, nginx, h2o and HAProxy behind it;
-// nothing fails. HTTP/1.1 backends need a connection per request in flight
-// (64 under h2load), and under the safe policy one per client connection's
-// first request (16 under wrk), hence the request counts.
+// streams, 5,000 requests; 20,000 on HTTP/1.1) at most 0.5% of the requests
+// open a backend connection, on every backend protocol, nginx, h2o and
+// HAProxy behind it; nothing fails. HTTP/1.1 backends need a connection per
+// request in flight (64 under h2load), and under the safe policy one per
+// client connection's first request (16 under wrk), hence the counts.
 func TestTCPBackendReuse(t *testing.T) {
 	for _, k := range []originKind{nginxH2, nginxHTTP1, h2oH2C, h2oH2, haproxyHTTP1, haproxyH2} {
 		t.Run(k.name+"/"+k.proto, func(t *testing.T) {
@@ -167,8 +168,12 @@ func TestTCPBackendReuse(t *testing.T) {
 				t.Fatal(err)
 			}
 			mid := f.env.Engine.Stats()
-			h2 := startProc(t, f.env.Lab.Client, nil, "h2load", "-n", "20000", "-c", "4", "-m", "16", "-T", "5", url)
-			h2out, _ := h2.wait(t, 60*time.Second)
+			n := "5000"
+			if k.proto == "http1" {
+				n = "20000"
+			}
+			h2 := startProc(t, f.env.Lab.Client, nil, "h2load", "-n", n, "-c", "4", "-m", "16", "-T", "5", url)
+			h2out, _ := h2.wait(t, 3*time.Minute)
 			hfig, total, _, err := parseH2load(h2out)
 			if err != nil {
 				t.Fatal(err)
@@ -180,7 +185,7 @@ func TestTCPBackendReuse(t *testing.T) {
 				opened, reqs float64
 			}{
 				{"wrk -c16", fig, mid.BackendConnsOpened - before.BackendConnsOpened, mid.BackendRequests - before.BackendRequests},
-				{"h2load -c4 -m16", hfig, st.BackendConnsOpened - mid.BackendConnsOpened, st.BackendRequests - mid.BackendRequests},
+				{"h2load -c4 -m16 -n" + n, hfig, st.BackendConnsOpened - mid.BackendConnsOpened, st.BackendRequests - mid.BackendRequests},
 			} {
 				ratio := 1 - r.opened/r.reqs
 				t.Logf("FIGURES reuse origin=%s proto=%s tool=%q %v backend_requests=%v conns_opened=%v reuse_ratio=%.4f",
@@ -217,7 +222,7 @@ func TestTCPBackendGoAway(t *testing.T) {
 			k := originKind{name: "nginx", command: nginxCommand(proto, perConn), proto: proto}
 			f := tcpLab(t, k, "")
 			h2 := startProc(t, f.env.Lab.Client, nil, "h2load", "-n", strconv.Itoa(n), "-c", "4", "-m", "8", "-T", "5", f.url())
-			out, _ := h2.wait(t, 60*time.Second)
+			out, _ := h2.wait(t, 2*time.Minute)
 			fig, total, _, err := parseH2load(out)
 			if err != nil {
 				t.Fatal(err)
@@ -230,6 +235,72 @@ func TestTCPBackendGoAway(t *testing.T) {
 			}
 			if st.BackendConnsOpened < n/perConn {
 				t.Errorf("%v connections for %d requests at %d per connection: nginx did not end them", st.BackendConnsOpened, n, perConn)
+			}
+		})
+	}
+}
+
+// TestTCPBackendFrontends: every HTTP frontend (HTTP/1.1 and h2c on http,
+// h2 and HTTP/1.1 on https, HTTP/3) reaches backends over h2, h2c and http1,
+// with a response body and a request body through each.
+func TestTCPBackendFrontends(t *testing.T) {
+	for _, c := range []struct {
+		k  originKind
+		up string // how an upload comes back: nginx stores, h2o echoes
+	}{{nginxH2, "put"}, {h2oH2C, "echo"}, {nginxHTTP1, "put"}} {
+		t.Run(c.k.name+"/"+c.k.proto, func(t *testing.T) {
+			cert := writeLabCert(t, t.TempDir(), "198.18.1.1")
+			more := fmt.Sprintf("  - {name: h3, listen: \"198.18.1.1:8443\", protocol: h3, backend: origins}\n"+
+				"  - {name: https, listen: \"198.18.1.1:8444\", protocol: https, backend: origins, tls: {cert: %q, key: %q}}\n", cert.cert, cert.key)
+			f := startFaultLab(t, faultOpts{kinds: []originKind{c.k}, moreFrontends: more})
+			if _, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
+				t.Fatal("the engine did not serve")
+			}
+			want := randomFile(t, f, "page", 300<<10)
+			h3c, closeH3, err := f.env.HTTP3Client()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeH3()
+			httpsClient := func(h2 bool) *http.Client {
+				var p http.Protocols
+				p.SetHTTP1(!h2)
+				p.SetHTTP2(h2)
+				tr := &http.Transport{DialContext: f.env.Dial, Protocols: &p, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+				return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+			}
+			for _, fe := range []struct {
+				name, frontend string
+				c              *http.Client
+			}{
+				{"http1", "http", f.env.HTTPClient(1, false)},
+				{"h2c", "http", f.env.HTTPClient(1, true)},
+				{"https-h2", "https", httpsClient(true)},
+				{"https-http1", "https", httpsClient(false)},
+				{"h3", "h3", h3c},
+			} {
+				base := f.env.FrontendURL(fe.frontend)
+				code, got := exchange(t, fe.c, http.MethodGet, base+"/page", nil)
+				if code != http.StatusOK {
+					t.Fatalf("%s: GET status %d", fe.name, code)
+				}
+				sameBody(t, fe.name+" GET", got, want)
+				up := make([]byte, 200<<10)
+				rand.Read(up)
+				switch c.up {
+				case "put":
+					url := base + "/up/" + fe.name
+					if code, b := exchange(t, fe.c, http.MethodPut, url, up); code != http.StatusCreated && code != http.StatusNoContent {
+						t.Fatalf("%s: PUT status %d: %.200s", fe.name, code, b)
+					}
+					code, got = exchange(t, fe.c, http.MethodGet, url, nil)
+				case "echo":
+					code, got = exchange(t, fe.c, http.MethodPost, base+"/echo", up)
+				}
+				if code != http.StatusOK {
+					t.Fatalf("%s: upload read back: status %d", fe.name, code)
+				}
+				sameBody(t, fe.name+" upload", got, up)
 			}
 		})
 	}

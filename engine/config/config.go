@@ -196,7 +196,7 @@ const (
 )
 
 // HTTPBackend reports whether a backend protocol carries HTTP requests
-// (every one but raw): http and h3 frontends reach those.
+// (every one but raw): http, https and h3 frontends reach those.
 func HTTPBackend(protocol string) bool {
 	switch protocol {
 	case BackendH3, BackendH2, BackendH2C, BackendHTTP1, BackendHTTP1TLS:
