@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -66,7 +67,9 @@ type AltSvc struct {
 	// H3 names the h3 frontend advertised, "off" for none. Unset: an
 	// https frontend advertises the h3 frontend listening on its own
 	// address and port (UDP beside TCP, as Caddy does), if there is one;
-	// an http frontend advertises nothing. An h3 frontend without
+	// an http frontend advertises nothing. The h3 frontend must serve the
+	// same backend and routes (for the default, one that does not is not
+	// advertised). An h3 frontend without
 	// certificate files that an https frontend advertises serves that
 	// frontend's certificates.
 	H3 string `yaml:"h3"`
@@ -150,7 +153,7 @@ func (c *Config) validateAltSvc(bad func(field, format string, args ...any)) {
 		f.altSvc = ""
 		if f.AltSvc == nil {
 			if f.Protocol == ProtoHTTPS {
-				if h3 := c.sameAddrH3(f.addr); h3 != nil {
+				if h3 := c.sameAddrH3(f.addr); h3 != nil && sameContent(f, h3) {
 					f.altSvc = altSvcValue(h3.addr.Port(), 24*time.Hour)
 					shareCertificates(f, h3)
 				}
@@ -192,6 +195,10 @@ func (c *Config) validateAltSvc(bad func(field, format string, args ...any)) {
 				continue
 			}
 		}
+		if !sameContent(f, h3) {
+			bad(p+".h3", "frontend %q has another backend or other routes: an alternative service must serve the same content (RFC 7838 section 2)", h3.Name)
+			continue
+		}
 		// ":port" names the same host as the request (RFC 7838 section
 		// 2.1): the client resolves it as it resolved this frontend, so
 		// the h3 frontend must listen where that name leads.
@@ -213,6 +220,12 @@ func shareCertificates(f, h3 *Frontend) {
 	if f.Protocol == ProtoHTTPS && len(h3.TLS.Files()) == 0 && len(f.TLS.Loaded()) > 0 {
 		h3.TLS = f.TLS
 	}
+}
+
+// sameContent reports whether frontends f and g send requests to the same
+// backends: same default backend and same routes.
+func sameContent(f, g *Frontend) bool {
+	return f.Backend == g.Backend && (len(f.Routes) == 0 && len(g.Routes) == 0 || reflect.DeepEqual(f.Routes, g.Routes))
 }
 
 // sameAddrH3 is the h3 frontend listening on ap (UDP), or nil.

@@ -58,6 +58,17 @@ func TestParseConfigTLS(t *testing.T) {
 		t.Errorf("h3 frontend %s: %d certificates, want the https frontend's 2", h3.Name, len(h3.TLS.Loaded()))
 	}
 
+	// An h3 frontend on the same address with another backend is not
+	// advertised by default: it does not serve the same content.
+	other := strings.Replace(tlsConfig("{cert: "+ac+", key: "+ak+"}", ""), "protocol: h3, backend: origins", "protocol: h3, backend: other", 1) +
+		"  - {name: other, servers: [{address: \"198.18.2.12:4433\"}]}\n"
+	if c, err = Parse([]byte(other)); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Frontends[0].AltSvcHeader(); got != "" {
+		t.Errorf("https Alt-Svc %q for an h3 frontend with another backend, want none", got)
+	}
+
 	// Configured: an http frontend names the h3 one, with its max-age;
 	// "off" turns the https default off.
 	text := tlsConfig("{cert: "+ac+", key: "+ak+"}", `, alt_svc: {h3: "off"}`)
@@ -97,6 +108,7 @@ func TestParseConfigTLSErrors(t *testing.T) {
 		{"alt_svc unknown", strings.Replace(goodConfig, "backend: origins}", "backend: origins, alt_svc: {h3: nope}}", 1), `frontends[0].alt_svc.h3: no frontend named "nope"`},
 		{"alt_svc not h3", strings.Replace(goodConfig, "backend: origins}", "backend: origins, alt_svc: {h3: iperf}}", 1), `frontends[0].alt_svc.h3: frontend "iperf" is tcp, not h3`},
 		{"alt_svc on h3", strings.Replace(goodConfig, "protocol: h3, backend: origins}", "protocol: h3, backend: origins, alt_svc: {h3: web3}}", 1), "frontends[1].alt_svc: only http and https frontends"},
+		{"alt_svc other backend", strings.Replace(strings.Replace(goodConfig, "backend: origins}", "backend: origins, alt_svc: {h3: web3}}", 1), "protocol: h3, backend: origins", "protocol: h3, backend: tunnel2", 1) + "  - {name: tunnel2, servers: [{address: \"198.18.2.12:4433\"}]}\n", `frontends[0].alt_svc.h3: frontend "web3" has another backend or other routes`},
 		{"alt_svc max_age", strings.Replace(goodConfig, "backend: origins}", "backend: origins, alt_svc: {h3: web3, max_age: 10ms}}", 1), "frontends[0].alt_svc.max_age: 10ms is below 1s"},
 		{"alt_svc other address", strings.Replace(strings.Replace(goodConfig, "backend: origins}", "backend: origins, alt_svc: {h3: web3}}", 1), `"198.18.1.1:443"`, `"[2001:2:0:1::1]:443"`, 1), `frontend "web3" listens on 2001:2:0:1::1, this one on 198.18.1.1`},
 	} {
