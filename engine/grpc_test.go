@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -404,6 +405,66 @@ func TestGRPCGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("h3/silent-stream", func(t *testing.T) {
+		// A server stream silent for 3.5s, both ways, past the h3
+		// frontend's 2s idle timeout (also its QUIC idle timeout): the
+		// connection has a request in flight, so it is not idle.
+		t.Parallel()
+		c, done, err := env.HTTP3Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer done()
+		c.Timeout = 0 // the context bounds the call
+		resp, err := h3GRPC(ctx, c, env, "/grpc.testing.TestService/StreamingOutputCall",
+			&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 1}, {Size: 2, IntervalUs: 3_500_000}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		start := time.Now()
+		for i := range 2 {
+			var m testpb.StreamingOutputCallResponse
+			if err := readGRPCMessage(resp.Body, &m); err != nil {
+				t.Fatalf("message %d after %v: %v", i, time.Since(start), err)
+			}
+		}
+		var m testpb.StreamingOutputCallResponse
+		if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) || resp.Trailer.Get("Grpc-Status") != "0" {
+			t.Fatalf("end of call: %v, trailers %v", err, resp.Trailer)
+		}
+	})
+	t.Run("h3/idle-connection-closed", func(t *testing.T) {
+		// What the PINGs keeping silent streams alive must not do: keep
+		// a connection with nothing in flight past the idle timeout.
+		t.Parallel()
+		pc, err := env.ListenPacket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &quic.Transport{Conn: pc}
+		defer func() { tr.Close(); pc.Close() }()
+		conn, err := tr.Dial(ctx, net.UDPAddrFromAddrPort(netip.MustParseAddrPort("198.18.1.1:8443")),
+			&tls.Config{InsecureSkipVerify: true, NextProtos: []string{http3.NextProtoH3}}, &quic.Config{MaxIdleTimeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.CloseWithError(0, "")
+		if err := getOK(ctx, (&http3.Transport{}).NewClientConn(conn), env.FrontendURL("h3")+"/healthz"); err != nil {
+			t.Fatal(err)
+		}
+		idleSince := time.Now()
+		select {
+		case <-conn.Context().Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("the idle connection still open after 10s (idle timeout 2s)")
+		}
+		var app *quic.ApplicationError
+		if err := context.Cause(conn.Context()); !errors.As(err, &app) || !app.Remote || app.ErrorCode != quic.ApplicationErrorCode(http3.ErrCodeNoError) {
+			t.Fatalf("closed by %v, want the server's H3_NO_ERROR", err)
+		}
+		t.Logf("idle connection closed after %v", time.Since(idleSince).Round(time.Millisecond))
+	})
 	t.Run("h3/bidi-quiet-client", func(t *testing.T) {
 		t.Parallel()
 		c, done, err := env.HTTP3Client()

@@ -160,6 +160,9 @@ type FrontTimeout struct {
 	// TLS handshake. Default 10s.
 	Header Duration `yaml:"header"`
 	// Idle bounds an idle keep-alive connection or tunnel. Default 60s.
+	// A connection with requests in flight is not idle, however silent
+	// they are (h3: the frontend PINGs its clients every Idle/2 so that
+	// QUIC's idle timeout, also Idle, does not cut it).
 	Idle Duration `yaml:"idle"`
 	// Body bounds the wait for each read of a request body (http and h3
 	// frontends): the time between two successive reads, as nginx's

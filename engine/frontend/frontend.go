@@ -206,7 +206,14 @@ func (fe *Frontend) Start() error {
 			&quic.Config{
 				HandshakeIdleTimeout: fe.cfg.Timeouts.Header.D(),
 				MaxIdleTimeout:       fe.cfg.Timeouts.Idle.D(),
-				InitialPacketSize:    netapi.QUICPacketSize(e.Net, fe.cfg.Addr().Addr()),
+				// PINGs keep a connection whose requests are silent
+				// (a gRPC stream waiting for its next message) from
+				// QUIC's idle timeout; one with no request in flight is
+				// closed at the idle timeout by http3.Server.IdleTimeout,
+				// which counts only HTTP/3 activity. A vanished client
+				// acknowledges no PING and still times out.
+				KeepAlivePeriod:   fe.cfg.Timeouts.Idle.D() / 2,
+				InitialPacketSize: netapi.QUICPacketSize(e.Net, fe.cfg.Addr().Addr()),
 			})
 		if err != nil {
 			tr.Close()
