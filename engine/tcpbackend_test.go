@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -304,4 +305,90 @@ func TestTCPBackendFrontends(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lengthless hides a body's length from net/http, which then sends it
+// chunked (HTTP/1.1) or without content-length (HTTP/2).
+type lengthless struct{ r io.Reader }
+
+func (l lengthless) Read(p []byte) (int, error) { return l.r.Read(p) }
+
+// TestTCPBackendHTTPSemantics: over h2c and h2 (h2o), a request body without
+// length, sent after 100-continue, comes back whole; a response without
+// length streams through; a 6 KB request header reaches the server and
+// comes back as a response header. Over http1 (nginx) a body without
+// length is stored whole.
+func TestTCPBackendHTTPSemantics(t *testing.T) {
+	for _, k := range []originKind{h2oH2C, h2oH2} {
+		t.Run(k.name+"/"+k.proto, func(t *testing.T) {
+			f := tcpLab(t, k, "")
+			base := f.env.FrontendURL("http")
+			for _, h2c := range []bool{false, true} {
+				cl := f.env.HTTPClient(1, h2c)
+				cl.Transport.(*http.Transport).ExpectContinueTimeout = 5 * time.Second
+				up := make([]byte, 3<<20)
+				rand.Read(up)
+				req, err := http.NewRequest(http.MethodPost, base+"/echo", lengthless{bytes.NewReader(up)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				big := strings.Repeat("b", 6000)
+				req.Header.Set("X-Big", big)
+				req.Header.Set("Expect", "100-continue")
+				resp, err := cl.Do(req)
+				if err != nil {
+					t.Fatalf("h2c client %v: POST without length: %v", h2c, err)
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Fatalf("h2c client %v: POST without length: status %d, %v", h2c, resp.StatusCode, err)
+				}
+				sameBody(t, fmt.Sprintf("echo without length (h2c client %v)", h2c), got, up)
+				if resp.Header.Get("X-Big-Echo") != big {
+					t.Fatalf("h2c client %v: the 6 KB header came back as %d bytes", h2c, len(resp.Header.Get("X-Big-Echo")))
+				}
+
+				resp, err = cl.Get(base + "/chunks")
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || resp.ContentLength != -1 ||
+					!bytes.HasPrefix(got, []byte("chunk 0 ")) || !bytes.Contains(got, []byte("chunk 63 ")) || len(got) != 64*1000+64*len("chunk 0 \n")+54 {
+					t.Fatalf("h2c client %v: streamed response: status %d, length %d, %d bytes, %v", h2c, resp.StatusCode, resp.ContentLength, len(got), err)
+				}
+				cl.CloseIdleConnections()
+			}
+		})
+	}
+	// HTTP/1.1 backend: the body without length goes chunked to nginx,
+	// which stores it (PUT) for the GET that reads it back.
+	t.Run("nginx/http1", func(t *testing.T) {
+		f := tcpLab(t, nginxHTTP1, "")
+		cl := f.env.HTTPClient(1, true)
+		cl.Transport.(*http.Transport).ExpectContinueTimeout = 5 * time.Second
+		up := make([]byte, 3<<20)
+		rand.Read(up)
+		url := f.env.FrontendURL("http") + "/up/chunked"
+		req, err := http.NewRequest(http.MethodPut, url, lengthless{bytes.NewReader(up)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Expect", "100-continue")
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("PUT without length: status %d", resp.StatusCode)
+		}
+		code, got := exchange(t, cl, http.MethodGet, url, nil)
+		if code != http.StatusOK {
+			t.Fatalf("GET after PUT: status %d", code)
+		}
+		sameBody(t, "PUT without length read back", got, up)
+	})
 }

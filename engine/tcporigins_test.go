@@ -26,8 +26,9 @@ var (
 	nginxH2       = originKind{name: "nginx", command: nginxCommand("h2", 0), proto: "h2"}
 	nginxHTTP1    = originKind{name: "nginx", command: nginxCommand("http1", 0), proto: "http1"}
 	nginxHTTP1TLS = originKind{name: "nginx", command: nginxCommand("http1-tls", 0), proto: "http1-tls"}
-	// h2o serves the document root, and echoes request bodies at /echo
-	// (mruby).
+	// h2o serves the document root, echoes request bodies (and the
+	// X-Big request header) at /echo, and streams a body of unknown length
+	// at /chunks (mruby).
 	h2oH2C = originKind{name: "h2o", command: h2oCommand(false), proto: "h2c"}
 	h2oH2  = originKind{name: "h2o", command: h2oCommand(true), proto: "h2"}
 	// HAProxy answers itself (http-request return): /index.html from the
@@ -151,7 +152,17 @@ hosts:
       /echo:
         mruby.handler: |
           Proc.new do |env|
-            [200, {}, [env["rack.input"] ? env["rack.input"].read : ""]]
+            [200, {"x-big-echo" => env["HTTP_X_BIG"] || ""}, [env["rack.input"] ? env["rack.input"].read : ""]]
+          end
+      /chunks:
+        mruby.handler: |
+          class Chunks
+            def each
+              64.times { |i| yield "chunk #{i} " + ("x" * 1000) + "\n" }
+            end
+          end
+          Proc.new do |env|
+            [200, {}, Chunks.new]
           end
       /:
         file.dir: %[5]q
