@@ -201,8 +201,8 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 		if e.frontends[k] == fe {
 			for _, f := range cfg.Frontends {
 				if frontendKey(&f) == k {
-					if !reflect.DeepEqual(withoutBackend(f), withoutBackend(*fe.Config())) {
-						e.log.Warn("frontend settings other than its backend and routes change only with a restart", "frontend", f.Name)
+					if !reflect.DeepEqual(f.WithoutReloadable(), fe.Config().WithoutReloadable()) {
+						e.log.Warn("frontend settings other than its backend, routes, certificates and Alt-Svc change only with a restart", "frontend", f.Name)
 					}
 					fe.SwapRoutes(&f, newBackends)
 					fe.Reconfigure(&f)
@@ -224,14 +224,6 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 	}
 	e.frontends, e.backends = newFrontends, newBackends
 	return nil
-}
-
-// withoutBackend is f without what a reload changes on a running frontend:
-// its backend and routes, and its certificates and Alt-Svc
-// (Frontend.Reconfigure).
-func withoutBackend(f config.Frontend) config.Frontend {
-	f.Backend, f.Name, f.Routes, f.TLS, f.AltSvc = "", "", nil, nil, nil
-	return f
 }
 
 // Shutdown drains: listeners close at once, requests and tunnels in flight

@@ -82,6 +82,15 @@ type AltSvc struct {
 // (set by [Config.Validate]), or "" when it advertises nothing.
 func (f *Frontend) AltSvcHeader() string { return f.altSvc }
 
+// WithoutReloadable is f without what a reload applies to a running
+// frontend: its name, backend and routes, certificates and Alt-Svc (the
+// header resolved from other frontends included). What differs between two
+// frontends' WithoutReloadable needs a restart.
+func (f Frontend) WithoutReloadable() Frontend {
+	f.Name, f.Backend, f.Routes, f.TLS, f.AltSvc, f.altSvc = "", "", nil, nil, nil, ""
+	return f
+}
+
 // validateTLS checks frontend f's tls block (at field path p) and reads its
 // certificates.
 func validateTLS(f *Frontend, p string, bad func(field, format string, args ...any)) {

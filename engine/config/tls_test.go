@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +125,28 @@ func TestParseConfigTLSErrors(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// What a reload applies to a running frontend (certificates, Alt-Svc,
+// backend, routes) is outside WithoutReloadable; other settings are not.
+func TestFrontendWithoutReloadable(t *testing.T) {
+	ac, ak := writeCert(t, "a.example")
+	bc, bk := writeCert(t, "b.example")
+	parse := func(tlsBlock, extra string) Frontend {
+		t.Helper()
+		c, err := Parse([]byte(tlsConfig(tlsBlock, extra)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Frontends[0]
+	}
+	a := parse("{cert: "+ac+", key: "+ak+"}", "")
+	b := parse("{cert: "+bc+", key: "+bk+"}", `, alt_svc: {h3: "off"}`)
+	if !reflect.DeepEqual(a.WithoutReloadable(), b.WithoutReloadable()) {
+		t.Errorf("certificates and Alt-Svc differ beyond them:\n%+v\n%+v", a.WithoutReloadable(), b.WithoutReloadable())
+	}
+	if c := parse("{cert: "+ac+", key: "+ak+"}", ", max_header_bytes: 4096"); reflect.DeepEqual(a.WithoutReloadable(), c.WithoutReloadable()) {
+		t.Error("max_header_bytes is taken as reloadable")
 	}
 }
