@@ -22,11 +22,11 @@ import (
 	"time"
 )
 
-// tcpLab starts k behind the engine's http frontend with a pool large
-// enough to keep every connection a load needs (max_idle 64).
+// tcpLab starts k behind the engine's http frontend (the reuse defaults:
+// max_idle 64 on HTTP/1.1 backends, 4 on HTTP/2 ones).
 func tcpLab(t *testing.T, k originKind, backend string) *faultLab {
 	t.Helper()
-	f := startFaultLab(t, faultOpts{kinds: []originKind{k}, backend: "    reuse: {max_idle: 64}\n" + backend})
+	f := startFaultLab(t, faultOpts{kinds: []originKind{k}, backend: backend})
 	if _, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
 		t.Fatalf("the engine did not serve %s over %s", k.name, k.proto)
 	}

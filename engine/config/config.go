@@ -281,8 +281,11 @@ func (s *Server) Addr() netip.AddrPort { return s.addr }
 // ReuseConfig is the reuse policy and its limits, per worker.
 type ReuseConfig struct {
 	Policy string `yaml:"policy"` // default "safe"
-	// MaxIdle is the number of idle connections a worker keeps per server.
-	MaxIdle int `yaml:"max_idle"` // default 4
+	// MaxIdle is the number of idle connections a worker keeps per server:
+	// default 4, or 64 on HTTP/1.1 backends (http1, http1-tls), whose
+	// connections carry one request at a time. The pool's purge closes
+	// idle ones beyond the recent need.
+	MaxIdle int `yaml:"max_idle"`
 	// MaxConns bounds connections per server per worker (0: unlimited).
 	MaxConns int `yaml:"max_conns"`
 	// MaxDials bounds the handshakes in flight per server and worker
@@ -478,6 +481,12 @@ func (c *Config) setDefaults() {
 			def(&b.HashKey, "source")
 		}
 		def(&b.Reuse.Policy, ReuseSafe)
+		if b.Protocol == BackendHTTP1 || b.Protocol == BackendHTTP1TLS {
+			// One request per connection: a worker needs as many idle
+			// connections as it has requests in flight, or each request
+			// beyond max_idle closes its connection and the next dials.
+			defInt(&b.Reuse.MaxIdle, 64)
+		}
 		defInt(&b.Reuse.MaxIdle, 4)
 		defInt(&b.Reuse.MaxStreams, 100)
 		defInt(&b.Reuse.MaxDials, 2)

@@ -52,6 +52,18 @@ func TestParseBackendProtocols(t *testing.T) {
 		if got := c.Backends[0].Protocol; got != p {
 			t.Fatalf("protocol %s parsed as %q", p, got)
 		}
+		// origins sets max_idle 2; the tunnel backend takes the default.
+		cfg = strings.Replace(cfg, "max_idle: 2, ", "", 1)
+		if c, err = Parse([]byte(cfg)); err != nil {
+			t.Fatal(err)
+		}
+		want := 4
+		if p == "http1" || p == "http1-tls" {
+			want = 64
+		}
+		if got := c.Backends[0].Reuse.MaxIdle; got != want {
+			t.Errorf("protocol %s: default max_idle %d, want %d", p, got, want)
+		}
 	}
 }
 
