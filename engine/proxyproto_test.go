@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/proxyproto"
+	"github.com/xdpnet/xdpnet/internal/testutil"
 )
 
 // dialFrom opens a TCP connection to addr from the client namespace's
@@ -44,9 +46,11 @@ var proxiedClient = netip.MustParseAddrPort("198.18.1.77:4242")
 // PROXY protocol v2 on an http frontend that trusts 198.18.1.2 only, in
 // front of caddy (whose /xff answers the X-Forwarded-For it got): a
 // header from the trusted source gives the client address to
-// X-Forwarded-For and the access log; from it, curl without a header and a
-// malformed header are closed and counted; from 198.18.1.3 a header is
-// never read as one, and curl is served with its own address.
+// X-Forwarded-For and the access log, from the test's sender and from
+// HAProxy (send-proxy-v2) in front of curl; from it, curl without a header
+// or with a v1 one and a malformed header are closed and counted; from
+// 198.18.1.3 a header is never read as one, and curl is served with its
+// own address.
 func TestLabProxyProtocol(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "access.log")
 	rl := startRouteLab(t, fmt.Sprintf("access_log: {path: %q}\n", logFile),
@@ -75,11 +79,41 @@ func TestLabProxyProtocol(t *testing.T) {
 		t.Errorf("access log client %v path %v, want %s /xff", l["client"], l["path"], proxiedClient)
 	}
 
+	// HAProxy as the balancer (send-proxy-v2 from the trusted address):
+	// curl's address behind it reaches caddy.
+	haproxyCfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(haproxyCfg, []byte(`defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10s
+  timeout server 10s
+frontend lb
+  bind 127.0.0.1:9000
+  default_backend gw
+backend gw
+  server engine `+front+` send-proxy-v2 source `+trusted.String()+`
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startProc(t, env.Lab.Client, nil, "haproxy", "-db", "-f", haproxyCfg)
+	var out string
+	if !testutil.Eventually(func() bool {
+		out, err = runIn(t, env.StartClient, 20*time.Second, "curl", "--http1.1", "-sS", "-m", "5",
+			"-H", "Host: x.wild.test", "http://127.0.0.1:9000/xff")
+		return err == nil
+	}) || out != "127.0.0.1" {
+		t.Errorf("curl through haproxy: %q, %v; want caddy to see X-Forwarded-For 127.0.0.1", out, err)
+	}
+
 	// From the trusted source without a header (curl): closed.
-	out, err := runIn(t, env.StartClient, 20*time.Second, "curl", "--http1.1", "-sS", "-m", "5",
-		"--interface", trusted.String(), "-H", "Host: x.wild.test", "http://"+front+"/xff")
-	if err == nil {
-		t.Errorf("curl from the trusted source without a header was served: %q", out)
+	for _, v1 := range []bool{false, true} {
+		args := []string{"--http1.1", "-sS", "-m", "5", "--interface", trusted.String(), "-H", "Host: x.wild.test", "http://" + front + "/xff"}
+		if v1 { // a version 1 (text) header is no v2 header either
+			args = append(args, "--haproxy-protocol")
+		}
+		if out, err := runIn(t, env.StartClient, 20*time.Second, "curl", args...); err == nil {
+			t.Errorf("curl from the trusted source (PROXY v1 %v) was served: %q", v1, out)
+		}
 	}
 	// A malformed header (version 1 in the version nibble): closed,
 	// nothing answered.
@@ -107,7 +141,7 @@ func TestLabProxyProtocol(t *testing.T) {
 	}
 
 	text := metricsText(t, env)
-	for result, want := range map[string]float64{"proxied": 1, "missing": 1, "malformed": 1, "untrusted": 2} {
+	for result, want := range map[string]float64{"proxied": 2, "missing": 2, "malformed": 1, "untrusted": 2} {
 		if got, _ := metricSum(text, regexp.MustCompile(`^xdpnet_proxy_protocol_total$`), `frontend="http"`, `result="`+result+`"`); got != want {
 			t.Errorf("xdpnet_proxy_protocol_total{result=%q} = %v, want %v", result, got, want)
 		}
