@@ -960,3 +960,148 @@ func TestTrailersGateway(t *testing.T) {
 		})
 	}
 }
+
+// grpcH2CConfig puts the h2c and h3 frontends in front of an h2c backend:
+// grpc-go's own HTTP/2 server (grpc.Server.Serve on a TCP listener) as a
+// plain h2c origin. Health checks are off: they GET a path, which a gRPC
+// server answers with an error. /echo goes to another h2c backend, Go's
+// HTTP/2 server (echoTrailers), for plain trailers.
+const grpcH2CConfig = `dataplane: xdp
+admin: 127.0.0.1:0
+interfaces:
+  - {name: veth-client, queues: [0], addresses: [198.18.1.1/24]}
+  - {name: veth-backend, queues: [0], addresses: [198.18.2.1/24]}
+frontends:
+  - {name: http, listen: "198.18.1.1:8080", protocol: http, backend: grpc, timeouts: {idle: 2s, body: 2s},
+     routes: [{path_prefix: /echo, backend: plain}]}
+  - {name: h3, listen: "198.18.1.1:8443", protocol: h3, backend: grpc, timeouts: {idle: 2s, body: 2s},
+     routes: [{path_prefix: /echo, backend: plain}]}
+backends:
+  - name: grpc
+    protocol: h2c
+    health_check: {enabled: false}
+    timeouts: {connect: 1s, idle: 2s, request: 2s}
+    servers:
+      - {name: s0, address: "198.18.2.10:50051"}
+  - name: plain
+    protocol: h2c
+    health_check: {enabled: false}
+    servers:
+      - {name: s0, address: "198.18.2.11:8080"}
+`
+
+// TestGRPCH2CBackend runs the grpc-go calls through the h2c frontend, and
+// gRPC framing over HTTP/3 through the h3 frontend, to grpc-go's own
+// HTTP/2 server behind an h2c backend; and request and response trailers
+// to Go's HTTP/2 server behind another.
+func TestGRPCH2CBackend(t *testing.T) {
+	svc := &testService{cancelled: make(chan string, 16)}
+	gs := grpc.NewServer()
+	testpb.RegisterTestServiceServer(gs, svc)
+	hs := healthgrpc.NewServer()
+	hs.SetServingStatus("grpc.testing.TestService", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	env := startLab(t, "xdp", enginelab.Options{
+		Config:    grpcH2CConfig,
+		NoOrigins: true,
+		BeforeEngine: func(l *lab.Lab) error {
+			var ln net.Listener
+			if err := l.Backend.Do(func() (err error) {
+				ln, err = net.Listen("tcp", "198.18.2.10:50051")
+				return err
+			}); err != nil {
+				return err
+			}
+			var p http.Protocols
+			p.SetUnencryptedHTTP2(true)
+			plain := &http.Server{Handler: http.HandlerFunc(echoTrailers), Protocols: &p}
+			var pln net.Listener
+			if err := l.Backend.Do(func() (err error) {
+				pln, err = net.Listen("tcp", "198.18.2.11:8080")
+				return err
+			}); err != nil {
+				ln.Close()
+				return err
+			}
+			var serving sync.WaitGroup
+			serving.Go(func() { gs.Serve(ln) })
+			serving.Go(func() { plain.Serve(pln) })
+			t.Cleanup(func() {
+				gs.Stop()     // closes ln
+				plain.Close() // closes pln
+				serving.Wait()
+			})
+			return nil
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+
+	grpcGoCalls(t, ctx, grpcClient(t, env, "198.18.1.1:8080", nil), svc, "h2c", true)
+	h3c, done, err := env.HTTP3Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(done)
+	for _, cl := range []struct {
+		name string
+		c    *http.Client
+		url  string
+	}{
+		{"http1.1", env.HTTPClient(1, false), env.FrontendURL("http")},
+		{"h2c", env.HTTPClient(1, true), env.FrontendURL("http")},
+		{"h3", h3c, env.FrontendURL("h3")},
+	} {
+		t.Run("trailers/"+cl.name, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, cl.url+"/echo", io.NopCloser(strings.NewReader("abc")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.ContentLength = -1
+			req.Trailer = http.Header{"X-Checksum": {"c0ffee"}}
+			resp, err := cl.c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || string(got) != "abc" {
+				t.Fatalf("body %q %v", got, err)
+			}
+			if resp.Trailer.Get("X-Body-Bytes") != "3" || resp.Trailer.Get("X-Echo-X-Checksum") != "c0ffee" {
+				t.Fatalf("response trailers %v (headers %v)", resp.Trailer, resp.Header)
+			}
+		})
+	}
+	t.Run("h3/unary", func(t *testing.T) {
+		t.Parallel()
+		c, done, err := env.HTTP3Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer done()
+		resp, err := h3GRPC(ctx, c, env, "/grpc.testing.TestService/UnaryCall", &testpb.SimpleRequest{ResponseSize: 20000}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m testpb.SimpleResponse
+		if err := readGRPCMessage(resp.Body, &m); err != nil || len(m.GetPayload().GetBody()) != 20000 {
+			t.Fatalf("response %v %v", m.GetPayload() != nil, err)
+		}
+		if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) || resp.Trailer.Get("Grpc-Status") != "0" {
+			t.Fatalf("end: %v, trailers %v", err, resp.Trailer)
+		}
+		// grpc-go's trailers-only answer to an unknown method.
+		resp, err = h3GRPC(ctx, c, env, trailersOnlyMethod, &testpb.Empty{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) {
+			t.Fatalf("trailers-only response: %v", err)
+		}
+		if resp.Header.Get("Grpc-Status") != "12" || len(resp.Trailer) != 0 {
+			t.Fatalf("headers %v, trailers %v", resp.Header, resp.Trailer)
+		}
+	})
+}
