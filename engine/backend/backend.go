@@ -575,30 +575,41 @@ func (rt *Backend) watchUnreachable(srv *Server, tr *quicmux.Transport) {
 	}
 }
 
-// answers pings c for three probe timeouts of its own RTT estimate (RFC
-// 9002 section 6.2.1), at least 100ms and at most health_check.timeout. The
-// peer's QUIC stack answers however busy its application is. A connection
-// on which any packet arrived meanwhile is not silent either, even if the
-// PING's acknowledgment was late: on a gateway short of CPU, closing it
-// would break the responses it is still carrying. False only if c received
-// nothing while the backend is open.
+// answers reports whether c shows any sign of life within
+// health_check.timeout: its PING acknowledged or, on QUIC, any packet
+// received meanwhile. Only a connection silent for that whole time counts
+// as dead. A shorter window (a few RTTs) confused a gateway or an origin
+// short of CPU with a dead one: under overload it closed live connections
+// with every response they carried, and marked their servers down (the
+// dial-storm test at load 14). False only if c stayed silent while the
+// backend is open.
 func (rt *Backend) answers(c *Conn) bool {
+	ctx, cancel := context.WithTimeout(rt.ctx, rt.cfg.Health.Timeout.D())
+	defer cancel()
 	if c.http != nil {
-		// The round trip of the connection's first PING, with RFC 9002's
-		// granularity as the variance floor: TCP's own estimate is not
-		// exposed by either stack. httpmux's Ping itself counts any
-		// progress of the socket as an answer.
-		pto := c.http.RTT() + time.Millisecond
-		ctx, cancel := context.WithTimeout(rt.ctx, min(max(3*pto, 100*time.Millisecond), rt.cfg.Health.Timeout.D()))
-		defer cancel()
+		// httpmux's Ping counts any progress of the socket as an answer.
 		return c.Ping(ctx) == nil || rt.ctx.Err() != nil
 	}
-	st := c.quic.QUIC().ConnectionStats()
-	pto := st.SmoothedRTT + max(4*st.MeanDeviation, time.Millisecond)
-	ctx, cancel := context.WithTimeout(rt.ctx, min(max(3*pto, 100*time.Millisecond), rt.cfg.Health.Timeout.D()))
-	defer cancel()
-	return c.Ping(ctx) == nil || rt.ctx.Err() != nil ||
-		c.quic.QUIC().ConnectionStats().PacketsReceived > st.PacketsReceived
+	q := c.quic.QUIC()
+	before := q.ConnectionStats()
+	received := func() bool { return q.ConnectionStats().PacketsReceived > before.PacketsReceived }
+	pinged := make(chan error, 1)
+	go func() { pinged <- c.Ping(ctx) }() // ends with ctx at the latest
+	// Packets are looked for every three probe timeouts of the
+	// connection's RTT estimate (RFC 9002 section 6.2.1), at least 20ms.
+	pto := before.SmoothedRTT + max(4*before.MeanDeviation, time.Millisecond)
+	tick := time.NewTicker(max(3*pto, 20*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-pinged:
+			return err == nil || rt.ctx.Err() != nil || received()
+		case <-tick.C:
+			if received() {
+				return true
+			}
+		}
+	}
 }
 
 // Suspect checks c, on which a request has waited timeouts.probe for its
