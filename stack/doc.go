@@ -15,7 +15,10 @@
 // Sockets come out as the standard interfaces (net.Listener, net.Conn,
 // net.PacketConn) through gVisor's gonet adapters, with errors mapped so that
 // a socket closed locally, or by Stack.Close, reports net.ErrClosed as the
-// net package does.
+// net package does. An accepted TCP connection also has NotifyReadable: a
+// callback when it becomes readable, so that an idle connection can wait
+// for its peer without a goroutine or a buffer (engine/frontend parks idle
+// HTTP/1.1 connections on it).
 //
 // # The AF_XDP endpoint
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -56,7 +57,7 @@ func (s *Stack) ListenTCP(addr netip.AddrPort) (net.Listener, error) {
 		ep.Close()
 		return nil, opErr("listen", "tcp", addr, tcpipErr(terr))
 	}
-	return &tcpListener{l: gonet.NewTCPListener(s.ns, &wq, ep), s: s}, nil
+	return &tcpListener{ep: ep, wq: &wq, s: s, cancel: make(chan struct{})}, nil
 }
 
 // DialTCP connects to addr, choosing the source address by route. The
@@ -166,43 +167,82 @@ func tcpipErr(e tcpip.Error) error {
 
 var errAddrInUse = errors.New("address already in use")
 
-// tcpListener maps errors after its Close, or the stack's, to net.ErrClosed,
-// which is what http.Server and friends look for to stop quietly.
+// tcpListener accepts as gonet.TCPListener does, keeping each accepted
+// endpoint's wait queue for tcpConn.NotifyReadable, and maps errors after
+// its Close, or the stack's, to net.ErrClosed, which is what http.Server
+// and friends look for to stop quietly.
 type tcpListener struct {
-	l      *gonet.TCPListener
-	s      *Stack
-	closed atomic.Bool
+	ep         tcpip.Endpoint
+	wq         *waiter.Queue
+	s          *Stack
+	cancel     chan struct{} // closed by Close: wakes blocked Accept calls
+	cancelOnce sync.Once
+	closed     atomic.Bool
 }
 
 var _ net.Listener = (*tcpListener)(nil)
 
 func (l *tcpListener) Accept() (net.Conn, error) {
-	c, err := l.l.Accept()
-	if err != nil {
-		if l.closed.Load() || l.s.isClosed() {
-			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+	n, wq, terr := l.ep.Accept(nil)
+	if _, ok := terr.(*tcpip.ErrWouldBlock); ok {
+		entry, ready := waiter.NewChannelEntry(waiter.ReadableEvents)
+		l.wq.EventRegister(&entry)
+		defer l.wq.EventUnregister(&entry)
+		for {
+			if n, wq, terr = l.ep.Accept(nil); !isWouldBlock(terr) {
+				break
+			}
+			select {
+			case <-l.cancel:
+				return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
+			case <-ready:
+			}
 		}
-		return nil, err
 	}
-	return &tcpConn{TCPConn: c.(*gonet.TCPConn), s: l.s}, nil
+	if terr != nil {
+		err := tcpipErr(terr)
+		if l.closed.Load() || l.s.isClosed() {
+			err = net.ErrClosed
+		}
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
+	}
+	return &tcpConn{TCPConn: gonet.NewTCPConn(wq, n), wq: wq, ep: n, s: l.s}, nil
+}
+
+func isWouldBlock(e tcpip.Error) bool {
+	_, ok := e.(*tcpip.ErrWouldBlock)
+	return ok
 }
 
 func (l *tcpListener) Close() error {
 	if l.closed.Swap(true) {
 		return &net.OpError{Op: "close", Net: "tcp", Addr: l.Addr(), Err: net.ErrClosed}
 	}
-	// Shutdown wakes blocked Accept calls; Close releases the endpoint and
-	// resets connections still in the accept queue.
-	l.l.Shutdown()
-	return l.l.Close()
+	// Shutdown and the cancel channel wake blocked Accept calls; Close
+	// releases the endpoint and resets connections still in the accept
+	// queue.
+	l.ep.Shutdown(tcpip.ShutdownWrite | tcpip.ShutdownRead)
+	l.cancelOnce.Do(func() { close(l.cancel) })
+	l.ep.Close()
+	return nil
 }
 
-func (l *tcpListener) Addr() net.Addr { return l.l.Addr() }
+func (l *tcpListener) Addr() net.Addr {
+	a, err := l.ep.GetLocalAddress()
+	if err != nil {
+		return nil
+	}
+	return &net.TCPAddr{IP: net.IP(a.Addr.AsSlice()), Port: int(a.Port)}
+}
 
 // tcpConn reports net.ErrClosed after a local Close or the stack's.
 // CloseRead, CloseWrite and the deadline methods come from gonet.TCPConn.
 type tcpConn struct {
 	*gonet.TCPConn
+	// wq and ep are the endpoint under TCPConn (accepted connections
+	// only), for NotifyReadable.
+	wq     *waiter.Queue
+	ep     tcpip.Endpoint
 	s      *Stack
 	closed atomic.Bool
 }
@@ -233,3 +273,49 @@ func (c *tcpConn) Close() error {
 	}
 	return c.TCPConn.Close()
 }
+
+// NotifyReadable calls fn once, from netstack's goroutine, when the
+// connection has data to read, has been shut down or reset by the peer,
+// or has failed (at once when that is already so), without a goroutine or
+// buffer waiting on it; stop cancels the notification. fn must not block
+// nor call stop. It is how an idle client connection waits for its next
+// request holding only its endpoint (engine/frontend parks them). It
+// reports false for a connection that cannot notify (a dialed one).
+func (c *tcpConn) NotifyReadable(fn func()) (stop func(), ok bool) {
+	if c.wq == nil {
+		return nil, false
+	}
+	const mask = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+	var fired atomic.Bool
+	fire := func() {
+		if !fired.Swap(true) {
+			fn()
+		}
+	}
+	c.unpin()
+	entry := waiter.NewFunctionEntry(mask, func(waiter.EventMask) { fire() })
+	c.wq.EventRegister(&entry)
+	// An event that came before the registration is not notified again.
+	if c.ep.Readiness(mask) != 0 {
+		fire()
+	}
+	return func() { c.wq.EventUnregister(&entry) }, true
+}
+
+// unpin makes netstack forget the buffer of the connection's last write.
+// A tcp.Endpoint keeps the reader of its last Write (in the io.LimitedReader
+// it reuses), and through it the caller's slice: an idle connection would
+// pin the 4 KiB buffer of the HTTP server that wrote last, though that
+// server dropped it (BenchmarkIdleConnMemory in engine). A write whose
+// payload claims a byte and fails to read it replaces that reader and
+// queues nothing (netstack returns ErrBadBuffer, ignored here).
+func (c *tcpConn) unpin() { c.ep.Write(noPayload{}, tcpip.WriteOptions{}) }
+
+// noPayload is unpin's payload: it claims a byte and fails to read it
+// (an io.EOF would make netstack wait for the byte forever).
+type noPayload struct{}
+
+var errNoPayload = errors.New("stack: no payload")
+
+func (noPayload) Len() int                 { return 1 }
+func (noPayload) Read([]byte) (int, error) { return 0, errNoPayload }
