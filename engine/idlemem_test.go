@@ -175,22 +175,29 @@ func startHolder(tb testing.TB, ns *lab.NS, addr string, n int, path string) (in
 		}
 	}
 	tb.Cleanup(stop)
+	// Ready once it says so (a minute at most: 10,000 connections take
+	// seconds on a loaded machine), or gone.
 	opened := -1
-	ok := testutil.Eventually(func() bool {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	limit := time.After(time.Minute)
+wait:
+	for {
 		for line := range strings.Lines(out.String()) {
 			if v, found := strings.CutPrefix(line, "ready "); found {
 				opened, _ = strconv.Atoi(strings.TrimSpace(v))
-				return true
+				break wait
 			}
 		}
 		select {
 		case <-done:
-			return true
-		default:
-			return false
+			break wait
+		case <-limit:
+			break wait
+		case <-tick.C:
 		}
-	})
-	if !ok || opened < 0 {
+	}
+	if opened < 0 {
 		stop()
 		tb.Fatalf("holder did not get ready: %s", out.String())
 	}

@@ -54,6 +54,10 @@ type Frontend struct {
 	// sessions maps an http frontend's client connections to their
 	// session, so that the session closes with the connection.
 	sessions sync.Map // net.Conn -> *session
+	// resume serves parked client connections again; draining stops
+	// parking (park.go).
+	resume   *resumeListener
+	draining atomic.Bool
 	tunnels  sync.WaitGroup
 	// serving joins the serve or accept loop, which ends with the listener.
 	serving sync.WaitGroup
@@ -155,6 +159,10 @@ func (fe *Frontend) Start() error {
 			MaxHeaderBytes:    fe.cfg.MaxHeaderBytes,
 			ErrorLog:          log,
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				ctx = context.WithValue(ctx, connKey{}, c)
+				if v, ok := fe.sessions.Load(c); ok { // a parked connection back
+					return context.WithValue(ctx, sessionKey{}, v)
+				}
 				wl, wr := workerAddrs(c)
 				s := newSession(wl, wr, c.RemoteAddr(), true)
 				fe.sessions.Store(c, s)
@@ -163,26 +171,27 @@ func (fe *Frontend) Start() error {
 			ConnState: func(c net.Conn, s http.ConnState) {
 				switch s {
 				case http.StateNew:
-					conns.Inc()
+					if !resumed(c) {
+						conns.Inc()
+					}
 				case http.StateClosed, http.StateHijacked:
-					conns.Dec()
+					if parking(c) {
+						return
+					}
 					if tc, ok := c.(*tls.Conn); ok {
 						fe.countHandshake(tc)
 					}
-					// Once per connection: the session was stored
-					// by ConnContext, right after limitListener
-					// admitted the connection.
-					if v, ok := fe.sessions.LoadAndDelete(c); ok {
-						v.(*session).close()
-						fe.leave()
-					}
+					fe.connGone(c)
 				}
 			},
 		}
 		if https {
 			fe.serving.Go(func() { fe.hs.ServeTLS(limitListener{Listener: ln, fe: fe}, "", "") })
 		} else {
-			fe.serving.Go(func() { fe.hs.Serve(limitListener{Listener: ln, fe: fe}) })
+			// Plain HTTP/1.1 connections are parked while idle (park.go).
+			fe.resume = newResumeListener(ln.Addr())
+			fe.serving.Go(func() { fe.hs.Serve(parkingListener{Listener: limitListener{Listener: ln, fe: fe}, fe: fe}) })
+			fe.serving.Go(func() { fe.hs.Serve(fe.resume) })
 		}
 	case config.ProtoH3:
 		pc, err := e.Net.ListenUDP(fe.cfg.Addr())
@@ -286,6 +295,7 @@ func (fe *Frontend) Shutdown(ctx context.Context) {
 		cut := fe.cut
 		switch {
 		case fe.hs != nil:
+			fe.closeParked()
 			if err := fe.hs.Shutdown(ctx); err != nil {
 				fe.hs.Close()
 			}

@@ -113,6 +113,11 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.Inflight.Done()
 	}()
 	fe.advertise(w.Header())
+	var pw *parkWriter
+	if fe.resume != nil && r.ProtoMajor == 1 { // plain HTTP/1.1 connections are parked while idle (park.go)
+		pw = &parkWriter{ResponseWriter: w}
+		w = pw
+	}
 	var (
 		rec accessRec
 		cw  *countingWriter
@@ -157,6 +162,9 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// chunk) rather than ended cleanly, which would make a truncated
 		// response look complete.
 		panic(http.ErrAbortHandler)
+	}
+	if pw != nil && result == "ok" {
+		fe.park(pw, r)
 	}
 }
 

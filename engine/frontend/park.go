@@ -1,0 +1,438 @@
+package frontend
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Parking idle HTTP/1.1 client connections.
+//
+// net/http's server keeps, for every connection, a goroutine blocked in a
+// read and a 4 KiB bufio reader and writer, idle or not: about 17 KiB per
+// idle keep-alive connection before the TCP endpoint's own state (the
+// engine's BenchmarkIdleConnMemory). Like HAProxy's dynamic buffers (a
+// connection holds a buffer only while it moves data), a connection whose
+// exchange is complete leaves the server instead: the handler hijacks it
+// once the response is out, and it waits for its next request holding
+// only its socket, a timer and a read notification (readNotifier: a
+// netstack wait-queue callback, no goroutine; on kernel sockets, a
+// goroutine parked in the runtime poller without a buffer). When the
+// client sends again, or closes, the connection goes back to the same
+// http.Server through a second listener (resumeListener) and is served
+// as before, with the same session (worker, backend reuse sessions) and
+// the same slot under max_connections; bytes the server had read ahead
+// (a pipelined request) are read again first. A parked connection idle
+// for the frontend's timeouts.idle is closed, as the server would have.
+//
+// Only an exchange that is complete on the wire is parked: HTTP/1.1
+// without "Connection: close", the request body (none, or one of a known
+// length up to MaxReplayBody, which the proxy reads whole) consumed, and
+// a response framed by Content-Length with exactly that many bytes
+// written, or one that has no body (HEAD, 204, 304), without trailers.
+// Anything else (chunked or streamed responses, h2c, errors mid-response)
+// stays in the server, which keeps, closes or drains it as it always did.
+
+// Parked connection states (clientConn.state).
+const (
+	connServed   int32 = iota // in the http.Server
+	connParking               // being hijacked by park: not a close
+	connParked                // waiting for its next request
+	connResuming              // handed to resumeListener, not yet seen by the server
+	connClosed                // closed while parked (idle timeout, shutdown)
+)
+
+// readNotifier is a connection that can call fn once when it becomes
+// readable (data, end of stream, reset or error) without a goroutine
+// reading it; stop cancels. stack's netstack TCP connections are one.
+type readNotifier interface {
+	NotifyReadable(fn func()) (stop func(), ok bool)
+}
+
+// clientConn is an http frontend's client connection as the http.Server
+// sees it: the same value across parks, so that the frontend's session
+// map and limits follow it.
+type clientConn struct {
+	net.Conn
+	fe    *Frontend
+	state atomic.Int32
+	// pending holds bytes the server had read ahead when the connection
+	// was parked; Read returns them first. Only the goroutine serving
+	// the connection touches it.
+	pending []byte
+	// stop cancels the read notification while parked; it is set before
+	// the state becomes connParked.
+	stop func()
+	// fired says the read notification came, maybe before the state
+	// became connParked (park then wakes the connection itself).
+	fired atomic.Bool
+	// idle closes the connection when it stays parked for the idle
+	// timeout.
+	idle *time.Timer
+}
+
+// closeWriter is what http.Server uses to half-close a TCP connection.
+type closeWriter interface{ CloseWrite() error }
+
+var (
+	_ net.Conn    = (*clientConn)(nil)
+	_ closeWriter = (*clientConn)(nil)
+)
+
+func (c *clientConn) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		if c.pending = c.pending[n:]; len(c.pending) == 0 {
+			c.pending = nil
+		}
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+// NetConn is the accepted connection (workerAddrs looks through it).
+func (c *clientConn) NetConn() net.Conn { return c.Conn }
+
+func (c *clientConn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// parkingListener wraps each accepted connection in a clientConn.
+type parkingListener struct {
+	net.Listener
+	fe *Frontend
+}
+
+func (l parkingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &clientConn{Conn: c, fe: l.fe}, nil
+}
+
+// resumeListener hands parked connections that became readable back to
+// the http.Server. Its queue is unbounded: it holds at most the parked
+// connections, which the frontend's limits bound.
+type resumeListener struct {
+	addr net.Addr
+
+	mu sync.Mutex
+	// +checklocks:mu
+	queue []*clientConn
+	// +checklocks:mu
+	closed bool
+	ready  chan struct{} // one token when the queue may be non-empty
+	done   chan struct{} // closed by Close
+}
+
+var _ net.Listener = (*resumeListener)(nil)
+
+func newResumeListener(addr net.Addr) *resumeListener {
+	return &resumeListener{addr: addr, ready: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// push queues c; it never blocks (a netstack callback calls it). It
+// reports false once the listener is closed.
+func (l *resumeListener) push(c *clientConn) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false
+	}
+	l.queue = append(l.queue, c)
+	l.mu.Unlock()
+	select {
+	case l.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+func (l *resumeListener) Accept() (net.Conn, error) {
+	for {
+		l.mu.Lock()
+		if len(l.queue) > 0 {
+			c := l.queue[0]
+			l.queue[0] = nil
+			if l.queue = l.queue[1:]; len(l.queue) == 0 {
+				l.queue = nil
+			}
+			l.mu.Unlock()
+			c.stop()
+			c.stop = nil
+			return c, nil
+		}
+		closed := l.closed
+		l.mu.Unlock()
+		if closed {
+			return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.addr, Err: net.ErrClosed}
+		}
+		select {
+		case <-l.ready:
+		case <-l.done:
+		}
+	}
+}
+
+// Close stops accepting; connections still queued are closed and leave
+// their frontend.
+func (l *resumeListener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	q := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	close(l.done)
+	for _, c := range q {
+		c.stop()
+		c.Conn.Close()
+		c.fe.connGone(c)
+	}
+	return nil
+}
+
+func (l *resumeListener) Addr() net.Addr { return l.addr }
+
+// parkWriter counts what the handler wrote, for park's check that the
+// response is complete.
+type parkWriter struct {
+	http.ResponseWriter
+	status  int
+	written int64
+}
+
+func (w *parkWriter) WriteHeader(code int) {
+	if w.status == 0 || w.status < 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *parkWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.written += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *parkWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// parkable reports whether the exchange of r answered through w is
+// complete on the wire, so that the connection may leave the server.
+func parkable(w *parkWriter, r *http.Request) bool {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.Close || len(r.TransferEncoding) > 0 ||
+		r.ContentLength < 0 || r.ContentLength > MaxReplayBody {
+		return false
+	}
+	h := w.Header()
+	if w.status < 200 || h.Get("Connection") != "" || h.Get("Trailer") != "" {
+		return false
+	}
+	for k := range h {
+		if len(k) > len(http.TrailerPrefix) && k[:len(http.TrailerPrefix)] == http.TrailerPrefix {
+			return false
+		}
+	}
+	if r.Method == http.MethodHead || w.status == http.StatusNoContent || w.status == http.StatusNotModified {
+		return w.written == 0
+	}
+	cl, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64)
+	return err == nil && cl == w.written
+}
+
+// park moves the connection of a completed exchange out of the server
+// (see the comment at the top of this file). It reports whether it did;
+// the handler must return right after.
+func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
+	c, ok := r.Context().Value(connKey{}).(*clientConn)
+	if !ok || fe.draining.Load() || !parkable(w, r) {
+		return false
+	}
+	if socketOf(c.Conn) == nil {
+		return false
+	}
+	rc := http.NewResponseController(w)
+	if rc.Flush() != nil {
+		return false
+	}
+	c.state.Store(connParking)
+	_, brw, err := rc.Hijack()
+	if err != nil {
+		c.state.Store(connServed)
+		return false
+	}
+	// The server's buffers go with it; keep only what it read ahead.
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		c.pending = append([]byte(nil), b...)
+	}
+	// The hijacked reader and writer are ours now: drop their buffers,
+	// which the server's connection object, still reachable from its
+	// stack's deadline timers for a while, would otherwise keep.
+	*brw.Reader, *brw.Writer = bufio.Reader{}, bufio.Writer{}
+	c.stop = func() {}
+	if c.pending == nil {
+		c.fired.Store(false)
+		c.stop = notifyReadable(c.Conn, func() { c.fired.Store(true); c.wake() })
+	}
+	// The idle timer and stop are set before the state says parked: wake
+	// and expire read them once they see it.
+	if d := fe.cfg.Timeouts.Idle.D(); d <= 0 {
+		// No idle timeout: parked until the client speaks or leaves.
+	} else if c.idle == nil {
+		c.idle = time.AfterFunc(d, c.expire)
+	} else {
+		c.idle.Reset(d)
+	}
+	c.state.Store(connParked)
+	if c.pending != nil || c.fired.Load() {
+		c.wake()
+		return true
+	}
+	// A Shutdown that began meanwhile did not see this connection parked.
+	if fe.draining.Load() {
+		c.expire()
+	}
+	return true
+}
+
+// wake hands a parked connection back to the server.
+func (c *clientConn) wake() {
+	if !c.state.CompareAndSwap(connParked, connResuming) {
+		return
+	}
+	if c.idle != nil {
+		c.idle.Stop()
+	}
+	if !c.fe.resume.push(c) {
+		c.state.Store(connClosed)
+		c.stop()
+		c.Conn.Close()
+		c.fe.connGone(c)
+	}
+}
+
+// expire closes a connection that stayed parked for the idle timeout, or
+// that a Shutdown finds parked.
+func (c *clientConn) expire() {
+	if !c.state.CompareAndSwap(connParked, connClosed) {
+		return
+	}
+	if c.idle != nil {
+		c.idle.Stop()
+	}
+	c.stop()
+	c.Conn.Close()
+	c.fe.connGone(c)
+}
+
+// notifyReadable calls fn once when c is readable: through the stack's
+// callback where it has one, else from a goroutine waiting in the runtime
+// poller without reading (stop ends and joins it).
+func notifyReadable(c net.Conn, fn func()) (stop func()) {
+	s := socketOf(c)
+	if rn, ok := s.(readNotifier); ok {
+		if stop, ok := rn.NotifyReadable(fn); ok {
+			return stop
+		}
+	}
+	raw, err := s.(syscall.Conn).SyscallConn()
+	if err != nil {
+		fn()
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Peek: the poller is edge-triggered, so bytes that came before
+		// the wait must be seen here rather than waited for. Anything
+		// but "nothing yet" (data, end of stream, an error) wakes.
+		var b [1]byte
+		raw.Read(func(fd uintptr) bool {
+			_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			return err != unix.EAGAIN && err != unix.EINTR
+		})
+		fn()
+	}()
+	return func() {
+		c.SetReadDeadline(time.Unix(1, 0))
+		<-done
+		c.SetReadDeadline(time.Time{})
+	}
+}
+
+// socketOf is the socket under c (past wrappers without buffers of their
+// own that say what they wrap, such as a PROXY protocol connection) when
+// it can notify readability, else nil.
+func socketOf(c net.Conn) net.Conn {
+	for {
+		switch c.(type) {
+		case readNotifier, syscall.Conn:
+			return c
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = u.NetConn()
+	}
+}
+
+// resumed reports whether c, starting in the server, is a parked
+// connection coming back (not a new one to count).
+func resumed(c net.Conn) bool {
+	cc, ok := c.(*clientConn)
+	return ok && cc.state.CompareAndSwap(connResuming, connServed)
+}
+
+// parking reports whether the server's hijack of c is park's.
+func parking(c net.Conn) bool {
+	cc, ok := c.(*clientConn)
+	return ok && cc.state.Load() == connParking
+}
+
+// closeParked closes the connections parked when Shutdown begins; park
+// parks no more once draining is set.
+func (fe *Frontend) closeParked() {
+	fe.draining.Store(true)
+	fe.sessions.Range(func(k, _ any) bool {
+		if c, ok := k.(*clientConn); ok {
+			c.expire()
+		}
+		return true
+	})
+}
+
+// connKey carries a client connection in its context, for park.
+type connKey struct{}
+
+// connGone is the end of an http frontend's client connection: it leaves
+// the gauge, its session closes (its private backend connections with it)
+// and its slots under max_connections are freed. Once per connection: the
+// session was stored by ConnContext, right after limitListener admitted
+// the connection.
+func (fe *Frontend) connGone(c net.Conn) {
+	if v, ok := fe.sessions.LoadAndDelete(c); ok {
+		fe.env.Counters.ClientConns.WithLabelValues(fe.cfg.Name).Dec()
+		v.(*session).close()
+		fe.leave()
+	}
+}

@@ -1,0 +1,124 @@
+package engine_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/engine/enginelab"
+	"github.com/xdpnet/xdpnet/internal/testutil"
+)
+
+// parkConfig is idleMemConfig with the frontend's idle timeout at idle.
+func parkConfig(idle string) string {
+	return strings.Replace(idleMemConfig, "timeouts: {idle: 10m}", "timeouts: {idle: "+idle+"}", 1)
+}
+
+// Idle HTTP/1.1 client connections leave the HTTP server between requests
+// (engine/frontend park.go) and come back when the client speaks again:
+// curl's requests on one kept-alive connection, h2load's pipelined
+// HTTP/1.1 requests and the idle timeout all behave as before, and an
+// idle connection holds no goroutine on the AF_XDP stack.
+func TestLabParkedConnections(t *testing.T) {
+	for _, stack := range stacks {
+		t.Run(stack, func(t *testing.T) {
+			env := startLab(t, stack, enginelab.Options{Config: parkConfig("2s")})
+			url := env.FrontendURL("http")
+
+			// Three requests on one connection (curl reuses it): one
+			// connect, then two on the connection parked in between.
+			out, err := runIn(t, env.StartClient, 30*time.Second, "curl", "--http1.1", "-sS", "-m", "10",
+				"-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects} %{http_code} %{size_download}\n",
+				url+"/bytes/100", url+"/bytes/100000", url+"/bytes/7")
+			if err != nil || out != "1 200 100\n0 200 100000\n0 200 7\n" {
+				t.Errorf("curl, three requests on one connection: %q, %v", out, err)
+			}
+
+			// Pipelined requests: h2load writes -m requests before
+			// reading; the ones the server had read ahead when it
+			// parked the connection are served from what it kept.
+			out, err = runIn(t, env.StartClient, 60*time.Second, "h2load", "--h1", "-n", "400", "-c", "2", "-m", "4", "-t", "1",
+				"-T", "10", url+"/bytes/512")
+			if err != nil || !strings.Contains(out, "400 succeeded, 0 failed, 0 errored") {
+				t.Errorf("h2load --h1 -m4: %v\n%s", err, out)
+			}
+
+			// Idle connections, held by this test binary in the
+			// client namespace after one GET each.
+			const n = 64
+			before := runtime.NumGoroutine()
+			opened, stop := startHolder(t, env.Lab.Client, "198.18.1.1:8080", n, "/bytes/64")
+			defer stop()
+			if opened != n {
+				t.Fatalf("%d of %d connections opened", opened, n)
+			}
+			testutil.WaitFor(t, "the engine to count the idle connections", func() bool {
+				return clientConns(t, env, "http") == n
+			})
+			// The kernel stack waits for a parked connection with a
+			// goroutine in the runtime poller; netstack calls back.
+			if grown := runtime.NumGoroutine() - before; stack == "xdp" && grown > n/4 {
+				t.Errorf("%d idle connections hold %d goroutines; want them parked without one", n, grown)
+			}
+			// The idle timeout (2s) closes them, parked as they are.
+			testutil.WaitFor(t, "the idle timeout to close the parked connections", func() bool {
+				return clientConns(t, env, "http") == 0
+			})
+		})
+	}
+}
+
+// A drain closes parked connections at once (the client reads the end of
+// the stream) and returns; the engine counts them gone.
+func TestLabDrainClosesParked(t *testing.T) {
+	for _, stack := range stacks {
+		t.Run(stack, func(t *testing.T) {
+			env := startLab(t, stack, enginelab.Options{Config: parkConfig("1m")})
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			c, err := env.Dial(ctx, "tcp", "198.18.1.1:8080")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for range 2 { // the second request comes back from parking
+				if _, err := io.WriteString(c, "GET /bytes/10 HTTP/1.1\r\nHost: lab\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b, err := io.ReadAll(resp.Body); err != nil || len(b) != 10 || resp.StatusCode != 200 {
+					t.Fatalf("response: %d, %d bytes, %v", resp.StatusCode, len(b), err)
+				}
+			}
+			testutil.WaitFor(t, "the engine to count the connection", func() bool {
+				return clientConns(t, env, "http") == 1
+			})
+			done := make(chan error, 1)
+			go func() { done <- env.Engine.Shutdown(ctx) }()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if n, err := br.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+				t.Errorf("parked connection at drain: read %d, %v; want the end of the stream", n, err)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+		})
+	}
+}
+
+// isReset reports a connection reset by the peer.
+func isReset(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && strings.Contains(oe.Err.Error(), "reset")
+}
