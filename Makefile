@@ -21,12 +21,14 @@ BENCH_TIME ?= 1s
 # The engine's fault suite (issue 17) starts third-party origins
 # (ngtcp2-server's gtlsserver, caddy), clients (h2load from nghttp2-client,
 # curl, wrk, slowhttptest) and fault tools (nftables, hping3) in the lab;
-# the TCP backend tests (issue 22) nginx, h2o and haproxy as origins.
+# the TCP backend tests (issue 22) nginx, h2o and haproxy as origins;
+# make bench-peers reads xdpnet's /stats with jq and makes its certificate
+# with openssl.
 APT_PACKAGES := clang llvm libbpf-dev linux-libc-dev iperf3 nghttp2-client curl iproute2 ethtool \
-	ngtcp2-server caddy wrk slowhttptest nftables hping3 nginx h2o haproxy
+	ngtcp2-server caddy wrk slowhttptest nftables hping3 nginx h2o haproxy jq openssl
 DATE := $(shell date -u +%Y-%m-%d)
 
-.PHONY: help deps build benchsuite generate lint test test-short bench bench-short bench-faults demo clean
+.PHONY: help deps build benchsuite generate lint test test-short bench bench-short bench-faults bench-peers demo clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -85,6 +87,10 @@ bench-faults: deps ## run the issue 17 fault suite (third-party origins and clie
 	@mkdir -p bench
 	@set -o pipefail; { echo "# make bench-faults at $$(git rev-parse --short HEAD), $$(date -u +%FT%TZ), load $$(cut -d' ' -f1-3 /proc/loadavg)"; \
 		$(GO) test -count=1 -run 'TestFault|TestLabOriginDownThenBack' -v -timeout 20m ./engine/ | grep -E 'FIGURES|origin served again|^(--- |ok|FAIL)'; } | tee bench/faults-$(DATE).txt
+
+bench-peers: deps ## xdpnet beside HAProxy, nginx and Caddy, HTTP/1.1 and HTTPS (issues 21, 22; root; bench/peers/README.md)
+	$(GO) build -o bin/ ./cmd/xdpnet
+	XDPNET=$(CURDIR)/bin/xdpnet bash bench/peers/run.sh
 
 demo: build ## build the lab, run the engine on its embedded config under a bounded load
 	./bin/xdpnet demo
