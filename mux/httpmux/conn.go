@@ -73,9 +73,6 @@ type Conn struct {
 	watcher   atomic.Pointer[watcherRef]
 	// idle is signalled (non-blocking) when a request ends, for Shutdown.
 	idle chan struct{}
-	// rtt is the round trip of the PING sent at connect (HTTP/2), else of
-	// the TCP and TLS handshakes.
-	rtt time.Duration
 }
 
 type watcherRef struct{ w mux.Watcher }
@@ -120,7 +117,6 @@ var h1Transport = sync.OnceValue(func() *http.Transport {
 // HTTP/2, the exchange of prefaces: Dial returns once the server's SETTINGS
 // (section 3.4) arrived, so AvailStreams is exact from the start.
 func Dial(ctx context.Context, tcp net.Conn, o Options) (*Conn, error) {
-	start := time.Now()
 	c := &Conn{proto: o.Proto, scheme: "http", sock: newSockConn(tcp), idle: make(chan struct{}, 1)}
 	c.sock.onClose = c.dead
 	var nc net.Conn = c.sock
@@ -154,12 +150,10 @@ func Dial(ctx context.Context, tcp net.Conn, o Options) (*Conn, error) {
 		c.h2 = cc
 		// The server's SETTINGS is the first frame of its preface, so once
 		// our PING is answered the stream limit is known.
-		t := time.Now()
 		if err := cc.Ping(ctx); err != nil {
 			cc.Close()
 			return nil, fmt.Errorf("httpmux: http2 preface: %w", err)
 		}
-		c.rtt = time.Since(t)
 	case HTTP1:
 		cc, err := h1Transport().NewClientConn(context.WithValue(ctx, connKey{}, nc), c.scheme, tcp.RemoteAddr().String())
 		if err != nil {
@@ -167,7 +161,6 @@ func Dial(ctx context.Context, tcp net.Conn, o Options) (*Conn, error) {
 			return nil, fmt.Errorf("httpmux: http1: %w", err)
 		}
 		c.h1 = cc
-		c.rtt = time.Since(start)
 		cc.SetStateHook(func(*http.ClientConn) { c.requestEnded() })
 	default:
 		tcp.Close()
@@ -392,10 +385,6 @@ func (c *Conn) LocalAddr() net.Addr { return c.sock.LocalAddr() }
 
 // RemoteAddr implements mux.Conn.
 func (c *Conn) RemoteAddr() net.Addr { return c.sock.RemoteAddr() }
-
-// RTT is the round trip measured at connect: the first PING on HTTP/2,
-// the TCP and TLS handshakes on HTTP/1.1.
-func (c *Conn) RTT() time.Duration { return c.rtt }
 
 // Proto is the connection's HTTP version.
 func (c *Conn) Proto() Proto { return c.proto }
