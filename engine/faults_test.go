@@ -52,6 +52,9 @@ type faultOpts struct {
 	late bool
 	// Extra configuration (see faultConfig).
 	backend, frontend, moreFrontends, top string
+	// edit holds pairs of strings: each first one of the configuration is
+	// replaced by the second (to loosen the fast checks and timeouts).
+	edit []string
 }
 
 // startFaultLab builds the lab, starts the origins (unless late), then
@@ -69,6 +72,9 @@ func startFaultLab(t *testing.T, o faultOpts) *faultLab {
 	f.origins = make([]*proc, len(o.kinds))
 	f.files = newOriginFiles(t, hosts...)
 	cfg := withBackendProtocol(faultConfig(f.files.cert, f.addrs, o.backend, o.frontend, o.moreFrontends, o.top), o.kinds[0].proto)
+	for i := 0; i+1 < len(o.edit); i += 2 {
+		cfg = strings.Replace(cfg, o.edit[i], o.edit[i+1], 1)
+	}
 	var started []*proc
 	env := startLab(t, "xdp", enginelab.Options{
 		Config:    cfg,

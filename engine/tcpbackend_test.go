@@ -22,11 +22,23 @@ import (
 	"time"
 )
 
-// tcpLab starts k behind the engine's http frontend (the reuse defaults:
-// max_idle 64 on HTTP/1.1 backends, 4 on HTTP/2 ones).
+// defaultChecks turns the fault suite's configuration into one with the
+// engine's default health checks (every 2s, 1s timeout) and a request
+// timeout of 2 minutes: the suite's 400ms checks took nginx out while a
+// 50 MiB transfer under -race starved the machine (and the server's
+// connections, the transfer's with them, were closed), and its 10s request
+// timeout, which covers the upload of the request body, cut a 50 MiB PUT.
+var defaultChecks = []string{
+	"health_check: {interval: 500ms, timeout: 400ms, path: /healthz, rise: 2, fall: 2}", "health_check: {path: /healthz}",
+	"request: 10s", "request: 2m",
+}
+
+// tcpLab starts k behind the engine's http frontend, with the default
+// reuse settings (max_idle 64 on HTTP/1.1 backends, 4 on HTTP/2 ones) and
+// defaultChecks.
 func tcpLab(t *testing.T, k originKind, backend string) *faultLab {
 	t.Helper()
-	f := startFaultLab(t, faultOpts{kinds: []originKind{k}, backend: backend})
+	f := startFaultLab(t, faultOpts{kinds: []originKind{k}, backend: backend, edit: defaultChecks})
 	if _, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
 		t.Fatalf("the engine did not serve %s over %s", k.name, k.proto)
 	}
@@ -253,7 +265,7 @@ func TestTCPBackendFrontends(t *testing.T) {
 			cert := writeLabCert(t, t.TempDir(), "198.18.1.1")
 			more := fmt.Sprintf("  - {name: h3, listen: \"198.18.1.1:8443\", protocol: h3, backend: origins}\n"+
 				"  - {name: https, listen: \"198.18.1.1:8444\", protocol: https, backend: origins, tls: {cert: %q, key: %q}}\n", cert.cert, cert.key)
-			f := startFaultLab(t, faultOpts{kinds: []originKind{c.k}, moreFrontends: more})
+			f := startFaultLab(t, faultOpts{kinds: []originKind{c.k}, moreFrontends: more, edit: defaultChecks})
 			if _, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
 				t.Fatal("the engine did not serve")
 			}
