@@ -65,7 +65,7 @@
 // and its max_connections slot kept; it returns to the same server when
 // the client speaks or closes, and is closed after timeouts.idle. An idle
 // keep-alive connection then costs its TCP endpoint and bookkeeping
-// (about 8 KiB on the AF_XDP data plane instead of 30: the engine's
+// (about 9 KB on the AF_XDP data plane instead of 30: the engine's
 // BenchmarkIdleConnMemory).
 //
 // It knows clients and HTTP serving and uses backends through their
