@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ByteConfig configures a BytePool.
@@ -25,6 +26,13 @@ type ByteConfig struct {
 	// to a power of two; default 256. Buffers released beyond it go to the
 	// garbage collector, which bounds the memory an idle pool keeps.
 	Shared int
+	// Limit, when positive, bounds the bytes of the buffers the pool has
+	// allocated and not yet left to the garbage collector: held by users,
+	// cached, or in the shared rings. [BytePool.Acquire] waits for a
+	// release rather than allocate beyond it; ByteCache.Get still never
+	// fails, but its allocations count. Default 0: no bound. A bounded
+	// pool cannot be resized.
+	Limit int64
 }
 
 func (cfg *ByteConfig) setDefaults() error {
@@ -34,8 +42,11 @@ func (cfg *ByteConfig) setDefaults() error {
 	if err := checkSizes(cfg.Sizes); err != nil {
 		return err
 	}
-	if cfg.CacheSize < 0 || cfg.Batch < 0 || cfg.Shared < 0 || cfg.Shared > 1<<30 {
-		return fmt.Errorf("%w: CacheSize %d, Batch %d, Shared %d", ErrConfig, cfg.CacheSize, cfg.Batch, cfg.Shared)
+	if cfg.CacheSize < 0 || cfg.Batch < 0 || cfg.Shared < 0 || cfg.Shared > 1<<30 || cfg.Limit < 0 {
+		return fmt.Errorf("%w: CacheSize %d, Batch %d, Shared %d, Limit %d", ErrConfig, cfg.CacheSize, cfg.Batch, cfg.Shared, cfg.Limit)
+	}
+	if cfg.Limit > 0 && cfg.Limit < int64(cfg.Sizes[len(cfg.Sizes)-1]) {
+		return fmt.Errorf("%w: Limit %d below the largest size class %d", ErrConfig, cfg.Limit, cfg.Sizes[len(cfg.Sizes)-1])
 	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 32
@@ -116,6 +127,8 @@ type BytePool struct {
 	mu      sync.Mutex
 	caches  map[*ByteCache]struct{}
 	retired byteCounters
+
+	shared byteShared // the bounded shared path: Acquire, Release (shared.go)
 }
 
 // NewBytePool returns an empty pool.
@@ -148,6 +161,9 @@ func (p *BytePool) Sizes() []int { return slices.Clone(p.gen.Load().sizes) }
 // their next housekeeping and when they reach the shared rings.
 func (p *BytePool) Resize(sizes []int) error {
 	sizes = slices.Clone(sizes)
+	if p.cfg.Limit > 0 {
+		return fmt.Errorf("%w: a pool with a Limit cannot be resized", ErrConfig)
+	}
 	if err := checkSizes(sizes); err != nil {
 		return err
 	}
@@ -284,6 +300,7 @@ func (c *ByteCache) Get(n int) []byte {
 	var b []byte
 	if len(st) == 0 {
 		inc(&c.allocs, 1)
+		c.p.grow(c.gen.sizes[i])
 		b = make([]byte, c.gen.sizes[i])
 	} else {
 		b = st[len(st)-1]
@@ -320,6 +337,11 @@ func (c *ByteCache) Put(b []byte) {
 		st = c.flush(i, c.p.cfg.Batch)
 	}
 	c.stacks[i] = append(st, b[:cap(b)])
+	if c.p.shared.nwait.Load() != 0 {
+		// Someone sleeps in Acquire: what this cache keeps, it cannot have.
+		c.Flush()
+		c.p.settle()
+	}
 }
 
 // flush moves the k most recently cached buffers of class i to the shared
@@ -331,6 +353,7 @@ func (c *ByteCache) flush(i, k int) [][]byte {
 	n := c.gen.rings[i].PushBatch(out)
 	if n < k {
 		inc(&c.discarded, uint64(k-n))
+		c.p.shrink(int64(k-n) * int64(c.gen.sizes[i]))
 	}
 	clear(out)
 	c.stacks[i] = st[:len(st)-k]
@@ -385,6 +408,22 @@ type ByteStats struct {
 	// because a shared ring was full.
 	Dropped, Stale, Discarded uint64
 	Owners                    []ByteOwnerStats
+
+	// The shared path (Acquire, Release) and the Limit. Gets, Puts and
+	// InUse above include it. Limit is the configured bound (0: none) and
+	// Live the bytes allocated and not yet left to the GC (0 without a
+	// Limit). Waits counts Acquire calls that slept, WaitFailures those
+	// that gave up (deadline, cancellation, close), Waiting those asleep
+	// now, Handoffs buffers handed to a sleeper, PassedOn buffers handed
+	// to a sleeper that had just given up, Evicted free buffers of one
+	// class dropped to make room for another, TooLarge refused lengths.
+	// WaitTime is the total and MaxWait the longest successful wait.
+	Limit, Live                   int64
+	SharedGets, SharedPuts        uint64
+	Waits, WaitFailures, Handoffs uint64
+	PassedOn, Evicted, TooLarge   uint64
+	Waiting                       int64
+	WaitTime, MaxWait             time.Duration
 }
 
 // Stats returns a snapshot of p; it may be called from any goroutine.
@@ -403,8 +442,19 @@ func (p *BytePool) Stats() ByteStats {
 	}
 	p.mu.Unlock()
 	sort.Slice(s.Owners, func(i, j int) bool { return s.Owners[i].Owner < s.Owners[j].Owner })
+	sh := &p.shared
+	s.SharedGets, s.SharedPuts = sh.gets.Load(), sh.puts.Load()
+	t.gets += s.SharedGets
+	t.puts += s.SharedPuts
+	t.allocs += sh.allocs.Load()
+	t.discarded += sh.discarded.Load()
 	s.Gets, s.Puts, s.InUse = t.gets, t.puts, int64(t.gets-t.puts)
 	s.Allocs, s.Oversize, s.Dropped, s.Stale, s.Discarded = t.allocs, t.oversize, t.dropped, t.stale, t.discarded
+	s.Limit, s.Live = p.cfg.Limit, sh.live.Load()
+	s.Waits, s.WaitFailures, s.Handoffs = sh.waits.Load(), sh.waitFails.Load(), sh.handoffs.Load()
+	s.PassedOn, s.Evicted, s.TooLarge = sh.passedOn.Load(), sh.evicted.Load(), sh.tooLarge.Load()
+	s.Waiting = sh.nwait.Load()
+	s.WaitTime, s.MaxWait = time.Duration(sh.waitNanos.Load()), time.Duration(sh.maxWaitNs.Load())
 	return s
 }
 

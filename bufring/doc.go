@@ -45,6 +45,13 @@
 // ([BytePool.Resize]) starts a new generation: caches drop buffers of the old
 // sizes at their next housekeeping, without stopping traffic.
 //
+// Goroutines that are not workers (one per connection or request) use the
+// shared path, [BytePool.Acquire] and [BytePool.Release]: lock-free on the
+// shared rings, safe from any goroutine. With a Limit it is the pool's
+// memory bound: an Acquire that would exceed it sleeps in the same FIFO
+// waiter queue as frame waiters, with a deadline and the same cancel-safe
+// hand-off, and is woken by a Release.
+//
 // # Debug mode
 //
 // Building with -tags bufring_debug records each frame's owner (pool or

@@ -17,6 +17,11 @@ var (
 	// that callers testing errors.Is(err, net.ErrClosed) treat it as shutdown.
 	ErrClosed = fmt.Errorf("bufring: pool closed: %w", net.ErrClosed)
 
+	// ErrTooLarge is returned by BytePool.Acquire for a length above the
+	// largest size class: a bounded pool does not allocate outside its
+	// classes.
+	ErrTooLarge = errors.New("bufring: buffer larger than the largest size class")
+
 	// ErrConservation is wrapped by CheckConservation when frames are missing,
 	// duplicated or foreign.
 	ErrConservation = errors.New("bufring: frame conservation violated")

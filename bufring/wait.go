@@ -45,6 +45,11 @@ type waiter struct {
 	ch         chan uint64
 	prev, next *waiter
 	queued     bool // guarded by waitQueue.mu
+	// size and buf serve BytePool waiters: the length wanted, and the
+	// buffer handed over, written under the queue mutex before the send
+	// on ch.
+	size int
+	buf  []byte
 }
 
 // waitQueue holds FIFO lists of waiters, one per class.
