@@ -76,7 +76,30 @@ type clientConn struct {
 	// idle closes the connection when it stays parked for the idle
 	// timeout.
 	idle *time.Timer
+	// parkedAt is when park last parked the connection (written before
+	// the state says parked, read by wake). skip is the number of
+	// exchanges the connection is served without parking, set by wake
+	// and read by park on the serving goroutine (ordered through
+	// resumeListener's mutex and the server's start of that goroutine).
+	parkedAt time.Time
+	skip     int
+	// busyRun is skip's last value: it doubles at each quick return.
+	busyRun int
 }
+
+// A connection whose client sends again within busyReturn of being parked
+// is busy (a keep-alive load): it is served without parking for a run of
+// exchanges that doubles from minBusyRun to maxBusyRun at each quick return,
+// so a busy connection pays the hijack and the fresh server connection of
+// a park once per run rather than once per request. One that stays away
+// longer resets the run. The cost: a busy connection that falls idle within
+// its run keeps the server's buffers until its next park or its idle
+// timeout.
+const (
+	busyReturn = 10 * time.Millisecond
+	minBusyRun = 16
+	maxBusyRun = 1024
+)
 
 // closeWriter is what http.Server uses to half-close a TCP connection.
 type closeWriter interface{ CloseWrite() error }
@@ -266,6 +289,10 @@ func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
 	if !ok || fe.draining.Load() || !parkable(w, r) {
 		return false
 	}
+	if c.skip > 0 {
+		c.skip--
+		return false
+	}
 	if socketOf(c.Conn) == nil {
 		return false
 	}
@@ -302,6 +329,7 @@ func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
 	} else {
 		c.idle.Reset(d)
 	}
+	c.parkedAt = time.Now()
 	c.state.Store(connParked)
 	if c.pending != nil || c.fired.Load() {
 		c.wake()
@@ -322,6 +350,12 @@ func (c *clientConn) wake() {
 	if c.idle != nil {
 		c.idle.Stop()
 	}
+	if time.Since(c.parkedAt) < busyReturn {
+		c.busyRun = min(max(2*c.busyRun, minBusyRun), maxBusyRun)
+	} else {
+		c.busyRun = 0
+	}
+	c.skip = c.busyRun
 	if !c.fe.resume.push(c) {
 		c.state.Store(connClosed)
 		c.stop()
