@@ -66,7 +66,9 @@
 // the client speaks or closes, and is closed after timeouts.idle. An idle
 // keep-alive connection then costs its TCP endpoint and bookkeeping
 // (about 9 KB on the AF_XDP data plane instead of 30: the engine's
-// BenchmarkIdleConnMemory).
+// BenchmarkIdleConnMemory). A busy connection (its client back within
+// 10ms) is parked only once per run of exchanges, since each park costs a
+// hijack and a fresh server connection.
 //
 // It knows clients and HTTP serving and uses backends through their
 // exported methods; it must not know how a backend dials, checks or
