@@ -404,3 +404,34 @@ func TestTCPBackendHTTPSemantics(t *testing.T) {
 		sameBody(t, "PUT without length read back", got, up)
 	})
 }
+
+// TestTCPBackendResumption: over TLS (nginx: h2 and http1-tls), each new
+// backend connection after the first resumes a session from the server's
+// ticket cache (RFC 8446 section 2.2), and is counted.
+func TestTCPBackendResumption(t *testing.T) {
+	for _, k := range []originKind{nginxH2, nginxHTTP1TLS} {
+		t.Run(k.name+"/"+k.proto, func(t *testing.T) {
+			// policy never: each client connection gets its own backend
+			// connection, so each request below dials one.
+			f := tcpLab(t, k, "    reuse: {policy: never}\n")
+			cl := f.env.HTTPClient(1, false)
+			cl.Transport.(*http.Transport).DisableKeepAlives = true
+			server := func() uint64 {
+				return f.env.Engine.Stats().Engine.Backends["origins"].Servers["s0"].ResumedHandshakes
+			}
+			before, opened := server(), f.env.Engine.Stats().BackendConnsOpened
+			const n = 5
+			for range n {
+				if code, _ := exchange(t, cl, http.MethodGet, f.url(), nil); code != http.StatusOK {
+					t.Fatalf("status %d", code)
+				}
+			}
+			dials := f.env.Engine.Stats().BackendConnsOpened - opened
+			resumed := server() - before
+			t.Logf("FIGURES resumption origin=%s proto=%s requests=%d dials=%v resumed=%d", k.name, k.proto, n, dials, resumed)
+			if dials < n || resumed < n-1 {
+				t.Fatalf("%v dials for %d requests, %d resumed; want every dial after the first resumed", dials, n, resumed)
+			}
+		})
+	}
+}

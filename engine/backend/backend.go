@@ -840,12 +840,17 @@ func (rt *Backend) dialTCP(ctx context.Context, w int, srv *Server) (*Conn, erro
 		if sni == "" {
 			sni = srv.addr.Addr().String()
 		}
+		// The server's own ticket cache, as for QUIC (see early.go): a
+		// resumed handshake skips the certificate and its verification.
 		o.TLS = &tls.Config{ServerName: sni, RootCAs: rt.roots, MinVersion: tls.VersionTLS12,
-			InsecureSkipVerify: rt.cfg.TLS.InsecureSkipVerify}
+			InsecureSkipVerify: rt.cfg.TLS.InsecureSkipVerify, ClientSessionCache: srv.early.tickets}
 	}
 	hc, err := httpmux.Dial(ctx, tcp, o)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
+	}
+	if hc.Resumed() {
+		srv.early.resumed.Inc()
 	}
 	return &Conn{Conn: hc, http: hc}, nil
 }

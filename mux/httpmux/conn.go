@@ -54,8 +54,8 @@ var (
 type Options struct {
 	Proto Proto
 	// TLS, when set, runs the connection over TLS with it (ServerName,
-	// RootCAs, InsecureSkipVerify; NextProtos is set by Dial). Nil is
-	// cleartext.
+	// RootCAs, InsecureSkipVerify, ClientSessionCache for resumption;
+	// NextProtos is set by Dial). Nil is cleartext.
 	TLS *tls.Config
 }
 
@@ -73,6 +73,8 @@ type Conn struct {
 	watcher   atomic.Pointer[watcherRef]
 	// idle is signalled (non-blocking) when a request ends, for Shutdown.
 	idle chan struct{}
+	// resumed: the TLS handshake resumed a session (RFC 8446 section 2.2).
+	resumed bool
 }
 
 type watcherRef struct{ w mux.Watcher }
@@ -139,6 +141,7 @@ func Dial(ctx context.Context, tcp net.Conn, o Options) (*Conn, error) {
 			return nil, fmt.Errorf("%w: %s asked, %q chosen", ErrALPN, want, p)
 		}
 		nc = tc
+		c.resumed = tc.ConnectionState().DidResume
 	}
 	switch o.Proto {
 	case HTTP2:
@@ -385,6 +388,10 @@ func (c *Conn) LocalAddr() net.Addr { return c.sock.LocalAddr() }
 
 // RemoteAddr implements mux.Conn.
 func (c *Conn) RemoteAddr() net.Addr { return c.sock.RemoteAddr() }
+
+// Resumed reports whether the connection's TLS handshake resumed a session
+// from Options.TLS's ClientSessionCache.
+func (c *Conn) Resumed() bool { return c.resumed }
 
 // Proto is the connection's HTTP version.
 func (c *Conn) Proto() Proto { return c.proto }
