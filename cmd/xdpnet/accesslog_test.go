@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpnet/xdpnet/engine/origin"
 	"github.com/xdpnet/xdpnet/internal/testutil"
-	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
 // `xdpnet run` with an access log: curl's requests are logged, and after
@@ -27,21 +24,7 @@ func TestRunAccessLogRotation(t *testing.T) {
 		t.Skip("curl not installed (make deps)")
 	}
 	dir := t.TempDir()
-	certFile, keyFile, err := quicmux.WriteSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := quicmux.LoadKeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &origin.Server{Name: "o"}
-	go o.Serve(pc, cert)
-	defer o.Close()
+	_, pc, certFile := startLoopOrigin(t, dir)
 
 	admin, front := freePort(t), freePort(t)
 	logFile := filepath.Join(dir, "access.log")

@@ -52,21 +52,7 @@ func (l *lockedBuffer) String() string {
 // admin endpoint, SIGTERM during load drains with every request completing.
 func TestRunSignals(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, err := quicmux.WriteSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := quicmux.LoadKeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &origin.Server{Name: "o"}
-	go o.Serve(pc, cert)
-	defer o.Close()
+	o, pc, certFile := startLoopOrigin(t, dir)
 
 	admin, front := freePort(t), freePort(t)
 	cfg := filepath.Join(dir, "x.yaml")
@@ -172,4 +158,27 @@ func waitFor(t *testing.T, b *lockedBuffer, s string) {
 	if !testutil.Eventually(func() bool { return strings.Contains(b.String(), s) }) {
 		t.Fatalf("log never said %q:\n%s", s, b.String())
 	}
+}
+
+// startLoopOrigin serves the lab origin (HTTP/3) on a loopback port, with
+// a self-signed certificate written to dir (its PEM file is returned for
+// the backend's tls.ca), until the test ends.
+func startLoopOrigin(t *testing.T, dir string) (*origin.Server, *net.UDPConn, string) {
+	t.Helper()
+	certFile, keyFile, err := quicmux.WriteSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := quicmux.LoadKeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &origin.Server{Name: "o"}
+	go o.Serve(pc, cert) // ends when o closes
+	t.Cleanup(func() { o.Close() })
+	return o, pc, certFile
 }

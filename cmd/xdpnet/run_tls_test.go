@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpnet/xdpnet/engine/origin"
 	"github.com/xdpnet/xdpnet/internal/testutil"
 	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
@@ -25,21 +24,7 @@ import (
 // file is refused, naming the file, and the running certificate stays.
 func TestRunSIGHUPReloadsCertificates(t *testing.T) {
 	dir := t.TempDir()
-	originCert, originKey, err := quicmux.WriteSelfSigned(dir, []string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := quicmux.LoadKeyPair(originCert, originKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &origin.Server{Name: "o"}
-	go o.Serve(pc, cert)
-	defer o.Close()
+	_, pc, originCert := startLoopOrigin(t, dir)
 
 	// The frontend's certificate files, and the next certificate aside.
 	site := filepath.Join(dir, "site")
