@@ -435,3 +435,41 @@ func TestTCPBackendResumption(t *testing.T) {
 		})
 	}
 }
+
+// TestTCPBackendHTTP1Policy: HAProxy's http-reuse semantics on an HTTP/1.1
+// backend (nginx), three client connections one after the other, two
+// requests each, with idle backend connections already in the pool (left by
+// tcpLab's readiness probes): under safe a client connection's first
+// request never takes an idle backend connection (the server may be
+// closing it, and the request could not be retried), its second reuses the
+// first's; under aggressive the first takes one that already served a
+// request; under never nothing is shared between client connections.
+func TestTCPBackendHTTP1Policy(t *testing.T) {
+	for _, c := range []struct {
+		policy string
+		dials  float64 // for 3 client connections; -1: at most one per worker (2)
+	}{{"safe", 3}, {"aggressive", -1}, {"never", 3}} {
+		t.Run(c.policy, func(t *testing.T) {
+			f := tcpLab(t, nginxHTTP1, "    reuse: {policy: "+c.policy+"}\n")
+			opened := f.env.Engine.Stats().BackendConnsOpened
+			const clients = 3
+			for range clients {
+				cl := f.env.HTTPClient(1, false)
+				for range 2 {
+					if code, _ := exchange(t, cl, http.MethodGet, f.url(), nil); code != http.StatusOK {
+						t.Fatalf("status %d", code)
+					}
+				}
+				cl.CloseIdleConnections()
+			}
+			dials := f.env.Engine.Stats().BackendConnsOpened - opened
+			t.Logf("FIGURES http1 policy=%s client_conns=%d requests=%d dials=%v", c.policy, clients, 2*clients, dials)
+			switch {
+			case c.dials < 0 && dials > 2:
+				t.Fatalf("%s: %v dials for %d client connections, want at most one per worker", c.policy, dials, clients)
+			case c.dials >= 0 && dials != c.dials:
+				t.Fatalf("%s: %v dials for %d client connections, want %v", c.policy, dials, clients, c.dials)
+			}
+		})
+	}
+}
