@@ -17,7 +17,8 @@ import (
 // body with undeclared trailers replace the map), so the forwarded request
 // gets its own Trailer map, announced with the declared names, and the
 // values are copied into it at the end of the body (trailerBody), before
-// the HTTP/3 client, which reads its body to the end first, sends them.
+// the backend's client (HTTP/3, HTTP/2, HTTP/1.1 chunked), which reads the
+// body to its end first, sends them.
 // Go's HTTP/2 server keeps only trailers the client declared with a
 // Trailer header; HTTP/1.1 and HTTP/3 clients' undeclared ones pass too.
 //
@@ -58,9 +59,9 @@ func copyTrailer(dst, src http.Header) {
 
 // trailerBody is a forwarded request's streamed body: at its end it copies
 // the client's request trailers (from, read then) into the forwarded
-// request's Trailer map (to), which the HTTP/3 client sends after the
-// body. Read runs in the HTTP/3 client's body goroutine, which reads to
-// the end before it looks at the trailers.
+// request's Trailer map (to), which the backend's client sends after the
+// body. Read runs in that client's body goroutine, which reads to the end
+// before it looks at the trailers.
 type trailerBody struct {
 	io.ReadCloser
 	from *http.Request
