@@ -80,6 +80,9 @@ func New(cfg *config.Config, opts Options) (*Engine, error) {
 	e.reg = admin.NewRegistry(opts.Net.Name(), e.Stats)
 	e.workers = max(1, opts.Net.Workers())
 	e.fenv = &frontend.Env{Net: opts.Net, Workers: e.workers, Log: opts.Log, Counters: e.metrics, Latency: e.reg.Latency}
+	if err := e.newPayloadPool(cfg); err != nil {
+		return nil, err
+	}
 	e.cfg = cfg
 	e.fenv.Conns.SetMax(cfg.MaxConnections)
 	return e, nil
@@ -289,6 +292,7 @@ func (e *Engine) closeRest() {
 	if l := e.fenv.AccessLog.Swap(nil); l != nil {
 		l.Close()
 	}
+	e.fenv.Payload.Close() // wakes requests still waiting for a buffer
 	for _, rt := range bes {
 		rt.Close()
 	}

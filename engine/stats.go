@@ -37,6 +37,13 @@ type dataPlane interface {
 // the current backends.
 func (e *Engine) engineStats() stats.EngineStats {
 	s := e.metrics.Snapshot()
+	ps := e.fenv.Payload.Stats()
+	s.Payload = stats.PayloadStats{
+		LimitBytes: ps.Limit, LiveBytes: ps.Live, InUse: ps.InUse,
+		Gets: ps.Gets, Puts: ps.Puts, Allocs: ps.Allocs,
+		Waits: ps.Waits, WaitFailures: ps.WaitFailures, Waiting: ps.Waiting,
+		WaitSeconds: ps.WaitTime.Seconds(),
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for name, rt := range e.backends {

@@ -86,6 +86,10 @@ func walkValue(v reflect.Value, name string, labels, by []string, emit func(stri
 		if name != "" {
 			emit(name, labels, float64(v.Int()))
 		}
+	case reflect.Float32, reflect.Float64:
+		if name != "" {
+			emit(name, labels, v.Float())
+		}
 	case reflect.Bool:
 		if name != "" {
 			emit(name, labels, float64(b2i(v.Bool())))
@@ -260,29 +264,39 @@ var foreignTags = map[reflect.Type]map[string]reflect.StructTag{
 // metricHelp is the help text of every metric the snapshots give. A name
 // ending in _total is a counter, any other a gauge.
 var metricHelp = map[string]string{
-	"xdpnet_requests_total":                   "HTTP requests answered by frontends, by status class and result (ok, failed, aborted, client_gone, bad_request, body_timeout, no_route: 404, no route matched and the frontend has no backend).",
-	"xdpnet_route_requests_total":             "HTTP requests by frontend, route (\"default\": the frontend's own backend) and status class.",
-	"xdpnet_client_connections":               "Open client connections per frontend.",
-	"xdpnet_connections_refused_total":        "Client connections refused by a connection limit, by reason: frontend_limit or engine_limit (max_connections). TCP ones are closed right after accept, QUIC ones get CONNECTION_REFUSED.",
-	"xdpnet_client_timeouts_total":            "Requests cut because the client was too slow, by reason: body (a request body read waited longer than timeouts.body).",
-	"xdpnet_tls_handshakes_total":             "Client connections of https frontends by how their TLS handshake went, counted when they close: full, resumed (session ticket), failed (bad, unfinished or timed out).",
-	"xdpnet_tunnels_total":                    "TCP connections tunnelled as raw streams, by result: ok, failed (no stream opened), reset (either side failed), idle (cut by the idle timeout), cut (still open at the drain deadline).",
-	"xdpnet_backend_requests_total":           "Requests and tunnels that reached a backend server (response headers or an open stream).",
-	"xdpnet_backend_connections_opened_total": "Backend QUIC connections opened (handshakes completed).",
-	"xdpnet_backend_connect_errors_total":     "Failed backend connection attempts.",
-	"xdpnet_backend_connections_open":         "Backend QUIC connections open now.",
-	"xdpnet_backend_sockets_replaced_total":   "Backend UDP sockets found failed for good and replaced by a new one.",
-	"xdpnet_backend_silent_connections_total": "Backend connections closed because a request waited timeouts.probe for its response and the connection then answered no PING either.",
-	"xdpnet_backend_resumed_handshakes_total": "Backend connections whose TLS handshake resumed a session from a ticket the server issued earlier.",
-	"xdpnet_backend_early_requests_total":     "Requests sent to a backend in 0-RTT data (early_data), by result: sent, accepted, rejected (early data rejected, sent again on another connection), too_early (425, sent again after the handshake).",
-	"xdpnet_backend_failures_total":           "Requests and tunnels the gateway answered with an error of its own (502, 503, 504 or a refused tunnel), by reason.",
-	"xdpnet_drain_cut_requests_total":         "HTTP requests still in flight when a drain's deadline passed, cut (tunnels cut count in xdpnet_tunnels_total{result=\"cut\"}).",
-	"xdpnet_proxy_protocol_total":             "Client connections of frontends with proxy_protocol, by result: proxied (a trusted header gave the client address), local (a trusted LOCAL or address-less header), untrusted (not a trusted source: served as is), missing, malformed, timeout (a trusted source without a valid header in time: closed).",
-	"xdpnet_access_log_dropped_total":         "Access log lines dropped because the writer's queue (access_log.queue) was full; the data path never waits for the log.",
-	"xdpnet_retries_total":                    "Backend attempts after the first, per backend.",
-	"xdpnet_redispatches_total":               "Retries sent to a server chosen again by the balancer.",
-	"xdpnet_server_up":                        "1 if the server takes traffic, 0 if health checks took it out.",
-	"xdpnet_worker_picks_total":               "Client connections given to a worker, by how it was chosen: rx_queue (the queue the connection arrived on) or hash (of the client address).",
+	"xdpnet_requests_total":                     "HTTP requests answered by frontends, by status class and result (ok, failed, aborted, client_gone, bad_request, body_timeout, no_route: 404, no route matched and the frontend has no backend; no_buffer: 503, no payload buffer within buffers.wait).",
+	"xdpnet_route_requests_total":               "HTTP requests by frontend, route (\"default\": the frontend's own backend) and status class.",
+	"xdpnet_client_connections":                 "Open client connections per frontend.",
+	"xdpnet_connections_refused_total":          "Client connections refused by a connection limit, by reason: frontend_limit or engine_limit (max_connections). TCP ones are closed right after accept, QUIC ones get CONNECTION_REFUSED.",
+	"xdpnet_client_timeouts_total":              "Requests cut because the client was too slow, by reason: body (a request body read waited longer than timeouts.body).",
+	"xdpnet_tls_handshakes_total":               "Client connections of https frontends by how their TLS handshake went, counted when they close: full, resumed (session ticket), failed (bad, unfinished or timed out).",
+	"xdpnet_tunnels_total":                      "TCP connections tunnelled as raw streams, by result: ok, failed (no stream opened), reset (either side failed), idle (cut by the idle timeout), cut (still open at the drain deadline).",
+	"xdpnet_backend_requests_total":             "Requests and tunnels that reached a backend server (response headers or an open stream).",
+	"xdpnet_backend_connections_opened_total":   "Backend QUIC connections opened (handshakes completed).",
+	"xdpnet_backend_connect_errors_total":       "Failed backend connection attempts.",
+	"xdpnet_backend_connections_open":           "Backend QUIC connections open now.",
+	"xdpnet_backend_sockets_replaced_total":     "Backend UDP sockets found failed for good and replaced by a new one.",
+	"xdpnet_backend_silent_connections_total":   "Backend connections closed because a request waited timeouts.probe for its response and the connection then answered no PING either.",
+	"xdpnet_backend_resumed_handshakes_total":   "Backend connections whose TLS handshake resumed a session from a ticket the server issued earlier.",
+	"xdpnet_backend_early_requests_total":       "Requests sent to a backend in 0-RTT data (early_data), by result: sent, accepted, rejected (early data rejected, sent again on another connection), too_early (425, sent again after the handshake).",
+	"xdpnet_backend_failures_total":             "Requests and tunnels the gateway answered with an error of its own (502, 503, 504 or a refused tunnel), by reason.",
+	"xdpnet_drain_cut_requests_total":           "HTTP requests still in flight when a drain's deadline passed, cut (tunnels cut count in xdpnet_tunnels_total{result=\"cut\"}).",
+	"xdpnet_proxy_protocol_total":               "Client connections of frontends with proxy_protocol, by result: proxied (a trusted header gave the client address), local (a trusted LOCAL or address-less header), untrusted (not a trusted source: served as is), missing, malformed, timeout (a trusted source without a valid header in time: closed).",
+	"xdpnet_access_log_dropped_total":           "Access log lines dropped because the writer's queue (access_log.queue) was full; the data path never waits for the log.",
+	"xdpnet_payload_buffer_limit_bytes":         "The payload allowance of buffers.memory: what the UMEM leaves for the 32 KiB buffers proxied response bodies are copied through.",
+	"xdpnet_payload_buffer_live_bytes":          "Memory of the payload buffers allocated now, held or pooled (at most the limit).",
+	"xdpnet_payload_buffers_in_use":             "Payload buffers held by requests now (one per proxied response in flight).",
+	"xdpnet_payload_buffer_gets_total":          "Payload buffers taken.",
+	"xdpnet_payload_buffer_puts_total":          "Payload buffers released.",
+	"xdpnet_payload_buffer_allocs_total":        "Payload buffers allocated because none was pooled.",
+	"xdpnet_payload_buffer_waits_total":         "Requests that waited for a payload buffer because the budget was spent.",
+	"xdpnet_payload_buffer_wait_failures_total": "Waits for a payload buffer that ended without one: buffers.wait passed (503, result no_buffer), the client left, or shutdown.",
+	"xdpnet_payload_buffer_waiting":             "Requests waiting for a payload buffer now.",
+	"xdpnet_payload_buffer_wait_seconds_total":  "Total time of the waits for a payload buffer that got one.",
+	"xdpnet_retries_total":                      "Backend attempts after the first, per backend.",
+	"xdpnet_redispatches_total":                 "Retries sent to a server chosen again by the balancer.",
+	"xdpnet_server_up":                          "1 if the server takes traffic, 0 if health checks took it out.",
+	"xdpnet_worker_picks_total":                 "Client connections given to a worker, by how it was chosen: rx_queue (the queue the connection arrived on) or hash (of the client address).",
 
 	"xdpnet_reuse_attaches_total":       "Requests and tunnels given a backend stream by the reuse pool.",
 	"xdpnet_reuse_hits_total":           "Attaches served by a pooled connection, by the tree it came from: private (the session's), avail, safe, idle.",

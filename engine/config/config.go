@@ -66,12 +66,28 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text (default) or json
 }
 
-// Buffers sizes the UMEM frame pool of each port.
+// Buffers sizes the UMEM frame pool of each port and bounds the engine's
+// buffer memory.
 type Buffers struct {
 	Frames    int `yaml:"frames"`     // frames per port (power of two), default 8192
 	FrameSize int `yaml:"frame_size"` // 2048 (default) or 4096
 	Cache     int `yaml:"cache"`      // per-worker cache, default 256
 	Reserve   int `yaml:"reserve"`    // RX reserve, default Frames/8
+	// Memory is the budget of the engine's packet and payload buffers:
+	// the UMEM frames of every port (ports × frames × frame_size, fixed
+	// at start) plus the 32 KiB payload buffers proxied response bodies
+	// are copied through, one per response in flight; what the UMEM
+	// leaves is for payload buffers. "256MiB", "1GiB" or bytes. Default
+	// 0: the UMEM plus 64 MiB (2048 responses in flight). It does not
+	// cover netstack's TCP socket buffers, the Go HTTP servers' and
+	// clients' own buffers, or request bodies. A reload does not change it.
+	Memory Size `yaml:"memory"`
+	// Wait is how long a request waits, in a FIFO queue, for a payload
+	// buffer when the budget is spent; then it is answered 503 with
+	// Retry-After and counted with result no_buffer. The backend has not
+	// seen it then: the buffer is taken before the request is sent.
+	// Default 5s.
+	Wait Duration `yaml:"wait"`
 }
 
 // Interface is one NIC whose queues the engine owns on the xdp data plane.
@@ -459,6 +475,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.Buffers.FrameSize, 2048)
 	defInt(&c.Buffers.Cache, 256)
 	defInt(&c.Buffers.Reserve, c.Buffers.Frames/8)
+	defDur(&c.Buffers.Wait, 5*time.Second)
 	for i := range c.Interfaces {
 		it := &c.Interfaces[i]
 		def(&it.XDPMode, "auto")
@@ -631,6 +648,7 @@ func (c *Config) Validate() error {
 	if c.Buffers.Reserve < 0 || c.Buffers.Reserve >= c.Buffers.Frames {
 		bad("buffers.reserve", "%d must be at least 0 and below buffers.frames", c.Buffers.Reserve)
 	}
+	c.validateBudget(bad)
 
 	// Admin: a kernel socket on loopback or another kernel address, never
 	// one of the data plane's.

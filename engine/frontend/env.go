@@ -4,9 +4,11 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xdpnet/xdpnet/bufring"
 	"github.com/xdpnet/xdpnet/engine/accesslog"
 	"github.com/xdpnet/xdpnet/engine/netapi"
 	"github.com/xdpnet/xdpnet/engine/stats"
@@ -32,6 +34,13 @@ type Env struct {
 	// InflightN is its count, for what a drain's deadline cuts.
 	Inflight  sync.WaitGroup
 	InflightN atomic.Int64
+	// Payload is the engine's pool of payload buffers, bounded by the
+	// payload allowance of buffers.memory: each proxied response in
+	// flight holds one buffer (the copy of its body; forward takes it,
+	// and releases it when the response is done). PayloadWait is how long
+	// a request waits for one (buffers.wait).
+	Payload     *bufring.BytePool
+	PayloadWait time.Duration
 	// AccessLog is the engine's access log, nil when off; a reload may
 	// swap it.
 	AccessLog atomic.Pointer[accesslog.Logger]

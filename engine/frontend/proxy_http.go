@@ -236,6 +236,17 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 		replayable = false
 	}
 
+	// The response body's buffer is taken before the request goes out, so
+	// that a request the budget cannot serve is refused before any
+	// backend sees it (a 503 then never hides a processed POST), and held
+	// until the response is done: one buffer per request, never a second
+	// while holding one, so waiters cannot deadlock each other.
+	buf, err := h.payloadBuffer(r.Context())
+	if err != nil {
+		return h.noBuffer(w, r, err)
+	}
+	defer e.Payload.Release(buf)
+
 	var key []byte
 	if cfg.Balance == config.BalanceHash {
 		key = hashKey(cfg.HashKey, r, sess)
@@ -253,7 +264,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 		}
 		srv := rt.Server(si)
 		rec.server, rec.retries = srv.Name(), attempt
-		status, stage, err := h.attempt(w, r, out, body, replayable, rte, si, sess, tb, rec)
+		status, stage, err := h.attempt(w, r, out, body, replayable, rte, si, sess, tb, rec, buf)
 		if err == nil {
 			return status, "ok"
 		}
@@ -326,7 +337,7 @@ func protoVia(r *http.Request) string {
 // idempotent and the body can be replayed. This is HAProxy's retry-on
 // conn-failure/empty-response on a reused connection; it does not count
 // against the backend's retries, which are for the server's own failures.
-func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rte *route, si int, sess *session, tb *timedBody, rec *accessRec) (int, attemptStage, error) {
+func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []byte, replayable bool, rte *route, si int, sess *session, tb *timedBody, rec *accessRec, buf []byte) (int, attemptStage, error) {
 	rt := rte.be
 	srv := rt.Server(si)
 	// The pool waits for nothing but a dial, which applies the connect
@@ -452,7 +463,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	if headersFirst(resp) {
 		http.NewResponseController(w).Flush()
 	}
-	err = copyBody(w, resp.Body, resp.ContentLength < 0, tb)
+	err = copyBody(w, resp.Body, resp.ContentLength < 0, tb, buf)
 	if err == nil {
 		setTrailers(hdr, resp.Trailer) // complete now (see trailers.go)
 	}
@@ -490,16 +501,11 @@ func (b *sentBody) Read(p []byte) (int, error) {
 	return b.ReadCloser.Read(p)
 }
 
-// copyBufs recycles copyBody's buffers (one per response in flight).
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// copyBody copies a response body, flushing after each chunk when the
-// length is unknown (streaming responses reach the client as they come).
-// Each chunk written tells tb (nil: none) that the client is alive.
-func copyBody(w http.ResponseWriter, body io.Reader, stream bool, tb *timedBody) error {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+// copyBody copies a response body through buf (the request's payload
+// buffer, see forward), flushing after each chunk when the length is unknown
+// (streaming responses reach the client as they come). Each chunk written
+// tells tb (nil: none) that the client is alive.
+func copyBody(w http.ResponseWriter, body io.Reader, stream bool, tb *timedBody, buf []byte) error {
 	rc := http.NewResponseController(w)
 	for {
 		n, err := body.Read(buf)

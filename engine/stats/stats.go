@@ -73,12 +73,36 @@ type EngineStats struct {
 	// AccessLogDropped are access log lines dropped because the writer's
 	// queue was full.
 	AccessLogDropped uint64 `json:"access_log_dropped" metric:"xdpnet_access_log_dropped_total"`
+	// Payload is the payload buffer pool, bounded by buffers.memory.
+	Payload PayloadStats `json:"payload_buffers"`
+}
+
+// PayloadStats is the snapshot of the engine's payload buffer pool
+// (bufring.BytePool.Stats): the budget, what is taken and who waited.
+type PayloadStats struct {
+	// LimitBytes is the payload allowance of buffers.memory; LiveBytes
+	// the memory of the buffers allocated now (held or pooled, never
+	// above LimitBytes); InUse the buffers held by requests.
+	LimitBytes int64  `json:"limit_bytes" metric:"xdpnet_payload_buffer_limit_bytes"`
+	LiveBytes  int64  `json:"live_bytes" metric:"xdpnet_payload_buffer_live_bytes"`
+	InUse      int64  `json:"in_use" metric:"xdpnet_payload_buffers_in_use"`
+	Gets       uint64 `json:"gets" metric:"xdpnet_payload_buffer_gets_total"`
+	Puts       uint64 `json:"puts" metric:"xdpnet_payload_buffer_puts_total"`
+	Allocs     uint64 `json:"allocs" metric:"xdpnet_payload_buffer_allocs_total"`
+	// Waits are requests that waited for a buffer (the budget spent),
+	// WaitFailures those whose wait ended without one (buffers.wait
+	// passed, the client left, shutdown), Waiting those waiting now.
+	Waits        uint64 `json:"waits" metric:"xdpnet_payload_buffer_waits_total"`
+	WaitFailures uint64 `json:"wait_failures" metric:"xdpnet_payload_buffer_wait_failures_total"`
+	Waiting      int64  `json:"waiting" metric:"xdpnet_payload_buffer_waiting"`
+	// WaitSeconds is the total time of the waits that got a buffer.
+	WaitSeconds float64 `json:"wait_seconds" metric:"xdpnet_payload_buffer_wait_seconds_total"`
 }
 
 // FrontendStats are one frontend's counters.
 type FrontendStats struct {
 	// Requests are by result (ok, failed, aborted, client_gone,
-	// bad_request, body_timeout, no_route), then status class (2xx ...).
+	// bad_request, body_timeout, no_route, no_buffer), then status class (2xx ...).
 	Requests          map[string]map[string]uint64 `json:"requests" metric:"xdpnet_requests_total" by:"result,class"`
 	ClientConnections int64                        `json:"client_connections" metric:"xdpnet_client_connections"`
 	// Refused are by reason: frontend_limit or engine_limit.

@@ -1,0 +1,103 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// PayloadBufferSize is the size of the payload buffers that proxied response
+// bodies are copied through (one per response in flight), the unit of the
+// payload allowance of buffers.memory.
+const PayloadBufferSize = 32 << 10
+
+// DefaultPayloadMemory is the payload allowance when buffers.memory is 0:
+// 2048 buffers, as many responses in flight at once.
+const DefaultPayloadMemory = 2048 * PayloadBufferSize
+
+// Size is a number of bytes, written in YAML as an integer or with a unit:
+// "256MiB", "64KiB", "1GiB" (powers of 1024) or "500MB", "2GB" (powers of
+// 1000).
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+}
+
+// ParseSize parses s as a Size.
+func ParseSize(s string) (Size, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size (e.g. 256MiB, 1GiB, 1048576)", s)
+	}
+	return Size(n * mult), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (z *Size) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := ParseSize(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*z = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (z Size) MarshalYAML() (any, error) { return int64(z), nil }
+
+// UMEMBytes is the memory of the UMEM frames of every port: one port per
+// queue of each interface on the xdp data plane, none on the kernel stack.
+func (c *Config) UMEMBytes() int64 {
+	if c.Dataplane != "xdp" {
+		return 0
+	}
+	ports := 0
+	for _, it := range c.Interfaces {
+		ports += len(it.Queues)
+	}
+	return int64(ports) * int64(c.Buffers.Frames) * int64(c.Buffers.FrameSize)
+}
+
+// PayloadMemory is the payload allowance of the memory budget: what
+// buffers.memory leaves beyond the UMEM, or DefaultPayloadMemory when
+// buffers.memory is 0.
+func (c *Config) PayloadMemory() int64 {
+	if c.Buffers.Memory == 0 {
+		return DefaultPayloadMemory
+	}
+	return int64(c.Buffers.Memory) - c.UMEMBytes()
+}
+
+// validateBudget checks that buffers.memory leaves room for at least two
+// payload buffers (one response in flight and one waiting) beyond the UMEM.
+func (c *Config) validateBudget(bad func(field, format string, args ...any)) {
+	if c.Buffers.Wait < 0 {
+		bad("buffers.wait", "%v must not be negative", c.Buffers.Wait.D())
+	}
+	if c.Buffers.Memory == 0 {
+		return
+	}
+	if umem := c.UMEMBytes(); int64(c.Buffers.Memory) < umem+2*PayloadBufferSize {
+		bad("buffers.memory", "%d bytes: the UMEM alone takes %d (ports × frames × frame_size); at least %d more are needed for payload buffers",
+			c.Buffers.Memory, umem, 2*PayloadBufferSize)
+	}
+}

@@ -1,0 +1,43 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// goodConfig has 3 ports (queues) of 8192 frames of 2048 bytes: 48 MiB of
+// UMEM.
+func TestBuffersMemory(t *testing.T) {
+	for _, tc := range []struct {
+		edit        string
+		wantPayload int64
+		wantErr     string
+	}{
+		{"", DefaultPayloadMemory, ""},
+		{"buffers: {memory: 64MiB}\n", 16 << 20, ""},
+		{"buffers: {memory: 52428800}\n", 52428800 - 48<<20, ""},
+		{"buffers: {memory: 1GB}\n", 1e9 - 48<<20, ""},
+		{"buffers: {memory: 10MiB}\n", 0, "buffers.memory: 10485760 bytes: the UMEM alone takes 50331648"},
+		{"buffers: {memory: lots}\n", 0, `"lots" is not a size`},
+		{"buffers: {memory: -1MiB}\n", 0, `"-1MiB" is not a size`},
+		{"buffers: {wait: -1s}\n", 0, "buffers.wait: -1s must not be negative"},
+	} {
+		c, err := Parse([]byte(goodConfig + tc.edit))
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: error %v, want %q", tc.edit, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.edit, err)
+			continue
+		}
+		if got := c.PayloadMemory(); got != tc.wantPayload {
+			t.Errorf("%q: payload allowance %d, want %d", tc.edit, got, tc.wantPayload)
+		}
+		if c.Buffers.Wait.D().Seconds() != 5 {
+			t.Errorf("buffers.wait default %v, want 5s", c.Buffers.Wait.D())
+		}
+	}
+}
