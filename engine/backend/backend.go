@@ -134,7 +134,7 @@ type Backend struct {
 	// trMu guards the per-worker QUIC transports (one UDP socket per
 	// worker and address family, or per worker and server on stacks that
 	// implement netapi.ServerConnector) and the live connections per server,
-	// which shutdownSessions closes when a server goes down.
+	// whose silent ones closeSilent closes when a server goes down.
 	trMu   sync.Mutex
 	trs    map[trKey]*quicmux.Transport
 	live   map[*Server]map[*Conn]struct{}
@@ -391,19 +391,55 @@ func (rt *Backend) markDown(srv *Server, why string, err error, byTraffic bool) 
 		srv.downByTraffic.Store(byTraffic)
 		rt.log.Warn("server down", "server", srv.name, "why", why, "err", err)
 		rt.m.ServerUp.WithLabelValues(rt.cfg.Name, srv.name).Set(0)
-		rt.shutdownSessions(srv)
+		rt.closeSilent(srv)
 	}
 }
 
-// shutdownSessions closes every connection to a server marked down
-// (HAProxy's on-marked-down shutdown-sessions): requests waiting on a dead
-// server fail now instead of at their timeout, and idempotent ones are
-// retried elsewhere.
-func (rt *Backend) shutdownSessions(srv *Server) {
-	conns := rt.liveConns(srv)
-	for _, c := range conns {
-		c.Close()
+// closeSilent closes, in the background, the connections to a server
+// marked down that no longer answer (see answers): requests waiting on a
+// dead server fail now instead of at their timeout, and idempotent ones
+// are retried elsewhere. Connections that answer keep the streams they
+// carry: a server can fail its checks (an error status, an overloaded
+// health endpoint) while transfers on it progress, and cutting them would
+// lose them. It takes no new work while down (Pick). This is HAProxy's
+// and Envoy's default of leaving established sessions alone, with dead
+// ones found at once.
+func (rt *Backend) closeSilent(srv *Server) {
+	rt.trMu.Lock()
+	defer rt.trMu.Unlock()
+	if rt.closed {
+		return
 	}
+	rt.wg.Go(func() {
+		dead, probed := rt.silentConns(srv)
+		if len(dead) > 0 {
+			rt.log.Info("closing silent connections to a server marked down", "server", srv.name, "closed", len(dead), "probed", probed)
+		}
+		for _, c := range dead {
+			c.Close()
+		}
+	})
+}
+
+// silentConns pings every connection to srv at once (see answers) and
+// returns those that stayed silent, and how many were probed.
+func (rt *Backend) silentConns(srv *Server) (dead []*Conn, probed int) {
+	conns := rt.liveConns(srv)
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	for _, c := range conns {
+		wg.Go(func() {
+			if !rt.answers(c) {
+				mu.Lock()
+				dead = append(dead, c)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return dead, len(conns)
 }
 
 // liveConns are the connections to srv that are open now.
@@ -650,29 +686,11 @@ func (rt *Backend) Suspect(srv *Server, c *Conn) {
 // which some connections failed counts once for passive health and starts
 // the reconnect backoff; one in which all did takes the server out.
 func (rt *Backend) probeConns(srv *Server) {
-	conns := rt.liveConns(srv)
-	if len(conns) == 0 {
-		return
-	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		dead []*Conn
-	)
-	for _, c := range conns {
-		wg.Go(func() {
-			if !rt.answers(c) {
-				mu.Lock()
-				dead = append(dead, c)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	dead, probed := rt.silentConns(srv)
 	if len(dead) == 0 {
 		return
 	}
-	rt.log.Info("closing backend connections that did not answer after an ICMP unreachable", "server", srv.name, "closed", len(dead), "probed", len(conns))
+	rt.log.Info("closing backend connections that did not answer after an ICMP unreachable", "server", srv.name, "closed", len(dead), "probed", probed)
 	// Backoff and health first: the requests the closes fail must not
 	// redial the server (Worker.Retry) but go elsewhere.
 	srv.DialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
@@ -681,7 +699,7 @@ func (rt *Backend) probeConns(srv *Server) {
 			c.Close()
 		}
 	}()
-	if len(dead) < len(conns) {
+	if len(dead) < probed {
 		rt.ConnectFailed(srv, ErrUnreachable)
 		return
 	}
