@@ -8,6 +8,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/nic"
+	"github.com/xdpnet/xdpnet/stack"
 )
 
 // Config is what the data plane runs: the interfaces whose queues it owns
@@ -16,6 +17,9 @@ import (
 type Config struct {
 	Interfaces []Interface
 	Buffers    Buffers
+	// TCPSendBuffer and TCPReceiveBuffer bound netstack's per-connection
+	// TCP buffers (zero fields: the stack package's defaults).
+	TCPSendBuffer, TCPReceiveBuffer stack.BufferRange
 }
 
 // Interface is one NIC whose dedicated queues the data plane owns.

@@ -63,7 +63,7 @@ func New(cfg Config, opts Options) (_ *Plane, err error) {
 	if opts.Do == nil {
 		opts.Do = func(fn func() error) error { return fn() }
 	}
-	st, err := stack.New(stack.Options{})
+	st, err := stack.New(stack.Options{TCP: stack.TCPOptions{SendBuffer: cfg.TCPSendBuffer, ReceiveBuffer: cfg.TCPReceiveBuffer}})
 	if err != nil {
 		return nil, fmt.Errorf("xdp: netstack: %w", err)
 	}

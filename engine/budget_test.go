@@ -21,7 +21,7 @@ const budgetBody = 200 << 10
 // TestMemoryBudgetExhausted runs wrk (64 keep-alive connections, 3 s)
 // through the http frontend in front of gtlsserver (HTTP/3) with
 // buffers.memory at the UMEM plus 4 payload buffers and buffers.wait at
-// 100ms: requests wait for buffers and some are refused with 503. A wrk Lua
+// 100ms, netstack's TCP buffers capped at 256 KiB: requests wait for buffers and some are refused with 503. A wrk Lua
 // script checks every 200's body byte for byte and reports any other
 // status than 200 and 503. Then: no lost or damaged byte, every 503
 // counted (xdpnet_requests_total{result="no_buffer"}), the pool never above
@@ -34,7 +34,7 @@ func TestMemoryBudgetExhausted(t *testing.T) {
 	const umem = 2 * 8192 * 2048 // two ports of the default frames
 	const payload = 4 * config.PayloadBufferSize
 	f := startFaultLab(t, faultOpts{kinds: []originKind{gtlsserver},
-		top: fmt.Sprintf("buffers: {memory: %d, wait: 100ms}\n", umem+payload)})
+		top: fmt.Sprintf("buffers: {memory: %d, wait: 100ms, tcp_receive: {default: 64KiB, max: 256KiB}, tcp_send: {default: 64KiB, max: 256KiB}}\n", umem+payload)})
 	page := bytes.Repeat([]byte("0123456789abcdef"), budgetBody/16)
 	if err := os.WriteFile(filepath.Join(f.files.dir, "big.bin"), page, 0o644); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/xdpnet/xdpnet/stack"
 )
 
 // PayloadBufferSize is the size of the payload buffers that proxied response
@@ -87,9 +89,40 @@ func (c *Config) PayloadMemory() int64 {
 	return int64(c.Buffers.Memory) - c.UMEMBytes()
 }
 
+// TCP buffer bounds: netstack's floor (a connection's smallest buffer) and
+// the defaults of buffers.tcp_receive and buffers.tcp_send.
+const (
+	tcpBufferMin     = 4 << 10
+	tcpBufferDefault = 1 << 20
+	tcpBufferMax     = 8 << 20
+	tcpBufferCeiling = 1 << 30 // netstack keeps sizes in int32 windows
+)
+
+func (b *TCPBuffer) setDefaults() {
+	if b.Default == 0 {
+		b.Default = tcpBufferDefault
+	}
+	if b.Max == 0 {
+		b.Max = max(tcpBufferMax, b.Default)
+	}
+}
+
+func (b TCPBuffer) stackRange() stack.BufferRange {
+	return stack.BufferRange{Min: tcpBufferMin, Default: int(b.Default), Max: int(b.Max)}
+}
+
+func (b TCPBuffer) validate(field string, bad func(field, format string, args ...any)) {
+	if b.Default < tcpBufferMin || b.Default > b.Max || b.Max > tcpBufferCeiling {
+		bad(field, "default %d, max %d: want %d <= default <= max <= %d", b.Default, b.Max, tcpBufferMin, tcpBufferCeiling)
+	}
+}
+
 // validateBudget checks that buffers.memory leaves room for at least two
-// payload buffers (one response in flight and one waiting) beyond the UMEM.
+// payload buffers (one response in flight and one waiting) beyond the UMEM,
+// and the TCP buffer bounds.
 func (c *Config) validateBudget(bad func(field, format string, args ...any)) {
+	c.Buffers.TCPReceive.validate("buffers.tcp_receive", bad)
+	c.Buffers.TCPSend.validate("buffers.tcp_send", bad)
 	if c.Buffers.Wait < 0 {
 		bad("buffers.wait", "%v must not be negative", c.Buffers.Wait.D())
 	}

@@ -21,6 +21,9 @@ func TestBuffersMemory(t *testing.T) {
 		{"buffers: {memory: lots}\n", 0, `"lots" is not a size`},
 		{"buffers: {memory: -1MiB}\n", 0, `"-1MiB" is not a size`},
 		{"buffers: {wait: -1s}\n", 0, "buffers.wait: -1s must not be negative"},
+		{"buffers: {tcp_receive: {default: 64KiB, max: 32KiB}}\n", 0, "buffers.tcp_receive: default 65536, max 32768"},
+		{"buffers: {tcp_send: {default: 1KiB}}\n", 0, "buffers.tcp_send: default 1024"},
+		{"buffers: {tcp_send: {max: 2GiB}}\n", 0, "buffers.tcp_send: default 1048576, max 2147483648"},
 	} {
 		c, err := Parse([]byte(goodConfig + tc.edit))
 		if tc.wantErr != "" {
@@ -39,5 +42,21 @@ func TestBuffersMemory(t *testing.T) {
 		if c.Buffers.Wait.D().Seconds() != 5 {
 			t.Errorf("buffers.wait default %v, want 5s", c.Buffers.Wait.D())
 		}
+	}
+}
+
+// The TCP buffer keys reach the data plane's netstack options, with the
+// stack's defaults where unset (stack.New applies them: its options test).
+func TestTCPBufferKeys(t *testing.T) {
+	c, err := Parse([]byte(goodConfig + "buffers: {tcp_receive: {default: 64KiB, max: 256KiB}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp := c.DataPlane()
+	if r := dp.TCPReceiveBuffer; r.Min != 4<<10 || r.Default != 64<<10 || r.Max != 256<<10 {
+		t.Errorf("receive range %+v", r)
+	}
+	if s := dp.TCPSendBuffer; s.Min != 4<<10 || s.Default != 1<<20 || s.Max != 8<<20 {
+		t.Errorf("send range %+v, want the defaults", s)
 	}
 }

@@ -88,6 +88,23 @@ type Buffers struct {
 	// seen it then: the buffer is taken before the request is sent.
 	// Default 5s.
 	Wait Duration `yaml:"wait"`
+	// TCPReceive and TCPSend bound netstack's TCP buffers of each
+	// connection on the xdp data plane (the kernel stack has its sysctls):
+	// Default is a connection's initial buffer, Max the ceiling of its
+	// auto-tuning (gVisor's TCPReceiveBufferSizeRangeOption and
+	// TCPSendBufferSizeRangeOption; the floor stays 4 KiB). Defaults 1MiB
+	// and 8MiB, the stack package's. They are per connection and netstack
+	// allocates them as data arrives, so buffers.memory does not bound
+	// them: the worst case is max_connections × (tcp_receive.max +
+	// tcp_send.max).
+	TCPReceive TCPBuffer `yaml:"tcp_receive"`
+	TCPSend    TCPBuffer `yaml:"tcp_send"`
+}
+
+// TCPBuffer is the initial size and ceiling of one direction's TCP buffer.
+type TCPBuffer struct {
+	Default Size `yaml:"default"`
+	Max     Size `yaml:"max"`
 }
 
 // Interface is one NIC whose queues the engine owns on the xdp data plane.
@@ -476,6 +493,8 @@ func (c *Config) setDefaults() {
 	defInt(&c.Buffers.Cache, 256)
 	defInt(&c.Buffers.Reserve, c.Buffers.Frames/8)
 	defDur(&c.Buffers.Wait, 5*time.Second)
+	c.Buffers.TCPReceive.setDefaults()
+	c.Buffers.TCPSend.setDefaults()
 	for i := range c.Interfaces {
 		it := &c.Interfaces[i]
 		def(&it.XDPMode, "auto")
