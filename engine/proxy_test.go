@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -423,6 +424,34 @@ func TestTimeoutsLimitsAndHealth(t *testing.T) {
 		}
 		if r := e.Stats().Retries; r != 0 {
 			t.Errorf("a timed-out request was retried %v times", r)
+		}
+	})
+	// The request timeout bounds the server's silence: an upload that
+	// moves, however long, is not cut by it.
+	t.Run("request timeout spares a moving upload", func(t *testing.T) {
+		os := loopOrigins(t, cert, 1, "")
+		cfg := strings.Replace(baseConfig("http", os, ""), "timeouts: {connect: 1s, request: 5s}", "timeouts: {connect: 1s, request: 300ms}", 1)
+		e := loopEngine(t, roots, cfg)
+		pr, pw := io.Pipe()
+		const chunks, size = 12, 512 // 6 KiB: the echo's response stays buffered until the body ends
+		go func() {                  // paced upload, four times the request timeout; ends with the request
+			chunk := bytes.Repeat([]byte{'x'}, size)
+			for range chunks {
+				if _, err := pw.Write(chunk); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			pw.Close()
+		}()
+		resp, err := http.Post("http://"+e.FrontendAddr("fe").String()+"/echo", "application/octet-stream", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || err != nil || len(got) != chunks*size {
+			t.Errorf("status %d, %d bytes echoed (%v); want 200 and %d", resp.StatusCode, len(got), err, chunks*size)
 		}
 	})
 	t.Run("max_streams", func(t *testing.T) {

@@ -353,7 +353,11 @@ type HealthCheck struct {
 type BackTimeout struct {
 	Connect Duration `yaml:"connect"` // QUIC, or TCP and TLS (and HTTP/2 preface) handshake, default 2s
 	Idle    Duration `yaml:"idle"`    // idle pooled connection, default 30s
-	Request Duration `yaml:"request"` // whole request incl. response headers, default 30s
+	// Request bounds the wait for response headers, default 30s. While the
+	// request body is being sent it counts from the last bytes sent: an
+	// upload that moves is never cut (the frontend's timeouts.body bounds
+	// a client that stalls it), one the server stops taking is.
+	Request Duration `yaml:"request"`
 	// Probe is how long a request waits for response headers before the
 	// engine PINGs its connection; one that does not answer is closed and
 	// its requests retried (see backend.Backend.Suspect). Default 1s, or half

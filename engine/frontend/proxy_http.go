@@ -113,6 +113,13 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.Inflight.Done()
 	}()
 	fe.advertise(w.Header())
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		// A backend may answer before the upload ends (an echo, a
+		// streaming API); net/http's HTTP/1.x server would then close
+		// the request body at the first response write and truncate the
+		// upload. HTTP/2 and HTTP/3 are full duplex already.
+		http.NewResponseController(w).EnableFullDuplex()
+	}
 	var pw *parkWriter
 	if fe.resume != nil && r.ProtoMajor == 1 { // plain HTTP/1.1 connections are parked while idle (park.go)
 		pw = &parkWriter{ResponseWriter: w}
@@ -353,27 +360,41 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	defer srv.AddInflight(-1)
 
 	// The request timeout covers the wait for response headers; the body
-	// then streams for as long as the client reads it.
+	// then streams for as long as the client reads it. The request and
+	// probe timers bound the server's silence, not an upload that moves:
+	// each read of the request body restarts them (progress).
 	rctx, cancel := context.WithCancel(out.Context())
 	defer cancel()
 	var gotHeaders, timedOut atomic.Bool
+	var requestT, probeT *time.Timer
 	if d := rte.request; d > 0 {
-		t := time.AfterFunc(d, func() {
+		requestT = time.AfterFunc(d, func() {
 			if !gotHeaders.Load() {
 				timedOut.Store(true)
 				cancel()
 			}
 		})
-		defer t.Stop()
+		defer requestT.Stop()
 	}
 	var sentOn atomic.Pointer[backend.Conn] // the connection the request waits on
 	if d := rte.probe; d > 0 {
-		t := time.AfterFunc(d, func() {
+		probeT = time.AfterFunc(d, func() {
 			if c := sentOn.Load(); c != nil && !gotHeaders.Load() {
 				rt.Suspect(srv, c)
 			}
 		})
-		defer t.Stop()
+		defer probeT.Stop()
+	}
+	progress := func() {
+		if gotHeaders.Load() || timedOut.Load() {
+			return
+		}
+		if requestT != nil {
+			requestT.Reset(rte.request)
+		}
+		if probeT != nil {
+			probeT.Reset(rte.probe)
+		}
 	}
 	var wrote atomic.Bool
 	// Once the request headers are out, the server may act on the request.
@@ -388,7 +409,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 			req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		}
 		if req.Body != nil && req.Body != http.NoBody {
-			req.Body = &sentBody{ReadCloser: req.Body, read: &wrote}
+			req.Body = &sentBody{ReadCloser: req.Body, read: &wrote, progress: progress}
 		}
 		c := l.Conn().(*backend.Conn)
 		sentOn.Store(c)
@@ -490,15 +511,21 @@ func connDied(c *backend.Conn, err error) bool {
 	return errors.As(err, &reset) || errors.As(err, &idle) || errors.As(err, &app) || errors.As(err, &tr)
 }
 
-// sentBody marks the request as (partly) sent on its first read.
+// sentBody marks the request as (partly) sent on its first read, and
+// reports each read that moved bytes to progress.
 type sentBody struct {
 	io.ReadCloser
-	read *atomic.Bool
+	read     *atomic.Bool
+	progress func()
 }
 
 func (b *sentBody) Read(p []byte) (int, error) {
 	b.read.Store(true)
-	return b.ReadCloser.Read(p)
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.progress()
+	}
+	return n, err
 }
 
 // copyBody copies a response body through buf (the request's payload
