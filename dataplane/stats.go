@@ -19,6 +19,19 @@ type Stats struct {
 	// stack.Stack.Drops): stack-wide, as netstack counts them per stack,
 	// not per interface or queue.
 	NetstackDrops map[string]map[string]uint64 `json:"netstack_drops"`
+	// DatagramBuffers is the pool of the UDP fast path's received payload
+	// copies (stack-wide, one per datagram queued for a socket).
+	DatagramBuffers DatagramBufferStats `json:"datagram_buffers"`
+}
+
+// DatagramBufferStats are the figures of the stack's datagram buffer pool:
+// InUse is the datagrams queued for sockets now; Gets and Puts the buffers
+// taken and given back; Allocs those allocated because none was pooled.
+type DatagramBufferStats struct {
+	InUse  int64  `json:"in_use"`
+	Gets   uint64 `json:"gets"`
+	Puts   uint64 `json:"puts"`
+	Allocs uint64 `json:"allocs"`
 }
 
 // InterfaceStats are the counters of one interface.
@@ -71,6 +84,8 @@ func (x *Plane) Stats() *Stats {
 		}
 	}
 	if x.st != nil {
+		d := x.st.DatagramBufferStats()
+		s.DatagramBuffers = DatagramBufferStats{InUse: d.InUse, Gets: d.Gets, Puts: d.Puts, Allocs: d.Allocs}
 		for _, d := range x.st.Drops() {
 			if s.NetstackDrops[d.Dir] == nil {
 				s.NetstackDrops[d.Dir] = map[string]uint64{}

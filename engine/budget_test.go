@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xdpnet/xdpnet/engine/config"
+	"github.com/xdpnet/xdpnet/internal/testutil"
 )
 
 // budgetBody is the size of the page the budget test fetches: several
@@ -94,6 +95,13 @@ end
 	s = f.env.Engine.Stats().Engine.Payload
 	if s.InUse != 0 || s.Waiting != 0 || s.Gets != s.Puts {
 		t.Errorf("payload buffers not all back after the load: %+v", s)
+	}
+	// The backend's QUIC datagrams came through the UDP fast path's
+	// pooled buffers: all back once the sockets have read them (health
+	// checks keep some traffic going, hence the poll).
+	testutil.WaitFor(t, "datagram buffers back", func() bool { return f.env.Engine.Stats().Net.DatagramBuffers.InUse == 0 })
+	if d := f.env.Engine.Stats().Net.DatagramBuffers; d.Gets == 0 {
+		t.Errorf("no datagram went through the fast path's buffers: %+v", d)
 	}
 	if n, _ := metricSum(metricsText(t, f.env), regexp.MustCompile(`^xdpnet_payload_buffer_waits_total$`)); n != float64(s.Waits) {
 		t.Errorf("/metrics waits %v, /stats %d", n, s.Waits)

@@ -16,6 +16,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/xdpnet/xdpnet/bufring"
 )
 
 // Errors returned by the set-up API.
@@ -106,11 +108,22 @@ func (r BufferRange) valid() bool {
 	return r.Min > 0 && r.Min <= r.Default && r.Default <= r.Max
 }
 
+// maxDatagramBuffer is the size of the UDP fast path's payload buffers: the
+// largest UMEM frame, which no payload exceeds.
+const maxDatagramBuffer = 4096
+
+// DatagramBufferStats is the pool of the UDP fast path's payload copies.
+func (s *Stack) DatagramBufferStats() bufring.ByteStats { return s.datagrams.Stats() }
+
 // Stack is one gVisor netstack instance. Its methods are safe for concurrent
 // use.
 type Stack struct {
 	ns      *gstack.Stack
 	backlog int
+	// datagrams holds the payload copies of the UDP fast path's receive
+	// queues (udpFastRX): one size class, a UMEM frame. Unbounded: each
+	// queue is bounded by its socket's receive buffer size.
+	datagrams *bufring.BytePool
 
 	// tcpNoEndpoint counts segments for no TCP endpoint, which netstack
 	// answers without counting (see Drops).
@@ -147,7 +160,12 @@ func New(opts Options) (*Stack, error) {
 	if t.ListenBacklog <= 0 {
 		t.ListenBacklog = defaultListenBacklog
 	}
-	s := &Stack{ns: ns, backlog: t.ListenBacklog}
+	datagrams, err := bufring.NewBytePool(bufring.ByteConfig{Sizes: []int{maxDatagramBuffer}})
+	if err != nil {
+		ns.Destroy()
+		return nil, fmt.Errorf("stack: datagram buffers: %w", err)
+	}
+	s := &Stack{ns: ns, backlog: t.ListenBacklog, datagrams: datagrams}
 	ns.SetTransportProtocolHandler(tcp.ProtocolNumber, s.countTCPNoEndpoint)
 
 	sack := tcpip.TCPSACKEnabled(!t.DisableSACK)

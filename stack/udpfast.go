@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"context"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/xdpnet/xdpnet/bufring"
 )
 
 // udpFastPath sends a UDP socket's datagrams to one destination (a
@@ -321,11 +324,13 @@ type udpFlow struct {
 type udpFastRX struct {
 	flow udpFlow
 	ops  *tcpip.SocketOptions
-	wake chan struct{} // the socket's read wake-up
+	wake chan struct{}     // the socket's read wake-up
+	pool *bufring.BytePool // the stack's datagram buffers (Stack.datagrams)
 
 	mu sync.Mutex
+
 	// +checklocks:mu
-	queue []*rxDatagram
+	queue []rxDatagram
 	// +checklocks:mu
 	head int
 	// +checklocks:mu
@@ -339,15 +344,13 @@ type udpFastRX struct {
 	nicBytes   *tcpip.StatCounter
 }
 
-// rxDatagram is a queued datagram: a copy of its payload and its sender.
+// rxDatagram is a queued datagram: a copy of its payload, in a buffer of
+// the stack's datagram pool that the queue owns until pop copies it out
+// (pop releases it) or close drops it (close releases it), and its sender.
 type rxDatagram struct {
 	b    []byte
 	from udpPeer
 }
-
-// rxDatagrams are pooled; a payload is at most a UMEM frame, so one
-// capacity fits all.
-var rxDatagrams = sync.Pool{New: func() any { return &rxDatagram{b: make([]byte, 0, 4096)} }}
 
 // push queues a copy of payload from sender from (frameLen is the whole
 // frame's length, for the NIC's byte counter). It runs on the Endpoint's
@@ -363,10 +366,18 @@ func (r *udpFastRX) push(payload []byte, from udpPeer, frameLen int) {
 		}
 		return
 	}
-	d := rxDatagrams.Get().(*rxDatagram)
-	d.b = append(d.b[:0], payload...)
-	d.from = from
-	r.queue = append(r.queue, d)
+	// An unbounded pool: Acquire neither waits nor fails for a payload
+	// within a UMEM frame, the largest class.
+	b, err := r.pool.Acquire(context.Background(), len(payload))
+	if err != nil {
+		r.mu.Unlock()
+		for _, c := range r.overflows {
+			c.Increment()
+		}
+		return
+	}
+	copy(b, payload)
+	r.queue = append(r.queue, rxDatagram{b: b, from: from})
 	r.bytes += len(payload)
 	r.mu.Unlock()
 	for _, c := range r.received {
@@ -385,7 +396,7 @@ func (r *udpFastRX) pop(b []byte) (int, udpPeer, bool) {
 		return 0, udpPeer{}, false
 	}
 	d := r.queue[r.head]
-	r.queue[r.head] = nil
+	r.queue[r.head] = rxDatagram{}
 	r.head++
 	if r.head == len(r.queue) {
 		r.queue, r.head = r.queue[:0], 0
@@ -393,7 +404,7 @@ func (r *udpFastRX) pop(b []byte) (int, udpPeer, bool) {
 	r.bytes -= len(d.b)
 	r.mu.Unlock()
 	n, from := copy(b, d.b), d.from
-	rxDatagrams.Put(d)
+	r.pool.Release(d.b)
 	return n, from, true
 }
 
@@ -403,8 +414,8 @@ func (r *udpFastRX) close() {
 	defer r.mu.Unlock()
 	r.closed = true
 	for i := r.head; i < len(r.queue); i++ {
-		rxDatagrams.Put(r.queue[i])
-		r.queue[i] = nil
+		r.pool.Release(r.queue[i].b)
+		r.queue[i] = rxDatagram{}
 	}
 	r.queue, r.head, r.bytes = nil, 0, 0
 }
@@ -423,6 +434,7 @@ func (s *Stack) newUDPFastRX(ep tcpip.Endpoint, wake chan struct{}, local, remot
 		flow:      udpFlow{local: local.Addr, remote: remote.Addr, lport: local.Port, rport: remote.Port},
 		ops:       ep.SocketOptions(),
 		wake:      wake,
+		pool:      s.datagrams,
 		received:  []*tcpip.StatCounter{st.IP.PacketsReceived, st.IP.ValidPacketsReceived, st.IP.PacketsDelivered, st.UDP.PacketsReceived},
 		overflows: []*tcpip.StatCounter{st.IP.PacketsReceived, st.IP.ValidPacketsReceived, st.IP.PacketsDelivered, st.UDP.ReceiveBufferErrors},
 	}

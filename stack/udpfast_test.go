@@ -516,6 +516,23 @@ func TestUDPFastPathReceiveBuffer(t *testing.T) {
 		t.Fatalf("4 KiB buffer queued %d datagrams of 1000 bytes and dropped %d, want 5 and %d", queued, udpStats.ReceiveBufferErrors.Value()-overflows, sent-5)
 	}
 	p.echo(t, []byte("room again"))
+
+	// Conservation: datagrams still queued when the socket closes give
+	// their buffers back, as those read did.
+	before = p.fastRX()
+	for range 3 {
+		if _, err := p.srv.WriteTo(msg, p.cli.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, "3 more datagrams to arrive", func() bool { return p.fastRX()-before >= 3 })
+	if s := p.r.A.DatagramBufferStats(); s.InUse != 3 {
+		t.Errorf("%d datagram buffers in use with 3 datagrams queued", s.InUse)
+	}
+	p.cli.Close()
+	if s := p.r.A.DatagramBufferStats(); s.InUse != 0 || s.Gets == 0 {
+		t.Errorf("datagram buffers after close: %+v", s)
+	}
 }
 
 // TestUDPFastPathListener: a socket bound to one address receives from any

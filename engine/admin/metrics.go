@@ -135,6 +135,12 @@ var foreignTags = map[reflect.Type]map[string]reflect.StructTag{
 		"Interfaces":    `by:"interface"`,
 		"NetstackDrops": `metric:"xdpnet_netstack_drops_total" by:"dir,reason"`,
 	},
+	reflect.TypeFor[dataplane.DatagramBufferStats](): {
+		"InUse":  `metric:"xdpnet_datagram_buffers_in_use"`,
+		"Gets":   `metric:"xdpnet_datagram_buffer_gets_total"`,
+		"Puts":   `metric:"xdpnet_datagram_buffer_puts_total"`,
+		"Allocs": `metric:"xdpnet_datagram_buffer_allocs_total"`,
+	},
 	reflect.TypeFor[dataplane.InterfaceStats](): {
 		"Queues":   `by:"queue"`,
 		"Steering": `by:"queue"`,
@@ -283,6 +289,10 @@ var metricHelp = map[string]string{
 	"xdpnet_drain_cut_requests_total":           "HTTP requests still in flight when a drain's deadline passed, cut (tunnels cut count in xdpnet_tunnels_total{result=\"cut\"}).",
 	"xdpnet_proxy_protocol_total":               "Client connections of frontends with proxy_protocol, by result: proxied (a trusted header gave the client address), local (a trusted LOCAL or address-less header), untrusted (not a trusted source: served as is), missing, malformed, timeout (a trusted source without a valid header in time: closed).",
 	"xdpnet_access_log_dropped_total":           "Access log lines dropped because the writer's queue (access_log.queue) was full; the data path never waits for the log.",
+	"xdpnet_datagram_buffers_in_use":            "UDP datagrams the data plane's fast path holds for sockets now (netstack, stack-wide).",
+	"xdpnet_datagram_buffer_gets_total":         "Datagram buffers taken by the UDP fast path's receive queues.",
+	"xdpnet_datagram_buffer_puts_total":         "Datagram buffers given back (read by the socket or dropped at its close).",
+	"xdpnet_datagram_buffer_allocs_total":       "Datagram buffers allocated because none was pooled.",
 	"xdpnet_payload_buffer_limit_bytes":         "The payload allowance of buffers.memory: what the UMEM leaves for the 32 KiB buffers proxied response bodies are copied through.",
 	"xdpnet_payload_buffer_live_bytes":          "Memory of the payload buffers allocated now, held or pooled (at most the limit).",
 	"xdpnet_payload_buffers_in_use":             "Payload buffers held by requests now (one per proxied response in flight).",
