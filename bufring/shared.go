@@ -111,6 +111,9 @@ func (p *BytePool) Acquire(ctx context.Context, n int) ([]byte, error) {
 	if p.shared.nwait.Load() == 0 { // FIFO: do not overtake sleepers
 		if b, ok := p.take(g, i); ok {
 			p.shared.gets.Add(1)
+			if debug {
+				p.dbg.take(b)
+			}
 			return b[:n], nil
 		}
 	}
@@ -183,7 +186,13 @@ func (p *BytePool) Release(b []byte) {
 	g := p.gen.Load()
 	i := g.exact(cap(b))
 	if i < 0 {
+		if debug && cap(b) > 0 {
+			p.dbg.forget(b)
+		}
 		return // not of this pool's classes: never counted in live
+	}
+	if debug {
+		p.dbg.give(b)
 	}
 	if !g.rings[i].Push(b[:cap(b)]) {
 		p.shared.discarded.Add(1)
@@ -222,6 +231,9 @@ func (p *BytePool) settle() {
 		q.remove(w)
 		p.shared.nwait.Add(-1)
 		p.shared.handoffs.Add(1)
+		if debug {
+			p.dbg.take(b)
+		}
 		w.buf = b
 		w.ch <- 0 // never blocks: capacity 1, one delivery per waiter
 	}

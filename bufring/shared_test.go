@@ -133,3 +133,23 @@ func TestAcquireClose(t *testing.T) {
 	}
 	p.Release(b)
 }
+
+// TestReleaseTwice: in debug builds a second Release of a buffer panics
+// (debug_test.go runs the package's tests with the tracker on).
+func TestReleaseTwice(t *testing.T) {
+	if !debug {
+		t.Skip("needs -tags bufring_debug")
+	}
+	p := boundedPool(t, 8<<10)
+	b, err := p.Acquire(context.Background(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release(b)
+	defer func() {
+		if recover() == nil {
+			t.Error("a double Release did not panic")
+		}
+	}()
+	p.Release(b)
+}

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,8 +27,8 @@ const budgetBody = 200 << 10
 // 256 KiB: requests wait for buffers and some are refused with 503. Then: no lost or damaged byte, every 503
 // counted (xdpnet_requests_total{result="no_buffer"}), the pool never above
 // its limit, every buffer back (conservation: gets == puts, none in use,
-// nobody waiting), and curl served in full once the load is gone
-// (recovery, no deadlock).
+// nobody waiting), curl served in full once the load is gone (recovery,
+// no deadlock), and every buffer back after a drain under the same load.
 func TestMemoryBudgetExhausted(t *testing.T) {
 	const payload = budgetPayload
 	f, url, script := startBudgetLab(t, fmt.Sprintf("buffers: {memory: %d, wait: 100ms, tcp_receive: {default: 64KiB, max: 256KiB}, tcp_send: {default: 64KiB, max: 256KiB}}\n", budgetUMEM+payload))
@@ -81,6 +82,23 @@ func TestMemoryBudgetExhausted(t *testing.T) {
 	}
 	if n, _ := metricSum(metricsText(t, f.env), regexp.MustCompile(`^xdpnet_payload_buffer_waits_total$`)); n != float64(s.Waits) {
 		t.Errorf("/metrics waits %v, /stats %d", n, s.Waits)
+	}
+
+	// Drain under load: requests waiting for a buffer and those holding
+	// one finish (or get their 503), and every buffer is back afterwards.
+	drainLoad := startProc(t, f.env.Lab.Client, nil, "wrk", "-t1", "-c64", "-d10s", "--timeout", "5s", "-s", script, url)
+	testutil.WaitFor(t, "requests waiting for a buffer", func() bool { return f.env.Engine.Stats().Engine.Payload.Waiting > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.env.Engine.Shutdown(ctx); err != nil {
+		t.Errorf("drain: %v", err)
+	}
+	drainLoad.kill()
+	if strings.Contains(drainLoad.out.String(), "BADBODY") {
+		t.Errorf("a damaged body during the drain:\n%s", drainLoad.out.String())
+	}
+	if d := f.env.Engine.Stats().Engine.Payload; d.InUse != 0 || d.Waiting != 0 || d.Gets != d.Puts {
+		t.Errorf("payload buffers not all back after the drain: %+v", d)
 	}
 	t.Logf("FIGURES budget payload_limit=%dKiB wrk: %v; waits=%d wait_failures=%d wait_s=%.3f allocs=%d refused=%v",
 		payload>>10, figs, s.Waits, s.WaitFailures, s.WaitSeconds, s.Allocs, refused)
