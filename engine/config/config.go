@@ -80,7 +80,9 @@ type Buffers struct {
 	// leaves is for payload buffers. "256MiB", "1GiB" or bytes. Default
 	// 0: the UMEM plus 64 MiB (2048 responses in flight). It does not
 	// cover netstack's TCP socket buffers, the Go HTTP servers' and
-	// clients' own buffers, or request bodies. A reload does not change it.
+	// clients' own buffers, or request bodies. A streaming response
+	// (gRPC stream, server-sent events) holds its buffer while it lasts.
+	// A reload does not change it.
 	Memory Size `yaml:"memory"`
 	// Wait is how long a request waits, in a FIFO queue, for a payload
 	// buffer when the budget is spent; then it is answered 503 with
