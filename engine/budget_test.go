@@ -21,7 +21,7 @@ import (
 const budgetBody = 200 << 10
 
 // TestMemoryBudgetExhausted runs wrk (64 keep-alive connections, 3 s,
-// bodies checked: startBudgetLab) through the http frontend in front of
+// bodies checked: startBudgetLab), then h2load (128 h2c streams), through the http frontend in front of
 // gtlsserver (HTTP/3) with buffers.memory at the UMEM plus 4 payload
 // buffers, buffers.wait at 100ms and netstack's TCP buffers capped at
 // 256 KiB: requests wait for buffers and some are refused with 503. Then: no lost or damaged byte, every 503
@@ -44,8 +44,18 @@ func TestMemoryBudgetExhausted(t *testing.T) {
 	if strings.Contains(out, "BADBODY") || strings.Contains(out, "BADSTATUS") || figs.Errors != 0 {
 		t.Errorf("wrk saw damaged bodies, other statuses or errors: %v\n%s", figs, out)
 	}
-	m := metricsText(t, f.env)
-	refused, _ := metricSum(m, regexp.MustCompile(`^xdpnet_requests_total$`), `result="no_buffer"`)
+	// A request is counted after its response is written: wait for the
+	// client's connections to be gone (a connection is counted closed
+	// after its handler returned).
+	quiet := func() {
+		testutil.WaitFor(t, "the client connections to close", func() bool {
+			e := f.env.Engine.Stats().Engine
+			return e.Frontends["http"].ClientConnections == 0 && e.Payload.InUse == 0
+		})
+	}
+	noBuffer := regexp.MustCompile(`^xdpnet_requests_total$`)
+	quiet()
+	refused, _ := metricSum(metricsText(t, f.env), noBuffer, `result="no_buffer"`)
 	// wrk does not count the responses in flight when it stops: at most
 	// one per connection.
 	if int(refused) < figs.Non2xx || int(refused) > figs.Non2xx+64 {
@@ -57,6 +67,24 @@ func TestMemoryBudgetExhausted(t *testing.T) {
 	}
 	if s.LimitBytes != payload || s.LiveBytes > s.LimitBytes {
 		t.Errorf("payload pool above its limit: %+v", s)
+	}
+
+	// h2load: 128 concurrent h2c streams on 4 connections against the
+	// same 4 buffers. Every stream ends with a 200 or a counted 503, none
+	// with an error.
+	needTool(t, "h2load")
+	out, err = runIn(t, f.env.StartClient, 60*time.Second, "h2load", "-n", "1000", "-c", "4", "-m", "32", "-t", "1", "-T", "30", url)
+	if err != nil {
+		t.Fatalf("h2load: %v\n%s", err, out)
+	}
+	h2figs, total, fivexx, err := parseH2load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet()
+	refusedAfter, _ := metricSum(metricsText(t, f.env), noBuffer, `result="no_buffer"`)
+	if h2figs.Requests != total || h2figs.Errors != 0 || h2figs.Non2xx != fivexx || int(refusedAfter-refused) != fivexx {
+		t.Errorf("h2load: %v, %d of %d 5xx; the engine counted %v no_buffer refusals\n%s", h2figs, fivexx, total, refusedAfter-refused, out)
 	}
 
 	// Recovery: without the load, every request is served in full.
@@ -100,8 +128,8 @@ func TestMemoryBudgetExhausted(t *testing.T) {
 	if d := f.env.Engine.Stats().Engine.Payload; d.InUse != 0 || d.Waiting != 0 || d.Gets != d.Puts {
 		t.Errorf("payload buffers not all back after the drain: %+v", d)
 	}
-	t.Logf("FIGURES budget payload_limit=%dKiB wrk: %v; waits=%d wait_failures=%d wait_s=%.3f allocs=%d refused=%v",
-		payload>>10, figs, s.Waits, s.WaitFailures, s.WaitSeconds, s.Allocs, refused)
+	t.Logf("FIGURES budget payload_limit=%dKiB wrk: %v, refused %v; h2load: %v, refused %d; waits=%d wait_failures=%d wait_s=%.3f allocs=%d",
+		payload>>10, figs, refused, h2figs, fivexx, s.Waits, s.WaitFailures, s.WaitSeconds, s.Allocs)
 }
 
 // The budget tests' engine: two ports of the default frames, and 4 payload
