@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/xdpnet/xdpnet/internal/testutil"
 )
@@ -38,17 +36,7 @@ backends: [{name: b, tls: {ca: %q}, servers: [{name: o, address: %q}]}]
 `, admin, logFile, front, certFile, pc.LocalAddr()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() { done <- run([]string{"run", "-c", cfg, "-drain", "5s"}, io.Discard, &stderr) }()
-	defer func() {
-		syscall.Kill(os.Getpid(), syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("run did not exit after SIGTERM")
-		}
-	}()
+	stderr := startRun(t, cfg)
 	if !testutil.Eventually(func() bool {
 		resp, err := http.Get("http://" + admin + "/healthz")
 		if err == nil {
@@ -78,7 +66,7 @@ backends: [{name: b, tls: {ca: %q}, servers: [{name: o, address: %q}]}]
 	}
 	os.WriteFile(cfg, []byte("bogus: 1\n"), 0o600) // the reload fails; the reopen must not
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	waitFor(t, &stderr, "reload refused")
+	waitFor(t, stderr, "reload refused")
 	get("/after")
 	if !testutil.Eventually(func() bool { return hasLine(logFile, "/after") }) {
 		t.Fatal("no access log line for /after in the new file")

@@ -182,3 +182,22 @@ func startLoopOrigin(t *testing.T, dir string) (*origin.Server, *net.UDPConn, st
 	t.Cleanup(func() { o.Close() })
 	return o, pc, certFile
 }
+
+// startRun runs `xdpnet run -c cfg` in this process until the test ends,
+// then stops it with SIGTERM as an operator would; it returns run's
+// standard error.
+func startRun(t *testing.T, cfg string) *lockedBuffer {
+	t.Helper()
+	stderr := new(lockedBuffer)
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"run", "-c", cfg, "-drain", "5s"}, io.Discard, stderr) }()
+	t.Cleanup(func() {
+		syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("run did not exit after SIGTERM")
+		}
+	})
+	return stderr
+}

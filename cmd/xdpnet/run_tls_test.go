@@ -68,17 +68,7 @@ backends:
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() { done <- run([]string{"run", "-c", cfg, "-drain", "5s"}, io.Discard, &stderr) }()
-	defer func() {
-		syscall.Kill(os.Getpid(), syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("run did not exit after SIGTERM")
-		}
-	}()
+	stderr := startRun(t, cfg)
 
 	// served GETs with c and returns the certificate of its connection.
 	served := func(c *http.Client) (*x509.Certificate, error) {
@@ -121,7 +111,7 @@ backends:
 		}
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	waitFor(t, &stderr, "configuration reloaded")
+	waitFor(t, stderr, "configuration reloaded")
 	if got, err := served(client(false)); err != nil || !got.Equal(second) {
 		t.Errorf("new connection after SIGHUP: %v, want the new certificate", err)
 	}
@@ -134,8 +124,8 @@ backends:
 		t.Fatal(err)
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	waitFor(t, &stderr, "reload refused")
-	waitFor(t, &stderr, siteCert)
+	waitFor(t, stderr, "reload refused")
+	waitFor(t, stderr, siteCert)
 	if got, err := served(client(false)); err != nil || !got.Equal(second) {
 		t.Errorf("new connection after a refused reload: %v, want the running certificate", err)
 	}
