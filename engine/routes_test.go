@@ -29,7 +29,8 @@ type routeLab struct {
 // routeConfig is routeLab's configuration: frontend "http" at :8080 with
 // backend a as its default route and routes, frontend "strict" at :8081
 // with routes only; top is extra top-level YAML, fe extra keys of the
-// http frontend (lines indented four spaces).
+// http frontend (lines indented four spaces), which may be followed by
+// more frontends (lines "  - ...").
 func routeConfig(files [2]originFiles, routes, top, fe string) string {
 	return fmt.Sprintf(`dataplane: xdp
 admin: 127.0.0.1:0
@@ -116,6 +117,12 @@ func curlHost(t *testing.T, env *enginelab.Env, port int, host, path string) (st
 	if err != nil {
 		t.Fatalf("curl %s%s: %v\n%s", host, path, err, out)
 	}
+	return parseCurlResponse(out)
+}
+
+// parseCurlResponse reads the output of curl -D - (one response): the
+// status, the Proxy-Status header and the body.
+func parseCurlResponse(out string) (status, proxyStatus, body string) {
 	head, body, _ := strings.Cut(out, "\r\n\r\n")
 	lines := strings.Split(head, "\r\n")
 	if f := strings.Fields(lines[0]); len(f) > 1 {
@@ -129,35 +136,56 @@ func curlHost(t *testing.T, env *enginelab.Env, port int, host, path string) (st
 	return status, proxyStatus, body
 }
 
+// routeCase is a request to routeLab's frontend with routes and a
+// default backend, or (strict) to the one with a route and no default,
+// and the origin that must answer it ("404": none).
+type routeCase struct {
+	strict           bool
+	host, path, want string
+}
+
+// routeCases show every rule of routeLab's routes: per frontend of the
+// default kind, 2 requests by route api, 2 by *.wild.test and 3 by the
+// default; per strict one, 1 by only.test and 1 by none.
+var routeCases = []routeCase{
+	{false, "api.example.test", "/b/who", "b"},       // route api: host and path
+	{false, "API.Example.Test.:8080", "/b/who", "b"}, // case, port and trailing dot ignored
+	{false, "api.example.test", "/who", "a"},         // path does not match: default
+	{false, "x.wild.test", "/who", "b"},              // wildcard, one label
+	{false, "x.y.wild.test:8080", "/b/who", "b"},     // wildcard, two labels
+	{false, "wild.test", "/who", "a"},                // the wildcard needs a label: default
+	{false, "other.test", "/b/who", "a"},             // nothing matches: default
+	{true, "only.test", "/who", "a"},                 // strict: its one route
+	{true, "other.test", "/who", "404"},              // strict: no route, no default
+}
+
+// check fails t unless the response (status, Proxy-Status, body) of the
+// request (sent to where) is what tc wants.
+func (tc routeCase) check(t *testing.T, where, status, ps, body string) {
+	t.Helper()
+	switch {
+	case tc.want == "404":
+		if status != "404" || ps != "" {
+			t.Errorf("%s %s%s: status %s, Proxy-Status %q; want 404 without Proxy-Status", where, tc.host, tc.path, status, ps)
+		}
+	case status != "200" || body != tc.want:
+		t.Errorf("%s %s%s: %s %q, want 200 from origin %s", where, tc.host, tc.path, status, body, tc.want)
+	}
+}
+
 // Routes by host (exact, wildcard) and path prefix, the default route and
 // 404 without one, with curl through the engine to gtlsserver and caddy;
 // then a reload changes the routes without a restart.
 func TestLabRoutes(t *testing.T) {
 	rl := startRouteLab(t, "", "")
 	env := rl.env
-	for _, tc := range []struct {
-		port             int
-		host, path, want string
-	}{
-		{8080, "api.example.test", "/b/who", "b"},       // route api: host and path
-		{8080, "API.Example.Test.:8080", "/b/who", "b"}, // case, port and trailing dot ignored
-		{8080, "api.example.test", "/who", "a"},         // path does not match: default
-		{8080, "x.wild.test", "/who", "b"},              // wildcard, one label
-		{8080, "x.y.wild.test:8080", "/b/who", "b"},     // wildcard, two labels
-		{8080, "wild.test", "/who", "a"},                // the wildcard needs a label: default
-		{8080, "other.test", "/b/who", "a"},             // nothing matches: default
-		{8081, "only.test", "/who", "a"},                // strict: its one route
-		{8081, "other.test", "/who", "404"},             // strict: no route, no default
-	} {
-		status, ps, body := curlHost(t, env, tc.port, tc.host, tc.path)
-		switch {
-		case tc.want == "404":
-			if status != "404" || ps != "" {
-				t.Errorf(":%d %s%s: status %s, Proxy-Status %q; want 404 without Proxy-Status", tc.port, tc.host, tc.path, status, ps)
-			}
-		case status != "200" || body != tc.want:
-			t.Errorf(":%d %s%s: %s %q, want 200 from origin %s", tc.port, tc.host, tc.path, status, body, tc.want)
+	for _, tc := range routeCases {
+		port := 8080
+		if tc.strict {
+			port = 8081
 		}
+		status, ps, body := curlHost(t, env, port, tc.host, tc.path)
+		tc.check(t, fmt.Sprintf(":%d", port), status, ps, body)
 	}
 	text := metricsText(t, env)
 	for _, c := range []struct {
@@ -199,11 +227,17 @@ func TestLabRoutes(t *testing.T) {
 }
 
 // A route's own request timeout and retries replace its backend's for
-// the route's requests, with curl through the engine to the lab's origins
-// (their /sleep answers late on demand; the second origin is stopped, so
-// backend "dead" only has a server that refuses).
+// the route's requests, on every HTTP frontend (curl over HTTP/1.1, over
+// HTTPS with HTTP/1.1 and HTTP/2, quic-go over HTTP/3) through the engine
+// to the lab's origins (their /sleep answers late on demand; the second
+// origin is stopped, so backend "dead" only has a server that refuses).
 func TestLabRouteTimeoutsAndRetries(t *testing.T) {
-	env := startLab(t, "xdp", enginelab.Options{Config: `dataplane: xdp
+	cert := writeLabCert(t, filepath.Join(t.TempDir(), "fe"), routeTLSNames...)
+	const routes = `
+      - {name: fast, host: fast.test, backend: be, timeouts: {request: 300ms}}
+      - {name: once, host: once.test, backend: dead, retries: 0}
+      - {name: thrice, host: thrice.test, backend: dead}`
+	env := startLab(t, "xdp", enginelab.Options{Config: fmt.Sprintf(`dataplane: xdp
 admin: 127.0.0.1:0
 interfaces:
   - {name: veth-client, queues: [0], addresses: [198.18.1.1/24]}
@@ -213,10 +247,18 @@ frontends:
     listen: "198.18.1.1:8080"
     protocol: http
     backend: be
-    routes:
-      - {name: fast, host: fast.test, backend: be, timeouts: {request: 300ms}}
-      - {name: once, host: once.test, backend: dead, retries: 0}
-      - {name: thrice, host: thrice.test, backend: dead}
+    routes:%[1]s
+  - name: https
+    listen: "198.18.1.1:8443"
+    protocol: https
+    backend: be
+    tls: {cert: %[2]q, key: %[3]q}
+    routes:%[1]s
+  - name: h3
+    listen: "198.18.1.1:8443"
+    protocol: h3
+    backend: be
+    routes:%[1]s
 backends:
   - name: be
     health_check: {interval: 500ms, timeout: 400ms}
@@ -226,34 +268,38 @@ backends:
     retries: 2
     health_check: {enabled: false}
     servers: [{address: "198.18.2.11:4433"}]
-`})
+`, routes, cert.cert, cert.key)})
 	env.StopOrigin(1)
-
-	status, ps, body := curlHost(t, env, 8080, "fast.test", "/sleep?d=3s")
-	if status != "504" || ps == "" || !strings.Contains(body, "route fast") {
-		t.Errorf("fast.test /sleep?d=3s: %s, Proxy-Status %q, body %q; want 504 with Proxy-Status naming route fast (its 300ms request timeout)", status, ps, body)
-	}
-	if status, _, body := curlHost(t, env, 8080, "other.test", "/sleep?d=1s"); status != "200" {
-		t.Errorf("other.test /sleep?d=1s: %s %q; want 200 (the backend's 10s request timeout)", status, body)
-	}
 
 	retries := func() float64 {
 		v, _ := metricSum(metricsText(t, env), regexp.MustCompile(`^xdpnet_retries_total$`), `backend="dead"`)
 		return v
 	}
-	before := retries()
-	status, _, body = curlHost(t, env, 8080, "once.test", "/")
-	if !strings.HasPrefix(status, "5") || !strings.Contains(body, "route once") {
-		t.Errorf("once.test: %s %q; want a 5xx naming route once", status, body)
-	}
-	if d := retries() - before; d != 0 {
-		t.Errorf("route once (retries: 0) made %v retries", d)
-	}
-	before = retries()
-	if status, _, _ := curlHost(t, env, 8080, "thrice.test", "/"); !strings.HasPrefix(status, "5") {
-		t.Errorf("thrice.test: %s; want a 5xx", status)
-	}
-	if d := retries() - before; d < 1 {
-		t.Errorf("route thrice (the backend's retries: 2) made %v retries, want at least 1", d)
+	for _, c := range routeClients(t, env, cert.cert) {
+		t.Run(c.name, func(t *testing.T) {
+			status, ps, body := c.get(t, c.port, "fast.test", "/sleep?d=3s")
+			if status != "504" || ps == "" || !strings.Contains(body, "route fast") {
+				t.Errorf("fast.test /sleep?d=3s: %s, Proxy-Status %q, body %q; want 504 with Proxy-Status naming route fast (its 300ms request timeout)", status, ps, body)
+			}
+			if status, _, body := c.get(t, c.port, "other.test", "/sleep?d=1s"); status != "200" {
+				t.Errorf("other.test /sleep?d=1s: %s %q; want 200 (the backend's 10s request timeout)", status, body)
+			}
+
+			before := retries()
+			status, _, body = c.get(t, c.port, "once.test", "/")
+			if !strings.HasPrefix(status, "5") || !strings.Contains(body, "route once") {
+				t.Errorf("once.test: %s %q; want a 5xx naming route once", status, body)
+			}
+			if d := retries() - before; d != 0 {
+				t.Errorf("route once (retries: 0) made %v retries", d)
+			}
+			before = retries()
+			if status, _, _ := c.get(t, c.port, "thrice.test", "/"); !strings.HasPrefix(status, "5") {
+				t.Errorf("thrice.test: %s; want a 5xx", status)
+			}
+			if d := retries() - before; d < 1 {
+				t.Errorf("route thrice (the backend's retries: 2) made %v retries, want at least 1", d)
+			}
+		})
 	}
 }
