@@ -1076,32 +1076,41 @@ func TestGRPCH2CBackend(t *testing.T) {
 	}
 	t.Run("h3/unary", func(t *testing.T) {
 		t.Parallel()
-		c, done, err := env.HTTP3Client()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer done()
-		resp, err := h3GRPC(ctx, c, env, "/grpc.testing.TestService/UnaryCall", &testpb.SimpleRequest{ResponseSize: 20000}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m testpb.SimpleResponse
-		if err := readGRPCMessage(resp.Body, &m); err != nil || len(m.GetPayload().GetBody()) != 20000 {
-			t.Fatalf("response %v %v", m.GetPayload() != nil, err)
-		}
-		if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) || resp.Trailer.Get("Grpc-Status") != "0" {
-			t.Fatalf("end: %v, trailers %v", err, resp.Trailer)
-		}
-		// grpc-go's trailers-only answer to an unknown method.
-		resp, err = h3GRPC(ctx, c, env, trailersOnlyMethod, &testpb.Empty{}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) {
-			t.Fatalf("trailers-only response: %v", err)
-		}
-		if resp.Header.Get("Grpc-Status") != "12" || len(resp.Trailer) != 0 {
-			t.Fatalf("headers %v, trailers %v", resp.Header, resp.Trailer)
-		}
+		h3NativeUnary(t, ctx, env)
 	})
+}
+
+// h3NativeUnary sends gRPC unary calls in gRPC's framing over HTTP/3
+// through the h3 frontend to grpc-go's own HTTP/2 server behind a TCP
+// backend: a message and grpc-status 0 in the trailers, then an unknown
+// method, which that server answers trailers-only (grpc-status 12 in the
+// headers, no trailers).
+func h3NativeUnary(t *testing.T, ctx context.Context, env *enginelab.Env) {
+	c, done, err := env.HTTP3Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	resp, err := h3GRPC(ctx, c, env, "/grpc.testing.TestService/UnaryCall", &testpb.SimpleRequest{ResponseSize: 20000}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m testpb.SimpleResponse
+	if err := readGRPCMessage(resp.Body, &m); err != nil || len(m.GetPayload().GetBody()) != 20000 {
+		t.Fatalf("response %v %v", m.GetPayload() != nil, err)
+	}
+	if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) || resp.Trailer.Get("Grpc-Status") != "0" {
+		t.Fatalf("end: %v, trailers %v", err, resp.Trailer)
+	}
+	// grpc-go's trailers-only answer to an unknown method.
+	resp, err = h3GRPC(ctx, c, env, trailersOnlyMethod, &testpb.Empty{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := readGRPCMessage(resp.Body, &m); !errors.Is(err, io.EOF) {
+		t.Fatalf("trailers-only response: %v", err)
+	}
+	if resp.Header.Get("Grpc-Status") != "12" || len(resp.Trailer) != 0 {
+		t.Fatalf("headers %v, trailers %v", resp.Header, resp.Trailer)
+	}
 }
