@@ -20,6 +20,9 @@ type Config struct {
 	// TCPSendBuffer and TCPReceiveBuffer bound netstack's per-connection
 	// TCP buffers (zero fields: the stack package's defaults).
 	TCPSendBuffer, TCPReceiveBuffer stack.BufferRange
+	// TXWait bounds how long a send waits for a free frame or TX ring
+	// room before it drops (stack.EndpointOptions.TXWait; 0: its default).
+	TXWait time.Duration
 }
 
 // Interface is one NIC whose dedicated queues the data plane owns.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/xdpnet/xdpnet/bpf"
 	"github.com/xdpnet/xdpnet/nic"
@@ -74,14 +75,14 @@ func New(cfg Config, opts Options) (_ *Plane, err error) {
 		}
 	}()
 	for i := range cfg.Interfaces {
-		if err := x.openIf(&cfg.Interfaces[i], &cfg.Buffers, opts); err != nil {
+		if err := x.openIf(&cfg.Interfaces[i], &cfg.Buffers, cfg.TXWait, opts); err != nil {
 			return nil, fmt.Errorf("xdp: interface %s: %w", cfg.Interfaces[i].Name, err)
 		}
 	}
 	return x, nil
 }
 
-func (x *Plane) openIf(it *Interface, buf *Buffers, opts Options) error {
+func (x *Plane) openIf(it *Interface, buf *Buffers, txWait time.Duration, opts Options) error {
 	xi := &xdpIf{name: it.Name}
 	x.ifs = append(x.ifs, xi)
 	var mac net.HardwareAddr
@@ -139,7 +140,7 @@ func (x *Plane) openIf(it *Interface, buf *Buffers, opts Options) error {
 	// so the packets of many connections leave in batches, one TX kick
 	// each, rather than one kick per packet.
 	n, ep, err := x.st.AddXDPNIC(ports, stack.EndpointOptions{
-		MAC: mac, MTU: uint32(mtu), TrustRXChecksum: opts.TrustRXChecksum,
+		MAC: mac, MTU: uint32(mtu), TrustRXChecksum: opts.TrustRXChecksum, TXWait: txWait,
 	}, stack.NICOptions{Name: it.Name})
 	if err != nil {
 		xi.ports = nil // AddXDPNIC took them and closed them

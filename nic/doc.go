@@ -32,7 +32,11 @@
 // descriptors) and Open refuses a Config whose remaining frames could not
 // keep transmission going; the pool's RX reserve protects reception the
 // other way round. A short Alloc is therefore always temporary (frames in
-// flight or held by callers) and counted in Stats.TxAllocShort.
+// flight or held by callers) and counted in Stats.TxAllocShort; WaitTX
+// sleeps until frames come back (a completion, a Release) instead of
+// spinning on Alloc. Reception short of frames (every frame held) is
+// counted per port: Stats.FillPoolEmpty, and the kernel's
+// KernelStats.RxFillRingEmptyDescs for the frames it dropped meanwhile.
 //
 // The rings are single-producer single-consumer queues shared with the
 // kernel. The port reads the kernel's index with a load-acquire and publishes

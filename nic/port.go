@@ -111,6 +111,8 @@ type Port struct {
 	txRetry      *time.Timer
 	txRetryArmed bool
 	txRetryDelay time.Duration
+	// txWait wakes the goroutines in WaitTX when frames come back.
+	txWait txWaiters
 
 	// sock owns the UMEM and has the fill, RX and completion rings; txSock
 	// shares its UMEM and has the TX ring, so that polling sock never
@@ -363,6 +365,7 @@ func (p *Port) Release(descs []Desc) {
 	umemLen := uint64(len(p.umem))
 	room := p.fillRoomLocked(uint32(min(len(descs), 1<<31)))
 	var filled uint32
+	toPool := false
 	for i := 0; i < len(descs); {
 		n := 0
 		for ; n < batch && i < len(descs); i++ {
@@ -384,7 +387,14 @@ func (p *Port) Release(descs []Desc) {
 		filled += k
 		if int(k) < n {
 			p.rxCache.PutBatch(p.rxAddrs[k:n])
+			toPool = true
 		}
+	}
+	if toPool && p.txWait.n.Load() != 0 {
+		// A sender waits for frames: hand it these rather than keep
+		// them in the receive side's cache, where Alloc cannot reach.
+		p.rxCache.Flush()
+		p.txWait.notify()
 	}
 	if filled > 0 {
 		p.rxLent += filled
@@ -572,6 +582,7 @@ func (p *Port) reapLocked() int {
 	}
 	if total > 0 {
 		p.ctr.txCompleted.Add(uint64(total))
+		p.txWait.notify()
 	}
 	return total
 }
@@ -683,6 +694,7 @@ func (p *Port) Close() error {
 		return nil
 	}
 	p.signal() // end a Wait parked in the poller so Close can take life
+	p.txWait.notify()
 	p.life.Lock()
 	defer p.life.Unlock()
 	p.rxMu.Lock()

@@ -11,6 +11,8 @@ type Stats struct {
 
 	TxRingFull    uint64 // descriptors Transmit could not place: ring full
 	TxAllocShort  uint64 // Alloc calls that found fewer free frames than asked
+	TxWaits       uint64 // WaitTX calls that had to sleep for frames or ring room
+	TxWaitWakeups uint64 // times those woke: frames came back, or to poll completions
 	TxKicks       uint64 // sendto wakeups issued for the TX ring
 	TxKickBusy    uint64 // kicks the kernel answered EAGAIN/EBUSY without progress
 	TxKickRetries uint64 // kicks the port made on its own, after a kick left frames on the TX ring
@@ -54,6 +56,7 @@ type counters struct {
 	linkDown, fillKicks, fillPoolEmpty, invalidRelease  atomic.Uint64
 	pollSleeps, busyPollHits, bindRetries, txAllocShort atomic.Uint64
 	zeroCopyFallback, txKickRetries                     atomic.Uint64
+	txWaits, txWaitWakeups                              atomic.Uint64
 }
 
 // Stats returns the port's counters. It fails only when the kernel's
@@ -91,8 +94,8 @@ func (p *Port) ownStats() Stats {
 		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		TxCompleted: c.txCompleted.Load(), TxRingFull: c.txRingFull.Load(),
-		TxAllocShort: c.txAllocShort.Load(),
-		TxKicks:      c.txKicks.Load(), TxKickBusy: c.txKickBusy.Load(), TxKickRetries: c.txKickRetries.Load(),
+		TxAllocShort: c.txAllocShort.Load(), TxWaits: c.txWaits.Load(), TxWaitWakeups: c.txWaitWakeups.Load(),
+		TxKicks: c.txKicks.Load(), TxKickBusy: c.txKickBusy.Load(), TxKickRetries: c.txKickRetries.Load(),
 		TxKickErrors: c.txKickErrors.Load(), LinkDown: c.linkDown.Load(),
 		FillKicks: c.fillKicks.Load(), FillPoolEmpty: c.fillPoolEmpty.Load(),
 		InvalidRelease: c.invalidRelease.Load(),

@@ -27,6 +27,7 @@ type QueueStats struct {
 	TXKicks        uint64 // Transmit calls
 	TXUDPFast      uint64 // datagrams connected or address-bound UDP sockets wrote straight into frames (counted in TXPackets too)
 	TXWaits        uint64 // sends that had to wait for frames or ring room
+	TXWaitRounds   uint64 // sleeps of those sends in the port's WaitTX, each followed by a retry
 	TXDropNoFrame  uint64 // frames dropped: no free UMEM frame within TXWait
 	TXDropRingFull uint64 // frames dropped: TX ring full for TXWait
 	TXDropLinkDown uint64 // frames dropped: link down
@@ -90,6 +91,7 @@ func (s *QueueStats) add(o QueueStats) {
 	s.TXKicks += o.TXKicks
 	s.TXUDPFast += o.TXUDPFast
 	s.TXWaits += o.TXWaits
+	s.TXWaitRounds += o.TXWaitRounds
 	s.TXDropNoFrame += o.TXDropNoFrame
 	s.TXDropRingFull += o.TXDropRingFull
 	s.TXDropLinkDown += o.TXDropLinkDown
@@ -107,7 +109,7 @@ type counters struct {
 	rxDropChecksum                    [numBadChecksums]atomic.Uint64 // by badChecksumIndex
 
 	txPackets, txFrames, txBytes, txGSOPackets, txGSOSegments atomic.Uint64
-	txKicks, txWaits, txUDPFast                               atomic.Uint64
+	txKicks, txWaits, txWaitRounds, txUDPFast                 atomic.Uint64
 	txDropNoFrame, txDropRingFull, txDropLinkDown             atomic.Uint64
 	txDropTooBig, txDropError, txErrors                       atomic.Uint64
 }
@@ -125,7 +127,7 @@ func (c *counters) load() QueueStats {
 
 		TXPackets: c.txPackets.Load(), TXFrames: c.txFrames.Load(), TXBytes: c.txBytes.Load(),
 		TXGSOPackets: c.txGSOPackets.Load(), TXGSOSegments: c.txGSOSegments.Load(),
-		TXKicks: c.txKicks.Load(), TXWaits: c.txWaits.Load(), TXUDPFast: c.txUDPFast.Load(),
+		TXKicks: c.txKicks.Load(), TXWaits: c.txWaits.Load(), TXWaitRounds: c.txWaitRounds.Load(), TXUDPFast: c.txUDPFast.Load(),
 		TXDropNoFrame: c.txDropNoFrame.Load(), TXDropRingFull: c.txDropRingFull.Load(),
 		TXDropLinkDown: c.txDropLinkDown.Load(), TXDropTooBig: c.txDropTooBig.Load(),
 		TXDropError: c.txDropError.Load(), TXErrors: c.txErrors.Load(),

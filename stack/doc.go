@@ -32,10 +32,11 @@
 // netstack hands down one large segment with a partial checksum, as to a NIC
 // with TSO), write them into UMEM frames and put a batch on the TX ring with
 // one kick. A FIFO queueing discipline in front (AddXDPNIC) gathers the
-// packets of many connections into such batches. When frames or ring room
-// stay short for EndpointOptions.TXWait, the rest of a batch is dropped,
-// counted and reported as ErrNoBufferSpace: TCP retransmits, no stream data
-// is lost. Close drains the TX rings and closes the ports, so every frame is
+// packets of many connections into such batches. A send that finds no free
+// UMEM frame or no TX ring room sleeps in the port's WaitTX, woken when
+// frames come back (QueueStats.TXWaits, TXWaitRounds); when they stay short
+// for EndpointOptions.TXWait, the rest of a batch is dropped, counted and
+// reported as ErrNoBufferSpace: TCP retransmits, no stream data is lost. Close drains the TX rings and closes the ports, so every frame is
 // back in its pool (bufring's conservation check holds).
 //
 // UDP sockets skip netstack where they can when their traffic crosses an

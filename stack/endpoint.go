@@ -25,6 +25,7 @@ type Port interface {
 	Alloc(descs []nic.Desc) int
 	Transmit(descs []nic.Desc) (int, error)
 	Complete() int
+	WaitTX(timeout time.Duration) bool
 	Frame(d nic.Desc) []byte
 	TxChecksum(d *nic.Desc, start, offset int) bool
 	Wait(timeout time.Duration) (bool, error)
@@ -66,7 +67,8 @@ type EndpointOptions struct {
 	RXBatch int
 	// TXWait bounds how long a send waits for free frames or TX ring room
 	// before it drops the rest of its batch (counted); TCP then recovers
-	// the segments by retransmission. Default 2ms.
+	// the segments by retransmission. The send sleeps in the port's WaitTX
+	// meanwhile, woken when frames come back. Default 2ms.
 	TXWait time.Duration
 	// DrainTimeout bounds how long Close waits for the kernel to complete
 	// transmissions (default 1s).

@@ -2,7 +2,6 @@ package stack
 
 import (
 	"errors"
-	"runtime"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -115,9 +114,11 @@ type txWork struct {
 	dropped  bool
 }
 
-// mayWait reports whether the call may keep waiting for frames or ring
-// room: not past TXWait, and the link is not known to be down.
-func (w *txWork) mayWait() bool {
+// wait sleeps until frames or ring room may have come back (the port's
+// WaitTX) and reports whether the call may try again: not past TXWait, and
+// the link is not known to be down. The first wait of a call starts its
+// TXWait budget.
+func (w *txWork) wait() bool {
 	if w.q.txLinkDown.Load() {
 		return false
 	}
@@ -126,7 +127,13 @@ func (w *txWork) mayWait() bool {
 		w.deadline = now.Add(w.q.e.opts.TXWait)
 		w.q.ctr.txWaits.Add(1)
 	}
-	return now.Before(w.deadline)
+	left := w.deadline.Sub(now)
+	if left <= 0 {
+		return false
+	}
+	w.q.ctr.txWaitRounds.Add(1)
+	w.q.port.WaitTX(left)
+	return true
 }
 
 // add builds pkt's frames (several for a GSO segment) after the ones
@@ -186,13 +193,12 @@ func (w *txWork) alloc(n int) bool {
 			copy(q.txDescs[:got], dst[:got])
 			dst = q.txDescs[:n]
 		}
-		if !w.mayWait() {
+		if !w.wait() {
 			if got > 0 {
 				q.port.Release(dst[:got])
 			}
 			return false
 		}
-		runtime.Gosched()
 		got += q.port.Alloc(dst[got:])
 	}
 	return true
@@ -229,8 +235,7 @@ func (w *txWork) send(pending []nic.Desc) {
 				q.ctr.txDropLinkDown.Add(uint64(len(pending)))
 			}
 		case errors.Is(err, nic.ErrRingFull):
-			if w.mayWait() {
-				runtime.Gosched()
+			if w.wait() {
 				continue
 			}
 			q.ctr.txDropRingFull.Add(uint64(len(pending)))
@@ -387,14 +392,12 @@ func (q *queue) writeFrame(build func(f []byte) int, csumStart int) (bool, error
 			break
 		}
 		// Frames come back as the kernel completes sends, some of them
-		// perhaps pending here: let the kicker run, then reap.
+		// perhaps pending here: let the kicker run, sleep until some do.
 		q.fastMu.Unlock()
-		if !w.mayWait() {
+		if !w.wait() {
 			q.ctr.txDropNoFrame.Add(1)
 			return false, nil
 		}
-		runtime.Gosched()
-		q.port.Complete()
 		q.fastMu.Lock()
 	}
 	// In place: a local's address passed through the Port interface

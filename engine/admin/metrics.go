@@ -208,6 +208,8 @@ var foreignTags = map[reflect.Type]map[string]reflect.StructTag{
 		"TxCompleted":      `metric:"xdpnet_xsk_tx_completed_total"`,
 		"TxRingFull":       `metric:"xdpnet_xsk_tx_ring_full_total"`,
 		"TxAllocShort":     `metric:"xdpnet_xsk_tx_alloc_short_total"`,
+		"TxWaits":          `metric:"xdpnet_xsk_tx_waits_total"`,
+		"TxWaitWakeups":    `metric:"xdpnet_xsk_tx_wait_wakeups_total"`,
 		"TxKicks":          `metric:"xdpnet_xsk_tx_kicks_total"`,
 		"TxKickBusy":       `metric:"xdpnet_xsk_tx_kick_busy_total"`,
 		"TxKickRetries":    `metric:"xdpnet_xsk_tx_kick_retries_total"`,
@@ -264,6 +266,7 @@ var foreignTags = map[reflect.Type]map[string]reflect.StructTag{
 		"TXGSOSegments":      `metric:"xdpnet_endpoint_tx_gso_segments_total"`,
 		"TXKicks":            `metric:"xdpnet_endpoint_tx_kicks_total"`,
 		"TXWaits":            `metric:"xdpnet_endpoint_tx_waits_total"`,
+		"TXWaitRounds":       `metric:"xdpnet_endpoint_tx_wait_rounds_total"`,
 	},
 }
 
@@ -358,6 +361,8 @@ var metricHelp = map[string]string{
 	"xdpnet_xsk_link_down_total":        "TX kicks that found the link down.",
 	"xdpnet_xsk_fill_kicks_total":       "recvfrom(2) wake-ups issued for the fill ring.",
 	"xdpnet_xsk_fill_pool_empty_total":  "Fill-ring refills that found the frame pool empty.",
+	"xdpnet_xsk_tx_waits_total":         "Sends that slept until frames or TX ring room came back (no free UMEM frame, or the TX ring full).",
+	"xdpnet_xsk_tx_wait_wakeups_total":  "Wakeups of those sleeps: frames came back, or a poll of the completion ring (intervals doubling from 20µs to 1ms).",
 	"xdpnet_xsk_invalid_releases_total": "Descriptors the port refused to release: no frame of its own.",
 	"xdpnet_xsk_poll_sleeps_total":      "Waits for the rings that slept in the runtime poller.",
 	"xdpnet_xsk_busy_poll_hits_total":   "Waits for the rings the busy-poll spin satisfied.",
@@ -379,5 +384,6 @@ var metricHelp = map[string]string{
 	"xdpnet_endpoint_tx_gso_segments_total":    "Frames GSO segments were cut into.",
 	"xdpnet_endpoint_tx_kicks_total":           "Transmit calls of the endpoint.",
 	"xdpnet_endpoint_tx_waits_total":           "Sends that had to wait for a frame or ring room.",
+	"xdpnet_endpoint_tx_wait_rounds_total":     "Sleeps of those sends until frames or ring room came back, each followed by a retry (no spinning: a few per wait).",
 	"xdpnet_netstack_drops_total":              "Packets netstack dropped, stack-wide (netstack counts per stack, not per interface or queue), by direction and reason (see stack.Stack.Drops).",
 }

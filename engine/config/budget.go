@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	yaml "go.yaml.in/yaml/v3"
 
@@ -125,6 +126,9 @@ func (c *Config) validateBudget(bad func(field, format string, args ...any)) {
 	c.Buffers.TCPSend.validate("buffers.tcp_send", bad)
 	if c.Buffers.Wait < 0 {
 		bad("buffers.wait", "%v must not be negative", c.Buffers.Wait.D())
+	}
+	if c.Buffers.TXWait < 0 || c.Buffers.TXWait.D() > time.Second {
+		bad("buffers.tx_wait", "%v is outside 0..1s", c.Buffers.TXWait.D())
 	}
 	if c.Buffers.Memory == 0 {
 		return

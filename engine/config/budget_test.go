@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // goodConfig has 3 ports (queues) of 8192 frames of 2048 bytes: 48 MiB of
@@ -21,6 +22,8 @@ func TestBuffersMemory(t *testing.T) {
 		{"buffers: {memory: lots}\n", 0, `"lots" is not a size`},
 		{"buffers: {memory: -1MiB}\n", 0, `"-1MiB" is not a size`},
 		{"buffers: {wait: -1s}\n", 0, "buffers.wait: -1s must not be negative"},
+		{"buffers: {tx_wait: -1ms}\n", 0, "buffers.tx_wait: -1ms is outside 0..1s"},
+		{"buffers: {tx_wait: 2s}\n", 0, "buffers.tx_wait: 2s is outside 0..1s"},
 		{"buffers: {tcp_receive: {default: 64KiB, max: 32KiB}}\n", 0, "buffers.tcp_receive: default 65536, max 32768"},
 		{"buffers: {tcp_send: {default: 1KiB}}\n", 0, "buffers.tcp_send: default 1024"},
 		{"buffers: {tcp_send: {max: 2GiB}}\n", 0, "buffers.tcp_send: default 1048576, max 2147483648"},
@@ -58,5 +61,14 @@ func TestTCPBufferKeys(t *testing.T) {
 	}
 	if s := dp.TCPSendBuffer; s.Min != 4<<10 || s.Default != 1<<20 || s.Max != 8<<20 {
 		t.Errorf("send range %+v, want the defaults", s)
+	}
+	if dp.TXWait != 0 {
+		t.Errorf("tx wait %v, want 0 (the stack's default)", dp.TXWait)
+	}
+	if c, err = Parse([]byte(goodConfig + "buffers: {tx_wait: 10ms}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.DataPlane().TXWait; got != 10*time.Millisecond {
+		t.Errorf("buffers.tx_wait 10ms reached the data plane as %v", got)
 	}
 }

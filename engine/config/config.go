@@ -90,6 +90,13 @@ type Buffers struct {
 	// seen it then: the buffer is taken before the request is sent.
 	// Default 5s.
 	Wait Duration `yaml:"wait"`
+	// TXWait is how long a packet send on the xdp data plane sleeps for a
+	// free UMEM frame or TX ring room (woken when frames come back)
+	// before it drops the rest of its batch, counted per queue
+	// (xdpnet_endpoint_drops_total{dir="tx"}); TCP retransmits what was
+	// dropped. It holds up the sending connection's netstack path
+	// meanwhile, so keep it short: 0..1s, default 0 = 2ms.
+	TXWait Duration `yaml:"tx_wait"`
 	// TCPReceive and TCPSend bound netstack's TCP buffers of each
 	// connection on the xdp data plane (the kernel stack has its sysctls):
 	// Default is a connection's initial buffer, Max the ceiling of its

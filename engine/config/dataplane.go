@@ -12,7 +12,8 @@ func (c *Config) DataPlane() dataplane.Config {
 	dc := dataplane.Config{Buffers: dataplane.Buffers{
 		Frames: c.Buffers.Frames, FrameSize: c.Buffers.FrameSize,
 		Cache: c.Buffers.Cache, Reserve: c.Buffers.Reserve,
-	}, TCPSendBuffer: c.Buffers.TCPSend.stackRange(), TCPReceiveBuffer: c.Buffers.TCPReceive.stackRange()}
+	}, TCPSendBuffer: c.Buffers.TCPSend.stackRange(), TCPReceiveBuffer: c.Buffers.TCPReceive.stackRange(),
+		TXWait: c.Buffers.TXWait.D()}
 	for _, it := range c.Interfaces {
 		dc.Interfaces = append(dc.Interfaces, dataplane.Interface{
 			Name:      it.Name,

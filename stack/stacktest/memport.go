@@ -74,6 +74,7 @@ type MemPort struct {
 	region []byte
 	pool   *bufring.FramePool
 	notify chan struct{} // Wake and arrivals; capacity 1
+	freed  chan struct{} // frames back in the pool (Release, Transmit); capacity 1
 	done   chan struct{} // closed by Close
 
 	// Transmit stalls (accepts nothing, as with a TX ring the kernel does
@@ -110,7 +111,7 @@ func newMemPort(w *MemWire, name string, cfg MemConfig) (*MemPort, error) {
 	return &MemPort{
 		name: name, cfg: cfg, wire: w, region: region, pool: pool,
 		cache:  pool.NewCache("memport " + name),
-		notify: make(chan struct{}, 1), done: make(chan struct{}),
+		notify: make(chan struct{}, 1), freed: make(chan struct{}, 1), done: make(chan struct{}),
 		csum: make([][2]int, cfg.Frames),
 	}, nil
 }
@@ -141,6 +142,15 @@ func (p *MemPort) Release(descs []nic.Desc) {
 	for _, d := range descs {
 		p.cache.Put(d.Addr &^ uint64(p.cfg.FrameSize-1))
 	}
+	p.signalFreed()
+}
+
+// signalFreed wakes a WaitTX: frames came back.
+func (p *MemPort) signalFreed() {
+	select {
+	case p.freed <- struct{}{}:
+	default:
+	}
 }
 
 // Alloc implements stack.Port.
@@ -153,6 +163,7 @@ func (p *MemPort) Alloc(descs []nic.Desc) int {
 	for i := range descs {
 		a, ok := p.cache.Get()
 		if !ok {
+			p.st.TxAllocShort++
 			return i
 		}
 		descs[i] = nic.Desc{Addr: a, Len: uint32(p.cfg.FrameSize)}
@@ -200,6 +211,9 @@ func (p *MemPort) Transmit(descs []nic.Desc) (int, error) {
 	p.st.TxBytes += bytes
 	p.st.TxCompleted += uint64(n)
 	p.mu.Unlock()
+	if n > 0 {
+		p.signalFreed()
+	}
 	if n < len(descs) {
 		return n, nic.ErrRingFull
 	}
@@ -261,6 +275,27 @@ func (p *MemPort) TxHeadroom() int { return 0 }
 
 // Complete implements stack.Port; transmissions complete inside Transmit.
 func (p *MemPort) Complete() int { return 0 }
+
+// WaitTX implements stack.Port: it sleeps until Release or Transmit gives
+// frames back, timeout passes or the port closes. Calls are counted in
+// Stats().TxWaits, so tests can tell a sleep from a busy loop.
+func (p *MemPort) WaitTX(timeout time.Duration) bool {
+	if timeout <= 0 {
+		return false
+	}
+	p.mu.Lock()
+	p.st.TxWaits++
+	p.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.freed:
+		return true
+	case <-p.done:
+	case <-t.C:
+	}
+	return false
+}
 
 // Frame implements stack.Port.
 func (p *MemPort) Frame(d nic.Desc) []byte {
