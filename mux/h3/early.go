@@ -1,24 +1,12 @@
 package h3
 
-import (
-	"net/http"
-
-	"github.com/quic-go/quic-go/http3"
-)
-
-// earlyMethods are the methods quic-go's HTTP/3 client sends before the
-// handshake completes, under the names it takes them by. Both are safe
-// (RFC 9110 section 9.2.1); quic-go offers no way to send OPTIONS early.
-var earlyMethods = map[string]string{
-	http.MethodGet:  http3.MethodGet0RTT,
-	http.MethodHead: http3.MethodHead0RTT,
-}
+import "net/http"
 
 // CanSendEarly reports whether RoundTripEarly would send req in 0-RTT: a
 // GET or HEAD without a body (RFC 9110 section 9.2.1: safe methods, which a
 // replay of the early data cannot turn into a second action).
 func CanSendEarly(req *http.Request) bool {
-	return earlyMethods[req.Method] != "" && (req.Body == nil || req.Body == http.NoBody)
+	return (req.Method == http.MethodGet || req.Method == http.MethodHead) && (req.Body == nil || req.Body == http.NoBody)
 }
 
 // RoundTripEarly is RoundTrip, except that a request CanSendEarly allows
@@ -36,11 +24,6 @@ func (h *Client) RoundTripEarly(req *http.Request) (rsp *http.Response, early bo
 		rsp, err = h.RoundTrip(req)
 		return rsp, false, err
 	}
-	sent := *req
-	sent.Method = earlyMethods[req.Method]
-	rsp, err = h.RoundTrip(&sent)
-	if rsp != nil {
-		rsp.Request = req
-	}
+	rsp, err = h.roundTrip(req, true)
 	return rsp, true, err
 }
