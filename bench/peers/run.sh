@@ -11,7 +11,8 @@
 # GATEWAYS="xdp kernel haproxy nginx caddy caddy-h2c" (part h1),
 # TLS_GATEWAYS="xdp kernel caddy" (part https), PARTS="h1 https",
 # XDPNET (binary; default: built from this checkout into the temp dir),
-# OUT=bench/results/peers-<UTC time>, H2LOAD_THREADS=2, TLS_CONNS=64, TLS_STREAMS=10.
+# OUT=bench/results/peers-<UTC time>, H2LOAD_THREADS=2, TLS_CONNS=64, TLS_STREAMS=10,
+# PPROF=1 (xdpnet's CPU and allocation profiles of each wrk load).
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -146,6 +147,7 @@ H2LOAD_THREADS=${H2LOAD_THREADS:-2}
 TLS_CONNS=${TLS_CONNS:-64}
 TLS_STREAMS=${TLS_STREAMS:-10}
 XDPNET=${XDPNET:-}
+PPROF=${PPROF:-}
 OUT=${OUT:-$REPO/bench/results/peers-$(date -u +%Y%m%dT%H%M%SZ)}
 [[ $OUT == /* ]] || OUT=$PWD/$OUT
 LOAD_TIMEOUT=$((DUR + 25))
@@ -241,6 +243,9 @@ head -c "$SIZE" /dev/urandom >"$WORK/www/f/$SIZE"
 for f in xdpnet-xdp.yaml xdpnet-kernel.yaml haproxy.cfg nginx-gw.conf nginx-origin.conf Caddyfile Caddyfile-h2c; do
 	sed "s#@WORK@#$WORK#g" "$HERE/$f" >"$WORK/$f"
 done
+if [[ -n $PPROF ]]; then
+	for f in xdpnet-xdp.yaml xdpnet-kernel.yaml; do echo "admin_pprof: true" >>"$WORK/$f"; done
+fi
 for g in $GATEWAYS $TLS_GATEWAYS; do
 	case $g in
 	xdp | kernel) "$XDPNET" run -c "$WORK/xdpnet-$g.yaml" -check >/dev/null || die "xdpnet-$g.yaml does not validate" ;;
@@ -406,7 +411,18 @@ run_wrk() {
 	o0=$(origin_counts)
 	read -r hb0 hs0 ht0 < <(host_ticks)
 	t0=$(tree_ticks "$GW_PID")
+	local prof=()
+	if [[ -n $PPROF && ($g == xdp || $g == kernel) ]]; then
+		# Delta profiles over the load (the CPU profile costs the gateway a
+		# few % of its CPU: compare profiled runs with profiled runs).
+		for p in profile allocs; do
+			ip netns exec $NS_E curl -s --max-time $LOAD_TIMEOUT -o "$OUT/pprof-$p-r$round-$g-c$c.pb.gz" \
+				"http://${ADMIN[$g]}/debug/pprof/$p?seconds=$DUR" &
+			prof+=($!)
+		done
+	fi
 	ip netns exec $NS_C timeout $LOAD_TIMEOUT wrk -t2 -c"$c" -d"${DUR}s" --latency "$URL" >"$wout" 2>&1 || rc=$?
+	for p in "${prof[@]}"; do wait "$p" || log "  pprof fetch failed ($g c$c)"; done
 	t1=$(tree_ticks "$GW_PID")
 	read -r hb1 hs1 ht1 < <(host_ticks)
 	o1=$(origin_counts)
