@@ -108,14 +108,8 @@ func (p *BytePool) Acquire(ctx context.Context, n int) ([]byte, error) {
 		p.shared.tooLarge.Add(1)
 		return nil, ErrTooLarge
 	}
-	if p.shared.nwait.Load() == 0 { // FIFO: do not overtake sleepers
-		if b, ok := p.take(g, i); ok {
-			p.shared.gets.Add(1)
-			if debug {
-				p.dbg.take(b)
-			}
-			return b[:n], nil
-		}
+	if b, ok := p.tryAcquire(g, i, n); ok {
+		return b, nil
 	}
 	if err := ctx.Err(); err != nil {
 		p.shared.waitFails.Add(1)
@@ -165,6 +159,34 @@ func (p *BytePool) Acquire(ctx context.Context, n int) ([]byte, error) {
 		p.Release(w.buf)
 	}
 	return nil, ctx.Err()
+}
+
+// TryAcquire is Acquire without the wait: a buffer of length n when one is
+// at hand and nobody waits for one, else false (counted nowhere: the caller
+// goes on to Acquire, which counts). It lets a caller skip making the
+// deadline of its wait when no wait is needed.
+func (p *BytePool) TryAcquire(n int) ([]byte, bool) {
+	g := p.gen.Load()
+	i := g.class(n)
+	if i < 0 || n < 0 {
+		return nil, false
+	}
+	return p.tryAcquire(g, i, n)
+}
+
+func (p *BytePool) tryAcquire(g *byteGen, i, n int) ([]byte, bool) {
+	if p.shared.nwait.Load() != 0 { // FIFO: do not overtake sleepers
+		return nil, false
+	}
+	b, ok := p.take(g, i)
+	if !ok {
+		return nil, false
+	}
+	p.shared.gets.Add(1)
+	if debug {
+		p.dbg.take(b)
+	}
+	return b[:n], true
 }
 
 func (p *BytePool) observeByteWait(d time.Duration) {

@@ -153,3 +153,42 @@ func TestReleaseTwice(t *testing.T) {
 	}()
 	p.Release(b)
 }
+
+// TestTryAcquire checks that TryAcquire takes a buffer when one is at hand
+// and refuses, counting no wait and no failure, when the Limit is spent;
+// a sleeping Acquire still gets the room of the next Release.
+func TestTryAcquire(t *testing.T) {
+	p := boundedPool(t, 8<<10)
+	if _, ok := p.TryAcquire(5 << 10); ok {
+		t.Error("TryAcquire above the largest class succeeded")
+	}
+	a, ok := p.TryAcquire(4 << 10)
+	b, ok2 := p.TryAcquire(4000)
+	if !ok || !ok2 || len(a) != 4<<10 || len(b) != 4000 {
+		t.Fatalf("TryAcquire within the Limit: %v %v", ok, ok2)
+	}
+	if _, ok := p.TryAcquire(100); ok {
+		t.Fatal("TryAcquire beyond the Limit succeeded")
+	}
+	got := make(chan []byte)
+	go func() {
+		c, err := p.Acquire(context.Background(), 4000)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- c
+	}()
+	testutil.WaitFor(t, "a sleeping Acquire", func() bool { return p.Stats().Waiting == 1 })
+	p.Release(a)
+	c := <-got
+	p.Release(b)
+	p.Release(c)
+	if d, ok := p.TryAcquire(4000); !ok {
+		t.Error("TryAcquire after the releases failed")
+	} else {
+		p.Release(d)
+	}
+	if s := p.Stats(); s.InUse != 0 || s.Waits != 1 || s.WaitFailures != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}

@@ -12,6 +12,9 @@ import (
 // budget is spent. The caller releases it to e.Payload.
 func (h *httpProxy) payloadBuffer(ctx context.Context) ([]byte, error) {
 	e := h.fe.env
+	if b, ok := e.Payload.TryAcquire(config.PayloadBufferSize); ok {
+		return b, nil // no wait, so no deadline (a timer) to make
+	}
 	ctx, cancel := context.WithTimeout(ctx, e.PayloadWait)
 	defer cancel()
 	return e.Payload.Acquire(ctx, config.PayloadBufferSize)
