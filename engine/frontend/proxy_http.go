@@ -8,11 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -210,7 +208,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 		}
 		out.Header.Set("X-Forwarded-For", ip)
 	}
-	out.Header.Add("Via", protoVia(r)+" xdpnet")
+	out.Header.Add("Via", via(r))
 
 	// Make the body replayable when it is small and known in size. A body
 	// is read under the frontend's body timeout (timedBody).
@@ -322,14 +320,16 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 // (timeouts.body).
 var errBodyCut = errors.New("request body cut: client stalled")
 
-func protoVia(r *http.Request) string {
+// via is the Via field value (RFC 9110 section 7.6.3) the proxy adds for
+// r's protocol version; constants, so that no request pays for building it.
+func via(r *http.Request) string {
 	switch r.ProtoMajor {
 	case 3:
-		return "3"
+		return "3 xdpnet"
 	case 2:
-		return "2"
+		return "2 xdpnet"
 	}
-	return "1.1"
+	return "1.1 xdpnet"
 }
 
 // attempt sends out to server si. On success the response has been copied
@@ -360,48 +360,11 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	defer srv.AddInflight(-1)
 
 	// The request timeout covers the wait for response headers; the body
-	// then streams for as long as the client reads it. The request and
-	// probe timers bound the server's silence, not an upload that moves:
-	// each read of the request body restarts them (progress).
+	// then streams for as long as the client reads it (see watch).
 	rctx, cancel := context.WithCancel(out.Context())
 	defer cancel()
-	var gotHeaders, timedOut atomic.Bool
-	var requestT, probeT *time.Timer
-	if d := rte.request; d > 0 {
-		requestT = time.AfterFunc(d, func() {
-			if !gotHeaders.Load() {
-				timedOut.Store(true)
-				cancel()
-			}
-		})
-		defer requestT.Stop()
-	}
-	var sentOn atomic.Pointer[backend.Conn] // the connection the request waits on
-	if d := rte.probe; d > 0 {
-		probeT = time.AfterFunc(d, func() {
-			if c := sentOn.Load(); c != nil && !gotHeaders.Load() {
-				rt.Suspect(srv, c)
-			}
-		})
-		defer probeT.Stop()
-	}
-	progress := func() {
-		if gotHeaders.Load() || timedOut.Load() {
-			return
-		}
-		if requestT != nil {
-			requestT.Reset(rte.request)
-		}
-		if probeT != nil {
-			probeT.Reset(rte.probe)
-		}
-	}
-	var wrote atomic.Bool
-	// Once the request headers are out, the server may act on the request.
-	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
-		WroteHeaders: func() { wrote.Store(true) },
-		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
-	})
+	wa, rctx := newWatch(rctx, cancel, rte, srv)
+	defer wa.stop()
 	send := func(l reuse.Lease) (*http.Response, error) {
 		req := out.WithContext(rctx)
 		req.URL.Host = srv.Host()
@@ -409,10 +372,10 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 			req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
 		}
 		if req.Body != nil && req.Body != http.NoBody {
-			req.Body = &sentBody{ReadCloser: req.Body, read: &wrote, progress: progress}
+			req.Body = &sentBody{ReadCloser: req.Body, w: wa}
 		}
 		c := l.Conn().(*backend.Conn)
-		sentOn.Store(c)
+		wa.sentOn.Store(c)
 		return c.RoundTrip(req)
 	}
 	resp, err := send(l)
@@ -424,7 +387,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		if l, err = rt.Attach(ctx, sess.worker, si, sess.reuseSession(rt)); err != nil {
 			return 0, stageConnect, err
 		}
-		wrote.Store(false)
+		wa.wrote.Store(false)
 		resp, err = send(l)
 	}
 	// A server taken out or backing off meanwhile (its connections were
@@ -433,9 +396,9 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	// GOAWAY below its stream): the connection did not go stale, and the
 	// retry loop's next attempt takes any connection, or waits for one
 	// being dialled, instead of a dial of its own per rejected request.
-	if err != nil && l.Reused() && !timedOut.Load() && r.Context().Err() == nil && !rejected(err) &&
+	if err != nil && l.Reused() && !wa.timedOut.Load() && r.Context().Err() == nil && !rejected(err) &&
 		rt.Usable(si) && srv.BackoffLeft(time.Now()) <= 0 &&
-		connDied(l.Conn().(*backend.Conn), err) && (!wrote.Load() || idempotent(r.Method) && replayable) {
+		connDied(l.Conn().(*backend.Conn), err) && (!wa.wrote.Load() || idempotent(r.Method) && replayable) {
 		nl, rerr := rt.Retry(ctx, sess.worker, l, err)
 		if rerr != nil {
 			// The fresh dial failed: that one is the server's failure.
@@ -443,21 +406,21 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		}
 		l = nl
 		rec.reused = false
-		wrote.Store(false)
+		wa.wrote.Store(false)
 		resp, err = send(l)
 	}
 	if err != nil {
 		l.Done(err)
-		if timedOut.Load() {
+		if wa.timedOut.Load() {
 			err = backend.ErrRequestTimeout
 		}
-		if !wrote.Load() && !timedOut.Load() {
+		if !wa.wrote.Load() && !wa.timedOut.Load() {
 			// The stream never opened: nothing reached the server.
 			return 0, stageConnect, err
 		}
 		return 0, stageSent, err
 	}
-	gotHeaders.Store(true)
+	wa.headers()
 	rec.upstream = time.Since(attached)
 	if tb.cut() {
 		// The client stalled mid-body and the upload was cut: whatever
@@ -512,18 +475,17 @@ func connDied(c *backend.Conn, err error) bool {
 }
 
 // sentBody marks the request as (partly) sent on its first read, and
-// reports each read that moved bytes to progress.
+// reports each read that moved bytes to the attempt's watch.
 type sentBody struct {
 	io.ReadCloser
-	read     *atomic.Bool
-	progress func()
+	w *watch
 }
 
 func (b *sentBody) Read(p []byte) (int, error) {
-	b.read.Store(true)
+	b.w.wrote.Store(true)
 	n, err := b.ReadCloser.Read(p)
 	if n > 0 {
-		b.progress()
+		b.w.progress()
 	}
 	return n, err
 }
