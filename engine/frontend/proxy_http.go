@@ -440,7 +440,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	}
 	h.fe.advertise(hdr)
 	declareTrailers(hdr, resp.Trailer)
-	if len(resp.Trailer) > 0 && r.ProtoMajor == 1 {
+	if roomForTrailers(r, resp) {
 		hdr.Del("Content-Length") // chunked, so that the trailers fit
 	}
 	w.WriteHeader(resp.StatusCode)

@@ -96,6 +96,22 @@ func declareTrailers(h http.Header, announced http.Header) {
 	}
 }
 
+// roomForTrailers reports whether the response resp to r, from an
+// HTTP/1.1 client, must go chunked (its Content-Length dropped) so that
+// trailers can follow the body (RFC 9112 section 7.1.2): the backend
+// declared some, or the client accepts them (TE: trailers, RFC 9110
+// section 10.1.4) and the backend spoke HTTP/2 or HTTP/3, whose trailers
+// need no declaration and are known only at the body's end (nginx's
+// add_trailer over HTTP/2 sends a Content-Length and undeclared
+// trailers). Not for HEAD, whose Content-Length describes a body never
+// sent.
+func roomForTrailers(r *http.Request, resp *http.Response) bool {
+	if r.ProtoMajor != 1 || r.Method == http.MethodHead {
+		return false
+	}
+	return len(resp.Trailer) > 0 || (resp.ProtoMajor >= 2 && teTrailers(r.Header))
+}
+
 // setTrailers hands the backend's response trailers to the client's
 // ResponseWriter after the body (http.TrailerPrefix: sent whether declared
 // or not).
