@@ -253,6 +253,49 @@ func TestTCPBackendGoAway(t *testing.T) {
 	}
 }
 
+// frontendClient is a client of one kind (name) of the engine's HTTP
+// frontends, at base, speaking HTTP/major.
+type frontendClient struct {
+	name  string
+	c     *http.Client
+	base  string
+	major int
+}
+
+// allFrontendsLab starts k behind the engine's http frontend (HTTP/1.1 and
+// h2c clients), an h3 one at :8443 and an https one at :8444 (h2 and
+// HTTP/1.1 clients), with tcpLab's settings, and returns a client of each
+// kind.
+func allFrontendsLab(t *testing.T, k originKind) (*faultLab, []frontendClient) {
+	t.Helper()
+	cert := writeLabCert(t, t.TempDir(), "198.18.1.1")
+	more := fmt.Sprintf("  - {name: h3, listen: \"198.18.1.1:8443\", protocol: h3, backend: origins}\n"+
+		"  - {name: https, listen: \"198.18.1.1:8444\", protocol: https, backend: origins, tls: {cert: %q, key: %q}}\n", cert.cert, cert.key)
+	f := startFaultLab(t, faultOpts{kinds: []originKind{k}, moreFrontends: more, edit: defaultChecks})
+	if _, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
+		t.Fatal("the engine did not serve")
+	}
+	h3c, closeH3, err := f.env.HTTP3Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeH3)
+	httpsClient := func(h2 bool) *http.Client {
+		var p http.Protocols
+		p.SetHTTP1(!h2)
+		p.SetHTTP2(h2)
+		tr := &http.Transport{DialContext: f.env.Dial, Protocols: &p, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+		return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	}
+	return f, []frontendClient{
+		{"http1", f.env.HTTPClient(1, false), f.env.FrontendURL("http"), 1},
+		{"h2c", f.env.HTTPClient(1, true), f.env.FrontendURL("http"), 2},
+		{"https-h2", httpsClient(true), f.env.FrontendURL("https"), 2},
+		{"https-http1", httpsClient(false), f.env.FrontendURL("https"), 1},
+		{"h3", h3c, f.env.FrontendURL("h3"), 3},
+	}
+}
+
 // TestTCPBackendFrontends: every HTTP frontend (HTTP/1.1 and h2c on http,
 // h2 and HTTP/1.1 on https, HTTP/3) reaches backends over h2, h2c and http1,
 // with a response body and a request body through each.
@@ -262,37 +305,10 @@ func TestTCPBackendFrontends(t *testing.T) {
 		up string // how an upload comes back: nginx stores, h2o echoes
 	}{{nginxH2, "put"}, {h2oH2C, "echo"}, {nginxHTTP1, "put"}} {
 		t.Run(c.k.name+"/"+c.k.proto, func(t *testing.T) {
-			cert := writeLabCert(t, t.TempDir(), "198.18.1.1")
-			more := fmt.Sprintf("  - {name: h3, listen: \"198.18.1.1:8443\", protocol: h3, backend: origins}\n"+
-				"  - {name: https, listen: \"198.18.1.1:8444\", protocol: https, backend: origins, tls: {cert: %q, key: %q}}\n", cert.cert, cert.key)
-			f := startFaultLab(t, faultOpts{kinds: []originKind{c.k}, moreFrontends: more, edit: defaultChecks})
-			if _, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
-				t.Fatal("the engine did not serve")
-			}
+			f, clients := allFrontendsLab(t, c.k)
 			want := randomFile(t, f, "page", 300<<10)
-			h3c, closeH3, err := f.env.HTTP3Client()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer closeH3()
-			httpsClient := func(h2 bool) *http.Client {
-				var p http.Protocols
-				p.SetHTTP1(!h2)
-				p.SetHTTP2(h2)
-				tr := &http.Transport{DialContext: f.env.Dial, Protocols: &p, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
-				return &http.Client{Transport: tr, Timeout: 30 * time.Second}
-			}
-			for _, fe := range []struct {
-				name, frontend string
-				c              *http.Client
-			}{
-				{"http1", "http", f.env.HTTPClient(1, false)},
-				{"h2c", "http", f.env.HTTPClient(1, true)},
-				{"https-h2", "https", httpsClient(true)},
-				{"https-http1", "https", httpsClient(false)},
-				{"h3", "h3", h3c},
-			} {
-				base := f.env.FrontendURL(fe.frontend)
+			for _, fe := range clients {
+				base := fe.base
 				code, got := exchange(t, fe.c, http.MethodGet, base+"/page", nil)
 				if code != http.StatusOK {
 					t.Fatalf("%s: GET status %d", fe.name, code)

@@ -22,7 +22,10 @@ import (
 var (
 	// nginx serves the document root, and PUT under /up/ (its DAV
 	// module) into its state directory, so that an upload can be read
-	// back.
+	// back; files under /trailer/ end with a trailer X-Trailer-Of naming
+	// the path (nginx's add_trailer; chunked on HTTP/1.1); /big answers
+	// the X-Big request header as X-Big-Echo. Request headers may take 64
+	// KiB.
 	nginxH2       = originKind{name: "nginx", command: nginxCommand("h2", 0), proto: "h2"}
 	nginxHTTP1    = originKind{name: "nginx", command: nginxCommand("http1", 0), proto: "http1"}
 	nginxHTTP1TLS = originKind{name: "nginx", command: nginxCommand("http1-tls", 0), proto: "http1-tls"}
@@ -32,7 +35,9 @@ var (
 	h2oH2C = originKind{name: "h2o", command: h2oCommand(false), proto: "h2c"}
 	h2oH2  = originKind{name: "h2o", command: h2oCommand(true), proto: "h2"}
 	// HAProxy answers itself (http-request return): /index.html from the
-	// document root, "ok" for anything else.
+	// document root, the length of the X-Big request header as X-Big-Len
+	// at /big (headers up to its 64 KiB buffer), "ok" for anything else,
+	// without reading a request body.
 	haproxyHTTP1 = originKind{name: "haproxy", command: haproxyCommand(false), proto: "http1"}
 	haproxyH2    = originKind{name: "haproxy", command: haproxyCommand(true), proto: "h2"}
 )
@@ -110,12 +115,20 @@ events { worker_connections 4096; }
 http {
   access_log off;
 %[2]s  client_max_body_size 0;
+  large_client_header_buffers 4 64k;
   keepalive_requests %[3]d;
   server {
     listen %[4]s;
     ssl_certificate %[5]s;
     ssl_certificate_key %[6]s;
     root %[7]s;
+    location /trailer/ {
+      add_trailer X-Trailer-Of $uri;
+    }
+    location = /big {
+      add_header X-Big-Echo $http_x_big;
+      return 200 "ok\n";
+    }
     location /up/ {
       root %[1]s/dav;
       dav_methods PUT;
@@ -197,6 +210,7 @@ func haproxyCommand(withTLS bool) func(netip.AddrPort, originFiles, string) ([]s
 		}
 		cfg := fmt.Sprintf(`global
   maxconn 4000
+  tune.bufsize 65536
 defaults
   mode http
   timeout connect 5s
@@ -206,6 +220,7 @@ defaults
 frontend origin
   bind %s
   http-request return status 200 content-type text/html file %s if { path /index.html }
+  http-request return status 200 content-type text/plain hdr x-big-len "%%[req.hdr(x-big),length]" string ok if { path /big }
   http-request return status 200 content-type text/plain string ok
 `, bind, filepath.Join(f.dir, "index.html"))
 		file := filepath.Join(state, "haproxy.cfg")
