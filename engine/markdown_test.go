@@ -38,13 +38,13 @@ func TestLabDownloadSurvivesMarkDown(t *testing.T) {
 			if _, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
 				t.Fatalf("the engine did not serve %s", k.name)
 			}
-			want := randomFile(t, f, "big", 50<<20)
+			want := randomFile(t, f, "fifty", 50<<20)
 			server := func() bool { return f.env.Engine.Stats().Engine.Backends["origins"].Servers["s0"].Up }
 
 			cl := f.env.HTTPClient(1, false)
 			cl.Timeout = 2 * time.Minute
 			defer cl.CloseIdleConnections()
-			resp, err := cl.Get(f.env.FrontendURL("http") + "/big")
+			resp, err := cl.Get(f.env.FrontendURL("http") + "/fifty")
 			if err != nil {
 				t.Fatal(err)
 			}
