@@ -36,7 +36,8 @@ import (
 // frontends in front of grpc-go's server over TLS (backend grpc, h2), with
 // the 2s timeouts of grpcLabConfig that long streams must outlive; /echo
 // goes to Go's HTTP/2 server over TLS (backend plain-h2), /echo-h2c to the
-// same handler over h2c (plain-h2c). Health checks are off: a gRPC server
+// same handler over h2c (plain-h2c); /broken (http frontend) to
+// brokenBody on the TLS one. Health checks are off: a gRPC server
 // answers a GET with an error. The %q are the https frontend's certificate
 // and key, then the origins' CA.
 const grpcH2Config = `dataplane: xdp
@@ -46,7 +47,8 @@ interfaces:
   - {name: veth-backend, queues: [0], addresses: [198.18.2.1/24]}
 frontends:
   - {name: http, listen: "198.18.1.1:8080", protocol: http, backend: grpc, timeouts: {idle: 2s, body: 2s},
-     routes: [{path_prefix: /echo-h2c, backend: plain-h2c}, {path_prefix: /echo, backend: plain-h2}]}
+     routes: [{path_prefix: /echo-h2c, backend: plain-h2c}, {path_prefix: /echo, backend: plain-h2},
+              {path_prefix: /broken, backend: plain-h2}]}
   - {name: https, listen: "198.18.1.1:8444", protocol: https, backend: grpc, timeouts: {idle: 2s, body: 2s},
      tls: {cert: %[1]q, key: %[2]q},
      routes: [{path_prefix: /echo-h2c, backend: plain-h2c}, {path_prefix: /echo, backend: plain-h2}]}
@@ -76,7 +78,8 @@ backends:
 // frontends, and gRPC framing over HTTP/3 through the h3 frontend, to
 // grpc-go's HTTP/2 server over TLS behind an h2 backend; and request and
 // response trailers and TE: trailers from every client kind to Go's
-// HTTP/2 server behind an h2 and an h2c backend.
+// HTTP/2 server behind an h2 and an h2c backend; a response that server
+// resets mid-body (RST_STREAM) reaches curl broken, over HTTP/1.1 and h2c.
 func TestGRPCH2Backend(t *testing.T) {
 	files := newOriginFiles(t, "198.18.2.10", "198.18.2.11")
 	fe := writeLabCert(t, filepath.Join(t.TempDir(), "https"), "198.18.1.1")
@@ -86,7 +89,7 @@ func TestGRPCH2Backend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := &testService{cancelled: make(chan string, 16)}
+	svc := &testService{cancelled: make(chan string, 16), release: make(chan struct{})}
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}})))
 	testpb.RegisterTestServiceServer(gs, svc)
 	hs := healthgrpc.NewServer()
@@ -95,7 +98,10 @@ func TestGRPCH2Backend(t *testing.T) {
 	var h2p, h2cp http.Protocols
 	h2p.SetHTTP2(true)
 	h2cp.SetUnencryptedHTTP2(true)
-	plainTLS := &http.Server{Handler: http.HandlerFunc(echoTrailers), Protocols: &h2p,
+	mux := http.NewServeMux()
+	mux.HandleFunc("/echo", echoTrailers)
+	mux.HandleFunc("/broken", brokenBody(svc.release))
+	plainTLS := &http.Server{Handler: mux, Protocols: &h2p,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
 	plain := &http.Server{Handler: http.HandlerFunc(echoTrailers), Protocols: &h2cp}
 	env := startLab(t, "xdp", enginelab.Options{
@@ -159,6 +165,12 @@ func TestGRPCH2Backend(t *testing.T) {
 			t.Fatalf("grpc-status %q, want 14 (headers %v, trailers %v)", st, resp.Header, resp.Trailer)
 		}
 	})
+
+	for _, proto := range []string{"--http1.1", "--http2-prior-knowledge"} {
+		t.Run("broken"+proto, func(t *testing.T) {
+			wantBroken(t, env, proto, env.FrontendURL("http")+"/broken", svc.release)
+		})
+	}
 
 	h3c, done, err := env.HTTP3Client()
 	if err != nil {

@@ -936,29 +936,38 @@ func TestTrailersGateway(t *testing.T) {
 	// on HTTP/2 (RST_STREAM) once the origin resets its stream.
 	for _, proto := range []string{"--http1.1", "--http2-prior-knowledge"} {
 		t.Run("broken"+proto, func(t *testing.T) {
-			cmd := exec.Command(needTool(t, "curl"), "-sS", "-N", proto, "--max-time", "10", env.FrontendURL("http")+"/broken")
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := env.StartClient(cmd); err != nil {
-				t.Fatal(err)
-			}
-			defer cmd.Process.Kill() // by PID; a no-op once it exited
-			if _, err := io.ReadFull(stdout, make([]byte, 1000)); err != nil {
-				t.Fatalf("the first 1000 bytes: %v (%s)", err, stderr.String())
-			}
-			svc.release <- struct{}{}
-			io.Copy(io.Discard, stdout)
-			err = cmd.Wait()
-			if err == nil {
-				t.Fatalf("curl took a response the backend broke off as complete")
-			}
-			t.Logf("curl: %v: %s", err, strings.TrimSpace(stderr.String()))
+			wantBroken(t, env, proto, env.FrontendURL("http")+"/broken", svc.release)
 		})
 	}
+}
+
+// wantBroken GETs url (served by brokenBody) with curl over proto
+// (--http1.1, --http2-prior-knowledge), lets the origin break its response
+// off once curl has the first 1000 bytes (release), and fails t unless
+// curl fails: a response the backend broke off must not look complete.
+func wantBroken(t *testing.T, env *enginelab.Env, proto, url string, release chan<- struct{}) {
+	t.Helper()
+	cmd := exec.Command(needTool(t, "curl"), "-sS", "-N", proto, "--max-time", "10", url)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.StartClient(cmd); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill() // by PID; a no-op once it exited
+	if _, err := io.ReadFull(stdout, make([]byte, 1000)); err != nil {
+		t.Fatalf("the first 1000 bytes: %v (%s)", err, stderr.String())
+	}
+	release <- struct{}{}
+	io.Copy(io.Discard, stdout)
+	err = cmd.Wait()
+	if err == nil {
+		t.Fatalf("curl took a response the backend broke off as complete")
+	}
+	t.Logf("curl: %v: %s", err, strings.TrimSpace(stderr.String()))
 }
 
 // grpcH2CConfig puts the h2c and h3 frontends in front of an h2c backend:
