@@ -2,10 +2,12 @@ package engine_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,24 +21,39 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
 	"github.com/xdpnet/xdpnet/internal/testutil"
+	"github.com/xdpnet/xdpnet/mux/quicmux"
 )
 
 // holderEnv, when set in the environment of this test binary, makes it an
 // idle-connection holder instead of running tests (see TestMain): it opens
 // the connections, sends one GET on each, reads the response, prints a
-// line "ready OPENED" and then holds them, without a goroutine or buffer
-// per connection, until its standard input closes or it is killed.
-const holderEnv = "XDPNET_IDLE_HOLDER" // value: "ADDR N PATH"
+// line "ready OPENED" and then holds them until its standard input closes
+// or it is killed. Over HTTP/1.1 it holds them without a goroutine or
+// buffer per connection; over HTTP/2 each keeps x/net's client reader.
+const holderEnv = "XDPNET_IDLE_HOLDER" // value: "ADDR N PATH KIND [LOCAL,...]"
 
-// holdIdle is the holder's main; it returns the exit status.
+// Idle connection kinds (holder and BenchmarkIdleConnMemory): HTTP/1.1,
+// h2c with prior knowledge, and HTTPS with ALPN http/1.1 or h2.
+const (
+	kindH1      = "h1"
+	kindH2C     = "h2c"
+	kindHTTPSH1 = "https-h1"
+	kindHTTPSH2 = "https-h2"
+)
+
+// holdIdle is the holder's main; it returns the exit status. LOCAL names
+// the client addresses its connections come from in turn (the kernel has
+// fewer than 30,000 ephemeral ports per address and destination).
 func holdIdle(spec string) int {
 	f := strings.Fields(spec)
-	if len(f) != 3 {
-		fmt.Fprintf(os.Stderr, "holder: want ADDR N PATH, got %q\n", spec)
+	if len(f) != 4 && len(f) != 5 {
+		fmt.Fprintf(os.Stderr, "holder: want ADDR N PATH KIND [LOCAL,...], got %q\n", spec)
 		return 2
 	}
 	n, err := strconv.Atoi(f[1])
@@ -44,8 +61,17 @@ func holdIdle(spec string) int {
 		fmt.Fprintf(os.Stderr, "holder: %v\n", err)
 		return 2
 	}
-	req := "GET " + f[2] + " HTTP/1.1\r\nHost: lab\r\n\r\n"
-	conns := make([]net.Conn, n)
+	var locals []net.Addr
+	if len(f) == 5 {
+		for a := range strings.SplitSeq(f[4], ",") {
+			locals = append(locals, &net.TCPAddr{IP: net.ParseIP(a)})
+		}
+	}
+	if err := raiseNoFile(n + 1000); err != nil {
+		fmt.Fprintf(os.Stderr, "holder: %v\n", err)
+		return 2
+	}
+	conns := make([]io.Closer, n)
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
@@ -55,20 +81,12 @@ func holdIdle(spec string) int {
 	next := make(chan int)
 	for range 64 {
 		wg.Go(func() {
-			d := net.Dialer{Timeout: 10 * time.Second}
 			for i := range next {
-				c, err := d.Dial("tcp", f[0])
-				if err == nil {
-					c.SetDeadline(time.Now().Add(20 * time.Second))
-					if _, err = io.WriteString(c, req); err == nil {
-						var resp *http.Response
-						if resp, err = http.ReadResponse(bufio.NewReaderSize(c, 512), nil); err == nil {
-							_, err = io.Copy(io.Discard, resp.Body)
-							resp.Body.Close()
-						}
-					}
-					c.SetDeadline(time.Time{})
+				d := net.Dialer{Timeout: 10 * time.Second}
+				if len(locals) > 0 {
+					d.LocalAddr = locals[i%len(locals)]
 				}
+				c, err := holdOne(&d, f[0], f[2], f[3])
 				if err != nil {
 					mu.Lock()
 					failed++
@@ -76,9 +94,6 @@ func holdIdle(spec string) int {
 						first = err
 					}
 					mu.Unlock()
-					if c != nil {
-						c.Close()
-					}
 					continue
 				}
 				conns[i] = c
@@ -101,6 +116,84 @@ func holdIdle(spec string) int {
 		}
 	}
 	return 0
+}
+
+// holdOne opens one connection of kind to addr, GETs path on it and
+// returns it idle.
+func holdOne(d *net.Dialer, addr, path, kind string) (io.Closer, error) {
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fail := func(err error) (io.Closer, error) {
+		c.Close()
+		return nil, err
+	}
+	h2 := kind == kindH2C || kind == kindHTTPSH2
+	if kind == kindHTTPSH1 || kind == kindHTTPSH2 {
+		proto := "http/1.1"
+		if h2 {
+			proto = "h2"
+		}
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{proto}})
+		if err := tc.Handshake(); err != nil {
+			return fail(err)
+		}
+		if got := tc.ConnectionState().NegotiatedProtocol; got != proto {
+			return fail(fmt.Errorf("ALPN %q, want %q", got, proto))
+		}
+		c = tc
+	}
+	if h2 {
+		tr := &http2.Transport{AllowHTTP: true}
+		cc, err := tr.NewClientConn(c)
+		if err != nil {
+			return fail(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://lab"+path, nil)
+		resp, err := cc.RoundTrip(req)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if err != nil {
+			cc.Close()
+			return fail(err)
+		}
+		c.SetDeadline(time.Time{})
+		return cc, nil
+	}
+	if _, err = io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: lab\r\n\r\n"); err == nil {
+		var resp *http.Response
+		if resp, err = http.ReadResponse(bufio.NewReaderSize(c, 512), nil); err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// raiseNoFile raises this process's descriptor limit (soft and hard; root
+// may raise the hard one up to fs.nr_open) to at least n. Processes it
+// starts afterwards inherit it.
+func raiseNoFile(n int) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("getrlimit: %w", err)
+	}
+	if lim.Cur >= uint64(n) {
+		return nil
+	}
+	lim.Cur, lim.Max = uint64(n), max(lim.Max, uint64(n))
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", n, err)
+	}
+	return nil
 }
 
 // memSample is a process's memory at one moment.
@@ -143,17 +236,32 @@ func selfMem(tb testing.TB) memSample {
 	return memSample{rss: rss, heapInuse: ms.HeapInuse, stack: ms.StackInuse, goroutines: runtime.NumGoroutine()}
 }
 
-// startHolder starts this test binary as a holder of n connections to addr
-// in ns and waits until they are open and idle; it returns how many
-// opened and a function that closes them and waits for the holder.
+// startHolder starts this test binary as a holder of n HTTP/1.1
+// connections to addr in ns and waits until they are open and idle; it
+// returns how many opened and a function that closes them and waits for
+// the holder.
 func startHolder(tb testing.TB, ns *lab.NS, addr string, n int, path string) (int, func()) {
+	return startHolderOf(tb, ns, addr, n, path, kindH1, nil)
+}
+
+// startHolderOf is startHolder for connections of kind from the client
+// addresses locals in turn (none: the kernel's choice).
+func startHolderOf(tb testing.TB, ns *lab.NS, addr string, n int, path, kind string, locals []netip.Addr) (int, func()) {
 	tb.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %s", holderEnv, addr, n, path))
+	spec := fmt.Sprintf("%s=%s %d %s %s", holderEnv, addr, n, path, kind)
+	if len(locals) > 0 {
+		ls := make([]string, len(locals))
+		for i, a := range locals {
+			ls[i] = a.String()
+		}
+		spec += " " + strings.Join(ls, ",")
+	}
+	cmd.Env = append(os.Environ(), spec)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -175,12 +283,12 @@ func startHolder(tb testing.TB, ns *lab.NS, addr string, n int, path string) (in
 		}
 	}
 	tb.Cleanup(stop)
-	// Ready once it says so (a minute at most: 10,000 connections take
-	// seconds on a loaded machine), or gone.
+	// Ready once it says so (a minute per 10,000 connections at most:
+	// they take seconds on a loaded machine), or gone.
 	opened := -1
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	limit := time.After(time.Minute)
+	limit := time.After(time.Duration(1+n/10000) * time.Minute)
 wait:
 	for {
 		for line := range strings.Lines(out.String()) {
@@ -236,31 +344,59 @@ backends:
       - {name: origin-a, address: "198.18.2.10:4433"}
 `
 
+// idleBenchConfig is idleMemConfig with room for n client connections and
+// an https frontend on 8443 with a self-signed certificate.
+func idleBenchConfig(tb testing.TB, n int) string {
+	c, k, err := quicmux.WriteSelfSigned(tb.TempDir(), []string{"198.18.1.1"}, 24*time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	https := fmt.Sprintf(`  - {name: https, listen: "198.18.1.1:8443", protocol: https, backend: origins, timeouts: {idle: 10m}, tls: {cert: %s, key: %s}}
+backends:`, c, k)
+	text := strings.Replace(idleMemConfig, "backends:", https, 1)
+	return fmt.Sprintf("max_connections: %d\n%s", n+1000, text)
+}
+
+// idleClients is how many client addresses hold n connections: the
+// kernel's ephemeral ports (32768-60999) give each fewer than 30,000
+// connections to one destination.
+func idleClients(n int) int { return 1 + n/25000 }
+
 // BenchmarkIdleConnMemory measures what an idle keep-alive client
 // connection costs in resident memory: a holder process in the client
-// namespace opens N connections (10,000; XDPNET_IDLE_CONNS), sends one GET
-// on each and holds them idle. For the engine (in this process, on the
-// AF_XDP netstack and on kernel sockets) the figure is the growth of
-// VmRSS, Go heap in use and goroutine stacks between a sample before and
-// one with the connections idle, each after a collection that returns
-// freed memory to the OS; with XDPNET_IDLE_PROFILE=DIR it writes the heap
-// profile with the connections idle to DIR/idle-<stack>.pprof (read with
-// go tool pprof -sample_index=inuse_space). HAProxy and Caddy, when
-// installed, run as processes in the client namespace answering the GET
-// themselves (no origin behind them); their figure is the growth of their
-// VmRSS. Run it alone with -benchtime 1x: each iteration builds its lab.
+// namespace opens N connections (10,000; XDPNET_IDLE_CONNS, from one
+// client address per 25,000), sends one GET on each and holds them idle.
+// For the engine (in this process, on the AF_XDP netstack and on kernel
+// sockets) each kind of connection is measured: HTTP/1.1 and h2c (prior
+// knowledge) on the http frontend, HTTPS with ALPN http/1.1 and h2 on the
+// https one. The figure is the growth of VmRSS, Go heap in use and
+// goroutine stacks between a sample before and one with the connections
+// idle, each after a collection that returns freed memory to the OS; with
+// XDPNET_IDLE_PROFILE=DIR it writes the heap profile with the connections
+// idle to DIR/idle-<stack>-<kind>.pprof (read with go tool pprof
+// -sample_index=inuse_space). HAProxy and Caddy, when installed, run as
+// processes in the client namespace answering the HTTP/1.1 GET themselves
+// (no origin behind them); their figure is the growth of their VmRSS. The
+// descriptor limit is raised (as root) for the holder, the kernel data
+// plane and the peers. Run it alone with -benchtime 1x: each iteration
+// builds its lab.
 func BenchmarkIdleConnMemory(b *testing.B) {
 	privtest.RequireRoot(b)
 	n := idleConnCount(b)
+	if err := raiseNoFile(2*n + 1000); err != nil {
+		b.Fatal(err)
+	}
 	for _, stack := range []string{"xdp", "kernel"} {
-		b.Run("impl=xdpnet-"+stack, func(b *testing.B) {
-			for b.Loop() {
-				benchIdleEngine(b, stack, n)
-			}
-		})
+		for _, kind := range []string{kindH1, kindH2C, kindHTTPSH1, kindHTTPSH2} {
+			b.Run("impl=xdpnet-"+stack+"/kind="+kind, func(b *testing.B) {
+				for b.Loop() {
+					benchIdleEngine(b, stack, kind, n)
+				}
+			})
+		}
 	}
 	for _, peer := range []string{"haproxy", "caddy"} {
-		b.Run("impl="+peer, func(b *testing.B) {
+		b.Run("impl="+peer+"/kind="+kindH1, func(b *testing.B) {
 			for b.Loop() {
 				benchIdlePeer(b, peer, n)
 			}
@@ -268,18 +404,19 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	}
 }
 
-func benchIdleEngine(b *testing.B, stack string, n int) {
+func benchIdleEngine(b *testing.B, stack, kind string, n int) {
 	prev := runtime.MemProfileRate
 	runtime.MemProfileRate = 4096
 	defer func() { runtime.MemProfileRate = prev }()
-	env, err := enginelab.Start(enginelab.Options{Stack: stack, Config: idleMemConfig, Admin: "127.0.0.1:0"})
+	env, err := enginelab.Start(enginelab.Options{Stack: stack, Config: idleBenchConfig(b, n), Admin: "127.0.0.1:0", Clients: idleClients(n)})
 	privtest.SkipIfNotSupported(b, err)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer env.Close()
 	// Warm up: the backend connection, the proxy's pools and the
-	// frontend's first connection exist before the first sample.
+	// frontend's first connections of this kind exist before the first
+	// sample.
 	c := env.HTTPClient(4, false)
 	for range 8 {
 		if err := getOK(b.Context(), c.Transport, env.FrontendURL("http")+"/bytes/64"); err != nil {
@@ -287,12 +424,22 @@ func benchIdleEngine(b *testing.B, stack string, n int) {
 		}
 	}
 	c.CloseIdleConnections()
+	addr := "198.18.1.1:8080"
+	if kind == kindHTTPSH1 || kind == kindHTTPSH2 {
+		addr = "198.18.1.1:8443"
+	}
+	locals := env.Lab.ClientLink.PeerV4()
+	warm, stopWarm := startHolderOf(b, env.Lab.Client, addr, 8, "/bytes/64", kind, locals)
+	stopWarm()
+	if warm != 8 {
+		b.Fatalf("warm-up: %d of 8 %s connections answered", warm, kind)
+	}
 	before := selfMem(b)
-	opened, stop := startHolder(b, env.Lab.Client, "198.18.1.1:8080", n, "/bytes/64")
+	opened, stop := startHolderOf(b, env.Lab.Client, addr, n, "/bytes/64", kind, locals)
 	defer stop()
 	after := selfMem(b)
 	if dir := os.Getenv("XDPNET_IDLE_PROFILE"); dir != "" {
-		f, err := os.Create(filepath.Join(dir, "idle-"+stack+".pprof"))
+		f, err := os.Create(filepath.Join(dir, "idle-"+stack+"-"+kind+".pprof"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -310,6 +457,7 @@ func benchIdleEngine(b *testing.B, stack string, n int) {
 func reportIdle(b *testing.B, opened int, grown int64) {
 	b.ReportMetric(float64(opened), "conns")
 	b.ReportMetric(float64(grown)/float64(opened), "RSS-B/conn")
+	b.ReportMetric(float64(grown)/(1<<20), "RSS-MiB")
 }
 
 // peerIdleConfig is a peer's configuration answering GET / itself on
@@ -349,24 +497,13 @@ http://:%s {
 }
 
 func benchIdlePeer(b *testing.B, peer string, n int) {
-	l, err := lab.New(lab.Options{})
+	l, err := lab.New(lab.Options{Clients: idleClients(n)})
 	privtest.SkipIfNotSupported(b, err)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer l.Close()
 	addr := net.JoinHostPort(l.ClientLink.PeerV4()[0].String(), "18080")
-	if peer == "haproxy" {
-		// HAProxy reserves two descriptors per connection (client and
-		// server side) and refuses to start when maxconn needs more
-		// than the hard limit, which this sandbox keeps at 20000: it
-		// holds fewer then, and the figure is per connection held.
-		var lim syscall.Rlimit
-		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			b.Fatal(err)
-		}
-		n = min(n, int(lim.Max/2)-300)
-	}
 	name, text := peerIdleConfig(peer, addr, n)
 	cfg := filepath.Join(b.TempDir(), name)
 	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
@@ -417,7 +554,7 @@ func benchIdlePeer(b *testing.B, peer string, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	opened, stop := startHolder(b, l.Client, addr, n, "/")
+	opened, stop := startHolderOf(b, l.Client, addr, n, "/", kindH1, l.ClientLink.PeerV4())
 	defer stop()
 	after, err := vmRSS(pid)
 	if err != nil {
