@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +122,100 @@ func TestLabDrainClosesParked(t *testing.T) {
 func isReset(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && strings.Contains(oe.Err.Error(), "reset")
+}
+
+// servedInPlace counts this process's goroutines that run inside
+// net/http's per-connection goroutine (*conn).serve: HTTP/1.1 exchanges in
+// progress, and HTTP/2 connections served where net/http accepted them.
+func servedInPlace(t *testing.T) int {
+	t.Helper()
+	var b strings.Builder
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(b.String(), "net/http.(*conn).serve(")
+}
+
+// h2c and https connections (engine/frontend handoff.go) against real
+// clients: curl over HTTPS with HTTP/1.1 and HTTP/2 and nghttp with h2c
+// prior knowledge, several requests on one connection; h2load's pipelined
+// HTTP/1.1 requests over TLS (records crypto/tls read ahead when the
+// connection was parked) and its h2 and h2c streams. Idle HTTPS HTTP/1.1
+// connections are parked (no goroutine on the AF_XDP stack), idle HTTP/2
+// ones are served off net/http's accepting goroutine; the idle timeout
+// closes both, and every closed HTTPS connection counts its handshake.
+func TestLabParkedH2AndHTTPS(t *testing.T) {
+	for _, stack := range stacks {
+		t.Run(stack, func(t *testing.T) {
+			env := startLab(t, stack, enginelab.Options{Config: strings.ReplaceAll(idleBenchConfig(t, 100), "idle: 10m", "idle: 2s")})
+			h := &httpsLab{env: env}
+			plain, tls := env.FrontendURL("http"), env.FrontendURL("https")
+			for _, c := range []struct{ name, flag, url string }{
+				{"https HTTP/1.1", "--http1.1", tls},
+				{"https h2", "--http2", tls},
+			} {
+				out, err := runIn(t, env.StartClient, 30*time.Second, "curl", c.flag, "-k", "-sS", "-m", "10",
+					"-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects} %{http_code} %{size_download}\n",
+					c.url+"/bytes/100", c.url+"/bytes/100000", c.url+"/bytes/7")
+				if err != nil || out != "1 200 100\n0 200 100000\n0 200 7\n" {
+					t.Errorf("curl %s, three requests on one connection: %q, %v", c.name, out, err)
+				}
+			}
+			// curl 7.88 fails a second request on an h2c prior-knowledge
+			// connection (also against main before handoff.go): nghttp
+			// sends three streams on one.
+			out, err := runIn(t, env.StartClient, 30*time.Second, "nghttp", "-nv", plain+"/bytes/100", plain+"/bytes/100000", plain+"/bytes/7")
+			if n := strings.Count(out, ":status: 200"); err != nil || n != 3 {
+				t.Errorf("nghttp h2c, three requests on one connection: %d answered 200, %v\n%s", n, err, out)
+			}
+			for _, args := range [][]string{
+				{"--h1", "-m", "4", tls + "/bytes/512"},
+				{"-m", "8", tls + "/bytes/512"},
+				{"-m", "8", plain + "/bytes/512"},
+			} {
+				out, err := runIn(t, env.StartClient, 60*time.Second, "h2load", append([]string{"-n", "400", "-c", "2", "-t", "1", "-T", "10"}, args...)...)
+				if err != nil || !strings.Contains(out, "400 succeeded, 0 failed, 0 errored") {
+					t.Errorf("h2load %v: %v\n%s", args, err, out)
+				}
+			}
+			testutil.WaitFor(t, "curl's and h2load's connections to close", func() bool {
+				return clientConns(t, env, "https") == 0 && clientConns(t, env, "http") == 0
+			})
+			// 2 curl and 4 h2load connections over TLS, each counted at its close.
+			h.waitHandshakes(t, "full", 6)
+
+			const n = 32
+			for _, c := range []struct {
+				kind, frontend, addr string
+				goroutines           int // per idle connection
+			}{
+				{kindHTTPSH1, "https", "198.18.1.1:8443", 0},
+				{kindHTTPSH2, "https", "198.18.1.1:8443", 2},
+				{kindH2C, "http", "198.18.1.1:8080", 2},
+			} {
+				before, inPlace := runtime.NumGoroutine(), servedInPlace(t)
+				opened, stop := startHolderOf(t, env.Lab.Client, c.addr, n, "/bytes/64", c.kind, nil)
+				if opened != n {
+					stop()
+					t.Fatalf("%s: %d of %d connections opened", c.kind, opened, n)
+				}
+				testutil.WaitFor(t, "the engine to count the idle "+c.kind+" connections", func() bool {
+					return clientConns(t, env, c.frontend) == n
+				})
+				if grown := servedInPlace(t) - inPlace; grown > 0 {
+					t.Errorf("%d idle %s connections: %d more goroutines in net/http's (*conn).serve; want none", n, c.kind, grown)
+				}
+				// The kernel stack waits for a parked connection with a
+				// goroutine in the runtime poller; netstack calls back.
+				if grown := runtime.NumGoroutine() - before; stack == "xdp" && grown > c.goroutines*n+n/4 {
+					t.Errorf("%d idle %s connections hold %d goroutines; want %d each", n, c.kind, grown, c.goroutines)
+				}
+				testutil.WaitFor(t, "the idle timeout to close the idle "+c.kind+" connections", func() bool {
+					return clientConns(t, env, c.frontend) == 0
+				})
+				stop()
+			}
+			h.waitHandshakes(t, "full", 6+2*n)
+		})
+	}
 }

@@ -56,19 +56,24 @@
 // certificates and established connections are untouched. http and https
 // frontends send the Alt-Svc (RFC 7838) their configuration resolved.
 //
-// Idle HTTP/1.1 connections of http frontends are parked (park.go; not
-// https ones, whose TLS state lives in the server): once an exchange is
-// complete on the wire, the handler hijacks the connection from the
-// http.Server, which frees the server's goroutine and its 4 KiB read and
-// write buffers, and the connection waits for its next request on a read
-// notification of the stack (no goroutine on netstack) with its session
-// and its max_connections slot kept; it returns to the same server when
-// the client speaks or closes, and is closed after timeouts.idle. An idle
-// keep-alive connection then costs its TCP endpoint and bookkeeping
-// (about 9 KB on the AF_XDP data plane instead of 30: the engine's
+// Idle HTTP/1.1 connections of http and https frontends are parked
+// (park.go): once an exchange is complete on the wire, the handler hijacks
+// the connection from the http.Server, which frees the server's goroutine
+// and its 4 KiB read and write buffers, and the connection waits for its
+// next request on a read notification of the stack (no goroutine on
+// netstack) with its session and its max_connections slot kept; it
+// returns to the same server when the client speaks or closes, and is
+// closed after timeouts.idle. An idle keep-alive connection then costs its
+// TCP endpoint and bookkeeping (about 10 KB on the AF_XDP data plane
+// instead of 30; 19 KB over TLS instead of 46: the engine's
 // BenchmarkIdleConnMemory). A busy connection (its client back within
 // 10ms) is parked only once per run of exchanges, since each park costs a
-// hijack and a fresh server connection.
+// hijack and a fresh server connection. HTTP/2 connections (h2c and h2)
+// cannot be parked, their HTTP/2 state living in net/http's goroutines;
+// they are served from goroutines of their own rather than the one that
+// accepted them (handoff.go), which frees the HTTP/1.1 buffers and the
+// handshake's stack that net/http keeps for them (35 to 45 KB idle). An
+// https frontend runs its TLS handshakes itself for that.
 //
 // It knows clients and HTTP serving and uses backends through their
 // exported methods; it must not know how a backend dials, checks or

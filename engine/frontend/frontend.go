@@ -58,6 +58,13 @@ type Frontend struct {
 	// parking (park.go).
 	resume   *resumeListener
 	draining atomic.Bool
+	// h2 and h2c are net/http's HTTP/2 server (TLSNextProto's
+	// handlers); handoffs joins the https frontend's handshakes and the
+	// HTTP/2 connections served from goroutines of their own, h2conns
+	// (handoff.go).
+	h2, h2c  func(*http.Server, *tls.Conn, http.Handler)
+	h2conns  sync.Map // *clientConn -> struct{}
+	handoffs sync.WaitGroup
 	tunnels  sync.WaitGroup
 	// serving joins the serve or accept loop, which ends with the listener.
 	serving sync.WaitGroup
@@ -117,15 +124,7 @@ func (fe *Frontend) Addr() net.Addr {
 // Start opens the frontend's socket and serves it.
 func (fe *Frontend) Start() error {
 	e := fe.env
-	// local and remote choose the worker; client is the client's address
-	// (a PROXY protocol header's, or remote).
-	newSession := func(local, remote, client net.Addr, tcp bool) *session {
-		s := &session{worker: e.pickWorker(local, remote, tcp)}
-		if ap, err := netip.ParseAddrPort(client.String()); err == nil {
-			s.remote = ap.Addr().Unmap()
-		}
-		return s
-	}
+	newSession := fe.newSession
 	log := slog.NewLogLogger(e.Log.With("frontend", fe.cfg.Name).Handler(), slog.LevelDebug)
 	switch fe.cfg.Protocol {
 	case config.ProtoHTTP, config.ProtoHTTPS:
@@ -140,12 +139,13 @@ func (fe *Frontend) Start() error {
 		protos.SetHTTP1(true)
 		var tlsConf *tls.Config
 		if https {
-			// ALPN h2 and http/1.1 (ServeTLS adds them, RFC 9113
-			// section 3.2); the handshake runs in the connection's
-			// goroutine under ReadHeaderTimeout (timeouts.header).
-			// Session tickets are on, their keys rotated by crypto/tls.
+			// ALPN h2 and http/1.1 (RFC 9113 section 3.2); the
+			// handshake runs in a goroutine of its own under
+			// timeouts.header (handoff.go). Session tickets are on,
+			// their keys rotated by crypto/tls.
 			protos.SetHTTP2(true)
-			tlsConf = &tls.Config{GetCertificate: fe.certs.getCertificate, MinVersion: tls.VersionTLS12}
+			tlsConf = &tls.Config{GetCertificate: fe.certs.getCertificate, MinVersion: tls.VersionTLS12,
+				NextProtos: []string{"h2", "http/1.1"}}
 		} else {
 			protos.SetUnencryptedHTTP2(true)
 		}
@@ -160,12 +160,17 @@ func (fe *Frontend) Start() error {
 			ErrorLog:          log,
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 				ctx = context.WithValue(ctx, connKey{}, c)
-				if v, ok := fe.sessions.Load(c); ok { // a parked connection back
+				k := c
+				if cc := clientOf(c); cc != nil {
+					k = cc
+				}
+				// A parked connection back, or an https one (handoff.go).
+				if v, ok := fe.sessions.Load(k); ok {
 					return context.WithValue(ctx, sessionKey{}, v)
 				}
 				wl, wr := workerAddrs(c)
 				s := newSession(wl, wr, c.RemoteAddr(), true)
-				fe.sessions.Store(c, s)
+				fe.sessions.Store(k, s)
 				return context.WithValue(ctx, sessionKey{}, s)
 			},
 			ConnState: func(c net.Conn, s http.ConnState) {
@@ -178,20 +183,22 @@ func (fe *Frontend) Start() error {
 					if parking(c) {
 						return
 					}
-					if tc, ok := c.(*tls.Conn); ok {
-						fe.countHandshake(tc)
-					}
 					fe.connGone(c)
 				}
 			},
 		}
+		// HTTP/2 connections are served from goroutines of their own;
+		// HTTP/1.1 ones are parked while idle (handoff.go, park.go).
+		if err := fe.setupHTTP2(); err != nil {
+			ln.Close()
+			return err
+		}
+		fe.resume = newResumeListener(ln.Addr())
+		fe.serving.Go(func() { fe.hs.Serve(fe.resume) })
 		if https {
-			fe.serving.Go(func() { fe.hs.ServeTLS(limitListener{Listener: ln, fe: fe}, "", "") })
+			fe.serving.Go(func() { fe.acceptTLS(limitListener{Listener: ln, fe: fe}, tlsConf) })
 		} else {
-			// Plain HTTP/1.1 connections are parked while idle (park.go).
-			fe.resume = newResumeListener(ln.Addr())
 			fe.serving.Go(func() { fe.hs.Serve(parkingListener{Listener: limitListener{Listener: ln, fe: fe}, fe: fe}) })
-			fe.serving.Go(func() { fe.hs.Serve(fe.resume) })
 		}
 	case config.ProtoH3:
 		pc, err := e.Net.ListenUDP(fe.cfg.Addr())
@@ -254,6 +261,17 @@ func (fe *Frontend) Start() error {
 	return nil
 }
 
+// newSession is the session of a client connection: local and remote
+// choose the worker; client is the client's address (a PROXY protocol
+// header's, or remote).
+func (fe *Frontend) newSession(local, remote, client net.Addr, tcp bool) *session {
+	s := &session{worker: fe.env.pickWorker(local, remote, tcp)}
+	if ap, err := netip.ParseAddrPort(client.String()); err == nil {
+		s.remote = ap.Addr().Unmap()
+	}
+	return s
+}
+
 // selfSigned makes the certificate of an h3 frontend configured without one.
 func (fe *Frontend) selfSigned() (tls.Certificate, error) {
 	fe.env.Log.Warn("h3 frontend without tls.cert: using a self-signed certificate", "frontend", fe.cfg.Name)
@@ -295,10 +313,14 @@ func (fe *Frontend) Shutdown(ctx context.Context) {
 		cut := fe.cut
 		switch {
 		case fe.hs != nil:
+			if fe.cfg.Protocol == config.ProtoHTTPS {
+				fe.ln.Close() // acceptTLS's; the server closes its own
+			}
 			fe.closeParked()
 			if err := fe.hs.Shutdown(ctx); err != nil {
 				fe.hs.Close()
 			}
+			fe.waitHandoffs(ctx)
 		case fe.h3 != nil:
 			// The listener is ours (ServeListener): close it first so
 			// that no handshake completes into a queue nobody accepts.

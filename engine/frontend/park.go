@@ -2,6 +2,8 @@ package frontend
 
 import (
 	"bufio"
+	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -37,8 +39,15 @@ import (
 // length up to MaxReplayBody, which the proxy reads whole) consumed, and
 // a response framed by Content-Length with exactly that many bytes
 // written, or one that has no body (HEAD, 204, 304), without trailers.
-// Anything else (chunked or streamed responses, h2c, errors mid-response)
+// Anything else (chunked or streamed responses, errors mid-response)
 // stays in the server, which keeps, closes or drains it as it always did.
+// HTTP/2 connections are not parked (handoff.go).
+//
+// HTTPS HTTP/1.1 connections are parked the same way, their *tls.Conn
+// kept whole (keys, sequence numbers, its read buffer): crypto/tls cannot
+// drop its buffers, but the server's goroutine and buffers go, which is
+// most of an idle HTTPS connection's cost (tlsBuffered takes the records
+// it read ahead first).
 
 // Parked connection states (clientConn.state).
 const (
@@ -47,6 +56,7 @@ const (
 	connParked                // waiting for its next request
 	connResuming              // handed to resumeListener, not yet seen by the server
 	connClosed                // closed while parked (idle timeout, shutdown)
+	connHanding               // handed to an HTTP/2 goroutine, net/http letting go (handoff.go)
 )
 
 // readNotifier is a connection that can call fn once when it becomes
@@ -60,9 +70,12 @@ type readNotifier interface {
 // sees it: the same value across parks, so that the frontend's session
 // map and limits follow it.
 type clientConn struct {
-	net.Conn
-	fe    *Frontend
-	state atomic.Int32
+	net.Conn // a *tls.Conn when tls
+	fe       *Frontend
+	tls      bool
+	state    atomic.Int32
+	// handed is set when the connection goes to an HTTP/2 goroutine.
+	handed *handOff
 	// pending holds bytes the server had read ahead when the connection
 	// was parked; Read returns them first. Only the goroutine serving
 	// the connection touches it.
@@ -107,7 +120,45 @@ type closeWriter interface{ CloseWrite() error }
 var (
 	_ net.Conn    = (*clientConn)(nil)
 	_ closeWriter = (*clientConn)(nil)
+	_ net.Conn    = tlsClientConn{}
 )
+
+// tlsClientConn is how the http.Server sees an https connection, whose
+// handshake is done (handoff.go): its ConnectionState is the request's
+// TLS.
+type tlsClientConn struct{ *clientConn }
+
+func (c tlsClientConn) ConnectionState() tls.ConnectionState {
+	return c.Conn.(*tls.Conn).ConnectionState()
+}
+
+// served is c as the http.Server sees it.
+func (c *clientConn) served() net.Conn {
+	if c.tls {
+		return tlsClientConn{c}
+	}
+	return c
+}
+
+// clientOf is the clientConn c is, else nil.
+func clientOf(c net.Conn) *clientConn {
+	switch c := c.(type) {
+	case *clientConn:
+		return c
+	case tlsClientConn:
+		return c.clientConn
+	}
+	return nil
+}
+
+// Close closes the connection, except net/http's close of a connection it
+// handed to an HTTP/2 goroutine (handoff.go), which still serves it.
+func (c *clientConn) Close() error {
+	if c.state.Load() == connHanding {
+		return nil
+	}
+	return c.Conn.Close()
+}
 
 func (c *clientConn) Read(b []byte) (int, error) {
 	if len(c.pending) > 0 {
@@ -194,7 +245,7 @@ func (l *resumeListener) Accept() (net.Conn, error) {
 			l.mu.Unlock()
 			c.stop()
 			c.stop = nil
-			return c, nil
+			return c.served(), nil
 		}
 		closed := l.closed
 		l.mu.Unlock()
@@ -285,8 +336,9 @@ func parkable(w *parkWriter, r *http.Request) bool {
 // (see the comment at the top of this file). It reports whether it did;
 // the handler must return right after.
 func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
-	c, ok := r.Context().Value(connKey{}).(*clientConn)
-	if !ok || fe.draining.Load() || !parkable(w, r) {
+	v, _ := r.Context().Value(connKey{}).(net.Conn)
+	c := clientOf(v)
+	if c == nil || fe.draining.Load() || !parkable(w, r) {
 		return false
 	}
 	if c.skip > 0 {
@@ -315,8 +367,16 @@ func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
 	// which the server's connection object, still reachable from its
 	// stack's deadline timers for a while, would otherwise keep.
 	*brw.Reader, *brw.Writer = bufio.Reader{}, bufio.Writer{}
+	ready := c.pending != nil
+	if c.tls {
+		var err error
+		c.pending, err = tlsBuffered(c.Conn.(*tls.Conn), c.pending)
+		// An error (the client's close_notify, a bad record) is
+		// crypto/tls's to repeat to the server, at once.
+		ready = c.pending != nil || err != nil
+	}
 	c.stop = func() {}
-	if c.pending == nil {
+	if !ready {
 		c.fired.Store(false)
 		c.stop = notifyReadable(c.Conn, func() { c.fired.Store(true); c.wake() })
 	}
@@ -331,7 +391,7 @@ func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
 	}
 	c.parkedAt = time.Now()
 	c.state.Store(connParked)
-	if c.pending != nil || c.fired.Load() {
+	if ready || c.fired.Load() {
 		c.wake()
 		return true
 	}
@@ -340,6 +400,28 @@ func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
 		c.expire()
 	}
 	return true
+}
+
+// tlsBuffered appends to p what tc has received and not given out yet:
+// crypto/tls reads from the socket as much as it gets, so records that
+// came with the last request (pipelined ones) may wait in it, where the
+// socket's read notification would not see them. A read whose deadline has
+// passed decrypts the whole records it holds and reads nothing from the
+// socket; the timeout it then returns leaves the connection usable.
+func tlsBuffered(tc *tls.Conn, p []byte) ([]byte, error) {
+	tc.SetReadDeadline(time.Unix(1, 0))
+	defer tc.SetReadDeadline(time.Time{})
+	var b [512]byte
+	for {
+		n, err := tc.Read(b[:])
+		p = append(p, b[:n]...)
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			return p, nil
+		}
+		if err != nil {
+			return p, err
+		}
+	}
 }
 
 // wake hands a parked connection back to the server.
@@ -431,16 +513,29 @@ func socketOf(c net.Conn) net.Conn {
 }
 
 // resumed reports whether c, starting in the server, is a parked
-// connection coming back (not a new one to count).
+// connection coming back, or an https one the frontend counted (not a new
+// one to count).
 func resumed(c net.Conn) bool {
-	cc, ok := c.(*clientConn)
-	return ok && cc.state.CompareAndSwap(connResuming, connServed)
+	cc := clientOf(c)
+	return cc != nil && cc.state.CompareAndSwap(connResuming, connServed)
 }
 
-// parking reports whether the server's hijack of c is park's.
+// parking reports whether the server's hijack of c is park's, or its close
+// the end of a hand-off to an HTTP/2 goroutine (which it releases).
 func parking(c net.Conn) bool {
-	cc, ok := c.(*clientConn)
-	return ok && cc.state.Load() == connParking
+	cc := clientOf(c)
+	if cc == nil {
+		return false
+	}
+	switch cc.state.Load() {
+	case connParking:
+		return true
+	case connHanding:
+		cc.state.Store(connServed)
+		close(cc.handed.released)
+		return true
+	}
+	return false
 }
 
 // closeParked closes the connections parked when Shutdown begins; park
@@ -460,11 +555,18 @@ type connKey struct{}
 
 // connGone is the end of an http frontend's client connection: it leaves
 // the gauge, its session closes (its private backend connections with it)
-// and its slots under max_connections are freed. Once per connection: the
-// session was stored by ConnContext, right after limitListener admitted
-// the connection.
+// and its slots under max_connections are freed; an https connection's
+// handshake is counted. Once per connection: the session was stored by
+// ConnContext, right after limitListener admitted the connection, or by
+// track once its TLS handshake was done.
 func (fe *Frontend) connGone(c net.Conn) {
+	if cc := clientOf(c); cc != nil {
+		c = cc
+	}
 	if v, ok := fe.sessions.LoadAndDelete(c); ok {
+		if cc, ok := c.(*clientConn); ok && cc.tls {
+			fe.countHandshake(cc.Conn.(*tls.Conn))
+		}
 		fe.env.Counters.ClientConns.WithLabelValues(fe.cfg.Name).Dec()
 		v.(*session).close()
 		fe.leave()
