@@ -38,6 +38,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
 	quietQUIC()
+	applyGC(cfg.GC)
 	// Take the signals before anything starts, so that a SIGTERM during
 	// start-up drains instead of killing the process mid-set-up.
 	sigs := make(chan os.Signal, 4)
@@ -77,6 +78,9 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 			next, err := config.Load(*file)
 			if err == nil {
 				err = e.Reload(next)
+			}
+			if err == nil {
+				applyGC(next.GC)
 			}
 			if err != nil {
 				log.Error("reload refused; the running configuration stays", "err", err)

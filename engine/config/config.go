@@ -58,6 +58,8 @@ type Config struct {
 	Backends       []Backend   `yaml:"backends"`
 	// AccessLog, when set, logs every HTTP request (see [AccessLog]).
 	AccessLog *AccessLog `yaml:"access_log"`
+	// GC tunes Go's garbage collector (see [GC]).
+	GC GC `yaml:"gc"`
 }
 
 // LogConfig sets the slog handler.
@@ -594,6 +596,7 @@ func (c *Config) Validate() error {
 		bad("max_connections", "%d must be at least 1", c.MaxConnections)
 	}
 	c.AccessLog.validate(bad)
+	c.GC.validate(bad)
 
 	// Interfaces and the addresses the engine owns.
 	queues := 0
