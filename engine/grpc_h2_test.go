@@ -75,7 +75,8 @@ backends:
 // TestGRPCH2Backend runs the grpc-go calls (streams past every timeout,
 // cancellation by the client seen by the server, error statuses from the
 // server seen by the client, trailer metadata) through the h2c and https
-// frontends, and gRPC framing over HTTP/3 through the h3 frontend, to
+// frontends, and gRPC framing over HTTP/3 through the h3 frontend (unary,
+// a long server stream, a cancelled one), to
 // grpc-go's HTTP/2 server over TLS behind an h2 backend; and request and
 // response trailers and TE: trailers from every client kind to Go's
 // HTTP/2 server behind an h2 and an h2c backend; a response that server
@@ -142,6 +143,13 @@ func TestGRPCH2Backend(t *testing.T) {
 
 	grpcGoCalls(t, ctx, grpcClient(t, env, "198.18.1.1:8080", nil), svc, "h2c", true)
 	grpcGoCalls(t, ctx, grpcClient(t, env, "198.18.1.1:8444", roots), svc, "h2", true)
+	t.Run("h3/cancel", func(t *testing.T) {
+		h3Cancel(t, ctx, env, svc)
+	})
+	t.Run("h3/long-server-stream", func(t *testing.T) {
+		t.Parallel()
+		h3LongStream(t, ctx, env)
+	})
 	t.Run("h3/unary", func(t *testing.T) {
 		t.Parallel()
 		h3NativeUnary(t, ctx, env)

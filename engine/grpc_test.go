@@ -377,32 +377,7 @@ func TestGRPCGateway(t *testing.T) {
 	grpcGoCalls(t, ctx, grpcClient(t, env, "198.18.1.1:8444", roots), svc, "h2", false)
 	t.Run("h3/long-server-stream", func(t *testing.T) {
 		t.Parallel()
-		c, done, err := env.HTTP3Client()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer done()
-		c.Timeout = 0 // the context bounds the call
-		start := time.Now()
-		resp, err := h3GRPC(ctx, c, env, "/grpc.testing.TestService/StreamingOutputCall",
-			&testpb.StreamingOutputCallRequest{ResponseParameters: longStream()}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		n := 0
-		for {
-			var m testpb.StreamingOutputCallResponse
-			if err := readGRPCMessage(resp.Body, &m); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatalf("after %d messages, %v: %v", n, time.Since(start), err)
-			}
-			n++
-		}
-		if n != 40 || resp.Trailer.Get("Grpc-Status") != "0" {
-			t.Fatalf("%d messages, want 40; trailers %v", n, resp.Trailer)
-		}
+		h3LongStream(t, ctx, env)
 	})
 
 	t.Run("h3/silent-stream", func(t *testing.T) {
@@ -552,24 +527,7 @@ func TestGRPCGateway(t *testing.T) {
 		}
 	})
 	t.Run("h3/cancel", func(t *testing.T) {
-		c, done, err := env.HTTP3Client()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer done()
-		cctx, ccancel := context.WithCancel(ctx)
-		defer ccancel()
-		resp, err := h3GRPC(cctx, c, env, "/grpc.testing.TestService/StreamingOutputCall",
-			&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 10}, {Size: 10, IntervalUs: 30_000_000}}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m testpb.StreamingOutputCallResponse
-		if err := readGRPCMessage(resp.Body, &m); err != nil {
-			t.Fatal(err)
-		}
-		ccancel()
-		waitCancelled(t, svc, "StreamingOutputCall")
+		h3Cancel(t, ctx, env, svc)
 	})
 }
 
@@ -1122,4 +1080,60 @@ func h3NativeUnary(t *testing.T, ctx context.Context, env *enginelab.Env) {
 	if resp.Header.Get("Grpc-Status") != "12" || len(resp.Trailer) != 0 {
 		t.Fatalf("headers %v, trailers %v", resp.Header, resp.Trailer)
 	}
+}
+
+// h3LongStream runs a server stream longer than every 2s timeout of the
+// lab (longStream) in gRPC's framing over HTTP/3 through the h3 frontend:
+// 40 messages, then grpc-status 0.
+func h3LongStream(t *testing.T, ctx context.Context, env *enginelab.Env) {
+	c, done, err := env.HTTP3Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	c.Timeout = 0 // the context bounds the call
+	start := time.Now()
+	resp, err := h3GRPC(ctx, c, env, "/grpc.testing.TestService/StreamingOutputCall",
+		&testpb.StreamingOutputCallRequest{ResponseParameters: longStream()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n := 0
+	for {
+		var m testpb.StreamingOutputCallResponse
+		if err := readGRPCMessage(resp.Body, &m); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("after %d messages, %v: %v", n, time.Since(start), err)
+		}
+		n++
+	}
+	if n != 40 || resp.Trailer.Get("Grpc-Status") != "0" {
+		t.Fatalf("%d messages, want 40; trailers %v", n, resp.Trailer)
+	}
+}
+
+// h3Cancel starts a server stream over HTTP/3 through the h3 frontend,
+// takes its first message and cancels the request (an HTTP/3 stream
+// reset): the server must see its call's context end.
+func h3Cancel(t *testing.T, ctx context.Context, env *enginelab.Env, svc *testService) {
+	c, done, err := env.HTTP3Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	cctx, ccancel := context.WithCancel(ctx)
+	defer ccancel()
+	resp, err := h3GRPC(cctx, c, env, "/grpc.testing.TestService/StreamingOutputCall",
+		&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 10}, {Size: 10, IntervalUs: 30_000_000}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m testpb.StreamingOutputCallResponse
+	if err := readGRPCMessage(resp.Body, &m); err != nil {
+		t.Fatal(err)
+	}
+	ccancel()
+	waitCancelled(t, svc, "StreamingOutputCall")
 }
