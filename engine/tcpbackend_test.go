@@ -264,14 +264,14 @@ type frontendClient struct {
 
 // allFrontendsLab starts k behind the engine's http frontend (HTTP/1.1 and
 // h2c clients), an h3 one at :8443 and an https one at :8444 (h2 and
-// HTTP/1.1 clients), with tcpLab's settings, and returns a client of each
-// kind.
-func allFrontendsLab(t *testing.T, k originKind) (*faultLab, []frontendClient) {
+// HTTP/1.1 clients), with tcpLab's settings and fe as more fields of each
+// frontend (", key: value"), and returns a client of each kind.
+func allFrontendsLab(t *testing.T, k originKind, fe string) (*faultLab, []frontendClient) {
 	t.Helper()
 	cert := writeLabCert(t, t.TempDir(), "198.18.1.1")
-	more := fmt.Sprintf("  - {name: h3, listen: \"198.18.1.1:8443\", protocol: h3, backend: origins}\n"+
-		"  - {name: https, listen: \"198.18.1.1:8444\", protocol: https, backend: origins, tls: {cert: %q, key: %q}}\n", cert.cert, cert.key)
-	f := startFaultLab(t, faultOpts{kinds: []originKind{k}, moreFrontends: more, edit: defaultChecks})
+	more := fmt.Sprintf("  - {name: h3, listen: \"198.18.1.1:8443\", protocol: h3, backend: origins%s}\n"+
+		"  - {name: https, listen: \"198.18.1.1:8444\", protocol: https, backend: origins, tls: {cert: %q, key: %q}%s}\n", fe, cert.cert, cert.key, fe)
+	f := startFaultLab(t, faultOpts{kinds: []originKind{k}, frontend: fe, moreFrontends: more, edit: defaultChecks})
 	if _, ok := waitServing(f.env, f.url(), time.Now(), recoverWithin); !ok {
 		t.Fatal("the engine did not serve")
 	}
@@ -305,7 +305,7 @@ func TestTCPBackendFrontends(t *testing.T) {
 		up string // how an upload comes back: nginx stores, h2o echoes
 	}{{nginxH2, "put"}, {h2oH2C, "echo"}, {nginxHTTP1, "put"}} {
 		t.Run(c.k.name+"/"+c.k.proto, func(t *testing.T) {
-			f, clients := allFrontendsLab(t, c.k)
+			f, clients := allFrontendsLab(t, c.k, "")
 			want := randomFile(t, f, "page", 300<<10)
 			for _, fe := range clients {
 				base := fe.base
