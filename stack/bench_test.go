@@ -55,6 +55,9 @@ type benchEnv struct {
 	listen func(netip.AddrPort) (net.Listener, error)
 	close  func()
 	stats  func() string
+	// txFrames is the endpoint's TX frames so far; nil where there is
+	// no Endpoint.
+	txFrames func() uint64
 }
 
 const benchClients = 16 // client addresses, so connection-rate runs do not run out of ports
@@ -94,8 +97,9 @@ func newBenchEnv(b *testing.B, impl string) *benchEnv {
 		e := newLabEngine(b, lo, eo, stack.Options{}, tune...)
 		return &benchEnv{
 			l: e.l, lk: e.lk, addr: e.lk.EngineV4,
-			listen: func(ap netip.AddrPort) (net.Listener, error) { return e.s.ListenTCP(ap) },
-			close:  func() {},
+			listen:   func(ap netip.AddrPort) (net.Listener, error) { return e.s.ListenTCP(ap) },
+			close:    func() {},
+			txFrames: func() uint64 { return stack.Total(e.ep.Stats()).TXFrames },
 			stats: func() string {
 				tcp := e.s.Netstack().Stats().TCP
 				var ps []string
@@ -500,6 +504,84 @@ func BenchmarkTCPConnRate(b *testing.B) {
 	}
 }
 
+// BenchmarkTCPRequestResponse: 32 kept-alive connections from Go clients in
+// the client namespace each send a 200-byte request and wait for its
+// 200-byte echo, as HTTP/1.1 clients of a proxy do: the per-packet cost of
+// the data path (frames, TX kicks, RX wakeups, netstack's segments) per
+// exchange, for each of benchImpls, in one-second turns as
+// BenchmarkTCPConnRate takes them. engine-us/req is the test process's CPU
+// (the server side) per exchange, client-us/req the client process's
+// (its kernel's receive processing included), frames/req the endpoint's TX
+// frames.
+func BenchmarkTCPRequestResponse(b *testing.B) {
+	privtest.RequireRoot(b)
+	secs := benchSeconds()
+	impls := benchImpls
+	type server struct {
+		env                   *benchEnv
+		dst                   string
+		reqs, seconds, frames float64
+		clientCPU             float64
+		cpu                   time.Duration
+		txFrames              func() uint64
+	}
+	servers := make([]*server, len(impls))
+	for i, impl := range impls {
+		env := newBenchEnv(b, impl)
+		ln, err := env.listen(netip.AddrPortFrom(env.addr, 7))
+		if err != nil {
+			b.Fatal(err)
+		}
+		echoServe(b, ln)
+		sv := &server{env: env, dst: netip.AddrPortFrom(env.addr, 7).String(), txFrames: env.txFrames}
+		if sv.txFrames == nil {
+			sv.txFrames = func() uint64 { return 0 }
+		}
+		servers[i] = sv
+	}
+	for turn := range b.N*secs + 1 {
+		for i, sv := range servers {
+			f0, c0 := sv.txFrames(), cpuTime()
+			out, err := runGoClient(b, sv.env.l.Client, 1, goClient{Mode: "reqresp", Dst: sv.dst, Seconds: 1, Parallel: 32})
+			cpu, frames := cpuTime()-c0, sv.txFrames()-f0
+			if err != nil {
+				b.Fatalf("%s: %v: %s", impls[i], err, out)
+			}
+			var r goClientResult
+			if err := json.Unmarshal(out, &r); err != nil {
+				b.Fatalf("%s: client output: %v: %s", impls[i], err, out)
+			}
+			if r.Errors > 0 {
+				b.Fatalf("%s: %d clients failed: %s", impls[i], r.Errors, r.FirstError)
+			}
+			if turn == 0 {
+				continue // warm-up
+			}
+			sv.reqs += float64(r.Count)
+			sv.seconds += r.Seconds
+			sv.cpu += cpu
+			sv.frames += float64(frames)
+			sv.clientCPU += r.CPUSeconds
+		}
+	}
+	for i, impl := range impls {
+		sv := servers[i]
+		b.Run("impl="+impl, func(b *testing.B) {
+			if sv.reqs == 0 {
+				b.Fatal("no exchange completed")
+			}
+			b.ReportMetric(sv.reqs/sv.seconds, "req/s")
+			b.ReportMetric(sv.cpu.Seconds()/sv.reqs*1e6, "engine-us/req")
+			// The client's kernel processes the frames the engine sends.
+			b.ReportMetric(sv.clientCPU/sv.reqs*1e6, "client-us/req")
+			if sv.frames > 0 {
+				b.ReportMetric(sv.frames/sv.reqs, "frames/req")
+			}
+			b.Logf("%s: %s", impl, sv.env.stats())
+		})
+	}
+}
+
 // sinkServer reads and discards every connection, counting bytes.
 type sinkServer struct {
 	l     net.Listener
@@ -629,7 +711,7 @@ func runInNS(b testing.TB, ns *lab.NS, timeout time.Duration, name string, args 
 // goClient configures this test binary re-executed as a load client (see
 // TestMain).
 type goClient struct {
-	Mode     string   // "bulk", "download" or "connrate"
+	Mode     string   // "bulk", "download", "reqresp" or "connrate"
 	Dst      string   // server address
 	Seconds  int      // run time
 	Parallel int      // connrate: concurrent loops
@@ -728,6 +810,43 @@ func goClientMain(cfgJSON string) int {
 			}
 		}
 		c.Close()
+	case "reqresp":
+		var count, errs atomic.Int64
+		var first atomic.Value
+		var wg sync.WaitGroup
+		for range cfg.Parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.DialTimeout("tcp", cfg.Dst, 5*time.Second)
+				if err != nil {
+					errs.Add(1)
+					first.CompareAndSwap(nil, err.Error())
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(deadline.Add(5 * time.Second))
+				req, resp := make([]byte, 200), make([]byte, 200)
+				for time.Now().Before(deadline) {
+					if _, err := c.Write(req); err != nil {
+						errs.Add(1)
+						first.CompareAndSwap(nil, err.Error())
+						return
+					}
+					if _, err := io.ReadFull(c, resp); err != nil {
+						errs.Add(1)
+						first.CompareAndSwap(nil, err.Error())
+						return
+					}
+					count.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		r.Count, r.Errors = count.Load(), errs.Load()
+		if f, ok := first.Load().(string); ok {
+			r.FirstError = f
+		}
 	case "connrate":
 		var count, errs atomic.Int64
 		var first atomic.Value
