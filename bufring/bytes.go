@@ -33,6 +33,11 @@ type ByteConfig struct {
 	// fails, but its allocations count. Default 0: no bound. A bounded
 	// pool cannot be resized.
 	Limit int64
+	// ReserveLimit, when positive, bounds the bytes reserved
+	// ([BytePool.Reserve]) below Limit: what it leaves is for buffers
+	// only, so that reservations (connections) cannot take the room the
+	// buffers their transfers need. Default 0: Limit.
+	ReserveLimit int64
 }
 
 func (cfg *ByteConfig) setDefaults() error {
@@ -44,6 +49,9 @@ func (cfg *ByteConfig) setDefaults() error {
 	}
 	if cfg.CacheSize < 0 || cfg.Batch < 0 || cfg.Shared < 0 || cfg.Shared > 1<<30 || cfg.Limit < 0 {
 		return fmt.Errorf("%w: CacheSize %d, Batch %d, Shared %d, Limit %d", ErrConfig, cfg.CacheSize, cfg.Batch, cfg.Shared, cfg.Limit)
+	}
+	if cfg.ReserveLimit < 0 || cfg.ReserveLimit > cfg.Limit {
+		return fmt.Errorf("%w: ReserveLimit %d outside 0..Limit %d", ErrConfig, cfg.ReserveLimit, cfg.Limit)
 	}
 	if cfg.Limit > 0 && cfg.Limit < int64(cfg.Sizes[len(cfg.Sizes)-1]) {
 		return fmt.Errorf("%w: Limit %d below the largest size class %d", ErrConfig, cfg.Limit, cfg.Sizes[len(cfg.Sizes)-1])
@@ -337,8 +345,9 @@ func (c *ByteCache) Put(b []byte) {
 		st = c.flush(i, c.p.cfg.Batch)
 	}
 	c.stacks[i] = append(st, b[:cap(b)])
-	if c.p.shared.nwait.Load() != 0 {
-		// Someone sleeps in Acquire: what this cache keeps, it cannot have.
+	if c.p.shared.sleepers() {
+		// Someone sleeps in Acquire or Reserve: what this cache keeps, it
+		// cannot have.
 		c.Flush()
 		c.p.settle()
 	}
@@ -424,6 +433,14 @@ type ByteStats struct {
 	PassedOn, Evicted, TooLarge   uint64
 	Waiting                       int64
 	WaitTime, MaxWait             time.Duration
+
+	// Reservations (Reserve, TryReserve, Unreserve): Reserved is the
+	// bytes reserved now (in Live too under a Limit), Reserves the
+	// reservations granted, ReserveWaits the Reserve calls that slept,
+	// ReserveFailures those that gave up, ReserveWaiting those asleep now.
+	Reserved, ReserveWaiting int64
+	Reserves, ReserveWaits   uint64
+	ReserveFailures          uint64
 }
 
 // Stats returns a snapshot of p; it may be called from any goroutine.
@@ -455,6 +472,8 @@ func (p *BytePool) Stats() ByteStats {
 	s.PassedOn, s.Evicted, s.TooLarge = sh.passedOn.Load(), sh.evicted.Load(), sh.tooLarge.Load()
 	s.Waiting = sh.nwait.Load()
 	s.WaitTime, s.MaxWait = time.Duration(sh.waitNanos.Load()), time.Duration(sh.maxWaitNs.Load())
+	s.Reserved, s.ReserveWaiting = sh.reserved.Load(), sh.rwait.Load()
+	s.Reserves, s.ReserveWaits, s.ReserveFailures = sh.reserves.Load(), sh.reserveWaits.Load(), sh.reserveFails.Load()
 	return s
 }
 

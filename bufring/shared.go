@@ -9,9 +9,17 @@ import (
 // byteShared is the state of a BytePool's shared path ([BytePool.Acquire],
 // [BytePool.Release]) and of its bound.
 type byteShared struct {
-	live  atomic.Int64 // bytes allocated and not yet left to the GC (kept only with a Limit)
+	live  atomic.Int64 // bytes allocated and not yet left to the GC, and reserved (kept only with a Limit)
 	nwait atomic.Int64 // Acquire calls asleep in wq
 	wq    waitQueue    // ClassApp only
+	// rq holds the Reserve calls asleep (ClassApp only), guarded by
+	// wq.mu, not its own; rwait counts them. They are served after every
+	// Acquire in wq (reserve.go).
+	rq       waitQueue
+	rwait    atomic.Int64
+	reserved atomic.Int64 // bytes reserved now (kept with or without a Limit)
+
+	reserves, reserveWaits, reserveFails atomic.Uint64
 
 	gets, puts           atomic.Uint64 // Acquire successes, Release calls
 	allocs, evicted      atomic.Uint64
@@ -35,56 +43,63 @@ func (p *BytePool) shrink(n int64) {
 		return
 	}
 	p.shared.live.Add(-n)
-	if p.shared.nwait.Load() != 0 {
+	if p.shared.sleepers() {
 		p.settle()
 	}
 }
 
+// sleepers reports whether an Acquire or a Reserve sleeps: a release may
+// be room for it.
+func (sh *byteShared) sleepers() bool { return sh.nwait.Load() != 0 || sh.rwait.Load() != 0 }
+
 // reserve counts size more bytes if that stays within the Limit.
-func (p *BytePool) reserve(size int) bool {
+func (p *BytePool) reserve(size int64) bool {
 	if p.cfg.Limit <= 0 {
 		return true
 	}
 	for {
 		v := p.shared.live.Load()
-		if v+int64(size) > p.cfg.Limit {
+		if v+size > p.cfg.Limit {
 			return false
 		}
-		if p.shared.live.CompareAndSwap(v, v+int64(size)) {
+		if p.shared.live.CompareAndSwap(v, v+size) {
 			return true
 		}
 	}
 }
 
 // take returns a buffer of class i without sleeping: from the shared ring,
-// else a new one if the Limit allows, else a new one in the room left by
-// evicting free buffers of other classes from their rings.
+// else a new one if room allows.
 func (p *BytePool) take(g *byteGen, i int) ([]byte, bool) {
 	if b, ok := g.rings[i].Pop(); ok {
 		return b, true
 	}
-	size := g.sizes[i]
-	for !p.reserve(size) {
-		evicted := false
-		for j, r := range g.rings {
-			b, ok := r.Pop()
-			if !ok {
-				continue
-			}
-			if j == i { // released meanwhile
-				return b, true
-			}
-			p.shared.live.Add(-int64(cap(b)))
-			p.shared.evicted.Add(1)
-			evicted = true
-			break
-		}
-		if !evicted {
-			return nil, false
-		}
+	if !p.room(g, int64(g.sizes[i])) {
+		return nil, false
 	}
 	p.shared.allocs.Add(1)
-	return make([]byte, size), true
+	return make([]byte, g.sizes[i]), true
+}
+
+// room counts size more bytes if that stays within the Limit, evicting
+// free buffers from the shared rings to make room if need be; it reports
+// false when even that does not leave size bytes.
+func (p *BytePool) room(g *byteGen, size int64) bool {
+	for !p.reserve(size) {
+		evicted := false
+		for _, r := range g.rings {
+			if b, ok := r.Pop(); ok {
+				p.shared.live.Add(-int64(cap(b)))
+				p.shared.evicted.Add(1)
+				evicted = true
+				break
+			}
+		}
+		if !evicted {
+			return false
+		}
+	}
+	return true
 }
 
 // Acquire returns a buffer of length n from the smallest class holding n;
@@ -175,7 +190,7 @@ func (p *BytePool) TryAcquire(n int) ([]byte, bool) {
 }
 
 func (p *BytePool) tryAcquire(g *byteGen, i, n int) ([]byte, bool) {
-	if p.shared.nwait.Load() != 0 { // FIFO: do not overtake sleepers
+	if p.shared.sleepers() { // FIFO: do not overtake sleepers
 		return nil, false
 	}
 	b, ok := p.take(g, i)
@@ -223,18 +238,20 @@ func (p *BytePool) Release(b []byte) {
 	}
 	// Published in the ring before looking for sleepers, as Acquire queues
 	// before looking at the rings: one of the two sees the other.
-	if p.shared.nwait.Load() != 0 {
+	if p.shared.sleepers() {
 		p.settle()
 	}
 }
 
-// settle serves sleeping Acquire calls, oldest first, for as long as take
-// finds them a buffer.
+// settle serves sleeping Reserve calls, oldest first, for as long as there
+// is room (reserve.go), then sleeping Acquire calls, oldest first, for as
+// long as take finds them a buffer.
 func (p *BytePool) settle() {
 	q := &p.shared.wq
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	g := p.gen.Load()
+	p.settleReserves(g)
 	for {
 		w := q.first(ClassApp)
 		if w == nil {
@@ -261,9 +278,9 @@ func (p *BytePool) settle() {
 	}
 }
 
-// Close wakes every sleeping Acquire with ErrClosed and makes later ones
-// that would sleep fail with it. Buffers out stay valid and may be
-// released.
+// Close wakes every sleeping Acquire and Reserve with ErrClosed and makes
+// later ones that would sleep fail with it. Buffers out stay valid and may
+// be released, reservations may be given back.
 func (p *BytePool) Close() {
 	q := &p.shared.wq
 	q.mu.Lock()
@@ -272,10 +289,19 @@ func (p *BytePool) Close() {
 	for {
 		w := q.first(ClassApp)
 		if w == nil {
-			return
+			break
 		}
 		q.remove(w)
 		p.shared.nwait.Add(-1)
+		close(w.ch)
+	}
+	for {
+		w := p.shared.rq.first(ClassApp)
+		if w == nil {
+			return
+		}
+		p.shared.rq.remove(w)
+		p.shared.rwait.Add(-1)
 		close(w.ch)
 	}
 }
