@@ -319,3 +319,24 @@ var errNoPayload = errors.New("stack: no payload")
 
 func (noPayload) Len() int                 { return 1 }
 func (noPayload) Read([]byte) (int, error) { return 0, errNoPayload }
+
+// SetBufferSizes sets the connection's receive and send buffers to rcv
+// and snd bytes (SO_RCVBUF and SO_SNDBUF), fixed from then on: netstack's
+// auto-tuning no longer grows them, so they bound what netstack may
+// buffer for the connection (its receive queue may overrun rcv by one
+// segment; a smaller send buffer than the bytes queued only stops writes
+// until they are acknowledged). A smaller receive buffer narrows the
+// window the peer may fill (RFC 9293 section 3.8.6.2.1: segments beyond
+// it are dropped and retransmitted, never lost); a larger one is
+// advertised at once. The engine cuts an idle client connection's
+// buffers this way. It reports false for a connection that cannot (a
+// dialed one).
+func (c *tcpConn) SetBufferSizes(rcv, snd int) bool {
+	if c.ep == nil {
+		return false
+	}
+	o := c.ep.SocketOptions()
+	o.SetReceiveBufferSize(int64(rcv), true)
+	o.SetSendBufferSize(int64(snd), true)
+	return true
+}
