@@ -90,6 +90,35 @@ func (c *Config) PayloadMemory() int64 {
 	return int64(c.Buffers.Memory) - c.UMEMBytes()
 }
 
+// TCPReservation is what a client TCP connection reserves in the memory
+// budget: the ceilings of netstack's receive and send buffers for it, on
+// the xdp data plane; 0 on the kernel stack, whose buffers its sysctls
+// bound.
+func (c *Config) TCPReservation() int64 {
+	if c.Dataplane != "xdp" {
+		return 0
+	}
+	return int64(c.Buffers.TCPReceive.Max + c.Buffers.TCPSend.Max)
+}
+
+// TCPReserveLimit is how much of the payload allowance (PayloadMemory) the
+// client TCP connections' reservations may take: all but two payload
+// buffers, which stay for the transfers of the connections admitted (a
+// request waits for a buffer; without them it could wait on room the
+// connections took for as long as they live).
+func (c *Config) TCPReserveLimit() int64 {
+	return c.PayloadMemory() - 2*PayloadBufferSize
+}
+
+// TCPParkedBuffers are the buffer sizes a parked (idle) client TCP
+// connection is cut to, and reserves: netstack's 4 KiB floor, or for the
+// receive buffer a few units of the window scale tcp_receive.max implies
+// (RFC 7323 section 2.3) when that is larger, so that the window it
+// advertises never rounds down to zero.
+func (c *Config) TCPParkedBuffers() (rcv, snd int) {
+	return max(tcpBufferMin, int(c.Buffers.TCPReceive.Max>>14)), tcpBufferMin
+}
+
 // TCP buffer bounds: netstack's floor (a connection's smallest buffer) and
 // the defaults of buffers.tcp_receive and buffers.tcp_send.
 const (
@@ -119,8 +148,8 @@ func (b TCPBuffer) validate(field string, bad func(field, format string, args ..
 }
 
 // validateBudget checks that buffers.memory leaves room for at least two
-// payload buffers (one response in flight and one waiting) beyond the UMEM,
-// and the TCP buffer bounds.
+// payload buffers (one response in flight and one waiting) and one client
+// TCP connection's reservation beyond the UMEM, and the TCP buffer bounds.
 func (c *Config) validateBudget(bad func(field, format string, args ...any)) {
 	c.Buffers.TCPReceive.validate("buffers.tcp_receive", bad)
 	c.Buffers.TCPSend.validate("buffers.tcp_send", bad)
@@ -130,11 +159,14 @@ func (c *Config) validateBudget(bad func(field, format string, args ...any)) {
 	if c.Buffers.TXWait < 0 || c.Buffers.TXWait.D() > time.Second {
 		bad("buffers.tx_wait", "%v is outside 0..1s", c.Buffers.TXWait.D())
 	}
+	if c.Buffers.AcceptWait < 0 {
+		bad("buffers.accept_wait", "%v must not be negative", c.Buffers.AcceptWait.D())
+	}
 	if c.Buffers.Memory == 0 {
 		return
 	}
-	if umem := c.UMEMBytes(); int64(c.Buffers.Memory) < umem+2*PayloadBufferSize {
-		bad("buffers.memory", "%d bytes: the UMEM alone takes %d (ports × frames × frame_size); at least %d more are needed for payload buffers",
-			c.Buffers.Memory, umem, 2*PayloadBufferSize)
+	if umem, more := c.UMEMBytes(), 2*PayloadBufferSize+c.TCPReservation(); int64(c.Buffers.Memory) < umem+more {
+		bad("buffers.memory", "%d bytes: the UMEM alone takes %d (ports × frames × frame_size); at least %d more are needed for two payload buffers and one TCP connection (tcp_receive.max + tcp_send.max)",
+			c.Buffers.Memory, umem, more)
 	}
 }

@@ -15,8 +15,10 @@ func TestBuffersMemory(t *testing.T) {
 		wantErr     string
 	}{
 		{"", DefaultPayloadMemory, ""},
-		{"buffers: {memory: 64MiB}\n", 16 << 20, ""},
-		{"buffers: {memory: 52428800}\n", 52428800 - 48<<20, ""},
+		{"buffers: {memory: 64MiB, tcp_receive: {default: 64KiB, max: 64KiB}, tcp_send: {default: 64KiB, max: 64KiB}}\n", 16 << 20, ""},
+		{"buffers: {memory: 52428800, tcp_receive: {default: 64KiB, max: 64KiB}, tcp_send: {default: 64KiB, max: 64KiB}}\n", 52428800 - 48<<20, ""},
+		{"buffers: {memory: 64MiB}\n", 0, "buffers.memory: 67108864 bytes: the UMEM alone takes 50331648 (ports × frames × frame_size); at least 16842752 more"},
+		{"buffers: {accept_wait: -1s}\n", 0, "buffers.accept_wait: -1s must not be negative"},
 		{"buffers: {memory: 1GB}\n", 1e9 - 48<<20, ""},
 		{"buffers: {memory: 10MiB}\n", 0, "buffers.memory: 10485760 bytes: the UMEM alone takes 50331648"},
 		{"buffers: {memory: lots}\n", 0, `"lots" is not a size`},
@@ -42,8 +44,11 @@ func TestBuffersMemory(t *testing.T) {
 		if got := c.PayloadMemory(); got != tc.wantPayload {
 			t.Errorf("%q: payload allowance %d, want %d", tc.edit, got, tc.wantPayload)
 		}
-		if c.Buffers.Wait.D().Seconds() != 5 {
-			t.Errorf("buffers.wait default %v, want 5s", c.Buffers.Wait.D())
+		if c.Buffers.Wait.D().Seconds() != 5 || c.Buffers.AcceptWait.D().Seconds() != 1 {
+			t.Errorf("buffers.wait default %v, accept_wait %v, want 5s and 1s", c.Buffers.Wait.D(), c.Buffers.AcceptWait.D())
+		}
+		if r := c.TCPReservation(); !strings.Contains(tc.edit, "tcp_") && r != 16<<20 {
+			t.Errorf("%q: TCP reservation %d, want tcp_receive.max + tcp_send.max (16 MiB)", tc.edit, r)
 		}
 	}
 }

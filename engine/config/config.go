@@ -75,14 +75,24 @@ type Buffers struct {
 	FrameSize int `yaml:"frame_size"` // 2048 (default) or 4096
 	Cache     int `yaml:"cache"`      // per-worker cache, default 256
 	Reserve   int `yaml:"reserve"`    // RX reserve, default Frames/8
-	// Memory is the budget of the engine's packet and payload buffers:
-	// the UMEM frames of every port (ports × frames × frame_size, fixed
-	// at start) plus the 32 KiB payload buffers proxied response bodies
-	// are copied through, one per response in flight; what the UMEM
-	// leaves is for payload buffers. "256MiB", "1GiB" or bytes. Default
-	// 0: the UMEM plus 64 MiB (2048 responses in flight). It does not
-	// cover netstack's TCP socket buffers, the Go HTTP servers' and
-	// clients' own buffers, or request bodies. A streaming response
+	// Memory is the budget of the engine's packet, payload and TCP
+	// buffers: the UMEM frames of every port (ports × frames ×
+	// frame_size, fixed at start); what the UMEM leaves is shared, in one
+	// FIFO, by the 32 KiB payload buffers proxied response bodies are
+	// copied through (one per response in flight) and, on the xdp data
+	// plane, the reservations of client TCP connections (http, https and
+	// tcp frontends): each reserves tcp_receive.max + tcp_send.max, the
+	// most netstack buffers for it, from its accept to its close (see
+	// AcceptWait), and together they may take all but two payload
+	// buffers of what the UMEM leaves (those stay for the transfers of
+	// the connections admitted); while an HTTP/1.1 connection is parked idle its
+	// buffers are cut to netstack's 4 KiB floor and it reserves 8 KiB
+	// (see TCPParkedBuffers).
+	// "256MiB", "1GiB" or bytes. Default 0: the UMEM plus 64 MiB of
+	// payload buffers (2048 responses in flight), TCP reservations
+	// counted (/stats, metrics) but not bounded. It does not cover the
+	// TCP buffers of backend connections, QUIC's, the Go HTTP servers'
+	// and clients' own buffers, or request bodies. A streaming response
 	// (gRPC stream, server-sent events) holds its buffer while it lasts.
 	// A reload does not change it.
 	Memory Size `yaml:"memory"`
@@ -99,15 +109,25 @@ type Buffers struct {
 	// dropped. It holds up the sending connection's netstack path
 	// meanwhile, so keep it short: 0..1s, default 0 = 2ms.
 	TXWait Duration `yaml:"tx_wait"`
+	// AcceptWait is how long a new client TCP connection waits for its
+	// reservation (see Memory) when the budget is spent, in a FIFO queue
+	// served before the requests waiting for payload buffers (which keep
+	// two buffers' room the reservations cannot take); then it is
+	// closed and counted in xdpnet_connections_refused_total with reason
+	// budget, and connections accepted after it are refused at once
+	// until one gets its reservation. The accept loop waits meanwhile:
+	// later connections queue in the listen backlog, as behind a full
+	// kernel accept queue. Default 1s.
+	AcceptWait Duration `yaml:"accept_wait"`
 	// TCPReceive and TCPSend bound netstack's TCP buffers of each
 	// connection on the xdp data plane (the kernel stack has its sysctls):
 	// Default is a connection's initial buffer, Max the ceiling of its
 	// auto-tuning (gVisor's TCPReceiveBufferSizeRangeOption and
 	// TCPSendBufferSizeRangeOption; the floor stays 4 KiB). Defaults 1MiB
-	// and 8MiB, the stack package's. They are per connection and netstack
-	// allocates them as data arrives, so buffers.memory does not bound
-	// them: the worst case is max_connections × (tcp_receive.max +
-	// tcp_send.max).
+	// and 8MiB, the stack package's. Netstack allocates them as data
+	// arrives; a client connection reserves both maxima in buffers.memory
+	// (see Memory), so with a bounded budget size them for the
+	// connections expected at once.
 	TCPReceive TCPBuffer `yaml:"tcp_receive"`
 	TCPSend    TCPBuffer `yaml:"tcp_send"`
 }
@@ -508,6 +528,7 @@ func (c *Config) setDefaults() {
 	defInt(&c.Buffers.Cache, 256)
 	defInt(&c.Buffers.Reserve, c.Buffers.Frames/8)
 	defDur(&c.Buffers.Wait, 5*time.Second)
+	defDur(&c.Buffers.AcceptWait, time.Second)
 	c.Buffers.TCPReceive.setDefaults()
 	c.Buffers.TCPSend.setDefaults()
 	for i := range c.Interfaces {

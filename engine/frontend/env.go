@@ -41,6 +41,9 @@ type Env struct {
 	// a request waits for one (buffers.wait).
 	Payload     *bufring.BytePool
 	PayloadWait time.Duration
+	// TCP reserves the netstack buffers of client TCP connections in the
+	// same budget (tcpbudget.go).
+	TCP TCPBudget
 	// AccessLog is the engine's access log, nil when off; a reload may
 	// swap it.
 	AccessLog atomic.Pointer[accesslog.Logger]

@@ -296,9 +296,14 @@ func (fe *Frontend) acceptTunnels() {
 			c.Close()
 			continue
 		}
+		if !fe.admitBudget(c) {
+			fe.leave()
+			continue
+		}
 		conns.Inc()
 		fe.tunnels.Go(func() {
 			defer fe.leave()
+			defer e.TCP.release(e.TCP.Conn)
 			defer conns.Dec()
 			wl, wr := workerAddrs(c)
 			fe.serveTunnel(c, e.pickWorker(wl, wr, true))

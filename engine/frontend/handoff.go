@@ -145,9 +145,11 @@ func (fe *Frontend) handshake(tc *tls.Conn) {
 		tc.Close()
 		fe.countHandshake(tc)
 		fe.leave()
+		fe.env.TCP.release(fe.env.TCP.Conn) // limitListener's reservation
 		return
 	}
 	c := &clientConn{Conn: tc, fe: fe, tls: true}
+	c.reserved.Store(fe.env.TCP.Conn) // limitListener reserved it
 	s := fe.track(c)
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
 		ctx := context.WithValue(context.Background(), http.ServerContextKey, fe.hs)

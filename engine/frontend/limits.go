@@ -78,7 +78,8 @@ func (fe *Frontend) leave() {
 }
 
 // limitListener closes accepted TCP connections over the frontend's or the
-// engine's limit before the HTTP server sees them. The handshake is done
+// engine's limit, or without a reservation of their buffers in the memory
+// budget (admitBudget), before the HTTP server sees them. The handshake is done
 // by then (the stack's listen backlog answers the SYN), so the client sees
 // its connection accepted and closed rather than refused. The admitted
 // ones leave when the server reports them closed (http.Server.ConnState).
@@ -93,10 +94,15 @@ func (l limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.fe.admit() {
-			return c, nil
+		if !l.fe.admit() {
+			c.Close()
+			continue
 		}
-		c.Close()
+		if !l.fe.admitBudget(c) {
+			l.fe.leave()
+			continue
+		}
+		return c, nil
 	}
 }
 

@@ -98,6 +98,9 @@ type clientConn struct {
 	skip     int
 	// busyRun is skip's last value: it doubles at each quick return.
 	busyRun int
+	// reserved is what the connection reserves in the memory budget now:
+	// TCPBudget.Conn, or its parked share (tcpbudget.go).
+	reserved atomic.Int64
 }
 
 // A connection whose client sends again within busyReturn of being parked
@@ -192,7 +195,9 @@ func (l parkingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &clientConn{Conn: c, fe: l.fe}, nil
+	cc := &clientConn{Conn: c, fe: l.fe}
+	cc.reserved.Store(l.fe.env.TCP.Conn) // limitListener reserved it
+	return cc, nil
 }
 
 // resumeListener hands parked connections that became readable back to
@@ -245,6 +250,7 @@ func (l *resumeListener) Accept() (net.Conn, error) {
 			l.mu.Unlock()
 			c.stop()
 			c.stop = nil
+			c.regrowBuffers()
 			return c.served(), nil
 		}
 		closed := l.closed
@@ -375,6 +381,7 @@ func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
 		// crypto/tls's to repeat to the server, at once.
 		ready = c.pending != nil || err != nil
 	}
+	c.shrinkBuffers()
 	c.stop = func() {}
 	if !ready {
 		c.fired.Store(false)
@@ -555,8 +562,9 @@ type connKey struct{}
 
 // connGone is the end of an http frontend's client connection: it leaves
 // the gauge, its session closes (its private backend connections with it)
-// and its slots under max_connections are freed; an https connection's
-// handshake is counted. Once per connection: the session was stored by
+// and its slots under max_connections and its buffer reservation are
+// freed; an https connection's handshake is counted. Once per connection:
+// the session was stored by
 // ConnContext, right after limitListener admitted the connection, or by
 // track once its TLS handshake was done.
 func (fe *Frontend) connGone(c net.Conn) {
@@ -570,5 +578,6 @@ func (fe *Frontend) connGone(c net.Conn) {
 		fe.env.Counters.ClientConns.WithLabelValues(fe.cfg.Name).Dec()
 		v.(*session).close()
 		fe.leave()
+		fe.env.TCP.release(fe.env.TCP.held(c))
 	}
 }

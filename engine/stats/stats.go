@@ -75,6 +75,26 @@ type EngineStats struct {
 	AccessLogDropped uint64 `json:"access_log_dropped" metric:"xdpnet_access_log_dropped_total"`
 	// Payload is the payload buffer pool, bounded by buffers.memory.
 	Payload PayloadStats `json:"payload_buffers"`
+	// TCP is the client TCP connections' buffer reservations in the same
+	// budget.
+	TCP TCPBufferStats `json:"tcp_buffers"`
+}
+
+// TCPBufferStats are the reservations of client TCP connections' netstack
+// buffers in buffers.memory (xdp data plane; zero on the kernel stack).
+type TCPBufferStats struct {
+	// ReservedBytes is what the client connections reserve now: each
+	// tcp_receive.max + tcp_send.max, a parked one its parked buffers.
+	ReservedBytes int64 `json:"reserved_bytes" metric:"xdpnet_tcp_buffer_reserved_bytes"`
+	// Waits are new connections that waited for their reservation,
+	// WaitFailures those whose wait ended without one (refused, reason
+	// budget, or shutdown), Waiting those waiting now.
+	Waits        uint64 `json:"waits" metric:"xdpnet_tcp_buffer_waits_total"`
+	WaitFailures uint64 `json:"wait_failures" metric:"xdpnet_tcp_buffer_wait_failures_total"`
+	Waiting      int64  `json:"waiting" metric:"xdpnet_tcp_buffer_waiting"`
+	// SmallResumes are parked connections resumed with their parked
+	// buffers for want of room in the budget.
+	SmallResumes uint64 `json:"small_resumes" metric:"xdpnet_tcp_buffer_small_resumes_total"`
 }
 
 // PayloadStats is the snapshot of the engine's payload buffer pool
@@ -105,7 +125,7 @@ type FrontendStats struct {
 	// bad_request, body_timeout, no_route, no_buffer), then status class (2xx ...).
 	Requests          map[string]map[string]uint64 `json:"requests" metric:"xdpnet_requests_total" by:"result,class"`
 	ClientConnections int64                        `json:"client_connections" metric:"xdpnet_client_connections"`
-	// Refused are by reason: frontend_limit or engine_limit.
+	// Refused are by reason: frontend_limit, engine_limit or budget.
 	Refused map[string]uint64 `json:"connections_refused" metric:"xdpnet_connections_refused_total" by:"reason"`
 	// ClientTimeouts are by reason: body.
 	ClientTimeouts map[string]uint64 `json:"client_timeouts" metric:"xdpnet_client_timeouts_total" by:"reason"`

@@ -1,0 +1,80 @@
+package frontend
+
+import (
+	"testing"
+	"time"
+
+	"github.com/xdpnet/xdpnet/bufring"
+	"github.com/xdpnet/xdpnet/internal/testutil"
+)
+
+// TestTCPBudgetAdmit runs TCPBudget on a pool with room for two
+// connections: the third waits for accept_wait and is refused, the next
+// one is refused at once (no second wait) until a release leaves room, a
+// waiting one is admitted by a release, and everything is given back.
+func TestTCPBudgetAdmit(t *testing.T) {
+	const conn = 32 << 10
+	p, err := bufring.NewBytePool(bufring.ByteConfig{Sizes: []int{conn}, Limit: 2 * conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &TCPBudget{Pool: p, Conn: conn, Wait: 20 * time.Millisecond}
+	for i := range 2 {
+		if !b.admit() {
+			t.Fatalf("connection %d refused", i+1)
+		}
+	}
+	if b.admit() {
+		t.Fatal("a third connection was admitted beyond the budget")
+	}
+	if s := p.Stats(); s.ReserveWaits != 1 || s.ReserveFailures != 1 || !b.spent.Load() {
+		t.Fatalf("the third connection did not wait, or its failure was not kept: %+v", s)
+	}
+	if b.admit() || p.Stats().ReserveWaits != 1 {
+		t.Fatal("the fourth connection was admitted, or waited again, while the budget stayed spent")
+	}
+	b.release(conn)
+	if !b.admit() || b.spent.Load() {
+		t.Fatal("a connection was refused after a release, or the budget stayed marked spent")
+	}
+	b.Wait = time.Minute
+	admitted := make(chan bool)
+	go func() { admitted <- b.admit() }()
+	testutil.WaitFor(t, "a connection waiting", func() bool { return p.Stats().ReserveWaiting == 1 })
+	b.release(conn)
+	if !<-admitted {
+		t.Fatal("the waiting connection was refused after a release")
+	}
+	if b.Held() != 2*conn {
+		t.Fatalf("held %d, want %d", b.Held(), 2*conn)
+	}
+	b.release(conn)
+	b.release(conn)
+	if s := p.Stats(); b.Held() != 0 || s.Reserved != 0 || s.Live != 0 || s.ReserveWaiting != 0 {
+		t.Errorf("not all given back: held %d, %+v", b.Held(), s)
+	}
+}
+
+// Without a bounded pool (buffers.memory 0) connections are counted, never
+// refused; on the kernel stack (Conn 0) not even counted.
+func TestTCPBudgetUnbounded(t *testing.T) {
+	b := &TCPBudget{Conn: 1 << 20}
+	for range 100 {
+		if !b.admit() {
+			t.Fatal("refused without a bound")
+		}
+	}
+	if b.Held() != 100<<20 {
+		t.Errorf("held %d", b.Held())
+	}
+	for range 100 {
+		b.release(b.Conn)
+	}
+	k := &TCPBudget{}
+	if !k.admit() || k.Held() != 0 {
+		t.Errorf("kernel stack: held %d", k.Held())
+	}
+	if b.Held() != 0 {
+		t.Errorf("held %d after the releases", b.Held())
+	}
+}
