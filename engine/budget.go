@@ -38,6 +38,7 @@ func (e *Engine) newPayloadPool(cfg *config.Config) error {
 	t := &e.fenv.TCP
 	t.Conn, t.Wait = cfg.TCPReservation(), cfg.Buffers.AcceptWait.D()
 	t.Rcv, t.Snd = int(cfg.Buffers.TCPReceive.Max), int(cfg.Buffers.TCPSend.Max)
+	t.DefRcv, t.DefSnd = int(cfg.Buffers.TCPReceive.Default), int(cfg.Buffers.TCPSend.Default)
 	t.ParkedRcv, t.ParkedSnd = cfg.TCPParkedBuffers()
 	if cfg.Buffers.Memory != 0 {
 		t.Pool = p

@@ -477,6 +477,11 @@ func TestLabHTTPSLimits(t *testing.T) {
 	// refused one never reached TLS), curl's as a full one.
 	h.waitHandshakes(t, "failed", 2)
 	h.waitHandshakes(t, "full", 1)
+	// Every connection, cut mid-handshake or served, gave back its
+	// reservation of TCP buffers in the memory budget.
+	testutil.WaitFor(t, "every TCP buffer reservation back", func() bool {
+		return h.env.Engine.Stats().Engine.TCP.ReservedBytes == 0
+	})
 }
 
 // waitHandshakes waits until xdpnet_tls_handshakes_total of the https

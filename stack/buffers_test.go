@@ -11,13 +11,13 @@ import (
 )
 
 type bufferSizer interface {
-	SetBufferSizes(rcv, snd int) bool
+	SetBufferSizes(rcv, snd int, fixed bool) bool
 }
 
 // TestSetBufferSizes cuts an accepted connection's buffers to netstack's
-// 4 KiB floor and grows them again (what the engine does to a parked
-// connection), each time with 1 MiB going through each way intact; a
-// dialed connection cannot.
+// 4 KiB floor and grows them again, with and without auto-tuning (what the
+// engine does to a parked connection), each time with 1 MiB going through
+// each way intact; a dialed connection cannot.
 func TestSetBufferSizes(t *testing.T) {
 	r := stacktest.NewXDPPair(t, stacktest.XDPOptions{})
 	l, err := r.A.ListenTCP(netip.AddrPortFrom(stacktest.AddrA4, 7))
@@ -43,7 +43,7 @@ func TestSetBufferSizes(t *testing.T) {
 		t.FailNow()
 	}
 	defer sc.Close()
-	if s, ok := c.(bufferSizer); !ok || s.SetBufferSizes(4<<10, 4<<10) {
+	if s, ok := c.(bufferSizer); !ok || s.SetBufferSizes(4<<10, 4<<10, false) {
 		t.Error("a dialed connection set its buffer sizes")
 	}
 	msg := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
@@ -62,8 +62,11 @@ func TestSetBufferSizes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, size := range []int{4 << 10, 1 << 20} {
-		if !sc.(bufferSizer).SetBufferSizes(size, size) {
+	for _, sz := range []struct {
+		size  int
+		fixed bool
+	}{{4 << 10, false}, {64 << 10, false}, {4 << 10, true}, {1 << 20, true}} {
+		if !sc.(bufferSizer).SetBufferSizes(sz.size, sz.size, sz.fixed) {
 			t.Fatal("an accepted connection did not set its buffer sizes")
 		}
 		through(c, sc)

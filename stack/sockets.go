@@ -321,22 +321,24 @@ func (noPayload) Len() int                 { return 1 }
 func (noPayload) Read([]byte) (int, error) { return 0, errNoPayload }
 
 // SetBufferSizes sets the connection's receive and send buffers to rcv
-// and snd bytes (SO_RCVBUF and SO_SNDBUF), fixed from then on: netstack's
-// auto-tuning no longer grows them, so they bound what netstack may
-// buffer for the connection (its receive queue may overrun rcv by one
-// segment; a smaller send buffer than the bytes queued only stops writes
-// until they are acknowledged). A smaller receive buffer narrows the
-// window the peer may fill (RFC 9293 section 3.8.6.2.1: segments beyond
-// it are dropped and retransmitted, never lost); a larger one is
-// advertised at once. The engine cuts an idle client connection's
-// buffers this way. It reports false for a connection that cannot (a
-// dialed one).
-func (c *tcpConn) SetBufferSizes(rcv, snd int) bool {
+// and snd bytes (SO_RCVBUF and SO_SNDBUF). With fixed, netstack's
+// auto-tuning stops for the connection, so the sizes bound what netstack
+// may buffer for it from then on (its receive queue may overrun rcv by one
+// segment; a send buffer smaller than the bytes queued only stops writes
+// until they are acknowledged). Without, auto-tuning (if on) may grow them
+// again up to the stack's maxima, as the connection moves data: it grows
+// the receive buffer as the application reads, the send buffer as writes
+// blocked on it drain, so an idle connection's stay as set. A smaller
+// receive buffer narrows the window the peer may fill (RFC 9293 section
+// 3.8.6.2.1: segments beyond it are dropped and retransmitted, never
+// lost). The engine cuts an idle client connection's buffers this way.
+// It reports false for a connection that cannot (a dialed one).
+func (c *tcpConn) SetBufferSizes(rcv, snd int, fixed bool) bool {
 	if c.ep == nil {
 		return false
 	}
 	o := c.ep.SocketOptions()
-	o.SetReceiveBufferSize(int64(rcv), true)
-	o.SetSendBufferSize(int64(snd), true)
+	o.SetReceiveBufferSize(int64(rcv), fixed)
+	o.SetSendBufferSize(int64(snd), fixed)
 	return true
 }

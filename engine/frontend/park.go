@@ -99,8 +99,11 @@ type clientConn struct {
 	// busyRun is skip's last value: it doubles at each quick return.
 	busyRun int
 	// reserved is what the connection reserves in the memory budget now:
-	// TCPBudget.Conn, or its parked share (tcpbudget.go).
+	// TCPBudget.Conn, or its parked share (tcpbudget.go). pinned says its
+	// netstack buffers no longer auto-tune (regrowBuffers); park and
+	// resume, on the serving goroutines, touch it.
 	reserved atomic.Int64
+	pinned   bool
 }
 
 // A connection whose client sends again within busyReturn of being parked

@@ -29,6 +29,10 @@ type TCPBudget struct {
 	// 0 on the kernel stack (nothing reserved or counted).
 	Conn     int64
 	Rcv, Snd int
+	// DefRcv and DefSnd are the buffers a connection starts with
+	// (tcp_receive.default, tcp_send.default), which auto-tuning grows
+	// up to Rcv and Snd.
+	DefRcv, DefSnd int
 	// ParkedRcv and ParkedSnd are the buffers of a parked connection
 	// (config.TCPParkedBuffers), which reserves their sum.
 	ParkedRcv, ParkedSnd int
@@ -122,15 +126,16 @@ func (fe *Frontend) admitBudget(c net.Conn) bool {
 // bufferSizer is a socket whose buffers can be cut and grown
 // (stack's netstack TCP connections).
 type bufferSizer interface {
-	SetBufferSizes(rcv, snd int) bool
+	SetBufferSizes(rcv, snd int, fixed bool) bool
 }
 
 // shrinkBuffers cuts the buffers of a connection being parked to the
 // parked sizes and gives back the rest of its reservation: an idle
 // connection holds 8 KiB of the budget, not its maxima (issue 20: a
-// connection with nothing in flight costs its bookkeeping only). The
-// unacknowledged end of its last response stays in netstack until the
-// client acknowledges it, a round trip.
+// connection with nothing in flight costs its bookkeeping only).
+// Auto-tuning stays on (stack.SetBufferSizes: it grows nothing while the
+// connection is parked). The unacknowledged end of its last response
+// stays in netstack until the client acknowledges it, a round trip.
 func (c *clientConn) shrinkBuffers() {
 	b := &c.fe.env.TCP
 	parked := int64(b.ParkedRcv + b.ParkedSnd)
@@ -138,19 +143,21 @@ func (c *clientConn) shrinkBuffers() {
 		return
 	}
 	s, ok := socketOf(c.Conn).(bufferSizer)
-	if !ok || !s.SetBufferSizes(b.ParkedRcv, b.ParkedSnd) {
+	if !ok || !s.SetBufferSizes(b.ParkedRcv, b.ParkedSnd, false) {
 		return
 	}
 	b.release(c.reserved.Swap(parked) - parked)
 }
 
-// regrowBuffers gives a connection back from a park its full buffers
-// (the maxima, fixed: a park ends netstack's auto-tuning for it) if the
-// budget has room at once, without overtaking anyone waiting; otherwise
-// it goes on with its parked buffers, slower but whole (counted in
-// Small), and tries again at its next resume. It never waits: the
-// connection is established, and a wait here would hold up the
-// resumeListener's other connections.
+// regrowBuffers gives a connection back from a park its initial buffers,
+// which auto-tuning grows up to the maxima again (fixed at the maxima for
+// one that went on small before), if the budget has room for its full
+// reservation at once, without overtaking anyone waiting. Otherwise it
+// goes on with its parked buffers, fixed so that auto-tuning cannot grow
+// them past what it reserves, slower but whole (counted in Small), and
+// tries again at its next resume. It never waits: the connection is
+// established, and a wait here would hold up the resumeListener's other
+// connections.
 func (c *clientConn) regrowBuffers() {
 	b := &c.fe.env.TCP
 	r := c.reserved.Load()
@@ -163,8 +170,13 @@ func (c *clientConn) regrowBuffers() {
 	}
 	if !b.take(b.Conn - r) {
 		b.small.Add(1)
+		c.pinned = s.SetBufferSizes(b.ParkedRcv, b.ParkedSnd, true)
 		return
 	}
-	s.SetBufferSizes(b.Rcv, b.Snd)
+	if c.pinned {
+		s.SetBufferSizes(b.Rcv, b.Snd, true)
+	} else {
+		s.SetBufferSizes(b.DefRcv, b.DefSnd, false)
+	}
 	c.reserved.Store(b.Conn)
 }

@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -76,5 +77,68 @@ func TestTCPBudgetUnbounded(t *testing.T) {
 	}
 	if b.Held() != 0 {
 		t.Errorf("held %d after the releases", b.Held())
+	}
+}
+
+// sizedConn records SetBufferSizes calls; it is a readNotifier so that
+// socketOf finds it.
+type sizedConn struct {
+	net.Conn
+	rcv, snd int
+	fixed    bool
+}
+
+func (c *sizedConn) SetBufferSizes(rcv, snd int, fixed bool) bool {
+	c.rcv, c.snd, c.fixed = rcv, snd, fixed
+	return true
+}
+
+func (c *sizedConn) NotifyReadable(func()) (func(), bool) { return func() {}, true }
+
+// TestParkedReservation checks the park side of TCPBudget: a parked
+// connection's buffers are cut (auto-tuning left on) and it keeps only
+// their reservation; resumed with room, it gets its initial buffers back;
+// resumed without, it goes on with its parked buffers fixed (counted), and
+// with room at a later resume gets its maxima, fixed.
+func TestParkedReservation(t *testing.T) {
+	const rcv, snd, conn = 64 << 10, 32 << 10, 96 << 10
+	p, err := bufring.NewBytePool(bufring.ByteConfig{Sizes: []int{32 << 10}, Limit: 4 * conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe := &Frontend{env: &Env{TCP: TCPBudget{Pool: p, Conn: conn, Rcv: rcv, Snd: snd, DefRcv: 16 << 10, DefSnd: 8 << 10,
+		ParkedRcv: 4 << 10, ParkedSnd: 4 << 10, Wait: time.Second}}}
+	b := &fe.env.TCP
+	sock := &sizedConn{}
+	c := &clientConn{Conn: sock, fe: fe}
+	if !b.admit() {
+		t.Fatal("refused")
+	}
+	c.reserved.Store(b.Conn)
+	c.shrinkBuffers()
+	if sock.rcv != 4<<10 || sock.snd != 4<<10 || sock.fixed || b.Held() != 8<<10 || p.Stats().Reserved != 8<<10 {
+		t.Fatalf("parked: sizes %+v, held %d, pool %d", sock, b.Held(), p.Stats().Reserved)
+	}
+	c.regrowBuffers()
+	if sock.rcv != 16<<10 || sock.snd != 8<<10 || sock.fixed || b.Held() != conn || b.Small() != 0 {
+		t.Fatalf("resumed with room: sizes %+v, held %d", sock, b.Held())
+	}
+	c.shrinkBuffers()
+	rest := 4*conn - int64(8<<10)
+	if !p.TryReserve(rest) {
+		t.Fatal("could not fill the pool")
+	}
+	c.regrowBuffers()
+	if sock.rcv != 4<<10 || !sock.fixed || b.Held() != 8<<10 || b.Small() != 1 || !c.pinned {
+		t.Fatalf("resumed without room: sizes %+v, held %d, small %d", sock, b.Held(), b.Small())
+	}
+	p.Unreserve(rest)
+	c.regrowBuffers()
+	if sock.rcv != rcv || sock.snd != snd || !sock.fixed || b.Held() != conn {
+		t.Fatalf("resumed with room after a small resume: sizes %+v, held %d", sock, b.Held())
+	}
+	b.release(c.reserved.Load())
+	if s := p.Stats(); b.Held() != 0 || s.Reserved != 0 {
+		t.Errorf("not all given back: held %d, %+v", b.Held(), s)
 	}
 }
