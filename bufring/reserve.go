@@ -30,7 +30,8 @@ func (p *BytePool) Reserve(ctx context.Context, n int64) error {
 		return fmt.Errorf("%w: reservation of %d bytes", ErrConfig, n)
 	}
 	sh := &p.shared
-	if !sh.sleepers() && p.claim(p.gen.Load(), n) { // FIFO: do not overtake sleepers
+	// FIFO among reservations; a sleeping Acquire comes after them anyway.
+	if sh.rwait.Load() == 0 && p.claim(p.gen.Load(), n) {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -79,9 +80,9 @@ func (p *BytePool) Reserve(ctx context.Context, n int64) error {
 }
 
 // TryReserve is Reserve without sleeping: it reports whether the n bytes
-// were reserved, at once, without overtaking anyone asleep.
+// were reserved, at once, without overtaking a sleeping Reserve.
 func (p *BytePool) TryReserve(n int64) bool {
-	return n >= 0 && !p.shared.sleepers() && p.claim(p.gen.Load(), n)
+	return n >= 0 && p.shared.rwait.Load() == 0 && p.claim(p.gen.Load(), n)
 }
 
 // Unreserve gives back n bytes of a Reserve or TryReserve, from any

@@ -152,12 +152,12 @@ func (c *clientConn) shrinkBuffers() {
 // regrowBuffers gives a connection back from a park its initial buffers,
 // which auto-tuning grows up to the maxima again (fixed at the maxima for
 // one that went on small before), if the budget has room for its full
-// reservation at once, without overtaking anyone waiting. Otherwise it
-// goes on with its parked buffers, fixed so that auto-tuning cannot grow
-// them past what it reserves, slower but whole (counted in Small), and
-// tries again at its next resume. It never waits: the connection is
-// established, and a wait here would hold up the resumeListener's other
-// connections.
+// reservation at once, without overtaking a connection waiting for its
+// own. Otherwise it goes on with its parked buffers, fixed so that
+// auto-tuning cannot grow them past what it reserves, slower but whole
+// (counted in Small), and tries again at its next resume. It never waits:
+// the connection is established, and a wait here would hold up the
+// resumeListener's other connections.
 func (c *clientConn) regrowBuffers() {
 	b := &c.fe.env.TCP
 	r := c.reserved.Load()
