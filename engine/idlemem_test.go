@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -21,8 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/xdpnet/xdpnet/engine/enginelab"
 	"github.com/xdpnet/xdpnet/internal/lab"
 	"github.com/xdpnet/xdpnet/internal/privtest"
@@ -35,7 +34,7 @@ import (
 // the connections, sends one GET on each, reads the response, prints a
 // line "ready OPENED" and then holds them until its standard input closes
 // or it is killed. Over HTTP/1.1 it holds them without a goroutine or
-// buffer per connection; over HTTP/2 each keeps x/net's client reader.
+// buffer per connection; over HTTP/2 each keeps net/http's client reader.
 const holderEnv = "XDPNET_IDLE_HOLDER" // value: "ADDR N PATH KIND [LOCAL,...]"
 
 // Idle connection kinds (holder and BenchmarkIdleConnMemory): HTTP/1.1,
@@ -121,48 +120,24 @@ func holdIdle(spec string) int {
 // holdOne opens one connection of kind to addr, GETs path on it and
 // returns it idle.
 func holdOne(d *net.Dialer, addr, path, kind string) (io.Closer, error) {
+	if kind == kindH2C || kind == kindHTTPSH2 {
+		return holdH2(d, addr, path, kind)
+	}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
 	fail := func(err error) (io.Closer, error) {
 		c.Close()
 		return nil, err
 	}
-	h2 := kind == kindH2C || kind == kindHTTPSH2
-	if kind == kindHTTPSH1 || kind == kindHTTPSH2 {
-		proto := "http/1.1"
-		if h2 {
-			proto = "h2"
-		}
-		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{proto}})
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if kind == kindHTTPSH1 {
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
 		if err := tc.Handshake(); err != nil {
 			return fail(err)
 		}
-		if got := tc.ConnectionState().NegotiatedProtocol; got != proto {
-			return fail(fmt.Errorf("ALPN %q, want %q", got, proto))
-		}
 		c = tc
-	}
-	if h2 {
-		tr := &http2.Transport{AllowHTTP: true}
-		cc, err := tr.NewClientConn(c)
-		if err != nil {
-			return fail(err)
-		}
-		req, _ := http.NewRequest(http.MethodGet, "http://lab"+path, nil)
-		resp, err := cc.RoundTrip(req)
-		if err == nil {
-			_, err = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-		if err != nil {
-			cc.Close()
-			return fail(err)
-		}
-		c.SetDeadline(time.Time{})
-		return cc, nil
 	}
 	if _, err = io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: lab\r\n\r\n"); err == nil {
 		var resp *http.Response
@@ -176,6 +151,44 @@ func holdOne(d *net.Dialer, addr, path, kind string) (io.Closer, error) {
 	}
 	c.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// holdH2 is holdOne for h2c (prior knowledge) and h2 over TLS, through
+// net/http's client connection (it keeps a reader goroutine).
+func holdH2(d *net.Dialer, addr, path, kind string) (io.Closer, error) {
+	var protos http.Protocols
+	scheme := "https"
+	if kind == kindH2C {
+		protos.SetUnencryptedHTTP2(true)
+		scheme = "http"
+	} else {
+		protos.SetHTTP2(true)
+	}
+	tr := &http.Transport{
+		DialContext:     d.DialContext,
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		Protocols:       &protos,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cc, err := tr.NewClientConn(ctx, scheme, addr)
+	if err != nil {
+		return nil, err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+path, nil)
+	resp, err := cc.RoundTrip(req)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.ProtoMajor != 2 {
+			err = fmt.Errorf("%s answered over %s", kind, resp.Proto)
+		}
+	}
+	if err != nil {
+		cc.Close()
+		return nil, err
+	}
+	return cc, nil
 }
 
 // raiseNoFile raises this process's soft descriptor limit to its hard
