@@ -168,6 +168,10 @@ func TestLabParkedH2AndHTTPS(t *testing.T) {
 			if n := strings.Count(out, ":status: 200"); err != nil || n != 3 {
 				t.Errorf("nghttp h2c, three requests on one connection: %d answered 200, %v\n%s", n, err, out)
 			}
+			// max_frame_size's default, advertised (RFC 9113 section 6.5.2).
+			if !strings.Contains(out, "[SETTINGS_MAX_FRAME_SIZE(0x05):16384]") {
+				t.Errorf("nghttp h2c: the frontend's SETTINGS do not say MAX_FRAME_SIZE 16384\n%s", out)
+			}
 			for _, args := range [][]string{
 				{"--h1", "-m", "4", tls + "/bytes/512"},
 				{"-m", "8", tls + "/bytes/512"},

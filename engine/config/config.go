@@ -193,6 +193,15 @@ type Frontend struct {
 	Timeouts FrontTimeout `yaml:"timeouts"`
 	// MaxHeaderBytes bounds request headers (http); default 64 KiB.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxFrameSize is the largest HTTP/2 frame http (h2c) and https
+	// frontends accept from clients (SETTINGS_MAX_FRAME_SIZE, RFC 9113
+	// section 6.5.2). net/http's HTTP/2 server keeps a read buffer the size
+	// of the largest frame received for as long as the connection lasts,
+	// idle or not; with its own default (1 MiB) an upload from Go's client
+	// (512 KiB frames) leaves that much with each idle connection. Default
+	// 16384, the protocol's initial value (HAProxy's too); 16384 to
+	// 16777215.
+	MaxFrameSize int `yaml:"max_frame_size"`
 	// MaxConnections bounds this frontend's client connections, within
 	// the engine's MaxConnections (refused the same way). Default 0: only
 	// the engine's limit applies.
@@ -543,6 +552,7 @@ func (c *Config) setDefaults() {
 		defDur(&f.Timeouts.Idle, 60*time.Second)
 		defDur(&f.Timeouts.Body, 30*time.Second)
 		defInt(&f.MaxHeaderBytes, 64<<10)
+		defInt(&f.MaxFrameSize, 16<<10)
 		f.ProxyProtocol.setDefaults()
 	}
 	for i := range c.Backends {
@@ -882,6 +892,9 @@ func (c *Config) Validate() error {
 		}
 		if f.MaxHeaderBytes < 1024 {
 			bad(p+".max_header_bytes", "%d is below 1024", f.MaxHeaderBytes)
+		}
+		if f.MaxFrameSize < 16<<10 || f.MaxFrameSize > 1<<24-1 {
+			bad(p+".max_frame_size", "%d is outside 16384-16777215 (RFC 9113 section 6.5.2)", f.MaxFrameSize)
 		}
 	}
 	c.validateAltSvc(bad)

@@ -157,7 +157,10 @@ func (fe *Frontend) Start() error {
 			ReadHeaderTimeout: fe.cfg.Timeouts.Header.D(),
 			IdleTimeout:       fe.cfg.Timeouts.Idle.D(),
 			MaxHeaderBytes:    fe.cfg.MaxHeaderBytes,
-			ErrorLog:          log,
+			// The HTTP/2 server keeps a read buffer of the largest
+			// frame received while the connection lasts (idle too).
+			HTTP2:    &http.HTTP2Config{MaxReadFrameSize: fe.cfg.MaxFrameSize},
+			ErrorLog: log,
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 				ctx = context.WithValue(ctx, connKey{}, c)
 				k := c
