@@ -14,6 +14,7 @@ import (
 
 	"github.com/xdpnet/xdpnet/engine/config"
 	"github.com/xdpnet/xdpnet/engine/enginelab"
+	"github.com/xdpnet/xdpnet/engine/stats"
 	"github.com/xdpnet/xdpnet/internal/testutil"
 )
 
@@ -242,4 +243,41 @@ end
 	drainLoad.kill()
 	allBack("after the drain")
 	t.Logf("FIGURES conn-budget wrk: %v; h2load: %v; iperf3 %.0f bytes; tcp waits %d, wait failures %d, refused %v", figs, h2figs, res.End.SumReceived.Bytes, w.waits, w.fails, refused)
+}
+
+// TestMemoryBudgetBackendConnections checks the reservations of the
+// backend TCP connections: h2load (4 h2c connections, 400 requests)
+// through the http frontend to nginx over HTTP/2 with TLS, in a bounded
+// budget. While the backend connections live they reserve
+// tcp_receive.max + tcp_send.max each; after the drain (which closes
+// them) every reservation, client and backend, is back.
+func TestMemoryBudgetBackendConnections(t *testing.T) {
+	needTool(t, "h2load")
+	f := startFaultLab(t, faultOpts{kinds: []originKind{nginxH2}, top: fmt.Sprintf("buffers: {memory: %d, "+
+		"tcp_receive: {default: 64KiB, max: 64KiB}, tcp_send: {default: 64KiB, max: 64KiB}}\n", budgetUMEM+16*connBudgetReservation+4*config.PayloadBufferSize)})
+	out, err := runIn(t, f.env.StartClient, 60*time.Second, "h2load", "-n", "400", "-c", "4", "-m", "8", "-t", "1", "-T", "10", f.url())
+	if err != nil {
+		t.Fatalf("h2load: %v\n%s", err, out)
+	}
+	figs, total, _, err := parseH2load(out)
+	if err != nil || figs.Requests != total || figs.failed() != 0 {
+		t.Errorf("h2load: %v of %d, %v\n%s", figs, total, err, out)
+	}
+	tcp := f.env.Engine.Stats().Engine.TCP
+	if tcp.BackendReservedBytes == 0 || tcp.BackendReservedBytes%connBudgetReservation != 0 {
+		t.Errorf("backend connections reserve %d bytes, want a positive multiple of %d", tcp.BackendReservedBytes, connBudgetReservation)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.env.Engine.Shutdown(ctx); err != nil {
+		t.Errorf("drain: %v", err)
+	}
+	var last stats.TCPBufferStats
+	if !testutil.Eventually(func() bool {
+		last = f.env.Engine.Stats().Engine.TCP
+		return last.BackendReservedBytes == 0 && last.ReservedBytes == 0
+	}) {
+		t.Errorf("reservations not all back after the drain: %+v", last)
+	}
+	t.Logf("FIGURES backend-budget h2load: %v; backend reservations under load %d KiB", figs, tcp.BackendReservedBytes>>10)
 }

@@ -164,6 +164,7 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 		}
 		rt, err := backend.New(b, backend.Env{
 			Net: e.net, Workers: e.workers, Log: e.log, RootCAs: e.opts.BackendRootCAs, Counters: e.metrics,
+			TCP: &e.fenv.TCP,
 		})
 		if err != nil {
 			for _, c := range created {

@@ -44,7 +44,7 @@ func (e *Engine) engineStats() stats.EngineStats {
 		Waits: ps.Waits, WaitFailures: ps.WaitFailures, Waiting: ps.Waiting,
 		WaitSeconds: ps.WaitTime.Seconds(),
 	}
-	s.TCP = stats.TCPBufferStats{ReservedBytes: e.fenv.TCP.Held(), SmallResumes: e.fenv.TCP.Small()}
+	s.TCP = stats.TCPBufferStats{ReservedBytes: e.fenv.TCP.Held(), BackendReservedBytes: e.fenv.TCP.Backend(), SmallResumes: e.fenv.TCP.Small()}
 	if e.fenv.TCP.Pool != nil {
 		s.TCP.Waits, s.TCP.WaitFailures, s.TCP.Waiting = ps.ReserveWaits, ps.ReserveFailures, ps.ReserveWaiting
 	}

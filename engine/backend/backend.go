@@ -108,6 +108,7 @@ func (srv *Server) dialOK() {
 type Backend struct {
 	cfg     config.Backend
 	net     netapi.Net
+	tcpRes  TCPReserver // nil: no budget for dialled TCP connections
 	m       *stats.Counters
 	log     *slog.Logger
 	servers []*Server
@@ -172,13 +173,26 @@ type Env struct {
 	RootCAs *x509.CertPool
 	// Counters receives the backend's counts.
 	Counters *stats.Counters
+	// TCP, when set, reserves the netstack buffers of each HTTP/2 and
+	// HTTP/1.1 connection in the engine's memory budget (the frontend's
+	// TCPBudget).
+	TCP TCPReserver
+}
+
+// TCPReserver reserves a dialled TCP connection's buffers in the memory
+// budget.
+type TCPReserver interface {
+	// ReserveDial reserves them, waiting until ctx ends when the budget
+	// is spent; release (nil when nothing is reserved, as on the kernel
+	// stack) gives them back, once, however often it is called.
+	ReserveDial(ctx context.Context) (release func(), err error)
 }
 
 // New builds the backend of cfg (validated). Start starts its timers and
 // health checks; Close ends it.
 func New(cfg config.Backend, env Env) (*Backend, error) {
 	rt := &Backend{
-		cfg: cfg, net: env.Net, m: env.Counters, log: env.Log.With("backend", cfg.Name),
+		cfg: cfg, net: env.Net, m: env.Counters, log: env.Log.With("backend", cfg.Name), tcpRes: env.TCP,
 		byName: map[string]*Server{},
 		trs:    map[trKey]*quicmux.Transport{},
 		idle:   make(chan struct{}),
@@ -848,9 +862,23 @@ func (rt *Backend) dialTCP(ctx context.Context, w int, srv *Server) (*Conn, erro
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
+	var release func()
+	if rt.tcpRes != nil {
+		var err error
+		if release, err = rt.tcpRes.ReserveDial(ctx); err != nil {
+			return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
+		}
+	}
 	tcp, err := rt.net.DialTCP(ctx, w, srv.addr)
 	if err != nil {
+		if release != nil {
+			release()
+		}
 		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
+	}
+	if release != nil {
+		// httpmux closes the socket on every way out, failed dials too.
+		tcp = &reservedConn{Conn: tcp, release: release}
 	}
 	o := httpmux.Options{Proto: rt.proto}
 	if rt.tcpTLS {
@@ -871,6 +899,19 @@ func (rt *Backend) dialTCP(ctx context.Context, w int, srv *Server) (*Conn, erro
 		srv.early.resumed.Inc()
 	}
 	return &Conn{Conn: hc, http: hc}, nil
+}
+
+// reservedConn is a dialled TCP connection that gives its reservation in
+// the memory budget back when it is closed.
+type reservedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *reservedConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
 }
 
 // Conn is a pooled backend connection: a quicmux.Conn and, for h3

@@ -90,9 +90,11 @@ type Buffers struct {
 	// (see TCPParkedBuffers).
 	// "256MiB", "1GiB" or bytes. Default 0: the UMEM plus 64 MiB of
 	// payload buffers (2048 responses in flight), TCP reservations
-	// counted (/stats, metrics) but not bounded. It does not cover the
-	// TCP buffers of backend connections, QUIC's, the Go HTTP servers'
-	// and clients' own buffers, or request bodies. A streaming response
+	// counted (/stats, metrics) but not bounded. The HTTP/2 and HTTP/1.1
+	// backend connections the engine dials reserve as much each, waiting
+	// up to the backend's timeouts.connect (then the dial fails). It does
+	// not cover QUIC's buffers, the Go HTTP servers' and clients' own
+	// buffers, or request bodies. A streaming response
 	// (gRPC stream, server-sent events) holds its buffer while it lasts.
 	// A reload does not change it.
 	Memory Size `yaml:"memory"`

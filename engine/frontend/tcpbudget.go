@@ -2,11 +2,15 @@ package frontend
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/xdpnet/xdpnet/bufring"
+	"github.com/xdpnet/xdpnet/engine/backend"
 )
 
 // RefusedBudget is the xdpnet_connections_refused_total reason of a client
@@ -39,7 +43,8 @@ type TCPBudget struct {
 	// Wait is buffers.accept_wait.
 	Wait time.Duration
 
-	reservedNow atomic.Int64 // bytes reserved now
+	reservedNow atomic.Int64 // bytes the client connections reserve now
+	backendNow  atomic.Int64 // bytes the backend connections reserve now
 	// spent is set when a wait ended without a reservation: until one
 	// is granted again, accepted connections are refused at once rather
 	// than each waiting its turn behind the one before.
@@ -61,6 +66,44 @@ func (b *TCPBudget) held(c net.Conn) int64 {
 	}
 	return b.Conn
 }
+
+// ErrTCPBudget is the error of a backend dial that got no reservation for
+// its buffers before its connect timeout.
+var ErrTCPBudget = errors.New("memory budget spent: no room for the TCP connection's buffers (buffers.memory)")
+
+var _ backend.TCPReserver = (*TCPBudget)(nil)
+
+// ReserveDial reserves the buffers of a backend HTTP/2 or HTTP/1.1
+// connection the engine dials (backend.TCPReserver): Conn, as for a client
+// connection (netstack auto-tunes a dialled connection's buffers up to the
+// same maxima), waiting in the same FIFO until ctx ends (the backend's
+// timeouts.connect). The request that needs the connection then fails as
+// a dial would, and is retried as one. A wait cannot deadlock: the
+// payload buffers such a request may hold keep room of their own
+// (ReserveLimit), and it ends with ctx.
+func (b *TCPBudget) ReserveDial(ctx context.Context) (func(), error) {
+	if b.Conn == 0 {
+		return nil, nil
+	}
+	if b.Pool != nil {
+		if err := b.Pool.Reserve(ctx, b.Conn); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTCPBudget, err)
+		}
+	}
+	b.backendNow.Add(b.Conn)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.backendNow.Add(-b.Conn)
+			if b.Pool != nil {
+				b.Pool.Unreserve(b.Conn)
+			}
+		})
+	}, nil
+}
+
+// Backend is the bytes the backend connections reserve now.
+func (b *TCPBudget) Backend() int64 { return b.backendNow.Load() }
 
 // Held is the bytes the client connections reserve now.
 func (b *TCPBudget) Held() int64 { return b.reservedNow.Load() }

@@ -1,6 +1,8 @@
 package frontend
 
 import (
+	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -140,5 +142,46 @@ func TestParkedReservation(t *testing.T) {
 	b.release(c.reserved.Load())
 	if s := p.Stats(); b.Held() != 0 || s.Reserved != 0 {
 		t.Errorf("not all given back: held %d, %+v", b.Held(), s)
+	}
+}
+
+// TestReserveDial checks a backend dial's reservation: it waits for room
+// until its context ends (ErrTCPBudget), is woken by a release, and its
+// release gives the room back once however often it is called.
+func TestReserveDial(t *testing.T) {
+	const conn = 32 << 10
+	p, err := bufring.NewBytePool(bufring.ByteConfig{Sizes: []int{conn}, Limit: 3 * conn, ReserveLimit: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &TCPBudget{Pool: p, Conn: conn}
+	release, err := b.ReserveDial(context.Background())
+	if err != nil || b.Backend() != conn {
+		t.Fatalf("first dial: %v, %d reserved", err, b.Backend())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := b.ReserveDial(ctx); !errors.Is(err, ErrTCPBudget) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("dial beyond the budget: %v", err)
+	}
+	got := make(chan error)
+	go func() {
+		r, err := b.ReserveDial(context.Background())
+		if err == nil {
+			r()
+		}
+		got <- err
+	}()
+	testutil.WaitFor(t, "a dial waiting", func() bool { return p.Stats().ReserveWaiting == 1 })
+	release()
+	release()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stats(); b.Backend() != 0 || s.Reserved != 0 {
+		t.Errorf("not all given back: %d, %+v", b.Backend(), s)
+	}
+	if r, err := (&TCPBudget{}).ReserveDial(context.Background()); r != nil || err != nil {
+		t.Errorf("kernel stack: %v, %v", r != nil, err)
 	}
 }

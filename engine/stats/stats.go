@@ -80,13 +80,17 @@ type EngineStats struct {
 	TCP TCPBufferStats `json:"tcp_buffers"`
 }
 
-// TCPBufferStats are the reservations of client TCP connections' netstack
-// buffers in buffers.memory (xdp data plane; zero on the kernel stack).
+// TCPBufferStats are the reservations of TCP connections' netstack buffers
+// in buffers.memory (xdp data plane; zero on the kernel stack).
 type TCPBufferStats struct {
 	// ReservedBytes is what the client connections reserve now: each
 	// tcp_receive.max + tcp_send.max, a parked one its parked buffers.
 	ReservedBytes int64 `json:"reserved_bytes" metric:"xdpnet_tcp_buffer_reserved_bytes"`
-	// Waits are new connections that waited for their reservation,
+	// BackendReservedBytes is what the HTTP/2 and HTTP/1.1 backend
+	// connections reserve now, as much each.
+	BackendReservedBytes int64 `json:"backend_reserved_bytes" metric:"xdpnet_tcp_buffer_backend_reserved_bytes"`
+	// Waits are new connections (client or backend) that waited for
+	// their reservation,
 	// WaitFailures those whose wait ended without one (refused, reason
 	// budget, or shutdown), Waiting those waiting now.
 	Waits        uint64 `json:"waits" metric:"xdpnet_tcp_buffer_waits_total"`
