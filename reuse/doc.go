@@ -71,7 +71,9 @@
 // server closes an idle connection under it. When the engine retries such a
 // failure itself (Worker.Retry: a request that failed on a reused connection
 // before any response byte is sent again on a fresh one), Config.RetryableFirst
-// lifts that restriction, as HAProxy's retry-on does.
+// lifts that restriction for a pool, as HAProxy's retry-on does, and
+// Worker.AttachConnKeyRetryable for one request (an idempotent one whose
+// body can be replayed, on a pool whose other requests cannot all be).
 //
 // Limits (idle connections, connections, warm-up) are per worker and per
 // server; Config.MaxReuse retires a connection after a number of streams.

@@ -337,6 +337,40 @@ func TestRetryableFirst(t *testing.T) {
 	}
 }
 
+// A retryable request (AttachConnKeyRetryable) is a later one to the policy
+// even as its session's first; a plain first request still is not.
+func TestAttachRetryableFirst(t *testing.T) {
+	e := newEnv(t, reuse.Config{})
+	e.opts = muxtest.Options{MaxStreams: 10, AutoCredit: true}
+	k := reuse.NewKey(*params("s1"))
+	w := e.pool.Worker(0)
+	l := e.attachConn(0, params("s1"), nil)
+	c := l.Conn()
+	open(t, l).Close()
+	l.Done(nil)
+	if got := e.tree(0, c); got != "safe" {
+		t.Fatalf("conn in %q, want safe", got)
+	}
+	plain, err := w.AttachConnKey(context.Background(), k, w.NewSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Conn() == c {
+		t.Fatal("a first request reused an idle connection under PolicySafe")
+	}
+	pc := plain.Conn()
+	plain.Done(errReset) // never opened: idle
+	r, err := w.AttachConnKeyRetryable(context.Background(), k, w.NewSession())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Conn(); got != c && got != pc || !r.Reused() {
+		t.Fatal("a retryable first request did not reuse an idle connection")
+	}
+	r.Done(errReset)
+	e.check()
+}
+
 func TestFullConnDialsInsteadOfBlocking(t *testing.T) {
 	e := newEnv(t, reuse.Config{Policy: reuse.PolicyAlways})
 	e.opts = muxtest.Options{MaxStreams: 1} // no auto credit: only Grant raises it

@@ -51,12 +51,12 @@ func (w *Worker) NewSession() *Session {
 // (then every request counts as a session's first). The caller must call
 // Done on the Lease exactly once. ctx bounds the dial and OpenStream.
 func (w *Worker) Attach(ctx context.Context, p *Params, s *Session) (Lease, error) {
-	return w.attach(ctx, p, w.pool.hash(p), s, false, true)
+	return w.attach(ctx, p, w.pool.hash(p), s, false, true, false)
 }
 
 // AttachKey is Attach with the hash precomputed in k.
 func (w *Worker) AttachKey(ctx context.Context, k *Key, s *Session) (Lease, error) {
-	return w.attach(ctx, &k.p, k.h, s, false, true)
+	return w.attach(ctx, &k.p, k.h, s, false, true, false)
 }
 
 // AttachConn is Attach for callers that open the stream themselves, such as
@@ -74,12 +74,22 @@ func (w *Worker) AttachKey(ctx context.Context, k *Key, s *Session) (Lease, erro
 // Attach's own OpenStream would). No other bidirectional streams may be
 // opened on a connection leased this way.
 func (w *Worker) AttachConn(ctx context.Context, p *Params, s *Session) (Lease, error) {
-	return w.attach(ctx, p, w.pool.hash(p), s, false, false)
+	return w.attach(ctx, p, w.pool.hash(p), s, false, false, false)
 }
 
 // AttachConnKey is AttachConn with the hash precomputed in k.
 func (w *Worker) AttachConnKey(ctx context.Context, k *Key, s *Session) (Lease, error) {
-	return w.attach(ctx, &k.p, k.h, s, false, false)
+	return w.attach(ctx, &k.p, k.h, s, false, false, false)
+}
+
+// AttachConnKeyRetryable is AttachConnKey for a request that the caller
+// sends again through Retry if its connection fails before any response
+// byte: an idempotent request (RFC 9110 section 9.2.2) whose body can be
+// replayed. Such a request is as safe on an idle connection as a session's
+// later one, so the policy treats it as one, as Config.RetryableFirst does
+// for every request of a pool.
+func (w *Worker) AttachConnKeyRetryable(ctx context.Context, k *Key, s *Session) (Lease, error) {
+	return w.attach(ctx, &k.p, k.h, s, false, false, true)
 }
 
 // Retry retries the request of failed, which failed with cause before any
@@ -100,11 +110,12 @@ func (w *Worker) Retry(ctx context.Context, failed Lease, cause error) (Lease, e
 	if !reused {
 		return Lease{}, fmt.Errorf("%w: %w", ErrNotRetryable, cause)
 	}
-	return w.attach(ctx, &prm, p.hash, s, true, open)
+	return w.attach(ctx, &prm, p.hash, s, true, open, false)
 }
 
 // attach serves Attach (open: the pool opens the lease's stream) and
-// AttachConn (the caller does), and Retry.
+// AttachConn (the caller does), and Retry; retryable treats a session's
+// first request as a later one.
 //
 // With no connection to take, it dials only if that is needed and allowed:
 // requests already waiting do not outnumber the streams the dials in flight
@@ -113,7 +124,7 @@ func (w *Worker) Retry(ctx context.Context, failed Lease, cause error) (Lease, e
 // MAX_STREAMS, at most QueueTimeout. A waiter that counted on a dial that
 // failed fails with that dial's error rather than try the server again
 // itself. A Retry dials a fresh connection without waiting.
-func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, retry, open bool) (Lease, error) {
+func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, retry, open, retryable bool) (Lease, error) {
 	pool := w.pool
 	if pool.closed.Load() {
 		return Lease{}, ErrPoolClosed
@@ -127,7 +138,7 @@ func (w *Worker) attach(ctx context.Context, prm *Params, h uint64, s *Session, 
 	b := w.bucketLocked(h, prm)
 	ws := b.ws
 	ws.last = b
-	first := !cfg.RetryableFirst
+	first := !cfg.RetryableFirst && !retryable
 	if s != nil {
 		first = first && s.reqs == 0
 		if !retry {

@@ -291,8 +291,15 @@ func maxIdleAge(idle time.Duration) time.Duration { return idle - idle/4 }
 // Attach leases a connection to server si on worker w: for HTTP backends
 // one unit of its stream credit, the request's stream being opened by the
 // connection's HTTP client (Conn.RoundTrip); for raw ones a stream.
-func (rt *Backend) Attach(ctx context.Context, w, si int, s *reuse.Session) (reuse.Lease, error) {
+// retryable says the caller sends the request again on a fresh connection
+// (Retry) if its connection dies before any response byte: then a
+// session's first request may take an idle HTTP/1.1 connection under the
+// safe policy too (reuse.Worker.AttachConnKeyRetryable).
+func (rt *Backend) Attach(ctx context.Context, w, si int, s *reuse.Session, retryable bool) (reuse.Lease, error) {
 	if rt.alpn != quicmux.ALPNRaw {
+		if retryable {
+			return rt.pool.Worker(w).AttachConnKeyRetryable(ctx, rt.keys[si], s)
+		}
 		return rt.pool.Worker(w).AttachConnKey(ctx, rt.keys[si], s)
 	}
 	return rt.pool.Worker(w).AttachKey(ctx, rt.keys[si], s)

@@ -29,11 +29,11 @@ func TestBackendAttachMode(t *testing.T) {
 			rt := &Backend{alpn: alpn, pool: pool, keys: []*reuse.Key{
 				reuse.NewKey(reuse.Params{Server: "be/s0", Kind: mux.KindQUIC, ALPN: alpn}),
 			}}
-			l1, err := rt.Attach(context.Background(), 0, 0, nil)
+			l1, err := rt.Attach(context.Background(), 0, 0, nil, false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			l2, err := rt.Attach(context.Background(), 0, 0, nil)
+			l2, err := rt.Attach(context.Background(), 0, 0, nil, false)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -291,12 +291,17 @@ func HTTPBackend(protocol string) bool {
 // engine retries those on another connection, so on h3 backends safe lets
 // first requests use any established connection, as aggressive does; so
 // does HTTP/2 over TCP, whose GOAWAY and REFUSED_STREAM say the same (RFC
-// 9113 sections 6.8 and 8.7). On HTTP/1.1 and raw (tunnel) backends it
-// keeps HAProxy's rule: a first request never goes to an idle connection
-// the server may be closing.
+// 9113 sections 6.8 and 8.7). On HTTP/1.1 it keeps HAProxy's rule for a
+// first request the engine could not send again (a non-idempotent method,
+// or a body too large to replay): such a request never goes to an idle
+// connection the server may be closing. An idempotent request with a
+// replayable body (RFC 9110 section 9.2.2) may take one, because if that
+// connection dies before any response byte the engine sends the request
+// again on a fresh connection, as a client would after HAProxy's safe.
+// Raw (tunnel) backends cannot replay their bytes and keep HAProxy's rule.
 const (
 	ReuseNever      = "never"      // a connection serves one client connection only
-	ReuseSafe       = "safe"       // h3, h2, h2c: any established connection; http1, http1-tls, raw: a first request only on a busy one (HTTP/1.1: on a new one)
+	ReuseSafe       = "safe"       // h3, h2, h2c: any established connection; http1, http1-tls: idempotent replayable requests any, other first requests a new one; raw: a first stream only on a busy connection
 	ReuseAggressive = "aggressive" // any request on any connection that already served a request
 	ReuseAlways     = "always"     // any request on any live connection
 )

@@ -350,7 +350,9 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	// The pool waits for nothing but a dial, which applies the connect
 	// timeout itself (backend.Backend's dial).
 	ctx := backend.WithWorker(r.Context(), sess.worker)
-	l, err := rt.Attach(ctx, sess.worker, si, sess.reuseSession(rt))
+	// Sent again below if its reused connection dies before the response.
+	retryable := idempotent(r.Method) && replayable
+	l, err := rt.Attach(ctx, sess.worker, si, sess.reuseSession(rt), retryable)
 	if err != nil {
 		return 0, stageConnect, err
 	}
@@ -384,7 +386,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 		// early_data): it processed nothing sent on it, so the request
 		// goes once more, whatever its method, on another connection.
 		l.Done(err)
-		if l, err = rt.Attach(ctx, sess.worker, si, sess.reuseSession(rt)); err != nil {
+		if l, err = rt.Attach(ctx, sess.worker, si, sess.reuseSession(rt), retryable); err != nil {
 			return 0, stageConnect, err
 		}
 		wa.wrote.Store(false)
@@ -398,7 +400,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	// being dialled, instead of a dial of its own per rejected request.
 	if err != nil && l.Reused() && !wa.timedOut.Load() && r.Context().Err() == nil && !rejected(err) &&
 		rt.Usable(si) && srv.BackoffLeft(time.Now()) <= 0 &&
-		connDied(l.Conn().(*backend.Conn), err) && (!wa.wrote.Load() || idempotent(r.Method) && replayable) {
+		connDied(l.Conn().(*backend.Conn), err) && (!wa.wrote.Load() || retryable) {
 		nl, rerr := rt.Retry(ctx, sess.worker, l, err)
 		if rerr != nil {
 			// The fresh dial failed: that one is the server's failure.

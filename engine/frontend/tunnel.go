@@ -47,7 +47,7 @@ func (fe *Frontend) serveTunnel(c net.Conn, worker int) {
 		}
 		srv = rt.Server(si)
 		ctx, cancel := context.WithTimeout(backend.WithWorker(fe.cutCtx, worker), max(cfg.Timeouts.Connect.D(), time.Millisecond))
-		l, err = rt.Attach(ctx, worker, si, sess.reuseSession(rt))
+		l, err = rt.Attach(ctx, worker, si, sess.reuseSession(rt), false)
 		cancel()
 		if err != nil {
 			rt.ConnectFailed(srv, err)
