@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -221,5 +222,76 @@ func TestLabParkedH2AndHTTPS(t *testing.T) {
 			}
 			h.waitHandshakes(t, "full", 6+2*n)
 		})
+	}
+}
+
+// A drain ends idle connections of every kind served off net/http's
+// accepting goroutine or parked (handoff.go): h2c and h2 ones get GOAWAY
+// and close, an HTTPS HTTP/1.1 one is closed; the engine's Shutdown
+// returns before its deadline, with nothing cut.
+func TestLabDrainHandedOff(t *testing.T) {
+	env := startLab(t, "xdp", enginelab.Options{Config: idleBenchConfig(t, 100)})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var h2 []*http.ClientConn
+	for _, c := range []struct{ scheme, addr string }{{"http", "198.18.1.1:8080"}, {"https", "198.18.1.1:8443"}} {
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(c.scheme == "http")
+		protos.SetHTTP2(c.scheme == "https")
+		tr := &http.Transport{
+			DialContext:     func(ctx context.Context, network, addr string) (net.Conn, error) { return env.Dial(ctx, network, addr) },
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+			Protocols:       &protos,
+		}
+		cc, err := tr.NewClientConn(ctx, c.scheme, c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.scheme+"://"+c.addr+"/bytes/10", nil)
+		resp, err := cc.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("%s: %s, want HTTP/2", c.scheme, resp.Proto)
+		}
+		h2 = append(h2, cc)
+	}
+	c, err := env.Dial(ctx, "tcp", "198.18.1.1:8443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+	defer tc.Close()
+	br := bufio.NewReader(tc)
+	for range 2 { // the second request comes back from parking
+		if _, err := io.WriteString(tc, "GET /bytes/10 HTTP/1.1\r\nHost: lab\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := io.ReadAll(resp.Body); err != nil || len(b) != 10 {
+			t.Fatalf("https HTTP/1.1: %d bytes, %v", len(b), err)
+		}
+	}
+	testutil.WaitFor(t, "the engine to count the connections", func() bool {
+		return clientConns(t, env, "http") == 1 && clientConns(t, env, "https") == 2
+	})
+	done := make(chan error, 1)
+	go func() { done <- env.Engine.Shutdown(ctx) }()
+	tc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Errorf("parked HTTPS connection at drain: read %d, %v; want the end of the stream", n, err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	for _, cc := range h2 {
+		testutil.WaitFor(t, "the HTTP/2 connections to end with the drain", func() bool { return cc.Err() != nil })
 	}
 }
