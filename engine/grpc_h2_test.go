@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -202,34 +201,8 @@ func TestGRPCH2Backend(t *testing.T) {
 			backend := map[string]string{"/echo": "h2", "/echo-h2c": "h2c"}[path]
 			t.Run("trailers/"+cl.name+"-to-"+backend, func(t *testing.T) {
 				t.Parallel()
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, cl.url+path, io.NopCloser(strings.NewReader(body)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				req.ContentLength = -1 // chunked on HTTP/1.1: the only way to send trailers
-				req.Header.Set("Te", "trailers")
-				if cl.major == 1 {
-					req.Header.Set("Connection", "TE") // RFC 9110 section 10.1.4
-				}
-				req.Trailer = http.Header{"X-Checksum": {"c0ffee"}}
-				resp, err := cl.c.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.ProtoMajor != cl.major {
-					t.Errorf("spoke %s", resp.Proto)
-				}
-				if err != nil || resp.StatusCode != http.StatusOK || string(got) != body {
-					t.Fatalf("status %d, body %q, %v", resp.StatusCode, got, err)
-				}
-				if te := resp.Header.Get("X-Backend-Te"); te != "trailers" {
-					t.Errorf("backend saw TE %q, want trailers", te)
-				}
-				if resp.Trailer.Get("X-Body-Bytes") != fmt.Sprint(len(body)) || resp.Trailer.Get("X-Echo-X-Checksum") != "c0ffee" {
-					t.Fatalf("response trailers %v (headers %v)", resp.Trailer, resp.Header)
-				}
+				// Streamed: chunked on HTTP/1.1, the only way to send trailers.
+				trailerExchange(t, ctx, cl.c, cl.url+path, body, -1, cl.major)
 			})
 		}
 	}

@@ -798,6 +798,43 @@ func readGRPCMessage(r io.Reader, m proto.Message) error {
 	return proto.Unmarshal(b, m)
 }
 
+// trailerExchange POSTs body (length -1: streamed, chunked on HTTP/1.1)
+// with TE: trailers and a request trailer to a trailer echo behind the
+// gateway, and checks that the client spoke HTTP/major, the body came back,
+// the backend saw TE: trailers and the response trailers carry the body's
+// length and the echoed request trailer.
+func trailerExchange(t *testing.T, ctx context.Context, c *http.Client, url, body string, length int64, major int) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, io.NopCloser(strings.NewReader(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = length
+	req.Header.Set("Te", "trailers")
+	if major == 1 {
+		req.Header.Set("Connection", "TE") // RFC 9110 section 10.1.4
+	}
+	req.Trailer = http.Header{"X-Checksum": {"c0ffee"}}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != major {
+		t.Errorf("spoke %s", resp.Proto)
+	}
+	if err != nil || resp.StatusCode != http.StatusOK || string(got) != body {
+		t.Fatalf("status %d, body %q, %v", resp.StatusCode, got, err)
+	}
+	if te := resp.Header.Get("X-Backend-Te"); te != "trailers" {
+		t.Errorf("backend saw TE %q, want trailers", te)
+	}
+	if resp.Trailer.Get("X-Body-Bytes") != fmt.Sprint(len(body)) || resp.Trailer.Get("X-Echo-X-Checksum") != "c0ffee" {
+		t.Fatalf("response trailers %v (headers %v)", resp.Trailer, resp.Header)
+	}
+}
+
 // TestTrailersGateway sends request trailers and checks response trailers
 // and the TE field through the http (HTTP/1.1 chunked, h2c) and h3
 // frontends, with Go's clients, curl and nghttp; and checks that a
@@ -827,34 +864,7 @@ func TestTrailersGateway(t *testing.T) {
 	}
 	for _, cl := range clients {
 		t.Run(cl.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodPost, cl.url+"/echo", io.NopCloser(strings.NewReader(body)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.ContentLength = cl.length
-			req.Header.Set("Te", "trailers")
-			if cl.major == 1 {
-				req.Header.Set("Connection", "TE") // RFC 9110 section 10.1.4
-			}
-			req.Trailer = http.Header{"X-Checksum": {"c0ffee"}}
-			resp, err := cl.c.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.ProtoMajor != cl.major {
-				t.Errorf("spoke %s", resp.Proto)
-			}
-			if err != nil || string(got) != body {
-				t.Fatalf("body %q %v", got, err)
-			}
-			if te := resp.Header.Get("X-Backend-Te"); te != "trailers" {
-				t.Errorf("backend saw TE %q, want trailers", te)
-			}
-			if resp.Trailer.Get("X-Body-Bytes") != fmt.Sprint(len(body)) || resp.Trailer.Get("X-Echo-X-Checksum") != "c0ffee" {
-				t.Fatalf("response trailers %v (headers %v)", resp.Trailer, resp.Header)
-			}
+			trailerExchange(t, context.Background(), cl.c, cl.url+"/echo", body, cl.length, cl.major)
 		})
 	}
 
