@@ -81,21 +81,7 @@ func TestLabProxyProtocol(t *testing.T) {
 
 	// HAProxy as the balancer (send-proxy-v2 from the trusted address):
 	// curl's address behind it reaches caddy.
-	haproxyCfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(haproxyCfg, []byte(`defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 10s
-  timeout server 10s
-frontend lb
-  bind 127.0.0.1:9000
-  default_backend gw
-backend gw
-  server engine `+front+` send-proxy-v2 source `+trusted.String()+`
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startProc(t, env.Lab.Client, nil, "haproxy", "-db", "-f", haproxyCfg)
+	startProxyV2Balancer(t, env, "127.0.0.1:9000", front, trusted)
 	var out string
 	if !testutil.Eventually(func() bool {
 		out, err = runIn(t, env.StartClient, 20*time.Second, "curl", "--http1.1", "-sS", "-m", "5",
@@ -223,4 +209,26 @@ backends:
 	if h.Source != own || h.Destination != dst || echo != "hello" {
 		t.Errorf("direct client: target saw %+v and echoed %q; want %s -> %s and hello", h, echo, own, dst)
 	}
+}
+
+// startProxyV2Balancer runs HAProxy in the client namespace as an L4
+// balancer in TCP mode: it listens on bind and passes each connection to
+// front from the source address trusted, with a PROXY v2 header first.
+func startProxyV2Balancer(t *testing.T, env *enginelab.Env, bind, front string, trusted netip.Addr) {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(`defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10s
+  timeout server 10s
+frontend lb
+  bind `+bind+`
+  default_backend gw
+backend gw
+  server engine `+front+` send-proxy-v2 source `+trusted.String()+`
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startProc(t, env.Lab.Client, nil, "haproxy", "-db", "-f", cfg)
 }

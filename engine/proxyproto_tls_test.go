@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"testing"
@@ -110,21 +109,7 @@ func TestLabProxyProtocolHTTPS(t *testing.T) {
 
 	// HAProxy as the balancer in TCP mode, sending the header before the
 	// TLS stream it passes: curl's address behind it reaches caddy.
-	haproxyCfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(haproxyCfg, []byte(`defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 10s
-  timeout server 10s
-frontend lb
-  bind 127.0.0.1:9443
-  default_backend gw
-backend gw
-  server engine `+front+` send-proxy-v2 source `+trusted.String()+`
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startProc(t, env.Lab.Client, nil, "haproxy", "-db", "-f", haproxyCfg)
+	startProxyV2Balancer(t, env, "127.0.0.1:9443", front, trusted)
 	curlTLS := func(args ...string) (string, error) {
 		all := append([]string{"-sS", "-m", "5", "--cacert", cert.cert}, args...)
 		return runIn(t, env.StartClient, 20*time.Second, "curl", all...)
