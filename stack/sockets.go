@@ -80,14 +80,42 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (n
 	if laddr.IsValid() {
 		lfa, _ = fullAddr(laddr)
 	}
-	c, err := gonet.DialTCPWithBind(ctx, s.ns, lfa, rfa, proto)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, opErr("dial", "tcp", raddr, ctxErr)
-		}
-		return nil, opErr("dial", "tcp", raddr, unwrapOp(err))
+	// gonet.DialTCPWithBind's steps, keeping the endpoint and its queue so
+	// that the connection can notify readability (NotifyReadable) as an
+	// accepted one does.
+	var wq waiter.Queue
+	ep, terr := s.ns.NewEndpoint(tcp.ProtocolNumber, proto, &wq)
+	if terr != nil {
+		return nil, opErr("dial", "tcp", raddr, tcpipErr(terr))
 	}
-	return &tcpConn{TCPConn: c, s: s}, nil
+	entry, writable := waiter.NewChannelEntry(waiter.WritableEvents)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	if err := ctx.Err(); err != nil {
+		ep.Close()
+		return nil, opErr("dial", "tcp", raddr, err)
+	}
+	if lfa != (tcpip.FullAddress{}) {
+		if terr := ep.Bind(lfa); terr != nil {
+			ep.Close()
+			return nil, opErr("dial", "tcp", raddr, tcpipErr(terr))
+		}
+	}
+	terr = ep.Connect(rfa)
+	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
+		select {
+		case <-ctx.Done():
+			ep.Close()
+			return nil, opErr("dial", "tcp", raddr, ctx.Err())
+		case <-writable:
+		}
+		terr = ep.LastError()
+	}
+	if terr != nil {
+		ep.Close()
+		return nil, opErr("dial", "tcp", raddr, tcpipErr(terr))
+	}
+	return &tcpConn{TCPConn: gonet.NewTCPConn(&wq, ep), wq: &wq, ep: ep, s: s, dialed: true}, nil
 }
 
 // ListenUDP opens a UDP socket bound to addr (zero or unspecified address:
@@ -239,10 +267,11 @@ func (l *tcpListener) Addr() net.Addr {
 // CloseRead, CloseWrite and the deadline methods come from gonet.TCPConn.
 type tcpConn struct {
 	*gonet.TCPConn
-	// wq and ep are the endpoint under TCPConn (accepted connections
-	// only), for NotifyReadable.
+	// wq and ep are the endpoint under TCPConn, for NotifyReadable.
+	// dialed: DialTCP made it (SetBufferSizes is for accepted ones).
 	wq     *waiter.Queue
 	ep     tcpip.Endpoint
+	dialed bool
 	s      *Stack
 	closed atomic.Bool
 }
@@ -279,8 +308,9 @@ func (c *tcpConn) Close() error {
 // or has failed (at once when that is already so), without a goroutine or
 // buffer waiting on it; stop cancels the notification. fn must not block
 // nor call stop. It is how an idle client connection waits for its next
-// request holding only its endpoint (engine/frontend parks them). It
-// reports false for a connection that cannot notify (a dialed one).
+// request holding only its endpoint (engine/frontend parks them), and how
+// an idle HTTP/1.1 backend connection learns that its server closed it
+// (mux/httpmux). It reports false for a connection that cannot notify.
 func (c *tcpConn) NotifyReadable(fn func()) (stop func(), ok bool) {
 	if c.wq == nil {
 		return nil, false
@@ -334,7 +364,7 @@ func (noPayload) Read([]byte) (int, error) { return 0, errNoPayload }
 // lost). The engine cuts an idle client connection's buffers this way.
 // It reports false for a connection that cannot (a dialed one).
 func (c *tcpConn) SetBufferSizes(rcv, snd int, fixed bool) bool {
-	if c.ep == nil {
+	if c.ep == nil || c.dialed {
 		return false
 	}
 	o := c.ep.SocketOptions()
