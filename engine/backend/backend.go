@@ -921,6 +921,11 @@ func (c *reservedConn) Close() error {
 	return err
 }
 
+// NetConn is the socket under the wrapper, which has no buffers of its
+// own: httpmux's HTTP/1.1 client looks through it for the socket's
+// readability (an idle connection its server closed).
+func (c *reservedConn) NetConn() net.Conn { return c.Conn }
+
 // Conn is a pooled backend connection: a quicmux.Conn and, for h3
 // backends, the HTTP/3 client session that sends the requests of the leases
 // on it (reuse.Worker.AttachConn leases its stream credit; the client opens

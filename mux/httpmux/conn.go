@@ -66,7 +66,7 @@ type Conn struct {
 	scheme string
 	sock   *sockConn
 	h2     *http2.ClientConn
-	h1     *http.ClientConn
+	h1     *h1Conn
 	// used counts HTTP/2 requests from RoundTrip to their body's Close.
 	used      atomic.Int64
 	goingAway atomic.Bool
@@ -91,28 +91,6 @@ var h2Transport = &http2.Transport{
 	DisableCompression:         true,
 	StrictMaxConcurrentStreams: true,
 }
-
-type connKey struct{}
-
-// h1Transport makes the HTTP/1.1 client connections on sockets Dial
-// already connected (and secured), handed over in the context.
-var h1Transport = sync.OnceValue(func() *http.Transport {
-	p := new(http.Protocols)
-	p.SetHTTP1(true)
-	given := func(ctx context.Context, _, _ string) (net.Conn, error) {
-		c, ok := ctx.Value(connKey{}).(net.Conn)
-		if !ok {
-			return nil, errors.New("httpmux: no connection to hand over")
-		}
-		return c, nil
-	}
-	return &http.Transport{
-		Protocols:          p,
-		DisableCompression: true,
-		DialContext:        given,
-		DialTLSContext:     given,
-	}
-})
 
 // Dial speaks o.Proto on tcp, a connected TCP socket that the Conn owns
 // from now on (closed on failure). ctx bounds the TLS handshake and, for
@@ -158,13 +136,7 @@ func Dial(ctx context.Context, tcp net.Conn, o Options) (*Conn, error) {
 			return nil, fmt.Errorf("httpmux: http2 preface: %w", err)
 		}
 	case HTTP1:
-		cc, err := h1Transport().NewClientConn(context.WithValue(ctx, connKey{}, nc), c.scheme, tcp.RemoteAddr().String())
-		if err != nil {
-			tcp.Close()
-			return nil, fmt.Errorf("httpmux: http1: %w", err)
-		}
-		c.h1 = cc
-		cc.SetStateHook(func(*http.ClientConn) { c.requestEnded() })
+		c.h1 = newH1Conn(nc, c.sock, c.requestEnded)
 	default:
 		tcp.Close()
 		return nil, fmt.Errorf("httpmux: unknown protocol %d", o.Proto)
@@ -176,19 +148,19 @@ func Dial(ctx context.Context, tcp net.Conn, o Options) (*Conn, error) {
 // stream's credit returns when the response body is closed. The URL's
 // scheme is set to the connection's (http or https, the :scheme of HTTP/2).
 func (c *Conn) RoundTrip(req *http.Request) (*http.Response, error) {
+	if c.h1 != nil { // HTTP/1.1 does not send the scheme
+		resp, err := c.h1.RoundTrip(req)
+		if err != nil {
+			return nil, fmt.Errorf("httpmux: http1: %w", err)
+		}
+		return resp, nil
+	}
 	if req.URL.Scheme != c.scheme {
 		r := *req
 		u := *req.URL
 		u.Scheme = c.scheme
 		r.URL = &u
 		req = &r
-	}
-	if c.h1 != nil {
-		resp, err := c.h1.RoundTrip(req)
-		if err != nil {
-			return nil, fmt.Errorf("httpmux: http1: %w", err)
-		}
-		return resp, nil
 	}
 	c.used.Add(1)
 	resp, err := c.h2.RoundTrip(req)

@@ -289,5 +289,6 @@ func TestOverNetstack(t *testing.T) {
 	testenv.RunOverNetstack(t, &sockets, []testenv.Test{
 		{Name: "HTTP2Credit", Fn: TestHTTP2Credit},
 		{Name: "HTTP1", Fn: TestHTTP1},
+		{Name: "HTTP1ServerClosedIdle", Fn: TestHTTP1ServerClosedIdle},
 	})
 }

@@ -15,13 +15,18 @@
 // section 8.7) fails with an error wrapping ErrRejected, which the engine
 // retries like HTTP/3's H3_REQUEST_REJECTED.
 //
-// HTTP/1.1 is the one-stream case, on net/http's ClientConn: one request at
-// a time, credit 1 when idle. A response that said Connection: close, or
-// whose body was not read to its end, closes the connection rather than
-// returning it (net/http does so and Conn reports it dead). HTTP/1.1 has
-// no round trip that is not a request, so Ping reports only whether the
-// connection is still open: the client's read loop sees at once a server
-// that closed or reset an idle connection, but not one that vanished.
+// HTTP/1.1 is the one-stream case, on a client of its own (h1.go) that
+// writes and reads on the caller's goroutine with net/http's wire format
+// (Request.Write, ReadResponse): one request at a time, credit 1 when
+// idle. A response that said Connection: close, or whose body was not read
+// to its end, closes the connection rather than returning it (Conn reports
+// it dead). Nothing reads an idle connection; before a request goes on a
+// reused one, the client checks whether its server closed or reset it
+// meanwhile (netstack's readability notification, or a MSG_PEEK on a
+// kernel socket) and fails with net.ErrClosed without sending. HTTP/1.1
+// has no round trip that is not a request, so Ping reports only whether
+// the connection is still open: a server that vanished without a word is
+// not seen.
 //
 // Death is seen where it happens: both clients close their TCP socket when
 // the connection ends for any reason (peer close, error, GOAWAY drained,
