@@ -168,15 +168,6 @@ func opErr(op, network string, addr netip.AddrPort, err error) error {
 	return &net.OpError{Op: op, Net: network, Addr: a, Err: err}
 }
 
-// unwrapOp strips gonet's *net.OpError so ours is not nested in another.
-func unwrapOp(err error) error {
-	var oe *net.OpError
-	if errors.As(err, &oe) {
-		return oe.Err
-	}
-	return err
-}
-
 // tcpipErr turns a netstack error into a Go error. Closed and reset
 // conditions wrap the errors the net package's users test for.
 func tcpipErr(e tcpip.Error) error {
