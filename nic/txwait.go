@@ -17,35 +17,40 @@ import (
 // in zero-copy mode the NIC completes sends on its own time), so a waiter
 // also reaps the completion ring itself, at intervals that double from
 // txWaitFirstPoll to txWaitMaxPoll: a handful of wakeups per wait, never a
-// busy loop. That poll also bounds the cost of a release that happens
-// between a sender's failed Alloc and its WaitTX, which registers too late
-// to be woken by it.
+// busy loop. A release that happens between a sender's failed Alloc and
+// its WaitTX left its frames in the receive side's cache; WaitTX moves
+// them to the pool once registered.
 const (
 	txWaitFirstPoll = 20 * time.Microsecond
 	txWaitMaxPoll   = time.Millisecond
 )
 
 // txWaiters wakes every goroutine in WaitTX at once: they wait on ch, which
-// a notification closes (and the next waiter replaces).
+// a notification closes (and the next waiter replaces). gen counts the
+// notifications, so that a waiter between two sleeps, holding a channel
+// already closed and replaced, still learns that one happened.
 type txWaiters struct {
-	n  atomic.Int32 // goroutines in WaitTX; notify does nothing while 0
+	// n counts the goroutines in WaitTX, for their whole wait: notify does
+	// nothing while it is 0, and Release hands frames to the pool only
+	// while it is not.
+	n  atomic.Int32
 	mu sync.Mutex
 	// +checklocks:mu
 	ch chan struct{}
+	// +checklocks:mu
+	gen uint64
 }
 
-// arm registers a waiter and returns the channel that wakes it.
-func (w *txWaiters) arm() <-chan struct{} {
-	w.n.Add(1)
+// current returns the channel the next notification closes and the count
+// of notifications so far.
+func (w *txWaiters) current() (<-chan struct{}, uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ch == nil {
 		w.ch = make(chan struct{})
 	}
-	return w.ch
+	return w.ch, w.gen
 }
-
-func (w *txWaiters) disarm() { w.n.Add(-1) }
 
 // notify wakes the waiters, if any. It costs one atomic load otherwise, so
 // the completion and release paths call it on every batch.
@@ -55,6 +60,7 @@ func (w *txWaiters) notify() {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.gen++
 	if w.ch != nil {
 		close(w.ch)
 		w.ch = nil
@@ -72,6 +78,14 @@ func (p *Port) WaitTX(timeout time.Duration) bool {
 	if timeout <= 0 || p.closed.Load() {
 		return false
 	}
+	// Registered for the whole wait: every completion or release from now
+	// on notifies, and one that happens between two sleeps shows in gen.
+	p.txWait.n.Add(1)
+	defer p.txWait.n.Add(-1)
+	ch, gen := p.txWait.current()
+	// Frames released just before (by a holder that saw no waiter) went
+	// to the receive side's cache, where Alloc cannot take them.
+	p.handOverReleased()
 	deadline := time.Now().Add(timeout)
 	var t *time.Timer
 	defer func() {
@@ -81,11 +95,8 @@ func (p *Port) WaitTX(timeout time.Duration) bool {
 	}()
 	poll := txWaitFirstPoll
 	for {
-		ch := p.txWait.arm()
-		// Registered: a completion or release from now on closes ch.
 		// Reap first, in case the kernel completed sends already.
 		if p.Complete() > 0 {
-			p.txWait.disarm()
 			return true
 		}
 		if t == nil {
@@ -93,7 +104,6 @@ func (p *Port) WaitTX(timeout time.Duration) bool {
 		}
 		d := min(poll, time.Until(deadline))
 		if d <= 0 {
-			p.txWait.disarm()
 			return false
 		}
 		if t == nil {
@@ -101,20 +111,29 @@ func (p *Port) WaitTX(timeout time.Duration) bool {
 		} else {
 			t.Reset(d)
 		}
-		var woken bool
 		select {
 		case <-ch:
-			woken = true
 		case <-t.C:
 		}
-		p.txWait.disarm()
 		p.ctr.txWaitWakeups.Add(1)
 		if p.closed.Load() {
 			return false
 		}
-		if woken {
+		next, g := p.txWait.current()
+		if g != gen {
 			return true
 		}
+		ch = next
 		poll = min(2*poll, txWaitMaxPoll)
+	}
+}
+
+// handOverReleased moves frames the receive side's cache holds to the
+// pool, where Alloc finds them, as Release does while a sender waits.
+func (p *Port) handOverReleased() {
+	p.rxMu.Lock()
+	defer p.rxMu.Unlock()
+	if !p.closed.Load() {
+		p.rxCache.Flush()
 	}
 }
