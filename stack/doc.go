@@ -13,9 +13,7 @@
 // auto-tuning, SYN cookies, listen backlog) are stack-wide (TCPOptions).
 //
 // Sockets come out as the standard interfaces (net.Listener, net.Conn,
-// net.PacketConn) through adapters of this package that, unlike gVisor's
-// gonet, allocate nothing per blocking read, write or deadline, with
-// errors mapped so that
+// net.PacketConn) through gVisor's gonet adapters, with errors mapped so that
 // a socket closed locally, or by Stack.Close, reports net.ErrClosed as the
 // net package does. An accepted TCP connection also has NotifyReadable: a
 // callback when it becomes readable, so that an idle connection can wait

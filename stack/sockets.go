@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
@@ -114,7 +115,7 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (n
 		ep.Close()
 		return nil, opErr("dial", "tcp", raddr, tcpipErr(terr))
 	}
-	return newTCPConn(s, &wq, ep, true), nil
+	return &tcpConn{TCPConn: gonet.NewTCPConn(&wq, ep), wq: &wq, ep: ep, s: s, dialed: true}, nil
 }
 
 // ListenUDP opens a UDP socket bound to addr (zero or unspecified address:
@@ -224,7 +225,7 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 		}
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
 	}
-	return newTCPConn(l.s, wq, n, false), nil
+	return &tcpConn{TCPConn: gonet.NewTCPConn(wq, n), wq: wq, ep: n, s: l.s}, nil
 }
 
 func isWouldBlock(e tcpip.Error) bool {
@@ -253,22 +254,45 @@ func (l *tcpListener) Addr() net.Addr {
 	return &net.TCPAddr{IP: net.IP(a.Addr.AsSlice()), Port: int(a.Port)}
 }
 
-// tcpConn is a net.Conn on a netstack TCP endpoint (its I/O is in
-// tcpconn.go). It reports net.ErrClosed after a local Close or the
-// stack's.
+// tcpConn reports net.ErrClosed after a local Close or the stack's.
+// CloseRead, CloseWrite and the deadline methods come from gonet.TCPConn.
 type tcpConn struct {
-	ep tcpip.Endpoint
-	wq *waiter.Queue
-	s  *Stack
-	// dialed: the connection was dialed here, not accepted.
+	*gonet.TCPConn
+	// wq and ep are the endpoint under TCPConn, for NotifyReadable.
+	// dialed: DialTCP made it (SetBufferSizes is for accepted ones).
+	wq     *waiter.Queue
+	ep     tcpip.Endpoint
 	dialed bool
+	s      *Stack
 	closed atomic.Bool
-	tcpConnIO
 }
 
 func (c *tcpConn) isClosed() bool { return c.closed.Load() || c.s.isClosed() }
 
 var _ net.Conn = (*tcpConn)(nil)
+
+func (c *tcpConn) Read(b []byte) (int, error) {
+	n, err := c.TCPConn.Read(b)
+	if err != nil && c.isClosed() {
+		err = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
+	}
+	return n, err
+}
+
+func (c *tcpConn) Write(b []byte) (int, error) {
+	n, err := c.TCPConn.Write(b)
+	if err != nil && c.isClosed() {
+		err = &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
+	}
+	return n, err
+}
+
+func (c *tcpConn) Close() error {
+	if c.closed.Swap(true) {
+		return &net.OpError{Op: "close", Net: "tcp", Err: net.ErrClosed}
+	}
+	return c.TCPConn.Close()
+}
 
 // NotifyReadable calls fn once, from netstack's goroutine, when the
 // connection has data to read, has been shut down or reset by the peer,

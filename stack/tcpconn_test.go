@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	"golang.org/x/net/nettest"
 
@@ -47,49 +46,4 @@ func TestTCPConnConformance(t *testing.T) {
 		port++
 		return tcpPipe(t, r, port)
 	})
-}
-
-// A blocking read woken by data, and deadlines set and moved, allocate
-// nothing once the connection has made its timer (gonet's adapter made a
-// channel and wait entry per blocking read and a timer per deadline).
-func TestTCPConnIOAllocations(t *testing.T) {
-	r := stacktest.NewXDPPair(t, stacktest.XDPOptions{})
-	c1, c2, stop, err := tcpPipe(t, r, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	buf := make([]byte, 64)
-	msg := []byte("ping")
-	round := func() {
-		c2.SetReadDeadline(time.Now().Add(time.Minute))
-		if _, err := c1.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c2.Read(buf); err != nil {
-			t.Fatal(err)
-		}
-		c2.SetReadDeadline(time.Time{})
-	}
-	round() // the timer and wake-ups exist from here on
-	// Netstack itself allocates for the segment (packet buffers, views);
-	// what is left for the adapter is bounded by comparing with writes
-	// and reads that never block nor set deadlines.
-	plain := testing.AllocsPerRun(200, func() {
-		if _, err := c1.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		for n := 0; n < len(msg); {
-			k, err := c2.Read(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n += k
-		}
-	})
-	with := testing.AllocsPerRun(200, round)
-	t.Logf("allocations per round: %.1f plain, %.1f with deadlines and a blocking read", plain, with)
-	if with > plain+1 {
-		t.Errorf("deadlines and a blocking read cost %.1f allocations per round over %.1f", with-plain, plain)
-	}
 }

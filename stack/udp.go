@@ -45,7 +45,7 @@ type UDPConn struct {
 	fastRX    *udpFastRX
 	closed    atomic.Bool
 
-	rd, wr ioDir
+	rd, wr udpDir
 
 	// wmu lets one writer at a time wait for room in the send buffer;
 	// writes that need not wait take no lock.
@@ -73,6 +73,84 @@ const maxCachedPeers = 4096
 type udpPeer struct {
 	addr tcpip.Address
 	port uint16
+}
+
+// udpDir is one direction's waiting state. wake holds at most one token:
+// a readiness event, the deadline firing or Close put it there, and the
+// waiter re-checks everything after taking it, so a stale token costs one
+// retry and a missed one cannot happen (the entry stays registered).
+type udpDir struct {
+	wake  chan struct{}
+	entry waiter.Entry
+	dl    deadline
+}
+
+func (d *udpDir) init(wq *waiter.Queue, mask waiter.EventMask) {
+	d.wake = make(chan struct{}, 1)
+	d.dl.wake = d.wake
+	d.entry.Init(waiter.ChannelNotifier(d.wake), mask)
+	wq.EventRegister(&d.entry)
+}
+
+// deadline is one direction's deadline. expired is read on every call; the
+// timer is made on the first deadline set and reset afterwards.
+type deadline struct {
+	expired atomic.Bool
+	wake    chan struct{}
+
+	mu sync.Mutex
+	// +checklocks:mu
+	at time.Time
+	// +checklocks:mu
+	timer *time.Timer
+}
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.at = t
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	switch wait := time.Until(t); {
+	case t.IsZero():
+		d.expired.Store(false)
+	case wait <= 0:
+		d.expired.Store(true)
+		notify(d.wake)
+	default:
+		d.expired.Store(false)
+		if d.timer == nil {
+			d.timer = time.AfterFunc(wait, d.fire)
+		} else {
+			d.timer.Reset(wait)
+		}
+	}
+}
+
+// fire runs when the timer expires; a deadline moved meanwhile wins.
+func (d *deadline) fire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.at.IsZero() && !time.Now().Before(d.at) {
+		d.expired.Store(true)
+		notify(d.wake)
+	}
+}
+
+func (d *deadline) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+}
+
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 // newUDPConn opens a UDP endpoint, binds it to laddr (nil: chosen on
@@ -131,7 +209,7 @@ func (c *UDPConn) opError(op string, addr net.Addr, err error) error {
 
 // blocked says whether to wait for d and, if not, why: the socket closed or
 // the deadline passed.
-func (c *UDPConn) blocked(d *ioDir) error {
+func (c *UDPConn) blocked(d *udpDir) error {
 	switch {
 	case c.closed.Load():
 		return net.ErrClosed
@@ -143,7 +221,7 @@ func (c *UDPConn) blocked(d *ioDir) error {
 
 // wait sleeps until d's next wake-up unless the socket is closed or d's
 // deadline passed, before or meanwhile; a nil error means try again.
-func (c *UDPConn) wait(d *ioDir) error {
+func (c *UDPConn) wait(d *udpDir) error {
 	if err := c.blocked(d); err != nil {
 		return err
 	}
