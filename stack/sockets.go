@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -115,7 +117,7 @@ func (s *Stack) DialTCPFrom(ctx context.Context, laddr, raddr netip.AddrPort) (n
 		ep.Close()
 		return nil, opErr("dial", "tcp", raddr, tcpipErr(terr))
 	}
-	return &tcpConn{TCPConn: gonet.NewTCPConn(&wq, ep), wq: &wq, ep: ep, s: s, dialed: true}, nil
+	return newTCPConn(s, &wq, ep, true), nil
 }
 
 // ListenUDP opens a UDP socket bound to addr (zero or unspecified address:
@@ -225,7 +227,7 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 		}
 		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
 	}
-	return &tcpConn{TCPConn: gonet.NewTCPConn(wq, n), wq: wq, ep: n, s: l.s}, nil
+	return newTCPConn(l.s, wq, n, false), nil
 }
 
 func isWouldBlock(e tcpip.Error) bool {
@@ -254,11 +256,13 @@ func (l *tcpListener) Addr() net.Addr {
 	return &net.TCPAddr{IP: net.IP(a.Addr.AsSlice()), Port: int(a.Port)}
 }
 
-// tcpConn reports net.ErrClosed after a local Close or the stack's.
-// CloseRead, CloseWrite and the deadline methods come from gonet.TCPConn.
+// tcpConn is a netstack TCP connection through gonet.TCPConn, which it
+// makes when first needed and drops in ReleaseIdle. It reports
+// net.ErrClosed after a local Close or the stack's.
 type tcpConn struct {
-	*gonet.TCPConn
-	// wq and ep are the endpoint under TCPConn, for NotifyReadable.
+	// g is the gonet adapter, nil after ReleaseIdle until the next use.
+	g atomic.Pointer[gonet.TCPConn]
+	// wq and ep are the endpoint under it.
 	// dialed: DialTCP made it (SetBufferSizes is for accepted ones).
 	wq     *waiter.Queue
 	ep     tcpip.Endpoint
@@ -267,31 +271,79 @@ type tcpConn struct {
 	closed atomic.Bool
 }
 
+func newTCPConn(s *Stack, wq *waiter.Queue, ep tcpip.Endpoint, dialed bool) *tcpConn {
+	c := &tcpConn{wq: wq, ep: ep, s: s, dialed: dialed}
+	c.g.Store(gonet.NewTCPConn(wq, ep))
+	return c
+}
+
+// conn is the gonet adapter, made anew after ReleaseIdle.
+func (c *tcpConn) conn() *gonet.TCPConn {
+	if g := c.g.Load(); g != nil {
+		return g
+	}
+	if g := gonet.NewTCPConn(c.wq, c.ep); c.g.CompareAndSwap(nil, g) {
+		return g
+	}
+	return c.g.Load()
+}
+
+// ReleaseIdle drops the adapter's per-connection state (its deadline
+// timers and channels, ~300 bytes) of a connection that nobody reads or
+// writes now and that has no deadline to keep, such as a parked client
+// connection (engine/frontend); the next call makes it again, without
+// deadlines.
+func (c *tcpConn) ReleaseIdle() { c.g.Store(nil) }
+
 func (c *tcpConn) isClosed() bool { return c.closed.Load() || c.s.isClosed() }
 
 var _ net.Conn = (*tcpConn)(nil)
 
+func (c *tcpConn) LocalAddr() net.Addr                { return c.conn().LocalAddr() }
+func (c *tcpConn) RemoteAddr() net.Addr               { return c.conn().RemoteAddr() }
+func (c *tcpConn) SetDeadline(t time.Time) error      { return c.conn().SetDeadline(t) }
+func (c *tcpConn) SetReadDeadline(t time.Time) error  { return c.conn().SetReadDeadline(t) }
+func (c *tcpConn) SetWriteDeadline(t time.Time) error { return c.conn().SetWriteDeadline(t) }
+func (c *tcpConn) CloseRead() error                   { return c.conn().CloseRead() }
+func (c *tcpConn) CloseWrite() error                  { return c.conn().CloseWrite() }
+
 func (c *tcpConn) Read(b []byte) (int, error) {
-	n, err := c.TCPConn.Read(b)
-	if err != nil && c.isClosed() {
-		err = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
+	n, err := c.conn().Read(b)
+	if err != nil {
+		err = c.opError("read", err)
 	}
 	return n, err
 }
 
 func (c *tcpConn) Write(b []byte) (int, error) {
-	n, err := c.TCPConn.Write(b)
-	if err != nil && c.isClosed() {
-		err = &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: net.ErrClosed}
+	n, err := c.conn().Write(b)
+	if err != nil {
+		err = c.opError("write", err)
 	}
 	return n, err
+}
+
+// opError is err as the net package reports it: net.ErrClosed after a
+// local close, os.ErrDeadlineExceeded for a deadline (gonet's timeout error
+// wraps neither).
+func (c *tcpConn) opError(op string, err error) error {
+	switch ne, ok := errors.AsType[net.Error](err); {
+	case c.isClosed():
+		err = net.ErrClosed
+	case ok && ne.Timeout():
+		err = os.ErrDeadlineExceeded
+	default:
+		return err
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
 func (c *tcpConn) Close() error {
 	if c.closed.Swap(true) {
 		return &net.OpError{Op: "close", Net: "tcp", Err: net.ErrClosed}
 	}
-	return c.TCPConn.Close()
+	c.ep.Close() // what gonet's Close does: a blocked Read or Write returns
+	return nil
 }
 
 // NotifyReadable calls fn once, from netstack's goroutine, when the
@@ -306,22 +358,37 @@ func (c *tcpConn) NotifyReadable(fn func()) (stop func(), ok bool) {
 	if c.wq == nil {
 		return nil, false
 	}
-	const mask = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
-	var fired atomic.Bool
-	fire := func() {
-		if !fired.Swap(true) {
-			fn()
-		}
-	}
 	c.unpin()
-	entry := waiter.NewFunctionEntry(mask, func(waiter.EventMask) { fire() })
-	c.wq.EventRegister(&entry)
+	w := &readWatch{fn: fn, wq: c.wq}
+	w.entry.Init(w, readWatchMask)
+	c.wq.EventRegister(&w.entry)
 	// An event that came before the registration is not notified again.
-	if c.ep.Readiness(mask) != 0 {
-		fire()
+	if c.ep.Readiness(readWatchMask) != 0 {
+		w.NotifyEvent(readWatchMask)
 	}
-	return func() { c.wq.EventUnregister(&entry) }, true
+	return w.stop, true
 }
+
+const readWatchMask = waiter.ReadableEvents | waiter.EventHUp | waiter.EventErr
+
+// readWatch is a NotifyReadable registration, in one allocation: an idle
+// connection holds it while it waits.
+type readWatch struct {
+	entry waiter.Entry
+	fired atomic.Bool
+	fn    func()
+	wq    *waiter.Queue
+}
+
+var _ waiter.EventListener = (*readWatch)(nil)
+
+func (w *readWatch) NotifyEvent(waiter.EventMask) {
+	if !w.fired.Swap(true) {
+		w.fn()
+	}
+}
+
+func (w *readWatch) stop() { w.wq.EventUnregister(&w.entry) }
 
 // unpin makes netstack forget the buffer of the connection's last write.
 // A tcp.Endpoint keeps the reader of its last Write (in the io.LimitedReader

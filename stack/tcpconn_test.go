@@ -1,9 +1,11 @@
 package stack_test
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"golang.org/x/net/nettest"
 
@@ -46,4 +48,48 @@ func TestTCPConnConformance(t *testing.T) {
 		port++
 		return tcpPipe(t, r, port)
 	})
+}
+
+// TestTCPConnReleaseIdle parks an accepted connection as engine/frontend
+// does: a read notification, then ReleaseIdle. The notification comes when
+// the peer writes, the connection reads the bytes afterwards, and a
+// deadline set before ReleaseIdle is gone.
+func TestTCPConnReleaseIdle(t *testing.T) {
+	r := stacktest.NewXDPPair(t, stacktest.XDPOptions{})
+	c1, c2, stop, err := tcpPipe(t, r, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	type idleConn interface {
+		NotifyReadable(fn func()) (stop func(), ok bool)
+		ReleaseIdle()
+	}
+	ic, ok := c2.(idleConn)
+	if !ok {
+		t.Fatalf("%T has no NotifyReadable and ReleaseIdle", c2)
+	}
+	c2.SetReadDeadline(time.Unix(1, 0))
+	if _, err := c2.Read(make([]byte, 1)); !isTimeout(err) {
+		t.Fatalf("read past its deadline: %v; want a timeout", err)
+	}
+	readable := make(chan struct{})
+	unwatch, ok := ic.NotifyReadable(func() { close(readable) })
+	if !ok {
+		t.Fatal("NotifyReadable: not supported")
+	}
+	ic.ReleaseIdle()
+	if _, err := c1.Write([]byte("next")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-readable:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no read notification after the peer wrote")
+	}
+	unwatch()
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(c2, b); err != nil || string(b) != "next" {
+		t.Fatalf("read after ReleaseIdle: %q, %v; want \"next\"", b, err)
+	}
 }
