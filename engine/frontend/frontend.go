@@ -51,12 +51,10 @@ type Frontend struct {
 	qln *quic.EarlyListener // h3: its listener
 	hs  *http.Server
 	h3  *http3.Server
-	// sessions maps an http frontend's client connections to their
-	// session, so that the session closes with the connection.
-	sessions sync.Map // net.Conn -> *session
-	// resume serves parked client connections again; draining stops
-	// parking (park.go).
+	// resume serves parked client connections again, parked lists them
+	// while parked; draining stops parking (park.go).
 	resume   *resumeListener
+	parked   *parkedList
 	draining atomic.Bool
 	// h2 and h2c are net/http's HTTP/2 server (TLSNextProto's
 	// handlers); handoffs joins the https frontend's handshakes and the
@@ -163,17 +161,19 @@ func (fe *Frontend) Start() error {
 			ErrorLog: log,
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 				ctx = context.WithValue(ctx, connKey{}, c)
-				k := c
-				if cc := clientOf(c); cc != nil {
-					k = cc
+				// Every connection the server gets is a clientConn
+				// (parkingListener, resumeListener, handoff.go).
+				cc := clientOf(c)
+				if cc == nil {
+					return ctx
 				}
 				// A parked connection back, or an https one (handoff.go).
-				if v, ok := fe.sessions.Load(k); ok {
-					return context.WithValue(ctx, sessionKey{}, v)
+				if s := cc.sess.Load(); s != nil {
+					return context.WithValue(ctx, sessionKey{}, s)
 				}
 				wl, wr := workerAddrs(c)
 				s := newSession(wl, wr, c.RemoteAddr(), true)
-				fe.sessions.Store(k, s)
+				cc.sess.Store(s)
 				return context.WithValue(ctx, sessionKey{}, s)
 			},
 			ConnState: func(c net.Conn, s http.ConnState) {
@@ -197,6 +197,7 @@ func (fe *Frontend) Start() error {
 			return err
 		}
 		fe.resume = newResumeListener(ln.Addr())
+		fe.parked = newParkedList(fe.cfg.Timeouts.Idle.D())
 		fe.serving.Go(func() { fe.hs.Serve(fe.resume) })
 		if https {
 			fe.serving.Go(func() { fe.acceptTLS(limitListener{Listener: ln, fe: fe}, tlsConf) })

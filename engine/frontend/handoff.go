@@ -189,7 +189,7 @@ func looksLikeHTTP(hdr [5]byte) bool {
 func (fe *Frontend) track(c *clientConn) *session {
 	wl, wr := workerAddrs(c)
 	s := fe.newSession(wl, wr, c.RemoteAddr(), true)
-	fe.sessions.Store(c, s)
+	c.sess.Store(s)
 	fe.env.Counters.ClientConns.WithLabelValues(fe.cfg.Name).Inc()
 	return s
 }

@@ -66,6 +66,11 @@ type readNotifier interface {
 	NotifyReadable(fn func()) (stop func(), ok bool)
 }
 
+// idleReleaser is a connection that can drop the state it keeps for
+// readers and writers while it has neither, such as deadline timers
+// (stack's netstack connections).
+type idleReleaser interface{ ReleaseIdle() }
+
 // clientConn is an http frontend's client connection as the http.Server
 // sees it: the same value across parks, so that the frontend's session
 // map and limits follow it.
@@ -86,16 +91,22 @@ type clientConn struct {
 	// fired says the read notification came, maybe before the state
 	// became connParked (park then wakes the connection itself).
 	fired atomic.Bool
-	// idle closes the connection when it stays parked for the idle
-	// timeout.
-	idle *time.Timer
-	// parkedAt is when park last parked the connection (written before
-	// the state says parked, read by wake). skip is the number of
-	// exchanges the connection is served without parking, set by wake
-	// and read by park on the serving goroutine (ordered through
-	// resumeListener's mutex and the server's start of that goroutine).
-	parkedAt time.Time
+	// sess is the connection's session (ConnContext, track); connGone
+	// takes it, once.
+	sess atomic.Pointer[session]
+	// parkedAt is when park last parked the connection, on its
+	// frontend's parked list's clock (written before the state says
+	// parked, read by wake). skip is the number of exchanges the
+	// connection is served without parking, set by wake and read by park
+	// on the serving goroutine (ordered through resumeListener's mutex
+	// and the server's start of that goroutine).
+	parkedAt time.Duration
 	skip     int
+	// prev and next link the connection in its frontend's parked list,
+	// which holds it while listed is set (parkedList's mutex guards the
+	// three).
+	prev, next *clientConn
+	listed     bool
 	// busyRun is skip's last value: it doubles at each quick return.
 	busyRun int
 	// reserved is what the connection reserves in the memory budget now:
@@ -385,21 +396,19 @@ func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
 		ready = c.pending != nil || err != nil
 	}
 	c.shrinkBuffers()
+	// Nobody reads or writes the socket until wake, and the server sets
+	// its deadlines again then.
+	if r, ok := socketOf(c.Conn).(idleReleaser); ok {
+		r.ReleaseIdle()
+	}
 	c.stop = func() {}
 	if !ready {
 		c.fired.Store(false)
 		c.stop = notifyReadable(c.Conn, func() { c.fired.Store(true); c.wake() })
 	}
-	// The idle timer and stop are set before the state says parked: wake
-	// and expire read them once they see it.
-	if d := fe.cfg.Timeouts.Idle.D(); d <= 0 {
-		// No idle timeout: parked until the client speaks or leaves.
-	} else if c.idle == nil {
-		c.idle = time.AfterFunc(d, c.expire)
-	} else {
-		c.idle.Reset(d)
-	}
-	c.parkedAt = time.Now()
+	// The connection is listed and stop set before the state says
+	// parked: wake and expire read them once they see it.
+	fe.parked.add(c)
 	c.state.Store(connParked)
 	if ready || c.fired.Load() {
 		c.wake()
@@ -439,10 +448,7 @@ func (c *clientConn) wake() {
 	if !c.state.CompareAndSwap(connParked, connResuming) {
 		return
 	}
-	if c.idle != nil {
-		c.idle.Stop()
-	}
-	if time.Since(c.parkedAt) < busyReturn {
+	if c.fe.parked.remove(c) < busyReturn {
 		c.busyRun = min(max(2*c.busyRun, minBusyRun), maxBusyRun)
 	} else {
 		c.busyRun = 0
@@ -462,9 +468,7 @@ func (c *clientConn) expire() {
 	if !c.state.CompareAndSwap(connParked, connClosed) {
 		return
 	}
-	if c.idle != nil {
-		c.idle.Stop()
-	}
+	c.fe.parked.remove(c)
 	c.stop()
 	c.Conn.Close()
 	c.fe.connGone(c)
@@ -552,12 +556,122 @@ func parking(c net.Conn) bool {
 // parks no more once draining is set.
 func (fe *Frontend) closeParked() {
 	fe.draining.Store(true)
-	fe.sessions.Range(func(k, _ any) bool {
-		if c, ok := k.(*clientConn); ok {
-			c.expire()
-		}
-		return true
-	})
+	for _, c := range fe.parked.takeAll() {
+		c.expire()
+	}
+}
+
+// parkedList holds a frontend's parked connections in the order they were
+// parked, with one timer for the oldest: every connection of a frontend has
+// the same idle timeout, so the oldest expires first, and the list costs a
+// connection two pointers where a timer of its own would cost it ~100
+// bytes (BenchmarkIdleConnMemory in engine).
+type parkedList struct {
+	idle  time.Duration // timeouts.idle; none when <= 0
+	epoch time.Time     // the list's clock counts from it (monotonic)
+
+	mu sync.Mutex
+	// +checklocks:mu
+	head, tail *clientConn
+	// timer fires when the head's idle timeout ends; armed while the
+	// list is not empty and idle > 0.
+	// +checklocks:mu
+	timer *time.Timer
+}
+
+func newParkedList(idle time.Duration) *parkedList {
+	return &parkedList{idle: idle, epoch: time.Now()}
+}
+
+func (l *parkedList) now() time.Duration { return time.Since(l.epoch) }
+
+// add lists c as parked now.
+func (l *parkedList) add(c *clientConn) {
+	now := l.now()
+	c.parkedAt = now
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c.prev, c.next, c.listed = l.tail, nil, true
+	if l.tail != nil {
+		l.tail.next = c
+	} else {
+		l.head = c
+		l.arm(now)
+	}
+	l.tail = c
+}
+
+// remove unlists c if listed and returns how long it was parked.
+func (l *parkedList) remove(c *clientConn) time.Duration {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c.listed {
+		l.unlink(c)
+	}
+	return now - c.parkedAt
+}
+
+// +checklocks:l.mu
+func (l *parkedList) unlink(c *clientConn) {
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		l.head = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	} else {
+		l.tail = c.prev
+	}
+	c.prev, c.next, c.listed = nil, nil, false
+}
+
+// arm sets the timer for the head's expiry.
+// +checklocks:l.mu
+func (l *parkedList) arm(now time.Duration) {
+	if l.idle <= 0 || l.head == nil {
+		return
+	}
+	d := max(l.head.parkedAt+l.idle-now, 0)
+	if l.timer == nil {
+		l.timer = time.AfterFunc(d, l.expire)
+	} else {
+		l.timer.Reset(d)
+	}
+}
+
+// expire closes the connections parked for the idle timeout.
+func (l *parkedList) expire() {
+	var due []*clientConn
+	l.mu.Lock()
+	now := l.now()
+	for l.head != nil && now-l.head.parkedAt >= l.idle {
+		c := l.head
+		l.unlink(c)
+		due = append(due, c)
+	}
+	l.arm(now)
+	l.mu.Unlock()
+	for _, c := range due {
+		c.expire()
+	}
+}
+
+// takeAll unlists every parked connection and returns them.
+func (l *parkedList) takeAll() []*clientConn {
+	var all []*clientConn
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.head != nil {
+		c := l.head
+		l.unlink(c)
+		all = append(all, c)
+	}
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	return all
 }
 
 // connKey carries a client connection in its context, for park.
@@ -571,16 +685,17 @@ type connKey struct{}
 // ConnContext, right after limitListener admitted the connection, or by
 // track once its TLS handshake was done.
 func (fe *Frontend) connGone(c net.Conn) {
-	if cc := clientOf(c); cc != nil {
-		c = cc
+	cc := clientOf(c)
+	if cc == nil {
+		return
 	}
-	if v, ok := fe.sessions.LoadAndDelete(c); ok {
-		if cc, ok := c.(*clientConn); ok && cc.tls {
+	if s := cc.sess.Swap(nil); s != nil {
+		if cc.tls {
 			fe.countHandshake(cc.Conn.(*tls.Conn))
 		}
 		fe.env.Counters.ClientConns.WithLabelValues(fe.cfg.Name).Dec()
-		v.(*session).close()
+		s.close()
 		fe.leave()
-		fe.env.TCP.release(fe.env.TCP.held(c))
+		fe.env.TCP.release(fe.env.TCP.held(cc))
 	}
 }

@@ -31,9 +31,19 @@ type session struct {
 	worker int
 	remote netip.Addr
 
-	mu     sync.Mutex
-	rs     map[*backend.Backend]*reuse.Session
+	mu sync.Mutex
+	// rs is the reuse session of the client's first backend, more those
+	// of other backends (routes): most connections use one backend, and
+	// an idle one keeps its session, so the first needs no map.
+	rs     backendSession
+	more   map[*backend.Backend]*reuse.Session
 	closed bool
+}
+
+// backendSession is a client session's reuse session for one backend.
+type backendSession struct {
+	b  *backend.Backend
+	rs *reuse.Session
 }
 
 type sessionKey struct{}
@@ -51,13 +61,20 @@ func (s *session) reuseSession(rt *backend.Backend) *reuse.Session {
 	if s.closed {
 		return nil
 	}
-	rs := s.rs[rt]
-	if rs == nil {
-		rs = rt.NewSession(s.worker)
-		if s.rs == nil {
-			s.rs = map[*backend.Backend]*reuse.Session{}
-		}
-		s.rs[rt] = rs
+	if s.rs.b == rt {
+		return s.rs.rs
+	}
+	if rs := s.more[rt]; rs != nil {
+		return rs
+	}
+	rs := rt.NewSession(s.worker)
+	switch {
+	case s.rs.b == nil:
+		s.rs = backendSession{rt, rs}
+	case s.more == nil:
+		s.more = map[*backend.Backend]*reuse.Session{rt: rs}
+	default:
+		s.more[rt] = rs
 	}
 	return rs
 }
@@ -65,10 +82,13 @@ func (s *session) reuseSession(rt *backend.Backend) *reuse.Session {
 // close ends the client session: its private backend connections close.
 func (s *session) close() {
 	s.mu.Lock()
-	rs := s.rs
-	s.rs, s.closed = nil, true
+	first, more := s.rs.rs, s.more
+	s.rs, s.more, s.closed = backendSession{}, nil, true
 	s.mu.Unlock()
-	for _, r := range rs {
+	if first != nil {
+		first.Close()
+	}
+	for _, r := range more {
 		r.Close()
 	}
 }
