@@ -233,9 +233,11 @@ func idleClients(tb testing.TB, n int) int {
 
 // memSample is a process's memory at one moment.
 type memSample struct {
-	rss              int64 // VmRSS, bytes
-	heapInuse, stack uint64
-	goroutines       int
+	rss        int64  // VmRSS, bytes
+	heapInuse  uint64 // bytes in spans holding objects
+	heapLive   uint64 // bytes of live objects (HeapAlloc after a collection)
+	stack      uint64
+	goroutines int
 }
 
 // vmRSS reads VmRSS of a process from /proc (pid 0: this one).
@@ -268,7 +270,7 @@ func selfMem(tb testing.TB) memSample {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return memSample{rss: rss, heapInuse: ms.HeapInuse, stack: ms.StackInuse, goroutines: runtime.NumGoroutine()}
+	return memSample{rss: rss, heapInuse: ms.HeapInuse, heapLive: ms.HeapAlloc, stack: ms.StackInuse, goroutines: runtime.NumGoroutine()}
 }
 
 // startHolder starts this test binary as a holder of n HTTP/1.1
@@ -507,6 +509,7 @@ func benchIdleEngine(b *testing.B, stack, kind string, n int) {
 	}
 	reportIdle(b, opened, after.rss-before.rss)
 	b.ReportMetric(float64(int64(after.heapInuse)-int64(before.heapInuse))/float64(opened), "heap-B/conn")
+	b.ReportMetric(float64(int64(after.heapLive)-int64(before.heapLive))/float64(opened), "live-B/conn")
 	b.ReportMetric(float64(int64(after.stack)-int64(before.stack))/float64(opened), "stack-B/conn")
 	b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(opened), "goroutines/conn")
 }
