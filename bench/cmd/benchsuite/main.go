@@ -33,7 +33,7 @@ func run() error {
 		pkgs     = flag.String("pkgs", "./...", "packages to benchmark (go list pattern)")
 		benchT   = flag.String("benchtime", "", "-test.benchtime (default 1s, short 100ms)")
 		count    = flag.Int("count", 0, "-test.count (default 3, short 1)")
-		timeout  = flag.Duration("timeout", 0, "bound for one top-level benchmark (default 5m, short 2m)")
+		timeout  = flag.Duration("timeout", 0, "bound for one top-level benchmark (default 5m, short 2m; full mode gives BenchmarkIdleConnMemory 15m)")
 		rfc      = flag.Bool("rfc2544", true, "run the RFC 2544 throughput searches (needs root)")
 		reuse    = flag.Bool("reuse", true, "run the reuse-ratio-over-time series (needs root)")
 		trial    = flag.Duration("trial", 0, "RFC 2544 search trial duration (default 1s, short 100ms)")

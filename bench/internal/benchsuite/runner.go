@@ -38,8 +38,9 @@ type RunConfig struct {
 	// Count is -test.count: repeated runs give the spread.
 	Count int
 	// Timeout bounds one top-level benchmark (all its sub-benchmarks and
-	// runs).
-	Timeout time.Duration
+	// runs); TimeoutFor overrides it for the named ones.
+	Timeout    time.Duration
+	TimeoutFor map[string]time.Duration
 	// Progress, when set, counts one step per top-level benchmark.
 	Progress *Progress
 	// Log receives the raw output of every benchmark binary (nil: dropped).
@@ -60,6 +61,13 @@ func (c RunConfig) withDefaults() RunConfig {
 		c.Timeout = 10 * time.Minute
 	}
 	return c
+}
+
+func (c RunConfig) timeout(benchmark string) time.Duration {
+	if t, ok := c.TimeoutFor[benchmark]; ok {
+		return t
+	}
+	return c.Timeout
 }
 
 func (c RunConfig) benchTime(benchmark string) string {
@@ -198,14 +206,14 @@ func runBinary(ctx context.Context, cfg RunConfig, bin string, p Package, name s
 		"-test.count=" + fmt.Sprint(cfg.Count),
 		"-test.benchmem",
 		"-test.v", // prints skips and their reasons
-		"-test.timeout=" + cfg.Timeout.String(),
+		"-test.timeout=" + cfg.timeout(name).String(),
 	}
 	if cfg.Short {
 		args = append(args, "-test.short")
 	}
 	// The test binary's own -test.timeout panics with a stack trace; the
 	// context is the backstop should the process hang past it.
-	rctx, cancel := context.WithTimeout(ctx, cfg.Timeout+30*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, cfg.timeout(name)+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(rctx, bin, args...)
 	cmd.Dir = p.Dir

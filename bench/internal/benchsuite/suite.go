@@ -56,6 +56,14 @@ var labBenchTimes = map[string]string{
 	"BenchmarkLabQUICHandshakes":  "2000x",
 	"BenchmarkLabQUICBulk":        "2000x",
 	"BenchmarkLabQUICBulkPeerGRO": "2000x",
+	"BenchmarkIdleConnMemory":     "1x",
+}
+
+// labTimeouts are the full-mode bounds of the benchmarks that need more
+// than Timeout's default: BenchmarkIdleConnMemory holds 10,000 connections
+// of 8 kinds and 2 peers, about a minute per run on a quiet machine.
+var labTimeouts = map[string]time.Duration{
+	"BenchmarkIdleConnMemory": 15 * time.Minute,
 }
 
 // WithDefaults fills in the short or full defaults.
@@ -69,6 +77,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Run.BenchTimeFor == nil && !short {
 		c.Run.BenchTimeFor = labBenchTimes
+	}
+	if c.Run.TimeoutFor == nil && !short {
+		c.Run.TimeoutFor = labTimeouts
 	}
 	if c.Run.Count <= 0 {
 		c.Run.Count = 3
