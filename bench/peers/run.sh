@@ -12,7 +12,7 @@
 # TLS_GATEWAYS="xdp kernel caddy" (part https), PARTS="h1 https",
 # XDPNET (binary; default: built from this checkout into the temp dir),
 # OUT=bench/results/peers-<UTC time>, H2LOAD_THREADS=2, TLS_CONNS=64, TLS_STREAMS=10,
-# PPROF=1 (xdpnet's CPU and allocation profiles of each wrk load).
+# PPROF=1 (xdpnet's CPU and allocation profiles of each load).
 set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -411,18 +411,9 @@ run_wrk() {
 	o0=$(origin_counts)
 	read -r hb0 hs0 ht0 < <(host_ticks)
 	t0=$(tree_ticks "$GW_PID")
-	local prof=()
-	if [[ -n $PPROF && ($g == xdp || $g == kernel) ]]; then
-		# Delta profiles over the load (the CPU profile costs the gateway a
-		# few % of its CPU: compare profiled runs with profiled runs).
-		for p in profile allocs; do
-			ip netns exec $NS_E curl -s --max-time $LOAD_TIMEOUT -o "$OUT/pprof-$p-r$round-$g-c$c.pb.gz" \
-				"http://${ADMIN[$g]}/debug/pprof/$p?seconds=$DUR" &
-			prof+=($!)
-		done
-	fi
+	start_profiles "$g" "r$round-$g-c$c"
 	ip netns exec $NS_C timeout $LOAD_TIMEOUT wrk -t2 -c"$c" -d"${DUR}s" --latency "$URL" >"$wout" 2>&1 || rc=$?
-	for p in "${prof[@]}"; do wait "$p" || log "  pprof fetch failed ($g c$c)"; done
+	wait_profiles
 	t1=$(tree_ticks "$GW_PID")
 	read -r hb1 hs1 ht1 < <(host_ticks)
 	o1=$(origin_counts)
@@ -452,13 +443,35 @@ run_wrk() {
 	log "  $g c$c: $rps req/s, p50 ${p50}ms p99 ${p99}ms, $reqs requests, non2xx $non2xx, socket errors $sockerr, CPU-µs/req $(per_req "$t0" "$t1" "$reqs"), origin conns/reqs $oc/$or, xdpnet backend opened/requests $xo/$xr"
 }
 
+# start_profiles GATEWAY NAME: with PPROF, xdpnet's CPU and allocation
+# profiles over the next DUR seconds (delta profiles of the load; the CPU
+# profile costs the gateway a few % of its CPU: compare profiled runs with
+# profiled runs) into pprof-{profile,allocs}-NAME.pb.gz; wait_profiles
+# waits for them.
+PROFS=()
+start_profiles() {
+	PROFS=()
+	[[ -n $PPROF && ($1 == xdp || $1 == kernel) ]] || return 0
+	for p in profile allocs; do
+		ip netns exec $NS_E curl -s --max-time $LOAD_TIMEOUT -o "$OUT/pprof-$p-$2.pb.gz" \
+			"http://${ADMIN[$1]}/debug/pprof/$p?seconds=$DUR" &
+		PROFS+=($!)
+	done
+}
+wait_profiles() {
+	for p in "${PROFS[@]}"; do wait "$p" || log "  pprof fetch failed"; done
+	PROFS=()
+}
+
 # run_tls_keepalive GATEWAY ROUND POS: h2load over TLS with kept-alive connections.
 run_tls_keepalive() {
 	local g=$1 round=$2 pos=$3 out t0 t1 hb0 hs0 ht0 hb1 hs1 ht1 rc=0
 	local f=$OUT/h2load-r$round-$g-keepalive.txt
 	read -r hb0 hs0 ht0 < <(host_ticks)
 	t0=$(tree_ticks "$GW_PID")
+	start_profiles "$g" "r$round-$g-keepalive"
 	ip netns exec $NS_C timeout $LOAD_TIMEOUT h2load -t"$H2LOAD_THREADS" -c"$TLS_CONNS" -m"$TLS_STREAMS" -D"$DUR" "$TLS_URL" >"$f" 2>&1 || rc=$?
+	wait_profiles
 	t1=$(tree_ticks "$GW_PID")
 	read -r hb1 hs1 ht1 < <(host_ticks)
 	out=$(<"$f")
@@ -488,6 +501,7 @@ run_tls_newconn() {
 	read -r hb0 hs0 ht0 < <(host_ticks)
 	t0=$(tree_ticks "$GW_PID")
 	end=$((SECONDS + DUR))
+	start_profiles "$g" "r$round-$g-newconn"
 	while ((batches == 0 || SECONDS < end)); do
 		out=$(ip netns exec $NS_C timeout 20 h2load -c32 -n32 -m1 "$TLS_URL" 2>&1) || true
 		batches=$((batches + 1))
@@ -501,6 +515,7 @@ run_tls_newconn() {
 	done
 	t1=$(tree_ticks "$GW_PID")
 	read -r hb1 hs1 ht1 < <(host_ticks)
+	wait_profiles
 	if [[ $g == xdp || $g == kernel ]]; then
 		# Counted when a connection closes: give the last batch's closes a moment.
 		sleep 0.3
