@@ -31,6 +31,12 @@ import (
 // (Request.Write, ReadResponse), so framing, chunked bodies, trailers and
 // header validation are the same.
 //
+// Its buffers come from h1Buffers for each request and go back when the
+// request ends with the connection open, so an idle connection holds none.
+// A request that fails or a response that ends the connection leaves them
+// to the collector with the connection: a body writer may still hold the
+// writer then.
+//
 // While idle nothing reads the connection. It is checked before each
 // request instead (peerLeft): a server that closed it
 // meanwhile (an idle timeout, a restart, a reload) is found before
@@ -40,8 +46,10 @@ type h1Conn struct {
 	nc   net.Conn // TLS over sock, or sock
 	sock *sockConn
 	lr   limitReader
-	br   *bufio.Reader
-	bw   *bufio.Writer
+	// br and bw are set while a request is in flight (RoundTrip to end),
+	// nil while idle.
+	br *bufio.Reader
+	bw *bufio.Writer
 	// onEnd is told that a request ended (credit back, or the connection
 	// closed).
 	onEnd func()
@@ -82,8 +90,6 @@ var (
 func newH1Conn(nc net.Conn, sock *sockConn, onEnd func()) *h1Conn {
 	h := &h1Conn{nc: nc, sock: sock, onEnd: onEnd}
 	h.lr.r = nc
-	h.br = bufio.NewReader(&h.lr)
-	h.bw = bufio.NewWriter(nc)
 	h.notifier, h.raw = socketOf(sock.Conn)
 	h.watchIdle() // a connection may wait in the pool before its first request
 	return h
@@ -120,7 +126,8 @@ type readNotifier interface {
 }
 
 // peerLeft reports whether the idle connection cannot carry a request:
-// bytes the server sent unasked (a late response, a TLS alert), its end
+// bytes the server sent unasked (a late response, a TLS alert; end closes
+// a connection whose buffer holds some when its request ends), its end
 // of stream or an error are waiting. On netstack the connection's
 // readability notification, set when its previous request ended (idle),
 // says so without a system call; on a kernel socket it looks without
@@ -133,9 +140,6 @@ func (h *h1Conn) peerLeft() bool {
 		if h.peerSpoke.Load() {
 			return true
 		}
-	}
-	if h.br.Buffered() > 0 {
-		return true
 	}
 	if h.raw == nil {
 		return false
@@ -203,6 +207,7 @@ func (h *h1Conn) RoundTrip(req *http.Request) (*http.Response, error) {
 		h.end()
 		return nil, errH1Peer
 	}
+	h.br, h.bw = h1Buffers.get(&h.lr, h.nc)
 	ctx := req.Context()
 	stop := context.AfterFunc(ctx, func() { h.Close() })
 	var wrote chan error
@@ -222,10 +227,11 @@ func (h *h1Conn) RoundTrip(req *http.Request) (*http.Response, error) {
 		// ends a read that waits on the client. A complete response
 		// waits for it (finish).
 		wrote = make(chan error, 1)
+		bw := h.bw
 		go func() {
-			err := req.Write(h.bw)
+			err := req.Write(bw)
 			if err == nil {
-				err = h.bw.Flush()
+				err = bw.Flush()
 			}
 			if err != nil {
 				h.Close()
@@ -291,8 +297,20 @@ func (h *h1Conn) fail(ctx context.Context, stop func() bool, err error) error {
 	return err
 }
 
-// end frees the connection for its next request and says so.
+// end frees the connection for its next request and says so. The buffers
+// go back to the pool when the connection stays open: then the response
+// was read to its end and the request's body writer is done.
 func (h *h1Conn) end() {
+	if h.br != nil && h.br.Buffered() > 0 {
+		// Bytes past the response that nobody asked for (a server
+		// out of step, or a late response): the next request would
+		// read them as its answer.
+		h.Close()
+	}
+	if h.br != nil && !h.closed.Load() {
+		h1Buffers.put(h.br, h.bw)
+	}
+	h.br, h.bw = nil, nil
 	h.watchIdle()
 	h.busy.Store(false)
 	h.onEnd()

@@ -1,6 +1,7 @@
 package httpmux
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -94,4 +95,59 @@ func TestHTTP1ServerClosedIdle(t *testing.T) {
 		t.Fatalf("cancelled request: %v", err)
 	}
 	<-c.Done()
+}
+
+// TestHTTP1IdleHoldsNoBuffers: an HTTP/1.1 connection takes its buffers
+// for a request and gives them back when the response ends with the
+// connection open, so an idle one holds none and the next request takes
+// them again; bytes a server sends past a response close the connection
+// instead of answering the next request.
+func TestHTTP1IdleHoldsNoBuffers(t *testing.T) {
+	testenv.CheckGoroutines(t)
+	ln, dial := sockets.TCPListen(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	c := dialTCP(t, dial, Options{Proto: HTTP1})
+	defer c.Close()
+	for i := range 3 {
+		resp := get(t, c, "/", strings.NewReader("body"))
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != "ok" {
+			t.Fatalf("request %d: %q, %v", i, b, err)
+		}
+		if c.h1.br != nil || c.h1.bw != nil {
+			t.Fatalf("after request %d the idle connection holds its buffers", i)
+		}
+	}
+
+	// A server out of step: one byte more than its response framed.
+	ln2, dial2 := sockets.TCPListen(t)
+	go func() {
+		sc, err := ln2.Accept()
+		if err != nil {
+			return
+		}
+		defer sc.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(sc)); err != nil {
+			return
+		}
+		io.WriteString(sc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokX")
+		io.Copy(io.Discard, sc)
+	}()
+	c2 := dialTCP(t, dial2, Options{Proto: HTTP1})
+	resp := get(t, c2, "/", nil)
+	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "ok" {
+		t.Fatalf("response: %q, %v", b, err)
+	}
+	resp.Body.Close()
+	req, _ := http.NewRequest(http.MethodGet, "http://origin/", nil)
+	if _, err := c2.RoundTrip(req); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("request after a response with a stray byte: %v; want net.ErrClosed", err)
+	}
+	<-c2.Done()
 }
