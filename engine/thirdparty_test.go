@@ -554,7 +554,9 @@ func metricsText(t *testing.T, env *enginelab.Env) string {
 	if addr == nil {
 		t.Fatal("admin endpoint off")
 	}
-	c := &http.Client{Timeout: 5 * time.Second}
+	// A hang, not a slow answer: on a loaded CI machine one scrape beside
+	// a test's load took more than 5 s.
+	c := &http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Get("http://" + addr.String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
