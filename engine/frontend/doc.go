@@ -64,8 +64,8 @@
 // netstack) with its session and its max_connections slot kept; it
 // returns to the same server when the client speaks or closes, and is
 // closed after timeouts.idle. An idle keep-alive connection then costs its
-// TCP endpoint and bookkeeping (about 9 KB on the AF_XDP data plane
-// instead of 30; 16 KB over TLS instead of 45: the engine's
+// TCP endpoint and bookkeeping (under 8 KB on the AF_XDP data plane
+// instead of 30; 15 KB over TLS instead of 45: the engine's
 // BenchmarkIdleConnMemory). A busy connection (its client back within
 // 10ms) is parked only once per run of exchanges, since each park costs a
 // hijack and a fresh server connection. HTTP/2 connections (h2c and h2)

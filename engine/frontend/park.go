@@ -24,7 +24,8 @@ import (
 // connection holds a buffer only while it moves data), a connection whose
 // exchange is complete leaves the server instead: the handler hijacks it
 // once the response is out, and it waits for its next request holding
-// only its socket, a timer and a read notification (readNotifier: a
+// only its socket, its place in the frontend's parked list (parkedList:
+// one idle timer for them all) and a read notification (readNotifier: a
 // netstack wait-queue callback, no goroutine; on kernel sockets, a
 // goroutine parked in the runtime poller without a buffer). When the
 // client sends again, or closes, the connection goes back to the same
