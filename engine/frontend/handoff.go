@@ -122,7 +122,7 @@ func (fe *Frontend) acceptTLS(ln net.Listener, conf *tls.Config) {
 			}
 			return
 		}
-		tc := tls.Server(c, conf)
+		tc := tls.Server(&deepWriter{Conn: c}, conf)
 		fe.handoffs.Go(func() { fe.handshake(tc) })
 	}
 }
@@ -132,6 +132,7 @@ func (fe *Frontend) acceptTLS(ln net.Listener, conf *tls.Config) {
 // (RFC 7301): h2 to the HTTP/2 server from a goroutine of its own,
 // anything else to the http.Server, as a connection back from parking.
 func (fe *Frontend) handshake(tc *tls.Conn) {
+	growStack()
 	ctx := fe.cutCtx
 	if d := fe.cfg.Timeouts.Header.D(); d > 0 {
 		var cancel context.CancelFunc
@@ -155,6 +156,7 @@ func (fe *Frontend) handshake(tc *tls.Conn) {
 	c.reserved.Store(fe.env.TCP.Conn) // limitListener reserved it
 	s := fe.track(c)
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		tc.NetConn().(*deepWriter).grow.Store(true)
 		ctx := context.WithValue(context.Background(), http.ServerContextKey, fe.hs)
 		ctx = context.WithValue(context.WithValue(ctx, connKey{}, c.served()), sessionKey{}, s)
 		fe.h2conns.Store(c, struct{}{})

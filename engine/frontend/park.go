@@ -189,6 +189,15 @@ func (c *clientConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
+// Write grows the stack of the HTTP/2 server's goroutines that write an
+// h2c connection (stack.go).
+func (c *clientConn) Write(b []byte) (int, error) {
+	if c.handed != nil {
+		growStack()
+	}
+	return c.Conn.Write(b)
+}
+
 // NetConn is the accepted connection (workerAddrs looks through it).
 func (c *clientConn) NetConn() net.Conn { return c.Conn }
 

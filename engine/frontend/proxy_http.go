@@ -121,6 +121,9 @@ type httpProxy struct {
 }
 
 func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor > 1 { // a goroutine of its own per request (stack.go)
+		growStack()
+	}
 	fe := h.fe
 	e := fe.env
 	start := time.Now()
