@@ -249,6 +249,17 @@ type FrontTimeout struct {
 	// chunk sent, so a quiet client of a live bidirectional stream (gRPC)
 	// is not cut. Default 30s.
 	Body Duration `yaml:"body"`
+	// Send bounds each write of a response body to the client (http, https
+	// and h3 frontends): the time a chunk of up to 32 KiB may take to
+	// leave, as nginx's send_timeout, not the whole response, so a large
+	// download at any steady rate is never cut while a client that stops
+	// reading (slowhttptest -X, a stalled TCP window or HTTP/2 or HTTP/3
+	// flow-control window) is: without it such a client would hold its
+	// connection, its payload buffer (buffers.memory) and its backend
+	// stream for ever. A cut response resets the client's stream (the
+	// HTTP/1.1 connection is closed) and is counted in
+	// xdpnet_client_timeouts_total{reason="send"}. Default 30s.
+	Send Duration `yaml:"send"`
 }
 
 // Backend balancing algorithms.
@@ -558,6 +569,7 @@ func (c *Config) setDefaults() {
 		defDur(&f.Timeouts.Header, 10*time.Second)
 		defDur(&f.Timeouts.Idle, 60*time.Second)
 		defDur(&f.Timeouts.Body, 30*time.Second)
+		defDur(&f.Timeouts.Send, 30*time.Second)
 		defInt(&f.MaxHeaderBytes, 64<<10)
 		defInt(&f.MaxFrameSize, 16<<10)
 		f.ProxyProtocol.setDefaults()
@@ -893,6 +905,9 @@ func (c *Config) Validate() error {
 		}
 		if f.Timeouts.Body < 0 {
 			bad(p+".timeouts.body", "must not be negative")
+		}
+		if f.Timeouts.Send < 0 {
+			bad(p+".timeouts.send", "must not be negative")
 		}
 		if f.MaxConnections < 0 {
 			bad(p+".max_connections", "must not be negative")

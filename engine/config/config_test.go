@@ -88,7 +88,7 @@ func TestParseConfigGood(t *testing.T) {
 	if got := c.Frontends[0].Addr().String(); got != "198.18.1.1:80" {
 		t.Errorf("frontend addr %s", got)
 	}
-	if f := c.Frontends[0]; f.Timeouts.Body.D() != 30*time.Second || f.MaxConnections != 0 || c.MaxConnections != 100000 || c.AdminPublic {
+	if f := c.Frontends[0]; f.Timeouts.Body.D() != 30*time.Second || f.Timeouts.Send.D() != 30*time.Second || f.MaxConnections != 0 || c.MaxConnections != 100000 || c.AdminPublic {
 		t.Errorf("limit defaults: body %v, frontend max_connections %d, engine max_connections %d, admin_public %v",
 			f.Timeouts.Body.D(), f.MaxConnections, c.MaxConnections, c.AdminPublic)
 	}
@@ -149,6 +149,7 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"weight", strings.Replace(goodConfig, "weight: 3", "weight: 300", 1), "backends[0].servers[0].weight: 300 is outside 0..256"},
 		{"negative weight", strings.Replace(goodConfig, "weight: 3", "weight: -1", 1), "backends[0].servers[0].weight: -1 is outside 0..256"},
 		{"body timeout", strings.Replace(goodConfig, "backend: origins}", "backend: origins, timeouts: {body: -1s}}", 1), "frontends[0].timeouts.body: must not be negative"},
+		{"send timeout", strings.Replace(goodConfig, "backend: origins}", "backend: origins, timeouts: {send: -1s}}", 1), "frontends[0].timeouts.send: must not be negative"},
 		{"frontend max_connections", strings.Replace(goodConfig, "backend: origins}", "backend: origins, max_connections: -1}", 1), "frontends[0].max_connections: must not be negative"},
 		{"engine max_connections", goodConfig + "max_connections: -5\n", "max_connections: -5 must be at least 1"},
 		{"early data on raw", strings.Replace(goodConfig, "protocol: raw", "protocol: raw\n    early_data: true", 1), "backends[1].early_data: only for protocol h3"},

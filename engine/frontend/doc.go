@@ -42,7 +42,11 @@
 // the frontend's timeouts.body, else 408 and xdpnet_client_timeouts_total;
 // HTTP/1.1 and h2c through http.ResponseController.SetReadDeadline, HTTP/3
 // through its stream's read deadline; each response chunk sent restarts a
-// pending wait, so a live bidirectional stream is not cut). max_connections bounds client
+// pending wait, so a live bidirectional stream is not cut). A response
+// body must keep leaving: each write waits at most timeouts.send (the
+// stream's write deadline; an HTTP/2 connection stuck writing is closed a
+// quarter of it later), else the client's stream is reset and
+// xdpnet_client_timeouts_total counts it. max_connections bounds client
 // connections per frontend and over the engine ([Env.Conns]): TCP
 // connections over it are accepted and closed at once (the stack's listen
 // backlog has answered the SYN already: the client sees a connection that

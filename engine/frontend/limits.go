@@ -3,10 +3,12 @@ package frontend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -280,4 +282,84 @@ func (h *httpProxy) bodyTimedOut(w http.ResponseWriter, r *http.Request) (int, s
 	}
 	http.Error(w, "request body timeout", http.StatusRequestTimeout)
 	return http.StatusRequestTimeout, "body_timeout"
+}
+
+// errSendTimeout is the error of a response write the client did not take
+// within the frontend's timeouts.send.
+var errSendTimeout = errors.New("response send timeout: the client stopped reading")
+
+// sendDeadline bounds each write of a response body (nginx's
+// send_timeout): before a write it moves the client stream's write
+// deadline (http.ResponseController: the TCP connection for HTTP/1.1, the
+// stream for HTTP/2 and HTTP/3) to timeout from now. A client that stops
+// reading fills its TCP window or its stream's flow-control window, the
+// write blocks, and the deadline ends it; without one the request would
+// hold its connection, payload buffer and backend stream for as long as
+// the client cares to wait. Deadlines move at most every eighth of the
+// timeout, so a fast download does not pay for one per chunk; a write then
+// has at least seven eighths of it.
+//
+// On HTTP/2 the stream's deadline resets the stream only once the
+// RST_STREAM frame is written, which waits behind a frame the connection
+// is stuck writing when the client stopped reading the connection itself
+// (a full TCP window) rather than one stream: a write still blocked a
+// quarter of the timeout past its deadline then closes the client's
+// connection (cut), as a stuck write of nginx's does.
+type sendDeadline struct {
+	rc       *http.ResponseController
+	timeout  time.Duration // 0: no bound
+	set      time.Time     // when the deadline was last moved; zero: never
+	deadline time.Time
+	cut      func()      // closes the client connection (HTTP/2), else nil
+	stuck    *time.Timer // runs cut; made at the first arm
+}
+
+// arm moves the deadline before a write, unless it moved recently.
+func (d *sendDeadline) arm() {
+	if d.timeout <= 0 {
+		return
+	}
+	now := time.Now()
+	if now.Sub(d.set) < d.timeout/8 {
+		return
+	}
+	d.set, d.deadline = now, now.Add(d.timeout)
+	d.rc.SetWriteDeadline(d.deadline)
+	if d.cut == nil {
+		return
+	}
+	if grace := d.timeout + d.timeout/4; d.stuck == nil {
+		d.stuck = time.AfterFunc(grace, d.cut)
+	} else {
+		d.stuck.Reset(grace)
+	}
+}
+
+// clear removes the deadline at the end of the body: on HTTP/1.1 the
+// connection's next response must not inherit it.
+func (d *sendDeadline) clear() {
+	if d.stuck != nil {
+		d.stuck.Stop()
+	}
+	if !d.set.IsZero() {
+		d.rc.SetWriteDeadline(time.Time{})
+	}
+}
+
+// timedOut reports whether the failed write ended at the deadline. The
+// error does not always say so: net/http's HTTP/2 server resets the stream
+// at the deadline and the write returns "stream closed".
+func (d *sendDeadline) timedOut(err error) bool {
+	if d.set.IsZero() {
+		return false
+	}
+	return errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(d.deadline)
+}
+
+// cause returns err, wrapped in errSendTimeout when the deadline ended it.
+func (d *sendDeadline) cause(err error) error {
+	if d.timedOut(err) {
+		return fmt.Errorf("%w: %w", errSendTimeout, err)
+	}
+	return err
 }

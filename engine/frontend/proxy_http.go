@@ -183,7 +183,7 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if al != nil {
 		fe.logAccess(al, r, start, rte, code, cb, cw, &rec)
 	}
-	if result == "aborted" {
+	if result == "aborted" || result == "send_timeout" {
 		// The backend's response broke off after its headers went out:
 		// the client's stream is reset (HTTP/2 RST_STREAM, HTTP/3
 		// stream error, HTTP/1.1 connection closed without the last
@@ -299,6 +299,10 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 		lastErr = err
 		if stage == stageResponse {
 			// Headers are out: the body broke off; nothing more to do.
+			if errors.Is(err, errSendTimeout) {
+				e.Counters.ClientTimeouts.WithLabelValues(h.fe.cfg.Name, "send").Inc()
+				return status, "send_timeout"
+			}
 			return status, "aborted"
 		}
 		if tb.cut() {
@@ -472,7 +476,7 @@ func (h *httpProxy) attempt(w http.ResponseWriter, r, out *http.Request, body []
 	if headersFirst(resp) {
 		http.NewResponseController(w).Flush()
 	}
-	err = copyBody(w, resp.Body, resp.ContentLength < 0, tb, buf)
+	err = copyBody(w, resp.Body, resp.ContentLength < 0, tb, buf, h.fe.cfg.Timeouts.Send.D(), h2Cut(r))
 	if err == nil {
 		setTrailers(hdr, resp.Trailer) // complete now (see trailers.go)
 	}
@@ -518,17 +522,25 @@ func (b *sentBody) Read(p []byte) (int, error) {
 // copyBody copies a response body through buf (the request's payload
 // buffer, see forward), flushing after each chunk when the length is unknown
 // (streaming responses reach the client as they come). Each chunk written
-// tells tb (nil: none) that the client is alive.
-func copyBody(w http.ResponseWriter, body io.Reader, stream bool, tb *timedBody, buf []byte) error {
+// tells tb (nil: none) that the client is alive. Each write must be taken
+// by the client within send (timeouts.send; 0: no bound), else copyBody
+// returns an error wrapping errSendTimeout; cut (nil: none) closes the
+// client connection when the write is stuck past that (see sendDeadline).
+func copyBody(w http.ResponseWriter, body io.Reader, stream bool, tb *timedBody, buf []byte, send time.Duration, cut func()) error {
 	rc := http.NewResponseController(w)
+	sd := sendDeadline{rc: rc, timeout: send, cut: cut}
+	defer sd.clear()
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
+			sd.arm()
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
+				return sd.cause(werr)
 			}
 			if stream {
-				rc.Flush()
+				if ferr := rc.Flush(); ferr != nil && sd.timedOut(ferr) {
+					return sd.cause(ferr)
+				}
 			}
 			tb.active()
 		}
@@ -539,6 +551,22 @@ func copyBody(w http.ResponseWriter, body io.Reader, stream bool, tb *timedBody,
 			return err
 		}
 	}
+}
+
+// h2Cut returns what closes the client connection of an HTTP/2 request r
+// (see sendDeadline), nil for other requests.
+func h2Cut(r *http.Request) func() {
+	if r.ProtoMajor != 2 {
+		return nil
+	}
+	v, _ := r.Context().Value(connKey{}).(net.Conn)
+	c := clientOf(v)
+	if c == nil {
+		return nil
+	}
+	// The accepted connection (TLS or not), not clientConn's Close, which
+	// spares a connection handed to the HTTP/2 server (handoff.go).
+	return func() { c.Conn.Close() }
 }
 
 // hashKey returns the bytes hash balancing hashes for r.

@@ -126,12 +126,14 @@ type PayloadStats struct {
 // FrontendStats are one frontend's counters.
 type FrontendStats struct {
 	// Requests are by result (ok, failed, aborted, client_gone,
-	// bad_request, body_timeout, no_route, no_buffer), then status class (2xx ...).
+	// bad_request, body_timeout, send_timeout, no_route, no_buffer), then
+	// status class (2xx ...).
 	Requests          map[string]map[string]uint64 `json:"requests" metric:"xdpnet_requests_total" by:"result,class"`
 	ClientConnections int64                        `json:"client_connections" metric:"xdpnet_client_connections"`
 	// Refused are by reason: frontend_limit, engine_limit or budget.
 	Refused map[string]uint64 `json:"connections_refused" metric:"xdpnet_connections_refused_total" by:"reason"`
-	// ClientTimeouts are by reason: body.
+	// ClientTimeouts are by reason: body (timeouts.body), send
+	// (timeouts.send).
 	ClientTimeouts map[string]uint64 `json:"client_timeouts" metric:"xdpnet_client_timeouts_total" by:"reason"`
 	// Tunnels are by result: ok, failed, reset, idle, cut.
 	Tunnels map[string]uint64 `json:"tunnels" metric:"xdpnet_tunnels_total" by:"result"`
