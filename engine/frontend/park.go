@@ -110,6 +110,11 @@ type clientConn struct {
 	listed     bool
 	// busyRun is skip's last value: it doubles at each quick return.
 	busyRun int
+	// fresh is set when the server gets the connection (accepted or
+	// resumed), which it serves from a new goroutine; the first request
+	// grows that goroutine's stack (stack.go). Set before the server
+	// starts the goroutine, cleared on it.
+	fresh bool
 	// reserved is what the connection reserves in the memory budget now:
 	// TCPBudget.Conn, or its parked share (tcpbudget.go). pinned says its
 	// netstack buffers no longer auto-tune (regrowBuffers); park and
@@ -219,7 +224,7 @@ func (l parkingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cc := &clientConn{Conn: c, fe: l.fe}
+	cc := &clientConn{Conn: c, fe: l.fe, fresh: true}
 	cc.reserved.Store(l.fe.env.TCP.Conn) // limitListener reserved it
 	return cc, nil
 }
@@ -275,6 +280,7 @@ func (l *resumeListener) Accept() (net.Conn, error) {
 			c.stop()
 			c.stop = nil
 			c.regrowBuffers()
+			c.fresh = true
 			return c.served(), nil
 		}
 		closed := l.closed
@@ -366,8 +372,7 @@ func parkable(w *parkWriter, r *http.Request) bool {
 // (see the comment at the top of this file). It reports whether it did;
 // the handler must return right after.
 func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
-	v, _ := r.Context().Value(connKey{}).(net.Conn)
-	c := clientOf(v)
+	c := clientOf(connOf(r))
 	if c == nil || fe.draining.Load() || !parkable(w, r) {
 		return false
 	}
@@ -686,6 +691,12 @@ func (l *parkedList) takeAll() []*clientConn {
 
 // connKey carries a client connection in its context, for park.
 type connKey struct{}
+
+// connOf is the client connection r came on, else nil.
+func connOf(r *http.Request) net.Conn {
+	c, _ := r.Context().Value(connKey{}).(net.Conn)
+	return c
+}
 
 // connGone is the end of an http frontend's client connection: it leaves
 // the gauge, its session closes (its private backend connections with it)

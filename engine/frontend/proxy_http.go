@@ -121,7 +121,12 @@ type httpProxy struct {
 }
 
 func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor > 1 { // a goroutine of its own per request (stack.go)
+	// A goroutine of its own per request (HTTP/2, HTTP/3), or a fresh
+	// one per connection (stack.go).
+	if r.ProtoMajor > 1 {
+		growStack()
+	} else if c := clientOf(connOf(r)); c != nil && c.fresh {
+		c.fresh = false
 		growStack()
 	}
 	fe := h.fe
