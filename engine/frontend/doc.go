@@ -79,6 +79,12 @@
 // handshake's stack that net/http keeps for them (35 to 45 KB idle). An
 // https frontend runs its TLS handshakes itself for that.
 //
+// Request framing: an HTTP/1.x request framed by both Content-Length and
+// Transfer-Encoding, or by Transfer-Encoding in HTTP/1.0, is refused with
+// 400 and its connection closed (RFC 9112 sections 6.1 and 6.3; the
+// connection's bytes are scanned for it since net/http drops the field,
+// framing.go).
+//
 // It knows clients and HTTP serving and uses backends through their
 // exported methods; it must not know how a backend dials, checks or
 // balances, nor the engine's lifecycle (the engine makes, swaps and shuts

@@ -121,6 +121,9 @@ type clientConn struct {
 	// resume, on the serving goroutines, touch it.
 	reserved atomic.Int64
 	pinned   bool
+	// framing watches the HTTP/1.x requests read for two framings
+	// (framing.go).
+	framing framingScan
 }
 
 // A connection whose client sends again within busyReturn of being parked
@@ -191,7 +194,9 @@ func (c *clientConn) Read(b []byte) (int, error) {
 		}
 		return n, nil
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	c.framing.scan(b[:n])
+	return n, err
 }
 
 // Write grows the stack of the HTTP/2 server's goroutines that write an
@@ -405,7 +410,9 @@ func (fe *Frontend) park(w *parkWriter, r *http.Request) bool {
 	ready := c.pending != nil
 	if c.tls {
 		var err error
+		had := len(c.pending)
 		c.pending, err = tlsBuffered(c.Conn.(*tls.Conn), c.pending)
+		c.framing.scan(c.pending[had:]) // read past clientConn.Read
 		// An error (the client's close_notify, a bad record) is
 		// crypto/tls's to repeat to the server, at once.
 		ready = c.pending != nil || err != nil

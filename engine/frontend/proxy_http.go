@@ -169,8 +169,11 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		code   int
 		result string
 	)
-	rte := fe.acquireRoute(r.Host, r.URL.Path)
-	if rte == nil {
+	var rte *route
+	if badFraming(r) {
+		code = refuseFraming(w)
+		e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), "bad_request").Inc()
+	} else if rte = fe.acquireRoute(r.Host, r.URL.Path); rte == nil {
 		code = notFound(w)
 		e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), "no_route").Inc()
 	} else {
