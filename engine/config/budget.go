@@ -153,6 +153,7 @@ func (b TCPBuffer) validate(field string, bad func(field, format string, args ..
 func (c *Config) validateBudget(bad func(field, format string, args ...any)) {
 	c.Buffers.TCPReceive.validate("buffers.tcp_receive", bad)
 	c.Buffers.TCPSend.validate("buffers.tcp_send", bad)
+	c.validateQUICBudget(bad)
 	if c.Buffers.Wait < 0 {
 		bad("buffers.wait", "%v must not be negative", c.Buffers.Wait.D())
 	}

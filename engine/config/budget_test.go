@@ -15,8 +15,14 @@ func TestBuffersMemory(t *testing.T) {
 		wantErr     string
 	}{
 		{"", DefaultPayloadMemory, ""},
-		{"buffers: {memory: 64MiB, tcp_receive: {default: 64KiB, max: 64KiB}, tcp_send: {default: 64KiB, max: 64KiB}}\n", 16 << 20, ""},
-		{"buffers: {memory: 52428800, tcp_receive: {default: 64KiB, max: 64KiB}, tcp_send: {default: 64KiB, max: 64KiB}}\n", 52428800 - 48<<20, ""},
+		{"buffers: {memory: 64MiB, tcp_receive: {default: 64KiB, max: 64KiB}, tcp_send: {default: 64KiB, max: 64KiB}, quic_receive: {max: 64KiB}}\n", 16 << 20, ""},
+		{"buffers: {memory: 52428800, tcp_receive: {default: 64KiB, max: 64KiB}, tcp_send: {default: 64KiB, max: 64KiB}, quic_receive: {max: 64KiB}}\n", 52428800 - 48<<20, ""},
+		// The engine runs QUIC connections (goodConfig's h3 frontend and
+		// backends): room for one beside two payload buffers.
+		{"buffers: {memory: 64MiB, tcp_receive: {default: 64KiB, max: 64KiB}, tcp_send: {default: 64KiB, max: 64KiB}}\n", 0, "buffers.memory: 67108864 bytes: the UMEM takes 50331648; at least 16842752 more are needed for two payload buffers and one QUIC connection"},
+		{"buffers: {quic_receive: {default: 8KiB}}\n", 0, "buffers.quic_receive: default 8192, max 8388608: want 16384 <= default"},
+		{"buffers: {quic_receive: {default: 1MiB, max: 512KiB}}\n", 0, "buffers.quic_receive: default 1048576, max 524288"},
+		{"buffers: {quic_send: 2GiB}\n", 0, "buffers.quic_send: 2147483648 is outside 0..1073741824"},
 		{"buffers: {memory: 64MiB}\n", 0, "buffers.memory: 67108864 bytes: the UMEM alone takes 50331648 (ports × frames × frame_size); at least 16842752 more"},
 		{"buffers: {accept_wait: -1s}\n", 0, "buffers.accept_wait: -1s must not be negative"},
 		{"buffers: {memory: 1GB}\n", 1e9 - 48<<20, ""},
@@ -75,5 +81,31 @@ func TestTCPBufferKeys(t *testing.T) {
 	}
 	if got := c.DataPlane().TXWait; got != 10*time.Millisecond {
 		t.Errorf("buffers.tx_wait 10ms reached the data plane as %v", got)
+	}
+}
+
+// buffers.quic_receive and quic_send set the QUIC connections' windows and
+// reservation; a stream's window stays quic-go's within the connection's.
+func TestQUICBufferKeys(t *testing.T) {
+	for _, tc := range []struct {
+		edit string
+		want QUICWindows
+		res  int64
+	}{
+		{"", QUICWindows{Stream: 512 << 10, StreamMax: 6 << 20, Conn: 512 << 10, ConnMax: 8 << 20}, 16 << 20},
+		{"buffers: {quic_receive: {max: 64KiB}}\n", QUICWindows{Stream: 64 << 10, StreamMax: 64 << 10, Conn: 64 << 10, ConnMax: 64 << 10}, 128 << 10},
+		{"buffers: {quic_receive: {default: 1MiB, max: 32MiB}, quic_send: 4MiB}\n", QUICWindows{Stream: 512 << 10, StreamMax: 6 << 20, Conn: 1 << 20, ConnMax: 32 << 20}, 36 << 20},
+		{"buffers: {quic_receive: {default: 32KiB, max: 96KiB}, quic_send: 32KiB}\n", QUICWindows{Stream: 32 << 10, StreamMax: 96 << 10, Conn: 32 << 10, ConnMax: 96 << 10}, 128 << 10},
+	} {
+		c, err := Parse([]byte(goodConfig + tc.edit))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.edit, err)
+		}
+		if got := c.QUICWindows(); got != tc.want {
+			t.Errorf("%q: windows %+v, want %+v", tc.edit, got, tc.want)
+		}
+		if got := c.QUICReservation(); got != tc.res {
+			t.Errorf("%q: reservation %d, want %d", tc.edit, got, tc.res)
+		}
 	}
 }

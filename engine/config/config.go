@@ -89,11 +89,16 @@ type Buffers struct {
 	// buffers are cut to netstack's 4 KiB floor and it reserves 8 KiB
 	// (see TCPParkedBuffers).
 	// "256MiB", "1GiB" or bytes. Default 0: the UMEM plus 64 MiB of
-	// payload buffers (2048 responses in flight), TCP reservations
-	// counted (/stats, metrics) but not bounded. The HTTP/2 and HTTP/1.1
-	// backend connections the engine dials reserve as much each, waiting
-	// up to the backend's timeouts.connect (then the dial fails). It does
-	// not cover QUIC's buffers, the Go HTTP servers' and clients' own
+	// payload buffers (2048 responses in flight), TCP and QUIC
+	// reservations counted (/stats, metrics) but not bounded. The HTTP/2
+	// and HTTP/1.1 backend connections the engine dials reserve as much
+	// each, waiting up to the backend's timeouts.connect (then the
+	// request gets 503, result no_buffer). QUIC connections, client (h3
+	// frontends) and backend (h3, raw), reserve quic_receive.max +
+	// quic_send each on either data plane (see QUICReceive), a client one
+	// from its first Initial packet with the same wait and refusal as a
+	// TCP one (CONNECTION_REFUSED). It does not cover quic-go's queue of
+	// unprocessed packets, the Go HTTP servers' and clients' own
 	// buffers, or request bodies. A streaming response
 	// (gRPC stream, server-sent events) holds its buffer while it lasts.
 	// A reload does not change it.
@@ -132,6 +137,21 @@ type Buffers struct {
 	// connections expected at once.
 	TCPReceive TCPBuffer `yaml:"tcp_receive"`
 	TCPSend    TCPBuffer `yaml:"tcp_send"`
+	// QUICReceive bounds what quic-go buffers of the data each QUIC
+	// connection receives (the h3 frontends' client connections and the
+	// h3 and raw backend connections the engine dials), on either data
+	// plane: its connection-level flow control window (RFC 9000 section
+	// 4), Default the initial one, Max the ceiling of quic-go's
+	// auto-tuning; a stream's window is quic-go's (512 KiB, auto-tuned up
+	// to 6 MiB) within them. Defaults 512KiB and 8MiB. QUICSend is the
+	// allowance for what a connection keeps of the data it sends until
+	// the peer acknowledges it, which the peer's flow control window and
+	// the congestion window bound, not this key; default quic_receive.max.
+	// Each QUIC connection reserves quic_receive.max + quic_send in
+	// buffers.memory from its first packet (or dial) to its end: see
+	// QUICReservation.
+	QUICReceive TCPBuffer `yaml:"quic_receive"`
+	QUICSend    Size      `yaml:"quic_send"`
 }
 
 // TCPBuffer is the initial size and ceiling of one direction's TCP buffer.
@@ -558,6 +578,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.Buffers.AcceptWait, time.Second)
 	c.Buffers.TCPReceive.setDefaults()
 	c.Buffers.TCPSend.setDefaults()
+	c.Buffers.setQUICDefaults()
 	for i := range c.Interfaces {
 		it := &c.Interfaces[i]
 		def(&it.XDPMode, "auto")

@@ -48,9 +48,13 @@ type Config struct {
 	// means quic-go's default.
 	InitialPacketSize uint16
 	// MaxStreamReceiveWindow and MaxConnectionReceiveWindow bound the flow
-	// control windows (RFC 9000 section 4); 0 means quic-go's defaults.
-	MaxStreamReceiveWindow     uint64
-	MaxConnectionReceiveWindow uint64
+	// control windows (RFC 9000 section 4), which quic-go auto-tunes from
+	// InitialStreamReceiveWindow and InitialConnectionReceiveWindow; 0
+	// means quic-go's defaults.
+	InitialStreamReceiveWindow     uint64
+	MaxStreamReceiveWindow         uint64
+	InitialConnectionReceiveWindow uint64
+	MaxConnectionReceiveWindow     uint64
 	// ReadyStreams is how many bidirectional streams a connection keeps
 	// opened ahead of OpenStream, within the peer's credit (see Conn);
 	// AvailStreams counts no more than this. 0 means 16. A ready stream
@@ -78,15 +82,17 @@ func (cfg Config) quicConfig() *quic.Config {
 		keepAlive = 0
 	}
 	return &quic.Config{
-		HandshakeIdleTimeout:       cfg.HandshakeTimeout,
-		MaxIdleTimeout:             cfg.IdleTimeout,
-		KeepAlivePeriod:            keepAlive,
-		MaxIncomingStreams:         cfg.MaxIncomingStreams,
-		Allow0RTT:                  cfg.Allow0RTT,
-		InitialPacketSize:          cfg.InitialPacketSize,
-		MaxStreamReceiveWindow:     cfg.MaxStreamReceiveWindow,
-		MaxConnectionReceiveWindow: cfg.MaxConnectionReceiveWindow,
-		Tracer:                     traceFromContext,
+		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
+		MaxIdleTimeout:                 cfg.IdleTimeout,
+		KeepAlivePeriod:                keepAlive,
+		MaxIncomingStreams:             cfg.MaxIncomingStreams,
+		Allow0RTT:                      cfg.Allow0RTT,
+		InitialPacketSize:              cfg.InitialPacketSize,
+		InitialStreamReceiveWindow:     cfg.InitialStreamReceiveWindow,
+		MaxStreamReceiveWindow:         cfg.MaxStreamReceiveWindow,
+		InitialConnectionReceiveWindow: cfg.InitialConnectionReceiveWindow,
+		MaxConnectionReceiveWindow:     cfg.MaxConnectionReceiveWindow,
+		Tracer:                         traceFromContext,
 	}
 }
 
