@@ -43,5 +43,12 @@ func (e *Engine) newPayloadPool(cfg *config.Config) error {
 	if cfg.Buffers.Memory != 0 {
 		t.Pool = p
 	}
+	// QUIC connections reserve in the same way on both data planes:
+	// quic-go's buffers are the process's (frontend.QUICBudget).
+	q := &e.fenv.QUIC
+	q.Conn, q.Wait, q.Windows = cfg.QUICReservation(), cfg.Buffers.AcceptWait.D(), cfg.QUICWindows()
+	if cfg.Buffers.Memory != 0 {
+		q.Pool = p
+	}
 	return nil
 }

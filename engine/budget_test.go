@@ -39,7 +39,7 @@ func TestMemoryBudgetExhausted(t *testing.T) {
 	// small. They wait for their reservations (accept_wait 30s) rather
 	// than be refused: this test is about the requests.
 	const tcpRoom = 64 * 8 << 10
-	f, url, script := startBudgetLab(t, fmt.Sprintf("buffers: {memory: %d, wait: 100ms, accept_wait: 30s, tcp_receive: {default: 4KiB, max: 4KiB}, tcp_send: {default: 4KiB, max: 4KiB}}\n", budgetUMEM+payload+tcpRoom))
+	f, url, script := startBudgetLab(t, fmt.Sprintf("buffers: {memory: %d, wait: 100ms, accept_wait: 30s, tcp_receive: {default: 4KiB, max: 4KiB}, tcp_send: {default: 4KiB, max: 4KiB}, %s}\n", budgetUMEM+payload+tcpRoom+budgetQUICRoom, budgetQUIC))
 	load := startProc(t, f.env.Lab.Client, nil, "wrk", "-t1", "-c64", "-d3s", "--timeout", "5s", "-s", script, url)
 	out, err := load.wait(t, 30*time.Second)
 	if err != nil {
@@ -73,7 +73,7 @@ func TestMemoryBudgetExhausted(t *testing.T) {
 	if s.Waits == 0 {
 		t.Errorf("no request waited for a payload buffer: the budget was not exhausted (%+v)", s)
 	}
-	if s.LimitBytes != payload+tcpRoom || s.LiveBytes > s.LimitBytes {
+	if s.LimitBytes != payload+tcpRoom+budgetQUICRoom || s.LiveBytes > s.LimitBytes {
 		t.Errorf("payload pool above its limit: %+v", s)
 	}
 
@@ -195,9 +195,9 @@ func TestMemoryBudgetGoodput(t *testing.T) {
 	// Its connections wait for their reservations as long as the load
 	// lasts (accept_wait 30s): the room the first transfers' buffers took
 	// comes back to them as those end.
-	const tcp = "tcp_receive: {default: 4KiB, max: 4KiB}, tcp_send: {default: 4KiB, max: 4KiB}"
+	const tcp = "tcp_receive: {default: 4KiB, max: 4KiB}, tcp_send: {default: 4KiB, max: 4KiB}, " + budgetQUIC
 	const tcpRoom = 64 * 8 << 10
-	for i, top := range []string{"buffers: {" + tcp + "}\n", fmt.Sprintf("buffers: {memory: %d, accept_wait: 30s, %s}\n", budgetUMEM+tcpRoom+6*config.PayloadBufferSize, tcp)} {
+	for i, top := range []string{"buffers: {" + tcp + "}\n", fmt.Sprintf("buffers: {memory: %d, accept_wait: 30s, %s}\n", budgetUMEM+tcpRoom+budgetQUICRoom+6*config.PayloadBufferSize, tcp)} {
 		t.Run([]string{"unbounded", "bounded"}[i], func(t *testing.T) {
 			f, url, script := startBudgetLab(t, top)
 			start := time.Now()

@@ -20,11 +20,16 @@ import (
 
 // The connection budget test's engine: TCP buffers fixed at 64 KiB each
 // way (a reservation of 128 KiB per client connection), and room in
-// buffers.memory beyond the UMEM for 8 connections and 4 payload buffers.
+// buffers.memory beyond the UMEM for 8 connections and 4 payload buffers,
+// and for the backend QUIC connections.
 const (
 	connBudgetReservation = 128 << 10
-	connBudgetRoom        = 8*connBudgetReservation + 4*config.PayloadBufferSize
-	connBudgetBody        = 20000
+	connBudgetRoom        = 8*connBudgetReservation + 4*config.PayloadBufferSize + connBudgetQUICRoom
+	// Room for the demo's backend QUIC connections (budgetQUIC): two h3
+	// origins' health checks and pooled connections, the tunnel's, a
+	// health check's of the raw backend.
+	connBudgetQUICRoom = 8 * budgetQUICConn
+	connBudgetBody     = 20000
 )
 
 // TestMemoryBudgetRefusesConnections checks first that a parked
@@ -49,7 +54,7 @@ func TestMemoryBudgetRefusesConnections(t *testing.T) {
 		t.Fatalf("config.Demo has no line %q to replace", demoBuffers)
 	}
 	cfg := strings.Replace(config.Demo, demoBuffers, fmt.Sprintf("buffers: {memory: %d, wait: 5s, accept_wait: 200ms, "+
-		"tcp_receive: {default: 64KiB, max: 64KiB}, tcp_send: {default: 64KiB, max: 64KiB}}", budgetUMEM+connBudgetRoom), 1)
+		"tcp_receive: {default: 64KiB, max: 64KiB}, tcp_send: {default: 64KiB, max: 64KiB}, %s}", budgetUMEM+connBudgetRoom, budgetQUIC), 1)
 	env := startLab(t, "xdp", enginelab.Options{Config: cfg, RawTarget: "198.18.2.10:5201"})
 	stats := func() (tcp int64, s struct{ waits, fails uint64 }, payloadInUse int64) {
 		e := env.Engine.Stats().Engine

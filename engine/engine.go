@@ -164,7 +164,7 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 		}
 		rt, err := backend.New(b, backend.Env{
 			Net: e.net, Workers: e.workers, Log: e.log, RootCAs: e.opts.BackendRootCAs, Counters: e.metrics,
-			TCP: &e.fenv.TCP,
+			TCP: &e.fenv.TCP, QUIC: &e.fenv.QUIC, QUICWindows: e.fenv.QUIC.Windows,
 		})
 		if err != nil {
 			for _, c := range created {

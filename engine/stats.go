@@ -45,6 +45,7 @@ func (e *Engine) engineStats() stats.EngineStats {
 		WaitSeconds: ps.WaitTime.Seconds(),
 	}
 	s.TCP = stats.TCPBufferStats{ReservedBytes: e.fenv.TCP.Held(), BackendReservedBytes: e.fenv.TCP.Backend(), SmallResumes: e.fenv.TCP.Small()}
+	s.QUIC = stats.QUICBufferStats{ReservedBytes: e.fenv.QUIC.Held(), BackendReservedBytes: e.fenv.QUIC.Backend()}
 	if e.fenv.TCP.Pool != nil {
 		s.TCP.Waits, s.TCP.WaitFailures, s.TCP.Waiting = ps.ReserveWaits, ps.ReserveFailures, ps.ReserveWaiting
 	}

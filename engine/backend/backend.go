@@ -108,7 +108,8 @@ func (srv *Server) dialOK() {
 type Backend struct {
 	cfg     config.Backend
 	net     netapi.Net
-	tcpRes  TCPReserver // nil: no budget for dialled TCP connections
+	tcpRes  TCPReserver  // nil: no budget for dialled TCP connections
+	quicRes QUICReserver // nil: no budget for dialled QUIC connections
 	m       *stats.Counters
 	log     *slog.Logger
 	servers []*Server
@@ -177,6 +178,12 @@ type Env struct {
 	// HTTP/1.1 connection in the engine's memory budget (the frontend's
 	// TCPBudget).
 	TCP TCPReserver
+	// QUIC, when set, reserves the buffers of each QUIC connection (h3
+	// and raw backends, health checks' too) in the same budget.
+	QUIC QUICReserver
+	// QUICWindows are the receive windows of its QUIC connections
+	// (buffers.quic_receive), what QUIC reserves for.
+	QUICWindows config.QUICWindows
 }
 
 // TCPReserver reserves a dialled TCP connection's buffers in the memory
@@ -192,7 +199,7 @@ type TCPReserver interface {
 // health checks; Close ends it.
 func New(cfg config.Backend, env Env) (*Backend, error) {
 	rt := &Backend{
-		cfg: cfg, net: env.Net, m: env.Counters, log: env.Log.With("backend", cfg.Name), tcpRes: env.TCP,
+		cfg: cfg, net: env.Net, m: env.Counters, log: env.Log.With("backend", cfg.Name), tcpRes: env.TCP, quicRes: env.QUIC,
 		byName: map[string]*Server{},
 		trs:    map[trKey]*quicmux.Transport{},
 		idle:   make(chan struct{}),
@@ -228,6 +235,11 @@ func New(cfg config.Backend, env Env) (*Backend, error) {
 		// Keep pooled connections open at the server while we want them;
 		// the pool closes surplus idle ones itself.
 		KeepAlive: cfg.Timeouts.Idle.D() / 3,
+
+		InitialStreamReceiveWindow:     env.QUICWindows.Stream,
+		MaxStreamReceiveWindow:         env.QUICWindows.StreamMax,
+		InitialConnectionReceiveWindow: env.QUICWindows.Conn,
+		MaxConnectionReceiveWindow:     env.QUICWindows.ConnMax,
 	}
 	for _, s := range cfg.Servers {
 		sni := cfg.TLS.ServerName
@@ -398,7 +410,8 @@ func serverCaused(err error) bool {
 	return !errors.Is(err, reuse.ErrTooManyConns) && !errors.Is(err, reuse.ErrQueueTimeout) &&
 		!errors.Is(err, httpmux.ErrRejected) &&
 		!errors.Is(err, reuse.ErrPoolClosed) &&
-		!errors.Is(err, ErrBackoff) && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed)
+		!errors.Is(err, ErrBackoff) && !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed) &&
+		!errors.Is(err, ErrBudget)
 }
 
 // markDown takes srv out of balancing and closes its connections. Without
@@ -496,6 +509,11 @@ func (rt *Backend) healthLoop(ctx context.Context, srv *Server) {
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, ErrBudget) {
+			// No room in the memory budget for the check's connection:
+			// that says nothing of the server.
+			continue
 		}
 		if err != nil {
 			oks = 0
@@ -836,12 +854,27 @@ func (rt *Backend) dial(ctx context.Context, w int, srv *Server) (*Conn, error) 
 	}
 	tlsConf := quicmux.ClientTLS(sni, rt.roots, rt.alpn)
 	tlsConf.InsecureSkipVerify = rt.cfg.TLS.InsecureSkipVerify
+	var release func()
+	if rt.quicRes != nil {
+		if release, err = rt.quicRes.ReserveDial(ctx); err != nil {
+			return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
+		}
+	}
 	qc, err := rt.dialQUIC(ctx, tr, srv, tlsConf)
 	if err != nil {
+		if release != nil {
+			release()
+		}
 		if cause := context.Cause(ctx); errors.Is(cause, ErrUnreachable) {
 			err = cause
 		}
 		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
+	}
+	if release != nil {
+		// quic-go ends a connection's context when the connection ends,
+		// whichever way (closed by us, the peer, an idle timeout, its
+		// transport closing): the reservation lasts as long.
+		context.AfterFunc(qc.QUIC().Context(), release)
 	}
 	c := &Conn{Conn: qc, quic: qc}
 	if rt.cfg.EarlyData {

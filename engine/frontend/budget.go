@@ -20,15 +20,17 @@ func (h *httpProxy) payloadBuffer(ctx context.Context) ([]byte, error) {
 	return e.Payload.Acquire(ctx, config.PayloadBufferSize)
 }
 
-// noBuffer answers a request that got no payload buffer: 499 when the
-// client left meanwhile, else 503 with Retry-After (RFC 9110 §15.6.4) and a
-// Proxy-Status naming the cause (RFC 9209). The result label no_buffer
-// counts them in xdpnet_requests_total; the pool's wait_failures too.
+// noBuffer answers a request that got no payload buffer, or whose backend
+// connection got no reservation in the memory budget (backend.ErrBudget):
+// 499 when the client left meanwhile, else 503 with Retry-After (RFC 9110
+// §15.6.4) and a Proxy-Status naming the cause (RFC 9209). The result
+// label no_buffer counts them in xdpnet_requests_total; the pool's
+// wait_failures too.
 func (h *httpProxy) noBuffer(w http.ResponseWriter, r *http.Request, err error) (int, string) {
 	if r.Context().Err() != nil {
 		return 499, "client_gone"
 	}
-	h.fe.env.Log.Debug("request refused: no payload buffer within buffers.wait", "frontend", h.fe.cfg.Name, "err", err)
+	h.fe.env.Log.Debug("request refused: memory budget spent", "frontend", h.fe.cfg.Name, "err", err)
 	w.Header().Set("Proxy-Status", `xdpnet; error=proxy_internal_error; details="memory budget spent (buffers.memory)"`)
 	w.Header().Set("Retry-After", "1")
 	http.Error(w, "503 Service Unavailable: memory budget spent", http.StatusServiceUnavailable)

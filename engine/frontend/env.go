@@ -44,6 +44,9 @@ type Env struct {
 	// TCP reserves the netstack buffers of client TCP connections in the
 	// same budget (tcpbudget.go).
 	TCP TCPBudget
+	// QUIC reserves the buffers of QUIC connections, client and backend,
+	// in the same budget (quicbudget.go).
+	QUIC QUICBudget
 	// AccessLog is the engine's access log, nil when off; a reload may
 	// swap it.
 	AccessLog atomic.Pointer[accesslog.Logger]

@@ -49,8 +49,13 @@ type Frontend struct {
 	pc  net.PacketConn
 	qtr *quic.Transport     // h3: the frontend's QUIC transport on pc
 	qln *quic.EarlyListener // h3: its listener
-	hs  *http.Server
-	h3  *http3.Server
+	// quicStop ends, at Shutdown, a new QUIC connection's wait for its
+	// reservation (quicConnContext): quic-go's listener closes only once
+	// that wait returns.
+	quicStop    context.Context
+	quicStopped context.CancelFunc
+	hs          *http.Server
+	h3          *http3.Server
 	// resume serves parked client connections again, parked lists them
 	// while parked; draining stops parking (park.go).
 	resume   *resumeListener
@@ -220,7 +225,9 @@ func (fe *Frontend) Start() error {
 		// Our own transport rather than http3.Server.Serve's, for its
 		// ConnContext: the connection limit refuses a QUIC connection
 		// there, before its handshake, with CONNECTION_REFUSED.
+		fe.quicStop, fe.quicStopped = context.WithCancel(context.Background())
 		tr := &quic.Transport{Conn: pc, ConnContext: fe.quicConnContext}
+		win := e.QUIC.Windows
 		qln, err := tr.ListenEarly(
 			http3.ConfigureTLSConfig(&tls.Config{GetCertificate: fe.certs.getCertificate, MinVersion: tls.VersionTLS13}),
 			&quic.Config{
@@ -234,8 +241,15 @@ func (fe *Frontend) Start() error {
 				// acknowledges no PING and still times out.
 				KeepAlivePeriod:   fe.cfg.Timeouts.Idle.D() / 2,
 				InitialPacketSize: netapi.QUICPacketSize(e.Net, fe.cfg.Addr().Addr()),
+				// What the connection may buffer of what it receives,
+				// reserved in the memory budget (QUICBudget).
+				InitialStreamReceiveWindow:     win.Stream,
+				MaxStreamReceiveWindow:         win.StreamMax,
+				InitialConnectionReceiveWindow: win.Conn,
+				MaxConnectionReceiveWindow:     win.ConnMax,
 			})
 		if err != nil {
+			fe.quicStopped()
 			tr.Close()
 			pc.Close()
 			return err
@@ -332,7 +346,9 @@ func (fe *Frontend) Shutdown(ctx context.Context) {
 			fe.waitHandoffs(ctx)
 		case fe.h3 != nil:
 			// The listener is ours (ServeListener): close it first so
-			// that no handshake completes into a queue nobody accepts.
+			// that no handshake completes into a queue nobody accepts,
+			// once a connection waiting for its reservation is refused.
+			fe.quicStopped()
 			fe.qln.Close()
 			if err := fe.h3.Shutdown(ctx); err != nil {
 				fe.h3.Close()

@@ -113,16 +113,38 @@ func (l limitListener) Accept() (net.Conn, error) {
 var errConnLimit = errors.New("connection limit reached")
 
 // quicConnContext is the h3 frontend's quic.Transport.ConnContext: it
-// admits a new QUIC connection before its handshake, and leaves when the
-// connection (or its handshake) ends.
+// admits a new QUIC connection before its handshake, under the connection
+// limits and with its reservation in the memory budget (QUICBudget), and
+// leaves and releases when the connection (or its handshake) ends: quic-go
+// ends ctx then, once. A connection without room waits up to
+// buffers.accept_wait; quic-go's server loop waits with it, new Initial
+// packets queuing meanwhile (up to 1024, then dropped: the client
+// retransmits), as TCP connections queue in the listen backlog behind a
+// waiting accept; established connections' packets do not go through it.
+// A refused connection's Initial is answered CONNECTION_REFUSED (RFC 9000
+// section 20.1) before any handshake state exists.
 func (fe *Frontend) quicConnContext(ctx context.Context, ci *quic.ClientInfo) (context.Context, error) {
-	if reason := fe.tryAdmit(); reason != "" {
+	reason := fe.tryAdmit()
+	if reason == "" && !fe.env.QUIC.admit(fe.quicStop) {
+		fe.leave()
+		reason = RefusedBudget
+	}
+	if reason != "" {
 		if ap, _ := addrPort(ci.RemoteAddr); !fe.quicRefused.again(ap, time.Now()) {
 			fe.env.Counters.Refused.WithLabelValues(fe.cfg.Name, reason).Inc()
+			if reason == RefusedBudget {
+				fe.env.Log.Debug("QUIC connection refused: no buffer reservation within buffers.accept_wait", "frontend", fe.cfg.Name, "client", ci.RemoteAddr)
+			}
+		}
+		if reason == RefusedBudget {
+			return nil, ErrQUICBudget
 		}
 		return nil, errConnLimit
 	}
-	context.AfterFunc(ctx, fe.leave)
+	context.AfterFunc(ctx, func() {
+		fe.env.QUIC.release()
+		fe.leave()
+	})
 	return ctx, nil
 }
 

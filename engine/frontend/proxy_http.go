@@ -324,7 +324,10 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 		// A server too slow to answer is not asked again, nor is another
 		// one: retrying timeouts multiplies the load on a slow backend
 		// (HAProxy retries them only with retry-on response-timeout).
-		if errors.Is(err, backend.ErrRequestTimeout) || !retryable(r.Context(), stage, err, r.Method, replayable) {
+		// Nor is one whose connection found no room in the memory
+		// budget: another would wait for the same room.
+		if errors.Is(err, backend.ErrRequestTimeout) || errors.Is(err, backend.ErrBudget) ||
+			!retryable(r.Context(), stage, err, r.Method, replayable) {
 			break
 		}
 		if *cfg.Redisp {
@@ -333,6 +336,10 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 	}
 	if r.Context().Err() != nil {
 		return 499, "client_gone"
+	}
+	if errors.Is(lastErr, backend.ErrBudget) {
+		// The backend connection it needed got no reservation.
+		return h.noBuffer(w, r, lastErr)
 	}
 	f := backend.Classify(lastErr)
 	hop := cfg.Name

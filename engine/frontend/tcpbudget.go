@@ -2,7 +2,6 @@ package frontend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -69,7 +68,7 @@ func (b *TCPBudget) held(c net.Conn) int64 {
 
 // ErrTCPBudget is the error of a backend dial that got no reservation for
 // its buffers before its connect timeout.
-var ErrTCPBudget = errors.New("memory budget spent: no room for the TCP connection's buffers (buffers.memory)")
+var ErrTCPBudget = fmt.Errorf("%w: no room for the TCP connection's buffers", backend.ErrBudget)
 
 var _ backend.TCPReserver = (*TCPBudget)(nil)
 
@@ -85,18 +84,25 @@ func (b *TCPBudget) ReserveDial(ctx context.Context) (func(), error) {
 	if b.Conn == 0 {
 		return nil, nil
 	}
-	if b.Pool != nil {
-		if err := b.Pool.Reserve(ctx, b.Conn); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrTCPBudget, err)
+	return reserveDial(ctx, b.Pool, b.Conn, &b.backendNow, ErrTCPBudget)
+}
+
+// reserveDial reserves a dialled connection's n bytes in pool (nil: only
+// counted in now), waiting until ctx ends; the error wraps errBudget and
+// ctx's. The release it returns gives them back once.
+func reserveDial(ctx context.Context, pool *bufring.BytePool, n int64, now *atomic.Int64, errBudget error) (func(), error) {
+	if pool != nil {
+		if err := pool.Reserve(ctx, n); err != nil {
+			return nil, fmt.Errorf("%w: %w", errBudget, err)
 		}
 	}
-	b.backendNow.Add(b.Conn)
+	now.Add(n)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			b.backendNow.Add(-b.Conn)
-			if b.Pool != nil {
-				b.Pool.Unreserve(b.Conn)
+			now.Add(-n)
+			if pool != nil {
+				pool.Unreserve(n)
 			}
 		})
 	}, nil
@@ -125,20 +131,36 @@ func (b *TCPBudget) admit() bool {
 	if b.Conn == 0 {
 		return true
 	}
-	if b.Pool == nil || b.spent.Load() {
-		if b.take(b.Conn) {
-			b.spent.Store(false)
-			return true
-		}
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.Wait)
-	defer cancel()
-	if err := b.Pool.Reserve(ctx, b.Conn); err != nil {
-		b.spent.Store(true)
+	if !admitReserve(context.Background(), b.Pool, b.Conn, b.Wait, &b.spent) {
 		return false
 	}
 	b.reservedNow.Add(b.Conn)
+	return true
+}
+
+// admitReserve reserves a new client connection's n bytes in pool (nil:
+// nothing to bound), waiting up to wait in the pool's FIFO, or until ctx
+// ends, when the budget is spent, unless a wait already failed (spent)
+// and nothing was granted since: then it takes room at once or reports
+// false, so that a burst of connections on a spent budget is refused
+// rather than each one waiting its turn behind the one before.
+func admitReserve(ctx context.Context, pool *bufring.BytePool, n int64, wait time.Duration, spent *atomic.Bool) bool {
+	if pool == nil {
+		return true
+	}
+	if spent.Load() {
+		if !pool.TryReserve(n) {
+			return false
+		}
+		spent.Store(false)
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := pool.Reserve(ctx, n); err != nil {
+		spent.Store(true)
+		return false
+	}
 	return true
 }
 

@@ -78,6 +78,21 @@ type EngineStats struct {
 	// TCP is the client TCP connections' buffer reservations in the same
 	// budget.
 	TCP TCPBufferStats `json:"tcp_buffers"`
+	// QUIC is the QUIC connections' reservations in the same budget.
+	QUIC QUICBufferStats `json:"quic_buffers"`
+}
+
+// QUICBufferStats are the reservations of QUIC connections' buffers in
+// buffers.memory (quic_receive.max + quic_send each, on either data
+// plane). Their waits are counted with the TCP ones (TCPBufferStats: one
+// FIFO); client connections refused for want of room in
+// xdpnet_connections_refused_total{reason="budget"}, requests whose
+// backend dial got none with result no_buffer.
+type QUICBufferStats struct {
+	// ReservedBytes is what the h3 frontends' client connections reserve
+	// now, BackendReservedBytes what the backend connections do.
+	ReservedBytes        int64 `json:"reserved_bytes" metric:"xdpnet_quic_buffer_reserved_bytes"`
+	BackendReservedBytes int64 `json:"backend_reserved_bytes" metric:"xdpnet_quic_buffer_backend_reserved_bytes"`
 }
 
 // TCPBufferStats are the reservations of TCP connections' netstack buffers
@@ -89,8 +104,8 @@ type TCPBufferStats struct {
 	// BackendReservedBytes is what the HTTP/2 and HTTP/1.1 backend
 	// connections reserve now, as much each.
 	BackendReservedBytes int64 `json:"backend_reserved_bytes" metric:"xdpnet_tcp_buffer_backend_reserved_bytes"`
-	// Waits are new connections (client or backend) that waited for
-	// their reservation,
+	// Waits are new connections (client or backend, TCP or QUIC: one
+	// FIFO) that waited for their reservation,
 	// WaitFailures those whose wait ended without one (refused, reason
 	// budget, or shutdown), Waiting those waiting now.
 	Waits        uint64 `json:"waits" metric:"xdpnet_tcp_buffer_waits_total"`
