@@ -194,7 +194,9 @@ func TestMemoryBudgetGoodput(t *testing.T) {
 	// buffers, and a connection that parks gives none of it back to them.
 	// Its connections wait for their reservations as long as the load
 	// lasts (accept_wait 30s): the room the first transfers' buffers took
-	// comes back to them as those end.
+	// comes back to them as those end. Both give the backend's QUIC
+	// connections 32 KiB windows (budgetQUIC), for which the bounded one
+	// has room: their goodput is lower than with the default windows.
 	const tcp = "tcp_receive: {default: 4KiB, max: 4KiB}, tcp_send: {default: 4KiB, max: 4KiB}, " + budgetQUIC
 	const tcpRoom = 64 * 8 << 10
 	for i, top := range []string{"buffers: {" + tcp + "}\n", fmt.Sprintf("buffers: {memory: %d, accept_wait: 30s, %s}\n", budgetUMEM+tcpRoom+budgetQUICRoom+6*config.PayloadBufferSize, tcp)} {
