@@ -156,7 +156,9 @@ func (fe *Frontend) handshake(tc *tls.Conn) {
 	c.reserved.Store(fe.env.TCP.Conn) // limitListener reserved it
 	s := fe.track(c)
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		tc.NetConn().(*deepWriter).grow.Store(true)
+		if dw, ok := tc.NetConn().(*deepWriter); ok {
+			dw.grow.Store(true)
+		}
 		ctx := context.WithValue(context.Background(), http.ServerContextKey, fe.hs)
 		ctx = context.WithValue(context.WithValue(ctx, connKey{}, c.served()), sessionKey{}, s)
 		fe.h2conns.Store(c, struct{}{})
