@@ -54,6 +54,16 @@
 // before their handshake (quic.Transport.ConnContext);
 // xdpnet_connections_refused_total counts both, by frontend and reason.
 //
+// Memory budget (buffers.memory): each client TCP connection reserves its
+// netstack buffers' caps (TCPBudget; a parked one less) and each QUIC
+// connection, client or backend, what quic-go may buffer for it
+// (QUICBudget), in the pool of the payload buffers; a new client
+// connection without room waits buffers.accept_wait, then is refused
+// (reason budget: a QUIC one with CONNECTION_REFUSED before its
+// handshake); a request without a payload buffer within buffers.wait, or
+// whose backend dial got no room (backend.ErrBudget), gets 503 with result
+// no_buffer.
+//
 // TLS: https and h3 frontends pick a certificate by SNI (exact DNS name,
 // then a one-label wildcard, else the first; certs.go) from a set a reload
 // replaces atomically (Frontend.Reconfigure), so new handshakes get new
