@@ -30,6 +30,8 @@ func Classify(err error) Failure {
 		return Failure{http.StatusServiceUnavailable, "queue timeout", "connection_limit_reached"}
 	case errors.Is(err, reuse.ErrTooManyConns):
 		return Failure{http.StatusServiceUnavailable, "connection limit", "connection_limit_reached"}
+	case errors.Is(err, ErrBudget):
+		return Failure{http.StatusServiceUnavailable, "memory budget spent", "proxy_internal_error"}
 	case errors.Is(err, ErrBackoff):
 		return Failure{http.StatusServiceUnavailable, "server in reconnect backoff", "destination_unavailable"}
 	case errors.Is(err, ErrRequestTimeout):

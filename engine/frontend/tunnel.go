@@ -50,6 +50,9 @@ func (fe *Frontend) serveTunnel(c net.Conn, worker int) {
 		l, err = rt.Attach(ctx, worker, si, sess.reuseSession(rt), false)
 		cancel()
 		if err != nil {
+			if errors.Is(err, backend.ErrBudget) {
+				break // another server's dial would wait for the same room
+			}
 			rt.ConnectFailed(srv, err)
 			if *cfg.Redisp {
 				excluded[si] = true
