@@ -118,7 +118,7 @@ func TestMemoryBudgetQUIC(t *testing.T) {
 		"    timeouts: {connect: 1s}\n    servers:\n      - {name: s0, address: \"198.18.2.10:443\"}\n"
 	room := 4*config.PayloadBufferSize + 8*budgetQUICConn
 	f := startFaultLab(t, faultOpts{kinds: []originKind{gtlsserver}, moreFrontends: more,
-		top:  fmt.Sprintf("buffers: {memory: %d, accept_wait: 2s, %s, tcp_receive: {default: 4KiB, max: 4KiB}, tcp_send: {default: 4KiB, max: 4KiB}}\n", budgetUMEM+room, budgetQUIC),
+		top:  fmt.Sprintf("buffers: {memory: %d, accept_wait: 4s, %s, tcp_receive: {default: 4KiB, max: 4KiB}, tcp_send: {default: 4KiB, max: 4KiB}}\n", budgetUMEM+room, budgetQUIC),
 		edit: []string{"backends:\n", second}})
 	body := bytes.Repeat([]byte("0123456789abcdef"), page/16)
 	if err := os.MkdirAll(filepath.Join(f.files.dir, "second"), 0o755); err != nil {
