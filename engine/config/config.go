@@ -202,6 +202,8 @@ const (
 
 // Frontend is one listening socket.
 type Frontend struct {
+	// Name labels the frontend's metrics and log lines and is what
+	// alt_svc refers to; unique, default fe<index>.
 	Name     string `yaml:"name"`
 	Listen   string `yaml:"listen"`
 	Protocol string `yaml:"protocol"`
@@ -880,12 +882,19 @@ func (c *Config) Validate() error {
 		bad("frontends", "at least one frontend is needed")
 	}
 	listens := map[string]string{}
+	names := map[string]bool{}
 	for i := range c.Frontends {
 		f := &c.Frontends[i]
 		p := fmt.Sprintf("frontends[%d]", i)
 		if f.Name == "" {
 			f.Name = fmt.Sprintf("fe%d", i)
 		}
+		// The name labels the frontend's metrics and log lines and is
+		// what alt_svc names: two would mix their counters.
+		if names[f.Name] {
+			bad(p+".name", "frontend %q defined twice", f.Name)
+		}
+		names[f.Name] = true
 		oneOf(p+".protocol", f.Protocol, ProtoHTTP, ProtoHTTPS, ProtoH3, ProtoTCP)
 		ap, err := netip.ParseAddrPort(f.Listen)
 		if err != nil {

@@ -150,6 +150,7 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"negative weight", strings.Replace(goodConfig, "weight: 3", "weight: -1", 1), "backends[0].servers[0].weight: -1 is outside 0..256"},
 		{"body timeout", strings.Replace(goodConfig, "backend: origins}", "backend: origins, timeouts: {body: -1s}}", 1), "frontends[0].timeouts.body: must not be negative"},
 		{"send timeout", strings.Replace(goodConfig, "backend: origins}", "backend: origins, timeouts: {send: -1s}}", 1), "frontends[0].timeouts.send: must not be negative"},
+		{"duplicate frontend name", strings.Replace(goodConfig, "name: web3,", "name: web,", 1), `frontends[1].name: frontend "web" defined twice`},
 		{"frontend max_connections", strings.Replace(goodConfig, "backend: origins}", "backend: origins, max_connections: -1}", 1), "frontends[0].max_connections: must not be negative"},
 		{"engine max_connections", goodConfig + "max_connections: -5\n", "max_connections: -5 must be at least 1"},
 		{"early data on raw", strings.Replace(goodConfig, "protocol: raw", "protocol: raw\n    early_data: true", 1), "backends[1].early_data: only for protocol h3"},
