@@ -176,14 +176,13 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 		newBackends[b.Name] = rt
 	}
 	// Frontends: keep sockets whose protocol and address are unchanged.
+	// One whose protocol changes on the same address (http to https)
+	// must have the old frontend's socket closed before it can bind:
+	// those start last, once every other new socket is bound.
 	newFrontends := map[string]*frontend.Frontend{}
-	var opened []*frontend.Frontend
-	for _, f := range cfg.Frontends {
-		k := frontendKey(&f)
-		if old := e.frontends[k]; old != nil && old.Config().Protocol == f.Protocol {
-			newFrontends[k] = old
-			continue
-		}
+	var opened, stopped []*frontend.Frontend
+	var inPlace []config.Frontend
+	start := func(f config.Frontend) error {
 		fe := frontend.New(f, newBackends, e.fenv)
 		if err := fe.Start(); err != nil {
 			for _, o := range opened {
@@ -192,10 +191,34 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 			for _, c := range created {
 				c.Close()
 			}
+			e.relisten(stopped)
 			return fmt.Errorf("frontend %s: %w", f.Name, err)
 		}
 		opened = append(opened, fe)
-		newFrontends[k] = fe
+		newFrontends[frontendKey(&f)] = fe
+		return nil
+	}
+	for _, f := range cfg.Frontends {
+		k := frontendKey(&f)
+		if old := e.frontends[k]; old != nil {
+			if old.Config().Protocol == f.Protocol {
+				newFrontends[k] = old
+			} else {
+				inPlace = append(inPlace, f)
+			}
+			continue
+		}
+		if err := start(f); err != nil {
+			return err
+		}
+	}
+	for _, f := range inPlace {
+		old := e.frontends[frontendKey(&f)]
+		old.StopListening()
+		stopped = append(stopped, old)
+		if err := start(f); err != nil {
+			return err
+		}
 	}
 	// Commit: switch kept frontends to the new backends.
 	for _, rt := range created {
@@ -228,6 +251,23 @@ func (e *Engine) applyLocked(cfg *config.Config) error {
 	}
 	e.frontends, e.backends = newFrontends, newBackends
 	return nil
+}
+
+// relisten puts back, after a refused reload, the sockets of frontends
+// whose listening socket the reload had closed (StopListening): each is
+// replaced by a frontend of its configuration on a new socket, and the old
+// one drains what it accepted.
+func (e *Engine) relisten(stopped []*frontend.Frontend) {
+	for _, old := range stopped {
+		f := *old.Config()
+		fe := frontend.New(f, e.backends, e.fenv)
+		if err := fe.Start(); err != nil {
+			e.log.Error("frontend lost in a refused reload", "frontend", f.Name, "err", err)
+			continue
+		}
+		e.frontends[frontendKey(&f)] = fe
+		e.retiring.Go(func() { old.Shutdown(e.life) })
+	}
 }
 
 // Shutdown drains: listeners close at once, requests and tunnels in flight

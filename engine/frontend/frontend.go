@@ -329,6 +329,16 @@ func (fe *Frontend) acceptTunnels() {
 	}
 }
 
+// StopListening closes the frontend's listening TCP socket (http, https
+// and tcp frontends), so that a frontend of another protocol can bind its
+// address: a reload that changes the protocol on one address. What it
+// accepted is served on until Shutdown.
+func (fe *Frontend) StopListening() {
+	if fe.ln != nil {
+		fe.ln.Close()
+	}
+}
+
 // Shutdown stops accepting and waits for requests and tunnels in flight;
 // when ctx ends it cuts what is left.
 func (fe *Frontend) Shutdown(ctx context.Context) {
