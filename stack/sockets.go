@@ -51,6 +51,11 @@ func (s *Stack) ListenTCP(addr netip.AddrPort) (net.Listener, error) {
 	if terr != nil {
 		return nil, opErr("listen", "tcp", addr, tcpipErr(terr))
 	}
+	// SO_REUSEADDR, as Go's net package sets on every kernel listener: a
+	// listener opened again on the address of one just closed (a reload
+	// that changes a frontend's protocol) binds though that one's
+	// connections are still open or in TIME-WAIT.
+	ep.SocketOptions().SetReuseAddress(true)
 	if terr := ep.Bind(fa); terr != nil {
 		ep.Close()
 		return nil, opErr("listen", "tcp", addr, tcpipErr(terr))

@@ -93,3 +93,37 @@ func TestTCPConnReleaseIdle(t *testing.T) {
 		t.Fatalf("read after ReleaseIdle: %q, %v; want \"next\"", b, err)
 	}
 }
+
+// TestListenTCPReuseAddress: a listener opens again on the address of a
+// closed one while that one's accepted connection is open, and after the
+// accepted end closed first (TIME-WAIT), as a kernel listener with Go's
+// SO_REUSEADDR does; two listeners on one address still conflict.
+func TestListenTCPReuseAddress(t *testing.T) {
+	r := stacktest.NewXDPPair(t, stacktest.XDPOptions{})
+	addr := netip.AddrPortFrom(stacktest.AddrA4, 2000)
+	c1, c2, stop, err := tcpPipe(t, r, addr.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	l, err := r.A.ListenTCP(addr)
+	if err != nil {
+		t.Fatalf("listen again beside an open accepted connection: %v", err)
+	}
+	if l2, err := r.A.ListenTCP(addr); err == nil {
+		l2.Close()
+		t.Error("two listeners bound one address")
+	}
+	l.Close()
+	// The accepted end closes first: its side waits in TIME-WAIT.
+	c2.Close()
+	if _, err := io.ReadAll(c1); err != nil {
+		t.Fatal(err)
+	}
+	c1.Close()
+	l, err = r.A.ListenTCP(addr)
+	if err != nil {
+		t.Fatalf("listen again after the accepted end closed: %v", err)
+	}
+	l.Close()
+}
