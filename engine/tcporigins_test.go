@@ -92,6 +92,9 @@ func tcpGet(ctx context.Context, ns *lab.NS, proto string, addr netip.AddrPort, 
 // many requests it ends an HTTP/1.1 connection with Connection: close and
 // an HTTP/2 one with GOAWAY.
 func nginxCommand(proto string, keepalive int) func(netip.AddrPort, originFiles, string) ([]string, []string, error) {
+	if keepalive == 0 {
+		keepalive = 1000 // here, not in the closure, which parallel tests share
+	}
 	return func(addr netip.AddrPort, f originFiles, state string) ([]string, []string, error) {
 		listen := addr.String()
 		switch proto {
@@ -99,9 +102,6 @@ func nginxCommand(proto string, keepalive int) func(netip.AddrPort, originFiles,
 			listen += " ssl http2"
 		case "http1-tls":
 			listen += " ssl"
-		}
-		if keepalive == 0 {
-			keepalive = 1000
 		}
 		var temps strings.Builder
 		for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
