@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -543,11 +545,55 @@ func Parse(b []byte) (*Config, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalid)
 	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err == nil {
+		if errs := fractions(&doc, ""); len(errs) > 0 {
+			return nil, errs
+		}
+	}
 	c.setDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// floatKeys are the keys whose values are not integers (AccessLog.Sample).
+var floatKeys = map[string]bool{"sample": true}
+
+// fractions finds numbers with a fraction given to integer keys, which the
+// YAML decoder would truncate without a word: "weight: 0.5" would drain
+// the server (weight 0), "max_connections: 1.5" would allow one. Every
+// such number is a FieldError naming its key path (from path, the path of
+// n).
+func fractions(n *yaml.Node, path string) Errors {
+	var errs Errors
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			errs = append(errs, fractions(c, path)...)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			errs = append(errs, fractions(c, fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if v.Kind == yaml.ScalarNode && v.Tag == "!!float" && !floatKeys[k.Value] {
+				if f, err := strconv.ParseFloat(v.Value, 64); err == nil && f != math.Trunc(f) {
+					errs = append(errs, &FieldError{Field: p, Problem: fmt.Sprintf("line %d: %s is not a whole number", v.Line, v.Value)})
+				}
+				continue
+			}
+			errs = append(errs, fractions(v, p)...)
+		}
+	}
+	return errs
 }
 
 func (c *Config) setDefaults() {

@@ -150,6 +150,8 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 		{"negative weight", strings.Replace(goodConfig, "weight: 3", "weight: -1", 1), "backends[0].servers[0].weight: -1 is outside 0..256"},
 		{"body timeout", strings.Replace(goodConfig, "backend: origins}", "backend: origins, timeouts: {body: -1s}}", 1), "frontends[0].timeouts.body: must not be negative"},
 		{"send timeout", strings.Replace(goodConfig, "backend: origins}", "backend: origins, timeouts: {send: -1s}}", 1), "frontends[0].timeouts.send: must not be negative"},
+		{"fractional weight", strings.Replace(goodConfig, "weight: 3", "weight: 0.5", 1), "backends[0].servers[0].weight: line 24: 0.5 is not a whole number"},
+		{"fractional limit", goodConfig + "max_connections: 1.5\n", "max_connections: line 31: 1.5 is not a whole number"},
 		{"duplicate frontend name", strings.Replace(goodConfig, "name: web3,", "name: web,", 1), `frontends[1].name: frontend "web" defined twice`},
 		{"frontend max_connections", strings.Replace(goodConfig, "backend: origins}", "backend: origins, max_connections: -1}", 1), "frontends[0].max_connections: must not be negative"},
 		{"engine max_connections", goodConfig + "max_connections: -5\n", "max_connections: -5 must be at least 1"},
@@ -169,6 +171,18 @@ func TestParseConfigErrorsNameTheField(t *testing.T) {
 				t.Errorf("error %q does not contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Whole numbers written as floats still read as integers; access_log's
+// sample is a fraction.
+func TestParseConfigWholeFloats(t *testing.T) {
+	c, err := Parse([]byte(goodConfig + "max_connections: 1e5\naccess_log: {path: stdout, sample: 0.5}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConnections != 100000 || *c.AccessLog.Sample != 0.5 {
+		t.Errorf("max_connections %d, sample %v", c.MaxConnections, *c.AccessLog.Sample)
 	}
 }
 
