@@ -283,9 +283,22 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	fes := e.frontends
 	e.mu.Unlock()
 	e.log.Info("draining", "frontends", len(fes))
+	// The frontends cut what is left when fctx ends: at ctx's deadline,
+	// once the requests still in flight are counted. Counted after the
+	// frontends' own cut, they would be gone already (their connections
+	// closed under them); and a drain that finished as the deadline
+	// passed cut nothing and is no failure.
+	fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer fcancel()
+	cut := make(chan int64, 1)
+	stop := context.AfterFunc(ctx, func() {
+		cut <- e.fenv.InflightN.Load()
+		fcancel()
+	})
+	defer stop()
 	var wg sync.WaitGroup
 	for _, fe := range fes {
-		wg.Go(func() { fe.Shutdown(ctx) })
+		wg.Go(func() { fe.Shutdown(fctx) })
 	}
 	wg.Wait()
 	done := make(chan struct{})
@@ -293,10 +306,13 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	var err error
 	select {
 	case <-done:
-	case <-ctx.Done():
-		n := e.fenv.InflightN.Load()
+	case <-fctx.Done():
+	}
+	if stop() {
+		fcancel()
+	} else if n := <-cut; n > 0 {
 		e.metrics.DrainCut.Add(n)
-		e.log.Warn("drain deadline passed; cutting requests in flight", "requests", n)
+		e.log.Warn("drain deadline passed; cut requests in flight", "requests", n)
 		err = fmt.Errorf("drain: %w", ctx.Err())
 	}
 	// Closing the backends ends what is left: requests still waiting on a
