@@ -282,7 +282,11 @@ type FrontTimeout struct {
 	// connection, its payload buffer (buffers.memory) and its backend
 	// stream for ever. A cut response resets the client's stream (the
 	// HTTP/1.1 connection is closed) and is counted in
-	// xdpnet_client_timeouts_total{reason="send"}. Default 30s.
+	// xdpnet_client_timeouts_total{reason="send"}. Default 60s, nginx's.
+	// On kernel sockets a blocked write wakes only once a third of the
+	// socket's send buffer has drained (as nginx's does, on EPOLLOUT), so
+	// the slowest reader kept is about that third per timeout: 23 KB/s
+	// with Linux's 4 MiB send buffer at 60s (by that rule, not measured).
 	Send Duration `yaml:"send"`
 }
 
@@ -638,7 +642,7 @@ func (c *Config) setDefaults() {
 		defDur(&f.Timeouts.Header, 10*time.Second)
 		defDur(&f.Timeouts.Idle, 60*time.Second)
 		defDur(&f.Timeouts.Body, 30*time.Second)
-		defDur(&f.Timeouts.Send, 30*time.Second)
+		defDur(&f.Timeouts.Send, 60*time.Second)
 		defInt(&f.MaxHeaderBytes, 64<<10)
 		defInt(&f.MaxFrameSize, 16<<10)
 		f.ProxyProtocol.setDefaults()

@@ -88,7 +88,7 @@ func TestParseConfigGood(t *testing.T) {
 	if got := c.Frontends[0].Addr().String(); got != "198.18.1.1:80" {
 		t.Errorf("frontend addr %s", got)
 	}
-	if f := c.Frontends[0]; f.Timeouts.Body.D() != 30*time.Second || f.Timeouts.Send.D() != 30*time.Second || f.MaxConnections != 0 || c.MaxConnections != 100000 || c.AdminPublic {
+	if f := c.Frontends[0]; f.Timeouts.Body.D() != 30*time.Second || f.Timeouts.Send.D() != 60*time.Second || f.MaxConnections != 0 || c.MaxConnections != 100000 || c.AdminPublic {
 		t.Errorf("limit defaults: body %v, frontend max_connections %d, engine max_connections %d, admin_public %v",
 			f.Timeouts.Body.D(), f.MaxConnections, c.MaxConnections, c.AdminPublic)
 	}
