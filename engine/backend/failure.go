@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"syscall"
 
 	"github.com/quic-go/quic-go"
 
@@ -40,6 +41,14 @@ func Classify(err error) Failure {
 		return Failure{http.StatusBadGateway, "connection refused", "connection_refused"}
 	case errors.As(err, &hs), errors.As(err, &idle), errors.Is(err, context.DeadlineExceeded):
 		return Failure{http.StatusGatewayTimeout, "connect timeout", "connection_timeout"}
+	// The TCP backends' socket errors (the netstack maps its own to these
+	// errnos, as kernel sockets report them): RFC 9209 section 2.3.
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Failure{http.StatusBadGateway, "connection refused", "connection_refused"}
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return Failure{http.StatusBadGateway, "destination unreachable", "destination_ip_unroutable"}
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return Failure{http.StatusBadGateway, "connection reset", "connection_terminated"}
 	}
 	return Failure{http.StatusBadGateway, "backend error", "proxy_internal_error"}
 }
