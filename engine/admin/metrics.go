@@ -273,7 +273,7 @@ var foreignTags = map[reflect.Type]map[string]reflect.StructTag{
 // metricHelp is the help text of every metric the snapshots give. A name
 // ending in _total is a counter, any other a gauge.
 var metricHelp = map[string]string{
-	"xdpnet_requests_total":                     "HTTP requests answered by frontends, by status class and result (ok, failed, aborted, client_gone, bad_request, body_timeout, send_timeout: the client did not take a response write within timeouts.send, no_route: 404, no route matched and the frontend has no backend; no_buffer: 503, no payload buffer within buffers.wait).",
+	"xdpnet_requests_total":                     "HTTP requests answered by frontends, by status class and result (ok, failed, aborted, client_gone, bad_request, body_timeout, send_timeout: the client did not take a response write within timeouts.send, no_route: 404, no route matched and the frontend has no backend; no_buffer: 503, no payload buffer within buffers.wait; not_implemented: 501, a CONNECT request).",
 	"xdpnet_route_requests_total":               "HTTP requests by frontend, route (\"default\": the frontend's own backend) and status class.",
 	"xdpnet_client_connections":                 "Open client connections per frontend.",
 	"xdpnet_connections_refused_total":          "Client connections refused by a connection limit, by reason: frontend_limit or engine_limit (max_connections), budget (no TCP buffer reservation within buffers.accept_wait). TCP ones are closed right after accept, QUIC ones get CONNECTION_REFUSED.",

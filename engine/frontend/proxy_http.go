@@ -173,6 +173,15 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if badFraming(r) {
 		code = refuseFraming(w)
 		e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), "bad_request").Inc()
+	} else if r.Method == http.MethodConnect {
+		// A tunnel request (RFC 9110 section 9.3.6) is a forward
+		// proxy's business: the gateway does not open tunnels from
+		// HTTP requests (tcp frontends do), and one sent on to a
+		// backend that answered 2xx would wait for a body that never
+		// comes. 501: the method is known, the function not provided.
+		code = http.StatusNotImplemented
+		http.Error(w, "501 Not Implemented: CONNECT (xdpnet is a reverse proxy; tunnels are tcp frontends)", code)
+		e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), "not_implemented").Inc()
 	} else if rte = fe.acquireRoute(r.Host, r.URL.Path); rte == nil {
 		code = notFound(w)
 		e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), "no_route").Inc()

@@ -141,7 +141,8 @@ type PayloadStats struct {
 // FrontendStats are one frontend's counters.
 type FrontendStats struct {
 	// Requests are by result (ok, failed, aborted, client_gone,
-	// bad_request, body_timeout, send_timeout, no_route, no_buffer), then
+	// bad_request, body_timeout, send_timeout, no_route, no_buffer,
+	// not_implemented: CONNECT), then
 	// status class (2xx ...).
 	Requests          map[string]map[string]uint64 `json:"requests" metric:"xdpnet_requests_total" by:"result,class"`
 	ClientConnections int64                        `json:"client_connections" metric:"xdpnet_client_connections"`
