@@ -100,3 +100,48 @@ func TestFrontendRefusesTwoFramings(t *testing.T) {
 		}
 	}
 }
+
+// TestFrontendMalformedChunkedBody: a chunked request body that breaks
+// RFC 9112 section 7.1 (bare LF line ends, a chunk size past 64 bits)
+// gets 400 from the gateway with its connection closed, so nothing after
+// it is read as a request; the backend (nginx) is not blamed: no 502, no
+// backend failure counted. The gateway answered 502 before, counting a
+// failure of the server.
+func TestFrontendMalformedChunkedBody(t *testing.T) {
+	t.Parallel()
+	f := tcpLab(t, nginxHTTP1, "")
+	addr := strings.TrimPrefix(f.env.FrontendURL("http"), "http://")
+	for _, body := range []string{
+		"5\nhello\n0\n\n",
+		"fffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := f.env.Dial(ctx, "tcp", addr)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "PUT /up/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"+body+
+			"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("body %q: %v", body, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !resp.Close {
+			t.Errorf("body %q: status %d, close %v; want 400 and the connection closed", body, resp.StatusCode, resp.Close)
+		}
+		if extra, err := br.ReadByte(); err == nil || !(errors.Is(err, io.EOF) || isReset(err)) {
+			t.Errorf("body %q: after the 400, read %q, %v; want the connection closed", body, extra, err)
+		}
+		c.Close()
+	}
+	for reason, n := range f.env.Engine.Stats().Engine.Backends["origins"].Failures {
+		if n > 0 {
+			t.Errorf("malformed client bodies counted as backend failures: %s %d", reason, n)
+		}
+	}
+}

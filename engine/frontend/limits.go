@@ -208,6 +208,9 @@ type timedBody struct {
 	cancel  context.CancelCauseFunc // of the backend attempts' context
 
 	timedOut atomic.Bool
+	// broken is set when the client's body failed to read other than
+	// by the timeout: malformed chunked coding, a body cut short.
+	broken atomic.Bool
 	// done is set when the handler returns: the ResponseController must
 	// not be used after that, and the HTTP/3 client may still be reading
 	// the body in its own goroutine.
@@ -241,6 +244,9 @@ func (b *timedBody) Read(p []byte) (int, error) {
 		b.timedOut.Store(true)
 		b.cancel(errBodyTimeout)
 		return n, errBodyTimeout
+	}
+	if err != io.EOF && !errors.Is(err, http.ErrBodyReadAfterClose) { // the latter: closed on our side
+		b.broken.Store(true)
 	}
 	if !b.done.Load() {
 		b.rc.SetReadDeadline(time.Time{})
@@ -286,12 +292,28 @@ func (h *httpProxy) timeBody(w http.ResponseWriter, out *http.Request) (*http.Re
 // cut reports whether the body timed out (false for nil: no timeout).
 func (b *timedBody) cut() bool { return b != nil && b.timedOut.Load() }
 
+// malformed reports whether the client's body failed to read (false for
+// nil).
+func (b *timedBody) malformed() bool { return b != nil && b.broken.Load() }
+
 // finish marks the handler done (see done) and releases the context.
 func (b *timedBody) finish() {
 	if b != nil {
 		b.done.Store(true)
 		b.cancel(nil)
 	}
+}
+
+// badBody answers a request whose body could not be read (RFC 9112
+// section 7.1: a malformed chunked coding; a body cut short): 400, the
+// client's fault and not its backend's, with the HTTP/1.1 connection
+// closed after it (where the body ends is unknown).
+func (h *httpProxy) badBody(w http.ResponseWriter, r *http.Request) (int, string) {
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+	http.Error(w, "400 Bad Request: malformed or incomplete request body", http.StatusBadRequest)
+	return http.StatusBadRequest, "bad_request"
 }
 
 // bodyTimedOut answers a request whose body stalled: 408, with the

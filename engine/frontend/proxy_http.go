@@ -326,6 +326,10 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 			// The client stalled mid-body: not the server's fault.
 			return h.bodyTimedOut(w, r)
 		}
+		if tb.malformed() && r.Context().Err() == nil {
+			// Nor is a body the client broke.
+			return h.badBody(w, r)
+		}
 		lastSrv = srv
 		if stage == stageConnect && r.Context().Err() == nil {
 			rt.ConnectFailed(srv, err)
