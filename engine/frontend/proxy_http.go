@@ -249,6 +249,15 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 		out.Header.Set("X-Forwarded-For", ip)
 	}
 	out.Header.Add("Via", via(r))
+	// The scheme the client used, which the backend cannot see (it is
+	// reached over its own protocol): applications build their redirects
+	// and absolute links from it. Set, not appended: a client's own value
+	// would let it pass for HTTPS (as Envoy and Caddy do at the edge).
+	if r.TLS != nil {
+		out.Header.Set("X-Forwarded-Proto", "https")
+	} else {
+		out.Header.Set("X-Forwarded-Proto", "http")
+	}
 
 	// Make the body replayable when it is small and known in size. A body
 	// is read under the frontend's body timeout (timedBody).
