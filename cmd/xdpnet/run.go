@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -89,7 +90,28 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		log.Info("signal: draining", "signal", sig.String(), "deadline", *drain)
 		ctx, cancel := context.WithTimeout(context.Background(), *drain)
+		// A second SIGTERM or SIGINT (an operator's second Ctrl-C) cuts
+		// the drain at once instead of waiting out -drain; SIGHUP is
+		// ignored meanwhile.
+		drained := make(chan struct{})
+		var watch sync.WaitGroup
+		watch.Go(func() {
+			for {
+				select {
+				case s := <-sigs:
+					if s != syscall.SIGHUP {
+						log.Warn("second signal: cutting the drain", "signal", s.String())
+						cancel()
+						return
+					}
+				case <-drained:
+					return
+				}
+			}
+		})
 		err := e.Shutdown(ctx)
+		close(drained)
+		watch.Wait()
 		cancel()
 		if err != nil {
 			return err

@@ -201,3 +201,55 @@ func startRun(t *testing.T, cfg string) *lockedBuffer {
 	})
 	return stderr
 }
+
+// A second SIGTERM during a drain cuts it at once: run returns with the
+// drain's error long before -drain, and the request still in flight is
+// cut rather than waited for.
+func TestRunSecondSignalCutsDrain(t *testing.T) {
+	dir := t.TempDir()
+	o, pc, certFile := startLoopOrigin(t, dir)
+	admin, front := freePort(t), freePort(t)
+	cfg := filepath.Join(dir, "x.yaml")
+	text := fmt.Sprintf(`dataplane: kernel
+admin: %q
+frontends: [{name: web, listen: %q, protocol: http, backend: b}]
+backends:
+  - {name: b, tls: {ca: %q}, timeouts: {request: 1m}, servers: [{name: o, address: %q}]}
+`, admin, front, certFile, pc.LocalAddr())
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"run", "-c", cfg, "-drain", "1m"}, io.Discard, &stderr) }()
+	waitFor(t, &stderr, "engine started")
+	slow := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + front + "/sleep?d=30s")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		slow <- err
+	}()
+	testutil.WaitFor(t, "the slow request at the origin", func() bool { return o.Stats().Requests >= 1 })
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	waitFor(t, &stderr, "signal: draining")
+	start := time.Now()
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case code := <-done:
+		if code == 0 {
+			t.Errorf("run exited 0 after a cut drain\n%s", stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "second signal") {
+			t.Errorf("the log does not say why the drain was cut:\n%s", stderr.String())
+		}
+		t.Logf("run returned %v after the second SIGTERM", time.Since(start))
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after a second SIGTERM")
+	}
+	if err := <-slow; err == nil {
+		t.Error("the request in flight completed, though the drain was cut")
+	}
+}
