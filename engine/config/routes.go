@@ -27,8 +27,9 @@ type Route struct {
 	// (a.example.com and a.b.example.com, not example.com), as Envoy's
 	// suffix wildcards. Empty: any host.
 	Host string `yaml:"host"`
-	// PathPrefix matches the start of the request's path, byte for byte
-	// and as sent (not normalised): "/v1/" matches /v1/users but not /v1.
+	// PathPrefix matches the start of the request's percent-decoded path
+	// (net/http's URL.Path: /v1%2Fx is /v1/x), byte for byte and with no
+	// other normalisation: "/v1/" matches /v1/users and /v1/../x, not /v1.
 	// Empty: any path. It must start with "/".
 	PathPrefix string `yaml:"path_prefix"`
 	// Backend is the name of the backend the route sends to (an HTTP
