@@ -34,9 +34,11 @@ import (
 // the scan saw one (with pipelining, a request before it on the same
 // connection may get the 400: nothing after a smuggling attempt on a
 // connection can be trusted).
+//
+// Every connection carries one, idle ones too: its fields are ordered to
+// pack (40 bytes).
 type framingScan struct {
 	line [len("transfer-encoding:")]byte // the current line's start, lowercased
-	n    int                             // the current line's length so far
 	tail [len("HTTP/1.0\r")]byte         // the current line's last bytes
 	// inSection: a line of the current header section was seen (the
 	// next non-empty line is a field line, not a request line).
@@ -44,8 +46,14 @@ type framingScan struct {
 	// The current section's request line ended in HTTP/1.0; it has a
 	// Content-Length, a Transfer-Encoding field.
 	http10, cl, te bool
-	bad            atomic.Bool // a section framed two ways was seen
+	// n is the current line's length so far, up to maxLineCount (only
+	// its first len(line) and last len(tail) bytes matter).
+	n   int32
+	bad atomic.Bool // a section framed two ways was seen
 }
+
+// maxLineCount is where framingScan.n stops counting.
+const maxLineCount = 1 << 20
 
 var (
 	fieldCL = []byte("content-length:")
@@ -69,14 +77,15 @@ func (s *framingScan) scan(b []byte) {
 
 // take adds p to the current line.
 func (s *framingScan) take(p []byte) {
-	for i := 0; i < len(p) && s.n+i < len(s.line); i++ {
+	n := int(s.n)
+	for i := 0; i < len(p) && n+i < len(s.line); i++ {
 		c := p[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		s.line[s.n+i] = c
+		s.line[n+i] = c
 	}
-	s.n += len(p)
+	s.n = int32(min(n+len(p), maxLineCount))
 	if len(p) >= len(s.tail) {
 		copy(s.tail[:], p[len(p)-len(s.tail):])
 	} else {
@@ -87,8 +96,8 @@ func (s *framingScan) take(p []byte) {
 
 // endLine ends the current line (its '\n' was read).
 func (s *framingScan) endLine() {
-	line := s.line[:min(s.n, len(s.line))]
-	tail := s.tail[len(s.tail)-min(s.n, len(s.tail)):]
+	line := s.line[:min(int(s.n), len(s.line))]
+	tail := s.tail[len(s.tail)-min(int(s.n), len(s.tail)):]
 	s.n = 0
 	switch {
 	case len(line) == 0 || (len(line) == 1 && line[0] == '\r'):

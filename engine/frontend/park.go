@@ -102,14 +102,14 @@ type clientConn struct {
 	// on the serving goroutine (ordered through resumeListener's mutex
 	// and the server's start of that goroutine).
 	parkedAt time.Duration
-	skip     int
+	skip     int32
 	// prev and next link the connection in its frontend's parked list,
 	// which holds it while listed is set (parkedList's mutex guards the
 	// three).
 	prev, next *clientConn
 	listed     bool
 	// busyRun is skip's last value: it doubles at each quick return.
-	busyRun int
+	busyRun int32
 	// fresh is set when the server gets the connection (accepted or
 	// resumed), which it serves from a new goroutine; the first request
 	// grows that goroutine's stack (stack.go). Set before the server
