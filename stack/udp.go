@@ -307,14 +307,12 @@ func (c *UDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return c.write(b, ua)
 }
 
-// writeReq is what ep.Write takes by pointer; pooled so that a write does
-// not allocate it.
+// writeReq is what ep.Write takes by pointer. Only writes off the fast
+// paths (wildcard sockets, routes not resolved yet, fragments) make one.
 type writeReq struct {
 	r  bytes.Reader
 	to tcpip.FullAddress
 }
-
-var writeReqs = sync.Pool{New: func() any { return new(writeReq) }}
 
 func (c *UDPConn) write(b []byte, to *net.UDPAddr) (int, error) {
 	var addr net.Addr
@@ -332,8 +330,7 @@ func (c *UDPConn) write(b []byte, to *net.UDPAddr) (int, error) {
 			return len(b), nil
 		}
 	}
-	req := writeReqs.Get().(*writeReq)
-	defer func() { req.r.Reset(nil); writeReqs.Put(req) }()
+	req := new(writeReq)
 	var opts tcpip.WriteOptions
 	if to != nil {
 		ip := to.IP
