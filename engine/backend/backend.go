@@ -892,16 +892,35 @@ func (rt *Backend) dial(ctx context.Context, w int, srv *Server) (*Conn, error) 
 }
 
 // dialTCP opens an HTTP/2 or HTTP/1.1 connection to srv over worker w's
-// network (netstack TCP on the data plane), with TLS when the protocol
-// says so (verified as for QUIC backends: tls.server_name, else the
-// server's address, against tls.ca; TLS 1.2 or later, which origins over
-// TCP still serve).
+// network (netstack TCP on the data plane), with TLS (clientTLS) when the
+// protocol says so.
 func (rt *Backend) dialTCP(ctx context.Context, w int, srv *Server) (*Conn, error) {
 	if d := rt.cfg.Timeouts.Connect.D(); d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
+	tcp, err := rt.dialSocket(ctx, w, srv)
+	if err != nil {
+		return nil, err
+	}
+	o := httpmux.Options{Proto: rt.proto}
+	if rt.tcpTLS {
+		o.TLS = rt.clientTLS(srv)
+	}
+	hc, err := httpmux.Dial(ctx, tcp, o)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
+	}
+	if hc.Resumed() {
+		srv.early.resumed.Inc()
+	}
+	return &Conn{Conn: hc, http: hc}, nil
+}
+
+// dialSocket opens a TCP connection to srv over worker w's network, with
+// its reservation in the memory budget, which its Close gives back.
+func (rt *Backend) dialSocket(ctx context.Context, w int, srv *Server) (net.Conn, error) {
 	var release func()
 	if rt.tcpRes != nil {
 		var err error
@@ -920,25 +939,21 @@ func (rt *Backend) dialTCP(ctx context.Context, w int, srv *Server) (*Conn, erro
 		// httpmux closes the socket on every way out, failed dials too.
 		tcp = &reservedConn{Conn: tcp, release: release}
 	}
-	o := httpmux.Options{Proto: rt.proto}
-	if rt.tcpTLS {
-		sni := rt.cfg.TLS.ServerName
-		if sni == "" {
-			sni = srv.addr.Addr().String()
-		}
-		// The server's own ticket cache, as for QUIC (see early.go): a
-		// resumed handshake skips the certificate and its verification.
-		o.TLS = &tls.Config{ServerName: sni, RootCAs: rt.roots, MinVersion: tls.VersionTLS12,
-			InsecureSkipVerify: rt.cfg.TLS.InsecureSkipVerify, ClientSessionCache: srv.early.tickets}
+	return tcp, nil
+}
+
+// clientTLS is the TLS configuration of a connection to srv: verified as
+// for QUIC backends (tls.server_name, else the server's address, against
+// tls.ca; TLS 1.2 or later, which origins over TCP still serve), with the
+// server's own ticket cache, as for QUIC (see early.go): a resumed
+// handshake skips the certificate and its verification.
+func (rt *Backend) clientTLS(srv *Server) *tls.Config {
+	sni := rt.cfg.TLS.ServerName
+	if sni == "" {
+		sni = srv.addr.Addr().String()
 	}
-	hc, err := httpmux.Dial(ctx, tcp, o)
-	if err != nil {
-		return nil, fmt.Errorf("connect %s (%s): %w", srv.name, srv.addr, err)
-	}
-	if hc.Resumed() {
-		srv.early.resumed.Inc()
-	}
-	return &Conn{Conn: hc, http: hc}, nil
+	return &tls.Config{ServerName: sni, RootCAs: rt.roots, MinVersion: tls.VersionTLS12,
+		InsecureSkipVerify: rt.cfg.TLS.InsecureSkipVerify, ClientSessionCache: srv.early.tickets}
 }
 
 // reservedConn is a dialled TCP connection that gives its reservation in

@@ -3,7 +3,9 @@
 // consistent hash; weight 0 drains a server), the reuse.Pool of its
 // connections (QUIC for h3 and raw, HTTP/2 or HTTP/1.1 over TCP for h2, h2c,
 // http1 and http1-tls; package httpmux) with one shard per engine worker
-// under the backend's reuse policy, and the dials that fill it.
+// under the backend's reuse policy, and the dials that fill it. A request
+// that takes its connection over (an HTTP/1.1 Upgrade to WebSocket) gets
+// one of its own, outside the pool ([Backend.DialDedicated]).
 //
 // Faults. A server is dialled by at most reuse.max_dials handshakes per
 // worker at once. Failed dials push the server's next dial back
