@@ -273,13 +273,13 @@ var foreignTags = map[reflect.Type]map[string]reflect.StructTag{
 // metricHelp is the help text of every metric the snapshots give. A name
 // ending in _total is a counter, any other a gauge.
 var metricHelp = map[string]string{
-	"xdpnet_requests_total":                     "HTTP requests answered by frontends, by status class and result (ok, failed, aborted, client_gone, bad_request, body_timeout, send_timeout: the client did not take a response write within timeouts.send, no_route: 404, no route matched and the frontend has no backend; no_buffer: 503, no payload buffer within buffers.wait; not_implemented: 501, a CONNECT request).",
+	"xdpnet_requests_total":                     "HTTP requests answered by frontends, by status class and result (ok, failed, aborted, client_gone, bad_request, body_timeout, send_timeout: the client did not take a response write within timeouts.send, no_route: 404, no route matched and the frontend has no backend; no_buffer: 503, no payload buffer within buffers.wait; not_implemented: 501, a CONNECT request or a WebSocket upgrade to a backend without HTTP/1.1 Upgrade; upgraded: a WebSocket, counted when it ends).",
 	"xdpnet_route_requests_total":               "HTTP requests by frontend, route (\"default\": the frontend's own backend) and status class.",
 	"xdpnet_client_connections":                 "Open client connections per frontend.",
 	"xdpnet_connections_refused_total":          "Client connections refused by a connection limit, by reason: frontend_limit or engine_limit (max_connections), budget (no TCP buffer reservation within buffers.accept_wait). TCP ones are closed right after accept, QUIC ones get CONNECTION_REFUSED.",
 	"xdpnet_client_timeouts_total":              "Requests cut because the client was too slow, by reason: body (a request body read waited longer than timeouts.body), send (a response write waited longer than timeouts.send for the client to read).",
 	"xdpnet_tls_handshakes_total":               "Client connections of https frontends by how their TLS handshake went, counted when they close: full, resumed (session ticket), failed (bad, unfinished or timed out).",
-	"xdpnet_tunnels_total":                      "TCP connections tunnelled as raw streams, by result: ok, failed (no stream opened), reset (either side failed), idle (cut by the idle timeout), cut (still open at the drain deadline).",
+	"xdpnet_tunnels_total":                      "TCP connections tunnelled as raw streams, and WebSockets switched by http and https frontends, by result: ok, failed (no stream or backend connection opened, or no answer from the server), reset (either side failed), idle (cut by the idle timeout), cut (still open at the drain deadline), not_implemented (a WebSocket upgrade routed to an h2, h2c or h3 backend: 501).",
 	"xdpnet_backend_requests_total":             "Requests and tunnels that reached a backend server (response headers or an open stream).",
 	"xdpnet_backend_connections_opened_total":   "Backend connections opened, QUIC or TCP (handshakes completed).",
 	"xdpnet_backend_connect_errors_total":       "Failed backend connection attempts.",

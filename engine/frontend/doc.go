@@ -38,6 +38,13 @@
 // or the drain deadline resets the backend stream and closes the client
 // connection.
 //
+// WebSocket (upgrade.go): an HTTP/1.1 handshake (RFC 6455 section 4.1)
+// routed to an http1 or http1-tls backend goes on a backend connection of
+// its own (backend.Backend.DialDedicated) with Upgrade and Connection
+// kept; after a 101 the client connection is hijacked and spliced with it
+// like a tunnel, staying the frontend's (max_connections, memory budget)
+// until it ends. h2, h2c and h3 backends get no such request: 501.
+//
 // Client limits: a request body must keep coming (each read waits at most
 // the frontend's timeouts.body, else 408 and xdpnet_client_timeouts_total;
 // HTTP/1.1 and h2c through http.ResponseController.SetReadDeadline, HTTP/3

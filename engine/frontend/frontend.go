@@ -69,6 +69,9 @@ type Frontend struct {
 	h2conns  sync.Map // *clientConn -> struct{}
 	handoffs sync.WaitGroup
 	tunnels  sync.WaitGroup
+	// upgrades joins the WebSocket connections of http and https
+	// frontends (upgrade.go), which the http.Server no longer tracks.
+	upgrades sync.WaitGroup
 	// serving joins the serve or accept loop, which ends with the listener.
 	serving sync.WaitGroup
 	// cutCtx ends when the drain deadline passes (cut): tunnels still
@@ -354,6 +357,7 @@ func (fe *Frontend) Shutdown(ctx context.Context) {
 				fe.hs.Close()
 			}
 			fe.waitHandoffs(ctx)
+			fe.waitOrCut(ctx, &fe.upgrades)
 		case fe.h3 != nil:
 			// The listener is ours (ServeListener): close it first so
 			// that no handshake completes into a queue nobody accepts,
@@ -367,16 +371,22 @@ func (fe *Frontend) Shutdown(ctx context.Context) {
 			fe.pc.Close()
 		case fe.ln != nil:
 			fe.ln.Close()
-			done := make(chan struct{})
-			go func() { fe.tunnels.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-ctx.Done():
-				cut()
-				<-done
-			}
+			fe.waitOrCut(ctx, &fe.tunnels)
 		}
 		cut()
 		fe.serving.Wait() // the serve and accept loops end with their listeners
 	})
+}
+
+// waitOrCut waits for the tunnels wg joins; when ctx ends first, it cuts
+// them (cutCtx) and waits for them to end.
+func (fe *Frontend) waitOrCut(ctx context.Context, wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		fe.cut()
+		<-done
+	}
 }

@@ -58,6 +58,7 @@ const (
 	connResuming              // handed to resumeListener, not yet seen by the server
 	connClosed                // closed while parked (idle timeout, shutdown)
 	connHanding               // handed to an HTTP/2 goroutine, net/http letting go (handoff.go)
+	connUpgraded              // switched to WebSocket, hijacked by its handler (upgrade.go)
 )
 
 // readNotifier is a connection that can call fn once when it becomes
@@ -564,7 +565,7 @@ func parking(c net.Conn) bool {
 		return false
 	}
 	switch cc.state.Load() {
-	case connParking:
+	case connParking, connUpgraded:
 		return true
 	case connHanding:
 		cc.state.Store(connServed)

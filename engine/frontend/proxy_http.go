@@ -192,11 +192,17 @@ func (h *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			sess = &session{}
 			defer sess.close()
 		}
-		code, result = h.forward(w, r, rte, sess, &rec)
+		if webSocketUpgrade(r) {
+			code, result = h.upgrade(w, r, rte, sess, &rec)
+		} else {
+			code, result = h.forward(w, r, rte, sess, &rec)
+		}
 		e.Counters.Requests.WithLabelValues(fe.cfg.Name, statusClass(code), result).Inc()
 		e.Counters.RouteRequests.WithLabelValues(fe.cfg.Name, rte.name, statusClass(code)).Inc()
 	}
-	fe.latency.Observe(time.Since(start).Seconds())
+	if result != "upgraded" { // a WebSocket's life is not a response's latency
+		fe.latency.Observe(time.Since(start).Seconds())
+	}
 	if al != nil {
 		fe.logAccess(al, r, start, rte, code, cb, cw, &rec)
 	}
@@ -234,30 +240,7 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 	rt := rte.be
 	cfg := rt.Config()
 
-	out := r.Clone(r.Context())
-	out.RequestURI = ""
-	out.URL.Scheme = "https"
-	out.Host = r.Host
-	removeHopHeaders(out.Header)
-	if teTrailers(r.Header) {
-		out.Header.Set("Te", "trailers") // see teTrailers
-	}
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-			ip = strings.Join(prior, ", ") + ", " + ip
-		}
-		out.Header.Set("X-Forwarded-For", ip)
-	}
-	out.Header.Add("Via", via(r))
-	// The scheme the client used, which the backend cannot see (it is
-	// reached over its own protocol): applications build their redirects
-	// and absolute links from it. Set, not appended: a client's own value
-	// would let it pass for HTTPS (as Envoy and Caddy do at the edge).
-	if r.TLS != nil {
-		out.Header.Set("X-Forwarded-Proto", "https")
-	} else {
-		out.Header.Set("X-Forwarded-Proto", "http")
-	}
+	out := outRequest(r)
 
 	// Make the body replayable when it is small and known in size. A body
 	// is read under the frontend's body timeout (timedBody).
@@ -356,6 +339,44 @@ func (h *httpProxy) forward(w http.ResponseWriter, r *http.Request, rte *route, 
 			excluded[si] = true
 		}
 	}
+	return h.failed(w, r, rte, lastSrv, lastErr)
+}
+
+// outRequest is r as the backend gets it: without its hop-by-hop fields,
+// with X-Forwarded-For, Via and X-Forwarded-Proto.
+func outRequest(r *http.Request) *http.Request {
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	out.URL.Scheme = "https"
+	out.Host = r.Host
+	removeHopHeaders(out.Header)
+	if teTrailers(r.Header) {
+		out.Header.Set("Te", "trailers") // see teTrailers
+	}
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		out.Header.Set("X-Forwarded-For", ip)
+	}
+	out.Header.Add("Via", via(r))
+	// The scheme the client used, which the backend cannot see (it is
+	// reached over its own protocol): applications build their redirects
+	// and absolute links from it. Set, not appended: a client's own value
+	// would let it pass for HTTPS (as Envoy and Caddy do at the edge).
+	if r.TLS != nil {
+		out.Header.Set("X-Forwarded-Proto", "https")
+	} else {
+		out.Header.Set("X-Forwarded-Proto", "http")
+	}
+	return out
+}
+
+// failed answers a request that got no response from a server of rte
+// (lastSrv, nil when none was tried) after lastErr.
+func (h *httpProxy) failed(w http.ResponseWriter, r *http.Request, rte *route, lastSrv *backend.Server, lastErr error) (int, string) {
+	e := h.fe.env
+	cfg := rte.be.Config()
 	if r.Context().Err() != nil {
 		return 499, "client_gone"
 	}

@@ -79,16 +79,21 @@ func (fe *Frontend) serveTunnel(c net.Conn, worker int) {
 	}
 	err = splice(c, l.Stream(), fe.cfg.Timeouts.Idle.D(), fe.cutCtx.Done())
 	l.Done(err)
-	result := "ok"
+	e.Counters.Tunnels.WithLabelValues(fe.cfg.Name, tunnelResult(err)).Inc()
+}
+
+// tunnelResult is the xdpnet_tunnels_total result of a tunnel splice
+// ended with err.
+func tunnelResult(err error) string {
 	switch {
 	case errors.Is(err, errTunnelIdle):
-		result = "idle"
+		return "idle"
 	case errors.Is(err, errTunnelCut):
-		result = "cut"
+		return "cut"
 	case err != nil:
-		result = "reset"
+		return "reset"
 	}
-	e.Counters.Tunnels.WithLabelValues(fe.cfg.Name, result).Inc()
+	return "ok"
 }
 
 // errTunnelIdle ends a tunnel that carried no byte for the idle timeout.

@@ -151,7 +151,9 @@ type FrontendStats struct {
 	// ClientTimeouts are by reason: body (timeouts.body), send
 	// (timeouts.send).
 	ClientTimeouts map[string]uint64 `json:"client_timeouts" metric:"xdpnet_client_timeouts_total" by:"reason"`
-	// Tunnels are by result: ok, failed, reset, idle, cut.
+	// Tunnels (tcp frontends' tunnels, http and https frontends'
+	// WebSockets) are by result: ok, failed, reset, idle, cut,
+	// not_implemented.
 	Tunnels map[string]uint64 `json:"tunnels" metric:"xdpnet_tunnels_total" by:"result"`
 	// TLSHandshakes are an https frontend's client connections by how
 	// their TLS handshake went, counted as they close: full, resumed (a
