@@ -287,12 +287,14 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	// once the requests still in flight are counted. Counted after the
 	// frontends' own cut, they would be gone already (their connections
 	// closed under them); and a drain that finished as the deadline
-	// passed cut nothing and is no failure.
+	// passed cut nothing and is no failure. Open tunnels and WebSockets
+	// cut make it one too (xdpnet_tunnels_total counts them).
 	fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer fcancel()
-	cut := make(chan int64, 1)
+	type cutCount struct{ requests, tunnels int64 }
+	cut := make(chan cutCount, 1)
 	stop := context.AfterFunc(ctx, func() {
-		cut <- e.fenv.InflightN.Load()
+		cut <- cutCount{e.fenv.InflightN.Load(), e.fenv.TunnelsN.Load()}
 		fcancel()
 	})
 	defer stop()
@@ -310,9 +312,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	}
 	if stop() {
 		fcancel()
-	} else if n := <-cut; n > 0 {
-		e.metrics.DrainCut.Add(n)
-		e.log.Warn("drain deadline passed; cut requests in flight", "requests", n)
+	} else if n := <-cut; n.requests > 0 || n.tunnels > 0 {
+		e.metrics.DrainCut.Add(n.requests)
+		e.log.Warn("drain deadline passed; cut what was in flight", "requests", n.requests, "tunnels", n.tunnels)
 		err = fmt.Errorf("drain: %w", ctx.Err())
 	}
 	// Closing the backends ends what is left: requests still waiting on a

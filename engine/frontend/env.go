@@ -34,6 +34,9 @@ type Env struct {
 	// InflightN is its count, for what a drain's deadline cuts.
 	Inflight  sync.WaitGroup
 	InflightN atomic.Int64
+	// TunnelsN counts open tunnels (tcp frontends) and WebSockets, for
+	// what a drain's deadline cuts (they count in xdpnet_tunnels_total).
+	TunnelsN atomic.Int64
 	// Payload is the engine's pool of payload buffers, bounded by the
 	// payload allowance of buffers.memory: each proxied response in
 	// flight holds one buffer (the copy of its body; forward takes it,

@@ -326,6 +326,8 @@ func (fe *Frontend) acceptTunnels() {
 			defer fe.leave()
 			defer e.TCP.release(e.TCP.Conn)
 			defer conns.Dec()
+			e.TunnelsN.Add(1)
+			defer e.TunnelsN.Add(-1)
 			wl, wr := workerAddrs(c)
 			fe.serveTunnel(c, e.pickWorker(wl, wr, true))
 		})

@@ -229,6 +229,8 @@ func (h *httpProxy) splice101(w http.ResponseWriter, r *http.Request, hdr http.H
 	// cut counts it in xdpnet_tunnels_total, not as a cut request.
 	e.InflightN.Add(-1)
 	defer e.InflightN.Add(1)
+	e.TunnelsN.Add(1)
+	defer e.TunnelsN.Add(-1)
 	client := &upgradedConn{Conn: c}
 	if cc != nil {
 		// Past clientConn's framing scan, which is for HTTP requests.
