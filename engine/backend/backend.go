@@ -757,22 +757,11 @@ func (rt *Backend) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, er
 	if srv == nil {
 		return nil, fmt.Errorf("pool asked for unknown server %q", p.Server)
 	}
-	if err := rt.waitBackoff(ctx, srv); err != nil {
-		return nil, err
-	}
-	c, err := rt.dial(ctx, w, srv)
-	m := rt.m
+	c, err := dialAccounted(ctx, rt, srv, func() (*Conn, error) { return rt.dial(ctx, w, srv) })
 	if err != nil {
-		m.ConnectErrors.WithLabelValues(rt.cfg.Name, srv.name).Inc()
-		if serverCaused(err) {
-			srv.DialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
-		}
 		return nil, err
 	}
-	srv.dialOK()
-	srv.connectFails.Store(0)
-	m.ConnsOpened.WithLabelValues(rt.cfg.Name, srv.name).Inc()
-	m.ConnsOpen.Inc()
+	m := rt.m
 	rt.trMu.Lock()
 	defer rt.trMu.Unlock()
 	if rt.closed { // the pool closes it: ErrPoolClosed
@@ -793,6 +782,32 @@ func (rt *Backend) dialPooled(ctx context.Context, p reuse.Params) (mux.Conn, er
 		delete(rt.live[srv], c)
 		rt.trMu.Unlock()
 	})
+	return c, nil
+}
+
+// dialAccounted dials srv with dial once its backoff allows, and keeps the
+// account of it: a failure counts in the connect errors and, when the
+// server caused it, backs the server off; a success clears that and counts
+// a connection opened and open (the caller closes the account with
+// ConnsOpen.Dec).
+func dialAccounted[C any](ctx context.Context, rt *Backend, srv *Server, dial func() (C, error)) (C, error) {
+	var none C
+	if err := rt.waitBackoff(ctx, srv); err != nil {
+		return none, err
+	}
+	c, err := dial()
+	m := rt.m
+	if err != nil {
+		m.ConnectErrors.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+		if serverCaused(err) {
+			srv.DialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
+		}
+		return none, err
+	}
+	srv.dialOK()
+	srv.connectFails.Store(0)
+	m.ConnsOpened.WithLabelValues(rt.cfg.Name, srv.name).Inc()
+	m.ConnsOpen.Inc()
 	return c, nil
 }
 

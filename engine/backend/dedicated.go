@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/xdpnet/xdpnet/mux/httpmux"
 )
@@ -34,23 +33,11 @@ func (rt *Backend) DialDedicated(ctx context.Context, w, si int) (net.Conn, erro
 		return nil, fmt.Errorf("%s (%s): %w", rt.cfg.Name, rt.cfg.Protocol, ErrNotHTTP1)
 	}
 	srv := rt.servers[si]
-	if err := rt.waitBackoff(ctx, srv); err != nil {
-		return nil, err
-	}
-	c, err := rt.dialRaw(ctx, w, srv)
-	m := rt.m
+	c, err := dialAccounted(ctx, rt, srv, func() (*dedicatedConn, error) { return rt.dialRaw(ctx, w, srv) })
 	if err != nil {
-		m.ConnectErrors.WithLabelValues(rt.cfg.Name, srv.name).Inc()
-		if serverCaused(err) {
-			srv.DialFailed(time.Now(), rt.cfg.Timeouts.BackoffMin.D(), rt.cfg.Timeouts.BackoffMax.D())
-		}
 		return nil, err
 	}
-	srv.dialOK()
-	srv.connectFails.Store(0)
-	m.ConnsOpened.WithLabelValues(rt.cfg.Name, srv.name).Inc()
-	m.ConnsOpen.Inc()
-	c.closed = m.ConnsOpen.Dec
+	c.closed = rt.m.ConnsOpen.Dec
 	return c, nil
 }
 
